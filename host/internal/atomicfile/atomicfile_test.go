@@ -1,0 +1,248 @@
+package atomicfile
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestWriteFile(t *testing.T) {
+	tests := []struct {
+		name string
+		prev []byte // nil: the file does not exist yet
+		data []byte
+		perm os.FileMode
+	}{
+		{name: "new file", data: []byte("hello"), perm: 0o600},
+		{name: "replace", prev: []byte("old content that is longer"), data: []byte("new"), perm: 0o600},
+		{name: "empty", prev: []byte("x"), data: []byte{}, perm: 0o600},
+		{name: "wider mode", data: []byte("public"), perm: 0o644},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "f.json")
+			if tc.prev != nil {
+				if err := os.WriteFile(p, tc.prev, 0o666); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := WriteFile(p, tc.data, tc.perm); err != nil {
+				t.Fatalf("WriteFile: %v", err)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.data) {
+				t.Errorf("content = %q, want %q", got, tc.data)
+			}
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tc.perm {
+				t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tc.perm)
+			}
+			assertNoTemp(t, dir)
+		})
+	}
+}
+
+func TestWriteFileErrorLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	// The target's directory does not exist: nothing may be created.
+	p := filepath.Join(dir, "missing", "f")
+	if err := WriteFile(p, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile into a missing directory succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("left entries behind: %v", entries)
+	}
+
+	// The target is a directory: the rename fails, the temp file is removed
+	// and the directory is untouched.
+	target := filepath.Join(dir, "adir")
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "inner"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(target, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile over a non-empty directory succeeded")
+	}
+	assertNoTemp(t, dir)
+	if b, err := os.ReadFile(filepath.Join(target, "inner")); err != nil || string(b) != "keep" {
+		t.Fatalf("directory content changed: %q, %v", b, err)
+	}
+}
+
+// Concurrent writers of the same path: every reader sees one complete
+// version, never a mix.
+func TestWriteFileConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	versions := make([][]byte, 8)
+	for i := range versions {
+		versions[i] = bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
+	}
+	if err := WriteFile(p, versions[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range versions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if err := WriteFile(p, versions[i], 0o600); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var rwg sync.WaitGroup
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(b) != 64<<10 || !bytes.Equal(b, bytes.Repeat(b[:1], len(b))) {
+				t.Errorf("reader saw a torn file of %d bytes", len(b))
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	rwg.Wait()
+	assertNoTemp(t, dir)
+}
+
+func TestIsTemp(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{".key.json.tmp-123456", true},
+		{".abc.tmp-", true},
+		{"key.json", false},
+		{"key.tmp-1", false}, // not a dot file: not ours
+		{".hidden", false},
+	}
+	for _, tc := range tests {
+		if got := IsTemp(tc.name); got != tc.want {
+			t.Errorf("IsTemp(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A crash between create and rename leaves a temporary file: CleanTemp
+// removes it and nothing else.
+func TestCleanTemp(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "real.json")
+	if err := WriteFile(keep, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		name := filepath.Join(dir, fmt.Sprintf(".real.json%s%d", tempMarker, i))
+		if err := os.WriteFile(name, []byte("{half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".x.tmp-dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n, err := CleanTemp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("removed %d, want 3", n)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("real file gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".x.tmp-dir")); err != nil {
+		t.Errorf("directory removed: %v", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("file still there: %v", err)
+	}
+	if err := Remove(p); err != nil {
+		t.Fatalf("removing a missing file: %v", err)
+	}
+}
+
+func TestMkdirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	if err := MkdirPrivate(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirPrivate(dir); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("mode = %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+func assertNoTemp(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if IsTemp(e.Name()) {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
+
+func BenchmarkWriteFile(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "f")
+	data := bytes.Repeat([]byte("x"), 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := WriteFile(p, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
