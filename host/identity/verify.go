@@ -1,0 +1,157 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Errors Verify wraps, for errors.Is.
+var (
+	// ErrInvalidToken: malformed, wrong type, bad signature, unknown key,
+	// wrong issuer or audience, missing claims.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrExpiredToken: the token's exp has passed.
+	ErrExpiredToken = errors.New("token expired")
+)
+
+// maxVerifyLength bounds what Verify parses; Issue never makes tokens
+// longer than MaxTokenLength.
+const maxVerifyLength = 2 * MaxTokenLength
+
+// iatLeeway is how far in the future "iat" may lie (clock skew between
+// replicas).
+const iatLeeway = time.Minute
+
+// VerifiedClaims are the claims of a token Verify accepted.
+type VerifiedClaims struct {
+	// Type is TypeUser or TypeLimitedUser.
+	Type string
+	// Subject is the user entity ref ("sub").
+	Subject string
+	// Ent are the ownership refs when the token carries them (user tokens
+	// issued with IncludeEnt); nil otherwise: ask the UserInfoStore.
+	Ent []string
+	// IssuedAt and ExpiresAt are "iat" and "exp".
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// KeyID is the "kid" of the key that signed the token.
+	KeyID string
+}
+
+// tokenClaims is what Verify reads from a payload. Pointers tell missing
+// claims from zero values.
+type tokenClaims struct {
+	Iss *string         `json:"iss"`
+	Sub *string         `json:"sub"`
+	Ent []string        `json:"ent"`
+	Aud json.RawMessage `json:"aud"`
+	Iat *float64        `json:"iat"`
+	Exp *float64        `json:"exp"`
+}
+
+// Verify checks a token this Issuer signed: a user token, or a limited user
+// token (header.payload.uip, as Backstage rebuilds it). It checks the "typ"
+// header, the ES256 signature against our keys, "iss" and "aud" (user
+// tokens), "exp" and "iat", and requires "sub". It is for our own
+// /v1/userinfo route.
+func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error) {
+	if len(raw) > maxVerifyLength || strings.Count(raw, ".") != 2 {
+		return VerifiedClaims{}, invalid("not a compact JWS")
+	}
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return VerifiedClaims{}, invalid("not an ES256 compact JWS")
+	}
+	if len(jws.Signatures) != 1 {
+		return VerifiedClaims{}, invalid("not a single-signature JWS")
+	}
+	h := jws.Signatures[0].Protected
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	if typ != TypeUser && typ != TypeLimitedUser {
+		return VerifiedClaims{}, invalid("typ is not a Backstage user token type")
+	}
+	if h.KeyID == "" {
+		return VerifiedClaims{}, invalid("no kid")
+	}
+
+	now := i.now()
+	vk, ok := i.set.Load().verify[h.KeyID]
+	if !ok {
+		i.maybeReload(ctx)
+		vk, ok = i.set.Load().verify[h.KeyID]
+	}
+	if !ok || now.Sub(vk.created) >= 3*i.lifetime {
+		return VerifiedClaims{}, invalid("signed by an unknown key")
+	}
+	payload, err := jws.Verify(vk.pub)
+	if err != nil {
+		return VerifiedClaims{}, invalid("bad signature")
+	}
+
+	var c tokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return VerifiedClaims{}, invalid("payload is not a JSON object of the expected shape")
+	}
+	if c.Sub == nil || *c.Sub == "" {
+		return VerifiedClaims{}, invalid("no sub")
+	}
+	if c.Iat == nil || c.Exp == nil || !isEpoch(*c.Iat) || !isEpoch(*c.Exp) {
+		return VerifiedClaims{}, invalid("iat and exp must be numeric dates")
+	}
+	iat, exp := time.Unix(int64(*c.Iat), 0), time.Unix(int64(*c.Exp), 0)
+	if typ == TypeUser {
+		if c.Iss == nil || *c.Iss != i.issuer {
+			return VerifiedClaims{}, invalid("wrong issuer")
+		}
+		if !audienceIs(c.Aud, Audience) {
+			return VerifiedClaims{}, invalid("wrong audience")
+		}
+	}
+	// As jose does: expired once exp <= now, in whole seconds.
+	if *c.Exp <= float64(now.Unix()) {
+		return VerifiedClaims{}, fmt.Errorf("identity: verifying token: %w", ErrExpiredToken)
+	}
+	if iat.After(now.Add(iatLeeway)) {
+		return VerifiedClaims{}, invalid("issued in the future")
+	}
+	v := VerifiedClaims{Type: typ, Subject: *c.Sub, IssuedAt: iat, ExpiresAt: exp, KeyID: h.KeyID}
+	if typ == TypeUser {
+		v.Ent = c.Ent
+	}
+	return v, nil
+}
+
+func invalid(why string) error {
+	return fmt.Errorf("identity: verifying token: %w: %s", ErrInvalidToken, why)
+}
+
+func isEpoch(f float64) bool {
+	return !math.IsNaN(f) && !math.IsInf(f, 0) && f >= 0 && f < 1<<53
+}
+
+// audienceIs accepts "aud" as a string or an array holding want.
+func audienceIs(raw json.RawMessage, want string) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s == want
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		for _, a := range list {
+			if a == want {
+				return true
+			}
+		}
+	}
+	return false
+}
