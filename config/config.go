@@ -4,43 +4,87 @@
 //
 // The key names are a public contract: users depend on them. Add keys; never
 // rename one.
+//
+// # Layers
+//
+// [Load] builds a [Config] from, lowest first:
+//
+//  1. the general defaults of [Defaults] (listen address, storage, durations);
+//  2. a YAML file, or, when no path is given, the embedded development
+//     configuration (defaults.yaml: the dev OpenID provider and its demo users);
+//  3. SPECTROAUTH_ environment variables, "__" between levels, matched
+//     case-insensitively against the schema: SPECTROAUTH_SERVER__LISTEN sets
+//     server.listen, SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__PRODUCTION__CLIENTID
+//     sets auth.providers.spectrocloud.production.clientId, and a number selects a
+//     list element (SPECTROAUTH_KUBERNETES__CLUSTERS__0__URL; the next free index
+//     appends). A list of strings also takes a comma-separated value. Every
+//     SPECTROAUTH_ variable must name a key: a typo is an error, not a no-op;
+//  4. ${VAR} substitution in every string value, including lists, maps and the
+//     free-form options/config of plugins. $${ is a literal ${. A variable that
+//     is not set is an error naming the key and the variable; an empty one is
+//     allowed. Substituted text is not scanned again. Beware: a variable named
+//     SPECTROAUTH_… is also read by layer 3, so do not use that prefix for ${VAR}.
+//
+// Then the per-environment, per-plugin and per-source defaults are filled in (they
+// live in maps and lists, which a defaults layer cannot reach), and [Config.Validate]
+// reports every problem at once, each with its key path.
+//
+// Durations take Go syntax (90s, 5m, 1h30m) plus whole days (7d). Keys are matched
+// exactly; an unknown key is an error naming its path. Only the options of
+// resolvers, strategies and sources and the config of plugins are free-form.
 package config
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
-// Config is the whole daemon configuration.
+// Config is the whole daemon configuration. Get one from [Load]; the zero value
+// is not valid.
 type Config struct {
-	Server      Server            `koanf:"server"`
-	App         App               `koanf:"app"`
-	Auth        Auth              `koanf:"auth"`
+	Server Server `koanf:"server"`
+	App    App    `koanf:"app"`
+	Auth   Auth   `koanf:"auth"`
+	// Plugins are the out-of-process plugins by name (lowercase letters, digits
+	// and -; "builtin" is reserved).
 	Plugins     map[string]Plugin `koanf:"plugins"`
 	Kubernetes  Kubernetes        `koanf:"kubernetes"`
 	Storage     Storage           `koanf:"storage"`
 	DevProvider DevProvider       `koanf:"devProvider"`
+
+	// origins records, by key path, the variables that ${VAR} substitution put
+	// into a value: errors mention them and Dump redacts such free-form values.
+	origins map[string][]string
 }
 
 // Server is where the daemon listens and how it is reached from outside.
 type Server struct {
-	// Listen is the TCP address the daemon binds, e.g. 127.0.0.1:7007.
+	// Listen is the TCP address (host:port) the daemon binds.
+	// Default 127.0.0.1:7007.
 	Listen string `koanf:"listen"`
-	// BaseURL is the daemon's external URL; auth routes live under {BaseURL}/api/auth.
+	// BaseURL is the daemon's external http(s) URL, with no query or fragment;
+	// auth routes live under {BaseURL}/api/auth. Required.
 	BaseURL string `koanf:"baseUrl"`
-	// ShutdownTimeout bounds the graceful drain of in-flight requests.
+	// ShutdownTimeout bounds the graceful drain of in-flight requests. Default 15s.
 	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
 }
 
 // App describes the Backstage app whose origin may receive sign-in results.
 type App struct {
-	// BaseURL is the Backstage app's URL; its origin is always allowed.
+	// BaseURL is the Backstage app's http(s) URL; its origin is always allowed
+	// to receive sign-in results. Required.
 	BaseURL string `koanf:"baseUrl"`
 }
 
 // Auth holds Backstage auth settings and the SpectroCloud provider.
 type Auth struct {
-	// ExtraAllowedOrigins are glob patterns (case-insensitive; * never crosses a /)
-	// of further origins allowed to receive sign-in results.
+	// ExtraAllowedOrigins are patterns (case-insensitive) of further origins
+	// allowed to receive sign-in results: scheme://host[:port], where * may
+	// appear only inside host labels and never crosses a dot or a slash,
+	// e.g. https://*.example.com or https://pr-*.preview.example.com:8443.
 	ExtraAllowedOrigins []string `koanf:"extraAllowedOrigins"`
-	// BackstageTokenExpiration is the lifetime of issued Backstage tokens (10m to 24h).
+	// BackstageTokenExpiration is the lifetime of issued Backstage tokens,
+	// 10m to 24h. Default 1h.
 	BackstageTokenExpiration time.Duration `koanf:"backstageTokenExpiration"`
 	// IncludeOwnershipClaim puts `ent` into Backstage tokens. Current Backstage
 	// leaves it out and serves ownership from /v1/userinfo; so do we by default.
@@ -52,16 +96,23 @@ type Auth struct {
 // Providers maps a provider id to its environments.
 type Providers struct {
 	// SpectroCloud maps a Backstage environment name (development, production, …)
-	// to its provider settings.
+	// to its provider settings. At least one environment is required.
 	SpectroCloud map[string]ProviderEnv `koanf:"spectrocloud"`
 }
 
 // ProviderEnv is the SpectroCloud OpenID Connect client of one Backstage environment.
+//
+// Endpoints come either from discovery (set Issuer alone) or by hand (set all of
+// AuthorizationURL, TokenURL and JWKSURL; see [ProviderEnv.ManualEndpoints]).
+// Every provider URL must be absolute https; http is accepted only with
+// AllowInsecureIssuer on a loopback host.
 type ProviderEnv struct {
 	// Issuer enables discovery; the discovered issuer must equal it exactly.
+	// With manual endpoints it is optional but recommended: it is then the `iss`
+	// that ID tokens must carry, and without it `iss` is not pinned by config.
 	Issuer string `koanf:"issuer"`
 	// AuthorizationURL, TokenURL and JWKSURL are given by hand for tenants that
-	// serve no discovery document (all three, or none).
+	// serve no discovery document (all three, or none). Setting them skips discovery.
 	AuthorizationURL string `koanf:"authorizationUrl"`
 	TokenURL         string `koanf:"tokenUrl"`
 	JWKSURL          string `koanf:"jwksUrl"`
@@ -69,26 +120,34 @@ type ProviderEnv struct {
 	UserinfoURL   string `koanf:"userinfoUrl"`
 	RevocationURL string `koanf:"revocationUrl"`
 	LogoutURL     string `koanf:"logoutUrl"`
-	// SigningAlgorithms allowed for ID tokens in manual mode (default RS256).
+	// SigningAlgorithms allowed for ID tokens in manual mode. Default [RS256]
+	// with manual endpoints; with discovery, unset means what the provider advertises.
 	SigningAlgorithms []string `koanf:"signingAlgorithms"`
 
-	ClientID     string `koanf:"clientId"`
+	// ClientID is the OAuth client id registered with the tenant. Required.
+	ClientID string `koanf:"clientId"`
+	// ClientSecret is the OAuth client secret. Required; never printed.
 	ClientSecret Secret `koanf:"clientSecret"`
-	// Scopes requested at sign-in (default openid profile email).
+	// Scopes requested at sign-in; must contain openid. Default [openid, profile, email].
 	Scopes []string `koanf:"scopes"`
-	// Prompt is passed to the authorization endpoint when set (e.g. login, consent).
+	// Prompt is passed to the authorization endpoint when set: space-separated
+	// values among none, login, consent, select_account.
 	Prompt string `koanf:"prompt"`
-	// TokenEndpointAuthMethod is client_secret_basic (default) or client_secret_post.
+	// TokenEndpointAuthMethod is client_secret_basic or client_secret_post.
+	// Default client_secret_basic.
 	TokenEndpointAuthMethod string `koanf:"tokenEndpointAuthMethod"`
-	// AllowInsecureIssuer permits an http:// issuer on a loopback host (tests, development).
+	// AllowInsecureIssuer permits http:// provider URLs on a loopback host
+	// (localhost, 127.0.0.0/8, ::1): tests and development only.
 	AllowInsecureIssuer bool `koanf:"allowInsecureIssuer"`
 	// TrustEmailWithoutVerifiedClaim accepts `email` when `email_verified` is absent.
 	TrustEmailWithoutVerifiedClaim bool `koanf:"trustEmailWithoutVerifiedClaim"`
 	// CallbackURL overrides {server.baseUrl}/api/auth/spectrocloud/handler/frame.
 	CallbackURL string `koanf:"callbackUrl"`
-	// RefreshMargin: upstream tokens are refreshed when the ID token has less left.
+	// RefreshMargin: upstream tokens are refreshed when the ID token has less
+	// left. At least 0 and less than SessionDuration. Default 5m.
 	RefreshMargin time.Duration `koanf:"refreshMargin"`
 	// SessionDuration bounds a session (and the refresh cookie's max-age).
+	// Default 7 days (168h); at most 30 days.
 	SessionDuration time.Duration `koanf:"sessionDuration"`
 	// SignIn configures how a SpectroCloud user becomes a Backstage identity.
 	SignIn SignIn `koanf:"signIn"`
@@ -97,7 +156,7 @@ type ProviderEnv struct {
 // SignIn is the sign-in resolver chain.
 type SignIn struct {
 	// Resolvers are tried in order: the first identity wins, "not found" falls
-	// through, any other error fails the sign-in.
+	// through, any other error fails the sign-in. At least one is required.
 	Resolvers []ResolverRef `koanf:"resolvers"`
 }
 
@@ -105,9 +164,9 @@ type SignIn struct {
 type ResolverRef struct {
 	// Plugin is a key of plugins:, or "builtin" for the resolvers compiled into the daemon.
 	Plugin string `koanf:"plugin"`
-	// Resolver is one of the names the plugin offers.
+	// Resolver is one of the names the plugin offers. Required.
 	Resolver string `koanf:"resolver"`
-	// Options are passed to the plugin as-is.
+	// Options are passed to the plugin as-is (free-form).
 	Options map[string]any `koanf:"options"`
 }
 
@@ -116,16 +175,20 @@ const BuiltinPlugin = "builtin"
 
 // Plugin declares one out-of-process plugin binary.
 type Plugin struct {
-	// Command is the path to the binary.
+	// Command is the path to the binary. Required.
 	Command string `koanf:"command"`
-	// SHA256 is the hex digest of the binary; the daemon refuses any other bytes.
+	// SHA256 is the hex digest of the binary (64 hex characters); the daemon
+	// refuses any other bytes. Required.
 	SHA256 string `koanf:"sha256"`
-	Args   []string `koanf:"args"`
-	// Env is the only environment the plugin sees.
+	// Args are the binary's command-line arguments.
+	Args []string `koanf:"args" redact:"substituted"`
+	// Env is the only environment the plugin sees. Its values are treated as
+	// secrets; the keys must be valid variable names.
 	Env map[string]Secret `koanf:"env"`
-	// Config is handed to the plugin once at start.
+	// Config is handed to the plugin once at start (free-form).
 	Config map[string]any `koanf:"config"`
-	// CallTimeout is the deadline of every call to the plugin (default 2s).
+	// CallTimeout is the deadline of every call to the plugin: more than 0, at
+	// most 1m. Default 2s.
 	CallTimeout time.Duration `koanf:"callTimeout"`
 }
 
@@ -141,65 +204,87 @@ type Kubernetes struct {
 
 // Cluster is one Kubernetes API server.
 type Cluster struct {
-	Name   string `koanf:"name"`
-	URL    string `koanf:"url"`
+	// Name identifies the cluster; unique among the static clusters.
+	Name string `koanf:"name"`
+	// URL is the API server's https URL.
+	URL string `koanf:"url"`
+	// CAData is the base64-encoded PEM bundle that signs the API server's
+	// certificate, as in a kubeconfig; empty means the system roots.
 	CAData string `koanf:"caData"`
-	// Strategy decides which credential a user gets for this cluster.
+	// Strategy decides which credential a user gets for this cluster. Required.
 	Strategy StrategyRef `koanf:"strategy"`
 }
 
 // StrategyRef names a cluster strategy offered by a plugin.
 type StrategyRef struct {
-	Plugin   string         `koanf:"plugin"`
-	Strategy string         `koanf:"strategy"`
-	Options  map[string]any `koanf:"options"`
+	// Plugin is a key of plugins:.
+	Plugin string `koanf:"plugin"`
+	// Strategy is one of the names the plugin offers.
+	Strategy string `koanf:"strategy"`
+	// Options are passed to the plugin as-is (free-form).
+	Options map[string]any `koanf:"options"`
 }
 
 // Source is a cluster discovery plugin.
 type Source struct {
-	Plugin  string         `koanf:"plugin"`
+	// Plugin is a key of plugins: that discovers clusters.
+	Plugin string `koanf:"plugin"`
+	// Options are passed to the plugin as-is (free-form).
 	Options map[string]any `koanf:"options"`
-	// Interval between refreshes of the cluster list (default 5m).
+	// Interval between refreshes of the cluster list, at least 10s. Default 5m.
 	Interval time.Duration `koanf:"interval"`
 	// Strategy applies to discovered clusters that do not name their own.
+	// Optional; when its plugin is set, its strategy is required.
 	Strategy StrategyRef `koanf:"strategy"`
 }
 
 // Audit configures the credential audit log.
 type Audit struct {
-	// Sink is "stderr" (default) or a file path.
+	// Sink is "stderr" or a file path. Default stderr.
 	Sink string `koanf:"sink"`
 }
 
 // Storage selects where keys and sessions live.
 type Storage struct {
 	// Type is file (embedded default, one machine) or postgres (replicas).
+	// Default file.
 	Type string `koanf:"type"`
-	// Path is the data directory of the file store.
+	// Path is the data directory of the file store (required for file).
+	// Default ./data.
 	Path string `koanf:"path"`
-	// PostgresURL is the connection string of the postgres store.
+	// PostgresURL is the connection string of the postgres store (required for
+	// postgres); a URL (postgres://…) or key=value pairs. Never printed.
 	PostgresURL Secret `koanf:"postgresUrl"`
 }
 
 // DevProvider is the embedded development OpenID provider used by `make run`.
 // It only starts on a loopback listen address.
 type DevProvider struct {
+	// Enabled serves the development provider under {server.baseUrl}/dev/oidc.
+	// Allowed only when server.listen is a loopback address.
 	Enabled bool `koanf:"enabled"`
-	// Users offered on its login page.
+	// Users offered on its login page; at least one when enabled, usernames unique.
 	Users []DevUser `koanf:"users"`
 }
 
 // DevUser is one user of the development provider.
 type DevUser struct {
-	Username      string   `koanf:"username"`
-	Email         string   `koanf:"email"`
-	EmailVerified *bool    `koanf:"emailVerified"`
-	GivenName     string   `koanf:"givenName"`
-	FamilyName    string   `koanf:"familyName"`
-	Groups        []string `koanf:"groups"`
+	// Username is what the login page shows and the `sub` claim.
+	Username string `koanf:"username"`
+	// Email is the `email` claim.
+	Email string `koanf:"email"`
+	// EmailVerified is the `email_verified` claim; unset (nil) leaves the claim
+	// out, to exercise trustEmailWithoutVerifiedClaim.
+	EmailVerified *bool `koanf:"emailVerified"`
+	// GivenName and FamilyName are the `given_name` and `family_name` claims.
+	GivenName  string `koanf:"givenName"`
+	FamilyName string `koanf:"familyName"`
+	// Groups is the `groups` claim.
+	Groups []string `koanf:"groups"`
 }
 
-// Secret is a string that never prints: logs, errors and %v show it redacted.
+// Secret is a string that never prints: logs, errors, %v, JSON, YAML and slog
+// show it redacted. Use [Secret.Reveal] where the value itself is needed.
 type Secret string
 
 // String redacts the secret.
@@ -216,5 +301,14 @@ func (s Secret) GoString() string { return s.String() }
 // MarshalText redacts the secret when the value is encoded.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// LogValue redacts the secret in log/slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 // Reveal returns the secret's value, for the one place that must use it.
 func (s Secret) Reveal() string { return string(s) }
+
+// ManualEndpoints reports whether the endpoints are given by hand (all of
+// authorizationUrl, tokenUrl and jwksUrl set), which skips discovery.
+func (p ProviderEnv) ManualEndpoints() bool {
+	return p.AuthorizationURL != "" && p.TokenURL != "" && p.JWKSURL != ""
+}
