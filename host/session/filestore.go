@@ -1,0 +1,347 @@
+package session
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+)
+
+// DefaultSweepInterval is how often a store removes expired sessions when
+// Options.SweepInterval is zero.
+const DefaultSweepInterval = 10 * time.Minute
+
+// Options configure a store.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means hclog.Default().
+	Logger hclog.Logger
+	// SweepInterval is how often a background goroutine removes expired
+	// sessions. Zero means DefaultSweepInterval; negative disables the
+	// background sweep (call Sweep yourself).
+	SweepInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.Default()
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	return o
+}
+
+// fileVersion is the version of the on-disk session format.
+const fileVersion = 1
+
+// sessionFile is the on-disk form of a session. It never contains the
+// handle; the file name is the hex SHA-256 of it.
+type sessionFile struct {
+	Version int      `json:"version"`
+	Session *Session `json:"session"`
+}
+
+// numShards is the number of write locks; writes to different sessions
+// rarely contend, writes to one session are ordered.
+const numShards = 64
+
+// FileStore is a Store on local disk: one file per session under
+// <dir>/sessions/, named by the session Key in hex, mode 0600 in a 0700
+// directory, written atomically. All live sessions are loaded at open into
+// an in-memory index, so Get never touches disk and takes no lock.
+type FileStore struct {
+	dir    string
+	opts   Options
+	index  sync.Map // Key → *Session (immutable once stored)
+	shards [numShards]sync.Mutex
+
+	closed atomic.Bool
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ Store = (*FileStore)(nil)
+
+// OpenFileStore opens (creating it if needed) the session store under
+// <dir>/sessions/. It removes temporary files a crash left, drops expired
+// sessions, skips (and logs) files it cannot read, and starts the
+// background sweep unless opts disable it. Call Close to stop it.
+func OpenFileStore(dir string, opts Options) (*FileStore, error) {
+	opts = opts.withDefaults()
+	sdir := filepath.Join(dir, "sessions")
+	if err := atomicfile.MkdirPrivate(sdir); err != nil {
+		return nil, fmt.Errorf("session: opening store: %w", err)
+	}
+	if n, err := atomicfile.CleanTemp(sdir); err != nil {
+		return nil, fmt.Errorf("session: opening store: %w", err)
+	} else if n > 0 {
+		opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", sdir, "count", n)
+	}
+	s := &FileStore{dir: sdir, opts: opts}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if opts.SweepInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		s.wg.Add(1)
+		go s.sweepLoop(ctx, opts.SweepInterval)
+	}
+	return s, nil
+}
+
+// load fills the index from disk.
+func (s *FileStore) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("session: loading sessions from %s: %w", s.dir, err)
+	}
+	now := s.opts.Now()
+	loaded, expired, skipped := 0, 0, 0
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || atomicfile.IsTemp(name) {
+			continue
+		}
+		key, ok := keyFromFileName(name)
+		if !ok {
+			continue // not ours
+		}
+		p := filepath.Join(s.dir, name)
+		sess, why := readSessionFile(p)
+		if why != "" {
+			// Only the file name (a hash) and a fixed reason: never content.
+			s.opts.Logger.Error("skipping unreadable session file", "file", p, "reason", why)
+			skipped++
+			continue
+		}
+		if sess.Expired(now) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("session: removing expired session file %s: %w", p, err)
+			}
+			expired++
+			continue
+		}
+		s.index.Store(key, sess)
+		loaded++
+	}
+	if expired > 0 {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("session: loading sessions: %w", err)
+		}
+	}
+	s.opts.Logger.Debug("loaded sessions", "dir", s.dir, "live", loaded, "expired", expired, "skipped", skipped)
+	return nil
+}
+
+// readSessionFile reads one session file. On failure it returns a fixed
+// reason safe to log (decoder errors can quote file content).
+func readSessionFile(p string) (*Session, string) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, "cannot read: " + pe.Err.Error()
+		}
+		return nil, "cannot read"
+	}
+	var f sessionFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, "not valid session JSON"
+	}
+	if f.Version != fileVersion {
+		return nil, fmt.Sprintf("unsupported version %d", f.Version)
+	}
+	if f.Session == nil || f.Session.ExpiresAt.IsZero() {
+		return nil, "no session or no expiry"
+	}
+	return f.Session, ""
+}
+
+// Get implements Store. It reads only the in-memory index.
+func (s *FileStore) Get(_ context.Context, handle string) (*Session, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	key, err := KeyOf(handle)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	v, ok := s.index.Load(key)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	sess := v.(*Session)
+	if sess.Expired(s.opts.Now()) {
+		return nil, ErrNotFound
+	}
+	return sess.Clone(), nil
+}
+
+// Put implements Store: the session is on disk before Put returns.
+func (s *FileStore) Put(ctx context.Context, handle string, sess *Session) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	key, err := KeyOf(handle)
+	if err != nil {
+		return fmt.Errorf("session: storing: %w", err)
+	}
+	if err := validate(sess, s.opts.Now()); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("session: storing: %w", err)
+	}
+	sess = sess.Clone()
+	data, err := json.Marshal(sessionFile{Version: fileVersion, Session: sess})
+	if err != nil {
+		return fmt.Errorf("session: encoding session: %w", err)
+	}
+	mu := s.shard(key)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := atomicfile.WriteFile(s.path(key), data, 0o600); err != nil {
+		return fmt.Errorf("session: storing session %s: %w", key, err)
+	}
+	s.index.Store(key, sess)
+	return nil
+}
+
+// Delete implements Store.
+func (s *FileStore) Delete(_ context.Context, handle string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	key, err := KeyOf(handle)
+	if err != nil {
+		return nil // nothing can be stored under a malformed handle
+	}
+	mu := s.shard(key)
+	mu.Lock()
+	defer mu.Unlock()
+	// Forget it first: even if the disk fails, the session is gone for
+	// this process.
+	s.index.Delete(key)
+	if err := atomicfile.Remove(s.path(key)); err != nil {
+		return fmt.Errorf("session: deleting session %s: %w", key, err)
+	}
+	return nil
+}
+
+// Sweep implements Store: it removes the expired sessions from memory and
+// disk, with one directory sync at the end. It stops early, returning
+// ctx's error, when ctx is cancelled.
+func (s *FileStore) Sweep(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	now := s.opts.Now()
+	var expired []Key
+	s.index.Range(func(k, v any) bool {
+		if v.(*Session).Expired(now) {
+			expired = append(expired, k.(Key))
+		}
+		return true
+	})
+	removed := 0
+	var firstErr error
+	for _, key := range expired {
+		if err := ctx.Err(); err != nil {
+			firstErr = fmt.Errorf("session: sweeping: %w", err)
+			break
+		}
+		mu := s.shard(key)
+		mu.Lock()
+		// A Put may have replaced it with a live session meanwhile.
+		if v, ok := s.index.Load(key); ok && v.(*Session).Expired(now) {
+			err := os.Remove(s.path(key))
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				s.index.CompareAndDelete(key, v)
+				removed++
+			} else if firstErr == nil {
+				firstErr = fmt.Errorf("session: sweeping session %s: %w", key, err)
+			}
+		}
+		mu.Unlock()
+	}
+	if removed > 0 {
+		if err := atomicfile.SyncDir(s.dir); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("session: sweeping: %w", err)
+		}
+	}
+	return removed, firstErr
+}
+
+// Len returns the number of sessions in the index, expired or not.
+func (s *FileStore) Len() int {
+	n := 0
+	s.index.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// Close stops the background sweep and waits for it. The store cannot be
+// used afterwards. Close is idempotent.
+func (s *FileStore) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *FileStore) sweepLoop(ctx context.Context, every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.opts.Logger.Warn("sweeping expired sessions", "removed", n, "error", err)
+			} else if n > 0 {
+				s.opts.Logger.Debug("swept expired sessions", "removed", n)
+			}
+		}
+	}
+}
+
+func (s *FileStore) shard(k Key) *sync.Mutex { return &s.shards[k[0]%numShards] }
+
+func (s *FileStore) path(k Key) string { return filepath.Join(s.dir, k.String()+".json") }
+
+// keyFromFileName parses "<64 hex>.json".
+func keyFromFileName(name string) (Key, bool) {
+	h, ok := strings.CutSuffix(name, ".json")
+	if !ok || len(h) != 2*len(Key{}) {
+		return Key{}, false
+	}
+	var k Key
+	if _, err := hex.Decode(k[:], []byte(h)); err != nil {
+		return Key{}, false
+	}
+	return k, true
+}

@@ -1,0 +1,74 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// MemoryStore is a Store in memory only: sessions end with the process.
+// For tests and throw-away instances. It never sweeps on its own; expired
+// sessions are invisible to Get and removed by Sweep.
+type MemoryStore struct {
+	now   func() time.Time
+	index sync.Map // Key → *Session
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty in-memory store; only opts.Now is used.
+func NewMemoryStore(opts Options) *MemoryStore {
+	opts = opts.withDefaults()
+	return &MemoryStore{now: opts.Now}
+}
+
+// Get implements Store.
+func (m *MemoryStore) Get(_ context.Context, handle string) (*Session, error) {
+	key, err := KeyOf(handle)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	v, ok := m.index.Load(key)
+	if !ok || v.(*Session).Expired(m.now()) {
+		return nil, ErrNotFound
+	}
+	return v.(*Session).Clone(), nil
+}
+
+// Put implements Store.
+func (m *MemoryStore) Put(_ context.Context, handle string, s *Session) error {
+	key, err := KeyOf(handle)
+	if err != nil {
+		return fmt.Errorf("session: storing: %w", err)
+	}
+	if err := validate(s, m.now()); err != nil {
+		return err
+	}
+	m.index.Store(key, s.Clone())
+	return nil
+}
+
+// Delete implements Store.
+func (m *MemoryStore) Delete(_ context.Context, handle string) error {
+	if key, err := KeyOf(handle); err == nil {
+		m.index.Delete(key)
+	}
+	return nil
+}
+
+// Sweep implements Store.
+func (m *MemoryStore) Sweep(ctx context.Context) (int, error) {
+	now := m.now()
+	n := 0
+	m.index.Range(func(k, v any) bool {
+		if v.(*Session).Expired(now) && m.index.CompareAndDelete(k, v) {
+			n++
+		}
+		return ctx.Err() == nil
+	})
+	return n, ctx.Err()
+}
+
+// Close implements Store; it does nothing.
+func (m *MemoryStore) Close() error { return nil }

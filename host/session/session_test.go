@@ -1,0 +1,623 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func mustHandle(t testing.TB) string {
+	t.Helper()
+	h, err := NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// sample is a session with realistic sizes: JWTs of about 1 KB.
+func sample(now time.Time, user string) *Session {
+	jwt := strings.Repeat("eyJhbGciOiJSUzI1NiJ9", 50)
+	return &Session{
+		Env:                 "development",
+		Provider:            "spectrocloud",
+		CreatedAt:           now,
+		ExpiresAt:           now.Add(24 * time.Hour),
+		UserEntityRef:       "user:default/" + user,
+		OwnershipEntityRefs: []string{"user:default/" + user, "group:default/team-a", "group:default/platform"},
+		Profile:             Profile{Email: user + "@example.com", DisplayName: strings.ToUpper(user), Picture: "https://img.example.com/" + user + ".png"},
+		Scope:               "openid profile email offline_access",
+		Upstream: UpstreamTokens{
+			IDToken:             jwt + ".id",
+			AccessToken:         jwt + ".access",
+			RefreshToken:        "rt-" + strings.Repeat("x", 60),
+			PaletteSessionToken: "palette-" + strings.Repeat("p", 180),
+			TokenType:           "Bearer",
+			AccessTokenExpiry:   now.Add(time.Hour),
+			IDTokenExpiry:       now.Add(time.Hour),
+			Claims:              json.RawMessage(`{"sub":"` + user + `","email":"` + user + `@example.com","groups":["dev","ops"],"email_verified":true}`),
+		},
+		Backstage: &BackstageToken{Token: jwt + ".backstage", ExpiresAt: now.Add(time.Hour)},
+	}
+}
+
+func openStore(t testing.TB, dir string, clock *fakeClock, logs *bytes.Buffer) *FileStore {
+	t.Helper()
+	opts := Options{Now: clock.Now, SweepInterval: -1}
+	if logs != nil {
+		opts.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	} else {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	s, err := OpenFileStore(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestNewHandleAndKey(t *testing.T) {
+	if n := base64.RawURLEncoding.EncodedLen(HandleBytes); n != handleLen {
+		t.Fatalf("handleLen = %d, want %d", handleLen, n)
+	}
+	seen := map[string]bool{}
+	for range 100 {
+		h := mustHandle(t)
+		if len(h) != 43 || strings.ContainsAny(h, "+/=") {
+			t.Fatalf("handle %q is not 43 base64url characters", h)
+		}
+		if seen[h] {
+			t.Fatal("duplicate handle")
+		}
+		seen[h] = true
+		k, err := KeyOf(h)
+		if err != nil {
+			t.Fatalf("KeyOf(%q): %v", h, err)
+		}
+		if len(k.String()) != 64 || strings.Contains(k.String(), h) {
+			t.Fatalf("key %s", k)
+		}
+	}
+	h := mustHandle(t)
+	bad := []string{"", "short", h + "A", h[:42] + "!", h[:42] + "=", strings.Repeat("/", 43), strings.Repeat("A", 42) + "B"}
+	for _, b := range bad {
+		if _, err := KeyOf(b); err == nil {
+			t.Errorf("KeyOf(%q) accepted a malformed handle", b)
+		}
+	}
+}
+
+func stores(t *testing.T, clock *fakeClock) map[string]Store {
+	return map[string]Store{
+		"file":   openStore(t, t.TempDir(), clock, nil),
+		"memory": NewMemoryStore(Options{Now: clock.Now}),
+	}
+}
+
+func TestPutGetDelete(t *testing.T) {
+	clock := newClock()
+	for name, s := range stores(t, clock) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			h1, h2 := mustHandle(t), mustHandle(t)
+			s1, s2 := sample(clock.Now(), "alice"), sample(clock.Now(), "bob")
+
+			tests := []struct {
+				name string
+				do   func() error
+				get  string
+				want *Session // nil: ErrNotFound
+			}{
+				{"missing", func() error { return nil }, h1, nil},
+				{"put", func() error { return s.Put(ctx, h1, s1) }, h1, s1},
+				{"other handle unaffected", func() error { return s.Put(ctx, h2, s2) }, h2, s2},
+				{"first still there", func() error { return nil }, h1, s1},
+				{"replace", func() error { s1.Scope = "openid"; return s.Put(ctx, h1, s1) }, h1, s1},
+				{"delete", func() error { return s.Delete(ctx, h1) }, h1, nil},
+				{"delete again", func() error { return s.Delete(ctx, h1) }, h1, nil},
+				{"delete malformed", func() error { return s.Delete(ctx, "nope") }, h2, s2},
+				{"malformed get", func() error { return nil }, "nope", nil},
+			}
+			for _, tc := range tests {
+				if err := tc.do(); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				got, err := s.Get(ctx, tc.get)
+				if tc.want == nil {
+					if !errors.Is(err, ErrNotFound) {
+						t.Fatalf("%s: Get = %v, %v; want ErrNotFound", tc.name, got, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: Get: %v", tc.name, err)
+				}
+				assertSame(t, got, tc.want)
+			}
+
+			// Get returns a copy; the store keeps its own copy of what was Put.
+			got, _ := s.Get(ctx, h2)
+			got.OwnershipEntityRefs[0] = "mutated"
+			got.Backstage.Token = "mutated"
+			s2.Profile.Email = "mutated"
+			again, _ := s.Get(ctx, h2)
+			if again.OwnershipEntityRefs[0] == "mutated" || again.Backstage.Token == "mutated" || again.Profile.Email == "mutated" {
+				t.Fatal("store shares memory with callers")
+			}
+
+			// Invalid puts.
+			for _, bad := range []struct {
+				handle string
+				s      *Session
+			}{
+				{"nope", sample(clock.Now(), "x")},
+				{h1, nil},
+				{h1, &Session{UserEntityRef: "user:default/x"}},
+				{h1, &Session{ExpiresAt: clock.Now()}},
+			} {
+				if err := s.Put(ctx, bad.handle, bad.s); err == nil {
+					t.Errorf("Put accepted handle %q session %v", bad.handle, bad.s)
+				}
+			}
+		})
+	}
+}
+
+func assertSame(t *testing.T, got, want *Session) {
+	t.Helper()
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("session differs:\n got %s\nwant %s", g, w)
+	}
+}
+
+func TestExpiryAndSweep(t *testing.T) {
+	clock := newClock()
+	for name, s := range stores(t, clock) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			short, long := mustHandle(t), mustHandle(t)
+			a := sample(clock.Now(), "a")
+			a.ExpiresAt = clock.Now().Add(time.Hour)
+			if err := s.Put(ctx, short, a); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(ctx, long, sample(clock.Now(), "b")); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Hour - time.Second)
+			if _, err := s.Get(ctx, short); err != nil {
+				t.Fatalf("one second before expiry: %v", err)
+			}
+			clock.Advance(time.Second)
+			if _, err := s.Get(ctx, short); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("at expiry: %v", err)
+			}
+			n, err := s.Sweep(ctx)
+			if err != nil || n != 1 {
+				t.Fatalf("Sweep = %d, %v; want 1", n, err)
+			}
+			if n, _ := s.Sweep(ctx); n != 0 {
+				t.Fatalf("second Sweep removed %d", n)
+			}
+			if _, err := s.Get(ctx, long); err != nil {
+				t.Fatalf("live session swept: %v", err)
+			}
+			if fs, ok := s.(*FileStore); ok {
+				k, _ := KeyOf(short)
+				if _, err := os.Stat(fs.path(k)); !os.IsNotExist(err) {
+					t.Fatalf("swept session file still on disk: %v", err)
+				}
+			}
+			// A cancelled sweep stops.
+			clock.Advance(48 * time.Hour)
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := s.Sweep(cctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled Sweep err = %v", err)
+			}
+		})
+	}
+}
+
+func TestRestartSurvives(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, dir, clock, nil)
+	handles := map[string]*Session{}
+	for i := range 20 {
+		h := mustHandle(t)
+		sess := sample(clock.Now(), fmt.Sprintf("u%d", i))
+		if i%4 == 0 {
+			sess.ExpiresAt = clock.Now().Add(time.Hour) // these expire while "down"
+		}
+		if err := s.Put(ctx, h, sess); err != nil {
+			t.Fatal(err)
+		}
+		handles[h] = sess
+	}
+	gone := mustHandle(t)
+	_ = s.Put(ctx, gone, sample(clock.Now(), "gone"))
+	_ = s.Delete(ctx, gone)
+	_ = s.Close()
+
+	clock.Advance(2 * time.Hour)
+	s2 := openStore(t, dir, clock, nil)
+	for h, want := range handles {
+		got, err := s2.Get(ctx, h)
+		if want.Expired(clock.Now()) {
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("expired session came back: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("session lost across restart: %v", err)
+		}
+		assertSame(t, got, want)
+	}
+	if _, err := s2.Get(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Fatal("deleted session came back")
+	}
+	if s2.Len() != 15 {
+		t.Fatalf("index holds %d sessions, want 15 (expired ones dropped at load)", s2.Len())
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "sessions"))
+	if len(entries) != 15 {
+		t.Fatalf("%d files on disk, want 15", len(entries))
+	}
+}
+
+func TestFilesOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	s := openStore(t, dir, clock, nil)
+	h := mustHandle(t)
+	if err := s.Put(context.Background(), h, sample(clock.Now(), "alice")); err != nil {
+		t.Fatal(err)
+	}
+	sdir := filepath.Join(dir, "sessions")
+	if fi, err := os.Stat(sdir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("sessions dir: %v %v", fi.Mode(), err)
+	}
+	k, _ := KeyOf(h)
+	p := filepath.Join(sdir, k.String()+".json")
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("session file: %v %v", fi, err)
+	}
+	data, _ := os.ReadFile(p)
+	if bytes.Contains(data, []byte(h)) {
+		t.Fatal("session file contains the handle")
+	}
+	// Nothing anywhere under dir is named after or holds the handle.
+	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if strings.Contains(path, h) {
+			t.Errorf("path %s contains the handle", path)
+		}
+		return nil
+	})
+}
+
+func TestCorruptFilesSkipped(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, dir, clock, nil)
+	good := mustHandle(t)
+	if err := s.Put(ctx, good, sample(clock.Now(), "alice")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+
+	sdir := filepath.Join(dir, "sessions")
+	secret := "rt-SECRET-refresh-token"
+	bad := map[string]string{
+		"truncated":   `{"version":1,"session":{"upstream":{"refreshToken":"` + secret,
+		"not json":    secret,
+		"wrong types": `{"version":1,"session":{"expiresAt":"` + secret + `"}}`,
+		"version":     `{"version":99,"session":{"expiresAt":"2030-01-01T00:00:00Z"}}`,
+		"no expiry":   `{"version":1,"session":{"upstream":{"refreshToken":"` + secret + `"}}}`,
+		"empty":       ``,
+	}
+	for name, content := range bad {
+		k, _ := KeyOf(mustHandle(t))
+		if err := os.WriteFile(filepath.Join(sdir, k.String()+".json"), []byte(content), 0o600); err != nil {
+			t.Fatal(name, err)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(sdir, "notes.txt"), []byte("unrelated"), 0o600)
+
+	var logs bytes.Buffer
+	s2 := openStore(t, dir, clock, &logs)
+	if _, err := s2.Get(ctx, good); err != nil {
+		t.Fatalf("good session lost: %v", err)
+	}
+	if s2.Len() != 1 {
+		t.Fatalf("index holds %d sessions, want 1", s2.Len())
+	}
+	if got := strings.Count(logs.String(), "skipping unreadable session file"); got != len(bad) {
+		t.Errorf("logged %d corrupt files, want %d:\n%s", got, len(bad), logs.String())
+	}
+	if strings.Contains(logs.String(), "SECRET") {
+		t.Errorf("log reveals file content:\n%s", logs.String())
+	}
+}
+
+// A crash mid-write leaves temporary files (whole or partial). They are
+// never loaded and are removed at open; the session's previous version
+// stays intact.
+func TestCrashLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, dir, clock, nil)
+	h := mustHandle(t)
+	orig := sample(clock.Now(), "alice")
+	if err := s.Put(ctx, h, orig); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+
+	sdir := filepath.Join(dir, "sessions")
+	k, _ := KeyOf(h)
+	newer := sample(clock.Now(), "mallory")
+	full, _ := json.Marshal(sessionFile{Version: fileVersion, Session: newer})
+	// The crash hit before the rename: a complete and a torn temp file.
+	_ = os.WriteFile(filepath.Join(sdir, "."+k.String()+".json.tmp-111"), full, 0o600)
+	_ = os.WriteFile(filepath.Join(sdir, "."+k.String()+".json.tmp-222"), full[:len(full)/2], 0o600)
+	// And a temp file for a session that never made it.
+	k2, _ := KeyOf(mustHandle(t))
+	_ = os.WriteFile(filepath.Join(sdir, "."+k2.String()+".json.tmp-333"), full, 0o600)
+
+	s2 := openStore(t, dir, clock, nil)
+	got, err := s2.Get(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, got, orig)
+	if s2.Len() != 1 {
+		t.Fatalf("index holds %d sessions, want 1", s2.Len())
+	}
+	entries, _ := os.ReadDir(sdir)
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("leftovers not cleaned: %v", names)
+	}
+}
+
+func TestConcurrentAccess(t *testing.T) {
+	clock := newClock()
+	for name, s := range stores(t, clock) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			handles := make([]string, 8)
+			for i := range handles {
+				handles[i] = mustHandle(t)
+			}
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 40 {
+						h := handles[(g+i)%len(handles)]
+						switch i % 5 {
+						case 0, 1:
+							sess := sample(clock.Now(), fmt.Sprintf("g%d", g))
+							if i%3 == 0 {
+								// Expires during the test (the clock moves
+								// at most 4 minutes), never before Put.
+								sess.ExpiresAt = sess.CreatedAt.Add(10 * time.Minute)
+							}
+							// A short session can expire between sample
+							// and Put when this goroutine is descheduled.
+							if err := s.Put(ctx, h, sess); err != nil && !(i%3 == 0 && errors.Is(err, ErrExpired)) {
+								t.Error(err)
+							}
+						case 2:
+							if err := s.Delete(ctx, h); err != nil {
+								t.Error(err)
+							}
+						case 3:
+							if _, err := s.Sweep(ctx); err != nil {
+								t.Error(err)
+							}
+						default:
+							if got, err := s.Get(ctx, h); err == nil {
+								_ = got.Clone() // touch it
+								got.OwnershipEntityRefs = append(got.OwnershipEntityRefs, "x")
+							} else if !errors.Is(err, ErrNotFound) {
+								t.Error(err)
+							}
+						}
+						if g == 0 && i%10 == 0 {
+							clock.Advance(3 * time.Minute)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			// Memory and disk agree.
+			if fs, ok := s.(*FileStore); ok {
+				entries, _ := os.ReadDir(fs.dir)
+				if len(entries) != fs.Len() {
+					t.Fatalf("%d files, %d indexed", len(entries), fs.Len())
+				}
+			}
+		})
+	}
+}
+
+func TestBackgroundSweepAndClose(t *testing.T) {
+	clock := newClock()
+	s, err := OpenFileStore(t.TempDir(), Options{Now: clock.Now, SweepInterval: 5 * time.Millisecond, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sess := sample(clock.Now(), "a")
+	sess.ExpiresAt = clock.Now().Add(time.Minute)
+	if err := s.Put(ctx, mustHandle(t), sess); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("background sweep did not remove the expired session")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Close cancels the sweep goroutine and waits for it (bounded).
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return: sweep goroutine stuck")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.Get(ctx, mustHandle(t)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v", err)
+	}
+	if err := s.Put(ctx, mustHandle(t), sample(clock.Now(), "b")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after Close: %v", err)
+	}
+}
+
+func TestStringRedactsSecrets(t *testing.T) {
+	sess := sample(newClock().Now(), "alice")
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(verb, sess)
+		for _, secret := range []string{sess.Upstream.RefreshToken, sess.Upstream.AccessToken[:40], sess.Upstream.PaletteSessionToken, sess.Backstage.Token[:40]} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s of a session reveals a token: %s", verb, out)
+			}
+		}
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	clock := newClock()
+	s := openStore(b, b.TempDir(), clock, nil)
+	ctx := context.Background()
+	handles := make([]string, 256)
+	for i := range handles {
+		handles[i] = mustHandle(b)
+		if err := s.Put(ctx, handles[i], sample(clock.Now(), fmt.Sprintf("u%d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := s.Get(ctx, handles[i%len(handles)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkPut(b *testing.B) {
+	clock := newClock()
+	s := openStore(b, b.TempDir(), clock, nil)
+	ctx := context.Background()
+	h := mustHandle(b)
+	sess := sample(clock.Now(), "alice")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Put(ctx, h, sess); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMemory10k loads 10,000 realistic sessions from disk (what a
+// restart does) and reports the heap the index holds per session, and the
+// load time per op.
+func BenchmarkMemory10k(b *testing.B) {
+	const n = 10000
+	clock := newClock()
+	dir := b.TempDir()
+	sdir := filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	var fileBytes int
+	for i := range n {
+		k, _ := KeyOf(mustHandle(b))
+		data, _ := json.Marshal(sessionFile{Version: fileVersion, Session: sample(clock.Now(), fmt.Sprintf("user%05d", i))})
+		fileBytes += len(data)
+		// Setup only: plain writes, no fsync, to keep the benchmark quick.
+		if err := os.WriteFile(filepath.Join(sdir, k.String()+".json"), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var perSession float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if s.Len() != n {
+			b.Fatalf("loaded %d sessions", s.Len())
+		}
+		perSession = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+		_ = s.Close()
+	}
+	b.ReportMetric(perSession, "bytes/session")
+	b.ReportMetric(float64(fileBytes)/n, "filebytes/session")
+}
