@@ -1,0 +1,339 @@
+// Package daemon assembles spectroauthd from its configuration: storage,
+// identity keys, the development provider, the SpectroCloud clients of each
+// environment, the sign-in chains and the HTTP server. main.go only parses
+// flags and handles signals; tests run a whole daemon in-process through here.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/demo"
+	"github.com/spectroauth/spectroauth/host/devprovider"
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/signin"
+	"github.com/spectroauth/spectroauth/host/upstream"
+)
+
+// DevProviderPath is where the embedded development provider is mounted.
+const DevProviderPath = "/dev/oidc"
+
+// Options are the parts tests replace.
+type Options struct {
+	// Logger defaults to a null logger.
+	Logger hclog.Logger
+	// Listener, when set, is used instead of listening on server.listen.
+	Listener net.Listener
+	// HTTPClient is the base of every back-channel client (tests pass TLS roots).
+	HTTPClient *http.Client
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Daemon is a running spectroauthd.
+type Daemon struct {
+	cfg      *config.Config
+	log      hclog.Logger
+	listener net.Listener
+	http     *http.Server
+	handler  atomic.Pointer[http.Handler]
+	sessions session.Store
+	dev      *devprovider.Provider
+	served   chan error
+	closers  []func() error
+	ready    atomic.Bool
+}
+
+// Start listens, serves, and then initialises everything that needs the
+// network (discovery may reach the embedded development provider on the
+// daemon's own listener). It returns when the daemon is ready or failed.
+func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: opts.Logger, served: make(chan error, 1)}
+	if d.log == nil {
+		d.log = hclog.NewNullLogger()
+	}
+	defer func() {
+		if err != nil {
+			d.Close(context.Background())
+		}
+	}()
+
+	var notReady http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "spectroauthd is starting", http.StatusServiceUnavailable)
+	})
+	d.handler.Store(&notReady)
+	root := http.NewServeMux()
+	if cfg.DevProvider.Enabled {
+		if err := devprovider.RequireLoopback(cfg.Server.Listen); err != nil {
+			return nil, fmt.Errorf("development provider: %w", err)
+		}
+		if d.dev, err = newDevProvider(cfg, d.log.Named("devprovider")); err != nil {
+			return nil, err
+		}
+		root.Handle(DevProviderPath+"/", http.StripPrefix(DevProviderPath, d.dev))
+	}
+	root.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*d.handler.Load()).ServeHTTP(w, r)
+	}))
+
+	d.listener = opts.Listener
+	if d.listener == nil {
+		if d.listener, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			return nil, fmt.Errorf("listening on server.listen %s: %w", cfg.Server.Listen, err)
+		}
+	}
+	d.http = &http.Server{
+		Handler:           root,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          d.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	go func() { d.served <- d.http.Serve(d.listener) }()
+
+	srv, err := d.build(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	var h http.Handler = srv
+	d.handler.Store(&h)
+	d.ready.Store(true)
+	d.log.Info("spectroauthd is ready", "listen", d.listener.Addr().String(), "baseUrl", cfg.Server.BaseURL)
+	return d, nil
+}
+
+// build creates the stores, the identity issuer, the provider environments
+// and the HTTP server.
+func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error) {
+	cfg := d.cfg
+	if cfg.Storage.Type != "" && cfg.Storage.Type != "file" {
+		return nil, fmt.Errorf("storage.type %q is not available in this build", cfg.Storage.Type)
+	}
+	dataDir := cfg.Storage.Path
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating storage.path %s: %w", dataDir, err)
+	}
+	keys, err := identity.OpenFileKeyStore(filepath.Join(dataDir, "keys"), identity.WithLogger(d.log.Named("keys")))
+	if err != nil {
+		return nil, fmt.Errorf("opening the signing key store: %w", err)
+	}
+	userInfo, err := identity.OpenFileUserInfoStore(filepath.Join(dataDir, "userinfo"), identity.WithLogger(d.log.Named("userinfo")))
+	if err != nil {
+		return nil, fmt.Errorf("opening the user info store: %w", err)
+	}
+	issuer, err := identity.New(identity.Config{
+		Issuer:   strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/api/auth",
+		Lifetime: cfg.Auth.BackstageTokenExpiration,
+		KeyStore: keys,
+		UserInfo: userInfo,
+		Now:      opts.Now,
+		Logger:   d.log.Named("identity"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the Backstage token issuer: %w", err)
+	}
+	sessions, err := session.OpenFileStore(filepath.Join(dataDir, "sessions"), session.Options{Logger: d.log.Named("sessions")})
+	if err != nil {
+		return nil, fmt.Errorf("opening the session store: %w", err)
+	}
+	d.sessions = sessions
+	d.closers = append(d.closers, sessions.Close)
+	flowKey, err := loadOrCreateSecret(filepath.Join(dataDir, "flow.key"))
+	if err != nil {
+		return nil, err
+	}
+
+	envs := map[string]*server.Env{}
+	for name, pe := range cfg.Auth.Providers.SpectroCloud {
+		env, err := d.buildEnv(ctx, name, pe, opts)
+		if err != nil {
+			return nil, err
+		}
+		envs[name] = env
+	}
+	srv, err := server.New(server.Config{
+		BaseURL:               cfg.Server.BaseURL,
+		AppBaseURL:            cfg.App.BaseURL,
+		ExtraAllowedOrigins:   cfg.Auth.ExtraAllowedOrigins,
+		Envs:                  envs,
+		Identity:              issuer,
+		UserInfo:              userInfo,
+		Sessions:              sessions,
+		FlowKey:               flowKey,
+		IncludeOwnershipClaim: cfg.Auth.IncludeOwnershipClaim,
+		Ready: func() error {
+			if !d.ready.Load() {
+				return errors.New("starting")
+			}
+			return nil
+		},
+		Logger: d.log.Named("server"),
+		Now:    opts.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.Handle("/", demo.Handler())
+	return srv, nil
+}
+
+func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEnv, opts Options) (*server.Env, error) {
+	key := "auth.providers.spectrocloud." + name
+	up, err := upstream.New(ctx, upstream.Config{
+		Issuer:                         pe.Issuer,
+		AuthorizationURL:               pe.AuthorizationURL,
+		TokenURL:                       pe.TokenURL,
+		JWKSURL:                        pe.JWKSURL,
+		UserinfoURL:                    pe.UserinfoURL,
+		RevocationURL:                  pe.RevocationURL,
+		EndSessionURL:                  pe.LogoutURL,
+		SigningAlgorithms:              pe.SigningAlgorithms,
+		ClientID:                       pe.ClientID,
+		ClientSecret:                   pe.ClientSecret.Reveal(),
+		Scopes:                         pe.Scopes,
+		Prompt:                         pe.Prompt,
+		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
+		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
+		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
+		HTTPClient:                     opts.HTTPClient,
+		Logger:                         d.log.Named("upstream").With("env", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	var chain signin.Chain
+	for i, ref := range pe.SignIn.Resolvers {
+		if ref.Plugin != config.BuiltinPlugin {
+			return nil, fmt.Errorf("%s.signIn.resolvers[%d].plugin: plugin resolvers are not available in this build", key, i)
+		}
+		r, ok := signin.Builtins[ref.Resolver]
+		if !ok {
+			return nil, fmt.Errorf("%s.signIn.resolvers[%d].resolver: the builtin plugin offers no resolver %q", key, i, ref.Resolver)
+		}
+		chain = append(chain, signin.Step{Name: ref.Plugin + "/" + ref.Resolver, Resolver: r})
+	}
+	return &server.Env{
+		Upstream:        up,
+		SignIn:          chain,
+		Scopes:          pe.Scopes,
+		CallbackURL:     pe.CallbackURL,
+		RefreshMargin:   pe.RefreshMargin,
+		SessionDuration: pe.SessionDuration,
+		LogoutURL:       pe.LogoutURL,
+
+		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
+	}, nil
+}
+
+// newDevProvider configures the embedded development provider from the
+// development environment's client and the configured demo users.
+func newDevProvider(cfg *config.Config, log hclog.Logger) (*devprovider.Provider, error) {
+	issuer := strings.TrimSuffix(cfg.Server.BaseURL, "/") + DevProviderPath
+	var clients []devprovider.Client
+	for _, pe := range cfg.Auth.Providers.SpectroCloud {
+		if pe.Issuer != issuer {
+			continue
+		}
+		cb := pe.CallbackURL
+		if cb == "" {
+			cb = strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/api/auth/" + server.ProviderID + "/handler/frame"
+		}
+		clients = append(clients, devprovider.Client{ID: pe.ClientID, Secret: pe.ClientSecret.Reveal(), RedirectURIs: []string{cb}})
+	}
+	if len(clients) == 0 {
+		return nil, fmt.Errorf("devProvider.enabled: no auth.providers.spectrocloud environment uses its issuer %s", issuer)
+	}
+	var users []devprovider.User
+	for _, u := range cfg.DevProvider.Users {
+		users = append(users, devprovider.User{
+			Username: u.Username, Email: u.Email, EmailVerified: u.EmailVerified,
+			GivenName: u.GivenName, FamilyName: u.FamilyName, Groups: u.Groups,
+		})
+	}
+	p, err := devprovider.New(devprovider.Config{
+		Issuer:        issuer,
+		Clients:       clients,
+		Users:         users,
+		RefreshTokens: true,
+		AllowInsecure: true,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devProvider: %w", err)
+	}
+	return p, nil
+}
+
+// loadOrCreateSecret returns the 32-byte secret at path, creating it (0600)
+// on first start.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("secret file %s is too short (%d bytes); delete it to have a new one made", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading secret file %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("making a secret: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("writing secret file %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Addr is the address the daemon listens on.
+func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
+
+// DevProvider is the embedded development provider, or nil.
+func (d *Daemon) DevProvider() *devprovider.Provider { return d.dev }
+
+// Wait blocks until the HTTP server stops.
+func (d *Daemon) Wait() error {
+	err := <-d.served
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close drains in-flight requests (bounded by ctx) and releases everything.
+func (d *Daemon) Close(ctx context.Context) error {
+	var errs []error
+	if d.http != nil {
+		if err := d.http.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	} else if d.listener != nil {
+		_ = d.listener.Close()
+	}
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		if err := d.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.closers = nil
+	return errors.Join(errs...)
+}

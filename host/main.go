@@ -1,0 +1,163 @@
+// Command spectroauthd is the spectroauth daemon: Backstage sign-in with
+// SpectroCloud, and per-user Kubernetes credentials.
+//
+//	spectroauthd [-config FILE]              run (embedded development defaults without -config)
+//	spectroauthd check-config -config FILE   validate a configuration and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/daemon"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// commonFlags are accepted by every subcommand.
+type commonFlags struct {
+	configPath string
+	logFormat  string
+	logLevel   string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", "", "configuration file (YAML); without it, the embedded development defaults")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+}
+
+func (c *commonFlags) logger(stderr io.Writer) (hclog.Logger, error) {
+	level := hclog.LevelFromString(c.logLevel)
+	if level == hclog.NoLevel {
+		return nil, fmt.Errorf("-log-level %q: want trace, debug, info, warn or error", c.logLevel)
+	}
+	var jsonFormat bool
+	switch c.logFormat {
+	case "json":
+		jsonFormat = true
+	case "text":
+	case "auto":
+		f, ok := stderr.(*os.File)
+		jsonFormat = !ok || !isatty.IsTerminal(f.Fd())
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text, json or auto", c.logFormat)
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "spectroauthd",
+		Level:      level,
+		Output:     stderr,
+		JSONFormat: jsonFormat,
+		Color:      hclog.AutoColor,
+	}), nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check-config":
+			return checkConfig(args[1:], stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			usage(stdout)
+			return 0
+		}
+	}
+	return serve(args, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `spectroauthd: Backstage sign-in with SpectroCloud, and per-user Kubernetes credentials.
+
+Usage:
+  spectroauthd [-config FILE] [-log-format text|json] [-log-level LEVEL]
+      Run the daemon. Without -config it runs on its embedded development
+      defaults: a development OpenID provider on http://localhost:7007.
+  spectroauthd check-config -config FILE
+      Validate a configuration; every problem is printed with its key path.
+`)
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("spectroauthd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c commonFlags
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "spectroauthd:", err)
+		return 2
+	}
+	cfg, err := config.Load(c.configPath)
+	if err != nil {
+		log.Error("invalid configuration", "error", err)
+		return 1
+	}
+	if c.configPath == "" {
+		log.Info("no -config given: running on the embedded development defaults")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log})
+	if err != nil {
+		log.Error("could not start", "error", err)
+		return 1
+	}
+	if c.configPath == "" {
+		log.Info("open " + cfg.Server.BaseURL + "/ and click \"Sign in with SpectroCloud\"")
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- d.Wait() }()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.Server.ShutdownTimeout)
+	case err := <-waitErr:
+		if err != nil {
+			log.Error("HTTP server stopped", "error", err)
+			_ = d.Close(context.Background())
+			return 1
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := d.Close(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("shutdown", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c commonFlags
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if c.configPath == "" {
+		fmt.Fprintln(stderr, "check-config: -config FILE is required")
+		return 2
+	}
+	if _, err := config.Load(c.configPath); err != nil {
+		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", c.configPath, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s is valid\n", c.configPath)
+	return 0
+}

@@ -1,0 +1,93 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// originPolicy decides which origins may receive sign-in results and call the
+// auth routes with credentials: the app's own origin, exactly, plus the
+// configured glob patterns.
+type originPolicy struct {
+	app      string
+	patterns []*regexp.Regexp
+}
+
+func newOriginPolicy(appBaseURL string, extra []string) (*originPolicy, error) {
+	app, err := normalizeOrigin(appBaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("app base URL: %w", err)
+	}
+	p := &originPolicy{app: app}
+	for _, pat := range extra {
+		re, err := compileOriginGlob(pat)
+		if err != nil {
+			return nil, fmt.Errorf("extra allowed origin %q: %w", pat, err)
+		}
+		p.patterns = append(p.patterns, re)
+	}
+	return p, nil
+}
+
+// compileOriginGlob turns a pattern such as https://*.example.com into an
+// anchored, case-insensitive expression in which * never crosses a '/'.
+func compileOriginGlob(pattern string) (*regexp.Regexp, error) {
+	if pattern == "" || strings.ContainsAny(pattern, " \t\n") {
+		return nil, fmt.Errorf("not an origin pattern")
+	}
+	var b strings.Builder
+	b.WriteString("(?i)^")
+	for i, part := range strings.Split(pattern, "*") {
+		if i > 0 {
+			b.WriteString(`[^/]*`)
+		}
+		b.WriteString(regexp.QuoteMeta(part))
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
+}
+
+// allowed reports whether origin (already normalised) may be used.
+func (p *originPolicy) allowed(origin string) bool {
+	if origin == "" || origin == "null" {
+		return false
+	}
+	if origin == p.app {
+		return true
+	}
+	for _, re := range p.patterns {
+		if re.MatchString(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeOrigin reduces a URL to scheme://host[:port], the way the browser's
+// URL.origin does, and refuses anything that is not an http(s) origin.
+func normalizeOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("origin is not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("origin must be http or https")
+	}
+	if u.Host == "" || u.User != nil || u.Opaque != "" {
+		return "", fmt.Errorf("origin has no plain host")
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return u.Scheme + "://" + host, nil
+}

@@ -1,0 +1,410 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/signin"
+	"github.com/spectroauth/spectroauth/host/upstream"
+)
+
+// authResponse is the body of /refresh and the frame's response: Backstage's
+// ClientAuthResponse.
+type authResponse struct {
+	Profile           profile            `json:"profile"`
+	ProviderInfo      providerInfo       `json:"providerInfo"`
+	BackstageIdentity *backstageIdentity `json:"backstageIdentity,omitempty"`
+}
+
+type profile struct {
+	Email       string `json:"email,omitempty"`
+	DisplayName string `json:"displayName,omitempty"`
+	Picture     string `json:"picture,omitempty"`
+}
+
+type providerInfo struct {
+	IDToken          string `json:"idToken,omitempty"`
+	AccessToken      string `json:"accessToken,omitempty"`
+	Scope            string `json:"scope"`
+	ExpiresInSeconds int64  `json:"expiresInSeconds,omitempty"`
+}
+
+type backstageIdentity struct {
+	Token            string           `json:"token"`
+	ExpiresInSeconds int64            `json:"expiresInSeconds"`
+	Identity         identityResponse `json:"identity"`
+}
+
+type identityResponse struct {
+	Type                string   `json:"type"`
+	UserEntityRef       string   `json:"userEntityRef"`
+	OwnershipEntityRefs []string `json:"ownershipEntityRefs"`
+}
+
+// responseFor renders a session for the app. The Palette session token is
+// never part of it: Kubernetes and the app only ever see the ID token.
+func (s *Server) responseFor(sess *session.Session) *authResponse {
+	now := s.now()
+	res := &authResponse{
+		Profile: profile{Email: sess.Profile.Email, DisplayName: sess.Profile.DisplayName, Picture: sess.Profile.Picture},
+		ProviderInfo: providerInfo{
+			IDToken:          sess.Upstream.IDToken,
+			AccessToken:      sess.Upstream.AccessToken,
+			Scope:            sess.Scope,
+			ExpiresInSeconds: secondsLeft(providerExpiry(sess), now),
+		},
+	}
+	if b := sess.Backstage; b != nil {
+		refs := sess.OwnershipEntityRefs
+		if refs == nil {
+			refs = []string{}
+		}
+		res.BackstageIdentity = &backstageIdentity{
+			Token:            b.Token,
+			ExpiresInSeconds: secondsLeft(b.ExpiresAt, now),
+			Identity:         identityResponse{Type: "user", UserEntityRef: sess.UserEntityRef, OwnershipEntityRefs: refs},
+		}
+	}
+	return res
+}
+
+// providerExpiry is when the app must come back for fresh provider tokens:
+// the ID token's expiry. The ID token is what Backstage (getIdToken) and
+// Kubernetes use; the access token is passed through as the provider issued it.
+func providerExpiry(sess *session.Session) time.Time {
+	return sess.Upstream.IDTokenExpiry
+}
+
+func secondsLeft(t, now time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	d := t.Sub(now).Round(time.Second) / time.Second
+	if d < 0 {
+		return 0
+	}
+	return int64(d)
+}
+
+// newSession resolves the identity of a fresh sign-in and issues its token.
+func (s *Server) newSession(ctx context.Context, env *Env, tokens *upstream.Tokens) (*session.Session, error) {
+	now := s.now()
+	sess := &session.Session{
+		Env:       env.name,
+		Provider:  ProviderID,
+		CreatedAt: now,
+		Scope:     tokens.Scope,
+	}
+	if err := setUpstream(sess, tokens); err != nil {
+		return nil, err
+	}
+	sess.ExpiresAt = sessionEnd(sess, now, env.SessionDuration)
+	if err := s.reissue(ctx, env, sess, tokens); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+// sessionEnd: a session lasts SessionDuration, but without a refresh token it
+// cannot outlive its ID token.
+func sessionEnd(sess *session.Session, from time.Time, d time.Duration) time.Time {
+	end := from.Add(d)
+	if sess.Upstream.RefreshToken == "" && !sess.Upstream.IDTokenExpiry.IsZero() && sess.Upstream.IDTokenExpiry.Before(end) {
+		end = sess.Upstream.IDTokenExpiry
+	}
+	return end
+}
+
+// reissue runs the sign-in chain and issues a Backstage token into sess.
+func (s *Server) reissue(ctx context.Context, env *Env, sess *session.Session, tokens *upstream.Tokens) error {
+	id, err := s.resolve(ctx, env, tokens)
+	if err != nil {
+		return err
+	}
+	refs := id.OwnershipEntityRefs
+	if len(refs) == 0 {
+		refs = []string{id.UserEntityRef}
+	}
+	tok, err := s.cfg.Identity.Issue(ctx, identity.Claims{
+		Subject:    id.UserEntityRef,
+		Ent:        refs,
+		IncludeEnt: s.cfg.IncludeOwnershipClaim,
+		Extra:      id.Extra,
+	})
+	if err != nil {
+		return fmt.Errorf("issuing the Backstage token: %w", err)
+	}
+	sess.UserEntityRef = id.UserEntityRef
+	sess.OwnershipEntityRefs = refs
+	sess.Backstage = &session.BackstageToken{Token: tok.Raw, ExpiresAt: tok.ExpiresAt}
+	return nil
+}
+
+func (s *Server) saveNewSession(ctx context.Context, sess *session.Session) (string, error) {
+	handle, err := session.NewHandle()
+	if err != nil {
+		return "", fmt.Errorf("making a session handle: %w", err)
+	}
+	if err := s.cfg.Sessions.Put(ctx, handle, sess); err != nil {
+		return "", fmt.Errorf("storing the session: %w", err)
+	}
+	return handle, nil
+}
+
+// setUpstream copies the upstream tokens into the session.
+func setUpstream(sess *session.Session, t *upstream.Tokens) error {
+	claims, err := json.Marshal(t.Claims)
+	if err != nil {
+		return fmt.Errorf("encoding ID token claims: %w", err)
+	}
+	sess.Upstream = session.UpstreamTokens{
+		IDToken:             t.IDToken,
+		AccessToken:         t.AccessToken,
+		RefreshToken:        t.RefreshToken,
+		PaletteSessionToken: t.PaletteSessionToken,
+		TokenType:           t.TokenType,
+		AccessTokenExpiry:   t.AccessTokenExpiry,
+		IDTokenExpiry:       t.IDTokenExpiry,
+		Claims:              claims,
+	}
+	sess.Profile = session.Profile{Email: t.Profile.Email, DisplayName: t.Profile.DisplayName, Picture: t.Profile.Picture}
+	return nil
+}
+
+// upstreamTokens rebuilds the upstream view of a stored session.
+func upstreamTokens(sess *session.Session, trustEmailWithoutVerified bool) (*upstream.Tokens, error) {
+	u := sess.Upstream
+	t := &upstream.Tokens{
+		IDToken:             u.IDToken,
+		AccessToken:         u.AccessToken,
+		RefreshToken:        u.RefreshToken,
+		PaletteSessionToken: u.PaletteSessionToken,
+		TokenType:           u.TokenType,
+		Scope:               sess.Scope,
+		AccessTokenExpiry:   u.AccessTokenExpiry,
+		IDTokenExpiry:       u.IDTokenExpiry,
+	}
+	if len(u.Claims) > 0 {
+		if err := json.Unmarshal(u.Claims, &t.Claims); err != nil {
+			return nil, fmt.Errorf("decoding stored ID token claims: %w", err)
+		}
+	}
+	t.Profile = upstream.ProfileFromClaims(t.Claims, trustEmailWithoutVerified)
+	return t, nil
+}
+
+// errSessionEnded marks refresh failures after which the session is gone.
+var errSessionEnded = errors.New("session ended")
+
+// scriptCall checks what Backstage requires of the app's script calls
+// (/refresh and /logout): the X-Requested-With header, which browsers never
+// send cross-site without a CORS preflight, and an allowed Origin when one
+// is sent. It returns the selected environment and the caller's origin.
+func (s *Server) scriptCall(r *http.Request) (*Env, string, error) {
+	if r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
+		return nil, "", authenticationError("Invalid X-Requested-With header")
+	}
+	origin := r.Header.Get("Origin")
+	if origin != "" && !s.origins.allowed(origin) {
+		return nil, "", notAllowedError("Origin '%s' is not allowed", origin)
+	}
+	env, err := s.env(r.URL.Query().Get("env"))
+	return env, origin, err
+}
+
+// refresh answers GET/POST /api/auth/spectrocloud/refresh.
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
+	env, origin, err := s.scriptCall(r)
+	if err != nil {
+		return err
+	}
+	handle := cookieValue(r, env.cookies.refreshName)
+	if handle == "" {
+		return refreshFailed(inputError("Missing session cookie"))
+	}
+	sess, err := s.refreshSession(r.Context(), env, handle)
+	if err != nil {
+		if errors.Is(err, errSessionEnded) {
+			env.cookies.clearSession(w, origin)
+		}
+		return refreshFailed(err)
+	}
+	writeJSON(w, http.StatusOK, s.responseFor(sess))
+	return nil
+}
+
+func refreshFailed(cause error) error {
+	return &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Refresh failed", cause: cause}
+}
+
+// refreshSession returns the session behind handle, refreshing what is stale:
+// upstream tokens only when they are within the margin of expiry, the
+// Backstage token (and with it the sign-in resolution) only when less than
+// half its lifetime is left. The common case touches no disk, no plugin and
+// no provider.
+func (s *Server) refreshSession(ctx context.Context, env *Env, handle string) (*session.Session, error) {
+	sess, err := s.cfg.Sessions.Get(ctx, handle)
+	if err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, fmt.Errorf("%w: no live session for this cookie", errSessionEnded)
+		}
+		return nil, fmt.Errorf("reading the session: %w", err)
+	}
+	if sess.Env != env.name {
+		return nil, fmt.Errorf("the session belongs to environment %q", sess.Env)
+	}
+	if !s.upstreamStale(env, sess) && !s.backstageStale(sess) {
+		return sess, nil
+	}
+	// One refresh per session at a time: a rotated refresh token may be used
+	// only once, and a page with many tabs refreshes together.
+	return s.flights.do(handle, func() (*session.Session, error) {
+		sess, err := s.cfg.Sessions.Get(ctx, handle)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		return s.renew(ctx, env, handle, sess)
+	})
+}
+
+func (s *Server) upstreamStale(env *Env, sess *session.Session) bool {
+	exp := providerExpiry(sess)
+	return !exp.IsZero() && exp.Sub(s.now()) < env.RefreshMargin
+}
+
+func (s *Server) backstageStale(sess *session.Session) bool {
+	b := sess.Backstage
+	return b == nil || b.ExpiresAt.Sub(s.now()) < s.cfg.Identity.Lifetime()/2
+}
+
+// renew does the slow part of a refresh under the session's flight.
+func (s *Server) renew(ctx context.Context, env *Env, handle string, sess *session.Session) (*session.Session, error) {
+	now := s.now()
+	tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim)
+	if err != nil {
+		return nil, err
+	}
+	if s.upstreamStale(env, sess) {
+		switch refreshed, err := env.Upstream.Refresh(ctx, tokens); {
+		case err == nil:
+			if refreshed.Scope == "" {
+				refreshed.Scope = sess.Scope
+			}
+			tokens = refreshed
+			sess.Scope = tokens.Scope
+			if err := setUpstream(sess, tokens); err != nil {
+				return nil, err
+			}
+		case errors.Is(err, upstream.ErrNoRefreshToken) && now.Before(sess.Upstream.IDTokenExpiry):
+			// Palette without a refresh grant: keep going until the ID token expires.
+		case now.Before(sess.Upstream.IDTokenExpiry) && !upstream.IsInvalidGrant(err):
+			// The provider is unreachable but the tokens still hold: serve
+			// them and try again on the next refresh.
+			s.log.Warn("upstream refresh failed; serving the current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
+		default:
+			s.endSession(ctx, handle)
+			return nil, fmt.Errorf("%w: upstream refresh: %v", errSessionEnded, err)
+		}
+	}
+	if err := s.reissue(ctx, env, sess, tokens); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusForbidden {
+			s.endSession(ctx, handle)
+			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		return nil, err
+	}
+	if err := s.cfg.Sessions.Put(ctx, handle, sess); err != nil {
+		return nil, fmt.Errorf("storing the refreshed session: %w", err)
+	}
+	return sess, nil
+}
+
+func (s *Server) endSession(ctx context.Context, handle string) {
+	if err := s.cfg.Sessions.Delete(ctx, handle); err != nil {
+		s.log.Error("deleting an ended session", "error", err)
+	}
+}
+
+// logout answers POST /api/auth/spectrocloud/logout: revoke upstream where
+// the provider supports it, forget the session, clear the cookies.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	env, origin, err := s.scriptCall(r)
+	if err != nil {
+		return err
+	}
+	if handle := cookieValue(r, env.cookies.refreshName); handle != "" {
+		if sess, err := s.cfg.Sessions.Get(r.Context(), handle); err == nil {
+			if tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim); err == nil {
+				if err := env.Upstream.Revoke(r.Context(), tokens); err != nil {
+					s.log.Warn("upstream revocation failed; the session is ended here anyway", "env", env.name, "user", sess.UserEntityRef, "error", err)
+				}
+			}
+			s.log.Info("signed out", "env", env.name, "user", sess.UserEntityRef)
+		}
+		if err := s.cfg.Sessions.Delete(r.Context(), handle); err != nil {
+			return fmt.Errorf("deleting the session: %w", err)
+		}
+	}
+	env.cookies.clearSession(w, origin)
+	if allowedLogoutURL(env.LogoutURL) {
+		writeJSON(w, http.StatusOK, map[string]string{"logoutUrl": env.LogoutURL})
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// flightGroup runs at most one renewal per session at a time; latecomers
+// wait for and share its result.
+type flightGroup struct {
+	mu      sync.Mutex
+	flights map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	sess *session.Session
+	err  error
+}
+
+func (g *flightGroup) do(key string, fn func() (*session.Session, error)) (*session.Session, error) {
+	g.mu.Lock()
+	if g.flights == nil {
+		g.flights = make(map[string]*flight)
+	}
+	if f, ok := g.flights[key]; ok {
+		g.mu.Unlock()
+		<-f.done
+		return f.sess, f.err
+	}
+	f := &flight{done: make(chan struct{})}
+	g.flights[key] = f
+	g.mu.Unlock()
+
+	f.sess, f.err = fn()
+	g.mu.Lock()
+	delete(g.flights, key)
+	g.mu.Unlock()
+	close(f.done)
+	return f.sess, f.err
+}
+
+var _ signin.Resolver = signin.Chain(nil)
+
+// allowedLogoutURL mirrors Backstage: only an https or localhost URL is sent.
+func allowedLogoutURL(raw string) bool {
+	if raw == "" {
+		return false
+	}
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "https" || u.Hostname() == "localhost")
+}

@@ -1,0 +1,274 @@
+// Package server speaks Backstage's auth protocol over HTTP: the provider
+// routes (start, handler/frame, refresh, logout) for the spectrocloud
+// provider, the identity routes (JWKS, OpenID configuration, user info) and
+// the health checks, exactly as Backstage's own auth backend answers them.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/signin"
+	"github.com/spectroauth/spectroauth/host/upstream"
+)
+
+// ProviderID is the Backstage auth provider id the daemon serves.
+const ProviderID = "spectrocloud"
+
+// requiredScopes are always requested: the sign-in needs an ID token with a profile.
+var requiredScopes = []string{"openid", "profile", "email"}
+
+// Upstream is the SpectroCloud OpenID Connect client of one environment
+// (*upstream.Provider).
+type Upstream interface {
+	AuthCodeURL(upstream.AuthRequest) string
+	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
+	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
+	Revoke(ctx context.Context, t *upstream.Tokens) error
+	CheckAuthorizationResponseIssuer(iss string) error
+}
+
+// Env is one Backstage environment of the provider.
+type Env struct {
+	// Upstream is the environment's SpectroCloud client.
+	Upstream Upstream
+	// SignIn resolves the Backstage identity.
+	SignIn signin.Resolver
+	// Scopes are requested on top of what the app asks for.
+	Scopes []string
+	// CallbackURL is the redirect URI registered with SpectroCloud.
+	CallbackURL string
+	// RefreshMargin: upstream tokens are refreshed when they have less left.
+	RefreshMargin time.Duration
+	// SessionDuration bounds a session and the refresh cookie.
+	SessionDuration time.Duration
+	// LogoutURL, when https or localhost, is returned from /logout so the app
+	// navigates there (e.g. the provider's end-session page).
+	LogoutURL string
+	// TrustEmailWithoutVerifiedClaim accepts email when email_verified is absent.
+	TrustEmailWithoutVerifiedClaim bool
+
+	name    string
+	cookies *cookieJar
+}
+
+// Config is everything the HTTP layer needs.
+type Config struct {
+	// BaseURL is the daemon's external URL (no trailing slash).
+	BaseURL string
+	// AppBaseURL is the Backstage app's URL; its origin is always allowed.
+	AppBaseURL string
+	// ExtraAllowedOrigins are glob patterns of further allowed origins.
+	ExtraAllowedOrigins []string
+	// Envs maps the Backstage environment name to its settings.
+	Envs map[string]*Env
+	// Identity issues and verifies Backstage tokens.
+	Identity *identity.Issuer
+	// UserInfo serves /v1/userinfo.
+	UserInfo identity.UserInfoStore
+	// Sessions holds the server-side sessions.
+	Sessions session.Store
+	// FlowKey (32 bytes or more, secret, shared by replicas) derives each
+	// sign-in's PKCE verifier and OpenID nonce from the browser-bound nonce.
+	FlowKey []byte
+	// IncludeOwnershipClaim puts ent into Backstage tokens.
+	IncludeOwnershipClaim bool
+	// Ready reports whether the daemon can serve sign-ins (for /readyz).
+	Ready func() error
+	// Logger defaults to a null logger.
+	Logger hclog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP side of the daemon.
+type Server struct {
+	cfg      Config
+	authBase string // {BaseURL}/api/auth
+	origins  *originPolicy
+	log      hclog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+	used     usedNonces
+	flights  flightGroup
+	oidcConf []byte
+}
+
+// New checks cfg and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.FlowKey) < 32 {
+		return nil, errors.New("server: flow key must be at least 32 bytes")
+	}
+	if len(cfg.Envs) == 0 {
+		return nil, errors.New("server: no provider environment configured")
+	}
+	if cfg.Identity == nil || cfg.Sessions == nil || cfg.UserInfo == nil {
+		return nil, errors.New("server: identity issuer, user info store and session store are required")
+	}
+	s := &Server{
+		cfg:      cfg,
+		authBase: strings.TrimSuffix(cfg.BaseURL, "/") + "/api/auth",
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		mux:      http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	if s.origins, err = newOriginPolicy(cfg.AppBaseURL, cfg.ExtraAllowedOrigins); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	for name, env := range cfg.Envs {
+		env.name = name
+		if env.CallbackURL == "" {
+			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
+		}
+		if env.SessionDuration <= 0 {
+			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
+		}
+		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration); err != nil {
+			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
+		}
+	}
+	if s.oidcConf, err = s.openIDConfiguration(); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Handle mounts h on the server's mux (demo page, development provider, kube routes).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+func (s *Server) routes() {
+	p := "/api/auth/{provider}/"
+	s.mux.Handle("GET "+p+"start", s.api(s.start))
+	s.mux.Handle("GET "+p+"handler/frame", s.api(s.frame))
+	s.mux.Handle("POST "+p+"handler/frame", s.api(s.frame))
+	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
+	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
+	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
+	s.mux.Handle("GET /api/auth/.well-known/jwks.json", s.cors(http.HandlerFunc(s.jwks)))
+	s.mux.Handle("GET /api/auth/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfigurationRoute)))
+	s.mux.Handle("GET /api/auth/v1/userinfo", s.cors(s.api(s.userinfo)))
+	// Everything else under /api/auth: CORS preflights, unknown providers and routes.
+	s.mux.Handle("/api/auth/", s.cors(s.api(func(w http.ResponseWriter, r *http.Request) error {
+		rest := strings.TrimPrefix(r.URL.Path, "/api/auth/")
+		if p, _, _ := strings.Cut(rest, "/"); p != ProviderID && !strings.HasPrefix(rest, ".well-known/") && !strings.HasPrefix(rest, "v1/") {
+			return notFoundError("Unknown auth provider '%s'", p)
+		}
+		return notFoundError("Not found")
+	})))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+}
+
+// api adapts a handler that returns an error, answering Backstage's error
+// body, and rejects providers other than ours.
+func (s *Server) api(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.PathValue("provider"); p != "" && p != ProviderID {
+			s.writeError(w, r, notFoundError("Unknown auth provider '%s'", p))
+			return
+		}
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// cors answers preflights and adds credentialed CORS headers for allowed
+// origins only. A disallowed origin gets no CORS headers, so the browser
+// refuses the response.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && s.origins.allowed(origin)
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if allowed {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method == http.MethodOptions {
+			if !allowed {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "x-requested-with, content-type, authorization")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// env selects the environment from the env query parameter.
+func (s *Server) env(name string) (*Env, error) {
+	if name == "" {
+		return nil, inputError("Must specify 'env' query to select environment")
+	}
+	e, ok := s.cfg.Envs[name]
+	if !ok {
+		return nil, notFoundError("No configuration available for the '%s' environment of this provider.", name)
+	}
+	return e, nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// usedNonces remembers the nonces of completed sign-ins until their cookie
+// would have expired, so a state is accepted once.
+type usedNonces struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// claim records nonce and reports whether it was fresh.
+func (u *usedNonces) claim(nonce string, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seen == nil {
+		u.seen = make(map[string]time.Time)
+	}
+	if exp, ok := u.seen[nonce]; ok && now.Before(exp) {
+		return false
+	}
+	if len(u.seen) > 1024 {
+		for n, exp := range u.seen {
+			if !now.Before(exp) {
+				delete(u.seen, n)
+			}
+		}
+	}
+	u.seen[nonce] = now.Add(nonceMaxAge)
+	return true
+}
