@@ -12,15 +12,15 @@ var (
 	// require a new sign-in.
 	ErrNoRefreshToken = errors.New("upstream: no refresh token for this session")
 	// ErrInvalidIDToken wraps every reason an ID token is refused.
-	ErrInvalidIDToken = errors.New("upstream: ID token refused")
+	ErrInvalidIDToken = errors.New("ID token refused")
 	// ErrIssuerMismatch: a discovery document or an authorization response
 	// (RFC 9207) names another issuer than the configured one.
-	ErrIssuerMismatch = errors.New("upstream: issuer mismatch")
+	ErrIssuerMismatch = errors.New("issuer mismatch")
 	// ErrResponseTooLarge: a back-channel response exceeded the size limit.
-	ErrResponseTooLarge = errors.New("upstream: response body too large")
+	ErrResponseTooLarge = errors.New("response body too large")
 	// ErrRedirectNotFollowed: a back-channel endpoint answered with a
 	// redirect, which is never followed.
-	ErrRedirectNotFollowed = errors.New("upstream: back-channel redirect not followed")
+	ErrRedirectNotFollowed = errors.New("back-channel redirect not followed")
 )
 
 // TokenError is an OAuth 2.0 error answered by the token or revocation

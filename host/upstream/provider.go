@@ -180,7 +180,7 @@ func (p *Provider) discover(ctx context.Context) (metadata, error) {
 		return md, fmt.Errorf("upstream: reading discovery document from %s: %w", wellKnown, err)
 	}
 	if md.Issuer != p.cfg.Issuer {
-		return md, fmt.Errorf("%w: discovery document at %s names issuer %q, configured %q", ErrIssuerMismatch, wellKnown, bounded(md.Issuer, 200), p.cfg.Issuer)
+		return md, fmt.Errorf("upstream: %w: discovery document at %s names issuer %q, configured %q", ErrIssuerMismatch, wellKnown, bounded(md.Issuer, 200), p.cfg.Issuer)
 	}
 	for _, e := range []struct{ name, v string }{
 		{"authorization_endpoint", md.AuthorizationEndpoint}, {"token_endpoint", md.TokenEndpoint}, {"jwks_uri", md.JWKSURI},
@@ -268,12 +268,12 @@ func mergeScopes(lists ...[]string) []string {
 func (p *Provider) CheckAuthorizationResponseIssuer(iss string) error {
 	if iss == "" {
 		if p.requireIss {
-			return fmt.Errorf("%w: the authorization response has no iss parameter, which %s promises (RFC 9207)", ErrIssuerMismatch, p.cfg.Issuer)
+			return fmt.Errorf("upstream: %w: the authorization response has no iss parameter, which %s promises (RFC 9207)", ErrIssuerMismatch, p.cfg.Issuer)
 		}
 		return nil
 	}
 	if iss != p.cfg.Issuer {
-		return fmt.Errorf("%w: the authorization response comes from issuer %q, expected %q (RFC 9207)", ErrIssuerMismatch, bounded(iss, 200), p.cfg.Issuer)
+		return fmt.Errorf("upstream: %w: the authorization response comes from issuer %q, expected %q (RFC 9207)", ErrIssuerMismatch, bounded(iss, 200), p.cfg.Issuer)
 	}
 	return nil
 }
