@@ -80,8 +80,9 @@ type App struct {
 type Auth struct {
 	// ExtraAllowedOrigins are patterns (case-insensitive) of further origins
 	// allowed to receive sign-in results: scheme://host[:port], where * may
-	// appear only inside host labels and never crosses a dot or a slash,
-	// e.g. https://*.example.com or https://pr-*.preview.example.com:8443.
+	// appear only inside host labels and never crosses a dot or a slash, and
+	// the last two labels stay literal: https://*.example.com or
+	// https://pr-*.preview.example.com:8443, never https://* or https://*.com.
 	ExtraAllowedOrigins []string `koanf:"extraAllowedOrigins"`
 	// BackstageTokenExpiration is the lifetime of issued Backstage tokens,
 	// 10m to 24h. Default 1h.

@@ -160,9 +160,13 @@ func checkListen(addr string) string {
 func (v *validator) auth(c *Config) {
 	a := c.Auth
 	for i, p := range a.ExtraAllowedOrigins {
-		if !validOriginPattern(p) {
+		switch {
+		case !validOriginPattern(p):
 			v.add(joinIndex("auth.extraAllowedOrigins", i),
 				"must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not %q", p)
+		case !wildcardBelowDomain(p):
+			v.add(joinIndex("auth.extraAllowedOrigins", i),
+				"a * must leave the last two host labels literal, so that it stays inside one domain (e.g. https://*.example.com), not %q", p)
 		}
 	}
 	if a.BackstageTokenExpiration < MinBackstageTokenExpiration || a.BackstageTokenExpiration > MaxBackstageTokenExpiration {
@@ -436,6 +440,23 @@ func validOriginPattern(p string) bool {
 		}
 	}
 	return true
+}
+
+// wildcardBelowDomain reports whether the * of a valid origin pattern, if any,
+// stays below a literal domain: https://*.example.com, not https://* or
+// https://*.com, which would hand sign-in results to anyone.
+func wildcardBelowDomain(p string) bool {
+	_, rest, _ := strings.Cut(p, "://")
+	if !strings.Contains(rest, "*") {
+		return true
+	}
+	host := rest
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		host = rest[:i]
+	}
+	labels := strings.Split(host, ".")
+	n := len(labels)
+	return n >= 3 && !strings.Contains(labels[n-1], "*") && !strings.Contains(labels[n-2], "*")
 }
 
 // validCAData reports whether s is base64 of one or more PEM certificates.
