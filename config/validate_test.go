@@ -105,7 +105,9 @@ func TestValidate(t *testing.T) {
 			pp + ".authorizationUrl: required with manual endpoints: authorizationUrl, tokenUrl and jwksUrl are set together",
 			pp + ".tokenUrl: required with manual endpoints: authorizationUrl, tokenUrl and jwksUrl are set together",
 		}},
-		{"issuer http", func(c *Config) { prod(c, func(e *ProviderEnv) { e.Issuer = "http://palette.example.com/v1/oidc/tenant/t1" }) },
+		{"issuer http", func(c *Config) {
+			prod(c, func(e *ProviderEnv) { e.Issuer = "http://palette.example.com/v1/oidc/tenant/t1" })
+		},
 			[]string{pp + ".issuer: must use https (http needs allowInsecureIssuer: true and a loopback host)"}},
 		{"issuer http loopback without the flag", func(c *Config) { prod(c, func(e *ProviderEnv) { e.Issuer = "http://127.0.0.1:5556" }) },
 			[]string{pp + ".issuer: must use https (http needs allowInsecureIssuer: true and a loopback host)"}},
@@ -247,7 +249,9 @@ func TestValidate(t *testing.T) {
 		{"storage postgres url", func(c *Config) { c.Storage = Storage{Type: "postgres"} }, []string{"storage.postgresUrl: required"}},
 		{"storage postgres scheme", func(c *Config) { c.Storage = Storage{Type: "postgres", PostgresURL: "mysql://u:pw-SECRET@db/x"} },
 			[]string{"storage.postgresUrl: must be a postgres:// or postgresql:// URL, or key=value pairs"}},
-		{"storage postgres ok", func(c *Config) { c.Storage = Storage{Type: "postgres", PostgresURL: "host=db user=u password=pw-SECRET"} }, nil},
+		{"storage postgres ok", func(c *Config) {
+			c.Storage = Storage{Type: "postgres", PostgresURL: "host=db user=u password=pw-SECRET"}
+		}, nil},
 
 		// devProvider
 		{"devProvider on all interfaces", func(c *Config) {
