@@ -1,0 +1,80 @@
+// Package wire holds the conversions between plain Go values and protobuf
+// well-known types that both ends of the plugin protocol need: the plugin
+// side (package sdk) and the host side (package sdk/pluginclient).
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+)
+
+// ToStruct converts a JSON-like map to a Struct. Values that structpb does not
+// take directly (typed slices and maps, structs, time.Time) are converted
+// through their JSON encoding. A nil or empty map gives nil.
+func ToStruct(m map[string]any) (*structpb.Struct, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if s, err := structpb.NewStruct(m); err == nil {
+		return s, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("not representable as JSON: %w", err)
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		return nil, fmt.Errorf("not representable as JSON: %w", err)
+	}
+	return structpb.NewStruct(generic)
+}
+
+// FromStruct converts a Struct to a map. JSON numbers become float64. A nil
+// or empty Struct gives a nil map.
+func FromStruct(s *structpb.Struct) map[string]any {
+	if len(s.GetFields()) == 0 {
+		return nil
+	}
+	return s.AsMap()
+}
+
+// ToTimestamp converts t; the zero time gives nil.
+func ToTimestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// FromTimestamp converts ts; nil gives the zero time.
+func FromTimestamp(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+const capabilityPrefix = "CAPABILITY_"
+
+// CapabilityToProto maps a capability name (sdk.Capability) to the protocol's
+// enum value, which is the name prefixed with CAPABILITY_. Unknown names give
+// CAPABILITY_UNSPECIFIED.
+func CapabilityToProto(name string) pluginv1.Capability {
+	return pluginv1.Capability(pluginv1.Capability_value[capabilityPrefix+name])
+}
+
+// CapabilityName maps an enum value back to its capability name; a value
+// this revision of the protocol does not know gives "".
+func CapabilityName(c pluginv1.Capability) string {
+	if _, known := pluginv1.Capability_name[int32(c)]; !known || c == pluginv1.Capability_CAPABILITY_UNSPECIFIED {
+		return ""
+	}
+	return strings.TrimPrefix(c.String(), capabilityPrefix)
+}

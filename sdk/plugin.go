@@ -1,0 +1,203 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"runtime/debug"
+	"slices"
+)
+
+// Resolver maps a user who signed in upstream to a Backstage identity. A
+// plugin may offer several resolvers, told apart by name; the daemon's
+// configuration picks one per step of its sign-in chain.
+//
+// Implementations must be safe for concurrent use.
+type Resolver interface {
+	// Resolvers lists the names of the resolvers offered, e.g.
+	// "emailMatchingUserEntityProfileEmail". It must always return the same
+	// non-empty list.
+	Resolvers() []string
+	// Resolve finds the identity of the user req describes. It returns an
+	// error wrapping ErrNotFound when the resolver knows no such user (the
+	// daemon then tries its next resolver), an *InvalidInputError or
+	// *ConfigError for input it cannot use, and must return promptly once
+	// ctx is done. The SDK refuses an Identity that fails Validate.
+	Resolve(ctx context.Context, req ResolveRequest) (Identity, error)
+}
+
+// ClusterStrategy hands out Kubernetes credentials. A plugin may offer
+// several strategies, told apart by name.
+//
+// Implementations must be safe for concurrent use.
+type ClusterStrategy interface {
+	// Strategies lists the names of the strategies offered. It must always
+	// return the same non-empty list.
+	Strategies() []string
+	// Credential returns the credential the user of req.Session gets for
+	// req.Cluster, or an error wrapping ErrNotFound when the strategy has
+	// none for this user. It must return promptly once ctx is done. The SDK
+	// refuses a Credential that fails Validate.
+	Credential(ctx context.Context, req CredentialRequest) (Credential, error)
+}
+
+// ClusterSource discovers Kubernetes clusters.
+//
+// Implementations must be safe for concurrent use.
+type ClusterSource interface {
+	// ListClusters returns the clusters the source knows now. It must
+	// return promptly once ctx is done. The SDK refuses a list that fails
+	// ValidateClusters.
+	ListClusters(ctx context.Context, req ListClustersRequest) ([]Cluster, error)
+}
+
+// Configurer is implemented by plugins that take a configuration (the
+// `config:` block of the plugin in the daemon's configuration). The daemon
+// calls Configure once at start, before any other call; the SDK holds other
+// calls back until a Configure has succeeded, and never runs Configure
+// concurrently with them.
+//
+// A plugin that does not implement Configurer refuses any non-empty
+// configuration.
+type Configurer interface {
+	// Configure checks and applies cfg. Return a *ConfigError naming the
+	// offending key for a bad configuration (the getters of Options do).
+	Configure(ctx context.Context, cfg Config) error
+}
+
+// OptionsValidator is implemented by plugins that can check the `options:` of
+// their resolvers, strategies or source when the daemon starts, rather than
+// at first use.
+type OptionsValidator interface {
+	// ValidateOptions returns a *ConfigError naming the offending key when
+	// req.Options are not acceptable.
+	ValidateOptions(ctx context.Context, req ValidateOptionsRequest) error
+}
+
+// Capability is something a plugin offers; see Info.
+type Capability string
+
+// The capabilities. The first three are roles, found by the interfaces a
+// plugin's Impl implements; the others flag optional calls. A newer SDK may
+// add capabilities: a host calls an optional call only when the plugin lists
+// its capability, so older plugins keep working.
+const (
+	// CapabilityResolver: the plugin implements Resolver.
+	CapabilityResolver Capability = "RESOLVER"
+	// CapabilityClusterStrategy: the plugin implements ClusterStrategy.
+	CapabilityClusterStrategy Capability = "CLUSTER_STRATEGY"
+	// CapabilityClusterSource: the plugin implements ClusterSource.
+	CapabilityClusterSource Capability = "CLUSTER_SOURCE"
+	// CapabilityConfigure: the plugin implements Configurer.
+	CapabilityConfigure Capability = "CONFIGURE"
+	// CapabilityValidateOptions: the plugin implements OptionsValidator.
+	CapabilityValidateOptions Capability = "VALIDATE_OPTIONS"
+)
+
+// Info describes a plugin: what its Describe call answers.
+type Info struct {
+	// Name is the plugin's name.
+	Name string
+	// Version is the plugin's own version.
+	Version string
+	// ProtocolVersion is the plugin protocol version it speaks.
+	ProtocolVersion int
+	// Capabilities lists what it offers, in a fixed order.
+	Capabilities []Capability
+	// Resolvers lists its resolver names, when it is a Resolver.
+	Resolvers []string
+	// Strategies lists its strategy names, when it is a ClusterStrategy.
+	Strategies []string
+}
+
+// Has reports whether the plugin offers c.
+func (i Info) Has(c Capability) bool { return slices.Contains(i.Capabilities, c) }
+
+// namePattern is the shape of plugin, resolver and strategy names.
+var namePatternRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks that the description is coherent: valid, unique names, the
+// current ProtocolVersion, at least one role, and names listed exactly for
+// the roles offered. Capabilities it does not know are allowed.
+func (i Info) Validate() error {
+	var errs []error
+	if !namePatternRe.MatchString(i.Name) {
+		errs = append(errs, fmt.Errorf("plugin name %q is not a letter followed by up to 62 letters, digits, '.', '_' or '-'", i.Name))
+	}
+	if i.ProtocolVersion != ProtocolVersion {
+		errs = append(errs, fmt.Errorf("plugin speaks protocol version %d, this SDK speaks %d", i.ProtocolVersion, ProtocolVersion))
+	}
+	if !i.Has(CapabilityResolver) && !i.Has(CapabilityClusterStrategy) && !i.Has(CapabilityClusterSource) {
+		errs = append(errs, errors.New("plugin offers none of Resolver, ClusterStrategy and ClusterSource"))
+	}
+	errs = append(errs, checkNames("resolver", i.Resolvers, i.Has(CapabilityResolver))...)
+	errs = append(errs, checkNames("strategy", i.Strategies, i.Has(CapabilityClusterStrategy))...)
+	return errors.Join(errs...)
+}
+
+func checkNames(kind string, names []string, offered bool) []error {
+	var errs []error
+	switch {
+	case offered && len(names) == 0:
+		errs = append(errs, fmt.Errorf("plugin lists no %s names", kind))
+	case !offered && len(names) > 0:
+		errs = append(errs, fmt.Errorf("plugin lists %s names but does not offer that role", kind))
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !namePatternRe.MatchString(n) {
+			errs = append(errs, fmt.Errorf("%s name %q is not a letter followed by up to 62 letters, digits, '.', '_' or '-'", kind, n))
+		}
+		if seen[n] {
+			errs = append(errs, fmt.Errorf("%s name %q is listed twice", kind, n))
+		}
+		seen[n] = true
+	}
+	return errs
+}
+
+// Plugin is what Serve serves.
+type Plugin struct {
+	// Name is the plugin's name, e.g. "palette".
+	Name string
+	// Version is the plugin's own version; empty means the main module's
+	// version from the build information.
+	Version string
+	// Impl implements one or more of Resolver, ClusterStrategy and
+	// ClusterSource, and optionally Configurer and OptionsValidator.
+	Impl any
+}
+
+// Info describes p as its Describe call will, and checks it (see
+// Info.Validate).
+func (p Plugin) Info() (Info, error) {
+	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: ProtocolVersion}
+	if info.Version == "" {
+		info.Version = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			info.Version = bi.Main.Version
+		}
+	}
+	if r, ok := p.Impl.(Resolver); ok {
+		info.Capabilities = append(info.Capabilities, CapabilityResolver)
+		info.Resolvers = slices.Clone(r.Resolvers())
+	}
+	if s, ok := p.Impl.(ClusterStrategy); ok {
+		info.Capabilities = append(info.Capabilities, CapabilityClusterStrategy)
+		info.Strategies = slices.Clone(s.Strategies())
+	}
+	if _, ok := p.Impl.(ClusterSource); ok {
+		info.Capabilities = append(info.Capabilities, CapabilityClusterSource)
+	}
+	if _, ok := p.Impl.(Configurer); ok {
+		info.Capabilities = append(info.Capabilities, CapabilityConfigure)
+	}
+	if _, ok := p.Impl.(OptionsValidator); ok {
+		info.Capabilities = append(info.Capabilities, CapabilityValidateOptions)
+	}
+	if err := info.Validate(); err != nil {
+		return Info{}, fmt.Errorf("plugin %q: %w", p.Name, err)
+	}
+	return info, nil
+}

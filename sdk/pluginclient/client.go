@@ -1,0 +1,343 @@
+// Package pluginclient is the host side of the spectroauth plugin protocol:
+// it turns a go-plugin client into calls on plain sdk types. The daemon's
+// plugin supervisor uses it; plugin authors do not (they use sdk and
+// sdk/plugintest).
+//
+// Start a plugin with go-plugin, handing it the protocol's handshake, plugin
+// sets and dial options, then Open it:
+//
+//	pc := plugin.NewClient(&plugin.ClientConfig{
+//		HandshakeConfig:  sdk.Handshake,
+//		VersionedPlugins: pluginclient.VersionedPlugins(),
+//		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+//		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
+//		Cmd:              exec.Command(path),
+//		// SecureConfig, Logger, ...
+//	})
+//	c, err := pluginclient.Open(ctx, pc)
+//	if err != nil {
+//		pc.Kill()
+//		...
+//	}
+//	err = c.Configure(ctx, sdk.Config{InstanceName: name, Values: config})
+//
+// Every call checks what the plugin returns as the plugin side does
+// (Identity.Validate, Credential.Validate, sdk.ValidateClusters), so a
+// misbehaving plugin is refused with ErrInvalidResponse; and errors come back
+// as the plugin returned them: errors.Is(err, sdk.ErrNotFound), errors.As to
+// *sdk.ConfigError or *sdk.InvalidInputError, errors.Is(err,
+// context.DeadlineExceeded).
+package pluginclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/internal/wire"
+)
+
+// ErrInvalidResponse is wrapped by the errors of calls whose answer breaks
+// the protocol: an invalid identity, credential, cluster list or description.
+var ErrInvalidResponse = errors.New("plugin sent an invalid response")
+
+// VersionedPlugins returns the plugin sets of the protocol versions this host
+// speaks, for plugin.ClientConfig.VersionedPlugins.
+func VersionedPlugins() map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{
+		sdk.ProtocolVersion: {sdk.PluginSetKey: grpcPlugin{}},
+	}
+}
+
+// GRPCDialOptions returns the dial options of the protocol, for
+// plugin.ClientConfig.GRPCDialOptions: messages are limited to
+// sdk.MaxMessageSize. (Every call of a Client also sets this limit.)
+func GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(callOptions...)}
+}
+
+var callOptions = []grpc.CallOption{
+	grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize),
+	grpc.MaxCallSendMsgSize(sdk.MaxMessageSize),
+}
+
+// grpcPlugin is the host side of the protocol in go-plugin's terms.
+type grpcPlugin struct{ plugin.NetRPCUnsupportedPlugin }
+
+// GRPCServer is not used on the host side.
+func (grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("pluginclient: this is the host side of the protocol; plugins use sdk.Serve")
+}
+
+// GRPCClient returns a *Client on conn.
+func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return New(conn), nil
+}
+
+// Open connects to the plugin pc runs (starting it if needed), checks that it
+// speaks this host's protocol version, and describes it (see Client.Info).
+// On error, the caller still owns pc and should Kill it.
+func Open(ctx context.Context, pc *plugin.Client) (*Client, error) {
+	rpc, err := pc.Client()
+	if err != nil {
+		if strings.Contains(err.Error(), "incompatible API version") {
+			return nil, fmt.Errorf("plugin speaks another plugin protocol version than this host (version %d): rebuild it with a compatible spectroauth SDK: %w", sdk.ProtocolVersion, err)
+		}
+		return nil, fmt.Errorf("starting plugin: %w", err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginSetKey)
+	if err != nil {
+		return nil, fmt.Errorf("starting plugin: %w", err)
+	}
+	c, ok := raw.(*Client)
+	if !ok {
+		return nil, fmt.Errorf("starting plugin: dispensed %T, not a *pluginclient.Client", raw)
+	}
+	if v := pc.NegotiatedVersion(); v != sdk.ProtocolVersion {
+		return nil, fmt.Errorf("plugin negotiated plugin protocol version %d; this host speaks version %d", v, sdk.ProtocolVersion)
+	}
+	if _, err := c.Describe(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Client calls a plugin. It is safe for concurrent use.
+type Client struct {
+	plugin   pluginv1.PluginServiceClient
+	resolver pluginv1.ResolverServiceClient
+	strategy pluginv1.ClusterStrategyServiceClient
+	source   pluginv1.ClusterSourceServiceClient
+
+	mu   sync.Mutex
+	info *sdk.Info // from the last successful Describe
+}
+
+// New returns a Client on an established connection to a plugin. Open is
+// the usual way to get one; until Describe succeeds, the Client calls
+// whatever it is asked to.
+func New(conn grpc.ClientConnInterface) *Client {
+	return &Client{
+		plugin:   pluginv1.NewPluginServiceClient(conn),
+		resolver: pluginv1.NewResolverServiceClient(conn),
+		strategy: pluginv1.NewClusterStrategyServiceClient(conn),
+		source:   pluginv1.NewClusterSourceServiceClient(conn),
+	}
+}
+
+// Info returns what the last successful Describe returned, and false before
+// one.
+func (c *Client) Info() (sdk.Info, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.info == nil {
+		return sdk.Info{}, false
+	}
+	return *c.info, true
+}
+
+// Describe asks the plugin who it is and what it offers, and checks the
+// answer (sdk.Info.Validate). Later calls use it to refuse what the plugin
+// does not offer.
+func (c *Client) Describe(ctx context.Context) (sdk.Info, error) {
+	resp, err := c.plugin.Describe(ctx, &pluginv1.DescribeRequest{}, callOptions...)
+	if err != nil {
+		return sdk.Info{}, fmt.Errorf("describing plugin: %w", decodeError(err))
+	}
+	info := sdk.Info{
+		Name:            resp.GetName(),
+		Version:         resp.GetVersion(),
+		ProtocolVersion: int(resp.GetProtocolVersion()),
+		Resolvers:       resp.GetResolvers(),
+		Strategies:      resp.GetStrategies(),
+	}
+	for _, pc := range resp.GetCapabilities() {
+		// Capabilities from a newer protocol revision are ignored.
+		if name := wire.CapabilityName(pc); name != "" {
+			info.Capabilities = append(info.Capabilities, sdk.Capability(name))
+		}
+	}
+	if err := info.Validate(); err != nil {
+		return sdk.Info{}, fmt.Errorf("%w: description: %w", ErrInvalidResponse, err)
+	}
+	c.mu.Lock()
+	c.info = &info
+	c.mu.Unlock()
+	return info, nil
+}
+
+// offers reports whether the plugin offers capability cap: true when it has
+// not been described yet.
+func (c *Client) offers(capability sdk.Capability) (sdk.Info, bool) {
+	info, described := c.Info()
+	return info, !described || info.Has(capability)
+}
+
+// roleError is the error of a call to a role the plugin does not have.
+func roleError(info sdk.Info, role string) error {
+	return fmt.Errorf("plugin %q is not a %s: %w", info.Name, role, errors.ErrUnsupported)
+}
+
+// Configure hands the plugin its configuration. A plugin that takes none
+// refuses a non-empty cfg.Values with a *sdk.ConfigError.
+func (c *Client) Configure(ctx context.Context, cfg sdk.Config) error {
+	values, err := wire.ToStruct(cfg.Values)
+	if err != nil {
+		return &sdk.ConfigError{Err: err}
+	}
+	_, err = c.plugin.Configure(ctx, &pluginv1.ConfigureRequest{Config: values, InstanceName: cfg.InstanceName}, callOptions...)
+	if err != nil {
+		err = decodeError(err)
+		if errors.Is(err, errors.ErrUnsupported) && len(cfg.Values) == 0 {
+			return nil // a plugin without Configure needs no configuration
+		}
+		return err
+	}
+	return nil
+}
+
+// ValidateOptions asks the plugin to check the options of one of its
+// resolvers, strategies or its source. It returns nil without calling a
+// plugin that does not validate options (sdk.CapabilityValidateOptions).
+func (c *Client) ValidateOptions(ctx context.Context, req sdk.ValidateOptionsRequest) error {
+	if _, ok := c.offers(sdk.CapabilityValidateOptions); !ok {
+		return nil
+	}
+	opts, err := wire.ToStruct(req.Options)
+	if err != nil {
+		return &sdk.ConfigError{Err: err}
+	}
+	_, err = c.plugin.ValidateOptions(ctx, &pluginv1.ValidateOptionsRequest{
+		Role:    wire.CapabilityToProto(string(req.Role)),
+		Name:    req.Name,
+		Options: opts,
+	}, callOptions...)
+	if err != nil {
+		err = decodeError(err)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Resolve asks one of the plugin's resolvers for the identity of a user. An
+// error wrapping sdk.ErrNotFound means the resolver knows no such user.
+func (c *Client) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.Identity, error) {
+	if info, ok := c.offers(sdk.CapabilityResolver); !ok {
+		return sdk.Identity{}, roleError(info, "resolver")
+	}
+	opts, err := wire.ToStruct(req.Options)
+	if err != nil {
+		return sdk.Identity{}, &sdk.ConfigError{Err: err}
+	}
+	claims, err := wire.ToStruct(req.Claims)
+	if err != nil {
+		return sdk.Identity{}, &sdk.InvalidInputError{Field: "Claims", Err: err}
+	}
+	resp, err := c.resolver.Resolve(ctx, &pluginv1.ResolveRequest{
+		Resolver: req.Resolver,
+		Options:  opts,
+		Claims:   claims,
+		Profile: &pluginv1.Profile{
+			Email:         req.Profile.Email,
+			DisplayName:   req.Profile.DisplayName,
+			Picture:       req.Profile.Picture,
+			EmailVerified: req.Profile.EmailVerified,
+		},
+		Subject:           req.Subject,
+		Issuer:            req.Issuer,
+		PreferredUsername: req.PreferredUsername,
+		Groups:            req.Groups,
+	}, callOptions...)
+	if err != nil {
+		return sdk.Identity{}, decodeError(err)
+	}
+	pid := resp.GetIdentity()
+	id := sdk.Identity{
+		UserEntityRef:       pid.GetUserEntityRef(),
+		OwnershipEntityRefs: pid.GetOwnershipEntityRefs(),
+		Extra:               wire.FromStruct(pid.GetExtraClaims()),
+	}
+	if err := id.Validate(); err != nil {
+		return sdk.Identity{}, fmt.Errorf("%w: identity: %w", ErrInvalidResponse, err)
+	}
+	return id, nil
+}
+
+// Credential asks one of the plugin's strategies for a user's credential for
+// a cluster. An error wrapping sdk.ErrNotFound means the strategy has none
+// for this user.
+func (c *Client) Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error) {
+	if info, ok := c.offers(sdk.CapabilityClusterStrategy); !ok {
+		return sdk.Credential{}, roleError(info, "cluster strategy")
+	}
+	opts, err := wire.ToStruct(req.Options)
+	if err != nil {
+		return sdk.Credential{}, &sdk.ConfigError{Err: err}
+	}
+	claims, err := wire.ToStruct(req.Session.Claims)
+	if err != nil {
+		return sdk.Credential{}, &sdk.InvalidInputError{Field: "Session.Claims", Err: err}
+	}
+	s := req.Session
+	resp, err := c.strategy.Credential(ctx, &pluginv1.CredentialRequest{
+		Strategy: req.Strategy,
+		Options:  opts,
+		Cluster:  clusterToProto(req.Cluster),
+		Session: &pluginv1.Session{
+			UserEntityRef:       s.UserEntityRef,
+			Subject:             s.Subject,
+			IdToken:             s.IDToken,
+			IdTokenExpiresAt:    wire.ToTimestamp(s.IDTokenExpiresAt),
+			AccessToken:         s.AccessToken,
+			PaletteSessionToken: s.PaletteSessionToken,
+			Claims:              claims,
+		},
+	}, callOptions...)
+	if err != nil {
+		return sdk.Credential{}, decodeError(err)
+	}
+	pc := resp.GetCredential()
+	cred := sdk.Credential{
+		Token:                pc.GetToken(),
+		ExpiresAt:            wire.FromTimestamp(pc.GetExpiresAt()),
+		ClientCertificatePEM: pc.GetClientCertificateData(),
+		ClientKeyPEM:         pc.GetClientKeyData(),
+	}
+	if err := cred.Validate(); err != nil {
+		return sdk.Credential{}, fmt.Errorf("%w: credential: %w", ErrInvalidResponse, err)
+	}
+	return cred, nil
+}
+
+// ListClusters asks the plugin's cluster source for its clusters.
+func (c *Client) ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+	if info, ok := c.offers(sdk.CapabilityClusterSource); !ok {
+		return nil, roleError(info, "cluster source")
+	}
+	opts, err := wire.ToStruct(req.Options)
+	if err != nil {
+		return nil, &sdk.ConfigError{Err: err}
+	}
+	resp, err := c.source.ListClusters(ctx, &pluginv1.ListClustersRequest{Options: opts}, callOptions...)
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	clusters := make([]sdk.Cluster, len(resp.GetClusters()))
+	for i, pc := range resp.GetClusters() {
+		clusters[i] = clusterFromProto(pc)
+	}
+	if err := sdk.ValidateClusters(clusters); err != nil {
+		return nil, fmt.Errorf("%w: clusters: %w", ErrInvalidResponse, err)
+	}
+	return clusters, nil
+}

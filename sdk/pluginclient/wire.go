@@ -1,0 +1,91 @@
+package pluginclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	"github.com/spectroauth/spectroauth/sdk"
+)
+
+// remoteError is an error a plugin returned: its message as the plugin wrote
+// it, matching (errors.Is, errors.As) the error it stands for.
+type remoteError struct {
+	msg string
+	err error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.err }
+
+// decodeError turns the status of a failed call back into the error the
+// plugin returned; see the error section of plugin.proto.
+func decodeError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := st.Message()
+	var detail *pluginv1.ErrorDetail
+	for _, d := range st.Details() {
+		if ed, ok := d.(*pluginv1.ErrorDetail); ok {
+			detail = ed
+			break
+		}
+	}
+	switch st.Code() {
+	case codes.NotFound:
+		return &remoteError{msg: msg, err: sdk.ErrNotFound}
+	case codes.InvalidArgument:
+		var typed error
+		switch {
+		case detail.GetReason() == pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG:
+			typed = &sdk.ConfigError{Key: detail.GetKey(), Err: errors.New(detail.GetMessage())}
+		case detail.GetReason() == pluginv1.ErrorReason_ERROR_REASON_INVALID_INPUT:
+			typed = &sdk.InvalidInputError{Field: detail.GetKey(), Err: errors.New(detail.GetMessage())}
+		default:
+			return &sdk.InvalidInputError{Err: errors.New(msg)}
+		}
+		if typed.Error() == msg {
+			return typed
+		}
+		return &remoteError{msg: msg, err: typed}
+	case codes.DeadlineExceeded:
+		return &remoteError{msg: "plugin call: " + msg, err: context.DeadlineExceeded}
+	case codes.Canceled:
+		return &remoteError{msg: "plugin call: " + msg, err: context.Canceled}
+	case codes.Unimplemented:
+		return &remoteError{msg: "plugin does not implement this call: " + msg, err: errors.ErrUnsupported}
+	}
+	return &remoteError{msg: fmt.Sprintf("plugin call failed (%s): %s", st.Code(), msg), err: err}
+}
+
+func clusterToProto(c sdk.Cluster) *pluginv1.Cluster {
+	return &pluginv1.Cluster{
+		Name:        c.Name,
+		Server:      c.Server,
+		CaData:      c.CAData,
+		Strategy:    c.Strategy,
+		Labels:      c.Labels,
+		Annotations: c.Annotations,
+		Title:       c.Title,
+		Description: c.Description,
+	}
+}
+
+func clusterFromProto(c *pluginv1.Cluster) sdk.Cluster {
+	return sdk.Cluster{
+		Name:        c.GetName(),
+		Server:      c.GetServer(),
+		CAData:      c.GetCaData(),
+		Strategy:    c.GetStrategy(),
+		Labels:      c.GetLabels(),
+		Annotations: c.GetAnnotations(),
+		Title:       c.GetTitle(),
+		Description: c.GetDescription(),
+	}
+}

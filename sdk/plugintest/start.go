@@ -1,0 +1,169 @@
+// Package plugintest runs a spectroauth plugin inside a Go test, through the
+// same gRPC transport the daemon uses, and checks it against the conformance
+// suite every plugin must pass.
+//
+//	func TestConformance(t *testing.T) {
+//		plugintest.Run(t, sdk.Plugin{Name: "example", Impl: &resolver{}}, plugintest.Suite{
+//			Config:     sdk.Options{"domain": "example.com"},
+//			BadConfigs: []plugintest.BadConfig{{Config: sdk.Options{"domain": 42}, Key: "domain"}},
+//			Resolve: []plugintest.ResolveCase{
+//				{Name: "known", Request: ..., Want: &sdk.Identity{...}},
+//				{Name: "unknown", Request: ..., Expect: plugintest.ExpectNotFound},
+//			},
+//		})
+//	}
+//
+// Start gives a test a host-side client of the plugin for its own checks.
+package plugintest
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+)
+
+// startTimeout bounds how long the in-process plugin may take to serve.
+const startTimeout = 10 * time.Second
+
+// Start serves p in this process through go-plugin's gRPC transport (a real
+// socket, the protocol's handshake configuration, plugin sets and message
+// limits: only the child process is missing) and returns a client of it, as
+// the daemon has one, already described. The plugin is not configured: call
+// Configure first if it is a Configurer. It stops when the test ends.
+//
+// The plugin's logs go to the test log at warn level and above; set
+// SPECTROAUTH_PLUGIN_LOG_LEVEL to see more.
+func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
+	t.Helper()
+	logger := testLogger(t)
+	cfg, err := sdk.NewServeConfig(p, logger)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+	go plugin.Serve(cfg)
+
+	var rc *plugin.ReattachConfig
+	select {
+	case rc = <-reattach:
+	case <-closed:
+		cancel()
+		t.Fatalf("plugintest: plugin %q stopped before serving", p.Name)
+	case <-time.After(startTimeout):
+		cancel()
+		t.Fatalf("plugintest: plugin %q did not serve within %s", p.Name, startTimeout)
+	}
+	// go-plugin would watch our own process for the plugin's exit; watch the
+	// in-process server instead.
+	rc.ReattachFunc = func() (runner.AttachedRunner, error) { return inProcess{closed: closed, stop: cancel}, nil }
+
+	// On reattach go-plugin does not negotiate: it takes Plugins as is.
+	set, ok := pluginclient.VersionedPlugins()[rc.ProtocolVersion]
+	if !ok {
+		cancel()
+		t.Fatalf("plugintest: plugin %q serves protocol version %d; this host speaks %d", p.Name, rc.ProtocolVersion, sdk.ProtocolVersion)
+	}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          set,
+		Reattach:         rc,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
+		Logger:           logger,
+	})
+	t.Cleanup(func() {
+		if rpc, err := pc.Client(); err == nil {
+			_ = rpc.Close() // asks the server to stop, then closes the connection
+		}
+		cancel()
+		select {
+		case <-closed:
+		case <-time.After(startTimeout):
+			t.Errorf("plugintest: plugin %q did not stop within %s", p.Name, startTimeout)
+		}
+	})
+
+	openCtx, cancelOpen := context.WithTimeout(context.Background(), startTimeout)
+	defer cancelOpen()
+	c, err := pluginclient.Open(openCtx, pc)
+	if err != nil {
+		t.Fatalf("plugintest: opening plugin %q: %v", p.Name, err)
+	}
+	return c
+}
+
+// inProcess stands for the plugin "process" that go-plugin reattaches to: the
+// server goroutine of Start.
+type inProcess struct {
+	closed <-chan struct{}
+	stop   context.CancelFunc
+}
+
+func (r inProcess) Wait(ctx context.Context) error {
+	select {
+	case <-r.closed:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (r inProcess) Kill(ctx context.Context) error {
+	r.stop()
+	return r.Wait(ctx)
+}
+
+func (r inProcess) ID() string { return "in-process" }
+
+func (r inProcess) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+func (r inProcess) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// testLogger returns a logger that writes to t's log until t ends.
+func testLogger(t testing.TB) hclog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop) // registered first: runs after the plugin has stopped
+	level := hclog.LevelFromString(os.Getenv(sdk.LogLevelEnv))
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: w})
+}
+
+type testWriter struct {
+	mu      sync.Mutex
+	t       testing.TB
+	stopped bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}

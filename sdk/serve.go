@@ -1,0 +1,136 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"runtime/debug"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ProtocolVersion is the plugin protocol version this SDK speaks (protobuf
+// package spectroauth.plugin.v1). It is negotiated in the go-plugin
+// handshake; Handshake leaves it out because both ends use VersionedPlugins.
+const ProtocolVersion = 1
+
+// MaxMessageSize is the largest gRPC message either end of the plugin
+// protocol sends or accepts, in bytes.
+const MaxMessageSize = 4 << 20
+
+// PluginSetKey is the name under which the protocol is registered in the
+// go-plugin plugin sets of both ends. Plugin authors do not need it.
+const PluginSetKey = "spectroauth"
+
+// LogLevelEnv is the environment variable that sets a plugin's log level
+// (trace, debug, info, warn, error); the default is info.
+const LogLevelEnv = "SPECTROAUTH_PLUGIN_LOG_LEVEL"
+
+// Handshake is the go-plugin handshake shared by the daemon and its plugins.
+// The magic cookie is no security measure: it only keeps a plugin binary from
+// being run by hand by mistake.
+var Handshake = plugin.HandshakeConfig{
+	MagicCookieKey:   "SPECTROAUTH_PLUGIN_MAGIC_COOKIE",
+	MagicCookieValue: "6f1d2c3b-spectroauth-plugin-d6a94e1c87b2",
+}
+
+// Serve serves p as a spectroauth plugin and returns when the daemon is done
+// with it. Call it from main:
+//
+//	func main() {
+//		sdk.Serve(sdk.Plugin{Name: "example", Impl: &resolver{}})
+//	}
+//
+// Serve speaks go-plugin's gRPC protocol and serves the services of every
+// role p.Impl implements. It makes hclog.Default (and the standard library's
+// log package) write JSON to stderr, which the daemon turns into its own log
+// lines; log with hclog.L() or hclog.Default(). A plugin must never write to
+// stdout: before the handshake that corrupts it, and after it the output is
+// thrown away.
+//
+// When p is unusable, or the program is run by hand, Serve writes why to
+// stderr and exits with status 1.
+func Serve(p Plugin) {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       p.Name,
+		Level:      hclog.LevelFromString(os.Getenv(LogLevelEnv)), // unset: info
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+	hclog.SetDefault(logger)
+	log.SetFlags(0)
+	log.SetOutput(logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}))
+
+	cfg, err := NewServeConfig(p, logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "spectroauth plugin: %v\n", err)
+		os.Exit(1)
+	}
+	plugin.Serve(cfg)
+}
+
+// NewServeConfig returns the go-plugin configuration that Serve uses for p,
+// logging to logger (nil means hclog.Default()). Most plugins call Serve
+// instead; sdk/plugintest uses this to serve a plugin in-process, with
+// ServeConfig.Test set.
+func NewServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) {
+	if logger == nil {
+		logger = hclog.Default()
+	}
+	srv, err := newServer(p, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			ProtocolVersion: {PluginSetKey: &grpcPlugin{srv: srv}},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts,
+				grpc.MaxRecvMsgSize(MaxMessageSize),
+				grpc.MaxSendMsgSize(MaxMessageSize),
+				grpc.ChainUnaryInterceptor(recoverPanics(logger)),
+			)
+			return grpc.NewServer(opts...)
+		},
+		Logger: logger,
+	}, nil
+}
+
+// grpcPlugin is the plugin side of the protocol in go-plugin's terms.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	srv *server
+}
+
+// GRPCServer registers the services of the plugin.
+func (g *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	g.srv.register(s)
+	return nil
+}
+
+// GRPCClient is not used on the plugin side.
+func (g *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("sdk: this is the plugin side of the protocol; hosts use sdk/pluginclient")
+}
+
+// recoverPanics turns a panic in a call into an Internal error, so that one
+// bad request does not take the plugin down.
+func recoverPanics(logger hclog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.Error("plugin panicked", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				resp, err = nil, status.Errorf(codes.Internal, "plugin panicked in %s: %v", info.FullMethod, r)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}

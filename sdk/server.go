@@ -1,0 +1,344 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	"github.com/spectroauth/spectroauth/sdk/internal/wire"
+)
+
+// server adapts a Plugin's Impl to the gRPC services of the protocol.
+type server struct {
+	info       Info
+	logger     hclog.Logger
+	resolver   Resolver
+	strategy   ClusterStrategy
+	source     ClusterSource
+	configurer Configurer
+	validator  OptionsValidator
+
+	// mu is held for writing by Configure and for reading by every other
+	// call but Describe, so that Configure never runs alongside them.
+	mu         sync.RWMutex
+	configured bool
+}
+
+func newServer(p Plugin, logger hclog.Logger) (*server, error) {
+	info, err := p.Info()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{info: info, logger: logger}
+	s.resolver, _ = p.Impl.(Resolver)
+	s.strategy, _ = p.Impl.(ClusterStrategy)
+	s.source, _ = p.Impl.(ClusterSource)
+	s.configurer, _ = p.Impl.(Configurer)
+	s.validator, _ = p.Impl.(OptionsValidator)
+	s.configured = s.configurer == nil
+	return s, nil
+}
+
+func (s *server) register(g *grpc.Server) {
+	pluginv1.RegisterPluginServiceServer(g, pluginService{s: s})
+	if s.resolver != nil {
+		pluginv1.RegisterResolverServiceServer(g, resolverService{s: s})
+	}
+	if s.strategy != nil {
+		pluginv1.RegisterClusterStrategyServiceServer(g, strategyService{s: s})
+	}
+	if s.source != nil {
+		pluginv1.RegisterClusterSourceServiceServer(g, sourceService{s: s})
+	}
+}
+
+// call runs fn once the plugin is configured and turns its error into the
+// protocol's status.
+func (s *server) call(method string, fn func() error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.configured {
+		return status.Error(codes.FailedPrecondition, "plugin is not configured: no Configure call has succeeded")
+	}
+	return s.status(method, fn())
+}
+
+// badOutput reports that the plugin produced something the protocol forbids.
+func (s *server) badOutput(method, what string, err error) error {
+	s.logger.Error("plugin returned an invalid "+what, "method", method, "error", err)
+	return &outputError{fmt.Errorf("plugin returned an invalid %s: %w", what, err)}
+}
+
+// outputError is a bug of the plugin: it returned a value that fails
+// validation. It goes over the wire as INTERNAL.
+type outputError struct{ error }
+
+// status encodes err as the protocol's gRPC status: a *ConfigError or
+// *InvalidInputError as INVALID_ARGUMENT, ErrNotFound as NOT_FOUND (each with
+// an ErrorDetail), context errors as DEADLINE_EXCEEDED and CANCELED, and
+// anything else as UNKNOWN. The status message is err's message.
+func (s *server) status(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		oe     *outputError
+		ce     *ConfigError
+		ie     *InvalidInputError
+		code   = codes.Unknown
+		detail *pluginv1.ErrorDetail
+	)
+	switch {
+	case errors.As(err, &oe):
+		code = codes.Internal
+	case errors.As(err, &ce):
+		code = codes.InvalidArgument
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG, Key: ce.Key, Message: errString(ce.Err)}
+	case errors.As(err, &ie):
+		code = codes.InvalidArgument
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_INPUT, Key: ie.Field, Message: errString(ie.Err)}
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_NOT_FOUND}
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	s.logger.Debug("call failed", "method", method, "code", code, "error", err)
+	st := status.New(code, err.Error())
+	if detail != nil {
+		if withDetail, derr := st.WithDetails(detail); derr == nil {
+			st = withDetail
+		}
+	}
+	return st.Err()
+}
+
+type pluginService struct {
+	pluginv1.UnimplementedPluginServiceServer
+	s *server
+}
+
+func (p pluginService) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+	i := p.s.info
+	resp := &pluginv1.DescribeResponse{
+		Name:            i.Name,
+		Version:         i.Version,
+		ProtocolVersion: uint32(i.ProtocolVersion),
+		Resolvers:       i.Resolvers,
+		Strategies:      i.Strategies,
+	}
+	for _, c := range i.Capabilities {
+		resp.Capabilities = append(resp.Capabilities, wire.CapabilityToProto(string(c)))
+	}
+	return resp, nil
+}
+
+func (p pluginService) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
+	s := p.s
+	cfg := Config{InstanceName: req.GetInstanceName(), Values: Options(wire.FromStruct(req.GetConfig()))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.configurer != nil {
+		err = s.configurer.Configure(ctx, cfg)
+		s.configured = err == nil
+	} else if len(cfg.Values) > 0 {
+		keys := slices.Sorted(maps.Keys(cfg.Values))
+		err = ConfigErrorf(keys[0], "unknown key: plugin %s takes no configuration", s.info.Name)
+	}
+	if err != nil {
+		return nil, s.status("Configure", err)
+	}
+	return &pluginv1.ConfigureResponse{}, nil
+}
+
+func (p pluginService) ValidateOptions(ctx context.Context, req *pluginv1.ValidateOptionsRequest) (*pluginv1.ValidateOptionsResponse, error) {
+	s := p.s
+	if s.validator == nil {
+		return nil, status.Error(codes.Unimplemented, "plugin does not validate options")
+	}
+	vreq := ValidateOptionsRequest{
+		Role:    Capability(wire.CapabilityName(req.GetRole())),
+		Name:    req.GetName(),
+		Options: Options(wire.FromStruct(req.GetOptions())),
+	}
+	err := s.call("ValidateOptions", func() error {
+		switch vreq.Role {
+		case CapabilityResolver:
+			if err := checkOffered("Name", vreq.Name, s.info.Resolvers); err != nil {
+				return err
+			}
+		case CapabilityClusterStrategy:
+			if err := checkOffered("Name", vreq.Name, s.info.Strategies); err != nil {
+				return err
+			}
+		case CapabilityClusterSource:
+		default:
+			return InvalidInputf("Role", "%q is not a role", vreq.Role)
+		}
+		if !s.info.Has(vreq.Role) {
+			return InvalidInputf("Role", "plugin has no %s role", vreq.Role)
+		}
+		return s.validator.ValidateOptions(ctx, vreq)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pluginv1.ValidateOptionsResponse{}, nil
+}
+
+type resolverService struct {
+	pluginv1.UnimplementedResolverServiceServer
+	s *server
+}
+
+func (r resolverService) Resolve(ctx context.Context, req *pluginv1.ResolveRequest) (*pluginv1.ResolveResponse, error) {
+	s := r.s
+	rreq := ResolveRequest{
+		Resolver: req.GetResolver(),
+		Options:  Options(wire.FromStruct(req.GetOptions())),
+		Claims:   Claims(wire.FromStruct(req.GetClaims())),
+		Profile: Profile{
+			Email:         req.GetProfile().GetEmail(),
+			DisplayName:   req.GetProfile().GetDisplayName(),
+			Picture:       req.GetProfile().GetPicture(),
+			EmailVerified: req.GetProfile().GetEmailVerified(),
+		},
+		Subject:           req.GetSubject(),
+		Issuer:            req.GetIssuer(),
+		PreferredUsername: req.GetPreferredUsername(),
+		Groups:            req.GetGroups(),
+	}
+	var resp *pluginv1.ResolveResponse
+	err := s.call("Resolve", func() error {
+		if err := checkOffered("Resolver", rreq.Resolver, s.info.Resolvers); err != nil {
+			return err
+		}
+		id, err := s.resolver.Resolve(ctx, rreq)
+		if err != nil {
+			return err
+		}
+		if err := id.Validate(); err != nil {
+			return s.badOutput("Resolve", "identity", err)
+		}
+		extra, err := wire.ToStruct(id.Extra)
+		if err != nil {
+			return s.badOutput("Resolve", "identity", fmt.Errorf("Extra: %w", err))
+		}
+		resp = &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{
+			UserEntityRef:       id.UserEntityRef,
+			OwnershipEntityRefs: id.OwnershipEntityRefs,
+			ExtraClaims:         extra,
+		}}
+		return nil
+	})
+	return resp, err
+}
+
+type strategyService struct {
+	pluginv1.UnimplementedClusterStrategyServiceServer
+	s *server
+}
+
+func (c strategyService) Credential(ctx context.Context, req *pluginv1.CredentialRequest) (*pluginv1.CredentialResponse, error) {
+	s := c.s
+	sess := req.GetSession()
+	creq := CredentialRequest{
+		Strategy: req.GetStrategy(),
+		Options:  Options(wire.FromStruct(req.GetOptions())),
+		Cluster:  clusterFromProto(req.GetCluster()),
+		Session: Session{
+			UserEntityRef:       sess.GetUserEntityRef(),
+			Subject:             sess.GetSubject(),
+			IDToken:             sess.GetIdToken(),
+			IDTokenExpiresAt:    wire.FromTimestamp(sess.GetIdTokenExpiresAt()),
+			AccessToken:         sess.GetAccessToken(),
+			PaletteSessionToken: sess.GetPaletteSessionToken(),
+			Claims:              Claims(wire.FromStruct(sess.GetClaims())),
+		},
+	}
+	var resp *pluginv1.CredentialResponse
+	err := s.call("Credential", func() error {
+		if err := checkOffered("Strategy", creq.Strategy, s.info.Strategies); err != nil {
+			return err
+		}
+		cred, err := s.strategy.Credential(ctx, creq)
+		if err != nil {
+			return err
+		}
+		if err := cred.Validate(); err != nil {
+			return s.badOutput("Credential", "credential", err)
+		}
+		resp = &pluginv1.CredentialResponse{Credential: &pluginv1.Credential{
+			Token:                 cred.Token,
+			ExpiresAt:             wire.ToTimestamp(cred.ExpiresAt),
+			ClientCertificateData: cred.ClientCertificatePEM,
+			ClientKeyData:         cred.ClientKeyPEM,
+		}}
+		return nil
+	})
+	return resp, err
+}
+
+type sourceService struct {
+	pluginv1.UnimplementedClusterSourceServiceServer
+	s *server
+}
+
+func (c sourceService) ListClusters(ctx context.Context, req *pluginv1.ListClustersRequest) (*pluginv1.ListClustersResponse, error) {
+	s := c.s
+	lreq := ListClustersRequest{Options: Options(wire.FromStruct(req.GetOptions()))}
+	var resp *pluginv1.ListClustersResponse
+	err := s.call("ListClusters", func() error {
+		clusters, err := s.source.ListClusters(ctx, lreq)
+		if err != nil {
+			return err
+		}
+		if err := ValidateClusters(clusters); err != nil {
+			return s.badOutput("ListClusters", "cluster list", err)
+		}
+		resp = &pluginv1.ListClustersResponse{Clusters: make([]*pluginv1.Cluster, len(clusters))}
+		for i, cl := range clusters {
+			resp.Clusters[i] = clusterToProto(cl)
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func clusterFromProto(c *pluginv1.Cluster) Cluster {
+	return Cluster{
+		Name:        c.GetName(),
+		Server:      c.GetServer(),
+		CAData:      c.GetCaData(),
+		Strategy:    c.GetStrategy(),
+		Labels:      c.GetLabels(),
+		Annotations: c.GetAnnotations(),
+		Title:       c.GetTitle(),
+		Description: c.GetDescription(),
+	}
+}
+
+func clusterToProto(c Cluster) *pluginv1.Cluster {
+	return &pluginv1.Cluster{
+		Name:        c.Name,
+		Server:      c.Server,
+		CaData:      c.CAData,
+		Strategy:    c.Strategy,
+		Labels:      c.Labels,
+		Annotations: c.Annotations,
+		Title:       c.Title,
+		Description: c.Description,
+	}
+}
