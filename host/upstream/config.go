@@ -150,7 +150,7 @@ func (c *Config) validate() error {
 func checkEndpoint(name, raw string, allowInsecure bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("upstream: %s %q is not an absolute URL", name, raw)
+		return fmt.Errorf("upstream: %s %q is not an absolute URL", name, bounded(raw, 200))
 	}
 	if u.User != nil {
 		return fmt.Errorf("upstream: %s must not carry credentials", name)

@@ -52,7 +52,9 @@ func (p *Provider) Exchange(ctx context.Context, code, redirectURL, pkceVerifier
 	return t, nil
 }
 
-// Refresh uses t's refresh token. The result keeps t's ID token, expiry and
+// Refresh uses t's refresh token; t should be a Tokens value returned by
+// Exchange or Refresh (possibly stored and loaded as JSON), whose Claims
+// anchor the subject and audience. The result keeps t's ID token, expiry and
 // claims when the provider returns no new ID token; a new one must be valid
 // and name the same subject and audience (OpenID Connect Core 12.2). With
 // rotation the new refresh token replaces the old one; the caller must store
@@ -148,7 +150,8 @@ type idTokenCheck struct {
 func (p *Provider) verifyIDToken(ctx context.Context, raw string, chk idTokenCheck) (*oidc.IDToken, map[string]any, error) {
 	idt, err := p.verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidIDToken, err)
+		// go-oidc may quote a JWKS error response body: keep it short.
+		return nil, nil, fmt.Errorf("%w: %s", ErrInvalidIDToken, bounded(err.Error(), 300))
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
@@ -184,10 +187,14 @@ func (p *Provider) verifyIDToken(ctx context.Context, raw string, chk idTokenChe
 		}
 	}
 	if o := chk.original; o != nil {
-		if sub, _ := o.Claims["sub"].(string); sub != idt.Subject {
-			return fail("the refreshed ID token names another subject")
+		sub, _ := o.Claims["sub"].(string)
+		if sub == "" {
+			sub = o.Profile.Subject
 		}
-		if !sameAudience(o.Claims["aud"], idt.Audience) {
+		if sub == "" || sub != idt.Subject {
+			return fail("the refreshed ID token names another subject than the session")
+		}
+		if aud, ok := o.Claims["aud"]; ok && !sameAudience(aud, idt.Audience) {
 			return fail("the refreshed ID token has another audience")
 		}
 		if prevAuth, ok := o.Claims["auth_time"].(float64); ok {
@@ -269,7 +276,7 @@ func isPaletteSessionToken(tok string) bool {
 func (p *Provider) mergeUserinfo(ctx context.Context, t *Tokens, sub string, claims map[string]any) {
 	ui, err := p.oidcProv.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: t.AccessToken, TokenType: "Bearer"}))
 	if err != nil {
-		p.log.Warn("reading userinfo failed; using the ID token alone", "error", err)
+		p.log.Warn("reading userinfo failed; using the ID token alone", "error", bounded(err.Error(), 300))
 		return
 	}
 	if ui.Subject != sub {

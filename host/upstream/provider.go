@@ -57,6 +57,7 @@ type metadata struct {
 
 // New validates cfg and, unless endpoints are given by hand, fetches the
 // provider's discovery document, whose issuer must equal cfg.Issuer exactly.
+// ctx bounds the discovery request only; the JWKS is fetched on first use.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.SigningAlgorithms = slices.Clone(cfg.SigningAlgorithms)

@@ -911,3 +911,18 @@ func BenchmarkVerifyIDToken(b *testing.B) {
 		b.Fatal("verification fetched the JWKS again")
 	}
 }
+
+func TestRefreshAnchorsWithoutStoredClaims(t *testing.T) {
+	h := newHarness(t, harnessOpts{op: func(c *devprovider.Config) { c.RefreshTokens = true }})
+	p := h.provider()
+	t1 := h.signIn(p, "offline_access")
+	t1.Claims = nil // a caller that kept only the profile
+	t2, err := p.Refresh(context.Background(), t1)
+	if err != nil {
+		t.Fatalf("refresh anchored on Profile.Subject: %v", err)
+	}
+	t2.Claims, t2.Profile.Subject = nil, ""
+	if _, err := p.Refresh(context.Background(), t2); !errors.Is(err, ErrInvalidIDToken) {
+		t.Fatalf("refresh of a session without any subject: %v", err)
+	}
+}
