@@ -39,14 +39,8 @@ func Dump(c *Config) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// encodeNode renders a value as a YAML node; with a nil origins map and no
-// redaction it is the defaults layer (which holds no secrets).
-func encodeNode(v reflect.Value, path string, origins map[string][]string) (*yaml.Node, error) {
-	d := dumper{origins: origins}
-	n, _ := d.node(v, path, false)
-	return n, nil
-}
-
+// dumper renders a Config as YAML nodes. Without redact it shows secrets: only
+// the defaults layer, which holds none, uses it that way.
 type dumper struct {
 	redact  bool
 	origins map[string][]string
@@ -113,7 +107,7 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 		sort.Strings(keys)
 		m := &yaml.Node{Kind: yaml.MappingNode}
 		for _, k := range keys {
-			hide := opaque && secretKeyRE.MatchString(k)
+			hide := (opaque || free) && secretKeyRE.MatchString(k)
 			child, ok := d.node(v.MapIndex(reflect.ValueOf(k).Convert(t.Key())), joinKey(path, k), opaque || free)
 			if !ok {
 				child = emptyLike(v.MapIndex(reflect.ValueOf(k).Convert(t.Key())))

@@ -77,6 +77,12 @@ func LoadUnvalidated(path string, opts ...Option) (*Config, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	if o.Environ == nil {
+		o.Environ = os.Environ
+	}
 	merge := koanf.WithMergeFunc(mergeLayer)
 	k := koanf.New(".")
 
@@ -127,10 +133,7 @@ func LoadUnvalidated(path string, opts ...Option) (*Config, error) {
 
 // defaultsMap is Defaults() as a koanf layer.
 func defaultsMap() (map[string]any, error) {
-	node, err := encodeNode(reflect.ValueOf(Defaults()).Elem(), "", nil)
-	if err != nil {
-		return nil, err
-	}
+	node, _ := dumper{}.node(reflect.ValueOf(Defaults()).Elem(), "", false)
 	m := map[string]any{}
 	if err := node.Decode(&m); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"sort"
 	"strings"
 )
@@ -88,7 +89,7 @@ func expand(s string, lookupEnv func(string) (string, bool)) (string, []string, 
 			problems = append(problems, "environment variable "+name+" is not set")
 		}
 		b.WriteString(val)
-		if !contains(vars, name) {
+		if !slices.Contains(vars, name) {
 			vars = append(vars, name)
 		}
 	}
@@ -109,13 +110,4 @@ func validVarName(name string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
