@@ -293,7 +293,7 @@ func (s Secret) String() string {
 	if s == "" {
 		return ""
 	}
-	return "[redacted]"
+	return RedactedText
 }
 
 // GoString redacts the secret under %#v.

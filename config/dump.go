@@ -10,8 +10,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Redacted is what Dump writes in place of a secret value.
-const Redacted = "[redacted]"
+// RedactedText is what a Secret prints and what Dump writes in place of a
+// secret value.
+const RedactedText = "[redacted]"
 
 // secretKeyRE matches free-form keys whose values Dump hides even when they were
 // written literally.
@@ -19,11 +20,11 @@ var secretKeyRE = regexp.MustCompile(`(?i)secret|passw(or)?d|token|api[-_]?key|p
 
 // Dump renders the configuration as YAML, in schema order, with the keys a user
 // would write, for check-config -print. Secret values are replaced by
-// [redacted]: every Secret field (client secrets, plugin env, the postgres URL),
+// [RedactedText]: every Secret field (client secrets, plugin env, the postgres URL),
 // and, in the free-form options and config maps and in plugin args, every value
 // that came from a ${VAR} or sits under a key that looks secret (token,
-// password, apiKey, …). Empty and false values are left out, and the result
-// loads back with Load.
+// password, apiKey, …). Empty and false values are left out. The result loads
+// back with Load, with [RedactedText] as the value of every hidden secret.
 func Dump(c *Config) ([]byte, error) {
 	d := dumper{redact: true, origins: c.origins}
 	n, _ := d.node(reflect.ValueOf(c).Elem(), "", false)
@@ -62,7 +63,7 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 			return nil, false
 		}
 		if d.redact {
-			return scalar(Redacted), true
+			return scalar(RedactedText), true
 		}
 		return scalar(v.String()), true
 	}
@@ -136,7 +137,7 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 			return scalar(""), opaque
 		}
 		if d.redact && opaque && len(d.origins[path]) > 0 {
-			return scalar(Redacted), true
+			return scalar(RedactedText), true
 		}
 		return scalar(v.String()), true
 	case reflect.Bool:
@@ -158,7 +159,7 @@ func (d dumper) hideAll(n *yaml.Node) *yaml.Node {
 		if n.Tag == "!!null" {
 			return n
 		}
-		return scalar(Redacted)
+		return scalar(RedactedText)
 	case yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
 			n.Content[i] = d.hideAll(n.Content[i])

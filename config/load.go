@@ -171,7 +171,8 @@ func decode(raw map[string]any) (*Config, ValidationErrors) {
 	if err != nil {
 		problems := translateDecodeError(err)
 		if len(problems) == 0 {
-			problems.add("", "decoding: "+err.Error())
+			// Never err.Error() itself: a decoder message could quote a value.
+			problems.add("", "the configuration cannot be decoded")
 		}
 		return nil, problems
 	}

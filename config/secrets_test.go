@@ -26,8 +26,8 @@ func TestSecretRedactsItself(t *testing.T) {
 	out := fmt.Sprint(s) + fmt.Sprintf("%v %+v %#v %s %q %x", e, e, e, s, s, s) +
 		fmt.Sprintf("%v %+v %#v", p, p, st) + string(js) + logs.String()
 	assertNoSecrets(t, "formatted output", out, "hunter2-SECRET")
-	if !strings.Contains(out, Redacted) {
-		t.Errorf("no %s in %s", Redacted, out)
+	if !strings.Contains(out, RedactedText) {
+		t.Errorf("no %s in %s", RedactedText, out)
 	}
 	if s.Reveal() != "hunter2-SECRET" || Secret("").String() != "" {
 		t.Error("Reveal or the empty secret is wrong")
