@@ -108,9 +108,9 @@ type Providers struct {
 // Every provider URL must be absolute https; http is accepted only with
 // AllowInsecureIssuer on a loopback host.
 type ProviderEnv struct {
-	// Issuer enables discovery; the discovered issuer must equal it exactly.
-	// With manual endpoints it is optional but recommended: it is then the `iss`
-	// that ID tokens must carry, and without it `iss` is not pinned by config.
+	// Issuer is required: it is the `iss` every ID token must carry. Without
+	// manual endpoints it also enables discovery, and the discovered issuer must
+	// equal it exactly.
 	Issuer string `koanf:"issuer"`
 	// AuthorizationURL, TokenURL and JWKSURL are given by hand for tenants that
 	// serve no discovery document (all three, or none). Setting them skips discovery.

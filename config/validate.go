@@ -193,10 +193,10 @@ func (v *validator) providerEnv(path string, e ProviderEnv, plugins map[string]P
 			set++
 		}
 	}
-	switch {
-	case set == 0 && e.Issuer == "":
-		v.add(at("issuer"), "required: set issuer (for discovery), or authorizationUrl, tokenUrl and jwksUrl (manual endpoints)")
-	case set > 0 && set < len(manual):
+	if e.Issuer == "" {
+		v.add(at("issuer"), "required: the iss every ID token must carry (with manual endpoints too), e.g. https://<palette-host>/v1/oidc/tenant/<tenantUid>")
+	}
+	if set > 0 && set < len(manual) {
 		for _, m := range manual {
 			if m.val == "" {
 				v.add(at(m.key), "required with manual endpoints: authorizationUrl, tokenUrl and jwksUrl are set together")

@@ -95,8 +95,8 @@ func TestValidate(t *testing.T) {
 			[]string{"auth.providers.spectrocloud: at least one environment is required (e.g. development or production)"}},
 
 		// provider environment: endpoints
-		{"neither issuer nor endpoints", func(c *Config) { prod(c, func(e *ProviderEnv) { e.Issuer = "" }) },
-			[]string{pp + ".issuer: required: set issuer (for discovery), or authorizationUrl, tokenUrl and jwksUrl (manual endpoints)"}},
+		{"no issuer", func(c *Config) { prod(c, func(e *ProviderEnv) { e.Issuer = "" }) },
+			[]string{pp + ".issuer: required: the iss every ID token must carry (with manual endpoints too), e.g. https://<palette-host>/v1/oidc/tenant/<tenantUid>"}},
 		{"manual endpoints incomplete", func(c *Config) { staging(c, func(e *ProviderEnv) { e.TokenURL, e.JWKSURL = "", "" }) }, []string{
 			sp + ".tokenUrl: required with manual endpoints: authorizationUrl, tokenUrl and jwksUrl are set together",
 			sp + ".jwksUrl: required with manual endpoints: authorizationUrl, tokenUrl and jwksUrl are set together",
