@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -181,7 +181,8 @@ func (o Options) StringMap(path string) (map[string]string, error) {
 		return nil, typeError(path, "a map of strings", v)
 	}
 	out := make(map[string]string, len(m))
-	for k, e := range m {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		e := m[k]
 		s, ok := e.(string)
 		if !ok {
 			return nil, typeError(path+"."+k, "a string", e)
@@ -261,19 +262,10 @@ type keyNode struct {
 }
 
 func (n *keyNode) check(prefix string, m map[string]any) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		c, ok := n.children[k]
 		if !ok {
-			known := make([]string, 0, len(n.children))
-			for name := range n.children {
-				known = append(known, name)
-			}
-			sort.Strings(known)
+			known := slices.Sorted(maps.Keys(n.children))
 			if len(known) == 0 {
 				return ConfigErrorf(prefix+k, "unknown key: no keys are accepted here")
 			}

@@ -86,10 +86,13 @@ func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
 		Logger:           logger,
 	})
 	t.Cleanup(func() {
-		if rpc, err := pc.Client(); err == nil {
-			_ = rpc.Close() // asks the server to stop, then closes the connection
+		defer cancel()
+		// Stop the server as the daemon does, through go-plugin's controller
+		// service. Only when that fails, cancel its context: go-plugin does
+		// not expect both at once.
+		if rpc, err := pc.Client(); err != nil || rpc.Close() != nil {
+			cancel()
 		}
-		cancel()
 		select {
 		case <-closed:
 		case <-time.After(startTimeout):
