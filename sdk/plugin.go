@@ -54,9 +54,10 @@ type ClusterSource interface {
 
 // Configurer is implemented by plugins that take a configuration (the
 // `config:` block of the plugin in the daemon's configuration). The daemon
-// calls Configure once at start, before any other call; the SDK holds other
-// calls back until a Configure has succeeded, and never runs Configure
-// concurrently with them.
+// calls Configure once at start, before any other call. The SDK refuses other
+// calls until a Configure has succeeded (and again after one fails), and
+// never runs Configure concurrently with them, so a plugin needs no lock of
+// its own to guard its configuration.
 //
 // A plugin that does not implement Configurer refuses any non-empty
 // configuration.
@@ -68,7 +69,8 @@ type Configurer interface {
 
 // OptionsValidator is implemented by plugins that can check the `options:` of
 // their resolvers, strategies or source when the daemon starts, rather than
-// at first use.
+// at first use. It is called after Configure; the SDK has checked that
+// req.Name is one the plugin offers for req.Role.
 type OptionsValidator interface {
 	// ValidateOptions returns a *ConfigError naming the offending key when
 	// req.Options are not acceptable.

@@ -129,6 +129,7 @@ type pluginService struct {
 	s *server
 }
 
+// Describe answers with the Info computed at start.
 func (p pluginService) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
 	i := p.s.info
 	resp := &pluginv1.DescribeResponse{
@@ -144,6 +145,8 @@ func (p pluginService) Describe(context.Context, *pluginv1.DescribeRequest) (*pl
 	return resp, nil
 }
 
+// Configure hands the configuration to a Configurer, or refuses any for
+// other plugins.
 func (p pluginService) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
 	s := p.s
 	cfg := Config{InstanceName: req.GetInstanceName(), Values: Options(wire.FromStruct(req.GetConfig()))}
@@ -163,6 +166,7 @@ func (p pluginService) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 	return &pluginv1.ConfigureResponse{}, nil
 }
 
+// ValidateOptions hands options to an OptionsValidator.
 func (p pluginService) ValidateOptions(ctx context.Context, req *pluginv1.ValidateOptionsRequest) (*pluginv1.ValidateOptionsResponse, error) {
 	s := p.s
 	if s.validator == nil {
@@ -203,6 +207,7 @@ type resolverService struct {
 	s *server
 }
 
+// Resolve runs the requested resolver and checks its identity.
 func (r resolverService) Resolve(ctx context.Context, req *pluginv1.ResolveRequest) (*pluginv1.ResolveResponse, error) {
 	s := r.s
 	rreq := ResolveRequest{
@@ -251,6 +256,7 @@ type strategyService struct {
 	s *server
 }
 
+// Credential runs the requested strategy and checks its credential.
 func (c strategyService) Credential(ctx context.Context, req *pluginv1.CredentialRequest) (*pluginv1.CredentialResponse, error) {
 	s := c.s
 	sess := req.GetSession()
@@ -296,6 +302,7 @@ type sourceService struct {
 	s *server
 }
 
+// ListClusters runs the source and checks its clusters.
 func (c sourceService) ListClusters(ctx context.Context, req *pluginv1.ListClustersRequest) (*pluginv1.ListClustersResponse, error) {
 	s := c.s
 	lreq := ListClustersRequest{Options: Options(wire.FromStruct(req.GetOptions()))}

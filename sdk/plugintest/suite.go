@@ -83,6 +83,7 @@ const (
 	ExpectBlock
 )
 
+// String names the outcome, for messages.
 func (e Expect) String() string {
 	switch e {
 	case ExpectFound:
