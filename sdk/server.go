@@ -179,20 +179,22 @@ func (p pluginService) ValidateOptions(ctx context.Context, req *pluginv1.Valida
 	}
 	err := s.call("ValidateOptions", func() error {
 		switch vreq.Role {
-		case CapabilityResolver:
-			if err := checkOffered("Name", vreq.Name, s.info.Resolvers); err != nil {
-				return err
-			}
-		case CapabilityClusterStrategy:
-			if err := checkOffered("Name", vreq.Name, s.info.Strategies); err != nil {
-				return err
-			}
-		case CapabilityClusterSource:
+		case CapabilityResolver, CapabilityClusterStrategy, CapabilityClusterSource:
 		default:
 			return InvalidInputf("Role", "%q is not a role", vreq.Role)
 		}
 		if !s.info.Has(vreq.Role) {
-			return InvalidInputf("Role", "plugin has no %s role", vreq.Role)
+			return InvalidInputf("Role", "plugin %s has no %s role", s.info.Name, vreq.Role)
+		}
+		var err error
+		switch vreq.Role {
+		case CapabilityResolver:
+			err = checkOffered("Name", vreq.Name, s.info.Resolvers)
+		case CapabilityClusterStrategy:
+			err = checkOffered("Name", vreq.Name, s.info.Strategies)
+		}
+		if err != nil {
+			return err
 		}
 		return s.validator.ValidateOptions(ctx, vreq)
 	})

@@ -33,14 +33,15 @@ const (
 	maxClusterMeta = 256
 )
 
-// ReservedClaims are the claims of Backstage's identity token that
+// reservedClaims are the claims of Backstage's identity token, which
 // Identity.Extra may not set.
-var ReservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "ent", "uip", "typ"}
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "ent", "uip", "typ"}
 
 // Validate checks the identity: UserEntityRef is a canonical entity ref of
 // kind user; every ownership ref is a canonical entity ref, at most
 // MaxOwnershipEntityRefs of them, none twice; Extra encodes as JSON within
-// MaxExtraClaimsSize and sets none of ReservedClaims.
+// MaxExtraClaimsSize and sets none of the identity token's own claims (iss,
+// sub, aud, exp, nbf, iat, jti, ent, uip, typ).
 func (id Identity) Validate() error {
 	var errs []error
 	if id.UserEntityRef == "" {
@@ -62,7 +63,7 @@ func (id Identity) Validate() error {
 		}
 	}
 	if len(id.Extra) > 0 {
-		for _, c := range ReservedClaims {
+		for _, c := range reservedClaims {
 			if _, ok := id.Extra[c]; ok {
 				errs = append(errs, fmt.Errorf("Extra sets the reserved claim %q", c))
 			}

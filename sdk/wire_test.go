@@ -271,3 +271,39 @@ func TestConfigure(t *testing.T) {
 		t.Errorf("ValidateOptions of a plugin that does not validate = %v, want nil", err)
 	}
 }
+
+type validating struct {
+	scripted
+}
+
+func (v *validating) ValidateOptions(_ context.Context, req sdk.ValidateOptionsRequest) error {
+	return req.Options.RejectUnknown("group")
+}
+
+func TestValidateOptions(t *testing.T) {
+	ctx := context.Background()
+	c := plugintest.Start(t, sdk.Plugin{Name: "validating", Impl: &validating{}})
+	if info, _ := c.Info(); !info.Has(sdk.CapabilityValidateOptions) {
+		t.Fatalf("Info = %+v, want VALIDATE_OPTIONS", info)
+	}
+	var ie *sdk.InvalidInputError
+	var ce *sdk.ConfigError
+	tests := []struct {
+		name  string
+		req   sdk.ValidateOptionsRequest
+		check func(error) bool
+	}{
+		{"good", sdk.ValidateOptionsRequest{Role: sdk.CapabilityResolver, Name: "r", Options: sdk.Options{"group": "a"}}, func(err error) bool { return err == nil }},
+		{"source", sdk.ValidateOptionsRequest{Role: sdk.CapabilityClusterSource}, func(err error) bool { return err == nil }},
+		{"bad key", sdk.ValidateOptionsRequest{Role: sdk.CapabilityClusterStrategy, Name: "s", Options: sdk.Options{"grp": "a"}}, func(err error) bool { return errors.As(err, &ce) && ce.Key == "grp" }},
+		{"unknown name", sdk.ValidateOptionsRequest{Role: sdk.CapabilityResolver, Name: "nope"}, func(err error) bool { return errors.As(err, &ie) && ie.Field == "Name" }},
+		{"not a role", sdk.ValidateOptionsRequest{Role: sdk.CapabilityConfigure}, func(err error) bool { return errors.As(err, &ie) && ie.Field == "Role" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := c.ValidateOptions(ctx, tt.req); !tt.check(err) {
+				t.Errorf("ValidateOptions = %v", err)
+			}
+		})
+	}
+}

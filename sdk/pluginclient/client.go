@@ -173,8 +173,8 @@ func (c *Client) Describe(ctx context.Context) (sdk.Info, error) {
 	return info, nil
 }
 
-// offers reports whether the plugin offers capability cap: true when it has
-// not been described yet.
+// offers reports whether the plugin offers capability, assuming it does when
+// it has not been described yet.
 func (c *Client) offers(capability sdk.Capability) (sdk.Info, bool) {
 	info, described := c.Info()
 	return info, !described || info.Has(capability)

@@ -174,6 +174,9 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	r := &run{p: p, s: s, info: info, c: Start(t, p)}
 	t.Run("Describe", r.describe)
 	t.Run("Configure", r.configure)
+	if !r.configured {
+		t.Fatalf("the plugin refused Suite.Config, which the other checks need")
+	}
 	if v, ok := p.Impl.(sdk.OptionsValidator); ok {
 		t.Run("ValidateOptions", func(t *testing.T) { r.validateOptions(t, v) })
 	}
@@ -195,10 +198,11 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 }
 
 type run struct {
-	p    sdk.Plugin
-	s    Suite
-	info sdk.Info
-	c    *pluginclient.Client
+	p          sdk.Plugin
+	s          Suite
+	info       sdk.Info
+	c          *pluginclient.Client
+	configured bool // Suite.Config was accepted
 }
 
 func (r *run) ctx(t testing.TB) context.Context {
@@ -254,6 +258,7 @@ func (r *run) configure(t *testing.T) {
 		if err := r.c.Configure(r.ctx(t), sdk.Config{InstanceName: "conformance", Values: r.s.Config}); err != nil {
 			t.Fatalf("Configure(Suite.Config) = %v, want success", err)
 		}
+		r.configured = true
 	})
 }
 
