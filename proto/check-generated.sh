@@ -12,6 +12,10 @@ cd "$here"
 version() { awk -v m="$1" '$1 == m || ($1 == "require" && $2 == m) { print ($1 == m ? $2 : $3); exit }' "$2"; }
 want=$(version google.golang.org/protobuf ../go.mod)
 got=$(version google.golang.org/protobuf tools/go.mod)
+if [ -z "$want" ] || [ -z "$got" ]; then
+  echo "cannot find google.golang.org/protobuf in go.mod or proto/tools/go.mod" >&2
+  exit 1
+fi
 if [ "$want" != "$got" ]; then
   echo "proto/tools/go.mod pins google.golang.org/protobuf $got but go.mod uses $want:" >&2
   echo "  (cd proto/tools && go get google.golang.org/protobuf@$want && go mod tidy) && proto/generate.sh" >&2
@@ -23,7 +27,6 @@ trap 'rm -rf "$tmp"' EXIT
 ./generate.sh "$tmp/gen"
 
 stale=0
-mkdir -p "$tmp/committed"
 # Compare the sets of generated files and their contents.
 (cd "$tmp/gen" && find . -name '*.pb.go' | sort) > "$tmp/want.list"
 find . -path ./tools -prune -o -name '*.pb.go' -print | sort > "$tmp/have.list"

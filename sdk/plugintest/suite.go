@@ -28,7 +28,7 @@ type Suite struct {
 	// offending key. A sdk.Configurer needs at least one.
 	BadConfigs []BadConfig
 	// BadOptions are options ValidateOptions must refuse, naming the
-	// offending key; for a sdk.OptionsValidator only.
+	// offending key. A sdk.OptionsValidator needs at least one.
 	BadOptions []BadOptions
 
 	// Resolve are the cases of a sdk.Resolver: for every resolver it offers,
