@@ -1,0 +1,364 @@
+// Drives Backstage's own auth client (the bundled test page, dist/) in
+// headless Chromium against spectroauthd. Started by host/e2e/e2e_test.go:
+//
+//   node browser.mjs <spec.json> <results.json>
+//
+// The spec says where the daemon, the app origins and Chromium are, what the
+// signed-in user must look like, and where failure artefacts go. Each
+// scenario is recorded in the results as {name, ok, skipped, ms, error,
+// details, artifacts}; the Go test turns them into subtests. On a failure the
+// scenario's last screenshots of the app page and of the popup, and the
+// requests the browser made, are written under <artifacts>/<scenario>/.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const [specPath, resultsPath] = process.argv.slice(2);
+if (!specPath || !resultsPath) {
+  console.error('usage: node browser.mjs <spec.json> <results.json>');
+  process.exit(2);
+}
+const spec = JSON.parse(readFileSync(specPath, 'utf8'));
+const STEP_MS = spec.stepTimeoutMs ?? 15000;
+const SCENARIO_MS = spec.scenarioTimeoutMs ?? 30000;
+const results = [];
+
+function writeResults() {
+  writeFileSync(resultsPath, JSON.stringify(results, null, 2));
+}
+
+// The driver must end even if Chromium or playwright hangs.
+const hardStop = setTimeout(() => {
+  console.error(`browser: hard timeout after ${spec.totalTimeoutMs} ms`);
+  results.push({ name: 'driver', ok: false, error: `hard timeout after ${spec.totalTimeoutMs} ms` });
+  writeResults();
+  process.exit(3);
+}, spec.totalTimeoutMs ?? 120000);
+hardStop.unref();
+
+class Failure extends Error {}
+function check(cond, message) {
+  if (!cond) throw new Failure(message);
+}
+// JSON with sorted keys, so that key order never matters.
+function canon(v) {
+  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v).sort().map(k => `${JSON.stringify(k)}:${canon(v[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+function same(actual, expected, what) {
+  const a = canon(actual);
+  const e = canon(expected);
+  check(a === e, `${what}: got ${a}, want ${e}`);
+}
+function withTimeout(promise, ms, what) {
+  let t;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      t = setTimeout(() => reject(new Failure(`${what}: no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+function decodeJwt(token) {
+  check(typeof token === 'string' && token.split('.').length === 3, `not a JWT: ${JSON.stringify(token)}`);
+  const [h, p] = token.split('.');
+  const dec = s => JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
+  return { header: dec(h), payload: dec(p) };
+}
+
+// A browser session: one fresh Chromium profile, its pages, and what to
+// save if the scenario fails.
+class Session {
+  static async open(name) {
+    const s = new Session(name);
+    s.dir = mkdtempSync(path.join(os.tmpdir(), 'spectroauth-e2e-chromium-'));
+    s.context = await chromium.launchPersistentContext(s.dir, {
+      executablePath: spec.chromium,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      timeout: STEP_MS,
+    });
+    s.context.setDefaultTimeout(STEP_MS);
+    s.context.on('page', p => s.watch(p, 'page'));
+    s.page = s.context.pages()[0] ?? (await s.context.newPage());
+    s.page.on('popup', p => {
+      s.popups.push(p);
+      s.watch(p, 'popup');
+    });
+    s.watch(s.page, 'app');
+    return s;
+  }
+
+  constructor(name) {
+    this.name = name;
+    this.popups = [];
+    this.log = [];
+    this.shots = new Map(); // label -> last PNG
+    this.watched = new Set();
+  }
+
+  watch(p, label) {
+    if (this.watched.has(p)) return;
+    this.watched.add(p);
+    const t0 = Date.now();
+    const stamp = () => `${String(Date.now() - t0).padStart(6)} ms ${label}`;
+    p.on('request', r => this.log.push(`${stamp()} > ${r.method()} ${r.url()}`));
+    p.on('response', r => this.log.push(`${stamp()} < ${r.status()} ${r.url()}`));
+    p.on('requestfailed', r => this.log.push(`${stamp()} ! ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+    p.on('console', m => this.log.push(`${stamp()} console.${m.type()}: ${m.text()}`));
+    p.on('pageerror', e => this.log.push(`${stamp()} pageerror: ${e}`));
+    p.on('framenavigated', f => {
+      if (f === p.mainFrame()) this.log.push(`${stamp()} navigated ${f.url()}`);
+    });
+    // Popups close themselves ~100 ms after posting their result: take the
+    // picture as soon as they have content.
+    if (label === 'popup') {
+      p.on('domcontentloaded', () => this.shoot(p, `popup-${this.popups.indexOf(p) + 1}`));
+    }
+  }
+
+  async shoot(p, label) {
+    try {
+      if (!p.isClosed()) this.shots.set(label, await p.screenshot({ timeout: 3000 }));
+    } catch {
+      // closed meanwhile: keep the previous picture
+    }
+  }
+
+  async openApp(url) {
+    const res = await this.page.goto(url, { waitUntil: 'load' });
+    check(res && res.ok(), `app page ${url}: HTTP ${res && res.status()}`);
+    await this.ready();
+  }
+
+  async ready() {
+    await withTimeout(this.page.evaluate(() => window.e2e.then(() => true)), STEP_MS, 'test page setup');
+  }
+
+  async call(method, ...args) {
+    return withTimeout(
+      this.page.evaluate(([m, a]) => window.e2e.then(e => e.call(m, ...a)), [method, args]),
+      STEP_MS,
+      `${method}()`,
+    );
+  }
+
+  async mustCall(method, ...args) {
+    const r = await this.call(method, ...args);
+    check(r.ok, `${method}() failed: ${r.name}: ${r.message}`);
+    return r.value;
+  }
+
+  async saveFailure() {
+    const dir = path.join(spec.artifacts, this.name.replace(/[^a-zA-Z0-9_.-]+/g, '-'));
+    mkdirSync(dir, { recursive: true });
+    await this.shoot(this.page, 'app');
+    for (const [i, p] of this.popups.entries()) await this.shoot(p, `popup-${i + 1}`);
+    const files = [];
+    for (const [label, png] of this.shots) {
+      const f = path.join(dir, `${label}.png`);
+      writeFileSync(f, png);
+      files.push(f);
+    }
+    const f = path.join(dir, 'browser.log');
+    writeFileSync(f, this.log.join('\n') + '\n');
+    files.push(f);
+    return files;
+  }
+
+  async close() {
+    await withTimeout(this.context.close(), 5000, 'closing Chromium').catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// Runs steps (name -> async fn(details)) in one browser session; a step
+// after a failed one is reported as skipped.
+async function scenarioGroup(group, steps) {
+  let session;
+  let failed = false;
+  try {
+    session = await Session.open(group);
+  } catch (e) {
+    for (const [name] of steps) results.push({ name, ok: false, error: `launching Chromium: ${e.message}` });
+    writeResults();
+    return;
+  }
+  for (const [name, fn] of steps) {
+    if (failed) {
+      results.push({ name, ok: false, skipped: true, error: 'an earlier step of this browser session failed' });
+      continue;
+    }
+    if (spec.only && !spec.only.includes(name)) {
+      results.push({ name, ok: false, skipped: true, error: 'not selected' });
+      continue;
+    }
+    const details = {};
+    const t0 = Date.now();
+    const r = { name, ok: true, ms: 0, details };
+    try {
+      session.name = name;
+      await withTimeout(fn(session, details), SCENARIO_MS, name);
+    } catch (e) {
+      failed = true;
+      r.ok = false;
+      r.error = e instanceof Failure ? e.message : String(e?.stack ?? e);
+      r.artifacts = await session.saveFailure().catch(err => [`saving artefacts failed: ${err}`]);
+    }
+    r.ms = Date.now() - t0;
+    results.push(r);
+    writeResults();
+    console.error(`browser: ${r.ok ? 'ok  ' : 'FAIL'} ${name} (${r.ms} ms)${r.ok ? '' : `: ${r.error}`}`);
+  }
+  await session.close();
+}
+
+const exp = spec.expect;
+const startPrefix = `${spec.daemon}/api/auth/spectrocloud/start?`;
+
+function checkIdentity(bi, details) {
+  check(bi && typeof bi === 'object', `no Backstage identity: ${JSON.stringify(bi)}`);
+  same(bi.identity?.type, 'user', 'identity.type');
+  same(bi.identity?.userEntityRef, exp.userEntityRef, 'identity.userEntityRef');
+  same(bi.identity?.ownershipEntityRefs, exp.ownershipEntityRefs, 'identity.ownershipEntityRefs');
+  const { header, payload } = decodeJwt(bi.token);
+  same(header.typ, 'vnd.backstage.user', 'Backstage token typ');
+  same(header.alg, 'ES256', 'Backstage token alg');
+  same(payload.sub, exp.userEntityRef, 'Backstage token sub');
+  same(payload.iss, `${spec.daemon}/api/auth`, 'Backstage token iss');
+  same(payload.aud, 'backstage', 'Backstage token aud');
+  check(typeof payload.uip === 'string' && payload.uip.length > 0, 'Backstage token has no uip');
+  check(payload.exp > Date.now() / 1000, `Backstage token already expired (exp ${payload.exp})`);
+  details.backstageToken = { header, payload };
+  return bi.token;
+}
+
+async function signInWithPopup(s, details) {
+  const before = s.popups.length;
+  const bi = await s.mustCall('getBackstageIdentity', { instantPopup: true });
+  check(s.popups.length === before + 1, `expected one popup, saw ${s.popups.length - before}`);
+  const popupUrl = s.popups[before].url();
+  details.popupUrl = popupUrl;
+  details.identity = bi.identity;
+  return checkIdentity(bi, details);
+}
+
+const appPopup = `${spec.apps.allowed}/popup/`;
+
+await scenarioGroup('session', [
+  ['popup sign-in', async (s, d) => {
+    await s.openApp(appPopup);
+    await signInWithPopup(s, d);
+    const profile = await s.mustCall('getProfile');
+    d.profile = profile;
+    same(profile, exp.profile, 'getProfile()');
+    const idToken = await s.mustCall('getIdToken');
+    const { payload } = decodeJwt(idToken);
+    d.idTokenClaims = payload;
+    same(payload.iss, exp.idToken.iss, 'ID token iss');
+    check([].concat(payload.aud).includes(exp.idToken.aud), `ID token aud ${JSON.stringify(payload.aud)} lacks ${exp.idToken.aud}`);
+    same(payload.sub, exp.idToken.sub, 'ID token sub');
+    same(payload.email, exp.idToken.email, 'ID token email');
+    const accessToken = await s.mustCall('getAccessToken');
+    check(typeof accessToken === 'string' && accessToken.length > 0, 'getAccessToken() is empty');
+  }],
+  ['reload restores the session via /refresh', async (s, d) => {
+    const popupsBefore = s.popups.length;
+    await s.page.reload({ waitUntil: 'load' });
+    await s.ready();
+    const bi = await s.mustCall('getBackstageIdentity', { optional: true });
+    checkIdentity(bi, d);
+    same(await s.mustCall('getProfile', { optional: true }), exp.profile, 'getProfile() after reload');
+    const idToken = await s.mustCall('getIdToken', { optional: true });
+    same(decodeJwt(idToken).payload.email, exp.idToken.email, 'ID token email after reload');
+    check(s.popups.length === popupsBefore, 'a popup opened although the session should come from /refresh');
+    const refreshes = s.log.filter(l => l.includes('< 200 ') && l.includes('/api/auth/spectrocloud/refresh'));
+    check(refreshes.length > 0, 'no successful /refresh seen');
+  }],
+  ['sign out ends the session', async (s, d) => {
+    await s.mustCall('signOut');
+    same(await s.mustCall('getBackstageIdentity', { optional: true }), null, 'identity right after signOut()');
+    const cookies = await s.context.cookies(spec.daemon);
+    d.cookiesLeft = cookies.map(c => c.name);
+    check(!cookies.some(c => c.name.startsWith('spectrocloud-refresh-token')), `refresh cookie left after sign-out: ${d.cookiesLeft}`);
+    await s.page.reload({ waitUntil: 'load' });
+    await s.ready();
+    same(await s.mustCall('getBackstageIdentity', { optional: true }), null, 'identity after sign-out and reload');
+  }],
+]);
+
+await scenarioGroup('origins', [
+  ['extra allowed origin (glob) signs in', async (s, d) => {
+    await s.openApp(`${spec.apps.extra}/popup/`);
+    await signInWithPopup(s, d);
+  }],
+  ['disallowed app origin is refused', async (s, d) => {
+    await s.openApp(`${spec.apps.disallowed}/popup/`);
+    const popupsBefore = s.popups.length;
+    const r = await s.call('getBackstageIdentity', { instantPopup: true });
+    d.result = r;
+    check(!r.ok, `sign-in from a disallowed origin succeeded: ${JSON.stringify(r.value)}`);
+    // /refresh carries no CORS grant for this origin, so Backstage's client
+    // fails before it opens a popup.
+    same(r.name, 'AuthConnectionError', 'error name');
+    check(s.popups.length === popupsBefore, 'a popup opened for a disallowed origin');
+    // And the daemon refuses to start a sign-in for it.
+    const origin = new URL(spec.apps.disallowed).origin;
+    const res = await s.page.goto(`${startPrefix}scope=openid&origin=${encodeURIComponent(origin)}&flow=popup&env=development`);
+    d.startStatus = res.status();
+    same(res.status(), 403, '/start status for a disallowed origin');
+  }],
+]);
+
+await scenarioGroup('redirect', [
+  ['redirect flow', async (s, d) => {
+    const appUrl = `${spec.apps.allowed}/redirect/?case=redirect`;
+    await s.openApp(appUrl);
+    // Every hop is a redirect, so only the requests show the round trip.
+    const navs = [];
+    let loads = 0;
+    s.page.on('request', r => {
+      if (r.isNavigationRequest() && r.frame() === s.page.mainFrame()) navs.push(r.url());
+    });
+    s.page.on('load', () => loads++);
+    await s.page.evaluate(() => window.e2e.then(e => e.start('getBackstageIdentity', { instantPopup: true })));
+    // The page leaves for the daemon and comes back to the same URL.
+    const deadline = Date.now() + STEP_MS;
+    const back = () => {
+      const i = navs.findIndex(u => u.startsWith(startPrefix));
+      return i >= 0 && navs.slice(i + 1).some(u => u.startsWith(spec.apps.allowed)) && loads > 0;
+    };
+    while (!back()) {
+      check(Date.now() < deadline, `no round trip through the daemon: ${JSON.stringify(navs)}, ${loads} page loads`);
+      await new Promise(r => setTimeout(r, 50));
+    }
+    d.navigations = navs;
+    const start = new URL(navs.find(u => u.startsWith(startPrefix)));
+    same(start.searchParams.get('flow'), 'redirect', 'flow of /start');
+    same(start.searchParams.get('redirectUrl'), appUrl, 'redirectUrl of /start');
+    same(navs.at(-1), appUrl, 'last navigation of the redirect flow');
+    same(s.page.url(), appUrl, 'URL after the redirect flow');
+    await s.ready();
+    const bi = await s.mustCall('getBackstageIdentity', { optional: true });
+    checkIdentity(bi, d);
+    check(s.popups.length === 0, 'a popup opened in the redirect flow');
+  }],
+]);
+
+writeResults();
+const failed = results.filter(r => !r.ok && !r.skipped).length;
+console.error(`browser: ${results.length - failed} ok or skipped, ${failed} failed`);
+// playwright can keep the event loop alive for a while after closing.
+process.exit(0);
