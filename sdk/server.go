@@ -85,7 +85,8 @@ type outputError struct{ error }
 // status encodes err as the protocol's gRPC status: a *ConfigError or
 // *InvalidInputError as INVALID_ARGUMENT, ErrNotFound as NOT_FOUND (each with
 // an ErrorDetail), context errors as DEADLINE_EXCEEDED and CANCELED, and
-// anything else as UNKNOWN. The status message is err's message.
+// anything else as UNKNOWN. The status message is err's message, truncated
+// to wire.MaxErrorMessage.
 func (s *server) status(method string, err error) error {
 	if err == nil {
 		return nil
@@ -102,10 +103,10 @@ func (s *server) status(method string, err error) error {
 		code = codes.Internal
 	case errors.As(err, &ce):
 		code = codes.InvalidArgument
-		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG, Key: ce.Key, Message: errString(ce.Err)}
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG, Key: ce.Key, Message: wire.TruncateMessage(errString(ce.Err))}
 	case errors.As(err, &ie):
 		code = codes.InvalidArgument
-		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_INPUT, Key: ie.Field, Message: errString(ie.Err)}
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_INPUT, Key: ie.Field, Message: wire.TruncateMessage(errString(ie.Err))}
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
 		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_NOT_FOUND}
@@ -115,7 +116,7 @@ func (s *server) status(method string, err error) error {
 		code = codes.Canceled
 	}
 	s.logger.Debug("call failed", "method", method, "code", code, "error", err)
-	st := status.New(code, err.Error())
+	st := status.New(code, wire.TruncateMessage(err.Error()))
 	if detail != nil {
 		if withDetail, derr := st.WithDetails(detail); derr == nil {
 			st = withDetail

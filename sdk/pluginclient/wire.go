@@ -10,6 +10,7 @@ import (
 
 	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 
 // remoteError is an error a plugin returned: its message as the plugin wrote
@@ -29,7 +30,7 @@ func decodeError(err error) error {
 	if !ok {
 		return err
 	}
-	msg := st.Message()
+	msg := wire.TruncateMessage(st.Message())
 	var detail *pluginv1.ErrorDetail
 	for _, d := range st.Details() {
 		if ed, ok := d.(*pluginv1.ErrorDetail); ok {
@@ -44,9 +45,9 @@ func decodeError(err error) error {
 		var typed error
 		switch {
 		case detail.GetReason() == pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG:
-			typed = &sdk.ConfigError{Key: detail.GetKey(), Err: errors.New(detail.GetMessage())}
+			typed = &sdk.ConfigError{Key: detail.GetKey(), Err: errors.New(wire.TruncateMessage(detail.GetMessage()))}
 		case detail.GetReason() == pluginv1.ErrorReason_ERROR_REASON_INVALID_INPUT:
-			typed = &sdk.InvalidInputError{Field: detail.GetKey(), Err: errors.New(detail.GetMessage())}
+			typed = &sdk.InvalidInputError{Field: detail.GetKey(), Err: errors.New(wire.TruncateMessage(detail.GetMessage()))}
 		default:
 			return &sdk.InvalidInputError{Err: errors.New(msg)}
 		}

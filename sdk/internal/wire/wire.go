@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -77,4 +78,21 @@ func CapabilityName(c pluginv1.Capability) string {
 		return ""
 	}
 	return strings.TrimPrefix(c.String(), capabilityPrefix)
+}
+
+// MaxErrorMessage bounds the error messages that cross the wire, in bytes: a
+// plugin error quoting a huge input must not blow up the status trailer or
+// the daemon's log.
+const MaxErrorMessage = 4 << 10
+
+// TruncateMessage cuts msg to MaxErrorMessage bytes, on a rune boundary.
+func TruncateMessage(msg string) string {
+	if len(msg) <= MaxErrorMessage {
+		return msg
+	}
+	cut := MaxErrorMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "… (truncated)"
 }
