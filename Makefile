@@ -25,7 +25,7 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint test-unit test-e2e ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-e2e ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -41,10 +41,10 @@ bench: build ## Go benchmarks and the /refresh load benchmark
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 proto: ## regenerate proto/ Go code with buf (pinned, no network beyond the module proxy)
-	@echo "proto: not wired yet"
+	proto/generate.sh
 
 proto-check: ## fail when the committed generated code is stale
-	@echo "proto-check: not wired yet"
+	proto/check-generated.sh
 
 clean:
 	rm -rf $(BIN)
