@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,7 +100,8 @@ func needNode(t *testing.T, p paths) string {
 }
 
 // artifactDir is host/e2e/artifacts/<test>: emptied at the start, removed
-// again when the test passes, so what is left belongs to failures.
+// again when the test passes (unless SPECTROAUTH_E2E_KEEP is set), so what
+// is left belongs to failures.
 func artifactDir(t *testing.T, p paths) string {
 	t.Helper()
 	dir := filepath.Join(p.artifacts, regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(t.Name(), "_"))
@@ -112,6 +114,10 @@ func artifactDir(t *testing.T, p paths) string {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("artefacts of this failure: %s", dir)
+			return
+		}
+		if os.Getenv("SPECTROAUTH_E2E_KEEP") != "" {
+			t.Logf("artefacts kept: %s", dir)
 			return
 		}
 		_ = os.RemoveAll(dir)
@@ -325,7 +331,7 @@ func startProcess(t *testing.T, name, logPath, dir string, extraEnv []string, ar
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Env = append(baseEnv(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	setProcessGroup(cmd)
 	stdin, err := cmd.StdinPipe() // closed at cleanup: the Backstage backend exits on EOF
@@ -353,6 +359,16 @@ func startProcess(t *testing.T, name, logPath, dir string, extraEnv []string, ar
 		}
 	})
 	return p
+}
+
+// baseEnv is this process's environment without SPECTROAUTH_* variables:
+// the daemon reads those as configuration overrides (and refuses unknown
+// ones, such as this package's own SPECTROAUTH_E2E_* switches), and its
+// configuration here must be exactly the file the test writes.
+func baseEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(strings.ToUpper(kv), "SPECTROAUTH_")
+	})
 }
 
 // tail is the end of the process's log, for failure messages.

@@ -92,6 +92,16 @@ class Session {
     });
     s.context.setDefaultTimeout(STEP_MS);
     s.context.on('page', p => s.watch(p, 'page'));
+    // The sign-in result page closes itself at once: keep its HTML (the
+    // script that posts the result) from the response.
+    let frames = 0;
+    s.context.on('response', r => {
+      if (!r.url().startsWith(`${spec.daemon}/api/auth/spectrocloud/handler/frame`)) return;
+      const name = `handler-frame-${++frames}.html`;
+      r.text()
+        .then(body => s.shots.set(name, `<!-- ${r.status()} ${r.url()} -->\n${body}`))
+        .catch(() => undefined);
+    });
     s.page = s.context.pages()[0] ?? (await s.context.newPage());
     s.page.on('popup', p => {
       s.popups.push(p);
@@ -105,7 +115,7 @@ class Session {
     this.name = name;
     this.popups = [];
     this.log = [];
-    this.shots = new Map(); // label -> last PNG
+    this.shots = new Map(); // file name -> last screenshot (PNG) or HTML
     this.watched = new Set();
   }
 
@@ -122,8 +132,8 @@ class Session {
     p.on('framenavigated', f => {
       if (f === p.mainFrame()) this.log.push(`${stamp()} navigated ${f.url()}`);
     });
-    // Popups close themselves ~100 ms after posting their result: take the
-    // picture as soon as they have content.
+    // Popups close themselves ~100 ms after posting their result: keep
+    // their HTML and, if still possible, a picture as soon as they load.
     if (label === 'popup') {
       p.on('domcontentloaded', () => this.shoot(p, `popup-${this.popups.indexOf(p) + 1}`));
     }
@@ -131,9 +141,10 @@ class Session {
 
   async shoot(p, label) {
     try {
-      if (!p.isClosed()) this.shots.set(label, await p.screenshot({ timeout: 3000 }));
+      if (!p.isClosed()) this.shots.set(`${label}.html`, `<!-- ${p.url()} -->\n${await p.content()}`);
+      if (!p.isClosed()) this.shots.set(`${label}.png`, await p.screenshot({ timeout: 3000 }));
     } catch {
-      // closed meanwhile: keep the previous picture
+      // closed meanwhile: keep what we have
     }
   }
 
@@ -167,9 +178,9 @@ class Session {
     await this.shoot(this.page, 'app');
     for (const [i, p] of this.popups.entries()) await this.shoot(p, `popup-${i + 1}`);
     const files = [];
-    for (const [label, png] of this.shots) {
-      const f = path.join(dir, `${label}.png`);
-      writeFileSync(f, png);
+    for (const [name, data] of this.shots) {
+      const f = path.join(dir, name);
+      writeFileSync(f, data);
       files.push(f);
     }
     const f = path.join(dir, 'browser.log');

@@ -25,6 +25,12 @@ type E2E = {
   authRequests: number;
 };
 
+// What the page did, on the page itself: it shows in failure screenshots.
+function log(line: string) {
+  const el = document.getElementById('log');
+  if (el) el.textContent += `${new Date().toISOString().slice(11, 23)} ${line}\n`;
+}
+
 function plain(v: unknown): unknown {
   return v === undefined ? null : JSON.parse(JSON.stringify(v));
 }
@@ -40,11 +46,17 @@ async function setup(): Promise<E2E> {
     config: data,
     authRequests: 0,
     async call(method, ...args) {
+      const what = `${method}(${args.map(a => JSON.stringify(a)).join(', ')})`;
+      log(`${what} …`);
       try {
         const value = await (auth as any)[method](...args);
+        log(`${what} → ok`);
         return { ok: true, value: plain(value) };
       } catch (e: any) {
-        return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
+        const name = String(e?.name ?? 'Error');
+        const message = String(e?.message ?? e);
+        log(`${what} → ${name}: ${message}`);
+        return { ok: false, name, message };
       }
     },
     start(method, ...args) {
