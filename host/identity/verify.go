@@ -43,6 +43,9 @@ type VerifiedClaims struct {
 	ExpiresAt time.Time
 	// KeyID is the "kid" of the key that signed the token.
 	KeyID string
+	// SessionID is the "sid" claim of a user token: the daemon session the
+	// token was issued for (the hex store key, never the cookie's handle).
+	SessionID string
 }
 
 // tokenClaims is what Verify reads from a payload. Pointers tell missing
@@ -54,6 +57,7 @@ type tokenClaims struct {
 	Aud json.RawMessage `json:"aud"`
 	Iat *float64        `json:"iat"`
 	Exp *float64        `json:"exp"`
+	Sid string          `json:"sid"`
 }
 
 // Verify checks a token this Issuer signed: a user token, or a limited user
@@ -124,6 +128,7 @@ func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error)
 	v := VerifiedClaims{Type: typ, Subject: *c.Sub, IssuedAt: iat, ExpiresAt: exp, KeyID: h.KeyID}
 	if typ == TypeUser {
 		v.Ent = c.Ent
+		v.SessionID = c.Sid
 	}
 	return v, nil
 }

@@ -262,13 +262,16 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	if tokens.Scope == "" {
 		tokens.Scope = st.Scope
 	}
-	sess, err := s.newSession(r.Context(), env, tokens)
+	handle, key, err := newHandle()
 	if err != nil {
 		return res, err
 	}
-	handle, err := s.saveNewSession(r.Context(), sess)
+	sess, err := s.newSession(r.Context(), env, key, tokens)
 	if err != nil {
 		return res, err
+	}
+	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
+		return res, fmt.Errorf("storing the session: %w", err)
 	}
 	env.cookies.setSession(w, handle, sess.Scope, *targetOrigin)
 	res.response = s.responseFor(sess)

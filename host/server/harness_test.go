@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -44,6 +45,7 @@ type fixture struct {
 	srv      *httptest.Server
 	dataDir  string
 	sessions *session.FileStore
+	server   *server.Server
 	opWrap   func(http.Handler) http.Handler
 	mu       sync.Mutex
 	clock    time.Time // zero: real time
@@ -161,6 +163,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.server = h
 	f.srv.Config.Handler = h
 	f.srv.Start()
 	t.Cleanup(f.srv.Close)
@@ -323,3 +326,20 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 	}
 	return m
 }
+
+func jwtHeader(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	raw, err := base64URLDecode(strings.Split(tok, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func jsonNumber(v any) string { b, _ := json.Marshal(v); return string(b) }

@@ -95,7 +95,7 @@ func secondsLeft(t, now time.Time) int64 {
 }
 
 // newSession resolves the identity of a fresh sign-in and issues its token.
-func (s *Server) newSession(ctx context.Context, env *Env, tokens *upstream.Tokens) (*session.Session, error) {
+func (s *Server) newSession(ctx context.Context, env *Env, key session.Key, tokens *upstream.Tokens) (*session.Session, error) {
 	now := s.now()
 	sess := &session.Session{
 		Env:       env.name,
@@ -107,10 +107,20 @@ func (s *Server) newSession(ctx context.Context, env *Env, tokens *upstream.Toke
 		return nil, err
 	}
 	sess.ExpiresAt = sessionEnd(sess, now, env.SessionDuration)
-	if err := s.reissue(ctx, env, sess, tokens); err != nil {
+	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
 		return nil, err
 	}
 	return sess, nil
+}
+
+// newHandle makes a session handle (for the cookie) and its store key.
+func newHandle() (string, session.Key, error) {
+	handle, err := session.NewHandle()
+	if err != nil {
+		return "", session.Key{}, fmt.Errorf("making a session handle: %w", err)
+	}
+	key, err := session.KeyOf(handle)
+	return handle, key, err
 }
 
 // sessionEnd: a session lasts SessionDuration, but without a refresh token it
@@ -124,7 +134,10 @@ func sessionEnd(sess *session.Session, from time.Time, d time.Duration) time.Tim
 }
 
 // reissue runs the sign-in chain and issues a Backstage token into sess.
-func (s *Server) reissue(ctx context.Context, env *Env, sess *session.Session, tokens *upstream.Tokens) error {
+// The token's sid claim names the session (its store key), so routes that
+// take a Backstage token, such as the Kubernetes credential route, find the
+// upstream tokens behind it.
+func (s *Server) reissue(ctx context.Context, env *Env, key session.Key, sess *session.Session, tokens *upstream.Tokens) error {
 	id, err := s.resolve(ctx, env, tokens)
 	if err != nil {
 		return err
@@ -137,7 +150,7 @@ func (s *Server) reissue(ctx context.Context, env *Env, sess *session.Session, t
 		Subject:    id.UserEntityRef,
 		Ent:        refs,
 		IncludeEnt: s.cfg.IncludeOwnershipClaim,
-		Extra:      id.Extra,
+		Extra:      withSessionID(id.Extra, key),
 	})
 	if err != nil {
 		return fmt.Errorf("issuing the Backstage token: %w", err)
@@ -148,16 +161,18 @@ func (s *Server) reissue(ctx context.Context, env *Env, sess *session.Session, t
 	return nil
 }
 
-func (s *Server) saveNewSession(ctx context.Context, sess *session.Session) (string, error) {
-	handle, err := session.NewHandle()
-	if err != nil {
-		return "", fmt.Errorf("making a session handle: %w", err)
+// withSessionID adds the sid claim to a resolver's extra claims.
+func withSessionID(extra map[string]any, key session.Key) map[string]any {
+	out := make(map[string]any, len(extra)+1)
+	for k, v := range extra {
+		out[k] = v
 	}
-	if err := s.cfg.Sessions.Put(ctx, handle, sess); err != nil {
-		return "", fmt.Errorf("storing the session: %w", err)
-	}
-	return handle, nil
+	out[sessionIDClaim] = key.String()
+	return out
 }
+
+// sessionIDClaim is the Backstage token claim naming the daemon session.
+const sessionIDClaim = "sid"
 
 // setUpstream copies the upstream tokens into the session.
 func setUpstream(sess *session.Session, t *upstream.Tokens) error {
@@ -230,7 +245,12 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	if handle == "" {
 		return refreshFailed(inputError("Missing session cookie"))
 	}
-	sess, err := s.refreshSession(r.Context(), env, handle)
+	key, err := session.KeyOf(handle)
+	if err != nil {
+		env.cookies.clearSession(w, origin)
+		return refreshFailed(err)
+	}
+	sess, err := s.refreshSession(r.Context(), env, key)
 	if err != nil {
 		if errors.Is(err, errSessionEnded) {
 			env.cookies.clearSession(w, origin)
@@ -245,13 +265,13 @@ func refreshFailed(cause error) error {
 	return &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Refresh failed", cause: cause}
 }
 
-// refreshSession returns the session behind handle, refreshing what is stale:
+// refreshSession returns the session behind key, refreshing what is stale:
 // upstream tokens only when they are within the margin of expiry, the
 // Backstage token (and with it the sign-in resolution) only when less than
 // half its lifetime is left. The common case touches no disk, no plugin and
 // no provider.
-func (s *Server) refreshSession(ctx context.Context, env *Env, handle string) (*session.Session, error) {
-	sess, err := s.cfg.Sessions.Get(ctx, handle)
+func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
+	sess, err := s.cfg.Sessions.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			return nil, fmt.Errorf("%w: no live session for this cookie", errSessionEnded)
@@ -266,12 +286,21 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, handle string) (*
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
 	// only once, and a page with many tabs refreshes together.
-	return s.flights.do(handle, func() (*session.Session, error) {
-		sess, err := s.cfg.Sessions.Get(ctx, handle)
+	return s.renewOnce(ctx, env, key)
+}
+
+// renewOnce renews the session under its flight, re-reading it first: a
+// concurrent caller may have renewed it already.
+func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
+	return s.flights.do(key, func() (*session.Session, error) {
+		sess, err := s.cfg.Sessions.Get(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
 		}
-		return s.renew(ctx, env, handle, sess)
+		if !s.upstreamStale(env, sess) && !s.backstageStale(sess) {
+			return sess, nil
+		}
+		return s.renew(ctx, env, key, sess)
 	})
 }
 
@@ -286,7 +315,7 @@ func (s *Server) backstageStale(sess *session.Session) bool {
 }
 
 // renew does the slow part of a refresh under the session's flight.
-func (s *Server) renew(ctx context.Context, env *Env, handle string, sess *session.Session) (*session.Session, error) {
+func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *session.Session) (*session.Session, error) {
 	now := s.now()
 	tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim)
 	if err != nil {
@@ -310,26 +339,26 @@ func (s *Server) renew(ctx context.Context, env *Env, handle string, sess *sessi
 			// them and try again on the next refresh.
 			s.log.Warn("upstream refresh failed; serving the current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
 		default:
-			s.endSession(ctx, handle)
+			s.endSession(ctx, key)
 			return nil, fmt.Errorf("%w: upstream refresh: %v", errSessionEnded, err)
 		}
 	}
-	if err := s.reissue(ctx, env, sess, tokens); err != nil {
+	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusForbidden {
-			s.endSession(ctx, handle)
+			s.endSession(ctx, key)
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
 		}
 		return nil, err
 	}
-	if err := s.cfg.Sessions.Put(ctx, handle, sess); err != nil {
+	if err := s.cfg.Sessions.Put(ctx, key, sess); err != nil {
 		return nil, fmt.Errorf("storing the refreshed session: %w", err)
 	}
 	return sess, nil
 }
 
-func (s *Server) endSession(ctx context.Context, handle string) {
-	if err := s.cfg.Sessions.Delete(ctx, handle); err != nil {
+func (s *Server) endSession(ctx context.Context, key session.Key) {
+	if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
 		s.log.Error("deleting an ended session", "error", err)
 	}
 }
@@ -341,8 +370,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if handle := cookieValue(r, env.cookies.refreshName); handle != "" {
-		if sess, err := s.cfg.Sessions.Get(r.Context(), handle); err == nil {
+	if key, err := session.KeyOf(cookieValue(r, env.cookies.refreshName)); err == nil {
+		if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
 			if tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim); err == nil {
 				if err := env.Upstream.Revoke(r.Context(), tokens); err != nil {
 					s.log.Warn("upstream revocation failed; the session is ended here anyway", "env", env.name, "user", sess.UserEntityRef, "error", err)
@@ -350,7 +379,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 			}
 			s.log.Info("signed out", "env", env.name, "user", sess.UserEntityRef)
 		}
-		if err := s.cfg.Sessions.Delete(r.Context(), handle); err != nil {
+		if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
 			return fmt.Errorf("deleting the session: %w", err)
 		}
 	}
@@ -367,7 +396,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 // wait for and share its result.
 type flightGroup struct {
 	mu      sync.Mutex
-	flights map[string]*flight
+	flights map[session.Key]*flight
 }
 
 type flight struct {
@@ -376,10 +405,10 @@ type flight struct {
 	err  error
 }
 
-func (g *flightGroup) do(key string, fn func() (*session.Session, error)) (*session.Session, error) {
+func (g *flightGroup) do(key session.Key, fn func() (*session.Session, error)) (*session.Session, error) {
 	g.mu.Lock()
 	if g.flights == nil {
-		g.flights = make(map[string]*flight)
+		g.flights = make(map[session.Key]*flight)
 	}
 	if f, ok := g.flights[key]; ok {
 		g.mu.Unlock()

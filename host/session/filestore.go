@@ -176,13 +176,9 @@ func readSessionFile(p string) (*Session, string) {
 }
 
 // Get implements Store. It reads only the in-memory index.
-func (s *FileStore) Get(_ context.Context, handle string) (*Session, error) {
+func (s *FileStore) Get(_ context.Context, key Key) (*Session, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
-	}
-	key, err := KeyOf(handle)
-	if err != nil {
-		return nil, ErrNotFound
 	}
 	v, ok := s.index.Load(key)
 	if !ok {
@@ -196,13 +192,9 @@ func (s *FileStore) Get(_ context.Context, handle string) (*Session, error) {
 }
 
 // Put implements Store: the session is on disk before Put returns.
-func (s *FileStore) Put(ctx context.Context, handle string, sess *Session) error {
+func (s *FileStore) Put(ctx context.Context, key Key, sess *Session) error {
 	if s.closed.Load() {
 		return ErrClosed
-	}
-	key, err := KeyOf(handle)
-	if err != nil {
-		return fmt.Errorf("session: storing: %w", err)
 	}
 	if err := validate(sess, s.opts.Now()); err != nil {
 		return err
@@ -226,13 +218,9 @@ func (s *FileStore) Put(ctx context.Context, handle string, sess *Session) error
 }
 
 // Delete implements Store.
-func (s *FileStore) Delete(_ context.Context, handle string) error {
+func (s *FileStore) Delete(_ context.Context, key Key) error {
 	if s.closed.Load() {
 		return ErrClosed
-	}
-	key, err := KeyOf(handle)
-	if err != nil {
-		return nil // nothing can be stored under a malformed handle
 	}
 	mu := s.shard(key)
 	mu.Lock()

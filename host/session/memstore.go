@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -24,11 +23,7 @@ func NewMemoryStore(opts Options) *MemoryStore {
 }
 
 // Get implements Store.
-func (m *MemoryStore) Get(_ context.Context, handle string) (*Session, error) {
-	key, err := KeyOf(handle)
-	if err != nil {
-		return nil, ErrNotFound
-	}
+func (m *MemoryStore) Get(_ context.Context, key Key) (*Session, error) {
 	v, ok := m.index.Load(key)
 	if !ok || v.(*Session).Expired(m.now()) {
 		return nil, ErrNotFound
@@ -37,11 +32,7 @@ func (m *MemoryStore) Get(_ context.Context, handle string) (*Session, error) {
 }
 
 // Put implements Store.
-func (m *MemoryStore) Put(_ context.Context, handle string, s *Session) error {
-	key, err := KeyOf(handle)
-	if err != nil {
-		return fmt.Errorf("session: storing: %w", err)
-	}
+func (m *MemoryStore) Put(_ context.Context, key Key, s *Session) error {
 	if err := validate(s, m.now()); err != nil {
 		return err
 	}
@@ -50,10 +41,8 @@ func (m *MemoryStore) Put(_ context.Context, handle string, s *Session) error {
 }
 
 // Delete implements Store.
-func (m *MemoryStore) Delete(_ context.Context, handle string) error {
-	if key, err := KeyOf(handle); err == nil {
-		m.index.Delete(key)
-	}
+func (m *MemoryStore) Delete(_ context.Context, key Key) error {
+	m.index.Delete(key)
 	return nil
 }
 

@@ -194,19 +194,19 @@ func (s *Session) Clone() *Session {
 // Expired reports whether the session has ended at now.
 func (s *Session) Expired(now time.Time) bool { return !now.Before(s.ExpiresAt) }
 
-// Store keeps sessions by handle. Implementations must be safe for
+// Store keeps sessions by the Key of their handle (see KeyOf). Implementations must be safe for
 // concurrent use; Get is on the /refresh hot path and must not serialise
 // callers. The file store suits one daemon; a PostgreSQL store (a table
 // keyed by the hex Key, with expires_at indexed for the sweep) lets replicas
 // share sessions, so a logout on one is seen by all.
 type Store interface {
-	// Get returns a copy of the live session for handle, or ErrNotFound.
-	Get(ctx context.Context, handle string) (*Session, error)
-	// Put stores s under handle, replacing any session there. The store
+	// Get returns a copy of the live session for key, or ErrNotFound.
+	Get(ctx context.Context, key Key) (*Session, error)
+	// Put stores s under key, replacing any session there. The store
 	// keeps its own copy.
-	Put(ctx context.Context, handle string, s *Session) error
-	// Delete removes the session for handle; deleting nothing is no error.
-	Delete(ctx context.Context, handle string) error
+	Put(ctx context.Context, key Key, s *Session) error
+	// Delete removes the session for key; deleting nothing is no error.
+	Delete(ctx context.Context, key Key) error
 	// Sweep removes expired sessions and returns how many it removed.
 	Sweep(ctx context.Context) (int, error)
 	// Close stops background work and releases resources.

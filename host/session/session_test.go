@@ -37,6 +37,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// key is the store key of a handle made by mustHandle.
+func key(h string) Key {
+	k, err := KeyOf(h)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 func mustHandle(t testing.TB) string {
 	t.Helper()
 	h, err := NewHandle()
@@ -141,20 +150,18 @@ func TestPutGetDelete(t *testing.T) {
 				want *Session // nil: ErrNotFound
 			}{
 				{"missing", func() error { return nil }, h1, nil},
-				{"put", func() error { return s.Put(ctx, h1, s1) }, h1, s1},
-				{"other handle unaffected", func() error { return s.Put(ctx, h2, s2) }, h2, s2},
+				{"put", func() error { return s.Put(ctx, key(h1), s1) }, h1, s1},
+				{"other handle unaffected", func() error { return s.Put(ctx, key(h2), s2) }, h2, s2},
 				{"first still there", func() error { return nil }, h1, s1},
-				{"replace", func() error { s1.Scope = "openid"; return s.Put(ctx, h1, s1) }, h1, s1},
-				{"delete", func() error { return s.Delete(ctx, h1) }, h1, nil},
-				{"delete again", func() error { return s.Delete(ctx, h1) }, h1, nil},
-				{"delete malformed", func() error { return s.Delete(ctx, "nope") }, h2, s2},
-				{"malformed get", func() error { return nil }, "nope", nil},
+				{"replace", func() error { s1.Scope = "openid"; return s.Put(ctx, key(h1), s1) }, h1, s1},
+				{"delete", func() error { return s.Delete(ctx, key(h1)) }, h1, nil},
+				{"delete again", func() error { return s.Delete(ctx, key(h1)) }, h1, nil},
 			}
 			for _, tc := range tests {
 				if err := tc.do(); err != nil {
 					t.Fatalf("%s: %v", tc.name, err)
 				}
-				got, err := s.Get(ctx, tc.get)
+				got, err := s.Get(ctx, key(tc.get))
 				if tc.want == nil {
 					if !errors.Is(err, ErrNotFound) {
 						t.Fatalf("%s: Get = %v, %v; want ErrNotFound", tc.name, got, err)
@@ -168,11 +175,11 @@ func TestPutGetDelete(t *testing.T) {
 			}
 
 			// Get returns a copy; the store keeps its own copy of what was Put.
-			got, _ := s.Get(ctx, h2)
+			got, _ := s.Get(ctx, key(h2))
 			got.OwnershipEntityRefs[0] = "mutated"
 			got.Backstage.Token = "mutated"
 			s2.Profile.Email = "mutated"
-			again, _ := s.Get(ctx, h2)
+			again, _ := s.Get(ctx, key(h2))
 			if again.OwnershipEntityRefs[0] == "mutated" || again.Backstage.Token == "mutated" || again.Profile.Email == "mutated" {
 				t.Fatal("store shares memory with callers")
 			}
@@ -182,12 +189,11 @@ func TestPutGetDelete(t *testing.T) {
 				handle string
 				s      *Session
 			}{
-				{"nope", sample(clock.Now(), "x")},
 				{h1, nil},
 				{h1, &Session{UserEntityRef: "user:default/x"}},
 				{h1, &Session{ExpiresAt: clock.Now()}},
 			} {
-				if err := s.Put(ctx, bad.handle, bad.s); err == nil {
+				if err := s.Put(ctx, key(bad.handle), bad.s); err == nil {
 					t.Errorf("Put accepted handle %q session %v", bad.handle, bad.s)
 				}
 			}
@@ -212,18 +218,18 @@ func TestExpiryAndSweep(t *testing.T) {
 			short, long := mustHandle(t), mustHandle(t)
 			a := sample(clock.Now(), "a")
 			a.ExpiresAt = clock.Now().Add(time.Hour)
-			if err := s.Put(ctx, short, a); err != nil {
+			if err := s.Put(ctx, key(short), a); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Put(ctx, long, sample(clock.Now(), "b")); err != nil {
+			if err := s.Put(ctx, key(long), sample(clock.Now(), "b")); err != nil {
 				t.Fatal(err)
 			}
 			clock.Advance(time.Hour - time.Second)
-			if _, err := s.Get(ctx, short); err != nil {
+			if _, err := s.Get(ctx, key(short)); err != nil {
 				t.Fatalf("one second before expiry: %v", err)
 			}
 			clock.Advance(time.Second)
-			if _, err := s.Get(ctx, short); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Get(ctx, key(short)); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("at expiry: %v", err)
 			}
 			n, err := s.Sweep(ctx)
@@ -233,7 +239,7 @@ func TestExpiryAndSweep(t *testing.T) {
 			if n, _ := s.Sweep(ctx); n != 0 {
 				t.Fatalf("second Sweep removed %d", n)
 			}
-			if _, err := s.Get(ctx, long); err != nil {
+			if _, err := s.Get(ctx, key(long)); err != nil {
 				t.Fatalf("live session swept: %v", err)
 			}
 			if fs, ok := s.(*FileStore); ok {
@@ -265,20 +271,20 @@ func TestRestartSurvives(t *testing.T) {
 		if i%4 == 0 {
 			sess.ExpiresAt = clock.Now().Add(time.Hour) // these expire while "down"
 		}
-		if err := s.Put(ctx, h, sess); err != nil {
+		if err := s.Put(ctx, key(h), sess); err != nil {
 			t.Fatal(err)
 		}
 		handles[h] = sess
 	}
 	gone := mustHandle(t)
-	_ = s.Put(ctx, gone, sample(clock.Now(), "gone"))
-	_ = s.Delete(ctx, gone)
+	_ = s.Put(ctx, key(gone), sample(clock.Now(), "gone"))
+	_ = s.Delete(ctx, key(gone))
 	_ = s.Close()
 
 	clock.Advance(2 * time.Hour)
 	s2 := openStore(t, dir, clock, nil)
 	for h, want := range handles {
-		got, err := s2.Get(ctx, h)
+		got, err := s2.Get(ctx, key(h))
 		if want.Expired(clock.Now()) {
 			if !errors.Is(err, ErrNotFound) {
 				t.Fatalf("expired session came back: %v", err)
@@ -290,7 +296,7 @@ func TestRestartSurvives(t *testing.T) {
 		}
 		assertSame(t, got, want)
 	}
-	if _, err := s2.Get(ctx, gone); !errors.Is(err, ErrNotFound) {
+	if _, err := s2.Get(ctx, key(gone)); !errors.Is(err, ErrNotFound) {
 		t.Fatal("deleted session came back")
 	}
 	if s2.Len() != 15 {
@@ -307,7 +313,7 @@ func TestFilesOnDisk(t *testing.T) {
 	clock := newClock()
 	s := openStore(t, dir, clock, nil)
 	h := mustHandle(t)
-	if err := s.Put(context.Background(), h, sample(clock.Now(), "alice")); err != nil {
+	if err := s.Put(context.Background(), key(h), sample(clock.Now(), "alice")); err != nil {
 		t.Fatal(err)
 	}
 	sdir := filepath.Join(dir, "sessions")
@@ -339,7 +345,7 @@ func TestCorruptFilesSkipped(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, dir, clock, nil)
 	good := mustHandle(t)
-	if err := s.Put(ctx, good, sample(clock.Now(), "alice")); err != nil {
+	if err := s.Put(ctx, key(good), sample(clock.Now(), "alice")); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()
@@ -364,7 +370,7 @@ func TestCorruptFilesSkipped(t *testing.T) {
 
 	var logs bytes.Buffer
 	s2 := openStore(t, dir, clock, &logs)
-	if _, err := s2.Get(ctx, good); err != nil {
+	if _, err := s2.Get(ctx, key(good)); err != nil {
 		t.Fatalf("good session lost: %v", err)
 	}
 	if s2.Len() != 1 {
@@ -388,7 +394,7 @@ func TestCrashLeftovers(t *testing.T) {
 	s := openStore(t, dir, clock, nil)
 	h := mustHandle(t)
 	orig := sample(clock.Now(), "alice")
-	if err := s.Put(ctx, h, orig); err != nil {
+	if err := s.Put(ctx, key(h), orig); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()
@@ -405,7 +411,7 @@ func TestCrashLeftovers(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(sdir, "."+k2.String()+".json.tmp-333"), full, 0o600)
 
 	s2 := openStore(t, dir, clock, nil)
-	got, err := s2.Get(ctx, h)
+	got, err := s2.Get(ctx, key(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,11 +455,11 @@ func TestConcurrentAccess(t *testing.T) {
 							}
 							// A short session can expire between sample
 							// and Put when this goroutine is descheduled.
-							if err := s.Put(ctx, h, sess); err != nil && !(i%3 == 0 && errors.Is(err, ErrExpired)) {
+							if err := s.Put(ctx, key(h), sess); err != nil && !(i%3 == 0 && errors.Is(err, ErrExpired)) {
 								t.Error(err)
 							}
 						case 2:
-							if err := s.Delete(ctx, h); err != nil {
+							if err := s.Delete(ctx, key(h)); err != nil {
 								t.Error(err)
 							}
 						case 3:
@@ -461,7 +467,7 @@ func TestConcurrentAccess(t *testing.T) {
 								t.Error(err)
 							}
 						default:
-							if got, err := s.Get(ctx, h); err == nil {
+							if got, err := s.Get(ctx, key(h)); err == nil {
 								_ = got.Clone() // touch it
 								got.OwnershipEntityRefs = append(got.OwnershipEntityRefs, "x")
 							} else if !errors.Is(err, ErrNotFound) {
@@ -495,7 +501,7 @@ func TestBackgroundSweepAndClose(t *testing.T) {
 	ctx := context.Background()
 	sess := sample(clock.Now(), "a")
 	sess.ExpiresAt = clock.Now().Add(time.Minute)
-	if err := s.Put(ctx, mustHandle(t), sess); err != nil {
+	if err := s.Put(ctx, key(mustHandle(t)), sess); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)
@@ -520,10 +526,10 @@ func TestBackgroundSweepAndClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := s.Get(ctx, mustHandle(t)); !errors.Is(err, ErrClosed) {
+	if _, err := s.Get(ctx, key(mustHandle(t))); !errors.Is(err, ErrClosed) {
 		t.Errorf("Get after Close: %v", err)
 	}
-	if err := s.Put(ctx, mustHandle(t), sample(clock.Now(), "b")); !errors.Is(err, ErrClosed) {
+	if err := s.Put(ctx, key(mustHandle(t)), sample(clock.Now(), "b")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Put after Close: %v", err)
 	}
 }
@@ -547,7 +553,7 @@ func BenchmarkGet(b *testing.B) {
 	handles := make([]string, 256)
 	for i := range handles {
 		handles[i] = mustHandle(b)
-		if err := s.Put(ctx, handles[i], sample(clock.Now(), fmt.Sprintf("u%d", i))); err != nil {
+		if err := s.Put(ctx, key(handles[i]), sample(clock.Now(), fmt.Sprintf("u%d", i))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -556,7 +562,7 @@ func BenchmarkGet(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, err := s.Get(ctx, handles[i%len(handles)]); err != nil {
+			if _, err := s.Get(ctx, key(handles[i%len(handles)])); err != nil {
 				b.Error(err)
 				return
 			}
@@ -573,7 +579,7 @@ func BenchmarkPut(b *testing.B) {
 	sess := sample(clock.Now(), "alice")
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Put(ctx, h, sess); err != nil {
+		if err := s.Put(ctx, key(h), sess); err != nil {
 			b.Fatal(err)
 		}
 	}

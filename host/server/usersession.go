@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/upstream"
+)
+
+// Errors of UserSession, for errors.Is.
+var (
+	// ErrUnauthenticated: the token is not a valid Backstage user token of this daemon.
+	ErrUnauthenticated = errors.New("not a valid Backstage user token of this daemon")
+	// ErrSessionEnded: the token is valid but its session has ended (signed
+	// out, expired, or refused by the provider); sign in again.
+	ErrSessionEnded = errSessionEnded
+)
+
+// UserSession is a signed-in user's session as other routes (Kubernetes
+// credentials) need it: with upstream tokens fresh enough to hand on.
+type UserSession struct {
+	// Key names the session in the store.
+	Key session.Key
+	// Env is the Backstage environment the user signed in to.
+	Env string
+	// Session is a copy of the stored session.
+	Session *session.Session
+	// Tokens are the upstream tokens, refreshed when they were within the
+	// environment's margin of expiry.
+	Tokens *upstream.Tokens
+}
+
+// UserSession authenticates a Backstage user token issued by this daemon and
+// returns the session it was issued for. Upstream tokens are refreshed first
+// when they would expire within the margin, exactly as /refresh does.
+func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserSession, error) {
+	claims, err := s.cfg.Identity.Verify(ctx, backstageToken)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	if claims.Type != identity.TypeUser || claims.SessionID == "" {
+		return nil, fmt.Errorf("%w: the token names no session (a limited or foreign token)", ErrUnauthenticated)
+	}
+	raw, err := hex.DecodeString(claims.SessionID)
+	var key session.Key
+	if err != nil || len(raw) != len(key) {
+		return nil, fmt.Errorf("%w: malformed sid", ErrUnauthenticated)
+	}
+	copy(key[:], raw)
+	sess, err := s.cfg.Sessions.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
+	}
+	env, ok := s.cfg.Envs[sess.Env]
+	if !ok {
+		return nil, fmt.Errorf("%w: environment %q is no longer configured", ErrSessionEnded, sess.Env)
+	}
+	if sess.UserEntityRef != claims.Subject {
+		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
+	}
+	if s.upstreamStale(env, sess) {
+		if sess, err = s.renewOnce(ctx, env, key); err != nil {
+			return nil, err
+		}
+	}
+	tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim)
+	if err != nil {
+		return nil, err
+	}
+	return &UserSession{Key: key, Env: sess.Env, Session: sess, Tokens: tokens}, nil
+}
