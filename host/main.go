@@ -84,8 +84,9 @@ Usage:
   spectroauthd [-config FILE] [-log-format text|json] [-log-level LEVEL]
       Run the daemon. Without -config it runs on its embedded development
       defaults: a development OpenID provider on http://localhost:7007.
-  spectroauthd check-config -config FILE
+  spectroauthd check-config -config FILE [-print]
       Validate a configuration; every problem is printed with its key path.
+      -print shows the effective configuration with secrets redacted.
 `)
 }
 
@@ -147,6 +148,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c commonFlags
 	c.register(fs)
+	print := fs.Bool("print", false, "print the effective configuration (defaults applied, secrets redacted)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -154,9 +156,19 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "check-config: -config FILE is required")
 		return 2
 	}
-	if _, err := config.Load(c.configPath); err != nil {
+	cfg, err := config.Load(c.configPath)
+	if err != nil {
 		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", c.configPath, err)
 		return 1
+	}
+	if *print {
+		out, err := config.Dump(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "check-config:", err)
+			return 1
+		}
+		_, _ = stdout.Write(out)
+		return 0
 	}
 	fmt.Fprintf(stdout, "%s is valid\n", c.configPath)
 	return 0

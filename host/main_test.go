@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckConfig(t *testing.T) {
+	for _, v := range []string{"CLIENT_SECRET", "CATALOG_TOKEN", "PALETTE_API_KEY"} {
+		t.Setenv(v, "literal-staging-secret")
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("server:\n  listen: nope\nauth:\n  providers:\n    spectrocloud:\n      production:\n        clientSecret: hunter2-very-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		out, err []string
+	}{
+		{"no file", []string{"check-config"}, 2, nil, []string{"-config FILE is required"}},
+		{"every bad key named", []string{"check-config", "-config", bad}, 1, nil, []string{
+			"server.listen:", "auth.providers.spectrocloud.production.clientId: required", "auth.providers.spectrocloud.production.issuer: required",
+		}},
+		{"example validates", []string{"check-config", "-config", "../config/testdata/valid.yaml"}, 0, []string{"is valid"}, nil},
+		{"print redacts", []string{"check-config", "-print", "-config", "../config/testdata/valid.yaml"}, 0, []string{"[redacted]"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout.String(), stderr.String())
+			}
+			for _, s := range tc.out {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
+				}
+			}
+			for _, s := range tc.err {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+				}
+			}
+			if strings.Contains(stdout.String()+stderr.String(), "hunter2") || strings.Contains(stdout.String()+stderr.String(), "literal-staging-secret") {
+				t.Errorf("a secret was printed")
+			}
+		})
+	}
+}
