@@ -44,7 +44,9 @@ func setPageHeaders(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// Not no-referrer: under it Chromium sends "Origin: null" with the login
+	// form's POST, which the origin check below must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	// No form-action: after the POST the browser is redirected to the
 	// relying party, and browsers apply form-action to that redirect too.
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
