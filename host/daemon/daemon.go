@@ -130,11 +130,11 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating storage.path %s: %w", dataDir, err)
 	}
-	keys, err := identity.OpenFileKeyStore(filepath.Join(dataDir, "keys"), identity.WithLogger(d.log.Named("keys")))
+	keys, err := identity.OpenFileKeyStore(dataDir, identity.WithLogger(d.log.Named("keys")))
 	if err != nil {
 		return nil, fmt.Errorf("opening the signing key store: %w", err)
 	}
-	userInfo, err := identity.OpenFileUserInfoStore(filepath.Join(dataDir, "userinfo"), identity.WithLogger(d.log.Named("userinfo")))
+	userInfo, err := identity.OpenFileUserInfoStore(dataDir, identity.WithLogger(d.log.Named("userinfo")))
 	if err != nil {
 		return nil, fmt.Errorf("opening the user info store: %w", err)
 	}
@@ -149,7 +149,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err != nil {
 		return nil, fmt.Errorf("starting the Backstage token issuer: %w", err)
 	}
-	sessions, err := session.OpenFileStore(filepath.Join(dataDir, "sessions"), session.Options{Logger: d.log.Named("sessions")})
+	sessions, err := session.OpenFileStore(dataDir, session.Options{Logger: d.log.Named("sessions")})
 	if err != nil {
 		return nil, fmt.Errorf("opening the session store: %w", err)
 	}
