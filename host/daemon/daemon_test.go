@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/config"
+)
+
+// startDev runs the daemon on its embedded development defaults, moved to a
+// free loopback port and a temporary data directory.
+func startDev(t *testing.T) (*Daemon, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://localhost:" + portOf(l.Addr())
+	cfg, err := config.Load("", config.WithEnv(map[string]string{
+		"SPECTROAUTH_SERVER__LISTEN":  l.Addr().String(),
+		"SPECTROAUTH_SERVER__BASEURL": base,
+		"SPECTROAUTH_APP__BASEURL":    base,
+		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
+		"SPECTROAUTH_STORAGE__PATH": t.TempDir(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := Start(ctx, cfg, Options{Listener: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	return d, base
+}
+
+func portOf(a net.Addr) string { return a.(*net.TCPAddr).AddrPort().String()[len("127.0.0.1:"):] }
+
+func TestDevDefaultsServeTheDemoAndSignIn(t *testing.T) {
+	_, base := startDev(t)
+	for _, path := range []string{"/", "/demo.js", "/healthz", "/readyz", "/api/auth/.well-known/jwks.json", "/api/auth/.well-known/openid-configuration", DevProviderPath + "/.well-known/openid-configuration"} {
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", path, res.StatusCode)
+		}
+	}
+
+	// Click through the development provider's login page as a browser would.
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	res, err := c.Get(base + "/api/auth/spectrocloud/start?scope=openid&origin=" + url.QueryEscape(base) + "&flow=popup&env=development")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(page), "not for production") {
+		t.Fatalf("login page does not say it is for development: %s", page)
+	}
+	field := func(name string) string {
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
+		if m == nil {
+			t.Fatalf("login page has no %s field", name)
+		}
+		return string(m[1])
+	}
+	form := url.Values{"authRequestID": {field("authRequestID")}, "csrf": {field("csrf")}, "username": {"alice"}}
+	req, _ := http.NewRequest(http.MethodPost, base+DevProviderPath+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(frame), "authorization_response") || !strings.Contains(string(frame), "user%3Adefault%2Falice") {
+		t.Fatalf("sign-in did not reach the frame page with alice's identity (%d): %s", res.StatusCode, frame)
+	}
+}
+
+func TestDevProviderRefusesNonLoopbackListen(t *testing.T) {
+	cfg := &config.Config{Server: config.Server{Listen: "0.0.0.0:7007"}, DevProvider: config.DevProvider{Enabled: true}}
+	_, err := Start(context.Background(), cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "0.0.0.0:7007") {
+		t.Fatalf("err = %v, want a refusal naming the address", err)
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "flow.key")
+	a, err := loadOrCreateSecret(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := loadOrCreateSecret(p)
+	if err != nil || string(a) != string(b) || len(a) != 32 {
+		t.Fatalf("secret not stable: %v", err)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	if err := os.WriteFile(p, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadOrCreateSecret(p); err == nil || !strings.Contains(err.Error(), p) {
+		t.Errorf("short secret accepted: %v", err)
+	}
+}
