@@ -27,11 +27,11 @@ func startDev(t *testing.T) (*Daemon, string) {
 	}
 	base := "http://localhost:" + portOf(l.Addr())
 	cfg, err := config.Load("", config.WithEnv(map[string]string{
-		"SPECTROAUTH_SERVER__LISTEN":  l.Addr().String(),
-		"SPECTROAUTH_SERVER__BASEURL": base,
-		"SPECTROAUTH_APP__BASEURL":    base,
+		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
+		"SPECTROAUTH_SERVER__BASEURL":                                    base,
+		"SPECTROAUTH_APP__BASEURL":                                       base,
 		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
-		"SPECTROAUTH_STORAGE__PATH": t.TempDir(),
+		"SPECTROAUTH_STORAGE__PATH":                                      t.TempDir(),
 	}))
 	if err != nil {
 		t.Fatal(err)
