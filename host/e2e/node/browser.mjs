@@ -299,8 +299,12 @@ await scenarioGroup('session', [
     check(refreshes.length > 0, 'no successful /refresh seen');
   }],
   ['sign out ends the session', async (s, d) => {
+    const mark = s.log.length;
     await s.mustCall('signOut');
     same(await s.mustCall('getBackstageIdentity', { optional: true }), null, 'identity right after signOut()');
+    const after = s.log.slice(mark);
+    check(after.some(l => / < 200 \S+\/api\/auth\/spectrocloud\/logout/.test(l)), `no successful /logout:\n${after.join('\n')}`);
+    check(after.some(l => / < 401 \S+\/api\/auth\/spectrocloud\/refresh/.test(l)), `/refresh did not answer 401 after sign-out:\n${after.join('\n')}`);
     const cookies = await s.context.cookies(spec.daemon);
     d.cookiesLeft = cookies.map(c => c.name);
     check(!cookies.some(c => c.name.startsWith('spectrocloud-refresh-token')), `refresh cookie left after sign-out: ${d.cookiesLeft}`);
