@@ -201,6 +201,22 @@ type Kubernetes struct {
 	Sources []Source `koanf:"sources"`
 	// Audit is where grants and refusals are written.
 	Audit Audit `koanf:"audit"`
+	// Catalog shapes the Backstage entities served at
+	// {baseUrl}/api/auth/spectrocloud/kubernetes/catalog-info.yaml.
+	Catalog Catalog `koanf:"catalog"`
+}
+
+// Catalog configures the clusters' Backstage catalog entities (kind Resource,
+// spec.type kubernetes-cluster).
+type Catalog struct {
+	// Owner is every entity's spec.owner, an entity ref such as
+	// group:default/platform. Default group:default/platform.
+	Owner string `koanf:"owner"`
+	// Public serves catalog-info.yaml without a Backstage token, so that
+	// Backstage's catalog (whose URL reader sends no credentials) can read it
+	// as a location. The entities hold API server URLs and CA certificates,
+	// never credentials. Default false: a Backstage user token is required.
+	Public bool `koanf:"public"`
 }
 
 // Cluster is one Kubernetes API server.

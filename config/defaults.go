@@ -36,6 +36,8 @@ const (
 	MinSourceInterval = 10 * time.Second
 	// DefaultAuditSink is kubernetes.audit.sink.
 	DefaultAuditSink = "stderr"
+	// DefaultCatalogOwner is kubernetes.catalog.owner.
+	DefaultCatalogOwner = "group:default/platform"
 	// DefaultStorageType and DefaultStoragePath are storage.type and storage.path.
 	DefaultStorageType = "file"
 	DefaultStoragePath = "./data"
@@ -68,7 +70,8 @@ func Defaults() *Config {
 			BackstageTokenExpiration: DefaultBackstageTokenExpiration,
 		},
 		Kubernetes: Kubernetes{
-			Audit: Audit{Sink: DefaultAuditSink},
+			Audit:   Audit{Sink: DefaultAuditSink},
+			Catalog: Catalog{Owner: DefaultCatalogOwner},
 		},
 		Storage: Storage{
 			Type: DefaultStorageType,

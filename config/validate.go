@@ -17,6 +17,8 @@ import (
 var (
 	pluginNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	// entityRefRE is [kind:][namespace/]name with Backstage's name characters.
+	entityRefRE   = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*:)?([a-z0-9]+([-_.][a-z0-9]+)*/)?[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	originLabelRE = regexp.MustCompile(`^[A-Za-z0-9*-]+$`)
 )
@@ -332,6 +334,9 @@ func (v *validator) kubernetes(c *Config) {
 		v.strategy(path+".strategy", s.Strategy, c.Plugins, false)
 	}
 	v.required("kubernetes.audit.sink", k.Audit.Sink == "")
+	if v.required("kubernetes.catalog.owner", k.Catalog.Owner == "") && !entityRefRE.MatchString(k.Catalog.Owner) {
+		v.add("kubernetes.catalog.owner", "must be a Backstage entity ref such as group:default/platform, not %q", k.Catalog.Owner)
+	}
 }
 
 // strategy checks a strategy reference; an optional one may be left out whole.

@@ -241,6 +241,10 @@ func TestValidate(t *testing.T) {
 			"kubernetes.sources[0].strategy.strategy: required",
 		}},
 		{"audit sink", func(c *Config) { c.Kubernetes.Audit.Sink = "" }, []string{"kubernetes.audit.sink: required"}},
+		{"catalog owner", func(c *Config) { c.Kubernetes.Catalog.Owner = "" }, []string{"kubernetes.catalog.owner: required"}},
+		{"catalog owner shape", func(c *Config) { c.Kubernetes.Catalog.Owner = "group:default/a b" },
+			[]string{`kubernetes.catalog.owner: must be a Backstage entity ref such as group:default/platform, not "group:default/a b"`}},
+		{"catalog owner ok", func(c *Config) { c.Kubernetes.Catalog.Owner = "user:alice" }, nil},
 
 		// storage
 		{"storage type empty", func(c *Config) { c.Storage.Type = "" }, []string{"storage.type: required: file or postgres"}},
