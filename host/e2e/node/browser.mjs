@@ -200,8 +200,10 @@ class Session {
 async function scenarioGroup(group, steps) {
   let session;
   let failed = false;
+  const t0 = Date.now();
   try {
     session = await Session.open(group);
+    console.error(`browser: Chromium for "${group}" launched in ${Date.now() - t0} ms`);
   } catch (e) {
     for (const [name] of steps) results.push({ name, ok: false, error: `launching Chromium: ${e.message}` });
     writeResults();
@@ -233,7 +235,9 @@ async function scenarioGroup(group, steps) {
     writeResults();
     console.error(`browser: ${r.ok ? 'ok  ' : 'FAIL'} ${name} (${r.ms} ms)${r.ok ? '' : `: ${r.error}`}`);
   }
+  const t1 = Date.now();
   await session.close();
+  console.error(`browser: Chromium for "${group}" closed in ${Date.now() - t1} ms`);
 }
 
 const exp = spec.expect;
