@@ -37,8 +37,9 @@ test-unit: build ## Go tests with the race detector
 test-e2e: build ## Backstage's own client in headless Chromium and a Backstage backend (skipped, with a message, without Chromium and Node)
 	@echo "e2e: not wired yet"
 
-bench: build ## Go benchmarks and the /refresh load benchmark
+bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./host/loadbench -daemon $(BIN)/spectroauthd -plugins $(BIN)/plugins -out bench-results.json
 
 proto: ## regenerate proto/ Go code with buf (pinned, no network beyond the module proxy)
 	proto/generate.sh

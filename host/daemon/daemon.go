@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}
 	var h http.Handler = srv
 	d.handler.Store(&h)
+	// Loading sessions and keys leaves garbage behind; hand it back now rather
+	// than carrying it as resident memory until the heap grows into it.
+	debug.FreeOSMemory()
 	d.ready.Store(true)
 	d.log.Info("spectroauthd is ready", "listen", d.listener.Addr().String(), "baseUrl", cfg.Server.BaseURL)
 	return d, nil

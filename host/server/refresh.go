@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,10 +178,16 @@ func withSessionID(extra map[string]any, key session.Key) map[string]any {
 const sessionIDClaim = "sid"
 
 // setUpstream copies the upstream tokens into the session.
+//
+// The claims are stored only when they differ from the ID token's payload
+// (userinfo claims were merged in); otherwise they are read back from the ID
+// token itself. Sessions live in memory, and this is a fifth of one.
 func setUpstream(sess *session.Session, t *upstream.Tokens) error {
-	claims, err := json.Marshal(t.Claims)
-	if err != nil {
-		return fmt.Errorf("encoding ID token claims: %w", err)
+	var claims json.RawMessage
+	if fromToken, err := idTokenClaims(t.IDToken); err != nil || !reflect.DeepEqual(fromToken, t.Claims) {
+		if claims, err = json.Marshal(t.Claims); err != nil {
+			return fmt.Errorf("encoding ID token claims: %w", err)
+		}
 	}
 	sess.Upstream = session.UpstreamTokens{
 		IDToken:             t.IDToken,
@@ -211,9 +220,32 @@ func upstreamTokens(sess *session.Session, trustEmailWithoutVerified bool) (*ups
 		if err := json.Unmarshal(u.Claims, &t.Claims); err != nil {
 			return nil, fmt.Errorf("decoding stored ID token claims: %w", err)
 		}
+	} else if u.IDToken != "" {
+		var err error
+		if t.Claims, err = idTokenClaims(u.IDToken); err != nil {
+			return nil, fmt.Errorf("decoding the stored ID token's claims: %w", err)
+		}
 	}
 	t.Profile = upstream.ProfileFromClaims(t.Claims, trustEmailWithoutVerified)
 	return t, nil
+}
+
+// idTokenClaims decodes the payload of an ID token that was verified when it
+// was received.
+func idTokenClaims(idToken string) (map[string]any, error) {
+	parts := strings.Split(idToken, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a compact JWS")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
 }
 
 // errSessionEnded marks refresh failures after which the session is gone.

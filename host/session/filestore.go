@@ -139,6 +139,7 @@ func (s *FileStore) load() error {
 			expired++
 			continue
 		}
+		sess.intern()
 		s.index.Store(key, sess)
 		loaded++
 	}
@@ -213,6 +214,7 @@ func (s *FileStore) Put(ctx context.Context, key Key, sess *Session) error {
 	if err := atomicfile.WriteFile(s.path(key), data, 0o600); err != nil {
 		return fmt.Errorf("session: storing session %s: %w", key, err)
 	}
+	sess.intern()
 	s.index.Store(key, sess)
 	return nil
 }

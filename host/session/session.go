@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unique"
 )
 
 // ErrNotFound is returned by Store.Get for a handle with no live session:
@@ -189,6 +190,21 @@ func (s *Session) Clone() *Session {
 		c.Backstage = &b
 	}
 	return &c
+}
+
+// intern shares the strings most sessions have in common (environment,
+// provider, scope, entity refs), so thousands of sessions in memory hold one
+// copy of each rather than one per session.
+func (s *Session) intern() {
+	in := func(v *string) { *v = unique.Make(*v).Value() }
+	in(&s.Env)
+	in(&s.Provider)
+	in(&s.Scope)
+	in(&s.UserEntityRef)
+	in(&s.Upstream.TokenType)
+	for i := range s.OwnershipEntityRefs {
+		in(&s.OwnershipEntityRefs[i])
+	}
 }
 
 // Expired reports whether the session has ended at now.

@@ -1,0 +1,502 @@
+// Command loadbench measures the real daemon binary the way production runs
+// it: a real OpenID provider (host/devprovider) in this process, the daemon
+// and its plugins as child processes on loopback, a signed-in session, then a
+// bounded load on /refresh. It reports requests/s, latency percentiles, CPU
+// per request, resident memory, the number of calls that reached the
+// provider, cold start, and the memory 10,000 live sessions add. It writes a
+// table to stdout and the figures to a JSON file.
+//
+//	go run ./host/loadbench -daemon bin/spectroauthd -plugins bin/plugins
+//
+// Everything binds to 127.0.0.1; every loop is bounded by a request count and
+// a duration.
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/devprovider"
+)
+
+type options struct {
+	daemon      string
+	plugins     string
+	connections int
+	duration    time.Duration
+	maxRequests int
+	sessions    int
+	out         string
+	keep        bool
+}
+
+// Result is what one run measured; the JSON file holds it.
+type Result struct {
+	Date            time.Time  `json:"date"`
+	GoVersion       string     `json:"goVersion"`
+	CPUs            int        `json:"cpus"`
+	Resolver        string     `json:"resolver"`
+	PluginsAtStart  []string   `json:"pluginsAtStart"`
+	ColdStartMillis float64    `json:"coldStartMillis"`
+	RSSReadyMB      float64    `json:"rssReadyMB"`
+	Load            LoadResult `json:"refreshLoad"`
+	Sessions        int        `json:"sessions"`
+	RSSWithSessions float64    `json:"rssReadyWithSessionsMB"`
+	SessionsAddMB   float64    `json:"sessionsAddMB"`
+}
+
+// LoadResult is the /refresh load.
+type LoadResult struct {
+	Connections      int     `json:"connections"`
+	Requests         int     `json:"requests"`
+	Errors           int     `json:"errors"`
+	Seconds          float64 `json:"seconds"`
+	RequestsPerSec   float64 `json:"requestsPerSecond"`
+	P50Millis        float64 `json:"p50Millis"`
+	P90Millis        float64 `json:"p90Millis"`
+	P99Millis        float64 `json:"p99Millis"`
+	MaxMillis        float64 `json:"maxMillis"`
+	CPUMicrosPerReq  float64 `json:"cpuMicrosPerRequest"`
+	PeakRSSMB        float64 `json:"peakRSSMB"`
+	UpstreamCalls    int     `json:"upstreamIdPCalls"`
+	UpstreamPerReq   float64 `json:"upstreamIdPCallsPerRequest"`
+	PluginCallsTotal int     `json:"-"`
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.daemon, "daemon", "bin/spectroauthd", "the daemon binary")
+	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "directory of plugin binaries (the claims resolver is used when present)")
+	flag.IntVar(&o.connections, "connections", 16, "concurrent connections")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load duration (bound)")
+	flag.IntVar(&o.maxRequests, "max-requests", 500000, "measured requests (bound)")
+	flag.IntVar(&o.sessions, "sessions", 10000, "live sessions for the memory measurement")
+	flag.StringVar(&o.out, "out", "bench-results.json", "JSON results file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "spectroauth-loadbench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	daemonPath, err := filepath.Abs(o.daemon)
+	if err != nil {
+		return err
+	}
+
+	// The daemon's port must be known before the provider (its redirect URI).
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	base := "http://127.0.0.1:" + port
+	opListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	issuer := "http://" + opListener.Addr().String()
+	op, err := devprovider.New(devprovider.Config{
+		Issuer:          issuer,
+		Clients:         []devprovider.Client{{ID: "loadbench", Secret: "loadbench-secret", RedirectURIs: []string{base + "/api/auth/spectrocloud/handler/frame"}}},
+		Users:           []devprovider.User{{Username: "alice", Email: "alice@example.com", EmailVerified: ptr(true), GivenName: "Alice", FamilyName: "Bench", Groups: []string{"dev", "ops"}}},
+		AutoApprove:     "alice",
+		RefreshTokens:   true,
+		IDTokenLifetime: time.Hour,
+		AllowInsecure:   true,
+	})
+	if err != nil {
+		return err
+	}
+	opServer := &http.Server{Handler: op, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = opServer.Serve(opListener) }()
+	defer opServer.Close()
+
+	res := Result{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Sessions: o.sessions}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	dataDir := filepath.Join(dir, "data")
+	resolver, pluginNames, err := writeConfig(cfgPath, base, port, issuer, dataDir, o.plugins)
+	if err != nil {
+		return err
+	}
+	res.Resolver, res.PluginsAtStart = resolver, pluginNames
+
+	// Cold start: process start to the first 200 on the JWKS route.
+	d, cold, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon.log"))
+	if err != nil {
+		return err
+	}
+	res.ColdStartMillis = ms(cold)
+	time.Sleep(500 * time.Millisecond) // let start-up garbage settle
+	res.RSSReadyMB = rssMB(d.Process.Pid, "VmRSS")
+
+	jar, cookie, err := signIn(base)
+	if err != nil {
+		stopDaemon(d)
+		return fmt.Errorf("signing in: %w", err)
+	}
+	op.ResetCounters()
+	res.Load, err = load(o, base, cookie, d.Process.Pid)
+	c := op.Counters()
+	res.Load.UpstreamCalls = int(c.Discovery + c.Authorize + c.Token + c.Refresh + c.JWKS + c.Userinfo + c.Revocation + c.Introspection)
+	if res.Load.Requests > 0 {
+		res.Load.UpstreamPerReq = float64(res.Load.UpstreamCalls) / float64(res.Load.Requests)
+	}
+	_ = jar
+	stopDaemon(d)
+	if err != nil {
+		return err
+	}
+
+	// Memory of live sessions: copy the signed-in session's file N times and
+	// start again on that data directory.
+	if o.sessions > 0 {
+		if err := seedSessions(filepath.Join(dataDir, "sessions"), o.sessions); err != nil {
+			return fmt.Errorf("seeding sessions: %w", err)
+		}
+		d, _, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon2.log"))
+		if err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+		runtime.GC()
+		res.RSSWithSessions = rssMB(d.Process.Pid, "VmRSS")
+		res.SessionsAddMB = res.RSSWithSessions - res.RSSReadyMB
+		stopDaemon(d)
+	}
+
+	printTable(os.Stdout, res)
+	b, _ := json.MarshalIndent(res, "", "  ")
+	return os.WriteFile(o.out, append(b, '\n'), 0o644)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p, nil
+}
+
+// writeConfig uses the claims resolver plugin when it is built, else the
+// built-in resolver, and declares up to three plugins so cold start includes
+// starting them.
+func writeConfig(path, base, port, issuer, dataDir, pluginDir string) (string, []string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  baseUrl: %s\napp:\n  baseUrl: %s\n", port, base, base)
+	resolver := "builtin/emailLocalPartMatchingUserEntityName"
+	resolverYAML := "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+	var names []string
+	var plugins strings.Builder
+	for _, p := range []struct{ name, config string }{
+		{"claims", "    config: {}\n"},
+		{"backstage-catalog", "    config:\n      baseUrl: https://backstage.invalid/api/catalog\n      token: loadbench\n"},
+		{"oidc-cluster", "    config: {}\n"},
+	} {
+		bin := filepath.Join(pluginDir, p.name)
+		sum, err := fileSHA256(bin)
+		if err != nil {
+			continue // not built: measured without it
+		}
+		abs, _ := filepath.Abs(bin)
+		fmt.Fprintf(&plugins, "  %s:\n    command: %s\n    sha256: %s\n%s", p.name, abs, sum, p.config)
+		names = append(names, p.name)
+	}
+	if slices.Contains(names, "claims") {
+		resolver = "claims/" + claimsResolverName
+		resolverYAML = claimsResolverYAML
+	}
+	fmt.Fprintf(&b, `auth:
+  providers:
+    spectrocloud:
+      development:
+        issuer: %s
+        allowInsecureIssuer: true
+        clientId: loadbench
+        clientSecret: loadbench-secret
+        scopes: [openid, profile, email, offline_access]
+        signIn:
+          resolvers:
+%s`, issuer, resolverYAML)
+	if plugins.Len() > 0 {
+		b.WriteString("plugins:\n" + plugins.String())
+	}
+	fmt.Fprintf(&b, "storage:\n  type: file\n  path: %s\n", dataDir)
+	return resolver, names, os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// The claims plugin's resolver as the load runs it.
+const (
+	claimsResolverName = "celMapping"
+	claimsResolverYAML = `            - plugin: claims
+              resolver: celMapping
+              options:
+                userEntityRef: '"user:default/" + claims.email.split("@")[0]'
+                ownershipEntityRefs: 'claims.groups.map(g, "group:default/" + g)'
+`
+)
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func startDaemon(bin, cfg, base, logPath string) (*exec.Cmd, time.Duration, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command(bin, "-config", cfg, "-log-level", "warn", "-log-format", "json")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	client := &http.Client{Timeout: time.Second}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	deadline := t0.Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := client.Get(base + "/api/auth/.well-known/jwks.json")
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return cmd, time.Since(t0), nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stopDaemon(cmd)
+	log, _ := os.ReadFile(logPath)
+	return nil, 0, fmt.Errorf("daemon not ready within 30s; its log:\n%s", log)
+}
+
+func stopDaemon(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// signIn runs the popup flow with a cookie jar and returns the refresh cookie.
+func signIn(base string) (*cookiejar.Jar, *http.Cookie, error) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	q := url.Values{"scope": {"openid profile email"}, "origin": {base}, "flow": {"popup"}, "env": {"development"}}
+	res, err := c.Get(base + "/api/auth/spectrocloud/start?" + q.Encode())
+	if err != nil {
+		return nil, nil, err
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), "backstageIdentity") {
+		return nil, nil, fmt.Errorf("sign-in did not complete (%d): %.400s", res.StatusCode, body)
+	}
+	u, _ := url.Parse(base + "/api/auth/spectrocloud/refresh")
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == "spectrocloud-refresh-token" {
+			return jar, ck, nil
+		}
+	}
+	return nil, nil, errors.New("no refresh cookie after sign-in")
+}
+
+func load(o options, base string, cookie *http.Cookie, pid int) (LoadResult, error) {
+	r := LoadResult{Connections: o.connections}
+	tr := &http.Transport{MaxIdleConns: o.connections, MaxIdleConnsPerHost: o.connections, MaxConnsPerHost: o.connections, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	target := base + "/api/auth/spectrocloud/refresh?optional&scope=openid%20profile%20email&env=development"
+	one := func() (time.Duration, error) {
+		req, _ := http.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("X-Requested-With", "XMLHttpRequest")
+		req.Header.Set("Origin", base)
+		req.AddCookie(cookie)
+		t0 := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("status %d", res.StatusCode)
+		}
+		return time.Since(t0), nil
+	}
+	// Warm up: connections, caches, the resolver's first call.
+	warm := time.Now().Add(2 * time.Second)
+	for time.Now().Before(warm) {
+		if _, err := one(); err != nil {
+			return r, fmt.Errorf("warm-up refresh: %w", err)
+		}
+	}
+
+	var issued, errs atomic.Int64
+	lat := make([][]time.Duration, o.connections)
+	cpu0 := cpuTicks(pid)
+	start := time.Now()
+	stop := start.Add(o.duration)
+	var wg sync.WaitGroup
+	for w := range o.connections {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, o.maxRequests/o.connections+1)
+			for time.Now().Before(stop) && issued.Add(1) <= int64(o.maxRequests) {
+				d, err := one()
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, d)
+			}
+			lat[w] = mine
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuTicks(pid) - cpu0
+
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	r.Requests, r.Errors, r.Seconds = len(all), int(errs.Load()), elapsed.Seconds()
+	if len(all) == 0 {
+		return r, errors.New("no successful request")
+	}
+	pct := func(p float64) float64 { return ms(all[min(len(all)-1, int(p*float64(len(all))))]) }
+	r.RequestsPerSec = float64(len(all)) / elapsed.Seconds()
+	r.P50Millis, r.P90Millis, r.P99Millis, r.MaxMillis = pct(0.50), pct(0.90), pct(0.99), ms(all[len(all)-1])
+	r.CPUMicrosPerReq = float64(cpu) * 1e6 / float64(clockTicks) / float64(len(all))
+	r.PeakRSSMB = rssMB(pid, "VmHWM")
+	return r, nil
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+// cpuTicks is user+system CPU time of pid, in clock ticks.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may contain spaces).
+	s := string(b)
+	s = s[strings.LastIndexByte(s, ')')+2:]
+	f := strings.Fields(s)
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+// rssMB reads a memory field (VmRSS, VmHWM) of /proc/pid/status in MB.
+func rssMB(pid int, field string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// seedSessions copies the one session file in dir until there are n.
+func seedSessions(dir string, n int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var tmpl []byte
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			if tmpl, err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	if tmpl == nil {
+		return errors.New("no session file to copy")
+	}
+	for i := 1; i < n; i++ {
+		var k [32]byte
+		_, _ = rand.Read(k[:])
+		if err := os.WriteFile(filepath.Join(dir, hex.EncodeToString(k[:])+".json"), tmpl, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func printTable(w io.Writer, r Result) {
+	l := r.Load
+	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs)
+	fmt.Fprintf(w, "resolver %s; plugins at start: %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "))
+	rows := [][2]string{
+		{"/refresh requests/s", fmt.Sprintf("%.0f  (%d connections, %d requests, %d errors, %.1fs)", l.RequestsPerSec, l.Connections, l.Requests, l.Errors, l.Seconds)},
+		{"/refresh latency p50 / p90 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f ms", l.P50Millis, l.P90Millis, l.P99Millis, l.MaxMillis)},
+		{"daemon CPU per request", fmt.Sprintf("%.0f µs", l.CPUMicrosPerReq)},
+		{"upstream IdP calls during the load", fmt.Sprintf("%d (%.4f per request)", l.UpstreamCalls, l.UpstreamPerReq)},
+		{"cold start to first JWKS 200", fmt.Sprintf("%.1f ms", r.ColdStartMillis)},
+		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
+		{fmt.Sprintf("RSS with %d live sessions", r.Sessions), fmt.Sprintf("%.1f MB (+%.1f MB)", r.RSSWithSessions, r.SessionsAddMB)},
+	}
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %-42s %s\n", row[0], row[1])
+	}
+}
+
