@@ -39,7 +39,7 @@ func boolPtr(b bool) *bool { return &b }
 // fixture is a daemon HTTP server in front of a real OpenID provider
 // (zitadel's certified OP, through host/devprovider) on loopback.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	op       *devprovider.Provider
 	opSrv    *httptest.Server
 	srv      *httptest.Server
@@ -65,7 +65,7 @@ type fixtureOptions struct {
 	addr string
 }
 
-func newFixture(t *testing.T, o fixtureOptions) *fixture {
+func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dataDir: o.dataDir}
 	if f.dataDir == "" {
@@ -194,11 +194,11 @@ func (f *fixture) url(path string) string { return f.srv.URL + path }
 // browser is a cookie-keeping HTTP client that follows redirects like a
 // browser's popup would.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +250,7 @@ var scriptValues = regexp.MustCompile(`decodeURIComponent\('([^']*)'\)`)
 
 // frameMessage decodes the frame page's posted message and target origin,
 // checking the page's security headers on the way.
-func frameMessage(t *testing.T, res *http.Response) (map[string]any, string) {
+func frameMessage(t testing.TB, res *http.Response) (map[string]any, string) {
 	t.Helper()
 	body, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK {
@@ -279,7 +279,7 @@ func frameMessage(t *testing.T, res *http.Response) (map[string]any, string) {
 }
 
 // signIn runs the popup flow and returns the authorization response.
-func signIn(t *testing.T, f *fixture, b *browser) map[string]any {
+func signIn(t testing.TB, f *fixture, b *browser) map[string]any {
 	t.Helper()
 	msg, origin := frameMessage(t, b.get(startURL(f, popupQuery())))
 	if origin != appOrigin {
@@ -299,7 +299,7 @@ func refresh(b *browser, f *fixture) *http.Response {
 		"X-Requested-With", "XMLHttpRequest", "Origin", appOrigin)
 }
 
-func decodeJSON(t *testing.T, res *http.Response) map[string]any {
+func decodeJSON(t testing.TB, res *http.Response) map[string]any {
 	t.Helper()
 	var m map[string]any
 	body, _ := io.ReadAll(res.Body)
@@ -310,7 +310,7 @@ func decodeJSON(t *testing.T, res *http.Response) map[string]any {
 }
 
 // jwtClaims decodes a JWT's payload without verifying it.
-func jwtClaims(t *testing.T, tok string) map[string]any {
+func jwtClaims(t testing.TB, tok string) map[string]any {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
@@ -327,7 +327,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 	return m
 }
 
-func jwtHeader(t *testing.T, tok string) map[string]any {
+func jwtHeader(t testing.TB, tok string) map[string]any {
 	t.Helper()
 	raw, err := base64URLDecode(strings.Split(tok, ".")[0])
 	if err != nil {
