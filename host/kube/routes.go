@@ -1,0 +1,274 @@
+package kube
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/sdk"
+)
+
+// maxRequestBody bounds the credential request's body.
+const maxRequestBody = 16 << 10
+
+// maxMessage bounds a plugin's message quoted to the caller and the audit log.
+const maxMessage = 300
+
+func (b *Broker) routes() {
+	b.mux = http.NewServeMux()
+	b.mux.Handle("GET "+RoutePrefix+"clusters", b.api(b.clusters))
+	b.mux.Handle("POST "+RoutePrefix+"credential", b.api(b.credential))
+	b.mux.Handle("GET "+RoutePrefix+"catalog-info.yaml", b.api(b.catalog))
+	b.mux.Handle(RoutePrefix, b.api(func(w http.ResponseWriter, r *http.Request) error {
+		return notFoundError("Not found")
+	}))
+}
+
+// api adapts a handler that returns an error, answering Backstage's error body.
+func (b *Broker) api(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			b.writeError(w, r, err)
+		}
+	})
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// session authenticates the caller. Its errors carry the audit reason.
+func (b *Broker) session(r *http.Request) (*server.UserSession, error) {
+	token := bearer(r)
+	if token == "" {
+		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonUnauthenticated,
+			"Missing Backstage token: send Authorization: Bearer <your Backstage token>; sign in again to get one", nil)
+	}
+	us, err := b.cfg.Sessions(r.Context(), token)
+	switch {
+	case err == nil:
+		return us, nil
+	case errors.Is(err, server.ErrUnauthenticated):
+		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonUnauthenticated,
+			"Invalid Backstage token: it is expired, malformed or not issued by this daemon; sign in again", err)
+	case errors.Is(err, server.ErrSessionEnded):
+		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonSessionEnded,
+			"Your SpectroCloud session has ended (signed out, expired, or refused by SpectroCloud); sign in again", err)
+	default:
+		return nil, refusal(http.StatusServiceUnavailable, "ServiceUnavailableError", ReasonSessionUnavailable,
+			"Your session could not be read or refreshed right now; try again shortly", err)
+	}
+}
+
+// clusterJSON is one cluster of GET clusters.
+type clusterJSON struct {
+	Name        string            `json:"name"`
+	Title       string            `json:"title,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Server      string            `json:"server"`
+	CAData      string            `json:"caData,omitempty"`
+	Strategy    string            `json:"strategy"`
+	Origin      string            `json:"origin"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// clusters answers GET clusters: the clusters the caller may ask a
+// credential for (those with a strategy), sorted by name. caData is the
+// base64 of the PEM bundle, as in a kubeconfig.
+func (b *Broker) clusters(w http.ResponseWriter, r *http.Request) error {
+	if _, err := b.session(r); err != nil {
+		return err
+	}
+	out := []clusterJSON{}
+	for _, c := range b.Clusters() {
+		if c.Strategy == "" {
+			continue
+		}
+		j := clusterJSON{
+			Name: c.Name, Title: c.Title, Description: c.Description, Server: c.Server,
+			Strategy: c.Strategy, Origin: c.Origin, Labels: c.Labels,
+		}
+		if len(c.CAData) > 0 {
+			j.CAData = base64.StdEncoding.EncodeToString(c.CAData)
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"clusters": out})
+	return nil
+}
+
+// credentialRequest is the body of POST credential.
+type credentialRequest struct {
+	Cluster string `json:"cluster"`
+}
+
+// credentialResponse is the answer of POST credential.
+type credentialResponse struct {
+	Token string `json:"token,omitempty"`
+	// ExpiresAt is RFC 3339; absent when the strategy does not know.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// ClientCertificateData and ClientKeyData are PEM, for strategies that
+	// issue client certificates.
+	ClientCertificateData string `json:"clientCertificateData,omitempty"`
+	ClientKeyData         string `json:"clientKeyData,omitempty"`
+}
+
+// credential answers POST credential. Every outcome is audited; a grant
+// whose audit line cannot be written is refused.
+func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
+	ev := AuditEvent{Remote: r.RemoteAddr}
+	cred, err := b.issue(r, &ev)
+	ev.Time = b.now()
+	if err != nil {
+		ae := asAPIError(err)
+		ev.Outcome, ev.Reason, ev.Message = OutcomeRefused, ae.reason, ae.message
+		if aerr := b.cfg.Audit.Record(ev); aerr != nil {
+			b.log.Error("could not write the audit log", "error", aerr)
+		}
+		return err
+	}
+	ev.Outcome = OutcomeGranted
+	res := credentialResponse{
+		Token:                 cred.Token,
+		ClientCertificateData: string(cred.ClientCertificatePEM),
+		ClientKeyData:         string(cred.ClientKeyPEM),
+	}
+	if !cred.ExpiresAt.IsZero() {
+		exp := cred.ExpiresAt.UTC()
+		ev.ExpiresAt, res.ExpiresAt = &exp, &exp
+	}
+	if err := b.cfg.Audit.Record(ev); err != nil {
+		return fmt.Errorf("auditing a grant (the credential was withheld): %w", err)
+	}
+	b.log.Info("kubernetes credential granted", "user", ev.User, "cluster", ev.Cluster, "strategy", ev.Strategy)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// issue authenticates the caller and asks the cluster's strategy, filling ev
+// as it learns who and what.
+func (b *Broker) issue(r *http.Request, ev *AuditEvent) (sdk.Credential, error) {
+	var cred sdk.Credential
+	us, err := b.session(r)
+	if err != nil {
+		return cred, err
+	}
+	ev.User, ev.Env = us.Session.UserEntityRef, us.Env
+	if us.Tokens != nil {
+		ev.Subject = us.Tokens.Profile.Subject
+	}
+
+	var req credentialRequest
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBody))
+	if err != nil {
+		return cred, refusal(http.StatusBadRequest, "InputError", ReasonBadRequest, "The request body is too large or unreadable", err)
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Cluster == "" {
+		return cred, refusal(http.StatusBadRequest, "InputError", ReasonBadRequest, `The request body must be JSON {"cluster": "<name>"}`, err)
+	}
+	ev.Cluster = truncate(req.Cluster, 253)
+
+	e, ok := b.reg.load().byName[req.Cluster]
+	if !ok {
+		return cred, refusal(http.StatusNotFound, "NotFoundError", ReasonUnknownCluster,
+			fmt.Sprintf("Unknown cluster '%s'", ev.Cluster), nil)
+	}
+	if e.strategy == nil {
+		return cred, refusal(http.StatusNotFound, "NotFoundError", ReasonNoStrategy,
+			fmt.Sprintf("Cluster '%s' has no credential strategy: it issues no credentials here", e.cluster.Name), nil)
+	}
+	ev.Strategy = e.strategy.Name()
+	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.CredentialTimeout)
+	defer cancel()
+	cred, err = e.strategy.Impl.Credential(ctx, sdk.CredentialRequest{
+		Strategy: e.strategy.Strategy,
+		Options:  e.strategy.Options,
+		Cluster:  e.cluster,
+		Session:  sdkSession(us),
+	})
+	if err == nil {
+		if verr := cred.Validate(); verr != nil {
+			err = fmt.Errorf("the strategy returned an invalid credential: %w", verr)
+		}
+	}
+	if err != nil {
+		return sdk.Credential{}, b.strategyError(e, err)
+	}
+	return cred, nil
+}
+
+// strategyError classifies a strategy's error: a refusal the user should
+// read (403), or a failure of the plugin or its upstream (502).
+func (b *Broker) strategyError(e *entry, err error) error {
+	name, cluster := e.strategy.Name(), e.cluster.Name
+	var ie *sdk.InvalidInputError
+	var ce *sdk.ConfigError
+	switch {
+	case errors.Is(err, sdk.ErrNotFound) || errors.As(err, &ie):
+		return refusal(http.StatusForbidden, "NotAllowedError", ReasonRefused,
+			fmt.Sprintf("Cluster '%s' issues no credential to you: %s", cluster, truncate(err.Error(), maxMessage)), err)
+	case errors.As(err, &ce):
+		b.log.Error("cluster strategy is misconfigured", "cluster", cluster, "strategy", name, "error", err)
+		return refusal(http.StatusBadGateway, "Error", ReasonStrategyMisconfigured,
+			fmt.Sprintf("The credential strategy %s of cluster '%s' is misconfigured (%s); an operator must fix it", name, cluster, truncate(ce.Error(), maxMessage)), err)
+	case errors.Is(err, context.DeadlineExceeded):
+		b.log.Error("cluster strategy timed out", "cluster", cluster, "strategy", name, "error", err)
+		return refusal(http.StatusBadGateway, "Error", ReasonStrategyFailed,
+			fmt.Sprintf("The credential strategy %s of cluster '%s' timed out; try again shortly", name, cluster), err)
+	default:
+		b.log.Error("cluster strategy failed", "cluster", cluster, "strategy", name, "error", err)
+		return refusal(http.StatusBadGateway, "Error", ReasonStrategyFailed,
+			fmt.Sprintf("The credential strategy %s of cluster '%s' failed; the daemon's log has the details", name, cluster), err)
+	}
+}
+
+// sdkSession is what a strategy learns of the user: the upstream tokens the
+// daemon refreshed within the margin.
+func sdkSession(us *server.UserSession) sdk.Session {
+	s := sdk.Session{UserEntityRef: us.Session.UserEntityRef}
+	if t := us.Tokens; t != nil {
+		s.Subject = t.Profile.Subject
+		s.IDToken = t.IDToken
+		s.IDTokenExpiresAt = t.IDTokenExpiry
+		s.AccessToken = t.AccessToken
+		s.PaletteSessionToken = t.PaletteSessionToken
+		s.Claims = sdk.Claims(t.Claims)
+	}
+	return s
+}
+
+// catalog answers GET catalog-info.yaml.
+func (b *Broker) catalog(w http.ResponseWriter, r *http.Request) error {
+	if !b.cfg.CatalogPublic {
+		if _, err := b.session(r); err != nil {
+			return err
+		}
+	}
+	out, err := catalogYAML(b.Clusters(), b.cfg.CatalogOwner)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(out)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
