@@ -27,7 +27,7 @@ import (
 
 // TestBackend runs a minimal, unmodified Backstage backend from npm
 // (@backstage/backend-defaults, the catalog on in-memory SQLite, and a tiny
-// plugin in host/e2e/node/backend.cjs) whose discovery sends the `auth`
+// plugin in host/e2e/testdata/node/backend.cjs) whose discovery sends the `auth`
 // plugin to spectroauthd, configured with examples/backstage/app-config.yaml.
 // Backstage's own services must accept the daemon's token as alice, with
 // her ownership read from the daemon's /v1/userinfo, and refuse tampered,
@@ -36,7 +36,7 @@ func TestBackend(t *testing.T) {
 	p := locate(t)
 	node := needNode(t, p)
 	if !nativeSQLiteBuilt(p) {
-		skipf(t, "better-sqlite3's native module is not built: run `npm run build-native` in host/e2e/node (npm ci --ignore-scripts skips it)")
+		skipf(t, "better-sqlite3's native module is not built: run `npm run build-native` in host/e2e/testdata/node (npm ci --ignore-scripts skips it)")
 	}
 	art := artifactDir(t, p)
 	e := startEnv(t, p, art, envOptions{appBaseURL: "http://127.0.0.1:3000"})
@@ -216,7 +216,7 @@ type backend struct {
 	proc *process
 }
 
-// startBackend starts host/e2e/node/backend.cjs with the example app config
+// startBackend starts host/e2e/testdata/node/backend.cjs with the example app config
 // and a test overlay, and waits until Backstage says it is ready.
 func startBackend(t *testing.T, p paths, art, node, daemonURL string) *backend {
 	t.Helper()

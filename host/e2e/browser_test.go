@@ -17,7 +17,7 @@ import (
 // admin) in headless Chromium: popup sign-in, the identity, profile and ID
 // token it yields, the session coming back after a reload through /refresh,
 // sign-out, an extra allowed origin, a refused origin, and the redirect flow.
-// Each scenario of host/e2e/node/browser.mjs is a subtest.
+// Each scenario of host/e2e/testdata/node/browser.mjs is a subtest.
 func TestBrowser(t *testing.T) {
 	p := locate(t)
 	node := needNode(t, p)

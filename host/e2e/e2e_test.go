@@ -84,18 +84,18 @@ func locate(t *testing.T) paths {
 	if art == "" {
 		art = filepath.Join(pkg, "artifacts")
 	}
-	return paths{pkg: pkg, repo: repo, node: filepath.Join(pkg, "node"), artifacts: art}
+	return paths{pkg: pkg, repo: repo, node: filepath.Join(pkg, "testdata", "node"), artifacts: art}
 }
 
-// needNode skips unless node and the npm packages of host/e2e/node are there.
+// needNode skips unless node and the npm packages of host/e2e/testdata/node are there.
 func needNode(t *testing.T, p paths) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		skipf(t, "node not found on PATH (install Node.js 20, then `npm ci` in host/e2e/node)")
+		skipf(t, "node not found on PATH (install Node.js 20, then `npm ci` in host/e2e/testdata/node)")
 	}
 	if _, err := os.Stat(filepath.Join(p.node, "node_modules", ".package-lock.json")); err != nil {
-		skipf(t, "host/e2e/node/node_modules is missing: run `npm ci --ignore-scripts` in host/e2e/node")
+		skipf(t, "host/e2e/testdata/node/node_modules is missing: run `npm ci --ignore-scripts` in host/e2e/testdata/node")
 	}
 	return node
 }
@@ -464,7 +464,7 @@ func exampleAppConfig(t *testing.T, p paths, daemonURL string) map[string]any {
 	return m
 }
 
-// runNode runs a Node script of host/e2e/node with a hard deadline.
+// runNode runs a Node script of host/e2e/testdata/node with a hard deadline.
 func runNode(t *testing.T, p paths, node string, limit time.Duration, logPath string, args ...string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)

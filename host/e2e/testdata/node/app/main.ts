@@ -8,7 +8,7 @@ import {
   FrontendHostDiscovery,
   OAuthRequestManager,
 } from '@backstage/core-app-api';
-import { spectroCloudAuthApiFactory } from '../../../../examples/backstage/packages/app/src/apis';
+import { spectroCloudAuthApiFactory } from '../../../../../examples/backstage/packages/app/src/apis';
 
 declare global {
   interface Window {
