@@ -1,8 +1,8 @@
 package catalog
 
 import (
-	"context"
 	"container/list"
+	"context"
 	"slices"
 	"sync"
 	"time"
