@@ -158,6 +158,9 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if req, ok := parseCLIState(params.Get("state")); ok {
+		return s.cliCallback(w, r, params, req)
+	}
 	envName := r.URL.Query().Get("env")
 	var st oauthState
 	if envName == "" {

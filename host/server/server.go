@@ -164,6 +164,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
+	s.cliRoutes()
 	s.mux.Handle("GET /api/auth/.well-known/jwks.json", s.cors(http.HandlerFunc(s.jwks)))
 	s.mux.Handle("GET /api/auth/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfigurationRoute)))
 	s.mux.Handle("GET /api/auth/v1/userinfo", s.cors(s.api(s.userinfo)))
