@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/spectroauth/spectroauth/sdk"
 )
 
 // ErrNotFound is returned by a resolver that does not know the user; the chain
-// then tries the next resolver.
-var ErrNotFound = errors.New("user not found")
+// then tries the next resolver. It is sdk.ErrNotFound, the error plugin
+// resolvers return, so errors.Is matches either on any resolver's error.
+var ErrNotFound = sdk.ErrNotFound
 
 // Input is what a resolver learns about the person signing in.
 type Input struct {

@@ -1,0 +1,145 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spectroauth/spectroauth/host/signin"
+	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+)
+
+// Resolver returns resolver resolverName of plugin pluginName as a step of
+// the sign-in chain, calling it with options. It fails if the plugin is not
+// declared or does not offer that resolver. The plugin's "not found" is
+// signin.ErrNotFound (they are the same error); any other failure, including
+// a plugin that is down or crashes during the call, is an error that fails
+// the sign-in.
+func (h *Host) Resolver(pluginName, resolverName string, options map[string]any) (signin.Resolver, error) {
+	in, err := h.instance(pluginName)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityResolver, resolverName); err != nil {
+		return nil, err
+	}
+	return &resolver{in: in, name: resolverName, options: options}, nil
+}
+
+type resolver struct {
+	in      *instance
+	name    string
+	options sdk.Options
+}
+
+// Resolve implements signin.Resolver.
+func (r *resolver) Resolve(ctx context.Context, in signin.Input) (signin.Identity, error) {
+	req := sdk.ResolveRequest{
+		Resolver: r.name,
+		Options:  r.options,
+		Claims:   sdk.Claims(in.Claims),
+		Profile: sdk.Profile{
+			Email:         in.Profile.Email,
+			DisplayName:   in.Profile.DisplayName,
+			Picture:       in.Profile.Picture,
+			EmailVerified: in.Profile.EmailVerified,
+		},
+		Subject:           in.Profile.Subject,
+		Issuer:            in.Profile.Issuer,
+		PreferredUsername: in.Profile.PreferredUsername,
+		Groups:            in.Profile.Groups,
+	}
+	var id sdk.Identity
+	err := r.in.do(ctx, "resolver "+r.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
+		id, err = c.Resolve(ctx, req)
+		return err
+	})
+	if err != nil {
+		return signin.Identity{}, err
+	}
+	return signin.Identity{UserEntityRef: id.UserEntityRef, OwnershipEntityRefs: id.OwnershipEntityRefs, Extra: id.Extra}, nil
+}
+
+// ClusterStrategy hands out Kubernetes credentials: one strategy of a
+// plugin, with its options from the configuration.
+type ClusterStrategy interface {
+	// Credential returns the credential req.Session's user gets for
+	// req.Cluster. req.Strategy and req.Options are set from the
+	// configuration. An error wrapping sdk.ErrNotFound means the strategy
+	// has none for this user; an error matching ErrUnavailable, that the
+	// plugin is down.
+	Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error)
+}
+
+// ClusterSource discovers Kubernetes clusters: a plugin's cluster source,
+// with its options from the configuration.
+type ClusterSource interface {
+	// ListClusters returns the clusters the source knows now. req.Options
+	// is set from the configuration.
+	ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error)
+}
+
+// ClusterStrategy returns strategy strategyName of plugin pluginName,
+// calling it with options. It fails if the plugin is not declared or does
+// not offer that strategy.
+func (h *Host) ClusterStrategy(pluginName, strategyName string, options map[string]any) (ClusterStrategy, error) {
+	in, err := h.instance(pluginName)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityClusterStrategy, strategyName); err != nil {
+		return nil, err
+	}
+	return &strategy{in: in, name: strategyName, options: options}, nil
+}
+
+type strategy struct {
+	in      *instance
+	name    string
+	options sdk.Options
+}
+
+func (s *strategy) Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error) {
+	req.Strategy, req.Options = s.name, s.options
+	var cred sdk.Credential
+	err := s.in.do(ctx, "strategy "+s.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
+		cred, err = c.Credential(ctx, req)
+		return err
+	})
+	return cred, err
+}
+
+// ClusterSource returns the cluster source of plugin pluginName, calling it
+// with options. It fails if the plugin is not declared or is no cluster
+// source.
+func (h *Host) ClusterSource(pluginName string, options map[string]any) (ClusterSource, error) {
+	in, err := h.instance(pluginName)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityClusterSource, ""); err != nil {
+		return nil, err
+	}
+	return &source{in: in, options: options}, nil
+}
+
+type source struct {
+	in      *instance
+	options sdk.Options
+}
+
+func (s *source) ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+	req.Options = s.options
+	var clusters []sdk.Cluster
+	err := s.in.do(ctx, "cluster source", func(ctx context.Context, c *pluginclient.Client) (err error) {
+		clusters, err = c.ListClusters(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return clusters, nil
+}
+
+// String names the resolver in logs: "catalog/emailMatchingUserEntityProfileEmail".
+func (r *resolver) String() string { return fmt.Sprintf("%s/%s", r.in.name, r.name) }

@@ -1,0 +1,191 @@
+package pluginhost
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A verified plugin binary, and how it is run.
+//
+// Checking a file and then executing it by path races with whoever can
+// replace or rewrite the file in between, and even a descriptor opened on
+// the file only pins the inode, whose content its owner can still rewrite in
+// place. So the daemon executes a copy it owns: verifyBinary copies the file
+// into a memfd (an anonymous in-memory file), seals the memfd against any
+// further change (F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL),
+// computes the SHA-256 digest over the sealed memfd, and compares it with the
+// configured one. The plugin is then executed as /proc/self/fd/N, N a
+// read-only descriptor on that memfd: the kernel resolves the magic link to
+// the memfd itself, so the bytes that run are exactly the bytes hashed, now
+// and on every restart, whatever happens to the file on disk afterwards.
+// (The read-only reopen matters: execve refuses, with ETXTBSY, a file that
+// has a writable descriptor open.)
+//
+// The cost is the binary's size in memory for the daemon's lifetime and one
+// copy at start; plugins see /proc/self/exe as "/memfd:spectroauth-plugin-…",
+// so a plugin cannot locate files next to its own binary through it.
+
+// verifiedBinary is a plugin binary whose digest matched, held in a sealed
+// memfd.
+type verifiedBinary struct {
+	// path is the absolute path the binary was read from: argv[0] of the
+	// plugin and what messages name.
+	path string
+	// digest is the hex SHA-256 digest of the bytes held.
+	digest string
+	// mem is a read-only descriptor on the sealed memfd.
+	mem *os.File
+	// fd is mem's descriptor number.
+	fd int
+}
+
+// execPath is the path that executes the memfd.
+func (b *verifiedBinary) execPath() string { return "/proc/self/fd/" + strconv.Itoa(b.fd) }
+
+// close releases the memfd.
+func (b *verifiedBinary) close() error { return b.mem.Close() }
+
+// digestMismatchError reports a binary whose digest is not the configured
+// one.
+type digestMismatchError struct{ path, got, want string }
+
+func (e *digestMismatchError) Error() string {
+	return fmt.Sprintf("plugin binary %s has SHA-256 %s, not the configured %s: if this binary is the one you trust, run `spectroauthd plugin-digest %s` and paste its line into the configuration",
+		e.path, e.got, strings.ToLower(e.want), e.path)
+}
+
+// testHookVerified, when set by a test, runs after a binary has been
+// verified and before it is first executed.
+var testHookVerified func(path string)
+
+// verifyBinary checks the plugin binary at path (absolute) as openChecked
+// does, copies it into a sealed memfd and checks the memfd's SHA-256 digest
+// against wantHex.
+func verifyBinary(name, path, wantHex string) (_ *verifiedBinary, err error) {
+	src, err := openChecked(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+
+	mfd, err := memfdCreate("spectroauth-plugin-" + name)
+	if err != nil {
+		return nil, fmt.Errorf("creating a memfd for plugin binary %s: %w", path, err)
+	}
+	rw := os.NewFile(uintptr(mfd), "memfd:"+name)
+	defer rw.Close() // the read-only descriptor below outlives it
+	n, err := io.Copy(rw, io.LimitReader(src, maxBinarySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("copying plugin binary %s: %w", path, err)
+	}
+	if n > maxBinarySize {
+		return nil, fmt.Errorf("plugin binary %s grew beyond %d bytes while being read", path, maxBinarySize)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, seals|unix.F_SEAL_EXEC); err != nil {
+		// F_SEAL_EXEC (which keeps the mode bits) is Linux 6.3+; the
+		// content seals are what matter.
+		if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, seals); err != nil {
+			return nil, fmt.Errorf("sealing the memfd of plugin binary %s: %w", path, err)
+		}
+	}
+	ro, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(mfd), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopening the memfd of plugin binary %s read-only (is /proc mounted?): %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			ro.Close()
+		}
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(ro, 0, n)); err != nil {
+		return nil, fmt.Errorf("hashing plugin binary %s: %w", path, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if !strings.EqualFold(got, wantHex) {
+		return nil, &digestMismatchError{path: path, got: got, want: wantHex}
+	}
+	b := &verifiedBinary{path: path, digest: got, mem: ro, fd: int(ro.Fd())}
+	if testHookVerified != nil {
+		testHookVerified(path)
+	}
+	return b, nil
+}
+
+// memfdCreate makes a memfd that may be sealed and executed. MFD_EXEC asks
+// for an executable memfd explicitly where vm.memfd_noexec would otherwise
+// make it non-executable; kernels before 6.3 do not know the flag.
+func memfdCreate(name string) (int, error) {
+	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+	fd, err := unix.MemfdCreate(name, flags|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		fd, err = unix.MemfdCreate(name, flags)
+	}
+	return fd, err
+}
+
+// Starting plugin processes.
+//
+// A plugin is started with PR_SET_PDEATHSIG=SIGKILL so that the kernel kills
+// it when the daemon dies, even by SIGKILL, when no deferred cleanup runs.
+// The kernel sends that signal when the *thread* that forked the child
+// exits, not the process; Go threads are reused for any goroutine, and a
+// thread is destroyed whenever a goroutine that locked it exits without
+// unlocking (some libraries do that). So every plugin process is forked from
+// one goroutine that locks its OS thread and never returns: that thread lives
+// exactly as long as the daemon's process.
+
+type spawnRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var spawner struct {
+	once sync.Once
+	reqs chan spawnRequest
+}
+
+// startCmd starts the command build returns from the spawner thread, with
+// the parent-death signal set. build may be called more than once.
+func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan spawnRequest)
+		go func() {
+			runtime.LockOSThread() // never unlocked, and this goroutine never returns
+			for r := range spawner.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	for attempt := 0; ; attempt++ {
+		cmd := build()
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		done := make(chan error, 1)
+		spawner.reqs <- spawnRequest{cmd: cmd, done: done}
+		err := <-done
+		// ETXTBSY: a child forked elsewhere in the daemon while a memfd was
+		// still writable holds a copy of that descriptor until it executes
+		// its own program, which takes microseconds.
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == 20 {
+			return cmd, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

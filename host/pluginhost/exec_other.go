@@ -1,0 +1,22 @@
+//go:build !linux
+
+package pluginhost
+
+import (
+	"errors"
+	"os/exec"
+)
+
+// verifiedBinary is a verified plugin binary; plugins run on Linux only.
+type verifiedBinary struct{ path, digest string }
+
+func (b *verifiedBinary) execPath() string { return b.path }
+func (b *verifiedBinary) close() error     { return nil }
+
+func verifyBinary(name, path, wantHex string) (*verifiedBinary, error) {
+	return nil, errors.New("plugins are supported on Linux only: they rely on sealed memfds and the parent-death signal")
+}
+
+func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
+	return nil, errors.New("plugins are supported on Linux only")
+}

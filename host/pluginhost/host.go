@@ -1,0 +1,250 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/sdk"
+)
+
+// Options tune a Host. The zero value of every field means its default.
+type Options struct {
+	// Logger receives the host's messages and, under a sub-logger named
+	// after each plugin, the plugins' own log lines. Default: none.
+	Logger hclog.Logger
+	// Uses are the places in the configuration that use the plugins;
+	// Start checks each against what its plugin offers and has the plugin
+	// validate its options. Get them with UsesFromConfig.
+	Uses []Use
+	// StartTimeout bounds the start of a plugin process: handshake,
+	// Describe and Configure. Default 10s.
+	StartTimeout time.Duration
+	// HealthInterval is the time between health checks of a plugin.
+	// Default 5s.
+	HealthInterval time.Duration
+	// MaxMisses is how many health checks in a row may fail, and how many
+	// calls in a row may run into their deadline, before a plugin is killed
+	// and restarted. Default 3.
+	MaxMisses int
+	// BackoffMin and BackoffMax bound the wait before a restart, which
+	// doubles with every restart that does not last. Defaults 100ms and 30s.
+	BackoffMin, BackoffMax time.Duration
+	// StableAfter is how long a plugin must stay up for its restart backoff
+	// to start again from BackoffMin. Default 1m.
+	StableAfter time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 10 * time.Second
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 5 * time.Second
+	}
+	if o.MaxMisses <= 0 {
+		o.MaxMisses = 3
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 100 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 30 * time.Second
+	}
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
+	if o.StableAfter <= 0 {
+		o.StableAfter = time.Minute
+	}
+}
+
+// Host runs the daemon's plugins. Its methods are safe for concurrent use.
+type Host struct {
+	opts    Options
+	log     hclog.Logger
+	plugins map[string]*instance
+	names   []string // sorted
+
+	// calls counts the calls in flight; closingBit is added by Close, after
+	// which no call starts.
+	calls     atomic.Int64
+	drained   chan struct{}
+	drainOnce sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const closingBit = 1 << 40
+
+// Start starts every plugin of plugins (the `plugins:` of the
+// configuration, by name) in parallel: it checks and verifies each binary,
+// starts it, describes it, hands it its `config:` block, and checks every
+// use of it in opts.Uses. It returns once all are up, or fails if any one
+// fails, with an error per plugin that names the configuration key at fault
+// (`plugins.catalog.sha256: …`, `plugins.catalog.config.baseUrl: …`). ctx
+// bounds the start only; Close stops the plugins.
+func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) (*Host, error) {
+	opts.setDefaults()
+	h := &Host{
+		opts:    opts,
+		log:     opts.Logger.Named("plugins"),
+		plugins: make(map[string]*instance, len(plugins)),
+		drained: make(chan struct{}),
+	}
+	for name := range plugins {
+		h.names = append(h.names, name)
+	}
+	slices.Sort(h.names)
+
+	uses := map[string][]Use{}
+	var errs []error
+	for _, u := range opts.Uses {
+		if _, ok := plugins[u.Plugin]; !ok {
+			errs = append(errs, fmt.Errorf("%s.plugin: unknown plugin %q: not a key of plugins", u.Key, u.Plugin))
+			continue
+		}
+		uses[u.Plugin] = append(uses[u.Plugin], u)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	for _, name := range h.names {
+		h.plugins[name] = newInstance(h, name, plugins[name])
+	}
+	began := time.Now()
+	startErrs := make([]error, len(h.names))
+	var wg sync.WaitGroup
+	for i, name := range h.names {
+		wg.Go(func() { startErrs[i] = h.plugins[name].start(ctx, uses[name]) })
+	}
+	wg.Wait()
+	if err := errors.Join(startErrs...); err != nil {
+		for _, in := range h.plugins {
+			in.abort()
+		}
+		return nil, err
+	}
+	for _, in := range h.plugins {
+		in.supervise()
+	}
+	if len(h.names) > 0 {
+		h.log.Info("plugins are up", "plugins", strings.Join(h.names, ","), "took", time.Since(began).Round(time.Millisecond))
+	}
+	return h, nil
+}
+
+// enter counts a call in, unless the host is closing.
+func (h *Host) enter() bool {
+	if h.calls.Add(1)&closingBit != 0 {
+		h.leave()
+		return false
+	}
+	return true
+}
+
+// leave counts a call out.
+func (h *Host) leave() {
+	if h.calls.Add(-1) == closingBit {
+		h.drainOnce.Do(func() { close(h.drained) })
+	}
+}
+
+// Close stops the host: calls made from now on fail with an error matching
+// ErrClosed, calls in flight may finish (until ctx is done), and then every
+// plugin is asked to exit, and killed if it does not within ctx (or 2s).
+// Close returns an error if it had to cut calls short. Calling it again
+// returns the first result.
+func (h *Host) Close(ctx context.Context) error {
+	h.closeOnce.Do(func() {
+		if h.calls.Add(closingBit) == closingBit {
+			h.drainOnce.Do(func() { close(h.drained) })
+		}
+		var errs []error
+		select {
+		case <-h.drained:
+		case <-ctx.Done():
+			n := h.calls.Load() &^ closingBit
+			errs = append(errs, fmt.Errorf("stopping plugins: %d calls still in flight when the shutdown deadline came: %w", n, ctx.Err()))
+		}
+		var wg sync.WaitGroup
+		for _, in := range h.plugins {
+			wg.Go(func() { in.stop(ctx) })
+		}
+		wg.Wait()
+		h.closeErr = errors.Join(errs...)
+	})
+	return h.closeErr
+}
+
+// Ready returns nil when every plugin is up, and otherwise an error saying
+// which are not and why.
+func (h *Host) Ready() error {
+	var errs []error
+	for _, name := range h.names {
+		if err := h.plugins[name].ready(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PluginStatus describes a plugin, for the CLI and diagnostics.
+type PluginStatus struct {
+	// Name is the plugin's name in the configuration.
+	Name string
+	// Command is the configured command.
+	Command string
+	// Path is the absolute path the binary was read from.
+	Path string
+	// SHA256 is the hex digest of the bytes that run (equal to the
+	// configured one).
+	SHA256 string
+	// Version is the version the plugin reports.
+	Version string
+	// PluginName is the name the plugin gives itself.
+	PluginName string
+	// Capabilities are what the plugin offers.
+	Capabilities []sdk.Capability
+	// Resolvers and Strategies are the names it offers.
+	Resolvers, Strategies []string
+	// State is where it is in its life.
+	State State
+	// Reason says why it is not up; empty when it is.
+	Reason string
+	// Restarts counts its restarts since Start.
+	Restarts int
+	// PID is the process id of its current process; 0 when it has none.
+	PID int
+	// Calls and Failures count the calls made to it and those that failed
+	// (including "not found" answers).
+	Calls, Failures uint64
+}
+
+// Plugins describes every plugin, sorted by name.
+func (h *Host) Plugins() []PluginStatus {
+	out := make([]PluginStatus, 0, len(h.names))
+	for _, name := range h.names {
+		out = append(out, h.plugins[name].status())
+	}
+	return out
+}
+
+// instance returns the plugin called name.
+func (h *Host) instance(name string) (*instance, error) {
+	in, ok := h.plugins[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown plugin %q: not a key of plugins", name)
+	}
+	return in, nil
+}

@@ -1,0 +1,183 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+
+	"github.com/hashicorp/go-plugin/runner"
+)
+
+// procRunner runs one plugin process for go-plugin (ClientConfig.RunnerFunc).
+// It differs from go-plugin's own runner in what the daemon needs: it
+// executes the verified memfd rather than a path, from the spawner thread
+// with the parent-death signal set (startCmd), with exactly the environment
+// it is given and no stdin; and it reads the plugin's stdout and stderr
+// itself, handing go-plugin only the handshake line (stray stdout is
+// reported, stderr is forwarded to the daemon's log by stderrForwarder).
+type procRunner struct {
+	name   string          // the plugin's name
+	bin    *verifiedBinary // what to run
+	args   []string        // arguments after argv[0]
+	env    []string        // the whole environment, set by the RunnerFunc
+	stderr *stderrForwarder
+	stdout *stdoutReporter
+
+	cmd       *exec.Cmd
+	pid       int
+	handshake *io.PipeReader // stdout as go-plugin sees it: the handshake line
+	logs      *io.PipeReader // stderr as go-plugin sees it: nothing
+	exited    chan struct{}  // closed once the process has been reaped
+	state     *os.ProcessState
+	waitErr   error
+}
+
+var _ runner.Runner = (*procRunner)(nil)
+
+func newProcRunner(name string, bin *verifiedBinary, args []string, stderr *stderrForwarder, stdout *stdoutReporter) *procRunner {
+	return &procRunner{name: name, bin: bin, args: args, stderr: stderr, stdout: stdout, exited: make(chan struct{})}
+}
+
+// Start starts the process.
+func (r *procRunner) Start(context.Context) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	cmd, err := startCmd(func() *exec.Cmd {
+		return &exec.Cmd{
+			Path:   r.bin.execPath(),
+			Args:   append([]string{r.bin.path}, r.args...),
+			Env:    r.env,
+			Stdout: outW,
+			Stderr: errW,
+		}
+	})
+	// The child has its copies; the daemon keeps only the read ends, so
+	// that they end when the plugin exits.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return fmt.Errorf("executing plugin binary %s (verified copy %s): %w", r.bin.path, r.bin.execPath(), err)
+	}
+	r.cmd, r.pid = cmd, cmd.Process.Pid
+
+	hsR, hsW := io.Pipe()
+	r.handshake = hsR
+	go func() {
+		first := true
+		readLines(outR, func(line []byte, cut bool) {
+			if first {
+				first = false
+				_, _ = hsW.Write(append(line, '\n'))
+				return
+			}
+			r.stdout.report(line)
+		})
+		outR.Close()
+		hsW.Close()
+	}()
+	logR, logW := io.Pipe()
+	r.logs = logR
+	go func() {
+		readLines(errR, r.stderr.line)
+		errR.Close()
+		logW.Close()
+	}()
+	// The process is reaped here rather than when go-plugin calls Wait,
+	// which it does only once the output pipes are drained: a grandchild
+	// holding them open must not hide the plugin's exit.
+	go func() {
+		r.waitErr = cmd.Wait()
+		r.state = cmd.ProcessState
+		close(r.exited)
+	}()
+	return nil
+}
+
+// Wait waits for the process to exit.
+func (r *procRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.exited:
+		return r.waitErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill kills the process (SIGKILL); killing an exited process is no error.
+func (r *procRunner) Kill(context.Context) error {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-r.exited:
+		return nil
+	default:
+	}
+	err := r.cmd.Process.Kill()
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return err
+}
+
+// exitReason describes how the process ended, once it has: "exit status
+// 3", "signal: segmentation fault".
+func (r *procRunner) exitReason() string {
+	select {
+	case <-r.exited:
+	default:
+		return "still running"
+	}
+	if r.state == nil {
+		return fmt.Sprint(r.waitErr)
+	}
+	return r.state.String()
+}
+
+// Stdout is the handshake line, for go-plugin.
+func (r *procRunner) Stdout() io.ReadCloser { return r.handshake }
+
+// Stderr is empty: the runner forwards the plugin's stderr itself.
+func (r *procRunner) Stderr() io.ReadCloser { return r.logs }
+
+// Name is the plugin's name.
+func (r *procRunner) Name() string { return r.name }
+
+// ID is the process id.
+func (r *procRunner) ID() string { return strconv.Itoa(r.pid) }
+
+// Diagnose explains why a plugin may fail the handshake.
+func (r *procRunner) Diagnose(context.Context) string {
+	msg := fmt.Sprintf("The plugin binary %s did not start a go-plugin gRPC server: it must be a spectroauth plugin (built with sdk.Serve, or speaking go-plugin's handshake), for %s/%s, and print nothing on stdout before the handshake line.", r.bin.path, runtime.GOOS, runtime.GOARCH)
+	select {
+	case <-r.exited:
+		msg += " It exited: " + r.exitReason() + "; its stderr is in the daemon's log."
+	default:
+	}
+	return msg
+}
+
+// PluginToHost passes addresses through: the plugin runs on this host.
+func (r *procRunner) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// HostToPlugin passes addresses through: the plugin runs on this host.
+func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}

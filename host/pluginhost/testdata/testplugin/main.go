@@ -1,0 +1,166 @@
+// Command testplugin is the plugin the pluginhost tests start. What a Resolve
+// call does is chosen by the local part of Profile.Email:
+//
+//	ok, anything else  the identity user:default/<local part>
+//	notfound           sdk.ErrNotFound
+//	pid                the identity, with the process id and build version in Extra
+//	echo               the identity, with what the request carried in Extra
+//	env                the identity, with what the environment holds in Extra
+//	crash              exits with status 3 in the middle of the call
+//	hang               never answers, whatever the deadline
+//	slow               logs "slow call started", answers after 400ms
+//	stdout             writes a line to stdout, then answers
+//	stderr             writes a plain line to os.Stderr, then answers
+//	log                logs at warn, debug and error (sub-logger), then answers
+//	badlog             writes JSON to stderr that hclog would not write
+//	garbage            answers an identity that is not valid (bypassing the SDK's check)
+//	oversized          answers an identity with 100 ownership refs (bypassing the SDK)
+//	huge               answers an identity of 5 MiB (bypassing every limit)
+//
+// With TESTPLUGIN_PROTOCOL=2 it speaks only plugin protocol version 2.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	"github.com/spectroauth/spectroauth/sdk"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "1.0.0"
+
+// stderr is the process's real stderr; go-plugin redirects os.Stderr.
+var stderr = os.Stderr
+
+type testPlugin struct{ greeting string }
+
+func (p *testPlugin) Configure(_ context.Context, cfg sdk.Config) error {
+	if err := cfg.Values.RejectUnknown("greeting"); err != nil {
+		return err
+	}
+	g, err := cfg.Values.StringOr("greeting", "hello")
+	p.greeting = g
+	return err
+}
+
+func (p *testPlugin) ValidateOptions(_ context.Context, req sdk.ValidateOptionsRequest) error {
+	return req.Options.RejectUnknown("greeting", "tag")
+}
+
+func (p *testPlugin) Resolvers() []string { return []string{"byEmail", "other"} }
+
+func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.Identity, error) {
+	local, _, _ := strings.Cut(req.Profile.Email, "@")
+	id := sdk.Identity{UserEntityRef: "user:default/" + local, OwnershipEntityRefs: []string{"user:default/" + local}}
+	switch local {
+	case "notfound":
+		return sdk.Identity{}, fmt.Errorf("no user %q: %w", req.Profile.Email, sdk.ErrNotFound)
+	case "pid":
+		id.Extra = map[string]any{"pid": os.Getpid(), "version": version}
+	case "echo":
+		id.Extra = map[string]any{
+			"subject": req.Subject, "issuer": req.Issuer, "preferredUsername": req.PreferredUsername,
+			"groups": req.Groups, "custom": req.Claims["custom"], "displayName": req.Profile.DisplayName,
+			"emailVerified": req.Profile.EmailVerified, "resolver": req.Resolver,
+			"option": req.Options["tag"], "greeting": p.greeting,
+		}
+	case "env":
+		_, secret := os.LookupEnv("SPECTROCLOUD_CLIENT_SECRET")
+		_, path := os.LookupEnv("PATH")
+		id.Extra = map[string]any{
+			"secretVisible": secret, "pathVisible": path,
+			"configured": os.Getenv("TESTPLUGIN_CONFIGURED"), "logLevel": os.Getenv(sdk.LogLevelEnv),
+		}
+	case "crash":
+		os.Exit(3)
+	case "hang":
+		select {}
+	case "slow":
+		hclog.L().Info("slow call started")
+		time.Sleep(400 * time.Millisecond)
+	case "stdout":
+		fmt.Println("stray line from the plugin")
+	case "stderr":
+		fmt.Fprintln(os.Stderr, "plain line on stderr")
+	case "log":
+		hclog.L().Warn("plugin warning", "detail", "w1")
+		hclog.L().Debug("plugin debug detail")
+		hclog.L().Named("sub").Error("plugin sub error", "n", 7)
+	case "badlog":
+		fmt.Fprintln(stderr, `{"@message": 5, "@level": ["x"]}`)
+		fmt.Fprintln(stderr, `{"@message": "forged\nline", "@level": "error", "@timestamp": 7}`)
+	}
+	return id, nil
+}
+
+func (p *testPlugin) Strategies() []string { return []string{"token"} }
+
+func (p *testPlugin) Credential(_ context.Context, req sdk.CredentialRequest) (sdk.Credential, error) {
+	if req.Session.Subject == "nobody" {
+		return sdk.Credential{}, sdk.ErrNotFound
+	}
+	return sdk.Credential{Token: "tok-" + req.Cluster.Name + "-" + req.Session.Subject, ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func (p *testPlugin) ListClusters(context.Context, sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+	return []sdk.Cluster{{Name: "alpha", Server: "https://alpha.example.com:6443", Strategy: "token"}}, nil
+}
+
+// misbehave answers some Resolve calls with what the SDK would never send.
+func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	r, ok := req.(*pluginv1.ResolveRequest)
+	if !ok || info.FullMethod != pluginv1.ResolverService_Resolve_FullMethodName {
+		return handler(ctx, req)
+	}
+	local, _, _ := strings.Cut(r.GetProfile().GetEmail(), "@")
+	switch local {
+	case "garbage":
+		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "this is not an entity ref"}}, nil
+	case "oversized":
+		refs := make([]string, 100)
+		for i := range refs {
+			refs[i] = fmt.Sprintf("group:default/g%d", i)
+		}
+		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "user:default/x", OwnershipEntityRefs: refs}}, nil
+	case "huge":
+		extra, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", 5<<20)})
+		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "user:default/x", ExtraClaims: extra}}, nil
+	}
+	return handler(ctx, req)
+}
+
+func main() {
+	p := sdk.Plugin{Name: "testplugin", Version: version, Impl: &testPlugin{}}
+	if os.Getenv(sdk.Handshake.MagicCookieKey) == "" {
+		sdk.Serve(p) // explains that this is a plugin, and exits
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name: p.Name, Level: hclog.LevelFromString(os.Getenv(sdk.LogLevelEnv)), Output: stderr, JSONFormat: true,
+	})
+	hclog.SetDefault(logger)
+	cfg, err := sdk.NewServeConfig(p, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		os.Exit(1)
+	}
+	// No message limits and a misbehaving interceptor: the host must protect
+	// itself.
+	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
+		opts = append(opts, grpc.MaxSendMsgSize(64<<20), grpc.ChainUnaryInterceptor(misbehave))
+		return grpc.NewServer(opts...)
+	}
+	if os.Getenv("TESTPLUGIN_PROTOCOL") == "2" {
+		cfg.VersionedPlugins = map[int]plugin.PluginSet{2: cfg.VersionedPlugins[sdk.ProtocolVersion]}
+	}
+	plugin.Serve(cfg)
+}
