@@ -1,0 +1,132 @@
+'use strict';
+// The spectroauth plugin protocol, version 1, for Node.js: its services loaded
+// at run time from the repository's own .proto files (so that this plugin
+// cannot drift from the protocol), the error convention of plugin.proto, and
+// helpers for google.protobuf.Struct and Backstage entity refs.
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+// Where proto/spectroauth/plugin/v1/*.proto live: the repository's proto/
+// folder. A copy of this plugin kept elsewhere copies that folder along and
+// points here.
+const PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'proto');
+const PROTO_FILES = ['plugin.proto', 'resolver.proto', 'cluster.proto']
+  .map((f) => `spectroauth/plugin/v1/${f}`);
+
+// The protocol version of package spectroauth.plugin.v1, negotiated in the
+// go-plugin handshake and repeated in DescribeResponse.protocol_version.
+const PROTOCOL_VERSION = 1;
+
+// Bounds the error messages sent, in bytes (as the Go SDK does).
+const MAX_ERROR_MESSAGE = 4 << 10;
+
+const definition = protoLoader.loadSync(PROTO_FILES, {
+  includeDirs: [PROTO_ROOT],
+  keepCase: true, // field names as in the .proto files: user_entity_ref
+  enums: String, // 'CAPABILITY_RESOLVER'
+  defaults: true,
+  oneofs: true, // google.protobuf.Value says which kind it holds
+});
+const v1 = grpc.loadPackageDefinition(definition).spectroauth.plugin.v1;
+
+// ErrorDetail and google.rpc.Status, for the "grpc-status-details-bin"
+// trailer that carries the detail of a failed call.
+const types = new protobuf.Root().loadSync([
+  path.join(PROTO_ROOT, 'spectroauth/plugin/v1/plugin.proto'),
+  path.join(__dirname, '..', 'wire', 'google/rpc/status.proto'),
+], { keepCase: true });
+const ErrorDetail = types.lookupType('spectroauth.plugin.v1.ErrorDetail');
+const Status = types.lookupType('google.rpc.Status');
+
+function truncate(msg) {
+  const b = Buffer.from(String(msg));
+  if (b.length <= MAX_ERROR_MESSAGE) return String(msg);
+  return b.subarray(0, MAX_ERROR_MESSAGE).toString().replace(/\uFFFD$/, '') + '… (truncated)';
+}
+
+// A failed call: the grpc-js error object, with the ErrorDetail attached as
+// gRPC's rich status.
+function statusError(code, message, detail) {
+  message = truncate(message);
+  const metadata = new grpc.Metadata();
+  if (detail) {
+    const value = ErrorDetail.encode(ErrorDetail.fromObject({ ...detail, message: truncate(detail.message || '') })).finish();
+    const st = Status.encode(Status.fromObject({
+      code,
+      message,
+      details: [{ type_url: 'type.googleapis.com/spectroauth.plugin.v1.ErrorDetail', value }],
+    })).finish();
+    metadata.set('grpc-status-details-bin', Buffer.from(st));
+  }
+  return { code, details: message, metadata };
+}
+
+// The statuses with a fixed meaning (see the header of plugin.proto). The
+// messages follow the Go SDK's, so that the daemon's log reads the same
+// whatever the plugin's language.
+
+// NOT_FOUND: no answer for this input; the daemon tries its next resolver.
+const notFound = (message) =>
+  statusError(grpc.status.NOT_FOUND, message, { reason: 'ERROR_REASON_NOT_FOUND' });
+
+// INVALID_ARGUMENT for a bad configuration or options key (a dotted path).
+const invalidConfig = (key, message) =>
+  statusError(grpc.status.INVALID_ARGUMENT, `config key ${JSON.stringify(key)}: ${message}`,
+    { reason: 'ERROR_REASON_INVALID_CONFIG', key, message });
+
+// INVALID_ARGUMENT for a request field the plugin cannot use.
+const invalidInput = (field, message) =>
+  statusError(grpc.status.INVALID_ARGUMENT, `invalid input ${field}: ${message}`,
+    { reason: 'ERROR_REASON_INVALID_INPUT', key: field, message });
+
+// FAILED_PRECONDITION: a call before Configure succeeded.
+const notConfigured = () =>
+  statusError(grpc.status.FAILED_PRECONDITION, 'plugin is not configured: no Configure call has succeeded');
+
+// A google.protobuf.Struct (as proto-loader decodes it) as a plain object.
+function fromStruct(s) {
+  const out = {};
+  for (const [k, v] of Object.entries((s && s.fields) || {})) out[k] = fromValue(v);
+  return out;
+}
+
+// proto-loader names the kind in the spelling of the loaded definition:
+// "string_value" or "stringValue" (the bundled well-known types).
+function fromValue(v) {
+  if (!v || !v.kind) return null;
+  const value = v[v.kind];
+  switch (v.kind.replace(/_/g, '').toLowerCase()) {
+    case 'stringvalue':
+    case 'numbervalue':
+    case 'boolvalue':
+      return value;
+    case 'structvalue':
+      return fromStruct(value);
+    case 'listvalue':
+      return ((value && value.values) || []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+// Backstage's default naming rules for entity ref parts (sdk.EntityRef).
+const ENTITY_NAME = /^[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*$/;
+const ENTITY_NAMESPACE = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+const isEntityName = (s) => s.length <= 63 && ENTITY_NAME.test(s);
+const isEntityNamespace = (s) => s.length <= 63 && ENTITY_NAMESPACE.test(s);
+
+module.exports = {
+  PROTOCOL_VERSION,
+  PluginService: v1.PluginService.service,
+  ResolverService: v1.ResolverService.service,
+  notFound,
+  invalidConfig,
+  invalidInput,
+  notConfigured,
+  fromStruct,
+  isEntityName,
+  isEntityNamespace,
+};
