@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/pluginhost"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
@@ -58,6 +60,7 @@ type Daemon struct {
 	served   chan error
 	closers  []func() error
 	ready    atomic.Bool
+	plugins  *pluginhost.Host // nil when no plugins are declared
 }
 
 // Start listens, serves, and then initialises everything that needs the
@@ -127,6 +130,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 // and the HTTP server.
 func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error) {
 	cfg := d.cfg
+	// Plugins start in the background, in parallel, while the stores open;
+	// the sign-in chains need them.
+	waitPlugins := d.startPlugins(ctx)
+	defer waitPlugins() // so that Close finds them after an early return
 	if cfg.Storage.Type != "" && cfg.Storage.Type != "file" {
 		return nil, fmt.Errorf("storage.type %q is not available in this build", cfg.Storage.Type)
 	}
@@ -164,6 +171,9 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		return nil, err
 	}
 
+	if err := waitPlugins(); err != nil {
+		return nil, fmt.Errorf("starting plugins: %w", err)
+	}
 	envs := map[string]*server.Env{}
 	for name, pe := range cfg.Auth.Providers.SpectroCloud {
 		env, err := d.buildEnv(ctx, name, pe, opts)
@@ -185,6 +195,9 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		Ready: func() error {
 			if !d.ready.Load() {
 				return errors.New("starting")
+			}
+			if d.plugins != nil {
+				return d.plugins.Ready()
 			}
 			return nil
 		},
@@ -224,12 +237,19 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 	}
 	var chain signin.Chain
 	for i, ref := range pe.SignIn.Resolvers {
-		if ref.Plugin != config.BuiltinPlugin {
-			return nil, fmt.Errorf("%s.signIn.resolvers[%d].plugin: plugin resolvers are not available in this build", key, i)
-		}
-		r, ok := signin.Builtins[ref.Resolver]
-		if !ok {
-			return nil, fmt.Errorf("%s.signIn.resolvers[%d].resolver: the builtin plugin offers no resolver %q", key, i, ref.Resolver)
+		var r signin.Resolver
+		if ref.Plugin == config.BuiltinPlugin {
+			var ok bool
+			if r, ok = signin.Builtins[ref.Resolver]; !ok {
+				return nil, fmt.Errorf("%s.signIn.resolvers[%d].resolver: the builtin plugin offers no resolver %q", key, i, ref.Resolver)
+			}
+		} else {
+			if d.plugins == nil {
+				return nil, fmt.Errorf("%s.signIn.resolvers[%d].plugin: unknown plugin %q: not a key of plugins", key, i, ref.Plugin)
+			}
+			if r, err = d.plugins.Resolver(ref.Plugin, ref.Resolver, ref.Options); err != nil {
+				return nil, fmt.Errorf("%s.signIn.resolvers[%d]: %w", key, i, err)
+			}
 		}
 		chain = append(chain, signin.Step{Name: ref.Plugin + "/" + ref.Resolver, Resolver: r})
 	}
@@ -244,6 +264,37 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 
 		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
 	}, nil
+}
+
+// startPlugins starts the declared plugins in the background and returns a
+// function that waits for them (any number of times) and sets d.plugins.
+func (d *Daemon) startPlugins(ctx context.Context) func() error {
+	if len(d.cfg.Plugins) == 0 {
+		return func() error { return nil }
+	}
+	type result struct {
+		h   *pluginhost.Host
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		h, err := pluginhost.Start(ctx, d.cfg.Plugins, pluginhost.Options{
+			Logger: d.log,
+			Uses:   pluginhost.UsesFromConfig(d.cfg),
+		})
+		done <- result{h, err}
+	}()
+	var (
+		once sync.Once
+		err  error
+	)
+	return func() error {
+		once.Do(func() {
+			r := <-done
+			d.plugins, err = r.h, r.err
+		})
+		return err
+	}
 }
 
 // newDevProvider configures the embedded development provider from the
@@ -314,6 +365,9 @@ func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
 // DevProvider is the embedded development provider, or nil.
 func (d *Daemon) DevProvider() *devprovider.Provider { return d.dev }
 
+// Plugins is the plugin host, or nil when no plugins are declared.
+func (d *Daemon) Plugins() *pluginhost.Host { return d.plugins }
+
 // Wait blocks until the HTTP server stops.
 func (d *Daemon) Wait() error {
 	err := <-d.served
@@ -332,6 +386,12 @@ func (d *Daemon) Close(ctx context.Context) error {
 		}
 	} else if d.listener != nil {
 		_ = d.listener.Close()
+	}
+	// Sign-ins in flight have finished (or ctx is done): the plugins may go.
+	if d.plugins != nil {
+		if err := d.plugins.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		if err := d.closers[i](); err != nil {

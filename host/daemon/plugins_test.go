@@ -1,0 +1,155 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/config"
+)
+
+// buildTestPlugin builds the plugin host's test plugin and returns its path
+// and digest.
+func buildTestPlugin(t *testing.T) (string, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "testplugin")
+	if out, err := exec.Command("go", "build", "-o", path, "../pluginhost/testdata/testplugin").CombinedOutput(); err != nil {
+		t.Fatalf("building the test plugin: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return path, hex.EncodeToString(sum[:])
+}
+
+// startDevWith runs the daemon on its development defaults, changed by edit.
+func startDevWith(t *testing.T, edit func(*config.Config)) (*Daemon, string, error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://localhost:" + portOf(l.Addr())
+	cfg, err := config.Load("", config.WithEnv(map[string]string{
+		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
+		"SPECTROAUTH_SERVER__BASEURL":                                    base,
+		"SPECTROAUTH_APP__BASEURL":                                       base,
+		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
+		"SPECTROAUTH_STORAGE__PATH":                                      t.TempDir(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := Start(ctx, cfg, Options{Listener: l})
+	if err != nil {
+		l.Close()
+		return nil, base, err
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	return d, base, nil
+}
+
+// usePlugin declares the test plugin as "tp" and makes its resolver the
+// only step of the development sign-in chain.
+func usePlugin(path, digest string) func(*config.Config) {
+	return func(cfg *config.Config) {
+		cfg.Plugins = map[string]config.Plugin{"tp": {Command: path, SHA256: digest, CallTimeout: 5 * time.Second}}
+		dev := cfg.Auth.Providers.SpectroCloud["development"]
+		dev.SignIn.Resolvers = []config.ResolverRef{{Plugin: "tp", Resolver: "byEmail", Options: map[string]any{"tag": "x"}}}
+		cfg.Auth.Providers.SpectroCloud["development"] = dev
+	}
+}
+
+// TestPluginResolverSignsIn signs alice in through a plugin resolver, the
+// only step of the chain, and stops the plugin with the daemon.
+func TestPluginResolverSignsIn(t *testing.T) {
+	path, digest := buildTestPlugin(t)
+	d, base, err := startDevWith(t, usePlugin(path, digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("/readyz = %d", res.StatusCode)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	res, err = c.Get(base + "/api/auth/spectrocloud/start?scope=openid&origin=" + url.QueryEscape(base) + "&flow=popup&env=development")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	field := func(name string) string {
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
+		if m == nil {
+			t.Fatalf("login page has no %s field", name)
+		}
+		return string(m[1])
+	}
+	form := url.Values{"authRequestID": {field("authRequestID")}, "csrf": {field("csrf")}, "username": {"alice"}}
+	req, _ := http.NewRequest(http.MethodPost, base+DevProviderPath+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(frame), "user%3Adefault%2Falice") {
+		t.Fatalf("sign-in through the plugin did not give alice's identity (%d): %s", res.StatusCode, frame)
+	}
+	st := d.Plugins().Plugins()
+	if len(st) != 1 || st[0].Calls != 1 || st[0].State != "up" {
+		t.Errorf("plugin status = %+v", st)
+	}
+
+	pid := st[0].PID
+	if err := d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil || strings.Contains(string(b), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin outlived the daemon")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPluginStartFailureNamesTheKey: a plugin that may not run fails the
+// daemon's start, naming the configuration key.
+func TestPluginStartFailureNamesTheKey(t *testing.T) {
+	path, _ := buildTestPlugin(t)
+	_, _, err := startDevWith(t, usePlugin(path, strings.Repeat("0", 64)))
+	if err == nil || !strings.Contains(err.Error(), "starting plugins: plugins.tp.sha256: plugin binary "+path+" has SHA-256") {
+		t.Fatalf("Start = %v", err)
+	}
+}
