@@ -3,6 +3,8 @@
 //
 //	spectroauthd [-config FILE]              run (embedded development defaults without -config)
 //	spectroauthd check-config -config FILE   validate a configuration and exit
+//	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
+//	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 package main
 
 import (
@@ -69,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "plugins":
+			return pluginsCmd(args[1:], stdout, stderr)
+		case "plugin-digest":
+			return pluginDigest(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -87,6 +93,12 @@ Usage:
   spectroauthd check-config -config FILE [-print]
       Validate a configuration; every problem is printed with its key path.
       -print shows the effective configuration with secrets redacted.
+  spectroauthd plugins -config FILE
+      Check, start, describe and stop every configured plugin: digest,
+      version, capabilities, resolvers and strategies.
+  spectroauthd plugin-digest PATH
+      Check a plugin binary as the daemon will and print the sha256: line
+      for its configuration.
 `)
 }
 

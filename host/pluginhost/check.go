@@ -58,7 +58,7 @@ func openChecked(path string) (*os.File, error) {
 		return nil, fmt.Errorf("plugin binary %s is a symbolic link (to %s): name the file itself, so that what is checked is what runs", path, target)
 	}
 	if !lfi.Mode().IsRegular() {
-		return nil, fmt.Errorf("plugin binary %s is not a regular file (%s)", path, lfi.Mode().Type())
+		return nil, fmt.Errorf("plugin binary %s is not a regular file but %s", path, fileKind(lfi.Mode()))
 	}
 	// O_NOFOLLOW: a link swapped in after Lstat fails with ELOOP; O_NONBLOCK:
 	// a FIFO swapped in cannot block the open.
@@ -77,7 +77,7 @@ func openChecked(path string) (*os.File, error) {
 	var problem string
 	switch mode := fi.Mode(); {
 	case !mode.IsRegular():
-		problem = fmt.Sprintf("is not a regular file (%s)", mode.Type())
+		problem = "is not a regular file but " + fileKind(mode)
 	case !os.SameFile(lfi, fi):
 		problem = "was replaced while it was being checked"
 	case mode.Perm()&0o022 != 0:
@@ -113,4 +113,21 @@ func Digest(path string) (abs, sha256Hex string, err error) {
 		return "", "", fmt.Errorf("reading plugin binary %s: %w", abs, err)
 	}
 	return abs, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }

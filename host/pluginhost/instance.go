@@ -212,7 +212,7 @@ func (in *instance) launch(ctx context.Context) (_ *generation, err error) {
 			return r, nil
 		},
 		StartTimeout: in.h.opts.StartTimeout,
-		Logger:       in.log.Named("go-plugin"),
+		Logger:       quietLogger{in.log.Named("go-plugin")},
 		SyncStdout:   in.stdout,
 		SyncStderr:   in.stderr,
 	})

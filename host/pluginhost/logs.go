@@ -232,3 +232,33 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// quietLogger is the logger handed to go-plugin: everything it logs comes
+// out one level lower, at debug at most. The host reports what matters
+// itself, with more context (a plugin's exit, a kill, a failed start, which
+// go-plugin also returns as errors); at go-plugin's own levels a deliberate
+// kill of a hung plugin would read as an error.
+type quietLogger struct{ hclog.Logger }
+
+func (l quietLogger) Log(level hclog.Level, msg string, args ...any) {
+	if level > hclog.Debug {
+		level = hclog.Debug
+	} else if level > hclog.Trace {
+		level = hclog.Trace
+	}
+	l.Logger.Log(level, msg, args...)
+}
+
+func (l quietLogger) Trace(msg string, args ...any) { l.Logger.Trace(msg, args...) }
+func (l quietLogger) Debug(msg string, args ...any) { l.Logger.Trace(msg, args...) }
+func (l quietLogger) Info(msg string, args ...any)  { l.Logger.Debug(msg, args...) }
+func (l quietLogger) Warn(msg string, args ...any)  { l.Logger.Debug(msg, args...) }
+func (l quietLogger) Error(msg string, args ...any) { l.Logger.Debug(msg, args...) }
+
+func (l quietLogger) With(args ...any) hclog.Logger { return quietLogger{l.Logger.With(args...)} }
+func (l quietLogger) Named(name string) hclog.Logger {
+	return quietLogger{l.Logger.Named(name)}
+}
+func (l quietLogger) ResetNamed(name string) hclog.Logger {
+	return quietLogger{l.Logger.ResetNamed(name)}
+}
