@@ -299,7 +299,8 @@ func TestThroughGoPlugin(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		out := logs.String()
-		if !regexpMatch(`\[INFO\] +host\.[^:]+: configured: .*instance=node .*namespace=staff`, out) {
+		// (go-plugin logs the fields in no fixed order.)
+		if !regexpMatch(`\[INFO\] +host\.[^:]+: configured: .*instance=node`, out) || !regexpMatch(`\[INFO\] +host\.[^:]+: configured: .*namespace=staff`, out) {
 			t.Errorf("the host's log lacks the plugin's info line 'configured':\n%s", out)
 		}
 		for _, bad := range []string{"stdio service not available", "error encountered while scanning stdout"} {
