@@ -251,12 +251,13 @@ func (r *resolution) lookup(ctx context.Context, kind, input string, find func(c
 		st.log.Trace("cache hit", "resolver", r.name, "lookup", kind)
 		return res, nil
 	}
-	res, err := st.flights.do(ctx, key, st.cfg.Timeout, func(fctx context.Context) (result, error) {
+	timeout, why := lookupTimeout(ctx, st.cfg.Timeout)
+	res, err := st.flights.do(ctx, key, timeout, func(fctx context.Context) (result, error) {
 		start := time.Now()
 		entities, err := find(fctx)
 		if err != nil {
 			if errors.Is(fctx.Err(), context.DeadlineExceeded) {
-				err = fmt.Errorf("the catalog did not answer within %s (config key timeout): %w", st.cfg.Timeout, context.DeadlineExceeded)
+				err = fmt.Errorf("the catalog did not answer within %s (%s): %w", timeout.Round(time.Millisecond), why, context.DeadlineExceeded)
 			}
 			st.log.Debug("catalog lookup failed", "resolver", r.name, "lookup", kind, "duration", time.Since(start), "error", err)
 			return result{}, err
@@ -284,6 +285,25 @@ func (r *resolution) lookup(ctx context.Context, kind, input string, find func(c
 		return result{}, fmt.Errorf("%s: %w", r.name, err)
 	}
 	return res, nil
+}
+
+// lookupTimeout is how long a lookup for ctx may take: the configured
+// timeout, unless the caller's deadline (the daemon's callTimeout) comes
+// sooner. Then the lookup stops a little before it, so that the daemon gets
+// this plugin's answer, naming the catalog, rather than a call that ran into
+// its deadline (which the daemon counts against the plugin's health). why
+// says which bound applies.
+func lookupTimeout(ctx context.Context, configured time.Duration) (time.Duration, string) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return configured, "config key timeout"
+	}
+	left := time.Until(dl)
+	budget := left - min(100*time.Millisecond, left/10)
+	if budget >= configured {
+		return configured, "config key timeout"
+	}
+	return max(budget, 0), "what the caller's deadline left; set the plugin's callTimeout in the daemon above this plugin's timeout"
 }
 
 // email is an e-mail address split at its '@'.

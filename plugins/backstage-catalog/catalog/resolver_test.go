@@ -427,18 +427,19 @@ func TestCatalogSlow(t *testing.T) {
 		t.Errorf("took %s with a 200ms timeout", d)
 	}
 
-	// The caller's deadline, when shorter, wins.
+	// The caller's deadline (the daemon's callTimeout), when shorter, wins;
+	// the plugin answers a little before it, saying why, so that the daemon
+	// does not count a call that ran into its deadline.
 	h = newHarness(t, sdk.Options{"timeout": "30s"})
 	h.fake.set(func(f *fakeCatalog) { f.hang = func(*http.Request) bool { return true } })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	start = time.Now()
 	_, err = h.cat.Resolve(ctx, usernameReq("jdoe", nil))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("got %v, want an error wrapping context.DeadlineExceeded", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "set the plugin's callTimeout") {
+		t.Errorf("got %v, want an error wrapping context.DeadlineExceeded that points at callTimeout", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("took %s with a 100ms deadline", d)
+	if ctx.Err() != nil {
+		t.Errorf("answered after the caller's deadline")
 	}
 }
 
