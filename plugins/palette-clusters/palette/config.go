@@ -1,0 +1,204 @@
+// Package palette is the palette-clusters plugin: a cluster source that
+// lists the clusters of a SpectroCloud Palette tenant through Palette's REST
+// API and reads each one's API server endpoint and CA certificate from its
+// user kubeconfig (the one that holds the cluster's OIDC settings). TLS is
+// always verified: Palette's API with the system roots or a given CA, and
+// the clusters' endpoints are reported with the CA from their kubeconfig.
+//
+// The plugin's config: block (once, at start):
+//
+//	url:             Palette's API base URL, https, e.g. https://api.spectrocloud.com. Required.
+//	apiKey:          a Palette API key that may list clusters, e.g. ${PALETTE_API_KEY};
+//	                 default: the plugin's PALETTE_API_KEY environment variable. Required.
+//	caData / caFile: PEM certificates to trust for url instead of the system's.
+//	requestTimeout:  bound on one list or project request (default 15s, at most 1m).
+//	pageSize:        clusters per page of the list (default 50, 1 to 1000).
+//	useSpectroProxy: ask for kubeconfigs that go through Spectro Proxy (frp=true;
+//	                 default true); false asks for the direct endpoint.
+//
+// The source's options (kubernetes.sources[].options):
+//
+//	includeProjects: project names or uids whose clusters to list; default all.
+//	excludeProjects: project names or uids to leave out (wins over include).
+//	tenantClusters:  list tenant-scoped clusters too (default true).
+//	clusterTimeout:  bound on fetching one cluster's kubeconfig (default 10s); a
+//	                 cluster that takes longer is left out of this listing.
+//	strategy:        the strategy name to suggest for every discovered cluster.
+package palette
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spectroauth/spectroauth/sdk"
+)
+
+// Defaults and bounds.
+const (
+	DefaultRequestTimeout = 15 * time.Second
+	DefaultClusterTimeout = 10 * time.Second
+	DefaultPageSize       = 50
+	maxPageSize           = 1000
+	maxRequestTimeout     = time.Minute
+	maxClusterTimeout     = 24 * time.Hour
+	// APIKeyEnv is read when config has no apiKey.
+	APIKeyEnv = "PALETTE_API_KEY"
+)
+
+// Config is the checked config: block.
+type Config struct {
+	BaseURL         *url.URL
+	APIKey          string
+	RootCAs         *x509.CertPool
+	RequestTimeout  time.Duration
+	PageSize        int
+	UseSpectroProxy bool
+}
+
+// String describes the configuration without the API key.
+func (c Config) String() string {
+	key := `""`
+	if c.APIKey != "" {
+		key = "[redacted]"
+	}
+	base := ""
+	if c.BaseURL != nil {
+		base = c.BaseURL.String()
+	}
+	return fmt.Sprintf("Config{URL:%s APIKey:%s CustomCA:%t RequestTimeout:%s PageSize:%d UseSpectroProxy:%t}",
+		base, key, c.RootCAs != nil, c.RequestTimeout, c.PageSize, c.UseSpectroProxy)
+}
+
+// GoString is String, so %#v hides the key too.
+func (c Config) GoString() string { return c.String() }
+
+// ParseConfig checks a config: block; getenv reads PALETTE_API_KEY when
+// apiKey is absent. Errors are *sdk.ConfigError naming the key.
+func ParseConfig(v sdk.Options, getenv func(string) string) (Config, error) {
+	var c Config
+	if err := v.RejectUnknown("url", "apiKey", "caData", "caFile", "requestTimeout", "pageSize", "useSpectroProxy"); err != nil {
+		return c, err
+	}
+	raw, err := v.String("url")
+	if err != nil {
+		return c, err
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return c, sdk.ConfigErrorf("url", "must be Palette's https API URL without credentials, query or fragment, not %q", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	c.BaseURL = u
+	if c.APIKey, err = v.StringOr("apiKey", ""); err != nil {
+		return c, err
+	}
+	if !v.Has("apiKey") && getenv != nil {
+		c.APIKey = getenv(APIKeyEnv)
+	}
+	if c.APIKey == "" {
+		return c, sdk.ConfigErrorf("apiKey", "is required: a Palette API key, e.g. apiKey: ${PALETTE_API_KEY} (or the plugin's %s environment variable)", APIKeyEnv)
+	}
+	if strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return c, sdk.ConfigErrorf("apiKey", "has spaces, line breaks or characters other than printable ASCII (is the variable it comes from quoted or followed by a newline?)")
+	}
+	caData, err := v.StringOr("caData", "")
+	if err != nil {
+		return c, err
+	}
+	caFile, err := v.StringOr("caFile", "")
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case caData != "" && caFile != "":
+		return c, sdk.ConfigErrorf("caFile", "set caData or caFile, not both")
+	case caData != "":
+		if c.RootCAs, err = certPool([]byte(caData)); err != nil {
+			return c, sdk.ConfigErrorf("caData", "%v", err)
+		}
+	case caFile != "":
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return c, sdk.ConfigErrorf("caFile", "%v", err)
+		}
+		if c.RootCAs, err = certPool(b); err != nil {
+			return c, sdk.ConfigErrorf("caFile", "%v", err)
+		}
+	}
+	if c.RequestTimeout, err = v.Duration("requestTimeout", DefaultRequestTimeout); err != nil {
+		return c, err
+	}
+	if c.RequestTimeout <= 0 || c.RequestTimeout > maxRequestTimeout {
+		return c, sdk.ConfigErrorf("requestTimeout", "is %s, want more than 0 and at most %s", c.RequestTimeout, maxRequestTimeout)
+	}
+	if c.PageSize, err = v.Int("pageSize", DefaultPageSize); err != nil {
+		return c, err
+	}
+	if c.PageSize < 1 || c.PageSize > maxPageSize {
+		return c, sdk.ConfigErrorf("pageSize", "is %d, want 1 to %d", c.PageSize, maxPageSize)
+	}
+	if c.UseSpectroProxy, err = v.Bool("useSpectroProxy", true); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func certPool(pemData []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+func (c Config) tlsConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.RootCAs}
+}
+
+// Options are the checked options of the source.
+type Options struct {
+	IncludeProjects []string
+	ExcludeProjects []string
+	TenantClusters  bool
+	ClusterTimeout  time.Duration
+	Strategy        string
+}
+
+// ParseOptions checks the source's options.
+func ParseOptions(o sdk.Options) (Options, error) {
+	var opts Options
+	if err := o.RejectUnknown("includeProjects", "excludeProjects", "tenantClusters", "clusterTimeout", "strategy"); err != nil {
+		return opts, err
+	}
+	var err error
+	if opts.IncludeProjects, err = o.Strings("includeProjects"); err != nil {
+		return opts, err
+	}
+	if opts.ExcludeProjects, err = o.Strings("excludeProjects"); err != nil {
+		return opts, err
+	}
+	if opts.TenantClusters, err = o.Bool("tenantClusters", true); err != nil {
+		return opts, err
+	}
+	if opts.ClusterTimeout, err = o.Duration("clusterTimeout", DefaultClusterTimeout); err != nil {
+		return opts, err
+	}
+	if opts.ClusterTimeout <= 0 || opts.ClusterTimeout > maxClusterTimeout {
+		return opts, sdk.ConfigErrorf("clusterTimeout", "is %s, want more than 0 and at most %s", opts.ClusterTimeout, maxClusterTimeout)
+	}
+	if opts.Strategy, err = o.StringOr("strategy", ""); err != nil {
+		return opts, err
+	}
+	if opts.Strategy != "" {
+		probe := sdk.Cluster{Name: "probe", Server: "https://probe", Strategy: opts.Strategy}
+		if probe.Validate() != nil {
+			return opts, sdk.ConfigErrorf("strategy", "%q is not a strategy name", opts.Strategy)
+		}
+	}
+	return opts, nil
+}
