@@ -5,7 +5,7 @@ BIN   := bin
 PLUGINS := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go))))
 RUN_ARGS ?=
 
-.PHONY: all build daemon plugins run test test-unit test-e2e lint bench proto proto-check clean help
+.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench proto proto-check clean help
 
 all: build
 
@@ -25,14 +25,18 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint proto-check test-unit test-e2e ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-examples test-e2e ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^examples/')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 test-unit: build ## Go tests with the race detector (the e2e package runs in test-e2e)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/host/e2e$$')
+
+test-examples: ## the example plugins, each its own Go module
+	cd examples/resolver-go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd examples/resolver-node && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 E2E_NODE := host/e2e/testdata/node
 
