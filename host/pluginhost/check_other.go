@@ -11,3 +11,5 @@ func Digest(path string) (abs, sha256Hex string, err error) {
 }
 
 var errUnsupportedOS = errors.New("plugins are supported on Linux only")
+
+func resolveCommand(command string) (string, error) { return "", errUnsupportedOS }

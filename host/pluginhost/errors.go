@@ -100,3 +100,12 @@ func atKey(prefix string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
 }
+
+// digestMismatchError reports a binary whose digest is not the configured
+// one.
+type digestMismatchError struct{ path, got, want string }
+
+func (e *digestMismatchError) Error() string {
+	return fmt.Sprintf("plugin binary %s has SHA-256 %s, not the configured %s: if this binary is the one you trust, run `spectroauthd plugin-digest %s` and paste its line into the configuration",
+		e.path, e.got, strings.ToLower(e.want), e.path)
+}

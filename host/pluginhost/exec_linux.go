@@ -34,6 +34,13 @@ import (
 // (The read-only reopen matters: execve refuses, with ETXTBSY, a file that
 // has a writable descriptor open.)
 //
+// A script (a file that starts with "#!") runs the same way, except that the
+// memfd is handed to the child as descriptor 3 and executed as
+// /proc/self/fd/3: the kernel starts the interpreter named on the #! line
+// with that path, and the interpreter must still be able to open it, which it
+// could not if the descriptor were close-on-exec. The interpreter itself is
+// not verified; the script's bytes are.
+//
 // The cost is the binary's size in memory for the daemon's lifetime and one
 // copy at start; plugins see /proc/self/exe as "/memfd:spectroauth-plugin-…",
 // so a plugin cannot locate files next to its own binary through it.
@@ -50,22 +57,32 @@ type verifiedBinary struct {
 	mem *os.File
 	// fd is mem's descriptor number.
 	fd int
+	// script reports that the binary starts with "#!".
+	script bool
 }
 
-// execPath is the path that executes the memfd.
-func (b *verifiedBinary) execPath() string { return "/proc/self/fd/" + strconv.Itoa(b.fd) }
+// scriptFD is the descriptor a script's memfd has in its child.
+const scriptFD = 3
+
+// execPath is the path that executes the memfd, in the child.
+func (b *verifiedBinary) execPath() string {
+	if b.script {
+		return "/proc/self/fd/" + strconv.Itoa(scriptFD)
+	}
+	return "/proc/self/fd/" + strconv.Itoa(b.fd)
+}
+
+// extraFiles are the descriptors the child needs beyond stdio: a script's
+// memfd, as scriptFD.
+func (b *verifiedBinary) extraFiles() []*os.File {
+	if b.script {
+		return []*os.File{b.mem}
+	}
+	return nil
+}
 
 // close releases the memfd.
 func (b *verifiedBinary) close() error { return b.mem.Close() }
-
-// digestMismatchError reports a binary whose digest is not the configured
-// one.
-type digestMismatchError struct{ path, got, want string }
-
-func (e *digestMismatchError) Error() string {
-	return fmt.Sprintf("plugin binary %s has SHA-256 %s, not the configured %s: if this binary is the one you trust, run `spectroauthd plugin-digest %s` and paste its line into the configuration",
-		e.path, e.got, strings.ToLower(e.want), e.path)
-}
 
 // testHookVerified, when set by a test, runs after a binary has been
 // verified and before it is first executed.
@@ -119,7 +136,9 @@ func verifyBinary(name, path, wantHex string) (_ *verifiedBinary, err error) {
 	if !strings.EqualFold(got, wantHex) {
 		return nil, &digestMismatchError{path: path, got: got, want: wantHex}
 	}
-	b := &verifiedBinary{path: path, digest: got, mem: ro, fd: int(ro.Fd())}
+	var magic [2]byte
+	_, _ = ro.ReadAt(magic[:], 0)
+	b := &verifiedBinary{path: path, digest: got, mem: ro, fd: int(ro.Fd()), script: string(magic[:]) == "#!"}
 	if testHookVerified != nil {
 		testHookVerified(path)
 	}

@@ -4,6 +4,7 @@ package pluginhost
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 )
 
@@ -12,6 +13,8 @@ type verifiedBinary struct{ path, digest string }
 
 func (b *verifiedBinary) execPath() string { return b.path }
 func (b *verifiedBinary) close() error     { return nil }
+
+func (b *verifiedBinary) extraFiles() []*os.File { return nil }
 
 func verifyBinary(name, path, wantHex string) (*verifiedBinary, error) {
 	return nil, errors.New("plugins are supported on Linux only: they rely on sealed memfds and the parent-death signal")

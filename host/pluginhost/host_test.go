@@ -1,3 +1,5 @@
+//go:build linux
+
 package pluginhost
 
 import (
@@ -51,6 +53,18 @@ func TestHappyPath(t *testing.T) {
 	wantCaps := []sdk.Capability{sdk.CapabilityResolver, sdk.CapabilityClusterStrategy, sdk.CapabilityClusterSource, sdk.CapabilityConfigure, sdk.CapabilityValidateOptions}
 	if !slices.Equal(s.Capabilities, wantCaps) || !slices.Equal(s.Resolvers, []string{"byEmail", "other"}) || !slices.Equal(s.Strategies, []string{"token"}) {
 		t.Errorf("description = %v %v %v", s.Capabilities, s.Resolvers, s.Strategies)
+	}
+
+	// A binary plugin does not keep the memfd it runs from.
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(s.PID) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		target, _ := os.Readlink("/proc/" + strconv.Itoa(s.PID) + "/fd/" + fd.Name())
+		if strings.Contains(target, "memfd:") {
+			t.Errorf("the plugin holds descriptor %s -> %s", fd.Name(), target)
+		}
 	}
 
 	// signin.Input crosses the wire field by field.
@@ -686,5 +700,27 @@ func TestStarterThreadExit(t *testing.T) {
 	}
 	if st := s.h.Plugins()[0]; st.Restarts != 0 || processGone(pid) {
 		t.Errorf("the plugin died with the thread that started it: %+v", st)
+	}
+}
+
+// TestScriptPlugin runs a verified script: its interpreter reads the
+// verified bytes from the memfd, handed over as descriptor 3.
+func TestScriptPlugin(t *testing.T) {
+	bin, _ := built(t, "v1")
+	script := filepath.Join(t.TempDir(), "plugin.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec '"+bin+"' \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := fileDigest(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, logs := testOptions(t)
+	h := start(t, map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: 5 * time.Second}}, opts)
+	if st := h.Plugins()[0]; st.Version != "1.0.0" || st.SHA256 != digest {
+		t.Errorf("status = %+v", st)
+	}
+	if _, err := resolve(t, h, "ok"); err != nil {
+		t.Errorf("resolve through a script plugin: %v\n%s", err, logs)
 	}
 }

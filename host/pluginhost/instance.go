@@ -430,6 +430,7 @@ func (in *instance) stop(ctx context.Context) {
 		in.cancel()
 		<-in.done
 	}
+	in.cur.Store(nil) // the supervisor may have published a last generation
 	in.mu.Lock()
 	g := in.last
 	in.state, in.down, in.retryAt, in.pid = StateStopped, downCause{phrase: "because the daemon is shutting down"}, time.Time{}, 0

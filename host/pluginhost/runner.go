@@ -57,11 +57,12 @@ func (r *procRunner) Start(context.Context) error {
 	}
 	cmd, err := startCmd(func() *exec.Cmd {
 		return &exec.Cmd{
-			Path:   r.bin.execPath(),
-			Args:   append([]string{r.bin.path}, r.args...),
-			Env:    r.env,
-			Stdout: outW,
-			Stderr: errW,
+			Path:       r.bin.execPath(),
+			Args:       append([]string{r.bin.path}, r.args...),
+			Env:        r.env,
+			Stdout:     outW,
+			Stderr:     errW,
+			ExtraFiles: r.bin.extraFiles(),
 		}
 	})
 	// The child has its copies; the daemon keeps only the read ends, so
@@ -159,7 +160,12 @@ func (r *procRunner) Stderr() io.ReadCloser { return r.logs }
 func (r *procRunner) Name() string { return r.name }
 
 // ID is the process id.
-func (r *procRunner) ID() string { return strconv.Itoa(r.pid) }
+func (r *procRunner) ID() string {
+	if r.pid == 0 {
+		return "" // not started: nothing for go-plugin to kill
+	}
+	return strconv.Itoa(r.pid)
+}
 
 // Diagnose explains why a plugin may fail the handshake.
 func (r *procRunner) Diagnose(context.Context) string {
