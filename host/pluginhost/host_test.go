@@ -724,3 +724,41 @@ func TestScriptPlugin(t *testing.T) {
 		t.Errorf("resolve through a script plugin: %v\n%s", err, logs)
 	}
 }
+
+// TestBackoff: the wait before a restart doubles while restarts do not
+// last, and starts again from the minimum after one that does.
+func TestBackoff(t *testing.T) {
+	waits := func(t *testing.T, stableAfter time.Duration) []time.Duration {
+		opts, _ := testOptions(t)
+		opts.BackoffMin = 300 * time.Millisecond
+		opts.StableAfter = stableAfter
+		h := start(t, map[string]config.Plugin{"tp": pluginConfig(t)}, opts)
+		var waits []time.Duration
+		for range 2 {
+			if _, err := resolve(t, h, "crash"); err == nil {
+				t.Fatal("crash call succeeded")
+			}
+			var ue *UnavailableError
+			waitFor(t, 10*time.Second, "the plugin to be down", func() bool {
+				err := h.Ready()
+				return errors.As(err, &ue) && ue.RetryAfter > 0
+			})
+			restarts := h.Plugins()[0].Restarts
+			waitFor(t, 20*time.Second, "the restart", func() bool { return h.Plugins()[0].Restarts == restarts+1 && h.Ready() == nil })
+			waits = append(waits, ue.RetryAfter)
+		}
+		return waits
+	}
+	t.Run("doubles", func(t *testing.T) {
+		w := waits(t, time.Hour)
+		if w[0] > 300*time.Millisecond || w[1] <= 300*time.Millisecond || w[1] > 600*time.Millisecond {
+			t.Errorf("waits %v, want at most 300ms, then (300ms, 600ms]", w)
+		}
+	})
+	t.Run("resets", func(t *testing.T) {
+		w := waits(t, time.Millisecond) // every run counts as stable
+		if w[0] > 300*time.Millisecond || w[1] > 300*time.Millisecond {
+			t.Errorf("waits %v, want at most 300ms each", w)
+		}
+	})
+}
