@@ -41,6 +41,9 @@ type Options struct {
 	// StableAfter is how long a plugin must stay up for its restart backoff
 	// to start again from BackoffMin. Default 1m.
 	StableAfter time.Duration
+	// StopGrace is how long Close lets a plugin take to exit when asked,
+	// before it kills it. Default 5s.
+	StopGrace time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -65,6 +68,9 @@ func (o *Options) setDefaults() {
 	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
 	if o.StableAfter <= 0 {
 		o.StableAfter = time.Minute
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 5 * time.Second
 	}
 }
 
@@ -162,7 +168,8 @@ func (h *Host) leave() {
 
 // Close stops the host: calls made from now on fail with an error matching
 // ErrClosed, calls in flight may finish (until ctx is done), and then every
-// plugin is asked to exit, and killed if it does not within ctx (or 2s).
+// plugin is asked to exit, and killed if it does not within ctx (or
+// Options.StopGrace).
 // Close returns an error if it had to cut calls short. Calling it again
 // returns the first result.
 func (h *Host) Close(ctx context.Context) error {

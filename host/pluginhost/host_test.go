@@ -762,3 +762,28 @@ func TestBackoff(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseFrozenPlugin: Close does not wait forever for a plugin that
+// cannot answer (SIGSTOP) even without a deadline.
+func TestCloseFrozenPlugin(t *testing.T) {
+	opts, _ := testOptions(t)
+	opts.StopGrace = 300 * time.Millisecond
+	h := start(t, map[string]config.Plugin{"tp": pluginConfig(t)}, opts)
+	pid := pidOf(t, h)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a frozen plugin")
+	}
+	if !processGone(pid) {
+		t.Error("the frozen plugin is still there")
+	}
+}

@@ -423,7 +423,7 @@ func (in *instance) kill(g *generation, hard bool) {
 }
 
 // stop stops the supervisor and the plugin, for Close: gracefully, or
-// with SIGKILL once ctx is done.
+// with SIGKILL once ctx is done or Options.StopGrace has passed.
 func (in *instance) stop(ctx context.Context) {
 	in.cur.Store(nil)
 	if in.cancel != nil {
@@ -441,12 +441,15 @@ func (in *instance) stop(ctx context.Context) {
 			in.kill(g, false)
 			close(stopped)
 		}()
+		grace := time.NewTimer(in.h.opts.StopGrace)
+		defer grace.Stop()
 		select {
 		case <-stopped:
 		case <-ctx.Done():
-			_ = g.runner.Kill(context.Background())
-			<-stopped
+		case <-grace.C: // a frozen plugin never answers go-plugin's Shutdown call
 		}
+		_ = g.runner.Kill(context.Background())
+		<-stopped
 	}
 	if in.bin != nil {
 		_ = in.bin.close()
