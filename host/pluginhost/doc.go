@@ -8,11 +8,20 @@
 // A plugin binary is executed only if its path is absolute (or resolved to
 // one), names a regular file that is not a symbolic link and not writable by
 // group or others, and its SHA-256 digest equals the configured `sha256`. The
-// daemon executes exactly the bytes it hashed: it copies the file, through
-// the hash, into a sealed memfd and executes the memfd (see verifyBinary).
+// daemon executes exactly the bytes it hashed: it copies the file into a
+// memfd, seals the memfd against any change, hashes it, and executes it as
+// /proc/self/fd/N; restarts run the same memfd, so replacing the file on disk
+// changes nothing until the daemon restarts. A #! script runs the same way
+// (its interpreter reads the verified script from descriptor 3); its
+// interpreter is not verified.
+//
 // The plugin's environment is only its configured `env:` plus what go-plugin
-// needs for the handshake; the daemon's own environment (client secrets) is
-// never passed on. Transport is gRPC with go-plugin's AutoMTLS, with
+// needs for the handshake (and SPECTROAUTH_PLUGIN_LOG_LEVEL, the daemon's
+// level, unless `env:` sets it): the daemon's own environment (client
+// secrets, but also PATH and HOME) is never passed on. Its stdin is
+// /dev/null; its stderr is forwarded into the daemon's log under the
+// plugin's name, at the level of each line; stray stdout is logged as a
+// warning. Transport is gRPC with go-plugin's AutoMTLS, with
 // sdk.MaxMessageSize as the message limit both ways, and every call carries
 // the plugin's callTimeout as its deadline.
 //
