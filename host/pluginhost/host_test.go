@@ -415,8 +415,8 @@ func TestCrashMidCall(t *testing.T) {
 	if err == nil || errors.Is(err, signin.ErrNotFound) || errors.Is(err, signin.ErrNoIdentity) || id.UserEntityRef != "" {
 		t.Fatalf("sign-in through a crashing plugin = %+v, %v; want a failure", id, err)
 	}
-	if !strings.Contains(err.Error(), `plugin "tp"`) {
-		t.Errorf("error does not name the plugin: %v", err)
+	if !strings.Contains(err.Error(), `plugin "tp": resolver byEmail: the connection to the plugin broke (did it crash?)`) {
+		t.Errorf("error does not say the plugin crashed: %v", err)
 	}
 
 	// While it is down, calls fail at once and say when to retry.

@@ -567,6 +567,10 @@ func (in *instance) do(ctx context.Context, op string, fn func(context.Context, 
 		// The connection broke: the process crashed or is going away.
 		// The supervisor sees the exit and restarts it; this call fails.
 		return fmt.Errorf("plugin %q: %s: the connection to the plugin broke (did it crash?): %w", in.name, op, err)
+	case errors.Is(err, context.Canceled):
+		// Neither the caller nor the plugin cancelled: the host closed the
+		// connection under the call, stopping or restarting the plugin.
+		return fmt.Errorf("plugin %q: %s: the call was cut off, the plugin is being stopped or restarted: %w", in.name, op, err)
 	}
 	in.callMisses.Store(0) // it answered
 	return fmt.Errorf("plugin %q: %s: %w", in.name, op, err)
