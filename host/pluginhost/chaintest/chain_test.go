@@ -31,7 +31,7 @@ const token = "chain-test-token"
 func build(t *testing.T, dir, name string) (string, string) {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if out, err := exec.Command("go", "build", "-o", path, "../"+name).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", path, "../../../plugins/"+name).CombinedOutput(); err != nil {
 		t.Fatalf("building plugins/%s: %v\n%s", name, err, out)
 	}
 	b, err := os.ReadFile(path)
