@@ -20,7 +20,7 @@ daemon:
 
 plugins:
 	@mkdir -p $(BIN)/plugins
-	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build -trimpath -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p (stripped)"; $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
 
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)

@@ -221,7 +221,7 @@ func writeConfig(path, base, port, issuer, dataDir, pluginDir string) (string, [
 	var names []string
 	var plugins strings.Builder
 	for _, p := range []struct{ name, config string }{
-		{"claims", "    config: {}\n"},
+		{"claims", claimsConfigYAML},
 		{"backstage-catalog", "    config:\n      baseUrl: https://backstage.invalid/api/catalog\n      token: loadbench\n"},
 		{"oidc-cluster", "    config: {}\n"},
 	} {
@@ -257,14 +257,20 @@ func writeConfig(path, base, port, issuer, dataDir, pluginDir string) (string, [
 	return resolver, names, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
-// The claims plugin's resolver as the load runs it.
+// The claims plugin's resolver as the load runs it: a CEL mapping from the
+// ID token's claims, evaluated in the plugin on every resolution.
 const (
-	claimsResolverName = "celMapping"
+	claimsResolverName = "mapping"
+	claimsConfigYAML   = `    config:
+      mappings:
+        bench:
+          userEntityRef: '"user:default/" + claims.email.split("@")[0]'
+          ownershipEntityRefs: 'claims.?groups.orValue([]).map(g, "group:default/" + g)'
+`
 	claimsResolverYAML = `            - plugin: claims
-              resolver: celMapping
+              resolver: mapping
               options:
-                userEntityRef: '"user:default/" + claims.email.split("@")[0]'
-                ownershipEntityRefs: 'claims.groups.map(g, "group:default/" + g)'
+                mapping: bench
 `
 )
 
