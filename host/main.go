@@ -22,6 +22,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/daemon"
+	"github.com/spectroauth/spectroauth/host/kube/kubecli"
 )
 
 func main() {
@@ -75,6 +76,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return pluginsCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
+		case "kube-credential":
+			return kubeCommand(kubecli.KubeCredential, args[1:], stdout, stderr)
+		case "kubeconfig":
+			return kubeCommand(kubecli.Kubeconfig, args[1:], stdout, stderr)
+		case "login":
+			return kubeCommand(kubecli.Login, args[1:], stdout, stderr)
+		case "logout":
+			return kubeCommand(kubecli.Logout, args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -99,7 +108,7 @@ Usage:
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
-`)
+`+kubeUsage)
 }
 
 func serve(args []string, stderr io.Writer) int {
