@@ -208,6 +208,9 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		return nil, err
 	}
 	srv.Handle("/", demo.Handler())
+	if err := d.startKube(srv); err != nil {
+		return nil, err
+	}
 	return srv, nil
 }
 

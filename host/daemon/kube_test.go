@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/kube/kubecli"
+)
+
+// devLogin is a kubecli OpenBrowser that signs in as alice on the
+// development provider's login page and follows the redirects on to the
+// command's loopback address.
+func devLogin(t *testing.T, base string) func(string) error {
+	return func(start string) error {
+		go func() {
+			jar, _ := cookiejar.New(nil)
+			c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+			res, err := c.Get(start)
+			if err != nil {
+				t.Errorf("browser: %v", err)
+				return
+			}
+			page, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			field := func(name string) string {
+				m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
+				if m == nil {
+					t.Errorf("login page has no %s field: %s", name, page)
+					return ""
+				}
+				return string(m[1])
+			}
+			form := url.Values{"authRequestID": {field("authRequestID")}, "csrf": {field("csrf")}, "username": {"alice"}}
+			req, _ := http.NewRequest(http.MethodPost, base+DevProviderPath+"/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", base)
+			if res, err = c.Do(req); err != nil {
+				t.Errorf("browser: %v", err)
+				return
+			}
+			res.Body.Close()
+		}()
+		return nil
+	}
+}
+
+// TestKubernetesThroughPlugins wires kubernetes: to the plugin host: a
+// static cluster and a discovered one, both with the test plugin's "token"
+// strategy, the catalog, the audit file, and the command line's sign-in.
+func TestKubernetesThroughPlugins(t *testing.T) {
+	path, digest := buildTestPlugin(t)
+	audit := filepath.Join(t.TempDir(), "audit.log")
+	_, base, err := startDevWith(t, func(cfg *config.Config) {
+		cfg.Plugins = map[string]config.Plugin{"tp": {Command: path, SHA256: digest, CallTimeout: 5 * time.Second}}
+		token := config.StrategyRef{Plugin: "tp", Strategy: "token"}
+		cfg.Kubernetes.Clusters = []config.Cluster{{Name: "static-one", URL: "https://static.example.com:6443", Strategy: token}}
+		cfg.Kubernetes.Sources = []config.Source{{Plugin: "tp", Interval: time.Minute, Strategy: token}}
+		cfg.Kubernetes.Audit.Sink = audit
+		cfg.Kubernetes.Catalog.Public = true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The source's first listing runs in the background.
+	var catalog string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(catalog, "name: alpha"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the discovered cluster never reached the catalog:\n%s", catalog)
+		}
+		res, err := http.Get(base + "/api/auth/spectrocloud/kubernetes/catalog-info.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		catalog = string(b)
+	}
+	if !strings.Contains(catalog, "name: static-one") || !strings.Contains(catalog, "kubernetes.io/api-server: https://alpha.example.com:6443") {
+		t.Errorf("catalog:\n%s", catalog)
+	}
+
+	cli := &kubecli.Client{Server: base, CacheDir: t.TempDir(), Interactive: true, OpenBrowser: devLogin(t, base), LoginTimeout: 30 * time.Second}
+	ctx := context.Background()
+	if user, err := cli.Login(ctx); err != nil || user != "user:default/alice" {
+		t.Fatalf("login: %q %v", user, err)
+	}
+	for _, cluster := range []string{"alpha", "static-one"} {
+		cred, err := cli.Credential(ctx, cluster)
+		if err != nil || cred.Token != "tok-"+cluster+"-alice" {
+			t.Errorf("%s: %v %v", cluster, cred, err)
+		}
+	}
+	if _, err := cli.Credential(ctx, "nope"); err == nil || !strings.Contains(err.Error(), "Unknown cluster 'nope'") {
+		t.Errorf("unknown cluster: %v", err)
+	}
+
+	fi, err := os.Stat(audit)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit file: %v %v", fi, err)
+	}
+	b, _ := os.ReadFile(audit)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("audit lines:\n%s", b)
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first["outcome"] != "granted" || first["cluster"] != "alpha" || first["strategy"] != "tp/token" || first["user"] != "user:default/alice" {
+		t.Errorf("audit line = %v", first)
+	}
+	if strings.Contains(string(b), "tok-") {
+		t.Errorf("a token reached the audit log")
+	}
+	if !strings.Contains(lines[2], `"reason":"unknown-cluster"`) {
+		t.Errorf("refusal line = %s", lines[2])
+	}
+}
