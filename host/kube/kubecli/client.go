@@ -88,11 +88,16 @@ type Client struct {
 
 // Credential is a cluster credential.
 type Credential struct {
-	Cluster               string    `json:"cluster"`
-	Token                 string    `json:"token,omitempty"`
-	ExpiresAt             time.Time `json:"expiresAt,omitzero"`
-	ClientCertificateData string    `json:"clientCertificateData,omitempty"`
-	ClientKeyData         string    `json:"clientKeyData,omitempty"`
+	// Cluster is the cluster's name at the daemon.
+	Cluster string `json:"cluster"`
+	// Token is the bearer token, when the strategy issues one.
+	Token string `json:"token,omitempty"`
+	// ExpiresAt is when it stops working; zero when unknown (not cached).
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	// ClientCertificateData and ClientKeyData are PEM, for strategies that
+	// issue client certificates.
+	ClientCertificateData string `json:"clientCertificateData,omitempty"`
+	ClientKeyData         string `json:"clientKeyData,omitempty"`
 }
 
 // String describes the credential without its secrets.
@@ -253,12 +258,16 @@ func (c *Client) Credential(ctx context.Context, cluster string) (Credential, er
 
 // ClusterInfo is one cluster of the daemon's clusters route.
 type ClusterInfo struct {
-	Name        string `json:"name"`
+	// Name is the cluster's name at the daemon.
+	Name string `json:"name"`
+	// Title and Description are for people.
 	Title       string `json:"title"`
 	Description string `json:"description"`
-	Server      string `json:"server"`
+	// Server is the API server's https URL.
+	Server string `json:"server"`
 	// CAData is the base64 PEM bundle, as in a kubeconfig.
-	CAData   string `json:"caData"`
+	CAData string `json:"caData"`
+	// Strategy is the "plugin/strategy" that issues its credentials.
 	Strategy string `json:"strategy"`
 }
 

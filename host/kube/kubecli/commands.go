@@ -33,6 +33,7 @@ const (
 
 // IO is what a command reads and writes; tests replace parts of it.
 type IO struct {
+	// Stdout receives only the command's result; Stderr everything else.
 	Stdout, Stderr io.Writer
 	// Getenv defaults to os.Getenv.
 	Getenv func(string) string

@@ -54,27 +54,37 @@ func NewClient(cfg Config) *Client {
 
 // ObjectMeta is Palette's metadata of an object.
 type ObjectMeta struct {
-	UID         string            `json:"uid"`
-	Name        string            `json:"name"`
+	// UID identifies the object.
+	UID string `json:"uid"`
+	// Name is its name.
+	Name string `json:"name"`
+	// Annotations hold, for clusters, scope (project or tenant) and projectUid.
 	Annotations map[string]string `json:"annotations,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	// Labels are the object's labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ProjectMeta names a project inside another object.
 type ProjectMeta struct {
-	UID  string `json:"uid"`
+	// UID identifies the project.
+	UID string `json:"uid"`
+	// Name is the project's name.
 	Name string `json:"name"`
 }
 
 // ClusterMeta is one item of GET /v1/dashboard/spectroclusters/meta.
 type ClusterMeta struct {
-	Metadata    ObjectMeta `json:"metadata"`
+	// Metadata names the cluster and holds its scope and project.
+	Metadata ObjectMeta `json:"metadata"`
+	// SpecSummary may name the project (projectMeta).
 	SpecSummary *struct {
 		ProjectMeta *ProjectMeta `json:"projectMeta,omitempty"`
 		CloudType   string       `json:"cloudType,omitempty"`
 	} `json:"specSummary,omitempty"`
+	// ProjectMeta may name the project too.
 	ProjectMeta *ProjectMeta `json:"projectMeta,omitempty"`
-	Status      *struct {
+	// Status holds the cluster's state (Running, Deleting, ...).
+	Status *struct {
 		State string `json:"state,omitempty"`
 	} `json:"status,omitempty"`
 }
@@ -141,6 +151,7 @@ type APIError struct {
 	Code, Message string
 }
 
+// Error says what was being done and what Palette answered.
 func (e *APIError) Error() string {
 	msg := fmt.Sprintf("%s: Palette answered %d %s", e.Op, e.Status, http.StatusText(e.Status))
 	if e.Code != "" || e.Message != "" {
@@ -215,6 +226,7 @@ func decodeClusterPage(body []byte) ([]ClusterMeta, *listMeta, error) {
 
 // Project is GET /v1/projects/{uid}.
 type Project struct {
+	// Metadata holds the project's uid and name.
 	Metadata ObjectMeta `json:"metadata"`
 }
 

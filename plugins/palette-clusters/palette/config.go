@@ -52,11 +52,17 @@ const (
 
 // Config is the checked config: block.
 type Config struct {
-	BaseURL         *url.URL
-	APIKey          string
-	RootCAs         *x509.CertPool
-	RequestTimeout  time.Duration
-	PageSize        int
+	// BaseURL is Palette's API URL (https), without a trailing slash.
+	BaseURL *url.URL
+	// APIKey is sent as the ApiKey header; never printed.
+	APIKey string
+	// RootCAs, when set, are the only CAs trusted for BaseURL.
+	RootCAs *x509.CertPool
+	// RequestTimeout bounds one list or project request.
+	RequestTimeout time.Duration
+	// PageSize is the limit of each page of the cluster list.
+	PageSize int
+	// UseSpectroProxy asks for kubeconfigs through Spectro Proxy (frp=true).
 	UseSpectroProxy bool
 }
 
@@ -162,11 +168,16 @@ func (c Config) tlsConfig() *tls.Config {
 
 // Options are the checked options of the source.
 type Options struct {
+	// IncludeProjects and ExcludeProjects are project names or uids;
+	// exclude wins, an empty include means every project.
 	IncludeProjects []string
 	ExcludeProjects []string
-	TenantClusters  bool
-	ClusterTimeout  time.Duration
-	Strategy        string
+	// TenantClusters lists tenant-scoped clusters too.
+	TenantClusters bool
+	// ClusterTimeout bounds reading one cluster's kubeconfig.
+	ClusterTimeout time.Duration
+	// Strategy is the strategy name suggested for every cluster.
+	Strategy string
 }
 
 // ParseOptions checks the source's options.

@@ -57,13 +57,21 @@ const (
 
 // Config is the checked config: block.
 type Config struct {
-	TokenEndpoint      *url.URL
-	ClientAuth         string
-	ClientID           string
-	ClientSecret       string
-	RootCAs            *x509.CertPool
-	Timeout            time.Duration
-	SubjectTokenType   string
+	// TokenEndpoint is the STS's token endpoint (https).
+	TokenEndpoint *url.URL
+	// ClientAuth is client_secret_basic, client_secret_post or none.
+	ClientAuth string
+	// ClientID and ClientSecret authenticate the daemon at the STS; the
+	// secret is never printed.
+	ClientID     string
+	ClientSecret string
+	// RootCAs, when set, are the only CAs trusted for TokenEndpoint.
+	RootCAs *x509.CertPool
+	// Timeout bounds one exchange.
+	Timeout time.Duration
+	// SubjectTokenType is sent as subject_token_type.
+	SubjectTokenType string
+	// RequestedTokenType is sent as requested_token_type when set.
 	RequestedTokenType string
 }
 

@@ -49,15 +49,17 @@ type Options struct {
 
 // Daemon is the running test daemon.
 type Daemon struct {
-	// OP is the provider, served over https at OPServer.
-	OP       *devprovider.Provider
+	// OP is the provider.
+	OP *devprovider.Provider
+	// OPServer serves OP over https.
 	OPServer *httptest.Server
 	// OPCAPEM is the PEM of the provider's TLS certificate.
 	OPCAPEM []byte
 	// ClientID is the daemon's client id.
 	ClientID string
-	// Server is the daemon's HTTP side; Broker is mounted on it.
+	// Server is the daemon's HTTP side.
 	Server *server.Server
+	// Broker is the Kubernetes broker, mounted on Server.
 	Broker *kube.Broker
 	// URL is the daemon's base URL (http on 127.0.0.1).
 	URL string
