@@ -199,6 +199,7 @@ func exampleEnv() map[string]string {
 		"POSTGRES_URL":               "postgres://spectroauth:example-db-SECRET@db.example.com:5432/spectroauth",
 		"CATALOG_PLUGIN_SHA256":      "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
 		"PALETTE_PLUGIN_SHA256":      "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+		"OIDC_PLUGIN_SHA256":         "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0",
 		"BACKSTAGE_CATALOG_TOKEN":    "example-catalog-SECRET",
 		"PALETTE_API_KEY":            "example-apikey-SECRET",
 		"PLATFORM_PROD_CA_DATA":      "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJmYWtlZmFrZWZha2UKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
