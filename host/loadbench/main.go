@@ -505,4 +505,3 @@ func printTable(w io.Writer, r Result) {
 		fmt.Fprintf(w, "  %-42s %s\n", row[0], row[1])
 	}
 }
-
