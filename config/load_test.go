@@ -44,9 +44,10 @@ func TestEmbeddedDefaultsValidate(t *testing.T) {
 	if bob.EmailVerified == nil || *bob.EmailVerified {
 		t.Errorf("bob must have emailVerified: false, got %+v", bob)
 	}
-	// The general defaults apply to the embedded configuration too.
+	// The general defaults apply to the embedded configuration too; it asks
+	// for offline_access so the development provider issues refresh tokens.
 	if dev.SessionDuration != DefaultSessionDuration || dev.RefreshMargin != DefaultRefreshMargin ||
-		!slices.Equal(dev.Scopes, DefaultScopes()) || dev.TokenEndpointAuthMethod != DefaultTokenEndpointAuthMethod {
+		!slices.Equal(dev.Scopes, append(DefaultScopes(), "offline_access")) || dev.TokenEndpointAuthMethod != DefaultTokenEndpointAuthMethod {
 		t.Errorf("per-environment defaults not applied: %+v", dev)
 	}
 	if !IsLoopbackListen(c.Server.Listen) {
