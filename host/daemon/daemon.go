@@ -160,6 +160,24 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err != nil {
 		return nil, fmt.Errorf("starting the Backstage token issuer: %w", err)
 	}
+	scfg := server.Config{
+		BaseURL:               cfg.Server.BaseURL,
+		AppBaseURL:            cfg.App.BaseURL,
+		ExtraAllowedOrigins:   cfg.Auth.ExtraAllowedOrigins,
+		Identity:              issuer,
+		UserInfo:              userInfo,
+		IncludeOwnershipClaim: cfg.Auth.IncludeOwnershipClaim,
+		Logger:                d.log.Named("server"),
+		Now:                   opts.Now,
+	}
+	// Backstage backends can verify tokens as soon as the keys are loaded,
+	// while sessions load, plugins start and providers are discovered.
+	early, err := server.NewIdentityHandler(scfg)
+	if err != nil {
+		return nil, err
+	}
+	d.handler.Store(&early)
+
 	sessions, err := session.OpenFileStore(dataDir, session.Options{Logger: d.log.Named("sessions")})
 	if err != nil {
 		return nil, fmt.Errorf("opening the session store: %w", err)
@@ -182,28 +200,17 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		}
 		envs[name] = env
 	}
-	srv, err := server.New(server.Config{
-		BaseURL:               cfg.Server.BaseURL,
-		AppBaseURL:            cfg.App.BaseURL,
-		ExtraAllowedOrigins:   cfg.Auth.ExtraAllowedOrigins,
-		Envs:                  envs,
-		Identity:              issuer,
-		UserInfo:              userInfo,
-		Sessions:              sessions,
-		FlowKey:               flowKey,
-		IncludeOwnershipClaim: cfg.Auth.IncludeOwnershipClaim,
-		Ready: func() error {
-			if !d.ready.Load() {
-				return errors.New("starting")
-			}
-			if d.plugins != nil {
-				return d.plugins.Ready()
-			}
-			return nil
-		},
-		Logger: d.log.Named("server"),
-		Now:    opts.Now,
-	})
+	scfg.Envs, scfg.Sessions, scfg.FlowKey = envs, sessions, flowKey
+	scfg.Ready = func() error {
+		if !d.ready.Load() {
+			return errors.New("starting")
+		}
+		if d.plugins != nil {
+			return d.plugins.Ready()
+		}
+		return nil
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		return nil, err
 	}

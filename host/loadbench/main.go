@@ -58,6 +58,7 @@ type Result struct {
 	Resolver        string     `json:"resolver"`
 	PluginsAtStart  []string   `json:"pluginsAtStart"`
 	ColdStartMillis float64    `json:"coldStartMillis"`
+	ReadyMillis     float64    `json:"readyMillis"`
 	RSSReadyMB      float64    `json:"rssReadyMB"`
 	Load            LoadResult `json:"refreshLoad"`
 	Sessions        int        `json:"sessions"`
@@ -155,6 +156,13 @@ func run(o options) error {
 		return err
 	}
 	res.ColdStartMillis = ms(cold)
+	// Ready: plugins started and configured, providers discovered.
+	if ready, err := waitOK(base+"/readyz", 30*time.Second); err != nil {
+		stopDaemon(d)
+		return err
+	} else {
+		res.ReadyMillis = ms(cold + ready)
+	}
 	time.Sleep(500 * time.Millisecond) // let start-up garbage settle
 	res.RSSReadyMB = rssMB(d.Process.Pid, "VmRSS")
 
@@ -314,6 +322,23 @@ func startDaemon(bin, cfg, base, logPath string) (*exec.Cmd, time.Duration, erro
 	stopDaemon(cmd)
 	log, _ := os.ReadFile(logPath)
 	return nil, 0, fmt.Errorf("daemon not ready within 30s; its log:\n%s", log)
+}
+
+// waitOK polls u until it answers 200 and returns how long that took.
+func waitOK(u string, limit time.Duration) (time.Duration, error) {
+	client := &http.Client{Timeout: time.Second}
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		if res, err := client.Get(u); err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return time.Since(t0), nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: no 200 within %s", u, limit)
 }
 
 func stopDaemon(cmd *exec.Cmd) {
@@ -498,6 +523,7 @@ func printTable(w io.Writer, r Result) {
 		{"daemon CPU per request", fmt.Sprintf("%.0f µs", l.CPUMicrosPerReq)},
 		{"upstream IdP calls during the load", fmt.Sprintf("%d (%.4f per request)", l.UpstreamCalls, l.UpstreamPerReq)},
 		{"cold start to first JWKS 200", fmt.Sprintf("%.1f ms", r.ColdStartMillis)},
+		{"cold start to ready (plugins up)", fmt.Sprintf("%.1f ms", r.ReadyMillis)},
 		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
 		{fmt.Sprintf("RSS with %d live sessions", r.Sessions), fmt.Sprintf("%.1f MB (+%.1f MB)", r.RSSWithSessions, r.SessionsAddMB)},
 	}

@@ -111,8 +111,51 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Envs) == 0 {
 		return nil, errors.New("server: no provider environment configured")
 	}
-	if cfg.Identity == nil || cfg.Sessions == nil || cfg.UserInfo == nil {
-		return nil, errors.New("server: identity issuer, user info store and session store are required")
+	if cfg.Sessions == nil {
+		return nil, errors.New("server: a session store is required")
+	}
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for name, env := range cfg.Envs {
+		env.name = name
+		if env.CallbackURL == "" {
+			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
+		}
+		if env.SessionDuration <= 0 {
+			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
+		}
+		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration); err != nil {
+			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+// NewIdentityHandler serves only what Backstage backends need to verify the
+// daemon's tokens (JWKS, OpenID configuration, user info) and the health
+// checks; everything else answers 503. The daemon serves it while plugins
+// and provider discovery are still starting, so a restart never leaves
+// backends unable to verify tokens. Envs, Sessions and FlowKey are not used.
+func NewIdentityHandler(cfg Config) (http.Handler, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.identityRoutes()
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+	})
+	return s, nil
+}
+
+// newServer builds what every route needs.
+func newServer(cfg Config) (*Server, error) {
+	if cfg.Identity == nil || cfg.UserInfo == nil {
+		return nil, errors.New("server: identity issuer and user info store are required")
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -131,22 +174,9 @@ func New(cfg Config) (*Server, error) {
 	if s.origins, err = newOriginPolicy(cfg.AppBaseURL, cfg.ExtraAllowedOrigins); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	for name, env := range cfg.Envs {
-		env.name = name
-		if env.CallbackURL == "" {
-			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
-		}
-		if env.SessionDuration <= 0 {
-			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
-		}
-		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration); err != nil {
-			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
-		}
-	}
 	if s.oidcConf, err = s.openIDConfiguration(); err != nil {
 		return nil, err
 	}
-	s.routes()
 	return s, nil
 }
 
@@ -165,9 +195,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
 	s.cliRoutes()
-	s.mux.Handle("GET /api/auth/.well-known/jwks.json", s.cors(http.HandlerFunc(s.jwks)))
-	s.mux.Handle("GET /api/auth/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfigurationRoute)))
-	s.mux.Handle("GET /api/auth/v1/userinfo", s.cors(s.api(s.userinfo)))
+	s.identityRoutes()
 	// Everything else under /api/auth: CORS preflights, unknown providers and routes.
 	s.mux.Handle("/api/auth/", s.cors(s.api(func(w http.ResponseWriter, r *http.Request) error {
 		rest := strings.TrimPrefix(r.URL.Path, "/api/auth/")
@@ -176,10 +204,17 @@ func (s *Server) routes() {
 		}
 		return notFoundError("Not found")
 	})))
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+}
+
+// identityRoutes are the routes token verifiers use, and liveness.
+func (s *Server) identityRoutes() {
+	s.mux.Handle("GET /api/auth/.well-known/jwks.json", s.cors(http.HandlerFunc(s.jwks)))
+	s.mux.Handle("GET /api/auth/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfigurationRoute)))
+	s.mux.Handle("GET /api/auth/v1/userinfo", s.cors(s.api(s.userinfo)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
 }
 
 // api adapts a handler that returns an error, answering Backstage's error
