@@ -21,11 +21,11 @@ func TestIdentityHandlerWhileStarting(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]int{
-		"/api/auth/.well-known/jwks.json":              200,
-		"/api/auth/.well-known/openid-configuration":   200,
-		"/healthz":                                     200,
-		"/api/auth/v1/userinfo":                        401,
-		"/readyz":                                      503,
+		"/api/auth/.well-known/jwks.json":            200,
+		"/api/auth/.well-known/openid-configuration": 200,
+		"/healthz":              200,
+		"/api/auth/v1/userinfo": 401,
+		"/readyz":               503,
 		"/api/auth/spectrocloud/start?env=development": 503,
 	} {
 		rec := httptest.NewRecorder()
