@@ -11,15 +11,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/config"
 )
 
 // startDev runs the daemon on its embedded development defaults, moved to a
 // free loopback port and a temporary data directory.
-func startDev(t *testing.T) (*Daemon, string) {
+func startDev(t *testing.T, log hclog.Logger) (*Daemon, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +41,7 @@ func startDev(t *testing.T) (*Daemon, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d, err := Start(ctx, cfg, Options{Listener: l})
+	d, err := Start(ctx, cfg, Options{Listener: l, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +52,8 @@ func startDev(t *testing.T) (*Daemon, string) {
 func portOf(a net.Addr) string { return a.(*net.TCPAddr).AddrPort().String()[len("127.0.0.1:"):] }
 
 func TestDevDefaultsServeTheDemoAndSignIn(t *testing.T) {
-	_, base := startDev(t)
+	var logs syncBuffer
+	_, base := startDev(t, hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: &logs, JSONFormat: true}))
 	for _, path := range []string{"/", "/demo.js", "/healthz", "/readyz", "/api/auth/.well-known/jwks.json", "/api/auth/.well-known/openid-configuration", DevProviderPath + "/.well-known/openid-configuration"} {
 		res, err := http.Get(base + path)
 		if err != nil {
@@ -93,6 +97,39 @@ func TestDevDefaultsServeTheDemoAndSignIn(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(frame), "authorization_response") || !strings.Contains(string(frame), "user%3Adefault%2Falice") {
 		t.Fatalf("sign-in did not reach the frame page with alice's identity (%d): %s", res.StatusCode, frame)
 	}
+
+	// Even at trace level, the log holds no secret: not the client secret,
+	// no token, not the session handle.
+	u, _ := url.Parse(base + "/api/auth/spectrocloud/refresh")
+	secrets := []string{"dev-secret-not-for-production", "eyJ"}
+	for _, c := range jar.Cookies(u) {
+		secrets = append(secrets, c.Value)
+	}
+	if !strings.Contains(logs.String(), "signed in") {
+		t.Fatalf("the log does not show the sign-in:\n%s", logs.String())
+	}
+	for _, s := range secrets {
+		if s != "" && strings.Contains(logs.String(), s) {
+			t.Errorf("the log contains a secret (%.12s…)", s)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestDevProviderRefusesNonLoopbackListen(t *testing.T) {
