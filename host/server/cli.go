@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
 )
@@ -143,7 +144,7 @@ func (s *Server) cliEnv(name string) (*Env, error) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		return nil, inputError("Several environments are configured (%s): choose one with env", strings.Join(names, ", "))
+		return nil, backstageerr.Input("Several environments are configured (%s): choose one with env", strings.Join(names, ", "))
 	}
 	return s.env(name)
 }
@@ -157,14 +158,14 @@ func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := loopbackRedirect(q.Get("redirect_uri")); err != nil {
-		return inputError("%s", err.Error())
+		return backstageerr.Input("%s", err.Error())
 	}
 	state := q.Get("state")
 	if state == "" || len(state) > maxCLIState {
-		return inputError("state is required (at most %d characters)", maxCLIState)
+		return backstageerr.Input("state is required (at most %d characters)", maxCLIState)
 	}
 	if q.Get("code_challenge_method") != "S256" || !validChallenge(q.Get("code_challenge")) {
-		return inputError("PKCE is required: code_challenge_method=S256 and a code_challenge of 43 base64url characters")
+		return backstageerr.Input("PKCE is required: code_challenge_method=S256 and a code_challenge of 43 base64url characters")
 	}
 	nonceBytes := make([]byte, 16)
 	if _, err := rand.Read(nonceBytes); err != nil {
@@ -214,9 +215,9 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	fail := func(code string, err error) error {
-		ae := asAPIError(err)
-		msg := ae.message
-		if ae.status >= 500 {
+		ae := backstageerr.As(err)
+		msg := ae.Message
+		if ae.Status >= 500 {
 			s.log.Error("command-line sign-in failed", "env", env.name, "error", err)
 			msg = "Sign-in failed; the daemon's log has the details"
 		} else {
@@ -227,19 +228,19 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	if e := params.Get("error"); e != "" {
-		return fail("access_denied", authenticationError("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description"))))
+		return fail("access_denied", backstageerr.Authentication("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description"))))
 	}
 	if err := env.Upstream.CheckAuthorizationResponseIssuer(params.Get("iss")); err != nil {
-		return fail("access_denied", &apiError{status: http.StatusForbidden, name: "NotAllowedError", message: "Authorization response came from an unexpected issuer", cause: err})
+		return fail("access_denied", backstageerr.NotAllowed("Authorization response came from an unexpected issuer").WithCause(err))
 	}
 	code := params.Get("code")
 	if code == "" {
-		return fail("invalid_request", inputError("Authorization response has no code"))
+		return fail("invalid_request", backstageerr.Input("Authorization response has no code"))
 	}
 	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
 		s.derive("pkce-verifier", req.Nonce), s.derive("oidc-nonce", req.Nonce))
 	if err != nil {
-		return fail("access_denied", &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Could not complete the sign-in with SpectroCloud", cause: err})
+		return fail("access_denied", backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err))
 	}
 	if tokens.Scope == "" {
 		tokens.Scope = req.Scope
@@ -393,13 +394,13 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
 	var te *tokenError
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, res)
+		backstageerr.WriteJSON(w, http.StatusOK, res)
 	case errors.As(err, &te):
 		s.log.Debug("command-line token request refused", "error", err)
-		writeJSON(w, te.status, te)
+		backstageerr.WriteJSON(w, te.status, te)
 	default:
 		s.log.Error("command-line token request failed", "error", err)
-		writeJSON(w, http.StatusInternalServerError, &tokenError{Code: "server_error", Description: "the daemon's log has the details"})
+		backstageerr.WriteJSON(w, http.StatusInternalServerError, &tokenError{Code: "server_error", Description: "the daemon's log has the details"})
 	}
 	return nil
 }
@@ -481,11 +482,11 @@ func (s *Server) cliTokens(sess *session.Session) *cliTokenResponse {
 func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		return inputError("The body must be a form")
+		return backstageerr.Input("The body must be a form")
 	}
 	key, err := session.KeyOf(r.PostForm.Get("refresh_token"))
 	if err != nil {
-		return inputError("refresh_token is malformed")
+		return backstageerr.Input("refresh_token is malformed")
 	}
 	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
 		if env, ok := s.cfg.Envs[sess.Env]; ok {
@@ -500,7 +501,7 @@ func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
 		return fmt.Errorf("deleting the session: %w", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{})
+	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
 )
@@ -40,21 +41,21 @@ func (st oauthState) encode() string {
 func decodeState(s string) (oauthState, error) {
 	raw, err := hex.DecodeString(s)
 	if err != nil {
-		return oauthState{}, notAllowedError("OAuth state is invalid, missing env")
+		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing env")
 	}
 	v, err := url.ParseQuery(string(raw))
 	if err != nil {
-		return oauthState{}, notAllowedError("OAuth state is invalid, missing env")
+		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing env")
 	}
 	st := oauthState{
 		Nonce: v.Get("nonce"), Env: v.Get("env"), Origin: v.Get("origin"),
 		RedirectURL: v.Get("redirectUrl"), Flow: v.Get("flow"), Scope: v.Get("scope"),
 	}
 	if st.Env == "" {
-		return oauthState{}, notAllowedError("OAuth state is invalid, missing env")
+		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing env")
 	}
 	if st.Nonce == "" {
-		return oauthState{}, notAllowedError("OAuth state is invalid, missing nonce")
+		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing nonce")
 	}
 	return st, nil
 }
@@ -74,15 +75,15 @@ func (s *Server) derive(purpose, nonce string) string {
 // parseRedirectURL validates the redirect flow's return address.
 func (s *Server) parseRedirectURL(v string) (*url.URL, error) {
 	if v == "" {
-		return nil, inputError("No redirectUrl provided in request query parameters")
+		return nil, backstageerr.Input("No redirectUrl provided in request query parameters")
 	}
 	u, err := url.Parse(v)
 	if err != nil || !u.IsAbs() {
-		return nil, inputError("Redirect URL is invalid, failed to parse")
+		return nil, backstageerr.Input("Redirect URL is invalid, failed to parse")
 	}
 	origin, err := normalizeOrigin(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !s.origins.allowed(origin) {
-		return nil, notAllowedError("Redirect URL is not an allowed origin")
+		return nil, backstageerr.NotAllowed("Redirect URL is not an allowed origin")
 	}
 	return u, nil
 }
@@ -94,10 +95,10 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	if q.Has("origin") {
 		o, err := normalizeOrigin(origin)
 		if err != nil {
-			return inputError("App origin is invalid, failed to parse")
+			return backstageerr.Input("App origin is invalid, failed to parse")
 		}
 		if !s.origins.allowed(o) {
-			return notAllowedError("Origin '%s' is not allowed", o)
+			return backstageerr.NotAllowed("Origin '%s' is not allowed", o)
 		}
 		origin = o
 	}
@@ -145,7 +146,7 @@ func callbackParams(r *http.Request) (url.Values, error) {
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return nil, inputError("Authorization response is not a valid form")
+		return nil, backstageerr.Input("Authorization response is not a valid form")
 	}
 	return r.Form, nil
 }
@@ -177,14 +178,14 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	targetOrigin := s.origins.app
 	res, err := s.completeSignIn(r, w, env, params, &targetOrigin)
 	if err != nil {
-		ae := asAPIError(err)
-		if ae.status >= 500 {
+		ae := backstageerr.As(err)
+		if ae.Status >= 500 {
 			s.log.Error("sign-in failed", "env", env.name, "error", err)
 		} else {
 			s.log.Info("sign-in refused", "env", env.name, "error", err)
 		}
-		name, msg := ae.name, ae.message
-		if ae.status >= 500 {
+		name, msg := ae.Name, ae.Message
+		if ae.Status >= 500 {
 			name, msg = "Error", "Sign-in failed; the daemon's log has the details"
 		}
 		if st.Flow == "redirect" || res.flow == "redirect" {
@@ -194,7 +195,7 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 			http.Redirect(w, r, u.String(), http.StatusFound)
 			return nil
 		}
-		writeWebMessage(w, targetOrigin, webMessage{Type: "authorization_response", Error: &errorDetail{Name: name, Message: msg}})
+		writeWebMessage(w, targetOrigin, webMessage{Type: "authorization_response", Error: &backstageerr.Detail{Name: name, Message: msg}})
 		return nil
 	}
 	if res.redirect != nil {
@@ -219,7 +220,7 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	}
 	res.flow = st.Flow
 	if st.Env != env.name {
-		return res, notAllowedError("OAuth state is for another environment")
+		return res, backstageerr.NotAllowed("OAuth state is for another environment")
 	}
 	if st.Flow == "redirect" {
 		if res.redirect, err = s.parseRedirectURL(st.RedirectURL); err != nil {
@@ -229,38 +230,38 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	if st.Origin != "" {
 		o, err := normalizeOrigin(st.Origin)
 		if err != nil {
-			return res, notAllowedError("App origin is invalid, failed to parse")
+			return res, backstageerr.NotAllowed("App origin is invalid, failed to parse")
 		}
 		if !s.origins.allowed(o) {
-			return res, notAllowedError("Origin '%s' is not allowed", o)
+			return res, backstageerr.NotAllowed("Origin '%s' is not allowed", o)
 		}
 		*targetOrigin = o
 	}
 	cookieNonce := cookieValue(r, env.cookies.nonceName)
 	if cookieNonce == "" {
-		return res, notAllowedError("Auth response is missing cookie nonce")
+		return res, backstageerr.NotAllowed("Auth response is missing cookie nonce")
 	}
 	if !hmac.Equal([]byte(cookieNonce), []byte(st.Nonce)) {
-		return res, notAllowedError("Invalid nonce")
+		return res, backstageerr.NotAllowed("Invalid nonce")
 	}
 	env.cookies.clearNonce(w, st.Origin)
 	if !s.used.claim(st.Nonce, s.now()) {
-		return res, notAllowedError("This sign-in response was already used")
+		return res, backstageerr.NotAllowed("This sign-in response was already used")
 	}
 	if e := params.Get("error"); e != "" {
-		return res, authenticationError("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description")))
+		return res, backstageerr.Authentication("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description")))
 	}
 	if err := env.Upstream.CheckAuthorizationResponseIssuer(params.Get("iss")); err != nil {
-		return res, &apiError{status: http.StatusForbidden, name: "NotAllowedError", message: "Authorization response came from an unexpected issuer", cause: err}
+		return res, backstageerr.NotAllowed("Authorization response came from an unexpected issuer").WithCause(err)
 	}
 	code := params.Get("code")
 	if code == "" {
-		return res, inputError("Authorization response has no code")
+		return res, backstageerr.Input("Authorization response has no code")
 	}
 	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
 		s.derive("pkce-verifier", st.Nonce), s.derive("oidc-nonce", st.Nonce))
 	if err != nil {
-		return res, &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Could not complete the sign-in with SpectroCloud", cause: err}
+		return res, backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err)
 	}
 	if tokens.Scope == "" {
 		tokens.Scope = st.Scope
@@ -319,9 +320,9 @@ func (s *Server) resolve(ctx context.Context, env *Env, tokens *upstream.Tokens)
 	case err == nil:
 		return id, nil
 	case errors.Is(err, signin.ErrNoIdentity):
-		return id, notAllowedError("Failed to sign-in, unable to resolve user identity. Please verify that your catalog contains the expected User entities that would match your configured sign-in resolver.")
+		return id, backstageerr.NotAllowed("Failed to sign-in, unable to resolve user identity. Please verify that your catalog contains the expected User entities that would match your configured sign-in resolver.")
 	default:
-		return id, &apiError{status: http.StatusInternalServerError, name: "Error", message: "Sign-in resolution failed", cause: err}
+		return id, backstageerr.New(http.StatusInternalServerError, backstageerr.NameError, "Sign-in resolution failed", err)
 	}
 }
 

@@ -7,13 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 )
 
 // webMessage is what the frame page posts to the app.
 type webMessage struct {
-	Type     string        `json:"type"`
-	Response *authResponse `json:"response,omitempty"`
-	Error    *errorDetail  `json:"error,omitempty"`
+	Type     string               `json:"type"`
+	Response *authResponse        `json:"response,omitempty"`
+	Error    *backstageerr.Detail `json:"error,omitempty"`
 }
 
 // safelyEncodeURIComponent matches JavaScript's encodeURIComponent, plus '

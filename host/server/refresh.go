@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -257,11 +258,11 @@ var errSessionEnded = errors.New("session ended")
 // is sent. It returns the selected environment and the caller's origin.
 func (s *Server) scriptCall(r *http.Request) (*Env, string, error) {
 	if r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
-		return nil, "", authenticationError("Invalid X-Requested-With header")
+		return nil, "", backstageerr.Authentication("Invalid X-Requested-With header")
 	}
 	origin := r.Header.Get("Origin")
 	if origin != "" && !s.origins.allowed(origin) {
-		return nil, "", notAllowedError("Origin '%s' is not allowed", origin)
+		return nil, "", backstageerr.NotAllowed("Origin '%s' is not allowed", origin)
 	}
 	env, err := s.env(r.URL.Query().Get("env"))
 	return env, origin, err
@@ -275,7 +276,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	handle := cookieValue(r, env.cookies.refreshName)
 	if handle == "" {
-		return refreshFailed(inputError("Missing session cookie"))
+		return refreshFailed(backstageerr.Input("Missing session cookie"))
 	}
 	key, err := session.KeyOf(handle)
 	if err != nil {
@@ -289,12 +290,12 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 		}
 		return refreshFailed(err)
 	}
-	writeJSON(w, http.StatusOK, s.responseFor(sess))
+	backstageerr.WriteJSON(w, http.StatusOK, s.responseFor(sess))
 	return nil
 }
 
 func refreshFailed(cause error) error {
-	return &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Refresh failed", cause: cause}
+	return backstageerr.Authentication("Refresh failed").WithCause(cause)
 }
 
 // refreshSession returns the session behind key, refreshing what is stale:
@@ -376,8 +377,8 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		}
 	}
 	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) && ae.status == http.StatusForbidden {
+		var ae *backstageerr.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
 			s.endSession(ctx, key)
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
 		}
@@ -417,7 +418,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	env.cookies.clearSession(w, origin)
 	if allowedLogoutURL(env.LogoutURL) {
-		writeJSON(w, http.StatusOK, map[string]string{"logoutUrl": env.LogoutURL})
+		backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"logoutUrl": env.LogoutURL})
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)

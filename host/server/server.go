@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -147,7 +148,7 @@ func NewIdentityHandler(cfg Config) (http.Handler, error) {
 	s.identityRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		backstageerr.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 	})
 	return s, nil
 }
@@ -200,9 +201,9 @@ func (s *Server) routes() {
 	s.mux.Handle("/api/auth/", s.cors(s.api(func(w http.ResponseWriter, r *http.Request) error {
 		rest := strings.TrimPrefix(r.URL.Path, "/api/auth/")
 		if p, _, _ := strings.Cut(rest, "/"); p != ProviderID && !strings.HasPrefix(rest, ".well-known/") && !strings.HasPrefix(rest, "v1/") {
-			return notFoundError("Unknown auth provider '%s'", p)
+			return backstageerr.NotFound("Unknown auth provider '%s'", p)
 		}
-		return notFoundError("Not found")
+		return backstageerr.NotFound("Not found")
 	})))
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 }
@@ -213,7 +214,7 @@ func (s *Server) identityRoutes() {
 	s.mux.Handle("GET /api/auth/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfigurationRoute)))
 	s.mux.Handle("GET /api/auth/v1/userinfo", s.cors(s.api(s.userinfo)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 }
 
@@ -222,7 +223,7 @@ func (s *Server) identityRoutes() {
 func (s *Server) api(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.PathValue("provider"); p != "" && p != ProviderID {
-			s.writeError(w, r, notFoundError("Unknown auth provider '%s'", p))
+			s.writeError(w, r, backstageerr.NotFound("Unknown auth provider '%s'", p))
 			return
 		}
 		if err := h(w, r); err != nil {
@@ -262,11 +263,11 @@ func (s *Server) cors(next http.Handler) http.Handler {
 // env selects the environment from the env query parameter.
 func (s *Server) env(name string) (*Env, error) {
 	if name == "" {
-		return nil, inputError("Must specify 'env' query to select environment")
+		return nil, backstageerr.Input("Must specify 'env' query to select environment")
 	}
 	e, ok := s.cfg.Envs[name]
 	if !ok {
-		return nil, notFoundError("No configuration available for the '%s' environment of this provider.", name)
+		return nil, backstageerr.NotFound("No configuration available for the '%s' environment of this provider.", name)
 	}
 	return e, nil
 }
@@ -274,11 +275,11 @@ func (s *Server) env(name string) (*Env, error) {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			backstageerr.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // usedNonces remembers the nonces of completed sign-ins until their cookie

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 )
 
 // openIDConfiguration describes the daemon as Backstage's auth backend
@@ -53,11 +55,11 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 	scheme, token, ok := strings.Cut(authz, " ")
 	token = strings.TrimLeft(token, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return authenticationError("No token provided")
+		return backstageerr.Authentication("No token provided")
 	}
 	claims, err := s.cfg.Identity.Verify(r.Context(), token)
 	if err != nil {
-		return &apiError{status: http.StatusUnauthorized, name: "AuthenticationError", message: "Invalid token", cause: err}
+		return backstageerr.Authentication("Invalid token").WithCause(err)
 	}
 	info, err := s.cfg.UserInfo.Get(r.Context(), claims.Subject)
 	if err != nil {
@@ -66,6 +68,6 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 		_, _ = w.Write([]byte("User info not found"))
 		return nil
 	}
-	writeJSON(w, http.StatusOK, info)
+	backstageerr.WriteJSON(w, http.StatusOK, info)
 	return nil
 }
