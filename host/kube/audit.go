@@ -26,6 +26,7 @@ const (
 	ReasonStrategyMisconfigured = "strategy-misconfigured" // the strategy's options are wrong
 	ReasonStrategyFailed        = "strategy-failed"        // the strategy failed or timed out
 	ReasonSessionUnavailable    = "session-unavailable"    // the session could not be read or refreshed
+	ReasonInternalError         = "internal-error"         // the daemon failed; its log has the details
 )
 
 // AuditEvent is one line of the audit log. It never holds a credential.

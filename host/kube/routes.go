@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/sdk"
 )
@@ -27,7 +28,7 @@ func (b *Broker) routes() {
 	b.mux.Handle("POST "+RoutePrefix+"credential", b.api(b.credential))
 	b.mux.Handle("GET "+RoutePrefix+"catalog-info.yaml", b.api(b.catalog))
 	b.mux.Handle(RoutePrefix, b.api(func(w http.ResponseWriter, r *http.Request) error {
-		return notFoundError("Not found")
+		return backstageerr.NotFound("Not found")
 	}))
 }
 
@@ -53,7 +54,7 @@ func bearer(r *http.Request) string {
 func (b *Broker) session(r *http.Request) (*server.UserSession, error) {
 	token := bearer(r)
 	if token == "" {
-		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonUnauthenticated,
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
 			"Missing Backstage token: send Authorization: Bearer <your Backstage token>; sign in again to get one", nil)
 	}
 	us, err := b.cfg.Sessions(r.Context(), token)
@@ -61,13 +62,13 @@ func (b *Broker) session(r *http.Request) (*server.UserSession, error) {
 	case err == nil:
 		return us, nil
 	case errors.Is(err, server.ErrUnauthenticated):
-		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonUnauthenticated,
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
 			"Invalid Backstage token: it is expired, malformed or not issued by this daemon; sign in again", err)
 	case errors.Is(err, server.ErrSessionEnded):
-		return nil, refusal(http.StatusUnauthorized, "AuthenticationError", ReasonSessionEnded,
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonSessionEnded,
 			"Your SpectroCloud session has ended (signed out, expired, or refused by SpectroCloud); sign in again", err)
 	default:
-		return nil, refusal(http.StatusServiceUnavailable, "ServiceUnavailableError", ReasonSessionUnavailable,
+		return nil, refusal(http.StatusServiceUnavailable, backstageerr.NameServiceUnavailable, ReasonSessionUnavailable,
 			"Your session could not be read or refreshed right now; try again shortly", err)
 	}
 }
@@ -105,7 +106,7 @@ func (b *Broker) clusters(w http.ResponseWriter, r *http.Request) error {
 		}
 		out = append(out, j)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"clusters": out})
+	backstageerr.WriteJSON(w, http.StatusOK, map[string]any{"clusters": out})
 	return nil
 }
 
@@ -132,8 +133,8 @@ func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
 	cred, err := b.issue(r, &ev)
 	ev.Time = b.now()
 	if err != nil {
-		ae := asAPIError(err)
-		ev.Outcome, ev.Reason, ev.Message = OutcomeRefused, ae.reason, ae.message
+		ae := backstageerr.As(err)
+		ev.Outcome, ev.Reason, ev.Message = OutcomeRefused, auditReason(err), ae.Message
 		if aerr := b.cfg.Audit.Record(ev); aerr != nil {
 			b.log.Error("could not write the audit log", "error", aerr)
 		}
@@ -153,7 +154,7 @@ func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("auditing a grant (the credential was withheld): %w", err)
 	}
 	b.log.Info("kubernetes credential granted", "user", ev.User, "cluster", ev.Cluster, "strategy", ev.Strategy)
-	writeJSON(w, http.StatusOK, res)
+	backstageerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -173,20 +174,20 @@ func (b *Broker) issue(r *http.Request, ev *AuditEvent) (sdk.Credential, error) 
 	var req credentialRequest
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBody))
 	if err != nil {
-		return cred, refusal(http.StatusBadRequest, "InputError", ReasonBadRequest, "The request body is too large or unreadable", err)
+		return cred, refusal(http.StatusBadRequest, backstageerr.NameInput, ReasonBadRequest, "The request body is too large or unreadable", err)
 	}
 	if err := json.Unmarshal(body, &req); err != nil || req.Cluster == "" {
-		return cred, refusal(http.StatusBadRequest, "InputError", ReasonBadRequest, `The request body must be JSON {"cluster": "<name>"}`, err)
+		return cred, refusal(http.StatusBadRequest, backstageerr.NameInput, ReasonBadRequest, `The request body must be JSON {"cluster": "<name>"}`, err)
 	}
 	ev.Cluster = truncate(req.Cluster, 253)
 
 	e, ok := b.reg.load().byName[req.Cluster]
 	if !ok {
-		return cred, refusal(http.StatusNotFound, "NotFoundError", ReasonUnknownCluster,
+		return cred, refusal(http.StatusNotFound, backstageerr.NameNotFound, ReasonUnknownCluster,
 			fmt.Sprintf("Unknown cluster '%s'", ev.Cluster), nil)
 	}
 	if e.strategy == nil {
-		return cred, refusal(http.StatusNotFound, "NotFoundError", ReasonNoStrategy,
+		return cred, refusal(http.StatusNotFound, backstageerr.NameNotFound, ReasonNoStrategy,
 			fmt.Sprintf("Cluster '%s' has no credential strategy: it issues no credentials here", e.cluster.Name), nil)
 	}
 	ev.Strategy = e.strategy.Name()
@@ -217,19 +218,19 @@ func (b *Broker) strategyError(e *entry, err error) error {
 	var ce *sdk.ConfigError
 	switch {
 	case errors.Is(err, sdk.ErrNotFound) || errors.As(err, &ie):
-		return refusal(http.StatusForbidden, "NotAllowedError", ReasonRefused,
+		return refusal(http.StatusForbidden, backstageerr.NameNotAllowed, ReasonRefused,
 			fmt.Sprintf("Cluster '%s' issues no credential to you: %s", cluster, truncate(err.Error(), maxMessage)), err)
 	case errors.As(err, &ce):
 		b.log.Error("cluster strategy is misconfigured", "cluster", cluster, "strategy", name, "error", err)
-		return refusal(http.StatusBadGateway, "Error", ReasonStrategyMisconfigured,
+		return refusal(http.StatusBadGateway, backstageerr.NameError, ReasonStrategyMisconfigured,
 			fmt.Sprintf("The credential strategy %s of cluster '%s' is misconfigured (%s); an operator must fix it", name, cluster, truncate(ce.Error(), maxMessage)), err)
 	case errors.Is(err, context.DeadlineExceeded):
 		b.log.Error("cluster strategy timed out", "cluster", cluster, "strategy", name, "error", err)
-		return refusal(http.StatusBadGateway, "Error", ReasonStrategyFailed,
+		return refusal(http.StatusBadGateway, backstageerr.NameError, ReasonStrategyFailed,
 			fmt.Sprintf("The credential strategy %s of cluster '%s' timed out; try again shortly", name, cluster), err)
 	default:
 		b.log.Error("cluster strategy failed", "cluster", cluster, "strategy", name, "error", err)
-		return refusal(http.StatusBadGateway, "Error", ReasonStrategyFailed,
+		return refusal(http.StatusBadGateway, backstageerr.NameError, ReasonStrategyFailed,
 			fmt.Sprintf("The credential strategy %s of cluster '%s' failed; the daemon's log has the details", name, cluster), err)
 	}
 }

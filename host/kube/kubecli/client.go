@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 )
 
 // Paths of the daemon's routes.
@@ -436,10 +438,7 @@ func (c *Client) call(ctx context.Context, method, path, token string, body []by
 	if res.StatusCode != http.StatusOK {
 		ae := &apiError{status: res.StatusCode}
 		var eb struct {
-			Error struct {
-				Name    string `json:"name"`
-				Message string `json:"message"`
-			} `json:"error"`
+			Error backstageerr.Detail `json:"error"`
 		}
 		if json.Unmarshal(raw, &eb) == nil {
 			ae.name, ae.message = eb.Error.Name, eb.Error.Message
