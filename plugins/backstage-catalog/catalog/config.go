@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -119,13 +118,11 @@ func ParseConfig(values sdk.Options) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	if caFile != "" {
-		if c.BaseURL.Scheme != "https" {
-			return c, sdk.ConfigErrorf("caFile", "is set but baseUrl is not https")
-		}
-		if c.RootCAs, err = loadCAFile(caFile); err != nil {
-			return c, sdk.ConfigErrorf("caFile", "%v", err)
-		}
+	if caFile != "" && c.BaseURL.Scheme != "https" {
+		return c, sdk.ConfigErrorf("caFile", "is set but baseUrl is not https")
+	}
+	if c.RootCAs, err = values.CertPool("", "caFile"); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -169,18 +166,6 @@ func durationIn(values sdk.Options, key string, def, lo, hi time.Duration) (time
 		return 0, sdk.ConfigErrorf(key, "is %s, want %s to %s", d, lo, hi)
 	}
 	return d, nil
-}
-
-func loadCAFile(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // tlsConfig is the TLS configuration of the catalog client: certificates

@@ -31,7 +31,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -112,29 +111,8 @@ func ParseConfig(v sdk.Options, getenv func(string) string) (Config, error) {
 	if strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r > '~' }) {
 		return c, sdk.ConfigErrorf("apiKey", "has spaces, line breaks or characters other than printable ASCII (is the variable it comes from quoted or followed by a newline?)")
 	}
-	caData, err := v.StringOr("caData", "")
-	if err != nil {
+	if c.RootCAs, err = v.CertPool("caData", "caFile"); err != nil {
 		return c, err
-	}
-	caFile, err := v.StringOr("caFile", "")
-	if err != nil {
-		return c, err
-	}
-	switch {
-	case caData != "" && caFile != "":
-		return c, sdk.ConfigErrorf("caFile", "set caData or caFile, not both")
-	case caData != "":
-		if c.RootCAs, err = certPool([]byte(caData)); err != nil {
-			return c, sdk.ConfigErrorf("caData", "%v", err)
-		}
-	case caFile != "":
-		b, err := os.ReadFile(caFile)
-		if err != nil {
-			return c, sdk.ConfigErrorf("caFile", "%v", err)
-		}
-		if c.RootCAs, err = certPool(b); err != nil {
-			return c, sdk.ConfigErrorf("caFile", "%v", err)
-		}
 	}
 	if c.RequestTimeout, err = v.Duration("requestTimeout", DefaultRequestTimeout); err != nil {
 		return c, err
@@ -152,14 +130,6 @@ func ParseConfig(v sdk.Options, getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	return c, nil
-}
-
-func certPool(pemData []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("holds no PEM certificate")
-	}
-	return pool, nil
 }
 
 func (c Config) tlsConfig() *tls.Config {

@@ -33,7 +33,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -133,29 +132,8 @@ func ParseConfig(v sdk.Options) (Config, error) {
 			return c, sdk.ConfigErrorf("clientSecret", "has line breaks or characters other than printable ASCII")
 		}
 	}
-	caData, err := v.StringOr("caData", "")
-	if err != nil {
+	if c.RootCAs, err = v.CertPool("caData", "caFile"); err != nil {
 		return c, err
-	}
-	caFile, err := v.StringOr("caFile", "")
-	if err != nil {
-		return c, err
-	}
-	switch {
-	case caData != "" && caFile != "":
-		return c, sdk.ConfigErrorf("caFile", "set caData or caFile, not both")
-	case caData != "":
-		if c.RootCAs, err = certPool([]byte(caData)); err != nil {
-			return c, sdk.ConfigErrorf("caData", "%v", err)
-		}
-	case caFile != "":
-		b, err := os.ReadFile(caFile)
-		if err != nil {
-			return c, sdk.ConfigErrorf("caFile", "%v", err)
-		}
-		if c.RootCAs, err = certPool(b); err != nil {
-			return c, sdk.ConfigErrorf("caFile", "%v", err)
-		}
 	}
 	if c.Timeout, err = v.Duration("timeout", DefaultTimeout); err != nil {
 		return c, err
@@ -175,14 +153,6 @@ func ParseConfig(v sdk.Options) (Config, error) {
 		}
 	}
 	return c, nil
-}
-
-func certPool(pemData []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("holds no PEM certificate")
-	}
-	return pool, nil
 }
 
 func (c Config) tlsConfig() *tls.Config {
