@@ -490,11 +490,7 @@ func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
 		if env, ok := s.cfg.Envs[sess.Env]; ok {
-			if tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim); err == nil {
-				if err := env.Upstream.Revoke(r.Context(), tokens); err != nil {
-					s.log.Warn("upstream revocation failed; the session is ended here anyway", "env", env.name, "user", sess.UserEntityRef, "error", err)
-				}
-			}
+			s.revokeUpstream(r.Context(), env, sess)
 		}
 		s.log.Info("signed out from the command line", "env", sess.Env, "user", sess.UserEntityRef)
 	}

@@ -390,6 +390,19 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 	return sess, nil
 }
 
+// revokeUpstream asks env's provider to revoke the session's upstream
+// tokens, where it supports revocation. A failure is only logged: signing
+// out ends the session here anyway.
+func (s *Server) revokeUpstream(ctx context.Context, env *Env, sess *session.Session) {
+	tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim)
+	if err != nil {
+		return
+	}
+	if err := env.Upstream.Revoke(ctx, tokens); err != nil {
+		s.log.Warn("upstream revocation failed; the session is ended here anyway", "env", env.name, "user", sess.UserEntityRef, "error", err)
+	}
+}
+
 func (s *Server) endSession(ctx context.Context, key session.Key) {
 	if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
 		s.log.Error("deleting an ended session", "error", err)
@@ -405,11 +418,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	if key, err := session.KeyOf(cookieValue(r, env.cookies.refreshName)); err == nil {
 		if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
-			if tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim); err == nil {
-				if err := env.Upstream.Revoke(r.Context(), tokens); err != nil {
-					s.log.Warn("upstream revocation failed; the session is ended here anyway", "env", env.name, "user", sess.UserEntityRef, "error", err)
-				}
-			}
+			s.revokeUpstream(r.Context(), env, sess)
 			s.log.Info("signed out", "env", env.name, "user", sess.UserEntityRef)
 		}
 		if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
