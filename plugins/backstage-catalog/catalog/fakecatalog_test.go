@@ -99,7 +99,9 @@ func (f *fakeCatalog) serve(w http.ResponseWriter, r *http.Request) {
 
 	if hang != nil && hang(r) {
 		<-r.Context().Done()
-		return
+		// Hang up without an answer: returning would send an empty 200,
+		// which can reach the client before its own deadline fires.
+		panic(http.ErrAbortHandler)
 	}
 	if redirect != "" {
 		http.Redirect(w, r, redirect, http.StatusFound)

@@ -201,7 +201,9 @@ func (p *paletteAPI) kubeconfig(w http.ResponseWriter, r *http.Request, uid stri
 	switch c.mode {
 	case "slow":
 		<-r.Context().Done()
-		return
+		// Hang up without an answer: returning would send an empty 200,
+		// which can reach the client before its own deadline fires.
+		panic(http.ErrAbortHandler)
 	case "broken":
 		paletteError(w, http.StatusInternalServerError, "InternalError", "kubeconfig not ready")
 		return

@@ -93,7 +93,9 @@ func (s *sts) serve(w http.ResponseWriter, r *http.Request) {
 	switch aud {
 	case "slow":
 		<-r.Context().Done()
-		return
+		// Hang up without an answer: returning would send an empty 200,
+		// which can reach the client before its own deadline fires.
+		panic(http.ErrAbortHandler)
 	case "denied":
 		oauthError(w, 400, "access_denied", "alice may not use this cluster")
 		return
