@@ -92,13 +92,14 @@ func NewServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) 
 		VersionedPlugins: map[int]plugin.PluginSet{
 			ProtocolVersion: {PluginSetKey: &grpcPlugin{srv: srv}},
 		},
+		// The SDK's options come first, so that options passed in (go-plugin
+		// passes the TLS credentials) add to them or override them.
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts,
+			return grpc.NewServer(append([]grpc.ServerOption{
 				grpc.MaxRecvMsgSize(MaxMessageSize),
 				grpc.MaxSendMsgSize(MaxMessageSize),
 				grpc.ChainUnaryInterceptor(recoverPanics(logger)),
-			)
-			return grpc.NewServer(opts...)
+			}, opts...)...)
 		},
 		Logger: logger,
 	}, nil

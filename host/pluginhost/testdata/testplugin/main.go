@@ -153,11 +153,12 @@ func main() {
 		fmt.Fprintln(stderr, err)
 		os.Exit(1)
 	}
-	// No message limits and a misbehaving interceptor: the host must protect
-	// itself.
+	// The SDK's gRPC server (so that calls cost what they cost with
+	// sdk.Serve), but with no limit on what it sends and a misbehaving
+	// interceptor: the host must protect itself.
+	sdkServer := cfg.GRPCServer
 	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
-		opts = append(opts, grpc.MaxSendMsgSize(64<<20), grpc.ChainUnaryInterceptor(misbehave))
-		return grpc.NewServer(opts...)
+		return sdkServer(append(opts, grpc.MaxSendMsgSize(64<<20), grpc.ChainUnaryInterceptor(misbehave)))
 	}
 	if os.Getenv("TESTPLUGIN_PROTOCOL") == "2" {
 		cfg.VersionedPlugins = map[int]plugin.PluginSet{2: cfg.VersionedPlugins[sdk.ProtocolVersion]}
