@@ -24,6 +24,16 @@ const ProtocolVersion = 1
 // protocol sends or accepts, in bytes.
 const MaxMessageSize = 4 << 20
 
+// FlowControlWindow is the HTTP/2 flow-control window, per call and per
+// connection, that both ends of the plugin protocol receive with, in bytes:
+// as large as MaxMessageSize, so that a call of any size the protocol allows
+// is not held up waiting for window updates. The window is fixed: that turns
+// off gRPC's bandwidth-delay estimation, which otherwise sends a PING, its
+// ACK and a WINDOW_UPDATE with nearly every call; on a Unix socket to a local
+// process that doubles the writes and wake-ups of a call and estimates
+// nothing useful.
+const FlowControlWindow = MaxMessageSize
+
 // PluginSetKey is the name under which the protocol is registered in the
 // go-plugin plugin sets of both ends. Plugin authors do not need it.
 const PluginSetKey = "spectroauth"
@@ -98,6 +108,8 @@ func NewServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) 
 			return grpc.NewServer(append([]grpc.ServerOption{
 				grpc.MaxRecvMsgSize(MaxMessageSize),
 				grpc.MaxSendMsgSize(MaxMessageSize),
+				grpc.StaticStreamWindowSize(FlowControlWindow),
+				grpc.StaticConnWindowSize(FlowControlWindow),
 				grpc.ChainUnaryInterceptor(recoverPanics(logger)),
 			}, opts...)...)
 		},

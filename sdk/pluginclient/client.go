@@ -58,9 +58,14 @@ func VersionedPlugins() map[int]plugin.PluginSet {
 
 // GRPCDialOptions returns the dial options of the protocol, for
 // plugin.ClientConfig.GRPCDialOptions: messages are limited to
-// sdk.MaxMessageSize. (Every call of a Client also sets this limit.)
+// sdk.MaxMessageSize (every call of a Client also sets this limit), and the
+// flow-control windows are fixed at sdk.FlowControlWindow.
 func GRPCDialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultCallOptions(callOptions...)}
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(callOptions...),
+		grpc.WithStaticStreamWindowSize(sdk.FlowControlWindow),
+		grpc.WithStaticConnWindowSize(sdk.FlowControlWindow),
+	}
 }
 
 var callOptions = []grpc.CallOption{
