@@ -16,9 +16,11 @@
 // interpreter is not verified.
 //
 // The plugin's environment is only its configured `env:` plus what go-plugin
-// needs for the handshake (and SPECTROAUTH_PLUGIN_LOG_LEVEL, the daemon's
-// level, unless `env:` sets it): the daemon's own environment (client
-// secrets, but also PATH and HOME) is never passed on. Its stdin is
+// needs for the handshake (and, unless `env:` sets them,
+// SPECTROAUTH_PLUGIN_LOG_LEVEL, the daemon's level, and GOMAXPROCS=1: a
+// plugin serves I/O-bound calls next to the daemon, and a Go plugin with one
+// P spends far less CPU on scheduler wake-ups per call): the daemon's own
+// environment (client secrets, but also PATH and HOME) is never passed on. Its stdin is
 // /dev/null; its stderr is forwarded into the daemon's log under the
 // plugin's name, at the level of each line; stray stdout is logged as a
 // warning. Transport is gRPC with go-plugin's AutoMTLS, with

@@ -342,8 +342,25 @@ func TestEnvironmentIsolation(t *testing.T) {
 	if id.Extra["logLevel"] != "debug" {
 		t.Errorf("the plugin's log level = %v, want the daemon's (debug)", id.Extra["logLevel"])
 	}
+	if id.Extra["gomaxprocs"] != 1.0 {
+		t.Errorf("the plugin's GOMAXPROCS = %v, want 1 by default", id.Extra["gomaxprocs"])
+	}
 	if strings.Contains(logs.String(), "plugin-secret-value") {
 		t.Error("a plugin's env value is in the log")
+	}
+}
+
+// TestEnvironmentOverridesGOMAXPROCS: `env:` sets a plugin's GOMAXPROCS.
+func TestEnvironmentOverridesGOMAXPROCS(t *testing.T) {
+	cfg := pluginConfig(t)
+	cfg.Env = map[string]config.Secret{"GOMAXPROCS": "2"}
+	h := start(t, map[string]config.Plugin{"tp": cfg}, Options{StartTimeout: 30 * time.Second})
+	id, err := resolve(t, h, "env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Extra["gomaxprocs"] != 2.0 {
+		t.Errorf("the plugin's GOMAXPROCS = %v, want the configured 2", id.Extra["gomaxprocs"])
 	}
 }
 

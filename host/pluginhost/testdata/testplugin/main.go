@@ -6,6 +6,7 @@
 //	pid                the identity, with the process id and build version in Extra
 //	echo               the identity, with what the request carried in Extra
 //	env                the identity, with what the environment holds in Extra
+//	                   (and the plugin's GOMAXPROCS)
 //	crash              exits with status 3 in the middle of the call
 //	hang               never answers, whatever the deadline
 //	slow               logs "slow call started", answers after 400ms
@@ -24,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -80,6 +82,7 @@ func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.I
 		id.Extra = map[string]any{
 			"secretVisible": secret, "pathVisible": path,
 			"configured": os.Getenv("TESTPLUGIN_CONFIGURED"), "logLevel": os.Getenv(sdk.LogLevelEnv),
+			"gomaxprocs": runtime.GOMAXPROCS(0),
 		}
 	case "crash":
 		os.Exit(3)
