@@ -132,7 +132,7 @@ func BenchmarkStart(b *testing.B) {
 		h := start(b, map[string]config.Plugin{"tp": cfg}, Options{Logger: hclog.NewNullLogger(), StartTimeout: 30 * time.Second})
 		in := h.plugins["tp"]
 		for b.Loop() {
-			g, err := in.launch(context.Background())
+			g, err := in.launch(context.Background(), in.verified)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -271,6 +271,36 @@ func TestExecutesVerifiedBytes(t *testing.T) {
 	}
 }
 
+// TestUnverifiedBinaryNeverRuns: go-plugin prepares the first launch while
+// the binary is verified, but a binary that fails verification is not
+// executed, and the launch leaves nothing behind.
+func TestUnverifiedBinaryNeverRuns(t *testing.T) {
+	tmp := t.TempDir() // go-plugin makes its socket directory here
+	t.Setenv("TMPDIR", tmp)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	script := filepath.Join(dir, "plugin.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch '"+marker+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts, _ := testOptions(t)
+	h, err := Start(context.Background(), map[string]config.Plugin{"tp": {Command: script, SHA256: strings.Repeat("ab", 32), CallTimeout: time.Second}}, opts)
+	if err == nil {
+		h.Close(context.Background())
+		t.Fatal("Start succeeded")
+	}
+	if !strings.HasPrefix(err.Error(), "plugins.tp.sha256: ") {
+		t.Errorf("Start error = %q, want plugins.tp.sha256: …", err)
+	}
+	time.Sleep(100 * time.Millisecond) // a script started by mistake would have run by now
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the unverified binary ran")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("the failed start left %s behind in TMPDIR", left[0].Name())
+	}
+}
+
 func TestConfigurationErrors(t *testing.T) {
 	const res = "auth.providers.spectrocloud.development.signIn.resolvers[0]"
 	tests := []struct {

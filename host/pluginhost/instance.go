@@ -58,7 +58,8 @@ type instance struct {
 	stderr  *stderrForwarder
 	stdout  *stdoutReporter
 
-	bin *verifiedBinary // set by start
+	path string          // the binary's absolute path, set by start
+	bin  *verifiedBinary // set by start once verified
 
 	// cur is the generation that takes calls; nil while the plugin is down.
 	cur        atomic.Pointer[generation]
@@ -133,16 +134,38 @@ func (in *instance) start(ctx context.Context, uses []Use) error {
 	if err != nil {
 		return fmt.Errorf("%s.command: %w", key, err)
 	}
-	bin, err := verifyBinary(in.name, path, in.cfg.SHA256)
-	if err != nil {
-		var dm *digestMismatchError
-		if errors.As(err, &dm) {
-			return fmt.Errorf("%s.sha256: %w", key, err)
+	in.path = path
+	// The binary is verified while go-plugin prepares the first launch
+	// (mostly its AutoMTLS key pair: 5ms, 16ms in a fresh process); the
+	// runner executes it only once it is verified, and not at all if that
+	// fails.
+	verified := make(chan struct{})
+	var verifyErr error
+	go func() {
+		defer close(verified)
+		in.bin, verifyErr = verifyBinary(in.name, path, in.cfg.SHA256)
+	}()
+	g, err := in.launch(ctx, func(rctx context.Context) (*verifiedBinary, error) {
+		select {
+		case <-verified:
+		case <-rctx.Done():
+			return nil, rctx.Err()
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return fmt.Errorf("%s.command: %w", key, err)
+		if verifyErr != nil {
+			return nil, errNotVerified
+		}
+		return in.bin, nil
+	})
+	<-verified
+	if verifyErr != nil {
+		var dm *digestMismatchError
+		if errors.As(verifyErr, &dm) {
+			return fmt.Errorf("%s.sha256: %w", key, verifyErr)
+		}
+		return fmt.Errorf("%s.command: %w", key, verifyErr)
 	}
-	in.bin = bin
-	g, err := in.launch(ctx)
 	if err != nil {
 		return err
 	}
@@ -204,10 +227,17 @@ func (in *instance) environment() ([]string, error) {
 	return env, nil
 }
 
-// launch starts a process of the plugin, connects to it, describes it and
-// configures it.
-func (in *instance) launch(ctx context.Context) (_ *generation, err error) {
-	r := newProcRunner(in.name, in.bin, in.cfg.Args, in.stderr, in.stdout)
+// errNotVerified is what the runner of a plugin's first process returns
+// when the binary failed verification; start reports why.
+var errNotVerified = errors.New("the plugin binary failed verification")
+
+// verified returns the verified binary, for a restart.
+func (in *instance) verified(context.Context) (*verifiedBinary, error) { return in.bin, nil }
+
+// launch starts a process of the plugin, once binary returns the verified
+// binary, connects to it, describes it and configures it.
+func (in *instance) launch(ctx context.Context, binary func(context.Context) (*verifiedBinary, error)) (_ *generation, err error) {
+	r := newProcRunner(in.name, in.path, binary, in.cfg.Args, in.stderr, in.stdout)
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: pluginclient.VersionedPlugins(),
@@ -215,11 +245,12 @@ func (in *instance) launch(ctx context.Context) (_ *generation, err error) {
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
+		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, socketDir string) (runner.Runner, error) {
 			// spec.Env holds only what go-plugin needs (SkipHostEnv):
 			// handshake cookie, protocol versions, client certificate,
 			// socket directory. It comes last so that it wins.
 			r.env = append(slices.Clone(in.env), spec.Env...)
+			r.socketDir = socketDir
 			return r, nil
 		},
 		StartTimeout: in.h.opts.StartTimeout,
@@ -241,7 +272,7 @@ func (in *instance) launch(ctx context.Context) (_ *generation, err error) {
 	defer cancel()
 	c, err := pluginclient.Open(sctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("plugins.%s: starting %s: %w", in.name, in.bin.path, err)
+		return nil, fmt.Errorf("plugins.%s: starting %s: %w", in.name, in.path, err)
 	}
 	cfgErr := c.Configure(sctx, sdk.Config{InstanceName: in.name, Values: sdk.Options(in.cfg.Config)})
 	if cfgErr != nil {
@@ -346,7 +377,7 @@ func (in *instance) run(ctx context.Context, g *generation) {
 			case <-t.C:
 			}
 			in.setDown(why, time.Time{})
-			ng, err := in.launch(ctx)
+			ng, err := in.launch(ctx, in.verified)
 			if ctx.Err() != nil {
 				if err == nil {
 					in.kill(ng, true)

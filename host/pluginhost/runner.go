@@ -15,19 +15,25 @@ import (
 
 // procRunner runs one plugin process for go-plugin (ClientConfig.RunnerFunc).
 // It differs from go-plugin's own runner in what the daemon needs: it
-// executes the verified memfd rather than a path, from the spawner thread
-// with the parent-death signal set (startCmd), with exactly the environment
-// it is given and no stdin; and it reads the plugin's stdout and stderr
-// itself, handing go-plugin only the handshake line (stray stdout is
-// reported, stderr is forwarded to the daemon's log by stderrForwarder).
+// executes the verified memfd rather than a path, and only once verified,
+// from the spawner thread with the parent-death signal set (startCmd), with
+// exactly the environment it is given and no stdin; and it reads the
+// plugin's stdout and stderr itself, handing go-plugin only the handshake
+// line (stray stdout is reported, stderr is forwarded to the daemon's log by
+// stderrForwarder).
 type procRunner struct {
-	name   string          // the plugin's name
-	bin    *verifiedBinary // what to run
-	args   []string        // arguments after argv[0]
-	env    []string        // the whole environment, set by the RunnerFunc
-	stderr *stderrForwarder
-	stdout *stdoutReporter
+	name string // the plugin's name
+	path string // the plugin binary's path, for messages
+	// binary waits until the plugin binary is verified and returns it, or
+	// the error that verification failed with.
+	binary    func(context.Context) (*verifiedBinary, error)
+	args      []string // arguments after argv[0]
+	env       []string // the whole environment, set by the RunnerFunc
+	socketDir string   // go-plugin's socket directory for this process, set by the RunnerFunc
+	stderr    *stderrForwarder
+	stdout    *stdoutReporter
 
+	bin       *verifiedBinary // what runs, set by Start
 	cmd       *exec.Cmd
 	pid       int
 	handshake *io.PipeReader // stdout as go-plugin sees it: the handshake line
@@ -39,12 +45,24 @@ type procRunner struct {
 
 var _ runner.Runner = (*procRunner)(nil)
 
-func newProcRunner(name string, bin *verifiedBinary, args []string, stderr *stderrForwarder, stdout *stdoutReporter) *procRunner {
-	return &procRunner{name: name, bin: bin, args: args, stderr: stderr, stdout: stdout, exited: make(chan struct{})}
+func newProcRunner(name, path string, binary func(context.Context) (*verifiedBinary, error), args []string, stderr *stderrForwarder, stdout *stdoutReporter) *procRunner {
+	return &procRunner{name: name, path: path, binary: binary, args: args, stderr: stderr, stdout: stdout, exited: make(chan struct{})}
 }
 
-// Start starts the process.
-func (r *procRunner) Start(context.Context) error {
+// Start starts the process, once the binary is verified.
+func (r *procRunner) Start(ctx context.Context) (err error) {
+	defer func() {
+		// go-plugin removes its socket directory only when it kills a
+		// process that started.
+		if err != nil && r.socketDir != "" {
+			_ = os.RemoveAll(r.socketDir)
+		}
+	}()
+	bin, err := r.binary(ctx)
+	if err != nil {
+		return err
+	}
+	r.bin = bin
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -169,7 +187,7 @@ func (r *procRunner) ID() string {
 
 // Diagnose explains why a plugin may fail the handshake.
 func (r *procRunner) Diagnose(context.Context) string {
-	msg := fmt.Sprintf("The plugin binary %s did not start a go-plugin gRPC server: it must be a spectroauth plugin (built with sdk.Serve, or speaking go-plugin's handshake), for %s/%s, and print nothing on stdout before the handshake line.", r.bin.path, runtime.GOOS, runtime.GOARCH)
+	msg := fmt.Sprintf("The plugin binary %s did not start a go-plugin gRPC server: it must be a spectroauth plugin (built with sdk.Serve, or speaking go-plugin's handshake), for %s/%s, and print nothing on stdout before the handshake line.", r.path, runtime.GOOS, runtime.GOARCH)
 	select {
 	case <-r.exited:
 		msg += " It exited: " + r.exitReason() + "; its stderr is in the daemon's log."
