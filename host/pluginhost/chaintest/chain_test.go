@@ -124,6 +124,24 @@ func TestChainNotFoundThenSignIn(t *testing.T) {
 		}
 		chain = append(chain, signin.Step{Name: u.Plugin + "/" + u.Name, Resolver: r})
 	}
+	// calls returns how many calls each plugin has had.
+	calls := func() map[string]uint64 {
+		m := map[string]uint64{}
+		for _, st := range h.Plugins() {
+			m[st.Name] = st.Calls
+		}
+		return m
+	}
+	// asked checks that since before, the plugins had the calls of want:
+	// one per step the chain went through, never more.
+	asked := func(t *testing.T, before map[string]uint64, want map[string]uint64) {
+		t.Helper()
+		for name, n := range calls() {
+			if got := n - before[name]; got != want[name] {
+				t.Errorf("plugin %s had %d calls, want %d", name, got, want[name])
+			}
+		}
+	}
 	input := func(email string, groups ...any) signin.Input {
 		claims := map[string]any{"sub": "sub-" + email, "email": email, "email_verified": true}
 		if groups != nil {
@@ -134,6 +152,8 @@ func TestChainNotFoundThenSignIn(t *testing.T) {
 	}
 
 	t.Run("first step not found, second signs in", func(t *testing.T) {
+		before := calls()
+		defer asked(t, before, map[string]uint64{"claims": 1, "catalog": 1})
 		id, err := chain.Resolve(ctx, input("alice@example.com"))
 		if err != nil {
 			t.Fatalf("chain: %v", err)
@@ -146,6 +166,7 @@ func TestChainNotFoundThenSignIn(t *testing.T) {
 		}
 	})
 	t.Run("first step signs in, second is not asked", func(t *testing.T) {
+		defer asked(t, calls(), map[string]uint64{"claims": 1})
 		before := catalogCalls.Load()
 		id, err := chain.Resolve(ctx, input("bob@contractors.example"))
 		if err != nil || id.UserEntityRef != "user:contractors/bob" || !slices.Equal(id.OwnershipEntityRefs, []string{"user:contractors/bob", "group:contractors/all"}) {
@@ -156,6 +177,7 @@ func TestChainNotFoundThenSignIn(t *testing.T) {
 		}
 	})
 	t.Run("a refusal stops the chain", func(t *testing.T) {
+		defer asked(t, calls(), map[string]uint64{"claims": 1})
 		before := catalogCalls.Load()
 		_, err := chain.Resolve(ctx, input("carol@contractors.example", "suspended"))
 		if err == nil || errors.Is(err, signin.ErrNoIdentity) || !strings.Contains(err.Error(), "refused by the mapping's policy") {
@@ -166,6 +188,7 @@ func TestChainNotFoundThenSignIn(t *testing.T) {
 		}
 	})
 	t.Run("found by neither", func(t *testing.T) {
+		defer asked(t, calls(), map[string]uint64{"claims": 1, "catalog": 1})
 		if _, err := chain.Resolve(ctx, input("nobody@example.com")); !errors.Is(err, signin.ErrNoIdentity) {
 			t.Errorf("got %v, want signin.ErrNoIdentity", err)
 		}
