@@ -24,8 +24,8 @@ import (
 type procRunner struct {
 	name string // the plugin's name
 	path string // the plugin binary's path, for messages
-	// binary waits until the plugin binary is verified and returns it, or
-	// the error that verification failed with.
+	// binary waits until the plugin binary is verified and returns it; it
+	// fails if the verification did.
 	binary    func(context.Context) (*verifiedBinary, error)
 	args      []string // arguments after argv[0]
 	env       []string // the whole environment, set by the RunnerFunc
