@@ -20,6 +20,21 @@ import (
 
 // BenchmarkResolve measures a sign-in resolver call through a real plugin
 // process (gRPC over a Unix socket with AutoMTLS), with 1 and 16 callers.
+//
+// Where the time goes (2-vCPU VM, Go 1.26; issue 3's target is 150 µs at
+// 1 caller): 252 µs per call after tuning (fixed gRPC flow-control windows,
+// GOMAXPROCS=1 in plugins), from 328 µs. A call still costs about 12 context
+// switches across the two processes at 7-11 µs each on this VM, and the
+// host alone spends about 180 µs of CPU per call, mostly syscalls, futex
+// wake-ups and the scheduler's idle loop; a bare gRPC+TLS health check
+// between two minimal Go processes measured 152-183 µs. Our conversions
+// (options and claims to Struct, checking the identity) are under 7%.
+//
+// BenchmarkStart (target 60 ms): 68.6 ms, of which verifying the binary
+// (sendfile into a sealed memfd, then SHA-256) is about 30 ms and overlaps
+// the host's AutoMTLS key generation, the plugin's P-521 certificate about
+// 15 ms, the connection and TLS handshake about 15 ms, exec 6 ms.
+// go-plugin hard-codes P-521 for AutoMTLS on both sides.
 func BenchmarkResolve(b *testing.B) {
 	h := start(b, map[string]config.Plugin{"tp": pluginConfig(b)}, Options{Logger: hclog.NewNullLogger(), StartTimeout: 30 * time.Second})
 	r, err := h.Resolver("tp", "byEmail", map[string]any{"tag": "bench"})
