@@ -163,8 +163,7 @@ func run(o options) error {
 	} else {
 		res.ReadyMillis = ms(cold + ready)
 	}
-	time.Sleep(500 * time.Millisecond) // let start-up garbage settle
-	res.RSSReadyMB = rssMB(d.Process.Pid, "VmRSS")
+	res.RSSReadyMB = settledRSS(d.Process.Pid)
 
 	jar, cookie, err := signIn(base)
 	if err != nil {
@@ -194,9 +193,11 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		time.Sleep(500 * time.Millisecond)
-		runtime.GC()
-		res.RSSWithSessions = rssMB(d.Process.Pid, "VmRSS")
+		if _, err := waitOK(base+"/readyz", 30*time.Second); err != nil {
+			stopDaemon(d)
+			return err
+		}
+		res.RSSWithSessions = settledRSS(d.Process.Pid)
 		res.SessionsAddMB = res.RSSWithSessions - res.RSSReadyMB
 		stopDaemon(d)
 	}
@@ -407,6 +408,9 @@ func load(o options, base string, cookie *http.Cookie, pid int) (LoadResult, err
 		}
 	}
 
+	// Reset the process's peak RSS so VmHWM measures the load, not start-up
+	// (when plugin binaries are mapped to be hashed).
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 	var issued, errs atomic.Int64
 	lat := make([][]time.Duration, o.connections)
 	cpu0 := cpuTicks(pid)
@@ -481,6 +485,18 @@ func rssMB(pid int, field string) float64 {
 		}
 	}
 	return 0
+}
+
+// settledRSS is the smallest resident size of an idle process over two
+// seconds, sampled every 50 ms: the steady state, not the garbage of a
+// moment that the runtime has not handed back yet.
+func settledRSS(pid int) float64 {
+	low := rssMB(pid, "VmRSS")
+	for range 40 {
+		time.Sleep(50 * time.Millisecond)
+		low = min(low, rssMB(pid, "VmRSS"))
+	}
+	return low
 }
 
 // seedSessions copies the one session file in dir until there are n.
