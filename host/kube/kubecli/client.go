@@ -8,7 +8,8 @@
 //
 //   - the CLI session: the session handle the daemon's /cli/token issued
 //     after a browser sign-in, and the last Backstage token;
-//   - one credential per cluster, reused until a minute before it expires.
+//   - one credential per cluster, reused until a minute before it expires,
+//     and only while the CLI session it was issued to is the current one.
 //
 // Every operation holds an exclusive file lock per daemon and environment,
 // so concurrent kubectl invocations wait for one another instead of each
@@ -105,6 +106,14 @@ type Credential struct {
 // String describes the credential without its secrets.
 func (c Credential) String() string {
 	return fmt.Sprintf("Credential{Cluster:%q ExpiresAt:%s}", c.Cluster, c.ExpiresAt.Format(time.RFC3339))
+}
+
+// cachedCredential is a credential in the cache, bound to the CLI session
+// it was issued to: signing in again, as anyone, makes it unusable.
+type cachedCredential struct {
+	Credential
+	// Session identifies the session (sessionID).
+	Session string `json:"session"`
 }
 
 // session is the cached CLI session.
@@ -228,9 +237,10 @@ func (c *Client) Credential(ctx context.Context, cluster string) (Credential, er
 	defer unlock()
 
 	path := c.credentialPath(cluster)
-	var cached Credential
-	if readJSON(path, &cached) && cached.Cluster == cluster && !cached.ExpiresAt.IsZero() && cached.ExpiresAt.Sub(c.now()) > CredentialMargin {
-		return cached, nil
+	var cached cachedCredential
+	if sid := c.sessionID(); sid != "" && readJSON(path, &cached) && cached.Session == sid && cached.Cluster == cluster &&
+		!cached.ExpiresAt.IsZero() && cached.ExpiresAt.Sub(c.now()) > CredentialMargin {
+		return cached.Credential, nil
 	}
 	for attempt := 0; ; attempt++ {
 		token, err := c.backstageToken(ctx)
@@ -249,8 +259,8 @@ func (c *Client) Credential(ctx context.Context, cluster string) (Credential, er
 		if err != nil {
 			return Credential{}, err
 		}
-		if !cred.ExpiresAt.IsZero() {
-			if err := writeJSON(path, cred); err != nil {
+		if sid := c.sessionID(); sid != "" && !cred.ExpiresAt.IsZero() {
+			if err := writeJSON(path, cachedCredential{Credential: cred, Session: sid}); err != nil {
 				fmt.Fprintf(c.stderr(), "spectroauthd: could not cache the credential: %v\n", err)
 			}
 		}
@@ -324,6 +334,17 @@ func (c *Client) backstageToken(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fresh.AccessToken, nil
+}
+
+// sessionID identifies the cached CLI session (a digest of its handle), ""
+// when there is none. The caller holds the lock.
+func (c *Client) sessionID() string {
+	var s session
+	if !readJSON(c.sessionPath(), &s) || s.RefreshToken == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s.RefreshToken))
+	return hex.EncodeToString(sum[:16])
 }
 
 // dropAccessToken forgets the cached Backstage token but keeps the session.

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/kube"
 	"github.com/spectroauth/spectroauth/host/kube/internal/kubetest"
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
@@ -313,5 +314,54 @@ func TestServerURLChecks(t *testing.T) {
 		if code := kubecli.KubeCredential(context.Background(), args, o); code == 0 || stderr.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
+	}
+}
+
+func TestSignInAsAnotherUserDropsTheCachedCredential(t *testing.T) {
+	verified := true
+	e := &env{strategy: &counting{}, cache: t.TempDir()}
+	e.d = kubetest.Start(t, kubetest.Options{
+		Users: []devprovider.User{
+			{Username: "alice", Email: "alice@example.com", EmailVerified: &verified},
+			{Username: "carol", Email: "carol@example.com", EmailVerified: &verified},
+		},
+		Clusters: func(d *kubetest.Daemon) []kube.Cluster {
+			return []kube.Cluster{{
+				Cluster:  sdk.Cluster{Name: "prod", Server: "https://prod.k8s.example.com:6443"},
+				Strategy: &kube.StrategyBinding{Plugin: "test", Strategy: "oidc", Impl: e.strategy},
+			}}
+		},
+	})
+	tokenOf := func(out string) string {
+		t.Helper()
+		tok, _ := decodeExec(t, out)["status"].(map[string]any)["token"].(string)
+		return tok
+	}
+	code, out, errOut := e.run(t, kubecli.KubeCredential, true, "", "--cluster", "prod")
+	if code != 0 || !strings.Contains(errOut, "as user:default/alice") {
+		t.Fatalf("first sign-in: exit %d, %s", code, errOut)
+	}
+	alice := tokenOf(out)
+
+	// The same person signs in again, as another user: the credential
+	// cached for the first one is not theirs.
+	if err := e.d.OP.SetSelectedUser("carol"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := e.run(t, kubecli.Login, true, ""); code != 0 || !strings.Contains(errOut, "as user:default/carol") {
+		t.Fatalf("login as carol: exit %d, %s", code, errOut)
+	}
+	code, out, errOut = e.run(t, kubecli.KubeCredential, false, "", "--cluster", "prod")
+	if code != 0 {
+		t.Fatalf("credential after the new sign-in: exit %d, %s", code, errOut)
+	}
+	if tokenOf(out) == alice {
+		t.Fatal("kube-credential handed carol the credential cached for alice")
+	}
+	if n := e.strategy.calls.Load(); n != 2 {
+		t.Errorf("strategy called %d times, want 2 (once per user)", n)
+	}
+	if !strings.Contains(e.d.Audit.String(), `"user":"user:default/carol"`) {
+		t.Errorf("no grant to carol in the audit log:\n%s", e.d.Audit.String())
 	}
 }
