@@ -354,6 +354,7 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 	if err != nil {
 		return nil, err
 	}
+	refreshedUpstream := false
 	if s.upstreamStale(env, sess) {
 		switch refreshed, err := env.Upstream.Refresh(ctx, tokens); {
 		case err == nil:
@@ -365,6 +366,7 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 			if err := setUpstream(sess, tokens); err != nil {
 				return nil, err
 			}
+			refreshedUpstream = true
 		case errors.Is(err, upstream.ErrNoRefreshToken) && now.Before(sess.Upstream.IDTokenExpiry):
 			// Palette without a refresh grant: keep going until the ID token expires.
 		case now.Before(sess.Upstream.IDTokenExpiry) && !upstream.IsInvalidGrant(err):
@@ -381,6 +383,13 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
 			s.endSession(ctx, key)
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		if refreshedUpstream {
+			// The provider may have rotated its refresh token, spending the
+			// stored one: keep the new tokens, or the next refresh fails.
+			if perr := s.cfg.Sessions.Put(ctx, key, sess); perr != nil {
+				s.log.Error("storing refreshed upstream tokens", "env", env.name, "user", sess.UserEntityRef, "error", perr)
+			}
 		}
 		return nil, err
 	}

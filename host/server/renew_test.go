@@ -1,0 +1,234 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/signin"
+	"github.com/spectroauth/spectroauth/host/upstream"
+)
+
+// fakeUpstream is a provider whose refresh the test scripts: it rotates the
+// refresh token on every use and refuses a used one, as providers with
+// refresh token rotation do.
+type fakeUpstream struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	valid   string // the one refresh token the provider accepts
+	n       int
+	revoked []string
+	// block, when set, is called inside Refresh before it answers.
+	block func(ctx context.Context) error
+}
+
+func (u *fakeUpstream) tokens(rt string) *upstream.Tokens {
+	exp := u.now().Add(time.Hour)
+	claims := map[string]any{"sub": "alice-sub", "email": "alice@example.com", "email_verified": true, "exp": float64(exp.Unix())}
+	payload, _ := json.Marshal(claims)
+	return &upstream.Tokens{
+		IDToken:       b64(`{"alg":"RS256"}`) + "." + b64(string(payload)) + ".sig",
+		AccessToken:   "at-" + rt,
+		RefreshToken:  rt,
+		TokenType:     "Bearer",
+		Scope:         scope,
+		IDTokenExpiry: exp,
+		Claims:        claims,
+		Profile:       upstream.ProfileFromClaims(claims, false),
+	}
+}
+
+func (u *fakeUpstream) AuthCodeURL(a upstream.AuthRequest) string {
+	return "https://op.invalid/authorize?state=" + url.QueryEscape(a.State)
+}
+
+func (u *fakeUpstream) Exchange(context.Context, string, string, string, string) (*upstream.Tokens, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.n++
+	u.valid = "rt-1"
+	return u.tokens(u.valid), nil
+}
+
+func (u *fakeUpstream) Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error) {
+	if u.block != nil {
+		if err := u.block(ctx); err != nil {
+			return nil, err
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if t.RefreshToken != u.valid {
+		return nil, &upstream.TokenError{Op: "refreshing tokens", StatusCode: 400, Code: "invalid_grant"}
+	}
+	u.n++
+	u.valid = "rt-" + string(rune('0'+u.n))
+	return u.tokens(u.valid), nil
+}
+
+func (u *fakeUpstream) Revoke(_ context.Context, t *upstream.Tokens) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.revoked = append(u.revoked, t.RefreshToken)
+	return nil
+}
+
+func (u *fakeUpstream) CheckAuthorizationResponseIssuer(string) error { return nil }
+
+// flakyResolver resolves alice, or fails (not "not found") while failing is set.
+type flakyResolver struct {
+	mu      sync.Mutex
+	failing bool
+}
+
+func (r *flakyResolver) set(failing bool) { r.mu.Lock(); r.failing = failing; r.mu.Unlock() }
+
+func (r *flakyResolver) Resolve(context.Context, signin.Input) (signin.Identity, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return signin.Identity{}, errors.New("catalog unreachable")
+	}
+	return signin.Identity{UserEntityRef: "user:default/alice"}, nil
+}
+
+// fakeFixture is the daemon's HTTP layer in front of fakeUpstream, with a
+// clock the test moves.
+type fakeFixture struct {
+	t        *testing.T
+	up       *fakeUpstream
+	resolver *flakyResolver
+	srv      *httptest.Server
+	sessions session.Store
+	mu       sync.Mutex
+	clock    time.Time
+}
+
+func newFakeFixture(t *testing.T) *fakeFixture {
+	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}}
+	f.up = &fakeUpstream{now: f.now}
+	f.srv = httptest.NewUnstartedServer(nil)
+	base := "http://" + f.srv.Listener.Addr().String()
+	iss, err := identity.New(identity.Config{Issuer: base + "/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: f.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sessions = session.NewMemoryStore(session.Options{Now: f.now})
+	h, err := server.New(server.Config{
+		BaseURL:    base,
+		AppBaseURL: appOrigin,
+		Envs: map[string]*server.Env{"development": {
+			Upstream:        f.up,
+			SignIn:          f.resolver,
+			RefreshMargin:   5 * time.Minute,
+			SessionDuration: 24 * time.Hour,
+		}},
+		Identity: iss,
+		UserInfo: identity.NewMemoryUserInfoStore(),
+		Sessions: f.sessions,
+		FlowKey:  []byte(strings.Repeat("k", 32)),
+		Now:      f.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Config.Handler = h
+	f.srv.Start()
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeFixture) now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clock
+}
+
+func (f *fakeFixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clock = f.clock.Add(d)
+}
+
+// signIn runs /start and the callback in a fresh browser and returns it
+// with its session handle.
+func (f *fakeFixture) signIn() (*browser, string) {
+	f.t.Helper()
+	b := newBrowser(f.t)
+	res := b.do(http.MethodGet, f.srv.URL+"/api/auth/spectrocloud/start?"+popupQuery().Encode(), true)
+	loc, err := res.Location()
+	if err != nil {
+		f.t.Fatalf("start: %d", res.StatusCode)
+	}
+	cb := f.srv.URL + "/api/auth/spectrocloud/handler/frame?code=c&state=" + url.QueryEscape(loc.Query().Get("state"))
+	msg, _ := frameMessage(f.t, b.get(cb))
+	if msg["error"] != nil {
+		f.t.Fatalf("sign-in: %v", msg["error"])
+	}
+	u, _ := url.Parse(f.srv.URL + "/api/auth/spectrocloud")
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "spectrocloud-refresh-token" {
+			return b, c.Value
+		}
+	}
+	f.t.Fatal("no refresh cookie after sign-in")
+	return nil, ""
+}
+
+func (f *fakeFixture) refreshCtx(ctx context.Context, b *browser) (*http.Response, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/api/auth/spectrocloud/refresh?optional&env=development", nil)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	req.Header.Set("Origin", appOrigin)
+	res, err := b.client.Do(req)
+	if err == nil {
+		f.t.Cleanup(func() { res.Body.Close() })
+	}
+	return res, err
+}
+
+func (f *fakeFixture) refresh(b *browser) int {
+	f.t.Helper()
+	res, err := f.refreshCtx(context.Background(), b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res.StatusCode
+}
+
+// browserWithHandle is a browser holding only a session cookie.
+func (f *fakeFixture) browserWithHandle(handle string) *browser {
+	jar, _ := cookiejar.New(nil)
+	u, _ := url.Parse(f.srv.URL + "/api/auth/spectrocloud")
+	jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: handle, Path: "/api/auth/spectrocloud"}})
+	return &browser{t: f.t, client: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+}
+
+// A refresh that rotated the provider's refresh token keeps the new one even
+// when issuing the Backstage token then fails: the old one is spent, so
+// losing the new one would sign the user out on the next refresh.
+func TestRotatedRefreshTokenSurvivesFailedReissue(t *testing.T) {
+	f := newFakeFixture(t)
+	b, _ := f.signIn()
+
+	f.advance(56 * time.Minute) // within the margin: refresh goes upstream
+	f.resolver.set(true)
+	if got := f.refresh(b); got != http.StatusUnauthorized {
+		t.Fatalf("refresh with the resolver down: %d, want 401", got)
+	}
+	f.resolver.set(false)
+	if got := f.refresh(b); got != http.StatusOK {
+		t.Fatalf("refresh once the resolver is back: %d, want 200 (the rotated refresh token was lost)", got)
+	}
+}
