@@ -324,7 +324,13 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 
 // renewOnce renews the session under its flight, re-reading it first: a
 // concurrent caller may have renewed it already.
+//
+// The renewal does not end with the request that started it: other callers
+// share its result, and once the provider has rotated the refresh token the
+// new one must be stored. A caller that went away is no reason to end the
+// session. The provider client and the plugins bound every call they make.
 func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
+	ctx = context.WithoutCancel(ctx)
 	return s.flights.do(key, func() (*session.Session, error) {
 		sess, err := s.cfg.Sessions.Get(ctx, key)
 		if err != nil {

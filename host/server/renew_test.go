@@ -50,6 +50,12 @@ func (u *fakeUpstream) tokens(rt string) *upstream.Tokens {
 	}
 }
 
+func (u *fakeUpstream) setBlock(fn func(ctx context.Context) error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.block = fn
+}
+
 func (u *fakeUpstream) AuthCodeURL(a upstream.AuthRequest) string {
 	return "https://op.invalid/authorize?state=" + url.QueryEscape(a.State)
 }
@@ -63,8 +69,11 @@ func (u *fakeUpstream) Exchange(context.Context, string, string, string, string)
 }
 
 func (u *fakeUpstream) Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error) {
-	if u.block != nil {
-		if err := u.block(ctx); err != nil {
+	u.mu.Lock()
+	block := u.block
+	u.mu.Unlock()
+	if block != nil {
+		if err := block(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -230,5 +239,50 @@ func TestRotatedRefreshTokenSurvivesFailedReissue(t *testing.T) {
 	f.resolver.set(false)
 	if got := f.refresh(b); got != http.StatusOK {
 		t.Fatalf("refresh once the resolver is back: %d, want 200 (the rotated refresh token was lost)", got)
+	}
+}
+
+// blockRefresh makes the provider's refresh wait for release (or for its
+// context to end); entered is closed when a refresh is waiting.
+func (f *fakeFixture) blockRefresh() (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.up.setBlock(func(ctx context.Context) error {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	return entered, release
+}
+
+// A browser that goes away while its refresh is at the provider does not
+// end the session: the renewal is shared by every tab of the session, and
+// a refresh cancelled after the provider rotated its refresh token would
+// lose the new one.
+func TestCancelledRefreshDoesNotEndSession(t *testing.T) {
+	f := newFakeFixture(t)
+	b, _ := f.signIn()
+	f.advance(2 * time.Hour) // the ID token has expired; the session has not
+
+	entered, release := f.blockRefresh()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = f.refreshCtx(ctx, b)
+	}()
+	<-entered
+	cancel()
+	<-done
+	time.Sleep(300 * time.Millisecond) // let the daemon notice the closed connection
+	close(release)
+	f.up.setBlock(nil)
+
+	if got := f.refresh(b); got != http.StatusOK {
+		t.Fatalf("refresh after a cancelled one: %d, want 200", got)
 	}
 }
