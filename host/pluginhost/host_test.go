@@ -834,3 +834,44 @@ func TestCloseFrozenPlugin(t *testing.T) {
 		t.Error("the frozen plugin is still there")
 	}
 }
+
+// TestLongHandshakeLineLeaksNothing: a plugin whose first stdout line is
+// longer than go-plugin reads as a handshake fails to start, and leaves no
+// goroutine and no descriptor behind in the daemon.
+func TestLongHandshakeLineLeaksNothing(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "plugin.sh")
+	body := "#!/bin/sh\ns=x\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17; do s=$s$s; done\nprintf '%s\\n' \"$s\"\nexec /bin/sleep 60\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := fileDigest(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := func() int {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return strings.Count(string(buf), "pluginhost.(*procRunner).Start.func")
+	}
+	fdsBefore := countFDs(t)
+	for range 3 {
+		opts, _ := testOptions(t)
+		opts.StartTimeout = 5 * time.Second
+		h, err := Start(context.Background(), map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: time.Second}}, opts)
+		if err == nil {
+			h.Close(context.Background())
+			t.Fatal("a plugin without a handshake line started")
+		}
+	}
+	waitFor(t, 10*time.Second, "the runner's goroutines to end", func() bool { return stuck() == 0 })
+	waitFor(t, 10*time.Second, "the descriptors to be closed", func() bool { return countFDs(t) <= fdsBefore })
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}

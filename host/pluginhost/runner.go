@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,10 @@ type procRunner struct {
 }
 
 var _ runner.Runner = (*procRunner)(nil)
+
+// maxHandshakeLine bounds go-plugin's handshake line (about 1 KiB with
+// AutoMTLS's certificate), well below what go-plugin's scanner reads.
+const maxHandshakeLine = bufio.MaxScanTokenSize / 2
 
 func newProcRunner(name, path string, binary func(context.Context) (*verifiedBinary, error), args []string, stderr *stderrForwarder, stdout *stdoutReporter) *procRunner {
 	return &procRunner{name: name, path: path, binary: binary, args: args, stderr: stderr, stdout: stdout, exited: make(chan struct{})}
@@ -100,8 +105,19 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		first := true
 		readLines(outR, func(line []byte, cut bool) {
 			if first {
+				// go-plugin reads the handshake line with a bufio.Scanner,
+				// which stops at a line of 64 KiB without reading the
+				// rest: a longer line would block this write, and this
+				// goroutine and outR with it, forever. A line that long is
+				// no handshake; go-plugin gets EOF instead. Nothing after
+				// the first line is go-plugin's.
 				first = false
-				_, _ = hsW.Write(append(line, '\n'))
+				if !cut && len(line) < maxHandshakeLine {
+					_, _ = hsW.Write(append(line, '\n'))
+				} else {
+					r.stdout.report(line)
+				}
+				hsW.Close()
 				return
 			}
 			r.stdout.report(line)
