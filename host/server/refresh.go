@@ -393,16 +393,36 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		if refreshedUpstream {
 			// The provider may have rotated its refresh token, spending the
 			// stored one: keep the new tokens, or the next refresh fails.
-			if perr := s.cfg.Sessions.Put(ctx, key, sess); perr != nil {
+			if perr := s.storeRenewed(ctx, env, key, sess, true); errors.Is(perr, errSessionEnded) {
+				return nil, perr
+			} else if perr != nil {
 				s.log.Error("storing refreshed upstream tokens", "env", env.name, "user", sess.UserEntityRef, "error", perr)
 			}
 		}
 		return nil, err
 	}
-	if err := s.cfg.Sessions.Put(ctx, key, sess); err != nil {
-		return nil, fmt.Errorf("storing the refreshed session: %w", err)
+	if err := s.storeRenewed(ctx, env, key, sess, refreshedUpstream); err != nil {
+		return nil, err
 	}
 	return sess, nil
+}
+
+// storeRenewed writes a renewed session back over the stored one, unless
+// the session ended while it was renewed (a sign-out while the provider was
+// asked): then it stays ended, and the tokens the renewal got are revoked
+// as the sign-out revoked the earlier ones.
+func (s *Server) storeRenewed(ctx context.Context, env *Env, key session.Key, sess *session.Session, refreshedUpstream bool) error {
+	err := s.cfg.Sessions.Replace(ctx, key, sess)
+	if errors.Is(err, session.ErrNotFound) {
+		if refreshedUpstream {
+			s.revokeUpstream(ctx, env, sess)
+		}
+		return fmt.Errorf("%w: it ended while it was renewed", errSessionEnded)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the refreshed session: %w", err)
+	}
+	return nil
 }
 
 // revokeUpstream asks env's provider to revoke the session's upstream

@@ -286,3 +286,41 @@ func TestCancelledRefreshDoesNotEndSession(t *testing.T) {
 		t.Fatalf("refresh after a cancelled one: %d, want 200", got)
 	}
 }
+
+// Signing out while the session's renewal is at the provider ends the
+// session for good: the renewal must not store it again afterwards.
+func TestLogoutDuringRenewalEndsSession(t *testing.T) {
+	f := newFakeFixture(t)
+	b, handle := f.signIn()
+	f.advance(56 * time.Minute)
+
+	entered, release := f.blockRefresh()
+	status := make(chan int, 1)
+	go func() {
+		res, err := f.refreshCtx(context.Background(), f.browserWithHandle(handle))
+		if err != nil {
+			status <- 0
+			return
+		}
+		status <- res.StatusCode
+	}()
+	<-entered
+	res := b.do(http.MethodPost, f.srv.URL+"/api/auth/spectrocloud/logout?env=development", false, "X-Requested-With", "XMLHttpRequest")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", res.StatusCode)
+	}
+	close(release)
+	if got := <-status; got != http.StatusUnauthorized {
+		t.Errorf("the refresh that raced the logout: %d, want 401", got)
+	}
+	f.up.setBlock(nil)
+
+	if got := f.refresh(f.browserWithHandle(handle)); got != http.StatusUnauthorized {
+		t.Fatalf("refresh with the signed-out handle: %d, want 401 (the renewal brought the session back)", got)
+	}
+	f.up.mu.Lock()
+	defer f.up.mu.Unlock()
+	if n := len(f.up.revoked); n != 2 {
+		t.Errorf("revocations = %v, want the signed-out tokens and the ones the renewal got", f.up.revoked)
+	}
+}

@@ -194,6 +194,17 @@ func (s *FileStore) Get(_ context.Context, key Key) (*Session, error) {
 
 // Put implements Store: the session is on disk before Put returns.
 func (s *FileStore) Put(ctx context.Context, key Key, sess *Session) error {
+	return s.store(ctx, key, sess, false)
+}
+
+// Replace implements Store: like Put, but only over a live session.
+func (s *FileStore) Replace(ctx context.Context, key Key, sess *Session) error {
+	return s.store(ctx, key, sess, true)
+}
+
+// store writes sess under key; existing requires a live session there,
+// checked under the same lock as Delete takes.
+func (s *FileStore) store(ctx context.Context, key Key, sess *Session, existing bool) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -211,6 +222,11 @@ func (s *FileStore) Put(ctx context.Context, key Key, sess *Session) error {
 	mu := s.shard(key)
 	mu.Lock()
 	defer mu.Unlock()
+	if existing {
+		if v, ok := s.index.Load(key); !ok || v.(*Session).Expired(s.opts.Now()) {
+			return ErrNotFound
+		}
+	}
 	if err := atomicfile.WriteFile(s.path(key), data, 0o600); err != nil {
 		return fmt.Errorf("session: storing session %s: %w", key, err)
 	}

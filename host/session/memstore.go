@@ -40,6 +40,23 @@ func (m *MemoryStore) Put(_ context.Context, key Key, s *Session) error {
 	return nil
 }
 
+// Replace implements Store.
+func (m *MemoryStore) Replace(_ context.Context, key Key, s *Session) error {
+	if err := validate(s, m.now()); err != nil {
+		return err
+	}
+	c := s.Clone()
+	for {
+		old, ok := m.index.Load(key)
+		if !ok || old.(*Session).Expired(m.now()) {
+			return ErrNotFound
+		}
+		if m.index.CompareAndSwap(key, old, c) {
+			return nil
+		}
+	}
+}
+
 // Delete implements Store.
 func (m *MemoryStore) Delete(_ context.Context, key Key) error {
 	m.index.Delete(key)

@@ -221,6 +221,12 @@ type Store interface {
 	// Put stores s under key, replacing any session there. The store
 	// keeps its own copy.
 	Put(ctx context.Context, key Key, s *Session) error
+	// Replace stores s under key only while a live session is there, and
+	// returns ErrNotFound otherwise, atomically with Delete: a renewal that
+	// finishes after a sign-out must not bring the session back. (In
+	// PostgreSQL: an UPDATE of the row that must exist and be unexpired.)
+	// The store keeps its own copy.
+	Replace(ctx context.Context, key Key, s *Session) error
 	// Delete removes the session for key; deleting nothing is no error.
 	Delete(ctx context.Context, key Key) error
 	// Sweep removes expired sessions and returns how many it removed.

@@ -201,6 +201,71 @@ func TestPutGetDelete(t *testing.T) {
 	}
 }
 
+// Replace writes only over a live session: after Delete (a sign-out) or
+// expiry it stores nothing, in memory or on disk.
+func TestReplaceOnlyOverLiveSession(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	for name, s := range map[string]Store{
+		"file":   openStore(t, dir, clock, nil),
+		"memory": NewMemoryStore(Options{Now: clock.Now}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			h := mustHandle(t)
+			if err := s.Replace(ctx, key(h), sample(clock.Now(), "alice")); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Replace of nothing: %v, want ErrNotFound", err)
+			}
+			if _, err := s.Get(ctx, key(h)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Replace of nothing stored a session: %v", err)
+			}
+			orig := sample(clock.Now(), "alice")
+			if err := s.Put(ctx, key(h), orig); err != nil {
+				t.Fatal(err)
+			}
+			renewed := sample(clock.Now(), "alice")
+			renewed.Upstream.RefreshToken = "rt-renewed"
+			if err := s.Replace(ctx, key(h), renewed); err != nil {
+				t.Fatalf("Replace of a live session: %v", err)
+			}
+			got, err := s.Get(ctx, key(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertSame(t, got, renewed)
+
+			if err := s.Delete(ctx, key(h)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Replace(ctx, key(h), renewed); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Replace after Delete: %v, want ErrNotFound", err)
+			}
+			if _, err := s.Get(ctx, key(h)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Replace after Delete brought the session back: %v", err)
+			}
+
+			// Expired (not yet swept): gone as well.
+			h2 := mustHandle(t)
+			short := sample(clock.Now(), "bob")
+			short.ExpiresAt = clock.Now().Add(time.Minute)
+			if err := s.Put(ctx, key(h2), short); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(2 * time.Minute)
+			if err := s.Replace(ctx, key(h2), sample(clock.Now(), "bob")); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Replace of an expired session: %v, want ErrNotFound", err)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sessions")); err != nil {
+		t.Fatal(err)
+	}
+	reopened := openStore(t, dir, clock, nil)
+	if n := reopened.Len(); n != 0 {
+		t.Errorf("%d sessions on disk after Replace over deleted and expired ones, want 0", n)
+	}
+}
+
 func assertSame(t *testing.T, got, want *Session) {
 	t.Helper()
 	g, _ := json.Marshal(got)
