@@ -282,11 +282,26 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// maxUsedNonces bounds how many used nonces are remembered. Anyone can make
+// the daemon remember one (a made-up state with a matching made-up nonce
+// cookie), so beyond it the oldest are forgotten early: a replay still needs
+// the victim's nonce cookie and an authorization code the provider has not
+// redeemed yet.
+const maxUsedNonces = 1 << 16
+
 // usedNonces remembers the nonces of completed sign-ins until their cookie
 // would have expired, so a state is accepted once.
 type usedNonces struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
+	// order holds the remembered nonces in claim order, which is expiry
+	// order: expired ones leave from the front without a walk of them all.
+	order []usedNonce
+}
+
+type usedNonce struct {
+	nonce string
+	exp   time.Time
 }
 
 // claim records nonce and reports whether it was fresh.
@@ -296,16 +311,26 @@ func (u *usedNonces) claim(nonce string, now time.Time) bool {
 	if u.seen == nil {
 		u.seen = make(map[string]time.Time)
 	}
+	for len(u.order) > 0 && !now.Before(u.order[0].exp) {
+		u.dropOldest()
+	}
 	if exp, ok := u.seen[nonce]; ok && now.Before(exp) {
 		return false
 	}
-	if len(u.seen) > 1024 {
-		for n, exp := range u.seen {
-			if !now.Before(exp) {
-				delete(u.seen, n)
-			}
-		}
+	for len(u.order) >= maxUsedNonces {
+		u.dropOldest()
 	}
-	u.seen[nonce] = now.Add(nonceMaxAge)
+	exp := now.Add(nonceMaxAge)
+	u.seen[nonce] = exp
+	u.order = append(u.order, usedNonce{nonce, exp})
 	return true
+}
+
+func (u *usedNonces) dropOldest() {
+	head := u.order[0]
+	u.order[0] = usedNonce{}
+	u.order = u.order[1:]
+	if exp, ok := u.seen[head.nonce]; ok && exp.Equal(head.exp) {
+		delete(u.seen, head.nonce)
+	}
 }
