@@ -875,3 +875,50 @@ func countFDs(t *testing.T) int {
 	}
 	return len(fds)
 }
+
+// TestStartAborted: a start cut short by its context at any point (the
+// daemon stopped while starting) fails cleanly, without a data race between
+// the abort and the process being started, and leaves no process behind.
+func TestStartAborted(t *testing.T) {
+	cfg := pluginConfig(t)
+	for i := range 40 {
+		opts, _ := testOptions(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i)*time.Millisecond/2)
+		h, err := Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
+		cancel()
+		if err == nil {
+			h.Close(context.Background())
+		}
+	}
+	waitFor(t, 10*time.Second, "no plugin process left", func() bool { return len(children(t)) == 0 })
+}
+
+// children returns the pids of this process's children that still run.
+func children(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:]) // state ppid ...
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" && f[0] != "X" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -35,13 +36,18 @@ type procRunner struct {
 	stdout    *stdoutReporter
 
 	bin       *verifiedBinary // what runs, set by Start
-	cmd       *exec.Cmd
-	pid       int
-	handshake *io.PipeReader // stdout as go-plugin sees it: the handshake line
-	logs      *io.PipeReader // stderr as go-plugin sees it: nothing
-	exited    chan struct{}  // closed once the process has been reaped
+	pid       int             // set by Start
+	handshake *io.PipeReader  // stdout as go-plugin sees it: the handshake line
+	logs      *io.PipeReader  // stderr as go-plugin sees it: nothing
+	exited    chan struct{}   // closed once the process has been reaped
 	state     *os.ProcessState
 	waitErr   error
+
+	// Kill may come from another goroutine while Start runs (a start
+	// aborted by the host's shutdown).
+	mu     sync.Mutex
+	cmd    *exec.Cmd // set by Start once the process runs
+	killed bool      // Kill was called: a process Start starts is killed at once
 }
 
 var _ runner.Runner = (*procRunner)(nil)
@@ -97,7 +103,15 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		errR.Close()
 		return fmt.Errorf("executing plugin binary %s (verified copy %s): %w", r.bin.path, r.bin.execPath(), err)
 	}
+	r.mu.Lock()
 	r.cmd, r.pid = cmd, cmd.Process.Pid
+	killed := r.killed
+	r.mu.Unlock()
+	if killed {
+		// Killed while it was being started; what follows cleans up as
+		// for any process that exits.
+		_ = cmd.Process.Kill()
+	}
 
 	hsR, hsW := io.Pipe()
 	r.handshake = hsR
@@ -155,7 +169,11 @@ func (r *procRunner) Wait(ctx context.Context) error {
 
 // Kill kills the process (SIGKILL); killing an exited process is no error.
 func (r *procRunner) Kill(context.Context) error {
-	if r.cmd == nil || r.cmd.Process == nil {
+	r.mu.Lock()
+	r.killed = true
+	cmd := r.cmd
+	r.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return nil
 	}
 	select {
@@ -163,7 +181,7 @@ func (r *procRunner) Kill(context.Context) error {
 		return nil
 	default:
 	}
-	err := r.cmd.Process.Kill()
+	err := cmd.Process.Kill()
 	if errors.Is(err, os.ErrProcessDone) {
 		return nil
 	}
