@@ -710,3 +710,31 @@ func BenchmarkJWKS(b *testing.B) {
 		}
 	}
 }
+
+// Verify reads claims by their exact names, as Backstage's verifiers
+// (JSON.parse) do: a claim spelt in another case is another claim, never
+// the subject, expiry or session of the token.
+func TestVerifyReadsClaimNamesExactly(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	now := f.clock.Now().Unix()
+	sid := strings.Repeat("ab", 32)
+	tok := f.issue(t, Claims{Subject: "user:default/alice", Extra: map[string]any{
+		"sid": sid, "Sub": "user:default/admin", "SID": strings.Repeat("cd", 32), "Exp": now + 10*86400, "ISS": "x",
+	}})
+	v, err := f.iss.Verify(ctx, tok.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Subject != "user:default/alice" || v.SessionID != sid || v.ExpiresAt.Unix() != now+3600 {
+		t.Fatalf("Verify read sub %q sid %q exp %d; want alice, %s, %d", v.Subject, v.SessionID, v.ExpiresAt.Unix(), sid, now+3600)
+	}
+
+	// An expired token does not come back to life through "EXP".
+	key := f.currentKey(t)
+	hdr := fmt.Sprintf(`{"typ":%q,"alg":"ES256","kid":%q}`, TypeUser, key.ID)
+	raw := signRaw(t, key.Private, hdr, fmt.Sprintf(`{"iss":%q,"sub":"user:default/alice","aud":"backstage","iat":%d,"exp":%d,"EXP":%d}`, testIssuer, now-7200, now-3600, now+3600))
+	if _, err := f.iss.Verify(ctx, raw); !errorsIs(err, ErrExpiredToken) {
+		t.Fatalf("expired token with EXP: err = %v, want ErrExpiredToken", err)
+	}
+}

@@ -51,13 +51,34 @@ type VerifiedClaims struct {
 // tokenClaims is what Verify reads from a payload. Pointers tell missing
 // claims from zero values.
 type tokenClaims struct {
-	Iss *string         `json:"iss"`
-	Sub *string         `json:"sub"`
-	Ent []string        `json:"ent"`
-	Aud json.RawMessage `json:"aud"`
-	Iat *float64        `json:"iat"`
-	Exp *float64        `json:"exp"`
-	Sid string          `json:"sid"`
+	Iss *string
+	Sub *string
+	Ent []string
+	Aud json.RawMessage
+	Iat *float64
+	Exp *float64
+	Sid string
+}
+
+// decodeClaims reads the claims by their exact names, as JSON.parse in
+// Backstage's verifiers does. encoding/json matches struct fields ignoring
+// case, and the last match wins: an extra claim "Sub" or "EXP" after the
+// real ones would otherwise replace them here and nowhere else.
+func decodeClaims(payload []byte) (tokenClaims, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
+		return tokenClaims{}, err
+	}
+	var c tokenClaims
+	for name, dst := range map[string]any{"iss": &c.Iss, "sub": &c.Sub, "ent": &c.Ent, "iat": &c.Iat, "exp": &c.Exp, "sid": &c.Sid} {
+		if raw, ok := obj[name]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return tokenClaims{}, err
+			}
+		}
+	}
+	c.Aud = obj["aud"]
+	return c, nil
 }
 
 // Verify checks a token this Issuer signed: a user token, or a limited user
@@ -99,8 +120,8 @@ func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error)
 		return VerifiedClaims{}, invalid("bad signature")
 	}
 
-	var c tokenClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	c, err := decodeClaims(payload)
+	if err != nil {
 		return VerifiedClaims{}, invalid("payload is not a JSON object of the expected shape")
 	}
 	if c.Sub == nil || *c.Sub == "" {
