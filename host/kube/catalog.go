@@ -35,8 +35,9 @@ var entityNameRE = regexp.MustCompile(`^[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$`)
 // labelValueRE is Backstage's label value rule (and its key names).
 var labelValueRE = regexp.MustCompile(`^[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$`)
 
-// labelKeyRE is a label key: an optional DNS prefix and a name.
-var labelKeyRE = regexp.MustCompile(`^([a-z0-9]+([-.][a-z0-9]+)*/)?[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$`)
+// dnsLabelRE is Backstage's DNS label rule (the parts of a label key's
+// prefix).
+var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]+(-+[a-z0-9]+)*$`)
 
 // entity is a Backstage Resource entity, in the field order Backstage writes.
 type entity struct {
@@ -141,7 +142,7 @@ func entityLabels(labels map[string]string) map[string]string {
 	var out map[string]string
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		v := labels[k]
-		if len(k) > 253 || !labelKeyRE.MatchString(k) || len(v) > entityNameMax || !labelValueRE.MatchString(v) {
+		if !validLabelKey(k) || len(v) > entityNameMax || !labelValueRE.MatchString(v) {
 			continue
 		}
 		if out == nil {
@@ -150,4 +151,29 @@ func entityLabels(labels map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// validLabelKey applies Backstage's label key rule: a name (at most 63
+// characters, like an entity name), optionally after a DNS subdomain prefix
+// and a slash (at most 253 characters, each of its labels at most 63).
+func validLabelKey(k string) bool {
+	prefix, name, prefixed := strings.Cut(k, "/")
+	if !prefixed {
+		name = k
+	}
+	if len(name) > entityNameMax || !entityNameRE.MatchString(name) {
+		return false
+	}
+	if !prefixed {
+		return true
+	}
+	if len(prefix) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(prefix, ".") {
+		if len(label) > 63 || !dnsLabelRE.MatchString(label) {
+			return false
+		}
+	}
+	return true
 }

@@ -681,3 +681,45 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogLabelsAreValidBackstageLabels: every label in
+// catalog-info.yaml passes Backstage's label rules
+// (KubernetesValidatorFunctions): a key is an object name (at most 63
+// characters) with an optional DNS subdomain prefix, each of its labels at
+// most 63 characters; others are left out, so the entity is not refused.
+func TestCatalogLabelsAreValidBackstageLabels(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	labels := map[string]string{
+		"env":                         "prod",
+		"example.com/team":            "sre",
+		"example.com/" + long:         "x", // name part too long
+		long + ".example.com/team":    "x", // DNS label of the prefix too long
+		"Example.com/team":            "x", // upper case in the prefix
+		"a/b/c":                       "x", // two slashes
+		"/team":                       "x", // empty prefix
+		"example.com/":                "x", // empty name
+		"ok":                          long,
+		strings.Repeat("b", 63):       "y",
+		"sub.example.com/" + "team-a": "z",
+	}
+	f := newFixture(t, kube.Config{CatalogPublic: true, Clusters: []kube.Cluster{
+		{Cluster: sdk.Cluster{Name: "prod", Server: "https://prod.example.com:6443", Labels: labels}},
+	}})
+	res, err := http.Get(f.srv.URL + kube.RoutePrefix + "catalog-info.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var e struct {
+		Metadata struct {
+			Labels map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+	}
+	if err := yaml.NewDecoder(res.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"env": "prod", "example.com/team": "sre", strings.Repeat("b", 63): "y", "sub.example.com/team-a": "z"}
+	if fmt.Sprint(e.Metadata.Labels) != fmt.Sprint(want) {
+		t.Errorf("labels = %v, want %v", e.Metadata.Labels, want)
+	}
+}
