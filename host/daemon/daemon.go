@@ -61,6 +61,10 @@ type Daemon struct {
 	closers  []func() error
 	ready    atomic.Bool
 	plugins  *pluginhost.Host // nil when no plugins are declared
+
+	// stops end background work that calls plugins (cluster discovery);
+	// Close runs them before it drains and stops the plugins.
+	stops []func()
 }
 
 // Start listens, serves, and then initialises everything that needs the
@@ -397,6 +401,10 @@ func (d *Daemon) Close(ctx context.Context) error {
 	} else if d.listener != nil {
 		_ = d.listener.Close()
 	}
+	for _, stop := range d.stops {
+		stop()
+	}
+	d.stops = nil
 	// Sign-ins in flight have finished (or ctx is done): the plugins may go.
 	if d.plugins != nil {
 		if err := d.plugins.Close(ctx); err != nil {

@@ -14,7 +14,7 @@ import (
 
 // startKube builds the Kubernetes credential broker from kubernetes:, mounts
 // its routes on srv and starts cluster discovery. Strategies and sources are
-// the plugin host's; the broker is released by Close.
+// the plugin host's; Close stops discovery before it stops the plugins.
 func (d *Daemon) startKube(srv *server.Server) error {
 	k := d.cfg.Kubernetes
 	audit, err := kube.OpenAuditLog(k.Audit.Sink)
@@ -72,7 +72,9 @@ func (d *Daemon) startKube(srv *server.Server) error {
 	}
 	srv.Handle(kube.RoutePrefix, broker)
 	broker.Start(context.Background())
-	d.closers = append(d.closers, func() error { broker.Close(); return nil })
+	// Discovery stops before the plugins drain: a listing in flight would
+	// otherwise hold the shutdown up until its deadline.
+	d.stops = append(d.stops, broker.Close)
 	return nil
 }
 

@@ -129,3 +129,25 @@ func TestKubernetesThroughPlugins(t *testing.T) {
 		t.Errorf("refusal line = %s", lines[2])
 	}
 }
+
+// TestShutdownDuringAClusterListing: a cluster source's listing in flight
+// does not hold the daemon's shutdown up: discovery stops before the
+// plugins are drained.
+func TestShutdownDuringAClusterListing(t *testing.T) {
+	path, digest := buildTestPlugin(t)
+	d, _, err := startDevWith(t, func(cfg *config.Config) {
+		cfg.Plugins = map[string]config.Plugin{"tp": {Command: path, SHA256: digest, CallTimeout: time.Minute}}
+		cfg.Kubernetes.Sources = []config.Source{{Plugin: "tp", Interval: time.Minute, Options: map[string]any{"listDelay": "50s"}}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the first listing is under way
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	began := time.Now()
+	err = d.Close(ctx)
+	if took := time.Since(began); err != nil || took > 3*time.Second {
+		t.Errorf("Close took %s: %v", took.Round(time.Millisecond), err)
+	}
+}

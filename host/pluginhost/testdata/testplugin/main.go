@@ -18,6 +18,8 @@
 //	oversized          answers an identity with 100 ownership refs (bypassing the SDK)
 //	huge               answers an identity of 5 MiB (bypassing every limit)
 //
+// ListClusters lists one cluster, after the source option listDelay.
+//
 // With TESTPLUGIN_PROTOCOL=2 it speaks only plugin protocol version 2.
 package main
 
@@ -56,7 +58,7 @@ func (p *testPlugin) Configure(_ context.Context, cfg sdk.Config) error {
 }
 
 func (p *testPlugin) ValidateOptions(_ context.Context, req sdk.ValidateOptionsRequest) error {
-	return req.Options.RejectUnknown("greeting", "tag")
+	return req.Options.RejectUnknown("greeting", "tag", "listDelay")
 }
 
 func (p *testPlugin) Resolvers() []string { return []string{"byEmail", "other"} }
@@ -115,7 +117,16 @@ func (p *testPlugin) Credential(_ context.Context, req sdk.CredentialRequest) (s
 	return sdk.Credential{Token: "tok-" + req.Cluster.Name + "-" + req.Session.Subject, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
-func (p *testPlugin) ListClusters(context.Context, sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+func (p *testPlugin) ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+	delay, err := req.Options.Duration("listDelay", 0)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	return []sdk.Cluster{{Name: "alpha", Server: "https://alpha.example.com:6443", Strategy: "token"}}, nil
 }
 
