@@ -384,6 +384,12 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 			return nil, fmt.Errorf("%w: upstream refresh: %v", errSessionEnded, err)
 		}
 	}
+	if !refreshedUpstream && !s.backstageStale(sess) {
+		// Nothing new upstream (no refresh grant, or the provider is
+		// unreachable) and the Backstage token has time left: serve the
+		// session as it is, without the resolvers or a write.
+		return sess, nil
+	}
 	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
 		var ae *backstageerr.Error
 		if errors.As(err, &ae) && ae.Status == http.StatusForbidden {

@@ -26,6 +26,11 @@ import (
 type fakeUpstream struct {
 	now func() time.Time
 
+	// noRefresh: the provider issues no refresh token (Palette).
+	noRefresh bool
+	// idTTL is the ID tokens' lifetime; zero means an hour.
+	idTTL time.Duration
+
 	mu      sync.Mutex
 	valid   string // the one refresh token the provider accepts
 	n       int
@@ -35,7 +40,11 @@ type fakeUpstream struct {
 }
 
 func (u *fakeUpstream) tokens(rt string) *upstream.Tokens {
-	exp := u.now().Add(time.Hour)
+	ttl := u.idTTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	exp := u.now().Add(ttl)
 	claims := map[string]any{"sub": "alice-sub", "email": "alice@example.com", "email_verified": true, "exp": float64(exp.Unix())}
 	payload, _ := json.Marshal(claims)
 	return &upstream.Tokens{
@@ -65,6 +74,9 @@ func (u *fakeUpstream) Exchange(context.Context, string, string, string, string)
 	defer u.mu.Unlock()
 	u.n++
 	u.valid = "rt-1"
+	if u.noRefresh {
+		u.valid = ""
+	}
 	return u.tokens(u.valid), nil
 }
 
@@ -76,6 +88,9 @@ func (u *fakeUpstream) Refresh(ctx context.Context, t *upstream.Tokens) (*upstre
 		if err := block(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if t.RefreshToken == "" {
+		return nil, upstream.ErrNoRefreshToken
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -100,13 +115,17 @@ func (u *fakeUpstream) CheckAuthorizationResponseIssuer(string) error { return n
 type flakyResolver struct {
 	mu      sync.Mutex
 	failing bool
+	calls   int
 }
+
+func (r *flakyResolver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.calls }
 
 func (r *flakyResolver) set(failing bool) { r.mu.Lock(); r.failing = failing; r.mu.Unlock() }
 
 func (r *flakyResolver) Resolve(context.Context, signin.Input) (signin.Identity, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls++
 	if r.failing {
 		return signin.Identity{}, errors.New("catalog unreachable")
 	}
@@ -125,9 +144,12 @@ type fakeFixture struct {
 	clock    time.Time
 }
 
-func newFakeFixture(t *testing.T) *fakeFixture {
+func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}}
 	f.up = &fakeUpstream{now: f.now}
+	for _, o := range opts {
+		o(f.up)
+	}
 	f.srv = httptest.NewUnstartedServer(nil)
 	base := "http://" + f.srv.Listener.Addr().String()
 	iss, err := identity.New(identity.Config{Issuer: base + "/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: f.now})
@@ -322,5 +344,28 @@ func TestLogoutDuringRenewalEndsSession(t *testing.T) {
 	defer f.up.mu.Unlock()
 	if n := len(f.up.revoked); n != 2 {
 		t.Errorf("revocations = %v, want the signed-out tokens and the ones the renewal got", f.up.revoked)
+	}
+}
+
+// Near the end of an ID token the provider cannot renew (Palette issues no
+// refresh token), /refresh keeps serving the stored tokens; it re-runs the
+// sign-in resolvers and re-issues the Backstage token only when that token
+// is past half its lifetime, not on every call.
+func TestNoReissueWhenNothingChangedUpstream(t *testing.T) {
+	f := newFakeFixture(t, func(u *fakeUpstream) { u.noRefresh, u.idTTL = true, 2*time.Hour })
+	b, _ := f.signIn()
+	f.advance(2*time.Hour - 4*time.Minute) // within the margin; the Backstage token is stale
+	if got := f.refresh(b); got != http.StatusOK {
+		t.Fatalf("refresh: %d", got)
+	}
+	calls := f.resolver.count()
+	for range 5 {
+		f.advance(10 * time.Second)
+		if got := f.refresh(b); got != http.StatusOK {
+			t.Fatalf("refresh: %d", got)
+		}
+	}
+	if got := f.resolver.count(); got != calls {
+		t.Fatalf("resolver calls = %d after five refreshes with a fresh Backstage token, want %d", got, calls)
 	}
 }
