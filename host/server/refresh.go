@@ -379,6 +379,11 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 			// The provider is unreachable but the tokens still hold: serve
 			// them and try again on the next refresh.
 			s.log.Warn("upstream refresh failed; serving the current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
+		case upstreamUnavailable(err):
+			// Nothing to serve, but nothing against the session either: its
+			// refresh token may well work once the provider is back.
+			s.log.Warn("upstream refresh failed after the ID token expired; the session is kept", "env", env.name, "user", sess.UserEntityRef, "error", err)
+			return nil, fmt.Errorf("upstream refresh: %w", err)
 		default:
 			s.endSession(ctx, key)
 			return nil, fmt.Errorf("%w: upstream refresh: %v", errSessionEnded, err)
@@ -429,6 +434,18 @@ func (s *Server) storeRenewed(ctx context.Context, env *Env, key session.Key, se
 		return fmt.Errorf("storing the refreshed session: %w", err)
 	}
 	return nil
+}
+
+// upstreamUnavailable reports whether a failed upstream refresh is the
+// provider's failure (unreachable, timed out, 5xx, rate limited) rather
+// than a refusal of the session's tokens.
+func upstreamUnavailable(err error) bool {
+	var te *upstream.TokenError
+	if errors.As(err, &te) {
+		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, upstream.ErrResponseTooLarge) || errors.Is(err, upstream.ErrRedirectNotFollowed)
 }
 
 // revokeUpstream asks env's provider to revoke the session's upstream

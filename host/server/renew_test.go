@@ -369,3 +369,41 @@ func TestNoReissueWhenNothingChangedUpstream(t *testing.T) {
 		t.Fatalf("resolver calls = %d after five refreshes with a fresh Backstage token, want %d", got, calls)
 	}
 }
+
+// A provider that is down when the ID token has already expired cannot
+// renew the session, but says nothing against it: the session (and its
+// refresh token) stays for the next refresh. Only a refusal ends it.
+func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
+	f := newFakeFixture(t)
+	b, handle := f.signIn()
+	f.advance(2 * time.Hour)
+
+	for _, outage := range []error{
+		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusServiceUnavailable},
+		&url.Error{Op: "Post", URL: "https://op.invalid/token", Err: errors.New("connection refused")},
+	} {
+		f.up.setBlock(func(context.Context) error { return outage })
+		if got := f.refresh(b); got != http.StatusUnauthorized {
+			t.Fatalf("refresh during an outage (%v): %d, want 401", outage, got)
+		}
+	}
+	f.up.setBlock(nil)
+	if got := f.refresh(b); got != http.StatusOK {
+		t.Fatalf("refresh once the provider is back: %d, want 200", got)
+	}
+
+	// A refusal does end it.
+	f.advance(2 * time.Hour)
+	f.up.mu.Lock()
+	f.up.valid = "revoked-at-the-provider"
+	f.up.mu.Unlock()
+	if got := f.refresh(b); got != http.StatusUnauthorized {
+		t.Fatalf("refresh after the provider refused: %d, want 401", got)
+	}
+	f.up.mu.Lock()
+	f.up.valid = "rt-2"
+	f.up.mu.Unlock()
+	if got := f.refresh(f.browserWithHandle(handle)); got != http.StatusUnauthorized {
+		t.Fatalf("refresh after a refusal: %d, want 401 (the session should have ended)", got)
+	}
+}
