@@ -40,8 +40,10 @@
 //
 // Plugin processes are started with PR_SET_PDEATHSIG=SIGKILL from a
 // dedicated OS thread that lives as long as the daemon, so they die with the
-// daemon even when it is killed with SIGKILL. Close stops new calls, drains
-// the ones in flight, and stops the plugins.
+// daemon even when it is killed with SIGKILL. Each runs in a process group
+// of its own: when a plugin is killed, or exits, what is left of its group
+// (helpers it started) is killed too. Close stops new calls, drains the
+// ones in flight, and stops the plugins.
 //
 // Plugins run on Linux only: the sealed memfd and the parent-death signal
 // have no portable equivalent.

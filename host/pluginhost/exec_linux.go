@@ -255,3 +255,24 @@ func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// processGroupAttr makes a plugin process the leader of a process group of
+// its own.
+func processGroupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// killGroup kills the process group that process pid leads: the plugin and
+// the processes it started (that did not leave the group). The caller makes
+// sure that pid has not been reaped, so that the group is still the
+// plugin's.
+func killGroup(pid int) { _ = unix.Kill(-pid, unix.SIGKILL) }
+
+// waitExited returns once process pid, a child, has exited, without reaping
+// it (or at once if it cannot wait for it).
+func waitExited(pid int) {
+	for {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}

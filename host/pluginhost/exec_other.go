@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 )
 
 // verifiedBinary is a verified plugin binary; plugins run on Linux only.
@@ -23,3 +24,7 @@ func verifyBinary(name, path, wantHex string) (*verifiedBinary, error) {
 func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
 	return nil, errors.New("plugins are supported on Linux only")
 }
+
+func processGroupAttr() *syscall.SysProcAttr { return nil }
+func killGroup(pid int)                      {}
+func waitExited(pid int)                     {}

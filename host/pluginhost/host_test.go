@@ -922,3 +922,74 @@ func children(t *testing.T) []int {
 	}
 	return out
 }
+
+// TestHelperProcessHoldsThePipes: a plugin that started helper processes,
+// which inherited its stdout and stderr and outlive it, still is restarted
+// after a crash, and the daemon still shuts down; a helper in the plugin's
+// process group is killed with the plugin, and one that left the group (a
+// new session) cannot hold the supervision up.
+func TestHelperProcessHoldsThePipes(t *testing.T) {
+	bin, _ := built(t, "v1")
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "helper.pid")
+	escaped := filepath.Join(dir, "escaped.pid")
+	script := filepath.Join(dir, "plugin.sh")
+	body := "#!/bin/sh\n/bin/sleep 600 &\necho $! >> '" + pidFile + "'\n" +
+		"/usr/bin/setsid /bin/sleep 600 &\necho $! >> '" + escaped + "'\n" +
+		"exec '" + bin + "' \"$@\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := fileDigest(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, _ := testOptions(t)
+	opts.BackoffMin = 50 * time.Millisecond
+	opts.StopGrace = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h, err := Start(ctx, map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: 5 * time.Second}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := func(file string) []int {
+		b, _ := os.ReadFile(file)
+		var pids []int
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	helpers := func() []int { return pids(pidFile) }
+	t.Cleanup(func() {
+		for _, pid := range append(helpers(), pids(escaped)...) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if _, err := resolve(t, h, "crash"); err == nil {
+		t.Fatal("crash call succeeded")
+	}
+	waitFor(t, 10*time.Second, "the restart", func() bool { return h.Plugins()[0].Restarts == 1 && h.Ready() == nil })
+	if _, err := resolve(t, h, "ok"); err != nil {
+		t.Errorf("after the restart: %v", err)
+	}
+	if first := helpers()[0]; !processGone(first) {
+		t.Errorf("the crashed plugin's helper %d still runs", first)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a plugin whose helper holds its pipes")
+	}
+	for _, pid := range helpers() {
+		waitFor(t, 5*time.Second, "the helpers to die with their plugin", func() bool { return processGone(pid) })
+	}
+}

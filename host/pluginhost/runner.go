@@ -48,6 +48,7 @@ type procRunner struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd // set by Start once the process runs
 	killed bool      // Kill was called: a process Start starts is killed at once
+	reaped bool      // the process was reaped: its pid and group are no longer ours
 }
 
 var _ runner.Runner = (*procRunner)(nil)
@@ -92,6 +93,9 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 			Stdout:     outW,
 			Stderr:     errW,
 			ExtraFiles: r.bin.extraFiles(),
+			// A process group of its own, so that killing the plugin
+			// kills what it started too (killGroup).
+			SysProcAttr: processGroupAttr(),
 		}
 	})
 	// The child has its copies; the daemon keeps only the read ends, so
@@ -110,6 +114,7 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 	if killed {
 		// Killed while it was being started; what follows cleans up as
 		// for any process that exits.
+		killGroup(cmd.Process.Pid)
 		_ = cmd.Process.Kill()
 	}
 
@@ -148,11 +153,25 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 	}()
 	// The process is reaped here rather than when go-plugin calls Wait,
 	// which it does only once the output pipes are drained: a grandchild
-	// holding them open must not hide the plugin's exit.
+	// holding them open must not hide the plugin's exit. Once it has
+	// exited, what is left of its process group (helpers it started, which
+	// would hold the pipes) is killed before it is reaped, while its pid
+	// still names the group. go-plugin's view of stdout and stderr ends
+	// with the process: go-plugin waits for both to end before it reports
+	// the exit, and its Kill waits for that, so a helper that escaped the
+	// group and holds the pipes must not keep the plugin from being killed
+	// and restarted. (What such a helper writes is still forwarded.)
 	go func() {
+		waitExited(r.pid)
+		r.mu.Lock()
+		killGroup(r.pid)
 		r.waitErr = cmd.Wait()
 		r.state = cmd.ProcessState
+		r.reaped = true
+		r.mu.Unlock()
 		close(r.exited)
+		hsW.Close()
+		logW.Close()
 	}()
 	return nil
 }
@@ -167,21 +186,17 @@ func (r *procRunner) Wait(ctx context.Context) error {
 	}
 }
 
-// Kill kills the process (SIGKILL); killing an exited process is no error.
+// Kill kills the process and its process group (SIGKILL); killing an
+// exited process is no error.
 func (r *procRunner) Kill(context.Context) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.killed = true
-	cmd := r.cmd
-	r.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	if r.cmd == nil || r.cmd.Process == nil || r.reaped {
 		return nil
 	}
-	select {
-	case <-r.exited:
-		return nil
-	default:
-	}
-	err := cmd.Process.Kill()
+	killGroup(r.pid)
+	err := r.cmd.Process.Kill()
 	if errors.Is(err, os.ErrProcessDone) {
 		return nil
 	}
