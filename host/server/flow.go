@@ -119,7 +119,10 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
 	env.cookies.setNonce(w, nonce, origin)
 
-	scope := joinScopes(splitScope(q.Get("scope")), requiredScopes, env.Scopes)
+	// What the app asks for, what this browser was granted before, what
+	// sign-in needs and what the operator adds (Backstage's scope union).
+	granted, _ := url.PathUnescape(cookieValue(r, env.cookies.scopeName))
+	scope := joinScopes(splitScope(q.Get("scope")), splitScope(granted), requiredScopes, env.Scopes)
 	st := oauthState{Nonce: nonce, Env: env.name, Origin: origin, Flow: flow, Scope: scope}
 	if flow == "redirect" {
 		st.RedirectURL = q.Get("redirectUrl")

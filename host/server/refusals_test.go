@@ -114,6 +114,27 @@ func TestStartSetsNonceCookieAndPKCE(t *testing.T) {
 	}
 }
 
+// /start asks for the union of the requested scopes, the ones this browser
+// was granted before (the granted-scope cookie), the required ones and the
+// configured extras.
+func TestStartKeepsGrantedScopes(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := newBrowser(t)
+	u, _ := url.Parse(f.url("/api/auth/spectrocloud/start"))
+	b.client.Jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-granted-scope", Value: "openid%20groups:read", Path: "/api/auth/spectrocloud"}})
+	res := b.do(http.MethodGet, startURL(f, url.Values{"env": {"development"}, "scope": {"catalog:read"}}), true)
+	loc, err := res.Location()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := " " + loc.Query().Get("scope") + " "
+	for _, want := range []string{"catalog:read", "groups:read", "openid", "profile", "email", "offline_access"} {
+		if !strings.Contains(got, " "+want+" ") {
+			t.Errorf("scope %q lacks %s", got, want)
+		}
+	}
+}
+
 func TestFrameRefusals(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
