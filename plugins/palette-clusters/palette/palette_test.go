@@ -525,3 +525,31 @@ func TestAPIKeyFromEnvironment(t *testing.T) {
 		t.Errorf("the API key is printed")
 	}
 }
+
+// TestSameNameSameSecond: Palette's uids are object ids whose first eight
+// characters are the creation time in seconds, so two clusters of one name
+// created in the same second (in different projects) share that prefix;
+// and a qualified name may be another cluster's own name. Names stay
+// unique, and the listing stays valid.
+func TestSameNameSameSecond(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = []fakeCluster{
+		{uid: "6650a1b2c3d4e5f600000001", name: "twin", scope: "project", project: "p-platform"},
+		{uid: "6650a1b2c3d4e5f600000002", name: "twin", scope: "project", project: "p-payments"},
+		{uid: "6650a1b3aaaaaaaaaaaaaaaa", name: "other", scope: "project", project: "p-platform"},
+		{uid: "6650a1b3bbbbbbbbbbbbbbbb", name: "other", scope: "project", project: "p-payments"},
+		{uid: "6650a1b4cccccccccccccccc", name: "other-6650a1b3", scope: "project", project: "p-sandbox"},
+	}
+	s, _ := configured(t, p.config())
+	got := list(t, s, sdk.Options{})
+	if len(got) != len(p.clusters) {
+		t.Fatalf("clusters = %v, want %d", names(got), len(p.clusters))
+	}
+	byUID := map[string]string{}
+	for _, c := range got {
+		byUID[c.Annotations[palette.AnnotationClusterUID]] = c.Name
+	}
+	if n := byUID["6650a1b4cccccccccccccccc"]; n != "other-6650a1b3" {
+		t.Errorf("a cluster whose name is unique was renamed to %q", n)
+	}
+}

@@ -200,26 +200,50 @@ func (s *Source) resolve(ctx context.Context, candidates []candidate, opts Optio
 	wg.Wait()
 
 	// Names must be unique: a name shared by clusters of different
-	// projects gets the start of each one's uid.
+	// projects gets the start of each one's uid. Palette's uids are object
+	// ids that start with their creation time in seconds, so two clusters
+	// created in the same second share that start; and a qualified name may
+	// be another cluster's own name: those get the whole uid.
 	count := map[string]int{}
 	for _, r := range results {
 		if r != nil {
 			count[r.Name]++
 		}
 	}
+	qualified := map[*sdk.Cluster]string{} // the cluster's own name
+	for _, r := range results {
+		if r != nil && count[r.Name] > 1 {
+			uid := r.Annotations[AnnotationClusterUID]
+			qualified[r] = r.Name
+			r.Name = r.Name + "-" + uid[:min(8, len(uid))]
+		}
+	}
+	final := map[string]int{}
+	for _, r := range results {
+		if r != nil {
+			final[r.Name]++
+		}
+	}
+	for r, name := range qualified {
+		if final[r.Name] > 1 {
+			r.Name = name + "-" + r.Annotations[AnnotationClusterUID]
+		}
+	}
+	seen := map[string]bool{}
 	var out []sdk.Cluster
 	for _, r := range results {
 		if r == nil {
 			continue
 		}
-		if count[r.Name] > 1 {
-			uid := r.Annotations[AnnotationClusterUID]
-			r.Name = r.Name + "-" + uid[:min(8, len(uid))]
-		}
 		if err := r.Validate(); err != nil {
 			s.log().Warn("leaving out a cluster Palette describes in a way spectroauth cannot use", "error", err)
 			continue
 		}
+		if seen[r.Name] {
+			s.log().Warn("leaving out a cluster whose name and uid another cluster has too", "cluster", r.Name)
+			continue
+		}
+		seen[r.Name] = true
 		out = append(out, *r)
 	}
 	slices.SortFunc(out, func(a, b sdk.Cluster) int { return strings.Compare(a.Name, b.Name) })
