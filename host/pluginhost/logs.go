@@ -122,7 +122,13 @@ func (f *stderrForwarder) json(b []byte) bool {
 	slices.Sort(keys)
 	args := make([]any, 0, 2*len(keys)+2)
 	for _, k := range keys {
-		args = append(args, k, m[k])
+		// A field's name is written as it is in a text log, and a field
+		// named like the daemon's own would replace it in a JSON log.
+		name := sanitize(k)
+		if name == "plugin" {
+			name = "plugin_field"
+		}
+		args = append(args, name, m[k])
 	}
 	if module != "" && module != f.name {
 		args = append(args, "module", module)

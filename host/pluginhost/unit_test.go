@@ -72,6 +72,27 @@ func fmtJSONUnit(v any) string {
 	return string(b)
 }
 
+// TestStderrForwarderFieldsCannotForge: the fields of a plugin's JSON log
+// line can neither start a new line of the daemon's text log nor pass the
+// line off as another plugin's.
+func TestStderrForwarderFieldsCannotForge(t *testing.T) {
+	var text bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Name: "d", Output: &text, Level: hclog.Debug}).Named("cat").With("plugin", "cat")
+	f := &stderrForwarder{log: log, name: "cat"}
+	f.line([]byte(`{"@message":"m","x\n2026-01-01T00:00:00.000Z [ERROR] d.oidc: forged: plugin":"y"}`), false)
+	if n := strings.Count(text.String(), "\n"); n != 1 || strings.Contains(text.String(), "\n2026-01-01") {
+		t.Errorf("a field name started a new log line:\n%s", text.String())
+	}
+
+	var buf bytes.Buffer
+	f = &stderrForwarder{log: jsonLogger(&buf, hclog.Debug).Named("cat").With("plugin", "cat"), name: "cat"}
+	f.line([]byte(`{"@message":"m","plugin":"oidc","n":1}`), false)
+	got := decodeLines(t, buf.Bytes())
+	if len(got) != 1 || got[0]["plugin"] != "cat" || got[0]["plugin_field"] != "oidc" || got[0]["n"] != 1.0 {
+		t.Errorf("line = %v, want plugin cat", got)
+	}
+}
+
 func TestReadLinesCutsLongLines(t *testing.T) {
 	long := strings.Repeat("x", maxLine+10)
 	var lines []string
