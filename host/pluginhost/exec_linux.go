@@ -267,12 +267,13 @@ func processGroupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpg
 func killGroup(pid int) { _ = unix.Kill(-pid, unix.SIGKILL) }
 
 // waitExited returns once process pid, a child, has exited, without reaping
-// it (or at once if it cannot wait for it).
-func waitExited(pid int) {
+// it; false if it could not wait for it.
+func waitExited(pid int) bool {
 	for {
 		var info unix.Siginfo
-		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); !errors.Is(err, unix.EINTR) {
-			return
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return err == nil
 		}
 	}
 }

@@ -27,4 +27,4 @@ func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
 
 func processGroupAttr() *syscall.SysProcAttr { return nil }
 func killGroup(pid int)                      {}
-func waitExited(pid int)                     {}
+func waitExited(pid int) bool                { return false }

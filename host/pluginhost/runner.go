@@ -162,10 +162,14 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 	// group and holds the pipes must not keep the plugin from being killed
 	// and restarted. (What such a helper writes is still forwarded.)
 	go func() {
-		waitExited(r.pid)
-		r.mu.Lock()
-		killGroup(r.pid)
-		r.waitErr = cmd.Wait()
+		if waitExited(r.pid) {
+			r.mu.Lock()
+			killGroup(r.pid)
+			r.waitErr = cmd.Wait() // at once: it has exited
+		} else {
+			r.waitErr = cmd.Wait()
+			r.mu.Lock()
+		}
 		r.state = cmd.ProcessState
 		r.reaped = true
 		r.mu.Unlock()
