@@ -553,3 +553,19 @@ func TestSameNameSameSecond(t *testing.T) {
 		t.Errorf("a cluster whose name is unique was renamed to %q", n)
 	}
 }
+
+// TestNoKubeconfigReadable: when no listed cluster's kubeconfig can be read
+// (Palette's kubeconfig service is down), the listing fails, so that the
+// daemon keeps its last good list, rather than reporting that the tenant
+// has no clusters.
+func TestNoKubeconfigReadable(t *testing.T) {
+	p := newPaletteAPI(t)
+	for i := range p.clusters {
+		p.clusters[i].mode = "broken"
+	}
+	s, _ := configured(t, p.config())
+	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{Options: sdk.Options{"clusterTimeout": "1s"}})
+	if err == nil || !strings.Contains(err.Error(), "kubeconfig not ready") {
+		t.Errorf("ListClusters = %v, %v; want an error that says why", names(got), err)
+	}
+}

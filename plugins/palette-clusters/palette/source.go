@@ -107,9 +107,14 @@ func (s *Source) ListClusters(ctx context.Context, req sdk.ListClustersRequest) 
 	if err != nil {
 		return nil, err
 	}
-	clusters := s.resolve(ctx, candidates, opts)
+	clusters, readErr := s.resolve(ctx, candidates, opts)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("listing Palette clusters: %w", err)
+	}
+	if len(clusters) == 0 && readErr != nil {
+		// Not a tenant without clusters: Palette could not say where they
+		// are. The daemon keeps its last good list on an error.
+		return nil, fmt.Errorf("listing Palette clusters: the kubeconfig of none of the %d clusters could be read; the first failure: %w", len(candidates), readErr)
 	}
 	return clusters, nil
 }
@@ -179,9 +184,11 @@ func selected(p ProjectMeta, opts Options) bool {
 	return len(opts.IncludeProjects) == 0 || match(opts.IncludeProjects)
 }
 
-// resolve reads the kubeconfigs and builds the clusters, sorted by name.
-func (s *Source) resolve(ctx context.Context, candidates []candidate, opts Options) []sdk.Cluster {
+// resolve reads the kubeconfigs and builds the clusters, sorted by name. It
+// also returns the first failure to read a kubeconfig, if any.
+func (s *Source) resolve(ctx context.Context, candidates []candidate, opts Options) ([]sdk.Cluster, error) {
 	results := make([]*sdk.Cluster, len(candidates))
+	errs := make([]error, len(candidates))
 	sem := make(chan struct{}, kubeconfigConcurrency)
 	var wg sync.WaitGroup
 	for i, c := range candidates {
@@ -194,7 +201,7 @@ func (s *Source) resolve(ctx context.Context, candidates []candidate, opts Optio
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = s.cluster(ctx, c, opts)
+			results[i], errs[i] = s.cluster(ctx, c, opts)
 		})
 	}
 	wg.Wait()
@@ -247,11 +254,17 @@ func (s *Source) resolve(ctx context.Context, candidates []candidate, opts Optio
 		out = append(out, *r)
 	}
 	slices.SortFunc(out, func(a, b sdk.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	for _, err := range errs {
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
-// cluster reads one cluster's kubeconfig; nil when it cannot be used.
-func (s *Source) cluster(ctx context.Context, c candidate, opts Options) *sdk.Cluster {
+// cluster reads one cluster's kubeconfig; nil when it cannot be used, with
+// the error (already logged) when it could not be read.
+func (s *Source) cluster(ctx context.Context, c candidate, opts Options) (*sdk.Cluster, error) {
 	m := c.meta
 	cctx, cancel := context.WithTimeout(ctx, opts.ClusterTimeout)
 	defer cancel()
@@ -264,12 +277,12 @@ func (s *Source) cluster(ctx context.Context, c candidate, opts Options) *sdk.Cl
 		if ctx.Err() == nil {
 			s.log().Warn("could not read a cluster's kubeconfig; leaving it out of this listing", "cluster", m.Metadata.Name, "uid", m.Metadata.UID, "error", err)
 		}
-		return nil
+		return nil, fmt.Errorf("cluster %s: %w", m.Metadata.Name, err)
 	}
 	ep, err := parseKubeconfig(raw)
 	if err != nil {
 		s.log().Warn("unusable kubeconfig; leaving the cluster out", "cluster", m.Metadata.Name, "uid", m.Metadata.UID, "error", err)
-		return nil
+		return nil, nil
 	}
 	if ep.Insecure {
 		s.log().Warn("the cluster's kubeconfig asks to skip TLS verification; spectroauth verifies it anyway", "cluster", m.Metadata.Name)
@@ -298,5 +311,5 @@ func (s *Source) cluster(ctx context.Context, c candidate, opts Options) *sdk.Cl
 	if ep.Issuer != "" {
 		out.Annotations[AnnotationIssuer] = ep.Issuer
 	}
-	return out
+	return out, nil
 }
