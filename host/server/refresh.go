@@ -445,7 +445,8 @@ func upstreamUnavailable(err error) bool {
 		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
 	}
 	var ue *url.Error
-	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, upstream.ErrResponseTooLarge) || errors.Is(err, upstream.ErrRedirectNotFollowed)
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, upstream.ErrResponseTooLarge) ||
+		errors.Is(err, upstream.ErrRedirectNotFollowed) || errors.Is(err, upstream.ErrKeysUnavailable)
 }
 
 // revokeUpstream asks env's provider to revoke the session's upstream

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -381,6 +382,7 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 	for _, outage := range []error{
 		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusServiceUnavailable},
 		&url.Error{Op: "Post", URL: "https://op.invalid/token", Err: errors.New("connection refused")},
+		fmt.Errorf("upstream: verifying the ID token: %w: JWKS down", upstream.ErrKeysUnavailable),
 	} {
 		f.up.setBlock(func(context.Context) error { return outage })
 		if got := f.refresh(b); got != http.StatusUnauthorized {

@@ -16,6 +16,10 @@ var (
 	// ErrIssuerMismatch: a discovery document or an authorization response
 	// (RFC 9207) names another issuer than the configured one.
 	ErrIssuerMismatch = errors.New("issuer mismatch")
+	// ErrKeysUnavailable: the provider's signing keys could not be fetched
+	// to check an ID token signed with a key not seen before. The token is
+	// not refused, only unchecked: the provider is unavailable, try again.
+	ErrKeysUnavailable = errors.New("the provider's signing keys could not be fetched")
 	// ErrResponseTooLarge: a back-channel response exceeded the size limit.
 	ErrResponseTooLarge = errors.New("response body too large")
 	// ErrRedirectNotFollowed: a back-channel endpoint answered with a

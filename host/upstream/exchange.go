@@ -148,7 +148,12 @@ type idTokenCheck struct {
 // the accepted algorithms only; it refetches on an unknown key ID), iss,
 // aud and exp; the rest is checked here.
 func (p *Provider) verifyIDToken(ctx context.Context, raw string, chk idTokenCheck) (*oidc.IDToken, map[string]any, error) {
+	ctx, fetch := withKeyFetchRecorder(ctx)
 	idt, err := p.verifier.Verify(ctx, raw)
+	if err != nil && fetch.err != nil {
+		// Not a verdict on the token: its key could not be fetched.
+		return nil, nil, fmt.Errorf("upstream: verifying the ID token: %w: %s", ErrKeysUnavailable, bounded(fetch.err.Error(), 300))
+	}
 	if err != nil {
 		// go-oidc may quote a JWKS error response body: keep it short.
 		return nil, nil, fmt.Errorf("%w: %s", ErrInvalidIDToken, bounded(err.Error(), 300))

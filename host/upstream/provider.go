@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		UserInfoURL: p.userinfoURL,
 		Algorithms:  p.algs,
 	}).NewProvider(bg)
-	p.verifier = oidc.NewVerifier(cfg.Issuer, oidc.NewRemoteKeySet(bg, md.JWKSURI), &oidc.Config{
+	p.verifier = oidc.NewVerifier(cfg.Issuer, fetchAwareKeySet{oidc.NewRemoteKeySet(bg, md.JWKSURI)}, &oidc.Config{
 		ClientID:             cfg.ClientID,
 		SupportedSigningAlgs: p.algs,
 	})

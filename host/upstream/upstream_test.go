@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -924,5 +926,48 @@ func TestRefreshAnchorsWithoutStoredClaims(t *testing.T) {
 	t2.Claims, t2.Profile.Subject = nil, ""
 	if _, err := p.Refresh(context.Background(), t2); !errors.Is(err, ErrInvalidIDToken) {
 		t.Fatalf("refresh of a session without any subject: %v", err)
+	}
+}
+
+// failingTransport fails the requests whose path ends with suffix while on.
+type failingTransport struct {
+	base   http.RoundTripper
+	suffix string
+	on     *atomic.Bool
+	status int // 0: a transport error; else this status
+}
+
+func (f failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.on.Load() && strings.HasSuffix(r.URL.Path, f.suffix) {
+		if f.status == 0 {
+			return nil, errors.New("connection refused (test)")
+		}
+		return &http.Response{StatusCode: f.status, Status: http.StatusText(f.status), Body: io.NopCloser(strings.NewReader("down")), Header: http.Header{}, Request: r}, nil
+	}
+	return f.base.RoundTrip(r)
+}
+
+// A JWKS outage while checking a token signed with a new key is not a
+// verdict on the token: it must not look like a refused ID token (which
+// ends sessions), but like a provider that is unavailable.
+func TestJWKSOutageIsNotARefusal(t *testing.T) {
+	for _, status := range []int{0, http.StatusServiceUnavailable} {
+		t.Run(fmt.Sprintf("status %d", status), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{op: func(c *devprovider.Config) { c.RefreshTokens = true }})
+			var on atomic.Bool
+			p := h.provider(func(c *Config) {
+				c.HTTPClient = &http.Client{Transport: failingTransport{base: http.DefaultTransport, suffix: "/keys", on: &on, status: status}}
+			})
+			t1 := h.signIn(p, "offline_access")
+			if _, err := h.op.RotateKey(); err != nil {
+				t.Fatal(err)
+			}
+			on.Store(true)
+			_, err := p.Refresh(context.Background(), t1)
+			if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidIDToken) {
+				t.Fatalf("Refresh with the JWKS down: %v, want ErrKeysUnavailable and not ErrInvalidIDToken", err)
+			}
+			on.Store(false)
+		})
 	}
 }
