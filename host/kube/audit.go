@@ -57,11 +57,15 @@ type AuditEvent struct {
 	Remote string `json:"remote,omitempty"`
 }
 
-// AuditLog writes AuditEvents as JSON lines, one Write per line.
+// AuditLog writes AuditEvents as JSON lines, one Write per line. A file
+// sink follows log rotation: when the file at its path is no longer the one
+// it has open (moved away or deleted by logrotate), the next event reopens
+// the path, so no line goes to a file nobody reads.
 type AuditLog struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closer io.Closer
+	mu   sync.Mutex
+	w    io.Writer
+	path string   // file sinks only
+	f    *os.File // the open file sink
 }
 
 // NewAuditLog writes to w.
@@ -75,17 +79,46 @@ func OpenAuditLog(sink string) (*AuditLog, error) {
 	if sink == "" || sink == "stderr" {
 		return NewAuditLog(os.Stderr), nil
 	}
-	f, err := os.OpenFile(sink, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := openAuditFile(sink)
 	if err != nil {
-		return nil, fmt.Errorf("opening the audit log %s: %w", sink, err)
+		return nil, err
+	}
+	return &AuditLog{w: f, path: sink, f: f}, nil
+}
+
+func openAuditFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the audit log %s: %w", path, err)
 	}
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		if err := f.Chmod(0o600); err != nil {
 			_ = f.Close()
-			return nil, fmt.Errorf("narrowing the audit log %s to mode 0600: %w", sink, err)
+			return nil, fmt.Errorf("narrowing the audit log %s to mode 0600: %w", path, err)
 		}
 	}
-	return &AuditLog{w: f, closer: f}, nil
+	return f, nil
+}
+
+// followRotation reopens a file sink whose path now names another file, or
+// none. Called with a.mu held.
+func (a *AuditLog) followRotation() error {
+	if a.f == nil {
+		return nil
+	}
+	onDisk, err := os.Stat(a.path)
+	if err == nil {
+		if open, err := a.f.Stat(); err == nil && os.SameFile(onDisk, open) {
+			return nil
+		}
+	}
+	f, err := openAuditFile(a.path)
+	if err != nil {
+		return err
+	}
+	_ = a.f.Close()
+	a.f, a.w = f, f
+	return nil
 }
 
 // Record writes one event.
@@ -105,6 +138,9 @@ func (a *AuditLog) Record(e AuditEvent) error {
 	b = append(b, '\n')
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := a.followRotation(); err != nil {
+		return err
+	}
 	if _, err := a.w.Write(b); err != nil {
 		return fmt.Errorf("writing the audit log: %w", err)
 	}
@@ -113,8 +149,10 @@ func (a *AuditLog) Record(e AuditEvent) error {
 
 // Close closes the file sink; stderr stays open.
 func (a *AuditLog) Close() error {
-	if a.closer == nil {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
 		return nil
 	}
-	return a.closer.Close()
+	return a.f.Close()
 }

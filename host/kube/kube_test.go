@@ -635,6 +635,45 @@ func TestAuditFile(t *testing.T) {
 	}
 }
 
+// The audit file follows logrotate: after the file is moved away (or
+// deleted), the next line goes to a new file at the configured path.
+func TestAuditFileFollowsRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	a, err := kube.OpenAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	record := func(user string) {
+		t.Helper()
+		if err := a.Record(kube.AuditEvent{Time: time.Now(), Outcome: kube.OutcomeGranted, User: user}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("user:default/before")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	record("user:default/after-move")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	record("user:default/after-delete")
+	for file, want := range map[string]string{path + ".1": "before", path: "after-delete"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Errorf("%s holds %q, want one line for %s", file, b, want)
+		}
+		if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v", file, fi.Mode().Perm())
+		}
+	}
+}
+
 // failingWriter makes every audit write fail.
 type failingWriter struct{}
 
