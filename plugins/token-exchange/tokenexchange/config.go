@@ -147,7 +147,13 @@ func ParseConfig(v sdk.Options) (Config, error) {
 	if c.RequestedTokenType, err = v.StringOr("requestedTokenType", ""); err != nil {
 		return c, err
 	}
-	for key, val := range map[string]string{"subjectTokenType": c.SubjectTokenType, "requestedTokenType": c.RequestedTokenType} {
+	switch c.SubjectTokenType {
+	case TokenTypeIDToken, TokenTypeJWT, TokenTypeAccess:
+	default:
+		return c, sdk.ConfigErrorf("subjectTokenType", "is %q; the daemon can exchange the user's ID token (%s or %s) or access token (%s)",
+			c.SubjectTokenType, TokenTypeIDToken, TokenTypeJWT, TokenTypeAccess)
+	}
+	for key, val := range map[string]string{"requestedTokenType": c.RequestedTokenType} {
 		if val != "" && !strings.HasPrefix(val, "urn:") {
 			return c, sdk.ConfigErrorf(key, "must be a token type URI such as %s, not %q", TokenTypeIDToken, val)
 		}

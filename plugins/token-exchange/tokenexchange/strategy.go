@@ -93,13 +93,19 @@ func (s *Strategy) Credential(ctx context.Context, req sdk.CredentialRequest) (s
 	if err != nil {
 		return sdk.Credential{}, err
 	}
-	subject := req.Session.IDToken
-	if subject == "" {
-		return sdk.Credential{}, sdk.InvalidInputf("Session.IDToken", "the session holds no SpectroCloud ID token; sign in again")
+	// subjectTokenType says which of the user's SpectroCloud tokens the STS
+	// exchanges: the access token, or the ID token (a JWT). Never the
+	// Palette session token.
+	subject, field, what := req.Session.IDToken, "Session.IDToken", "ID token"
+	if s.cfg.SubjectTokenType == TokenTypeAccess {
+		subject, field, what = req.Session.AccessToken, "Session.AccessToken", "access token"
 	}
-	if s.cfg.SubjectTokenType == TokenTypeIDToken {
+	if subject == "" {
+		return sdk.Credential{}, sdk.InvalidInputf(field, "the session holds no SpectroCloud %s; sign in again", what)
+	}
+	if s.cfg.SubjectTokenType != TokenTypeAccess {
 		if parts := strings.Split(subject, "."); len(parts) != 3 || len(subject) > sdk.MaxTokenLength {
-			return sdk.Credential{}, sdk.InvalidInputf("Session.IDToken", "not a JWT ID token")
+			return sdk.Credential{}, sdk.InvalidInputf(field, "not a JWT ID token")
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,18 @@ func (s *sts) serve(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, 401, "invalid_client", "client authentication failed")
 		return
 	}
-	if r.PostForm.Get("grant_type") != tokenexchange.GrantType || r.PostForm.Get("subject_token_type") != tokenexchange.TokenTypeIDToken {
+	if r.PostForm.Get("grant_type") != tokenexchange.GrantType {
+		oauthError(w, 400, "unsupported_grant_type", "want token exchange")
+		return
+	}
+	if r.PostForm.Get("subject_token_type") == tokenexchange.TokenTypeAccess {
+		// An opaque access token: this STS knows alice's.
+		if r.PostForm.Get("subject_token") != "alice-access-token" {
+			oauthError(w, 400, "invalid_grant", "subject token rejected")
+			return
+		}
+		r.PostForm.Set("subject_token", jwt(map[string]any{"sub": "alice"}))
+	} else if r.PostForm.Get("subject_token_type") != tokenexchange.TokenTypeIDToken {
 		oauthError(w, 400, "unsupported_grant_type", "want token exchange of an ID token")
 		return
 	}
@@ -249,6 +261,33 @@ func TestFailures(t *testing.T) {
 	cred, err := st.Credential(context.Background(), request("alice", "noexpiry"))
 	if err != nil || time.Until(cred.ExpiresAt) < 19*time.Minute {
 		t.Errorf("noexpiry: %v, %v", cred.ExpiresAt, err)
+	}
+}
+
+// subjectTokenType decides which token is exchanged: the access token when it
+// says access_token, else the ID token; any other type is refused at start.
+func TestSubjectTokenType(t *testing.T) {
+	s := newSTS(t)
+	cfg := s.config()
+	cfg["subjectTokenType"] = tokenexchange.TokenTypeAccess
+	req := request("alice", "k8s-prod")
+	req.Session.AccessToken = "alice-access-token"
+	if _, err := configured(t, cfg).Credential(context.Background(), req); err != nil {
+		t.Fatalf("exchanging the access token: %v", err)
+	}
+	s.mu.Lock()
+	sent := url.Values(s.form[len(s.form)-1])
+	s.mu.Unlock()
+	if sent.Get("subject_token_type") != tokenexchange.TokenTypeAccess {
+		t.Errorf("subject_token_type = %q", sent.Get("subject_token_type"))
+	}
+	req.Session.AccessToken = ""
+	if _, err := configured(t, cfg).Credential(context.Background(), req); err == nil || !strings.Contains(err.Error(), "access token") {
+		t.Errorf("without an access token: %v", err)
+	}
+	cfg["subjectTokenType"] = "urn:ietf:params:oauth:token-type:refresh_token"
+	if err := (&tokenexchange.Strategy{}).Configure(context.Background(), sdk.Config{Values: cfg}); !configKey("subjectTokenType")(err) {
+		t.Errorf("a refresh_token subject type was accepted: %v", err)
 	}
 }
 
