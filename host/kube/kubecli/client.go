@@ -133,11 +133,19 @@ func (c *Client) now() time.Time {
 	return time.Now()
 }
 
+// http is the client for calls to the daemon. It never follows a redirect:
+// the daemon does not send any, and following one would resend the session
+// handle (or a one-time code) to wherever a proxy or an attacker points.
 func (c *Client) http() *http.Client {
+	hc := &http.Client{Timeout: 30 * time.Second}
 	if c.HTTP != nil {
-		return c.HTTP
+		cp := *c.HTTP
+		hc = &cp
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	hc.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		return fmt.Errorf("the daemon answered with a redirect to %s; refusing to follow it with the session", req.URL.Redacted())
+	}
+	return hc
 }
 
 func (c *Client) stderr() io.Writer {
