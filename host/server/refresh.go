@@ -344,8 +344,19 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 }
 
 func (s *Server) upstreamStale(env *Env, sess *session.Session) bool {
+	now := s.now()
 	exp := providerExpiry(sess)
-	return !exp.IsZero() && exp.Sub(s.now()) < env.RefreshMargin
+	if exp.IsZero() || exp.Sub(now) >= env.RefreshMargin {
+		return false
+	}
+	// A provider that answered the last refresh without a new ID token
+	// would answer the same until the access token runs out: do not ask it
+	// on every page load meanwhile.
+	u := sess.Upstream
+	if u.IDTokenNotRenewed && !u.AccessTokenExpiry.IsZero() && u.AccessTokenExpiry.Sub(now) >= env.RefreshMargin {
+		return false
+	}
+	return true
 }
 
 func (s *Server) backstageStale(sess *session.Session) bool {
@@ -367,11 +378,13 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 			if refreshed.Scope == "" {
 				refreshed.Scope = sess.Scope
 			}
+			sameIDToken := refreshed.IDToken == tokens.IDToken
 			tokens = refreshed
 			sess.Scope = tokens.Scope
 			if err := setUpstream(sess, tokens); err != nil {
 				return nil, err
 			}
+			sess.Upstream.IDTokenNotRenewed = sameIDToken
 			refreshedUpstream = true
 		case errors.Is(err, upstream.ErrNoRefreshToken) && now.Before(sess.Upstream.IDTokenExpiry):
 			// Palette without a refresh grant: keep going until the ID token expires.

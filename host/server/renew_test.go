@@ -31,6 +31,9 @@ type fakeUpstream struct {
 	noRefresh bool
 	// idTTL is the ID tokens' lifetime; zero means an hour.
 	idTTL time.Duration
+	// keepIDToken: refresh answers with a new access token (valid an hour)
+	// and no new ID token, as OpenID Connect allows.
+	keepIDToken bool
 
 	mu      sync.Mutex
 	valid   string // the one refresh token the provider accepts
@@ -100,6 +103,12 @@ func (u *fakeUpstream) Refresh(ctx context.Context, t *upstream.Tokens) (*upstre
 	}
 	u.n++
 	u.valid = "rt-" + string(rune('0'+u.n))
+	if u.keepIDToken {
+		kept := *t
+		kept.AccessToken, kept.RefreshToken = "at-"+u.valid, u.valid
+		kept.AccessTokenExpiry = u.now().Add(time.Hour)
+		return &kept, nil
+	}
 	return u.tokens(u.valid), nil
 }
 
@@ -407,5 +416,24 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 	f.up.mu.Unlock()
 	if got := f.refresh(f.browserWithHandle(handle)); got != http.StatusUnauthorized {
 		t.Fatalf("refresh after a refusal: %d, want 401 (the session should have ended)", got)
+	}
+}
+
+// A provider that refreshes without a new ID token is asked once, not on
+// every page load until the ID token expires.
+func TestRefreshWithoutNewIDTokenAsksOnce(t *testing.T) {
+	f := newFakeFixture(t, func(u *fakeUpstream) { u.keepIDToken = true })
+	b, _ := f.signIn()
+	f.advance(57 * time.Minute) // within the 5-minute margin of the ID token
+	for i := range 5 {
+		if got := f.refresh(b); got != http.StatusOK {
+			t.Fatalf("refresh %d: %d", i, got)
+		}
+	}
+	f.up.mu.Lock()
+	n := f.up.n
+	f.up.mu.Unlock()
+	if n != 2 { // the sign-in's exchange, then one refresh
+		t.Fatalf("provider asked %d times, want 2 (exchange + one refresh)", n)
 	}
 }

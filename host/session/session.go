@@ -151,6 +151,10 @@ type UpstreamTokens struct {
 	AccessTokenExpiry   time.Time       `json:"accessTokenExpiry,omitzero"`
 	IDTokenExpiry       time.Time       `json:"idTokenExpiry,omitzero"`
 	Claims              json.RawMessage `json:"claims,omitempty"`
+	// IDTokenNotRenewed records that the last upstream refresh answered
+	// without a new ID token (OpenID Connect allows it), so asking again
+	// before the access token runs out would get the same answer.
+	IDTokenNotRenewed bool `json:"idTokenNotRenewed,omitempty"`
 }
 
 // String describes the tokens without revealing them, so a session printed
