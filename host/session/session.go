@@ -216,9 +216,10 @@ func (s *Session) Expired(now time.Time) bool { return !now.Before(s.ExpiresAt) 
 
 // Store keeps sessions by the Key of their handle (see KeyOf). Implementations must be safe for
 // concurrent use; Get is on the /refresh hot path and must not serialise
-// callers. The file store suits one daemon; a PostgreSQL store (a table
-// keyed by the hex Key, with expires_at indexed for the sweep) lets replicas
-// share sessions, so a logout on one is seen by all.
+// callers. The file store suits one daemon; the PostgreSQL store
+// (host/storage/postgres: a table keyed by the Key, with expires_at indexed
+// for the sweep) lets replicas share sessions, so a logout on one is seen by
+// all. Every store passes the suite in host/session/sessiontest.
 type Store interface {
 	// Get returns a copy of the live session for key, or ErrNotFound.
 	Get(ctx context.Context, key Key) (*Session, error)
@@ -238,6 +239,11 @@ type Store interface {
 	// Close stops background work and releases resources.
 	Close() error
 }
+
+// Validate checks a session before a store keeps it: not nil, with an
+// ExpiresAt that has not passed at now (ErrExpired otherwise). Stores
+// outside this package call it in Put and Replace, as the ones here do.
+func Validate(s *Session, now time.Time) error { return validate(s, now) }
 
 // validate checks a session before it is stored.
 func validate(s *Session, now time.Time) error {

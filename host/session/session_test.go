@@ -128,138 +128,37 @@ func TestNewHandleAndKey(t *testing.T) {
 	}
 }
 
-func stores(t *testing.T, clock *fakeClock) map[string]Store {
-	return map[string]Store{
-		"file":   openStore(t, t.TempDir(), clock, nil),
-		"memory": NewMemoryStore(Options{Now: clock.Now}),
-	}
-}
-
-func TestPutGetDelete(t *testing.T) {
-	clock := newClock()
-	for name, s := range stores(t, clock) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			h1, h2 := mustHandle(t), mustHandle(t)
-			s1, s2 := sample(clock.Now(), "alice"), sample(clock.Now(), "bob")
-
-			tests := []struct {
-				name string
-				do   func() error
-				get  string
-				want *Session // nil: ErrNotFound
-			}{
-				{"missing", func() error { return nil }, h1, nil},
-				{"put", func() error { return s.Put(ctx, key(h1), s1) }, h1, s1},
-				{"other handle unaffected", func() error { return s.Put(ctx, key(h2), s2) }, h2, s2},
-				{"first still there", func() error { return nil }, h1, s1},
-				{"replace", func() error { s1.Scope = "openid"; return s.Put(ctx, key(h1), s1) }, h1, s1},
-				{"delete", func() error { return s.Delete(ctx, key(h1)) }, h1, nil},
-				{"delete again", func() error { return s.Delete(ctx, key(h1)) }, h1, nil},
-			}
-			for _, tc := range tests {
-				if err := tc.do(); err != nil {
-					t.Fatalf("%s: %v", tc.name, err)
-				}
-				got, err := s.Get(ctx, key(tc.get))
-				if tc.want == nil {
-					if !errors.Is(err, ErrNotFound) {
-						t.Fatalf("%s: Get = %v, %v; want ErrNotFound", tc.name, got, err)
-					}
-					continue
-				}
-				if err != nil {
-					t.Fatalf("%s: Get: %v", tc.name, err)
-				}
-				assertSame(t, got, tc.want)
-			}
-
-			// Get returns a copy; the store keeps its own copy of what was Put.
-			got, _ := s.Get(ctx, key(h2))
-			got.OwnershipEntityRefs[0] = "mutated"
-			got.Backstage.Token = "mutated"
-			s2.Profile.Email = "mutated"
-			again, _ := s.Get(ctx, key(h2))
-			if again.OwnershipEntityRefs[0] == "mutated" || again.Backstage.Token == "mutated" || again.Profile.Email == "mutated" {
-				t.Fatal("store shares memory with callers")
-			}
-
-			// Invalid puts.
-			for _, bad := range []struct {
-				handle string
-				s      *Session
-			}{
-				{h1, nil},
-				{h1, &Session{UserEntityRef: "user:default/x"}},
-				{h1, &Session{ExpiresAt: clock.Now()}},
-			} {
-				if err := s.Put(ctx, key(bad.handle), bad.s); err == nil {
-					t.Errorf("Put accepted handle %q session %v", bad.handle, bad.s)
-				}
-			}
-		})
-	}
-}
-
-// Replace writes only over a live session: after Delete (a sign-out) or
-// expiry it stores nothing, in memory or on disk.
-func TestReplaceOnlyOverLiveSession(t *testing.T) {
+// The file store's Replace over a deleted or expired session leaves nothing
+// on disk either (the conformance suite checks what Get sees).
+func TestFileStoreReplaceLeavesNothingOnDisk(t *testing.T) {
 	clock := newClock()
 	dir := t.TempDir()
-	for name, s := range map[string]Store{
-		"file":   openStore(t, dir, clock, nil),
-		"memory": NewMemoryStore(Options{Now: clock.Now}),
-	} {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			h := mustHandle(t)
-			if err := s.Replace(ctx, key(h), sample(clock.Now(), "alice")); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Replace of nothing: %v, want ErrNotFound", err)
-			}
-			if _, err := s.Get(ctx, key(h)); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Replace of nothing stored a session: %v", err)
-			}
-			orig := sample(clock.Now(), "alice")
-			if err := s.Put(ctx, key(h), orig); err != nil {
-				t.Fatal(err)
-			}
-			renewed := sample(clock.Now(), "alice")
-			renewed.Upstream.RefreshToken = "rt-renewed"
-			if err := s.Replace(ctx, key(h), renewed); err != nil {
-				t.Fatalf("Replace of a live session: %v", err)
-			}
-			got, err := s.Get(ctx, key(h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			assertSame(t, got, renewed)
-
-			if err := s.Delete(ctx, key(h)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Replace(ctx, key(h), renewed); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Replace after Delete: %v, want ErrNotFound", err)
-			}
-			if _, err := s.Get(ctx, key(h)); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Replace after Delete brought the session back: %v", err)
-			}
-
-			// Expired (not yet swept): gone as well.
-			h2 := mustHandle(t)
-			short := sample(clock.Now(), "bob")
-			short.ExpiresAt = clock.Now().Add(time.Minute)
-			if err := s.Put(ctx, key(h2), short); err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(2 * time.Minute)
-			if err := s.Replace(ctx, key(h2), sample(clock.Now(), "bob")); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Replace of an expired session: %v, want ErrNotFound", err)
-			}
-		})
+	s := openStore(t, dir, clock, nil)
+	ctx := context.Background()
+	h := mustHandle(t)
+	if err := s.Replace(ctx, key(h), sample(clock.Now(), "alice")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace of nothing: %v, want ErrNotFound", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sessions")); err != nil {
+	if err := s.Put(ctx, key(h), sample(clock.Now(), "alice")); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Delete(ctx, key(h)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, key(h), sample(clock.Now(), "alice")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace after Delete: %v, want ErrNotFound", err)
+	}
+	h2 := mustHandle(t)
+	short := sample(clock.Now(), "bob")
+	short.ExpiresAt = clock.Now().Add(time.Minute)
+	if err := s.Put(ctx, key(h2), short); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+	if err := s.Replace(ctx, key(h2), sample(clock.Now(), "bob")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace of an expired session: %v, want ErrNotFound", err)
+	}
+	_ = s.Close()
 	reopened := openStore(t, dir, clock, nil)
 	if n := reopened.Len(); n != 0 {
 		t.Errorf("%d sessions on disk after Replace over deleted and expired ones, want 0", n)
@@ -275,52 +174,29 @@ func assertSame(t *testing.T, got, want *Session) {
 	}
 }
 
-func TestExpiryAndSweep(t *testing.T) {
+// Sweep removes the expired session's file, not only the index entry.
+func TestFileStoreSweepRemovesFiles(t *testing.T) {
 	clock := newClock()
-	for name, s := range stores(t, clock) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			short, long := mustHandle(t), mustHandle(t)
-			a := sample(clock.Now(), "a")
-			a.ExpiresAt = clock.Now().Add(time.Hour)
-			if err := s.Put(ctx, key(short), a); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Put(ctx, key(long), sample(clock.Now(), "b")); err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(time.Hour - time.Second)
-			if _, err := s.Get(ctx, key(short)); err != nil {
-				t.Fatalf("one second before expiry: %v", err)
-			}
-			clock.Advance(time.Second)
-			if _, err := s.Get(ctx, key(short)); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("at expiry: %v", err)
-			}
-			n, err := s.Sweep(ctx)
-			if err != nil || n != 1 {
-				t.Fatalf("Sweep = %d, %v; want 1", n, err)
-			}
-			if n, _ := s.Sweep(ctx); n != 0 {
-				t.Fatalf("second Sweep removed %d", n)
-			}
-			if _, err := s.Get(ctx, key(long)); err != nil {
-				t.Fatalf("live session swept: %v", err)
-			}
-			if fs, ok := s.(*FileStore); ok {
-				k, _ := KeyOf(short)
-				if _, err := os.Stat(fs.path(k)); !os.IsNotExist(err) {
-					t.Fatalf("swept session file still on disk: %v", err)
-				}
-			}
-			// A cancelled sweep stops.
-			clock.Advance(48 * time.Hour)
-			cctx, cancel := context.WithCancel(ctx)
-			cancel()
-			if _, err := s.Sweep(cctx); !errors.Is(err, context.Canceled) {
-				t.Fatalf("cancelled Sweep err = %v", err)
-			}
-		})
+	s := openStore(t, t.TempDir(), clock, nil)
+	ctx := context.Background()
+	short, long := mustHandle(t), mustHandle(t)
+	a := sample(clock.Now(), "a")
+	a.ExpiresAt = clock.Now().Add(time.Hour)
+	if err := s.Put(ctx, key(short), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, key(long), sample(clock.Now(), "b")); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	if n, err := s.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(s.path(key(short))); !os.IsNotExist(err) {
+		t.Fatalf("swept session file still on disk: %v", err)
+	}
+	if _, err := os.Stat(s.path(key(long))); err != nil {
+		t.Fatalf("live session file gone: %v", err)
 	}
 }
 
@@ -494,66 +370,50 @@ func TestCrashLeftovers(t *testing.T) {
 	}
 }
 
-func TestConcurrentAccess(t *testing.T) {
+// Concurrent writers leave the file store's disk and index in agreement.
+func TestFileStoreConcurrentDiskAgrees(t *testing.T) {
 	clock := newClock()
-	for name, s := range stores(t, clock) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			handles := make([]string, 8)
-			for i := range handles {
-				handles[i] = mustHandle(t)
-			}
-			var wg sync.WaitGroup
-			for g := range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range 40 {
-						h := handles[(g+i)%len(handles)]
-						switch i % 5 {
-						case 0, 1:
-							sess := sample(clock.Now(), fmt.Sprintf("g%d", g))
-							if i%3 == 0 {
-								// Expires during the test (the clock moves
-								// at most 4 minutes), never before Put.
-								sess.ExpiresAt = sess.CreatedAt.Add(10 * time.Minute)
-							}
-							// A short session can expire between sample
-							// and Put when this goroutine is descheduled.
-							if err := s.Put(ctx, key(h), sess); err != nil && !(i%3 == 0 && errors.Is(err, ErrExpired)) {
-								t.Error(err)
-							}
-						case 2:
-							if err := s.Delete(ctx, key(h)); err != nil {
-								t.Error(err)
-							}
-						case 3:
-							if _, err := s.Sweep(ctx); err != nil {
-								t.Error(err)
-							}
-						default:
-							if got, err := s.Get(ctx, key(h)); err == nil {
-								_ = got.Clone() // touch it
-								got.OwnershipEntityRefs = append(got.OwnershipEntityRefs, "x")
-							} else if !errors.Is(err, ErrNotFound) {
-								t.Error(err)
-							}
-						}
-						if g == 0 && i%10 == 0 {
-							clock.Advance(3 * time.Minute)
-						}
+	fs := openStore(t, t.TempDir(), clock, nil)
+	ctx := context.Background()
+	handles := make([]string, 8)
+	for i := range handles {
+		handles[i] = mustHandle(t)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				h := handles[(g+i)%len(handles)]
+				var err error
+				switch i % 4 {
+				case 0, 1:
+					sess := sample(clock.Now(), fmt.Sprintf("g%d", g))
+					if i%3 == 0 {
+						sess.ExpiresAt = sess.CreatedAt.Add(10 * time.Minute)
 					}
-				}()
-			}
-			wg.Wait()
-			// Memory and disk agree.
-			if fs, ok := s.(*FileStore); ok {
-				entries, _ := os.ReadDir(fs.dir)
-				if len(entries) != fs.Len() {
-					t.Fatalf("%d files, %d indexed", len(entries), fs.Len())
+					if err = fs.Put(ctx, key(h), sess); errors.Is(err, ErrExpired) {
+						err = nil
+					}
+				case 2:
+					err = fs.Delete(ctx, key(h))
+				default:
+					_, err = fs.Sweep(ctx)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				if g == 0 && i%10 == 0 {
+					clock.Advance(3 * time.Minute)
 				}
 			}
-		})
+		}()
+	}
+	wg.Wait()
+	entries, _ := os.ReadDir(fs.dir)
+	if len(entries) != fs.Len() {
+		t.Fatalf("%d files, %d indexed", len(entries), fs.Len())
 	}
 }
 
