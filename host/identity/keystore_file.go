@@ -87,14 +87,9 @@ func (s *FileKeyStore) AddKey(ctx context.Context, k Key) error {
 	if k.Private == nil {
 		return fmt.Errorf("identity: storing key %s: the file store keeps private keys and this key has none", k.ID)
 	}
-	kf := keyFile{
-		Version:   keyFileVersion,
-		CreatedAt: k.CreatedAt.UTC(),
-		Key:       jose.JSONWebKey{Key: k.Private, KeyID: k.ID, Algorithm: string(jose.ES256), Use: "sig"},
-	}
-	data, err := json.Marshal(kf)
+	data, err := EncodeKey(k)
 	if err != nil {
-		return fmt.Errorf("identity: encoding key %s: %w", k.ID, err)
+		return err
 	}
 	if err := atomicfile.WriteFile(s.path(k.ID), data, 0o600); err != nil {
 		return fmt.Errorf("identity: storing key %s: %w", k.ID, err)
@@ -178,20 +173,12 @@ func (s *FileKeyStore) read(name string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("reading: %w", err)
 	}
-	var kf keyFile
-	if err := json.Unmarshal(data, &kf); err != nil {
-		return Key{}, errors.New("not valid key JSON")
-	}
-	if kf.Version != keyFileVersion {
-		return Key{}, fmt.Errorf("unsupported key file version %d", kf.Version)
-	}
-	priv, ok := kf.Key.Key.(*ecdsa.PrivateKey)
-	if !ok {
-		return Key{}, errors.New("not an ECDSA private key")
-	}
-	k := Key{ID: kf.Key.KeyID, CreatedAt: kf.CreatedAt, Private: priv, Public: &priv.PublicKey}
-	if err := k.validate(); err != nil {
+	k, err := DecodeKey(data)
+	if err != nil {
 		return Key{}, err
+	}
+	if k.Private == nil {
+		return Key{}, errors.New("not an ECDSA private key")
 	}
 	if name != k.ID+".json" {
 		return Key{}, fmt.Errorf("file name does not match kid %s", k.ID)
@@ -199,8 +186,59 @@ func (s *FileKeyStore) read(name string) (Key, error) {
 	return k, nil
 }
 
-// validate checks what every store relies on: a UUID kid (it becomes a file
-// name or a primary key), a creation time and a P-256 public key.
+// EncodeKey is a key's stored form, the same for every store: JSON with a
+// format version, the creation time (to the nanosecond) and the key as a
+// JWK, private ("d") when k has its private half. It is secret when it holds
+// the private key. k must be valid (Validate).
+func EncodeKey(k Key) ([]byte, error) {
+	if err := k.validate(); err != nil {
+		return nil, err
+	}
+	var jk any = k.Public
+	if k.Private != nil {
+		jk = k.Private
+	}
+	data, err := json.Marshal(keyFile{
+		Version:   keyFileVersion,
+		CreatedAt: k.CreatedAt.UTC(),
+		Key:       jose.JSONWebKey{Key: jk, KeyID: k.ID, Algorithm: string(jose.ES256), Use: "sig"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity: encoding key %s: %w", k.ID, err)
+	}
+	return data, nil
+}
+
+// DecodeKey reads what EncodeKey wrote and validates it. Its errors say what
+// is wrong, never quoting key material.
+func DecodeKey(data []byte) (Key, error) {
+	var kf keyFile
+	if err := json.Unmarshal(data, &kf); err != nil {
+		return Key{}, errors.New("not valid key JSON")
+	}
+	if kf.Version != keyFileVersion {
+		return Key{}, fmt.Errorf("unsupported key file version %d", kf.Version)
+	}
+	k := Key{ID: kf.Key.KeyID, CreatedAt: kf.CreatedAt}
+	switch jk := kf.Key.Key.(type) {
+	case *ecdsa.PrivateKey:
+		k.Private, k.Public = jk, &jk.PublicKey
+	case *ecdsa.PublicKey:
+		k.Public = jk
+	default:
+		return Key{}, errors.New("not an ECDSA key")
+	}
+	if err := k.validate(); err != nil {
+		return Key{}, err
+	}
+	return k, nil
+}
+
+// Validate checks what every store relies on: a UUID kid (it becomes a
+// file name or a primary key), a creation time and a P-256 public key that
+// matches the private key, if any. Stores call it in AddKey.
+func (k Key) Validate() error { return k.validate() }
+
 func (k Key) validate() error {
 	if _, err := uuid.Parse(k.ID); err != nil || len(k.ID) != 36 {
 		return fmt.Errorf("identity: key id %q is not a UUID", k.ID)

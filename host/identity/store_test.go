@@ -31,72 +31,6 @@ func quietLogger(buf *bytes.Buffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Debug})
 }
 
-func TestKeyStores(t *testing.T) {
-	stores := map[string]func(t *testing.T) KeyStore{
-		"memory": func(t *testing.T) KeyStore { return NewMemoryKeyStore() },
-		"file": func(t *testing.T) KeyStore {
-			s, err := OpenFileKeyStore(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-	for name, open := range stores {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s := open(t)
-			t0 := time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)
-			k1, k2, k3 := newKey(t, t0), newKey(t, t0.Add(time.Hour)), newKey(t, t0.Add(2*time.Hour))
-			for _, k := range []Key{k1, k2, k3} {
-				if err := s.AddKey(ctx, k); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := s.ListKeys(ctx)
-			if err != nil || len(got) != 3 {
-				t.Fatalf("ListKeys = %d keys, %v", len(got), err)
-			}
-			for _, g := range got {
-				var want Key
-				for _, k := range []Key{k1, k2, k3} {
-					if k.ID == g.ID {
-						want = k
-					}
-				}
-				if !g.CreatedAt.Equal(want.CreatedAt) || !g.Private.Equal(want.Private) || !g.Public.Equal(want.Public) {
-					t.Errorf("key %s did not round-trip", g.ID)
-				}
-			}
-			if err := s.DeleteKeysBefore(ctx, k2.CreatedAt); err != nil {
-				t.Fatal(err)
-			}
-			got, _ = s.ListKeys(ctx)
-			if len(got) != 2 {
-				t.Fatalf("after DeleteKeysBefore: %d keys, want 2", len(got))
-			}
-			for _, g := range got {
-				if g.ID == k1.ID {
-					t.Fatal("old key not deleted")
-				}
-			}
-
-			bad := []Key{
-				{ID: "not-a-uuid", CreatedAt: t0, Public: k1.Public, Private: k1.Private},
-				{ID: "../../etc/passwd", CreatedAt: t0, Public: k1.Public, Private: k1.Private},
-				{ID: uuid.NewString(), Public: k1.Public, Private: k1.Private},
-				{ID: uuid.NewString(), CreatedAt: t0},
-				{ID: uuid.NewString(), CreatedAt: t0, Public: k2.Public, Private: k1.Private},
-			}
-			for _, k := range bad {
-				if err := s.AddKey(ctx, k); err == nil {
-					t.Errorf("AddKey accepted an invalid key %q", k.ID)
-				}
-			}
-		})
-	}
-}
-
 func TestFileKeyStoreOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	var logs bytes.Buffer
@@ -176,57 +110,6 @@ func TestFileKeyStoreOnDisk(t *testing.T) {
 	}
 	if _, err := iss.Issue(ctx, Claims{Subject: "user:default/a"}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestUserInfoStores(t *testing.T) {
-	stores := map[string]func(t *testing.T, dir string) UserInfoStore{
-		"memory": func(t *testing.T, _ string) UserInfoStore { return NewMemoryUserInfoStore() },
-		"file": func(t *testing.T, dir string) UserInfoStore {
-			s, err := OpenFileUserInfoStore(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-	for name, open := range stores {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s := open(t, t.TempDir())
-			tests := []struct {
-				sub string
-				ent []string
-			}{
-				{"user:default/alice", []string{"user:default/alice", "group:default/a"}},
-				{`user:default/"odd" <name> ü`, []string{`user:default/"odd" <name> ü`}},
-				{"user:default/none", nil},
-			}
-			for _, tc := range tests {
-				info := UserInfo{Claims: UserInfoClaims{Sub: tc.sub, Ent: tc.ent}}
-				if err := s.Put(ctx, tc.sub, info); err != nil {
-					t.Fatalf("Put(%q): %v", tc.sub, err)
-				}
-				got, err := s.Get(ctx, tc.sub)
-				if err != nil || !got.Equal(info) {
-					t.Fatalf("Get(%q) = %+v, %v", tc.sub, got, err)
-				}
-				// The caller's slice and the returned one are copies.
-				if len(got.Claims.Ent) > 0 {
-					got.Claims.Ent[0] = "mutated"
-					again, _ := s.Get(ctx, tc.sub)
-					if again.Claims.Ent[0] == "mutated" {
-						t.Fatal("Get returned the stored slice")
-					}
-				}
-			}
-			if _, err := s.Get(ctx, "user:default/nobody"); !errorsIs(err, ErrUserInfoNotFound) {
-				t.Fatalf("Get(unknown) err = %v", err)
-			}
-			if err := s.Put(ctx, "user:default/a", UserInfo{Claims: UserInfoClaims{Sub: "user:default/b"}}); err == nil {
-				t.Fatal("Put accepted claims for another user")
-			}
-		})
 	}
 }
 
@@ -323,5 +206,33 @@ func BenchmarkUserInfoPutUnchanged(b *testing.B) {
 		if err := s.Put(ctx, sub, info); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Every store keeps keys in one encoding: the file store's JSON, private or
+// public-only.
+func TestEncodeDecodeKey(t *testing.T) {
+	k := newKey(t, time.Date(2026, 1, 1, 0, 0, 0, 987654321, time.UTC))
+	for name, in := range map[string]Key{"private": k, "public": {ID: k.ID, CreatedAt: k.CreatedAt, Public: k.Public}} {
+		data, err := EncodeKey(in)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if hasD := strings.Contains(string(data), `"d":`); hasD != (in.Private != nil) {
+			t.Errorf("%s: private half present = %v", name, hasD)
+		}
+		out, err := DecodeKey(data)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if out.ID != in.ID || !out.CreatedAt.Equal(in.CreatedAt) || !out.Public.Equal(in.Public) || (out.Private == nil) != (in.Private == nil) {
+			t.Errorf("%s: did not round-trip", name)
+		}
+	}
+	if _, err := EncodeKey(Key{ID: "x"}); err == nil {
+		t.Error("EncodeKey accepted an invalid key")
+	}
+	if _, err := DecodeKey([]byte(`{"version":1,"key":{"kty":"EC","d":"SECRET`)); err == nil || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("DecodeKey of damaged JSON: %v", err)
 	}
 }

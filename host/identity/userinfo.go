@@ -178,6 +178,10 @@ func userInfoFileName(sub string) string {
 	return hex.EncodeToString(h[:]) + ".json"
 }
 
+// ValidateUserInfo checks what a UserInfoStore's Put is given: a non-empty
+// user whose claims are its own. Stores outside this package call it.
+func ValidateUserInfo(sub string, info UserInfo) error { return checkUserInfo(sub, info) }
+
 func checkUserInfo(sub string, info UserInfo) error {
 	if sub == "" {
 		return errors.New("identity: storing user info: empty user entity ref")
