@@ -210,7 +210,11 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	env.cookies.clearNonce(w, "")
-	if !s.used.claim(req.Nonce, s.now()) {
+	if fresh, err := s.claimOnce(r.Context(), req.Nonce); err != nil {
+		s.log.Error("command-line sign-in failed: recording the sign-in response as used", "env", env.name, "error", err)
+		writeCLIPage(w, http.StatusInternalServerError, "Sign-in failed", "Sign-in failed; the daemon's log has the details. Run the command again.")
+		return nil
+	} else if !fresh {
 		writeCLIPage(w, http.StatusForbidden, "Sign-in refused", "This sign-in response was already used. Run the command again.")
 		return nil
 	}
@@ -421,7 +425,9 @@ func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenR
 	if !hmac.Equal([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.Challenge)) {
 		return nil, invalidGrant("code_verifier does not match the code_challenge", nil)
 	}
-	if !s.used.claim("cli-code:"+c.ID, s.now()) {
+	if fresh, err := s.claimOnce(ctx, "cli-code:"+c.ID); err != nil {
+		return nil, fmt.Errorf("recording the code as used: %w", err)
+	} else if !fresh {
 		return nil, invalidGrant("the code was already used; sign in again", nil)
 	}
 	key, err := session.KeyOf(c.Handle)

@@ -248,7 +248,9 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 		return res, backstageerr.NotAllowed("Invalid nonce")
 	}
 	env.cookies.clearNonce(w, st.Origin)
-	if !s.used.claim(st.Nonce, s.now()) {
+	if fresh, err := s.claimOnce(r.Context(), st.Nonce); err != nil {
+		return res, fmt.Errorf("recording the sign-in response as used: %w", err)
+	} else if !fresh {
 		return res, backstageerr.NotAllowed("This sign-in response was already used")
 	}
 	if e := params.Get("error"); e != "" {

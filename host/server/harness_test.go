@@ -63,6 +63,8 @@ type fixtureOptions struct {
 	op *fixture
 	// addr is the daemon's listen address (restart tests); empty picks one.
 	addr string
+	// usedOnce replaces the in-memory set of used sign-in responses.
+	usedOnce server.OnceSet
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -158,6 +160,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		UserInfo:            userInfo,
 		Sessions:            f.sessions,
 		FlowKey:             []byte(strings.Repeat("k", 32)),
+		UsedOnce:            o.usedOnce,
 		Now:                 f.now,
 	})
 	if err != nil {

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // authorize runs /start and the provider's login, stopping at the callback:
@@ -329,5 +332,27 @@ func TestCORSPreflight(t *testing.T) {
 				t.Errorf("preflight allowed %s", tc.origin)
 			}
 		})
+	}
+}
+
+// failingOnce is a shared used-once set whose database is down.
+type failingOnce struct{}
+
+func (failingOnce) Claim(context.Context, string, time.Time, time.Time) (bool, error) {
+	return false, errors.New("database is down")
+}
+
+// When the daemon cannot record a sign-in response as used (its shared
+// store is down), it refuses the sign-in rather than risk accepting a
+// replay: no session, no cookie.
+func TestSignInRefusedWhenUsedOnceSetFails(t *testing.T) {
+	f := newFixture(t, fixtureOptions{usedOnce: failingOnce{}})
+	b := newBrowser(t)
+	m, _ := frameMessage(t, b.get(authorize(t, f, b, popupQuery())))
+	if _, ok := m["error"].(map[string]any); !ok {
+		t.Fatalf("sign-in went through without being recorded as used: %v", m)
+	}
+	if n := f.sessions.Len(); n != 0 {
+		t.Fatalf("%d sessions stored", n)
 	}
 }

@@ -81,6 +81,11 @@ type Config struct {
 	// FlowKey (32 bytes or more, secret, shared by replicas) derives each
 	// sign-in's PKCE verifier and OpenID nonce from the browser-bound nonce.
 	FlowKey []byte
+	// UsedOnce remembers completed sign-ins and redeemed command-line codes,
+	// so each is accepted once. Nil means in this process's memory only;
+	// replicas share one (host/storage/postgres), so a response replayed to
+	// another replica is refused too.
+	UsedOnce OnceSet
 	// IncludeOwnershipClaim puts ent into Backstage tokens.
 	IncludeOwnershipClaim bool
 	// Ready reports whether the daemon can serve sign-ins (for /readyz).
@@ -99,7 +104,7 @@ type Server struct {
 	log      hclog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
-	used     usedNonces
+	used     OnceSet
 	flights  flightGroup
 	oidcConf []byte
 }
@@ -164,6 +169,10 @@ func newServer(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		mux:      http.NewServeMux(),
+		used:     cfg.UsedOnce,
+	}
+	if s.used == nil {
+		s.used = &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -282,6 +291,22 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// OnceSet remembers single-use values until they expire: the nonce of each
+// completed sign-in and the id of each redeemed command-line code.
+// Implementations must be safe for concurrent use, and atomic: of two
+// concurrent claims of one id, one wins.
+type OnceSet interface {
+	// Claim records id until expires and reports whether it was fresh: not
+	// recorded yet, or recorded with an expiry that is not after now.
+	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
+}
+
+// claimOnce claims id for as long as a nonce cookie lives.
+func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
+	now := s.now()
+	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
+}
+
 // maxUsedNonces bounds how many used nonces are remembered. Anyone can make
 // the daemon remember one (a made-up state with a matching made-up nonce
 // cookie), so beyond it the oldest are forgotten early: a replay still needs
@@ -289,8 +314,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // redeemed yet.
 const maxUsedNonces = 1 << 16
 
-// usedNonces remembers the nonces of completed sign-ins until their cookie
-// would have expired, so a state is accepted once.
+// usedNonces is the in-memory OnceSet: it remembers the nonces of completed
+// sign-ins until their cookie would have expired, so a state is accepted
+// once by this process.
 type usedNonces struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -304,8 +330,19 @@ type usedNonce struct {
 	exp   time.Time
 }
 
-// claim records nonce and reports whether it was fresh.
+// Claim implements OnceSet; it never fails.
+func (u *usedNonces) Claim(_ context.Context, id string, now, expires time.Time) (bool, error) {
+	return u.claimUntil(id, now, expires), nil
+}
+
+// claim records nonce for nonceMaxAge and reports whether it was fresh.
 func (u *usedNonces) claim(nonce string, now time.Time) bool {
+	return u.claimUntil(nonce, now, now.Add(nonceMaxAge))
+}
+
+// claimUntil records nonce until exp and reports whether it was fresh.
+// Claims come with a constant lifetime, so the queue is in expiry order.
+func (u *usedNonces) claimUntil(nonce string, now, exp time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.seen == nil {
@@ -320,7 +357,6 @@ func (u *usedNonces) claim(nonce string, now time.Time) bool {
 	for len(u.order) >= maxUsedNonces {
 		u.dropOldest()
 	}
-	exp := now.Add(nonceMaxAge)
 	u.seen[nonce] = exp
 	u.order = append(u.order, usedNonce{nonce, exp})
 	return true
