@@ -609,6 +609,11 @@ func (in *instance) do(ctx context.Context, op string, fn func(context.Context, 
 		// The connection broke: the process crashed or is going away.
 		// The supervisor sees the exit and restarts it; this call fails.
 		return fmt.Errorf("plugin %q: %s: the connection to the plugin broke (did it crash?): %w", in.name, op, err)
+	case errors.Is(err, context.Canceled) && g.runner.diedOnItsOwn():
+		// The process died under the call and the supervisor closed the
+		// connection before gRPC noticed the broken pipe: which of the two
+		// errors the call sees is a race, the cause is the same.
+		return fmt.Errorf("plugin %q: %s: the connection to the plugin broke (did it crash?): %s: %w", in.name, op, g.runner.exitReason(), err)
 	case errors.Is(err, context.Canceled):
 		// Neither the caller nor the plugin cancelled: the host closed the
 		// connection under the call, stopping or restarting the plugin.

@@ -48,6 +48,7 @@ type procRunner struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd // set by Start once the process runs
 	killed bool      // Kill was called: a process Start starts is killed at once
+	died   bool      // the process ended before Kill was called (set when reaped)
 	reaped bool      // the process was reaped: its pid and group are no longer ours
 }
 
@@ -171,6 +172,7 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 			r.mu.Lock()
 		}
 		r.state = cmd.ProcessState
+		r.died = !r.killed
 		r.reaped = true
 		r.mu.Unlock()
 		close(r.exited)
@@ -205,6 +207,19 @@ func (r *procRunner) Kill(context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// diedOnItsOwn reports whether the process has ended without the host
+// killing it.
+func (r *procRunner) diedOnItsOwn() bool {
+	select {
+	case <-r.exited:
+	default:
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.died
 }
 
 // exitReason describes how the process ended, once it has: "exit status
