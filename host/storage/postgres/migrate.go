@@ -1,0 +1,112 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migrationLockID is the advisory lock (in this database) that serialises
+// schema migrations of replicas starting together: "spectroauth" in ASCII.
+const migrationLockID int64 = 0x73706563_74726f61
+
+// migration is one schema version. Migrations only add (tables, columns,
+// indexes), so a replica still running the previous release keeps working
+// against a schema a newer one migrated, during a rolling upgrade.
+type migration struct {
+	version     int
+	description string
+	statements  []string
+}
+
+// migrations, in order. Never edit one that has shipped: add the next.
+var migrations = []migration{
+	{1, "signing keys, user info, sessions, secrets, used-once set", []string{
+		`CREATE TABLE spectroauth_signing_keys (
+			kid uuid PRIMARY KEY,
+			created_at timestamptz NOT NULL,
+			-- exact creation time, Unix nanoseconds: rotation and pruning compare it
+			created_at_ns bigint NOT NULL,
+			-- identity.EncodeKey: version, creation time, private JWK. Secret.
+			key_json bytea NOT NULL
+		)`,
+		`CREATE TABLE spectroauth_user_info (
+			user_entity_ref text PRIMARY KEY,
+			-- {"claims":{"sub":…,"ent":[…]}}, as /v1/userinfo answers it
+			user_info jsonb NOT NULL,
+			updated_at timestamptz NOT NULL DEFAULT now()
+		)`,
+		`CREATE TABLE spectroauth_sessions (
+			-- SHA-256 of the cookie's session handle (never the handle)
+			key bytea PRIMARY KEY CHECK (octet_length(key) = 32),
+			expires_at timestamptz NOT NULL,
+			-- the session as JSON, upstream tokens included. Secret.
+			session bytea NOT NULL
+		)`,
+		`CREATE INDEX spectroauth_sessions_expires_at ON spectroauth_sessions (expires_at)`,
+		`CREATE TABLE spectroauth_secrets (
+			name text PRIMARY KEY,
+			value bytea NOT NULL,
+			created_at timestamptz NOT NULL DEFAULT now()
+		)`,
+		`CREATE TABLE spectroauth_used_once (
+			-- SHA-256 of the used value (a sign-in nonce, a CLI code id)
+			id bytea PRIMARY KEY CHECK (octet_length(id) = 32),
+			expires_at timestamptz NOT NULL
+		)`,
+		`CREATE INDEX spectroauth_used_once_expires_at ON spectroauth_used_once (expires_at)`,
+	}},
+}
+
+// migrate brings the schema to the newest version, in one transaction
+// under an advisory lock: replicas starting together take turns, and the
+// second finds nothing to do.
+func (db *DB) migrate(ctx context.Context) error {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return db.wrap("migrating the schema: beginning", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockID); err != nil {
+		return db.wrap("migrating the schema: waiting for the migration lock", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spectroauth_schema_migrations (
+			version integer PRIMARY KEY,
+			description text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+		return db.wrap("migrating the schema: creating spectroauth_schema_migrations", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM spectroauth_schema_migrations`).Scan(&current); err != nil {
+		return db.wrap("migrating the schema: reading the schema version", err)
+	}
+	latest := migrations[len(migrations)-1].version
+	if current > latest {
+		// A newer release migrated; migrations only add, so carry on.
+		db.log.Warn("the database schema is newer than this release knows; continuing (migrations only add)", "schema", current, "known", latest)
+	}
+	applied := 0
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		for i, stmt := range m.statements {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return db.wrap(fmt.Sprintf("migrating the schema to version %d (%s), statement %d", m.version, m.description, i+1), err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO spectroauth_schema_migrations (version, description) VALUES ($1, $2)`, m.version, m.description); err != nil {
+			return db.wrap(fmt.Sprintf("migrating the schema: recording version %d", m.version), err)
+		}
+		applied++
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return db.wrap("migrating the schema: committing", err)
+	}
+	if applied > 0 {
+		db.log.Info("migrated the database schema", "from", current, "to", latest)
+	}
+	return nil
+}

@@ -1,0 +1,521 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/identity/identitytest"
+	"github.com/spectroauth/spectroauth/host/internal/pgtest"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/session/sessiontest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// open opens a DB on a fresh database, closed at the end of t.
+func open(t testing.TB, opts Options) (*DB, string) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = -1
+	}
+	db, err := Open(context.Background(), dsn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, dsn
+}
+
+// The PostgreSQL stores pass the suites the file and memory stores pass.
+func TestSessionStoreConformance(t *testing.T) {
+	sessiontest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		db, _ := open(t, Options{Now: now})
+		return db.Sessions()
+	})
+}
+
+func TestKeyStoreConformance(t *testing.T) {
+	identitytest.RunKeyStore(t, func(t *testing.T) identity.KeyStore {
+		db, _ := open(t, Options{})
+		return db.Keys()
+	})
+}
+
+func TestUserInfoStoreConformance(t *testing.T) {
+	identitytest.RunUserInfoStore(t, func(t *testing.T) identity.UserInfoStore {
+		db, _ := open(t, Options{})
+		return db.UserInfo()
+	})
+}
+
+// Two stores on one database are two replicas: what one writes, the other
+// reads; a sign-out on one is seen by the other at once.
+func TestReplicasShareSessions(t *testing.T) {
+	a, dsn := open(t, Options{})
+	b, err := Open(context.Background(), dsn, Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	k := sessiontest.Key(t)
+	sess := sessiontest.Sample(time.Now(), "alice")
+	if err := a.Sessions().Put(ctx, k, sess); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Sessions().Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessiontest.AssertSame(t, got, sess)
+	if err := b.Sessions().Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Sessions().Get(ctx, k); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("replica A still serves a session B ended: %v", err)
+	}
+	if err := a.Sessions().Replace(ctx, k, sess); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("replica A's renewal revived a session B ended: %v", err)
+	}
+}
+
+// The rows hold the handle's hash, never the handle; and what is stored is
+// what the doc says.
+func TestSessionRowsHoldNoHandle(t *testing.T) {
+	db, dsn := open(t, Options{})
+	ctx := context.Background()
+	h, _ := session.NewHandle()
+	k, _ := session.KeyOf(h)
+	if err := db.Sessions().Put(ctx, k, sessiontest.Sample(time.Now(), "alice")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var key, data []byte
+	if err := c.QueryRow(ctx, `SELECT key, session FROM spectroauth_sessions`).Scan(&key, &data); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(key, k[:]) {
+		t.Errorf("row key %x, want the session Key %s", key, k)
+	}
+	if bytes.Contains(data, []byte(h)) || bytes.Contains(key, []byte(h)) {
+		t.Error("the row holds the session handle")
+	}
+}
+
+// Replicas starting together against an empty database migrate it once,
+// and all of them start.
+func TestConcurrentMigrations(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	const n = 6
+	var wg sync.WaitGroup
+	dbs := make([]*DB, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dbs[i], errs[i] = Open(context.Background(), dsn, Options{SweepInterval: -1})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+		defer dbs[i].Close()
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var versions, latest int
+	if err := c.QueryRow(ctx, `SELECT count(*), max(version) FROM spectroauth_schema_migrations`).Scan(&versions, &latest); err != nil {
+		t.Fatal(err)
+	}
+	if versions != len(migrations) || latest != migrations[len(migrations)-1].version {
+		t.Fatalf("%d versions recorded (latest %d), want %d", versions, latest, len(migrations))
+	}
+	// A restart finds nothing to do.
+	var logs bytes.Buffer
+	again, err := Open(ctx, dsn, Options{SweepInterval: -1, Logger: hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if strings.Contains(logs.String(), "migrated") {
+		t.Errorf("a restart migrated again: %s", logs.String())
+	}
+}
+
+// A schema a newer release migrated further does not stop this one.
+func TestNewerSchemaIsNoError(t *testing.T) {
+	db, dsn := open(t, Options{})
+	ctx := context.Background()
+	if _, err := db.pool.Exec(ctx, `INSERT INTO spectroauth_schema_migrations (version, description) VALUES (999, 'from the future')`); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	again, err := Open(ctx, dsn, Options{SweepInterval: -1, Logger: hclog.New(&hclog.LoggerOptions{Output: &logs})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if !strings.Contains(logs.String(), "newer than this release") {
+		t.Errorf("no warning: %s", logs.String())
+	}
+}
+
+// Every replica gets the same flow key, made by whichever came first.
+func TestFlowKeySharedAndStable(t *testing.T) {
+	db, dsn := open(t, Options{})
+	const n = 8
+	keys := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			other, err := Open(context.Background(), dsn, Options{SweepInterval: -1})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer other.Close()
+			if keys[i], err = other.FlowKey(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	first, err := db.FlowKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != FlowKeyBytes {
+		t.Fatalf("flow key of %d bytes", len(first))
+	}
+	for i, k := range keys {
+		if !bytes.Equal(k, first) {
+			t.Fatalf("replica %d has another flow key", i)
+		}
+	}
+}
+
+// The used-once set accepts an id once until it expires, across replicas
+// and under contention; sweeping removes only expired entries.
+func TestOnceSet(t *testing.T) {
+	clock := sessiontest.NewClock()
+	db, dsn := open(t, Options{Now: clock.Now})
+	other, err := Open(context.Background(), dsn, Options{SweepInterval: -1, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	now := clock.Now()
+	exp := now.Add(10 * time.Minute)
+	claim := func(s *OnceSet, id string, now time.Time) bool {
+		t.Helper()
+		ok, err := s.Claim(ctx, id, now, now.Add(10*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(db.UsedOnce(), "nonce-a", now) {
+		t.Fatal("first claim refused")
+	}
+	if claim(other.UsedOnce(), "nonce-a", now.Add(time.Minute)) {
+		t.Fatal("replay at another replica accepted")
+	}
+	if !claim(other.UsedOnce(), "nonce-a", exp) {
+		t.Fatal("claim after expiry refused")
+	}
+
+	// Contention: of many concurrent claims of one id, exactly one wins.
+	var wins sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for i := range 16 {
+		wins.Add(1)
+		go func() {
+			defer wins.Done()
+			s := db.UsedOnce()
+			if i%2 == 1 {
+				s = other.UsedOnce()
+			}
+			ok, err := s.Claim(ctx, "contended", now, exp)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		}()
+	}
+	wins.Wait()
+	if won != 1 {
+		t.Fatalf("%d concurrent claims won, want 1", won)
+	}
+
+	clock.Advance(11 * time.Minute)
+	if !claim(db.UsedOnce(), "fresh", clock.Now()) {
+		t.Fatal("fresh claim refused")
+	}
+	n, err := db.UsedOnce().Sweep(ctx)
+	if err != nil || n != 1 { // "contended"; "nonce-a" was taken over until exp+10m
+		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	}
+	if claim(db.UsedOnce(), "fresh", clock.Now()) {
+		t.Fatal("sweep forgot a live entry")
+	}
+}
+
+// The background sweep removes expired sessions and used-once entries, and
+// Close stops it.
+func TestBackgroundSweep(t *testing.T) {
+	clock := sessiontest.NewClock()
+	db, _ := open(t, Options{Now: clock.Now, SweepInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	sess := sessiontest.Sample(clock.Now(), "a")
+	sess.ExpiresAt = clock.Now().Add(time.Minute)
+	if err := db.Sessions().Put(ctx, sessiontest.Key(t), sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UsedOnce().Claim(ctx, "x", clock.Now(), clock.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM spectroauth_sessions) + (SELECT count(*) FROM spectroauth_used_once)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d expired rows left", n)
+		}
+	}
+	done := make(chan struct{})
+	go func() { _ = db.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if _, err := db.Sessions().Get(ctx, sessiontest.Key(t)); err == nil {
+		t.Fatal("Get after Close succeeded")
+	}
+}
+
+// After Close the session store refuses use, as the file store does.
+func TestSessionStoreClosed(t *testing.T) {
+	db, _ := open(t, Options{})
+	s := db.Sessions()
+	_ = s.Close()
+	ctx := context.Background()
+	if _, err := s.Get(ctx, sessiontest.Key(t)); !errors.Is(err, session.ErrClosed) {
+		t.Errorf("Get after Close: %v", err)
+	}
+	if err := s.Put(ctx, sessiontest.Key(t), sessiontest.Sample(time.Now(), "a")); !errors.Is(err, session.ErrClosed) {
+		t.Errorf("Put after Close: %v", err)
+	}
+}
+
+// A damaged key row is skipped (and logged without key material), as the
+// file store skips a damaged file; the Issuer still starts and signs.
+func TestDamagedKeyRowSkipped(t *testing.T) {
+	var logs bytes.Buffer
+	db, _ := open(t, Options{Logger: hclog.New(&hclog.LoggerOptions{Output: &logs})})
+	ctx := context.Background()
+	good := identitytest.NewKey(t, time.Now())
+	if err := db.Keys().AddKey(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	bad := identitytest.NewKey(t, time.Now())
+	if _, err := db.pool.Exec(ctx, `INSERT INTO spectroauth_signing_keys (kid, created_at, created_at_ns, key_json) VALUES ($1, now(), 0, $2)`,
+		bad.ID, []byte(`{"version":1,"key":{"kty":"EC","d":"SECRETSECRET`)); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := db.Keys().ListKeys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].ID != good.ID {
+		t.Fatalf("ListKeys = %v, %v", keys, err)
+	}
+	if !strings.Contains(logs.String(), "skipping unreadable signing key row") || strings.Contains(logs.String(), "SECRET") {
+		t.Errorf("log: %s", logs.String())
+	}
+	// The same key again is fine; another key under its id is not.
+	if err := db.Keys().AddKey(ctx, good); err != nil {
+		t.Errorf("adding the same key again: %v", err)
+	}
+	other := identitytest.NewKey(t, time.Now())
+	other.ID = good.ID
+	if err := db.Keys().AddKey(ctx, other); err == nil {
+		t.Error("a different key under a used kid was accepted")
+	}
+	iss, err := identity.New(identity.Config{Issuer: "https://auth.example.com/api/auth", KeyStore: db.Keys(), UserInfo: db.UserInfo()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Issue(ctx, identity.Claims{Subject: "user:default/alice"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Errors say what failed and never carry the password.
+func TestErrorsHoldNoPassword(t *testing.T) {
+	const pw = "pw-SECRET-hunter2"
+	srv := pgtest.SharedServer(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, srv.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := fmt.Sprintf("r%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD '"+pw+"'"); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on this port: connecting fails.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	for name, dsn := range map[string]string{
+		"unreachable":   "postgres://" + role + ":" + pw + "@" + addr + "/db?sslmode=disable&connect_timeout=2",
+		"unparsable":    "postgres://" + role + ":" + pw + "@[::1/db",
+		"kv unparsable": "host=/tmp password=" + pw + " port=notaport",
+	} {
+		_, err := Open(ctx, dsn, Options{SweepInterval: -1})
+		if err == nil {
+			t.Fatalf("%s: Open succeeded", name)
+		}
+		if strings.Contains(err.Error(), pw) || strings.Contains(fmt.Sprintf("%+v", err), pw) {
+			t.Errorf("%s: error reveals the password: %v", name, err)
+		}
+		if !strings.Contains(err.Error(), "postgres:") {
+			t.Errorf("%s: error does not say where it comes from: %v", name, err)
+		}
+	}
+	// The scrubber catches a password in a driver message.
+	db := &DB{secret: pw}
+	err = db.wrap("doing it", fmt.Errorf("driver said %s: %w", pw, context.DeadlineExceeded))
+	if strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "doing it") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("scrubbed error = %v", err)
+	}
+}
+
+// Each statement is bounded: a database that does not answer fails the
+// call after QueryTimeout, it does not hang it.
+func TestQueryTimeout(t *testing.T) {
+	db, _ := open(t, Options{QueryTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	// Hold the row lock another statement needs.
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	k := sessiontest.Key(t)
+	if err := db.Sessions().Put(ctx, k, sessiontest.Sample(time.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 FOR UPDATE`, k[:]); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = db.Sessions().Delete(ctx, k)
+	if err == nil || !strings.Contains(err.Error(), "deleting session") {
+		t.Fatalf("Delete under a held lock: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Delete took %s", d)
+	}
+}
+
+// BenchmarkSessionGet is the /refresh hot path on PostgreSQL: one
+// primary-key SELECT and the JSON decode, over the local Unix socket, from
+// parallel callers.
+func BenchmarkSessionGet(b *testing.B) {
+	db, _ := open(b, Options{})
+	ctx := context.Background()
+	keys := make([]session.Key, 256)
+	for i := range keys {
+		keys[i] = sessiontest.Key(b)
+		if err := db.Sessions().Put(ctx, keys[i], sessiontest.Sample(time.Now(), fmt.Sprintf("u%d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := db.Sessions().Get(ctx, keys[i%len(keys)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkSessionGetSerial is one caller's latency per Get.
+func BenchmarkSessionGetSerial(b *testing.B) {
+	db, _ := open(b, Options{})
+	ctx := context.Background()
+	k := sessiontest.Key(b)
+	if err := db.Sessions().Put(ctx, k, sessiontest.Sample(time.Now(), "alice")); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := db.Sessions().Get(ctx, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSessionReplace(b *testing.B) {
+	db, _ := open(b, Options{})
+	ctx := context.Background()
+	k := sessiontest.Key(b)
+	sess := sessiontest.Sample(time.Now(), "alice")
+	if err := db.Sessions().Put(ctx, k, sess); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.Sessions().Replace(ctx, k, sess); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

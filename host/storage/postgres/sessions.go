@@ -1,0 +1,175 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spectroauth/spectroauth/host/session"
+)
+
+// sessionFormat is the version of a stored session's JSON.
+const sessionFormat = 1
+
+// storedSession is a session row's JSON. It never holds the handle.
+type storedSession struct {
+	Version int              `json:"version"`
+	Session *session.Session `json:"session"`
+}
+
+// sweepBatch bounds the rows one sweep statement deletes, so a sweep never
+// holds many row locks (or one long transaction) at once.
+const sweepBatch = 1000
+
+// SessionStore is a session.Store in PostgreSQL: one row per session in
+// spectroauth_sessions, keyed by the session Key (the SHA-256 of the
+// handle). Expiry is judged by the store's clock, passed to every
+// statement, as the file store judges it.
+type SessionStore struct {
+	db     *DB
+	closed atomic.Bool
+}
+
+var _ session.Store = (*SessionStore)(nil)
+
+// Get implements session.Store: one primary-key SELECT.
+func (s *SessionStore) Get(ctx context.Context, key session.Key) (*session.Session, error) {
+	if s.closed.Load() {
+		return nil, session.ErrClosed
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	now := s.db.opts.Now()
+	var data []byte
+	err := s.db.pool.QueryRow(ctx,
+		`SELECT session FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`,
+		key[:], now).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, session.ErrNotFound
+	}
+	if err != nil {
+		return nil, s.db.wrap("reading session "+key.String(), err)
+	}
+	var st storedSession
+	if err := json.Unmarshal(data, &st); err != nil || st.Version != sessionFormat || st.Session == nil {
+		// Never the content: it holds tokens.
+		return nil, fmt.Errorf("postgres: reading session %s: the stored session is not readable (format %d)", key, st.Version)
+	}
+	// The column has microseconds; the session's own expiry is exact.
+	if st.Session.Expired(now) {
+		return nil, session.ErrNotFound
+	}
+	return st.Session, nil
+}
+
+// Put implements session.Store: an upsert, durable when it returns.
+func (s *SessionStore) Put(ctx context.Context, key session.Key, sess *session.Session) error {
+	data, err := s.encode(sess)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	_, err = s.db.pool.Exec(ctx,
+		`INSERT INTO spectroauth_sessions (key, expires_at, session) VALUES ($1, $2, $3)
+		 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, session = excluded.session`,
+		key[:], sess.ExpiresAt, data)
+	if err != nil {
+		return s.db.wrap("storing session "+key.String(), err)
+	}
+	return nil
+}
+
+// Replace implements session.Store: an UPDATE of the row only while it is
+// there and unexpired. A concurrent Delete either commits first (then the
+// UPDATE finds no row) or waits for the UPDATE and removes its result.
+func (s *SessionStore) Replace(ctx context.Context, key session.Key, sess *session.Session) error {
+	data, err := s.encode(sess)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	tag, err := s.db.pool.Exec(ctx,
+		`UPDATE spectroauth_sessions SET expires_at = $2, session = $3 WHERE key = $1 AND expires_at > $4`,
+		key[:], sess.ExpiresAt, data, s.db.opts.Now())
+	if err != nil {
+		return s.db.wrap("replacing session "+key.String(), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+func (s *SessionStore) encode(sess *session.Session) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, session.ErrClosed
+	}
+	if err := session.Validate(sess, s.db.opts.Now()); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(storedSession{Version: sessionFormat, Session: sess})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encoding session: %w", err)
+	}
+	return data, nil
+}
+
+// Delete implements session.Store.
+func (s *SessionStore) Delete(ctx context.Context, key session.Key) error {
+	if s.closed.Load() {
+		return session.ErrClosed
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	if _, err := s.db.pool.Exec(ctx, `DELETE FROM spectroauth_sessions WHERE key = $1`, key[:]); err != nil {
+		return s.db.wrap("deleting session "+key.String(), err)
+	}
+	return nil
+}
+
+// Sweep implements session.Store: it deletes expired rows in batches,
+// skipping rows another replica's sweep holds, until none is left or ctx
+// ends.
+func (s *SessionStore) Sweep(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, session.ErrClosed
+	}
+	return s.db.sweep(ctx, "sessions", `WITH doomed AS (
+			SELECT key FROM spectroauth_sessions WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+		DELETE FROM spectroauth_sessions s USING doomed WHERE s.key = doomed.key AND s.expires_at <= $1`)
+}
+
+// Close implements session.Store: the store refuses further use. The pool
+// belongs to the DB, which DB.Close closes.
+func (s *SessionStore) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+// sweep runs a batched delete of expired rows: stmt takes $1 now and $2 the
+// batch size.
+func (db *DB) sweep(ctx context.Context, what, stmt string) (int, error) {
+	now := db.opts.Now()
+	removed := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return removed, fmt.Errorf("postgres: sweeping expired %s: %w", what, err)
+		}
+		qctx, cancel := db.timeout(ctx)
+		tag, err := db.pool.Exec(qctx, stmt, now, sweepBatch)
+		cancel()
+		if err != nil {
+			return removed, db.wrap("sweeping expired "+what, err)
+		}
+		removed += int(tag.RowsAffected())
+		if tag.RowsAffected() < sweepBatch {
+			return removed, nil
+		}
+	}
+}
