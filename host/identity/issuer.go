@@ -44,9 +44,17 @@ const (
 // or extra claims.
 const MaxTokenLength = 32768
 
-// reloadInterval bounds how often Verify re-reads the key store when it
-// meets a kid it does not know (a key another replica added).
-const reloadInterval = 10 * time.Second
+// Re-reading the key store for keys other replicas added. A key is stored
+// before it signs anything, so a reload that starts after a token was
+// issued knows the token's key: Verify, meeting an unknown kid, reloads
+// only when no reload started since the token's "iat" (plus clockSkew,
+// for replicas whose clocks differ), and a forged kid with an old "iat"
+// costs nothing. Reloads are single-flight and at least minReloadGap apart,
+// so a flood of forged kids costs at most one read of the store per gap.
+const (
+	minReloadGap = 250 * time.Millisecond
+	clockSkew    = 5 * time.Second
+)
 
 // reservedClaims are set by Issue and cannot come from Claims.Extra.
 var reservedClaims = []string{"iss", "sub", "ent", "aud", "iat", "exp", "uip"}
@@ -64,6 +72,11 @@ type Config struct {
 	// UserInfo, when set, receives the user's claims on every Issue, for the
 	// /v1/userinfo route.
 	UserInfo UserInfoStore
+	// SharedKeyStore says that other processes (replicas) add keys to
+	// KeyStore: FreshJWKS then re-reads it, so a key another replica just
+	// made is published by every replica. Verify re-reads it on an unknown
+	// kid either way.
+	SharedKeyStore bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil means no logging.
@@ -121,8 +134,13 @@ type Issuer struct {
 
 	// mu serialises rotation, pruning and reloads (never the hot path).
 	mu         sync.Mutex
-	keys       []Key // every key known, as loaded or added; guarded by mu
-	lastReload time.Time
+	keys       []Key     // every key known, as loaded or added; guarded by mu
+	lastReload time.Time // when the newest completed read of the store started
+
+	// reloadMu makes reloads for unknown kids and fresh JWKS single-flight.
+	reloadMu sync.Mutex
+	// shared: other processes add keys to the store (Config.SharedKeyStore).
+	shared bool
 }
 
 // keySet is an immutable snapshot of the keys in use.
@@ -175,6 +193,7 @@ func New(cfg Config) (*Issuer, error) {
 		userInfo: cfg.UserInfo,
 		now:      cfg.Now,
 		log:      cfg.Logger,
+		shared:   cfg.SharedKeyStore,
 	}
 	if i.now == nil {
 		i.now = time.Now
@@ -183,6 +202,7 @@ func New(cfg Config) (*Issuer, error) {
 		i.log = hclog.NewNullLogger()
 	}
 	ctx := context.Background()
+	started := i.now()
 	keys, err := i.store.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("identity: loading signing keys: %w", err)
@@ -191,7 +211,7 @@ func New(cfg Config) (*Issuer, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.keys = keys
-	i.lastReload = now
+	i.lastReload = started
 	if err := i.rebuildLocked(ctx, now, ""); err != nil {
 		return nil, err
 	}
@@ -305,6 +325,7 @@ func (i *Issuer) Issue(ctx context.Context, c Claims) (Token, error) {
 // known (for Verify and the JWKS). Verify calls it on its own, at most every
 // few seconds, when it meets an unknown kid.
 func (i *Issuer) Reload(ctx context.Context) error {
+	started := i.now()
 	keys, err := i.store.ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("identity: reloading signing keys: %w", err)
@@ -312,7 +333,9 @@ func (i *Issuer) Reload(ctx context.Context) error {
 	now := i.now()
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.lastReload = now
+	if started.After(i.lastReload) {
+		i.lastReload = started
+	}
 	// Keep the key we sign with even if the store lost it.
 	if s := i.set.Load(); s.signer != nil && !slices.ContainsFunc(keys, func(k Key) bool { return k.ID == s.signer.id }) {
 		if j := slices.IndexFunc(i.keys, func(k Key) bool { return k.ID == s.signer.id }); j >= 0 {
@@ -323,17 +346,45 @@ func (i *Issuer) Reload(ctx context.Context) error {
 	return i.rebuildLocked(ctx, now, "")
 }
 
-// maybeReload reloads the keys unless that happened recently.
-func (i *Issuer) maybeReload(ctx context.Context) {
+// reloadSince makes sure a read of the key store that started at or after
+// t has completed: it returns at once if one has, and otherwise reloads,
+// waiting out minReloadGap since the last read. Callers that queued behind
+// a reload started after they asked share its result.
+func (i *Issuer) reloadSince(ctx context.Context, t time.Time) {
+	asked := i.now()
+	if t.After(asked) {
+		t = asked // a read starting now sees every key stored so far
+	}
+	i.reloadMu.Lock()
+	defer i.reloadMu.Unlock()
 	i.mu.Lock()
-	recent := i.now().Sub(i.lastReload) < reloadInterval
+	last := i.lastReload
 	i.mu.Unlock()
-	if recent {
+	if !last.Before(t) {
 		return
+	}
+	if wait := minReloadGap - i.now().Sub(last); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
 	}
 	if err := i.Reload(ctx); err != nil {
 		i.log.Warn("could not reload signing keys", "error", err)
 	}
+}
+
+// FreshJWKS is JWKS, re-reading a shared key store first when it was last
+// read more than minReloadGap ago: a Backstage backend that meets a new kid
+// refetches the JWKS, and whichever replica answers must know the key.
+func (i *Issuer) FreshJWKS(ctx context.Context) []byte {
+	if i.shared {
+		i.reloadSince(ctx, i.now().Add(-minReloadGap))
+	}
+	return i.JWKS()
 }
 
 // rotate makes and stores a new signing key unless another caller just did.

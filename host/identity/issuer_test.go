@@ -552,19 +552,61 @@ func TestReloadPicksUpOtherReplicasKeys(t *testing.T) {
 	if !bytes.Equal(a.iss.JWKS(), b.iss.JWKS()) {
 		t.Error("replicas publish different JWKS")
 	}
-	// Unknown kids do not hammer the store: one reload per interval.
+	// Unknown kids do not hammer the store.
 	counting := &countingKeyStore{KeyStore: shared}
 	c, err := New(Config{Issuer: testIssuer, KeyStore: counting, Now: a.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	junk := signRaw(t, a.currentKey(t).Private, `{"typ":"vnd.backstage.user","alg":"ES256","kid":"00000000-0000-4000-8000-000000000000"}`, `{}`)
-	a.clock.Advance(reloadInterval)
-	for range 50 {
-		_, _ = c.Verify(context.Background(), junk)
+	forged := func(payload string) string {
+		return signRaw(t, a.currentKey(t).Private, `{"typ":"vnd.backstage.user","alg":"ES256","kid":"00000000-0000-4000-8000-000000000000"}`, payload)
 	}
-	if n := counting.calls(); n != 2 { // New, then one reload
-		t.Errorf("ListKeys called %d times, want 2", n)
+	iat := func(at time.Time) string { return fmt.Sprintf(`{"iat":%d}`, at.Unix()) }
+	a.clock.Advance(time.Second)
+	for _, tc := range []struct {
+		name    string
+		raw     string
+		reloads int
+	}{
+		// No plausible iat: refused without reading the store.
+		{"no iat", forged(`{}`), 0},
+		{"iat not a date", forged(`{"iat":"soon"}`), 0},
+		// Issued well before the last read (New): that read saw its key.
+		{"iat before the last read", forged(iat(a.clock.Now().Add(-time.Minute))), 0},
+		// Issued now: one read, then the next ones are covered by it.
+		{"iat now", forged(iat(a.clock.Now())), 1},
+	} {
+		before := counting.calls()
+		for range 50 {
+			if _, err := c.Verify(context.Background(), tc.raw); !errorsIs(err, ErrInvalidToken) {
+				t.Fatalf("%s: err = %v, want ErrInvalidToken", tc.name, err)
+			}
+		}
+		if n := counting.calls() - before; n != tc.reloads {
+			t.Errorf("%s: 50 verifications read the store %d times, want %d", tc.name, n, tc.reloads)
+		}
+	}
+}
+
+// A replica that loaded its keys just before another one made its first key
+// verifies that key's tokens at once, and publishes it in FreshJWKS.
+func TestNewKeyOfAnotherReplicaIsKnownAtOnce(t *testing.T) {
+	shared := NewMemoryKeyStore()
+	a := newFixture(t, shared)
+	b, err := New(Config{Issuer: testIssuer, KeyStore: shared, SharedKeyStore: true, Now: a.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jwksKeys(t, b.JWKS()); len(got) != 0 {
+		t.Fatalf("B's JWKS before any key exists: %v", got)
+	}
+	a.clock.Advance(time.Second)
+	tok := a.issue(t, Claims{Subject: "user:default/alice"}) // A makes the first key now
+	if got := jwksKeys(t, b.FreshJWKS(context.Background())); len(got) != 1 {
+		t.Errorf("B's fresh JWKS after A's first key: %d keys, want 1", len(got))
+	}
+	if _, err := b.Verify(context.Background(), tok.Raw); err != nil {
+		t.Errorf("B verifying A's token: %v", err)
 	}
 }
 

@@ -109,7 +109,15 @@ func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error)
 	now := i.now()
 	vk, ok := i.set.Load().verify[h.KeyID]
 	if !ok {
-		i.maybeReload(ctx)
+		// Perhaps another replica's new key. Only a token that claims a
+		// plausible "iat" can make us read the store; the signature is
+		// checked once the key is known.
+		c, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
+		if err != nil || c.Iat == nil || !isEpoch(*c.Iat) {
+			return VerifiedClaims{}, invalid("signed by an unknown key")
+		}
+		// "iat" is whole seconds: the token was made before iat+1s.
+		i.reloadSince(ctx, time.Unix(int64(*c.Iat), 0).Add(time.Second+clockSkew))
 		vk, ok = i.set.Load().verify[h.KeyID]
 	}
 	if !ok || now.Sub(vk.created) >= 3*i.lifetime {

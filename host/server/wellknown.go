@@ -38,8 +38,8 @@ func (s *Server) openIDConfigurationRoute(w http.ResponseWriter, _ *http.Request
 	writeRawJSON(w, s.oidcConf)
 }
 
-func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeRawJSON(w, s.cfg.Identity.JWKS())
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	writeRawJSON(w, s.cfg.Identity.FreshJWKS(r.Context()))
 }
 
 func writeRawJSON(w http.ResponseWriter, b []byte) {
