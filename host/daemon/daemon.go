@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -138,28 +137,20 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	// the sign-in chains need them.
 	waitPlugins := d.startPlugins(ctx)
 	defer waitPlugins() // so that Close finds them after an early return
-	if cfg.Storage.Type != "" && cfg.Storage.Type != "file" {
-		return nil, fmt.Errorf("storage.type %q is not available in this build", cfg.Storage.Type)
-	}
-	dataDir := cfg.Storage.Path
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating storage.path %s: %w", dataDir, err)
-	}
-	keys, err := identity.OpenFileKeyStore(dataDir, identity.WithLogger(d.log.Named("keys")))
+	st, err := d.openStorage(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("opening the signing key store: %w", err)
+		return nil, err
 	}
-	userInfo, err := identity.OpenFileUserInfoStore(dataDir, identity.WithLogger(d.log.Named("userinfo")))
-	if err != nil {
-		return nil, fmt.Errorf("opening the user info store: %w", err)
-	}
+	keys, userInfo := st.keys, st.userInfo
 	issuer, err := identity.New(identity.Config{
 		Issuer:   strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/api/auth",
 		Lifetime: cfg.Auth.BackstageTokenExpiration,
 		KeyStore: keys,
 		UserInfo: userInfo,
-		Now:      opts.Now,
-		Logger:   d.log.Named("identity"),
+		// Replicas on shared storage add keys the others must publish.
+		SharedKeyStore: st.reload,
+		Now:            opts.Now,
+		Logger:         d.log.Named("identity"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the Backstage token issuer: %w", err)
@@ -182,15 +173,16 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	}
 	d.handler.Store(&early)
 
-	sessions, err := session.OpenFileStore(dataDir, session.Options{Logger: d.log.Named("sessions")})
+	sessions, flowKey, err := st.openSessions(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("opening the session store: %w", err)
+		return nil, err
 	}
 	d.sessions = sessions
 	d.closers = append(d.closers, sessions.Close)
-	flowKey, err := loadOrCreateSecret(filepath.Join(dataDir, "flow.key"))
-	if err != nil {
-		return nil, err
+	if st.reload {
+		// Keys other replicas add (rotation) reach this replica's JWKS
+		// within one interval; Verify also reloads on an unknown kid.
+		d.reloadKeysEvery(issuer, keyReloadInterval)
 	}
 
 	if err := waitPlugins(); err != nil {
@@ -204,10 +196,15 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		}
 		envs[name] = env
 	}
-	scfg.Envs, scfg.Sessions, scfg.FlowKey = envs, sessions, flowKey
+	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
 			return errors.New("starting")
+		}
+		if st.ping != nil {
+			if err := st.ping(); err != nil {
+				return err
+			}
 		}
 		if d.plugins != nil {
 			return d.plugins.Ready()

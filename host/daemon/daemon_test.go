@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -159,4 +160,33 @@ func TestSecretFile(t *testing.T) {
 	if _, err := loadOrCreateSecret(p); err == nil || !strings.Contains(err.Error(), p) {
 		t.Errorf("short secret accepted: %v", err)
 	}
+}
+
+// devSignIn is a browser signing in as user on the development provider of
+// devBase: it opens start (a /start URL) with c, submits the provider's
+// login page and returns what the final redirect answered (the frame page).
+func devSignIn(c *http.Client, start, devBase, user string) (int, string, error) {
+	res, err := c.Get(start)
+	if err != nil {
+		return 0, "", err
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	form := url.Values{"username": {user}}
+	for _, name := range []string{"authRequestID", "csrf"} {
+		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
+		if m == nil {
+			return 0, "", fmt.Errorf("the login page (%d) has no %s field: %s", res.StatusCode, name, page)
+		}
+		form.Set(name, string(m[1]))
+	}
+	req, _ := http.NewRequest(http.MethodPost, devBase+DevProviderPath+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", devBase)
+	if res, err = c.Do(req); err != nil {
+		return 0, "", err
+	}
+	frame, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return res.StatusCode, string(frame), nil
 }

@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,30 +24,9 @@ func devLogin(t *testing.T, base string) func(string) error {
 		go func() {
 			jar, _ := cookiejar.New(nil)
 			c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-			res, err := c.Get(start)
-			if err != nil {
+			if _, _, err := devSignIn(c, start, base, "alice"); err != nil {
 				t.Errorf("browser: %v", err)
-				return
 			}
-			page, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			field := func(name string) string {
-				m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
-				if m == nil {
-					t.Errorf("login page has no %s field: %s", name, page)
-					return ""
-				}
-				return string(m[1])
-			}
-			form := url.Values{"authRequestID": {field("authRequestID")}, "csrf": {field("csrf")}, "username": {"alice"}}
-			req, _ := http.NewRequest(http.MethodPost, base+DevProviderPath+"/login", strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", base)
-			if res, err = c.Do(req); err != nil {
-				t.Errorf("browser: %v", err)
-				return
-			}
-			res.Body.Close()
 		}()
 		return nil
 	}

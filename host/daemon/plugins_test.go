@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,31 +95,12 @@ func TestPluginResolverSignsIn(t *testing.T) {
 
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	res, err = c.Get(base + "/api/auth/spectrocloud/start?scope=openid&origin=" + url.QueryEscape(base) + "&flow=popup&env=development")
+	code, frame, err := devSignIn(c, base+"/api/auth/spectrocloud/start?scope=openid&origin="+url.QueryEscape(base)+"&flow=popup&env=development", base, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	page, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	field := func(name string) string {
-		m := regexp.MustCompile(`name="` + name + `" value="([^"]*)"`).FindSubmatch(page)
-		if m == nil {
-			t.Fatalf("login page has no %s field", name)
-		}
-		return string(m[1])
-	}
-	form := url.Values{"authRequestID": {field("authRequestID")}, "csrf": {field("csrf")}, "username": {"alice"}}
-	req, _ := http.NewRequest(http.MethodPost, base+DevProviderPath+"/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", base)
-	res, err = c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK || !strings.Contains(string(frame), "user%3Adefault%2Falice") {
-		t.Fatalf("sign-in through the plugin did not give alice's identity (%d): %s", res.StatusCode, frame)
+	if code != http.StatusOK || !strings.Contains(frame, "user%3Adefault%2Falice") {
+		t.Fatalf("sign-in through the plugin did not give alice's identity (%d): %s", code, frame)
 	}
 	st := d.Plugins().Plugins()
 	if len(st) != 1 || st[0].Calls != 1 || st[0].State != "up" {

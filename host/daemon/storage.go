@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/storage/postgres"
+)
+
+// keyReloadInterval is how often a replica on shared storage re-reads the
+// signing keys, so that a key another replica made is in its JWKS soon.
+const keyReloadInterval = 10 * time.Second
+
+// readinessPingTimeout bounds the database check behind /readyz.
+const readinessPingTimeout = 2 * time.Second
+
+// storage is what storage.type selects: the stores and, for shared storage,
+// what replicas need on top of them.
+type storage struct {
+	keys     identity.KeyStore
+	userInfo identity.UserInfoStore
+	// openSessions opens the session store and reads (or makes) the flow key.
+	openSessions func(context.Context) (session.Store, []byte, error)
+	// usedOnce is shared by replicas; nil means the server's in-memory set.
+	usedOnce server.OnceSet
+	// reload says keys may be added by others: re-read them periodically.
+	reload bool
+	// ping, when set, is part of readiness.
+	ping func() error
+}
+
+// openStorage opens the stores storage.type names. What it opens is closed
+// by Close.
+func (d *Daemon) openStorage(ctx context.Context) (*storage, error) {
+	switch d.cfg.Storage.Type {
+	case "", "file":
+		return d.openFileStorage()
+	case "postgres":
+		return d.openPostgresStorage(ctx)
+	default:
+		// Validation refuses this first; a config built in code may not be validated.
+		return nil, fmt.Errorf("storage.type: must be file or postgres, not %q", d.cfg.Storage.Type)
+	}
+}
+
+func (d *Daemon) openFileStorage() (*storage, error) {
+	dir := d.cfg.Storage.Path
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating storage.path %s: %w", dir, err)
+	}
+	keys, err := identity.OpenFileKeyStore(dir, identity.WithLogger(d.log.Named("keys")))
+	if err != nil {
+		return nil, fmt.Errorf("opening the signing key store: %w", err)
+	}
+	userInfo, err := identity.OpenFileUserInfoStore(dir, identity.WithLogger(d.log.Named("userinfo")))
+	if err != nil {
+		return nil, fmt.Errorf("opening the user info store: %w", err)
+	}
+	return &storage{
+		keys:     keys,
+		userInfo: userInfo,
+		openSessions: func(context.Context) (session.Store, []byte, error) {
+			sessions, err := session.OpenFileStore(dir, session.Options{Logger: d.log.Named("sessions")})
+			if err != nil {
+				return nil, nil, fmt.Errorf("opening the session store: %w", err)
+			}
+			flowKey, err := loadOrCreateSecret(filepath.Join(dir, "flow.key"))
+			if err != nil {
+				_ = sessions.Close()
+				return nil, nil, err
+			}
+			return sessions, flowKey, nil
+		},
+	}, nil
+}
+
+func (d *Daemon) openPostgresStorage(ctx context.Context) (*storage, error) {
+	db, err := postgres.Open(ctx, d.cfg.Storage.PostgresURL.Reveal(), postgres.Options{Logger: d.log.Named("postgres")})
+	if err != nil {
+		return nil, fmt.Errorf("storage.postgresUrl: %w", err)
+	}
+	d.closers = append(d.closers, db.Close)
+	return &storage{
+		keys:     db.Keys(),
+		userInfo: db.UserInfo(),
+		openSessions: func(ctx context.Context) (session.Store, []byte, error) {
+			flowKey, err := db.FlowKey(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("storage.postgresUrl: %w", err)
+			}
+			return db.Sessions(), flowKey, nil
+		},
+		usedOnce: db.UsedOnce(),
+		reload:   true,
+		ping: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), readinessPingTimeout)
+			defer cancel()
+			return db.Ping(ctx)
+		},
+	}, nil
+}
+
+// reloadKeysEvery re-reads the issuer's signing keys every interval until
+// the daemon closes.
+func (d *Daemon) reloadKeysEvery(issuer *identity.Issuer, every time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := issuer.Reload(ctx); err != nil && ctx.Err() == nil {
+					d.log.Warn("could not reload the signing keys from shared storage", "error", err)
+				}
+			}
+		}
+	}()
+	d.stops = append(d.stops, func() { cancel(); <-done })
+}
