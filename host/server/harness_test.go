@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -65,6 +66,8 @@ type fixtureOptions struct {
 	addr string
 	// usedOnce replaces the in-memory set of used sign-in responses.
 	usedOnce server.OnceSet
+	// sessions replaces the fixture's own file store (replicas sharing one).
+	sessions session.Store
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -158,7 +161,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		ExtraAllowedOrigins: []string{"https://*.example.com"},
 		Identity:            iss,
 		UserInfo:            userInfo,
-		Sessions:            f.sessions,
+		Sessions:            cmp.Or[session.Store](o.sessions, f.sessions),
 		FlowKey:             []byte(strings.Repeat("k", 32)),
 		UsedOnce:            o.usedOnce,
 		Now:                 f.now,

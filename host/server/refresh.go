@@ -332,6 +332,20 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
 	ctx = context.WithoutCancel(ctx)
 	return s.flights.do(key, func() (*session.Session, error) {
+		if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
+			// Other replicas renew this session too: one at a time, each
+			// re-reading what the last one stored.
+			lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+			unlock, err := l.LockRenewal(lctx, key)
+			cancel()
+			if errors.Is(err, session.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+			}
+			defer unlock()
+		}
 		sess, err := s.cfg.Sessions.Get(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
@@ -342,6 +356,10 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 		return s.renew(ctx, env, key, sess)
 	})
 }
+
+// renewalLockWait bounds the wait for another replica's renewal of the same
+// session; the page's next refresh tries again.
+const renewalLockWait = 15 * time.Second
 
 func (s *Server) upstreamStale(env *Env, sess *session.Session) bool {
 	now := s.now()

@@ -240,6 +240,21 @@ type Store interface {
 	Close() error
 }
 
+// RenewalLocker is a Store shared by processes (replicas) that renew the
+// same sessions. Renewal spends the session's upstream refresh token, which
+// a provider that rotates refresh tokens accepts once: two replicas renewing
+// one session together would have the second refused and the session ended.
+// The server takes the lock around each renewal and re-reads the session
+// under it, so the second replica finds the first one's result.
+//
+// LockRenewal returns once no other holder has key's renewal lock, or fails
+// with ErrNotFound when the session is gone, or with ctx's error. A lock
+// whose holder died is free again after the store's lease. unlock is
+// idempotent and must be called.
+type RenewalLocker interface {
+	LockRenewal(ctx context.Context, key Key) (unlock func(), err error)
+}
+
 // Validate checks a session before a store keeps it: not nil, with an
 // ExpiresAt that has not passed at now (ErrExpired otherwise). Stores
 // outside this package call it in Put and Replace, as the ones here do.

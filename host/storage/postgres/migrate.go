@@ -57,6 +57,10 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX spectroauth_used_once_expires_at ON spectroauth_used_once (expires_at)`,
 	}},
+	{2, "session renewal leases", []string{
+		// Which replica renews the session (a random id) and until when.
+		`ALTER TABLE spectroauth_sessions ADD COLUMN renewal_owner bytea, ADD COLUMN renewal_until timestamptz`,
+	}},
 }
 
 // migrate brings the schema to the newest version, in one transaction

@@ -519,3 +519,102 @@ func BenchmarkSessionReplace(b *testing.B) {
 		}
 	}
 }
+
+// The renewal lock: one holder at a time across replicas, free again on
+// unlock or once the lease of a holder that died runs out, and only its
+// owner's unlock ends a lease.
+func TestRenewalLock(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	a, dsn := open(t, Options{Now: clock})
+	b, err := Open(context.Background(), dsn, Options{Now: clock, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	if _, err := a.Sessions().LockRenewal(ctx, key); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("locking a missing session: %v, want ErrNotFound", err)
+	}
+	if err := a.Sessions().Put(ctx, key, sessiontest.Sample(clock(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	tryB := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 3*renewalPollPeriod)
+		defer cancel()
+		unlock, err := b.Sessions().LockRenewal(ctx, key)
+		if err == nil {
+			unlock()
+		}
+		return err
+	}
+
+	unlockA, err := a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tryB(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("B while A holds the lock: %v, want a deadline error", err)
+	}
+	// A waiter gets the lock as soon as the holder lets go.
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		unlock, err := b.Sessions().LockRenewal(ctx, key)
+		if err == nil {
+			unlock()
+		}
+		got <- err
+	}()
+	unlockA()
+	unlockA() // idempotent
+	if err := <-got; err != nil {
+		t.Fatalf("B waiting for A: %v", err)
+	}
+
+	// A holder that died: the lease runs out. Its late unlock does not
+	// end the next holder's lease.
+	unlockDead, err := a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(RenewalLease)
+	unlockB, err := b.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatalf("after the lease ran out: %v", err)
+	}
+	unlockDead()
+	if err := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 3*renewalPollPeriod)
+		defer cancel()
+		_, err := a.Sessions().LockRenewal(ctx, key)
+		return err
+	}(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the dead holder's unlock freed B's lease: %v", err)
+	}
+	unlockB()
+
+	// The lease is not part of the session: Replace keeps it, a sign-out
+	// ends both, and a waiter then learns the session is gone.
+	unlockA, err = a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sessions().Replace(ctx, key, sessiontest.Sample(clock(), "a2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tryB(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("B after A's Replace under the lock: %v", err)
+	}
+	if err := a.Sessions().Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := tryB(); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("B after the sign-out: %v, want ErrNotFound", err)
+	}
+	unlockA()
+}

@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,7 +37,74 @@ type SessionStore struct {
 	closed atomic.Bool
 }
 
-var _ session.Store = (*SessionStore)(nil)
+var (
+	_ session.Store         = (*SessionStore)(nil)
+	_ session.RenewalLocker = (*SessionStore)(nil)
+)
+
+// The renewal lock is a lease in the session's row, so that waiting for it
+// holds no connection: RenewalLease bounds how long a replica that died
+// while renewing blocks the others, and must outlast a renewal (a provider
+// refresh and the sign-in resolvers, each bounded by its own timeout).
+const (
+	RenewalLease      = 30 * time.Second
+	renewalPollPeriod = 50 * time.Millisecond
+)
+
+// LockRenewal implements session.RenewalLocker: it takes the session's
+// renewal lease, polling while another replica holds it.
+func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func(), error) {
+	if s.closed.Load() {
+		return nil, session.ErrClosed
+	}
+	owner := make([]byte, 16)
+	if _, err := rand.Read(owner); err != nil {
+		return nil, fmt.Errorf("postgres: locking the renewal of session %s: %w", key, err)
+	}
+	for {
+		now := s.db.opts.Now()
+		qctx, cancel := s.db.timeout(ctx)
+		tag, err := s.db.pool.Exec(qctx,
+			`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = $3
+			 WHERE key = $1 AND expires_at > $4 AND (renewal_until IS NULL OR renewal_until <= $4)`,
+			key[:], owner, now.Add(RenewalLease), now)
+		if err == nil && tag.RowsAffected() == 0 {
+			var one int
+			err = s.db.pool.QueryRow(qctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				cancel()
+				return nil, session.ErrNotFound
+			}
+		}
+		cancel()
+		if err != nil {
+			return nil, s.db.wrap("locking the renewal of session "+key.String(), err)
+		}
+		if tag.RowsAffected() == 1 {
+			var once sync.Once
+			return func() { once.Do(func() { s.unlockRenewal(key, owner) }) }, nil
+		}
+		t := time.NewTimer(renewalPollPeriod)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("postgres: locking the renewal of session %s: another replica holds it: %w", key, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// unlockRenewal ends the lease if it is still ours. Failing that, the
+// lease runs out by itself.
+func (s *SessionStore) unlockRenewal(key session.Key, owner []byte) {
+	ctx, cancel := s.db.timeout(context.Background())
+	defer cancel()
+	if _, err := s.db.pool.Exec(ctx,
+		`UPDATE spectroauth_sessions SET renewal_owner = NULL, renewal_until = NULL WHERE key = $1 AND renewal_owner = $2`,
+		key[:], owner); err != nil {
+		s.db.log.Warn("could not end a session renewal lease; it runs out by itself", "session", key.String(), "lease", RenewalLease, "error", s.db.wrap("unlocking", err))
+	}
+}
 
 // Get implements session.Store: one primary-key SELECT.
 func (s *SessionStore) Get(ctx context.Context, key session.Key) (*session.Session, error) {
