@@ -5,7 +5,7 @@ BIN   := bin
 PLUGINS := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go))))
 RUN_ARGS ?=
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench proto proto-check clean help
+.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help
 
 all: build
 
@@ -50,6 +50,9 @@ test-e2e: build ## Backstage's own client in headless Chromium and a Backstage b
 bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./host/loadbench -daemon $(BIN)/spectroauthd -plugins $(BIN)/plugins -out bench-results.json
+
+bench-postgres: build ## the /refresh load benchmark on PostgreSQL storage (figures in bench-results-postgres.json)
+	$(GO) run ./host/loadbench -daemon $(BIN)/spectroauthd -plugins $(BIN)/plugins -storage postgres -out bench-results-postgres.json
 
 proto: ## regenerate proto/ Go code with buf (pinned, no network beyond the module proxy)
 	proto/generate.sh

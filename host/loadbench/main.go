@@ -7,12 +7,14 @@
 // table to stdout and the figures to a JSON file.
 //
 //	go run ./host/loadbench -daemon bin/spectroauthd -plugins bin/plugins
+//	go run ./host/loadbench -storage postgres   # replicas' storage, on a throwaway local server
 //
 // Everything binds to 127.0.0.1; every loop is bounded by a request count and
 // a duration.
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,6 +39,7 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/devprovider"
+	"github.com/spectroauth/spectroauth/host/internal/pgtest"
 )
 
 type options struct {
@@ -46,6 +49,7 @@ type options struct {
 	duration    time.Duration
 	maxRequests int
 	sessions    int
+	storage     string
 	out         string
 	keep        bool
 }
@@ -56,6 +60,7 @@ type Result struct {
 	GoVersion       string     `json:"goVersion"`
 	CPUs            int        `json:"cpus"`
 	Resolver        string     `json:"resolver"`
+	Storage         string     `json:"storage"`
 	PluginsAtStart  []string   `json:"pluginsAtStart"`
 	ColdStartMillis float64    `json:"coldStartMillis"`
 	ReadyMillis     float64    `json:"readyMillis"`
@@ -92,6 +97,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load duration (bound)")
 	flag.IntVar(&o.maxRequests, "max-requests", 500000, "measured requests (bound)")
 	flag.IntVar(&o.sessions, "sessions", 10000, "live sessions for the memory measurement")
+	flag.StringVar(&o.storage, "storage", "file", "storage.type: file, or postgres on a throwaway PostgreSQL server (Debian's binaries; fsync off)")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON results file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	flag.Parse()
@@ -141,10 +147,34 @@ func run(o options) error {
 	go func() { _ = opServer.Serve(opListener) }()
 	defer opServer.Close()
 
-	res := Result{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Sessions: o.sessions}
+	res := Result{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Sessions: o.sessions, Storage: o.storage}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	dataDir := filepath.Join(dir, "data")
-	resolver, pluginNames, err := writeConfig(cfgPath, base, port, issuer, dataDir, o.plugins)
+	var storageYAML string
+	switch o.storage {
+	case "file":
+		storageYAML = fmt.Sprintf("storage:\n  type: file\n  path: %s\n", dataDir)
+	case "postgres":
+		bin, why := pgtest.FindBin()
+		if bin == "" {
+			return errors.New(why)
+		}
+		pg, err := pgtest.Start(bin)
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		dsn, err := pg.CreateDatabase(context.Background())
+		if err != nil {
+			return err
+		}
+		storageYAML = fmt.Sprintf("storage:\n  type: postgres\n  postgresUrl: %q\n", dsn)
+		// Sessions live in the database, not in the daemon's memory.
+		o.sessions, res.Sessions = 0, 0
+	default:
+		return fmt.Errorf("-storage: file or postgres, not %q", o.storage)
+	}
+	resolver, pluginNames, err := writeConfig(cfgPath, base, port, issuer, storageYAML, o.plugins)
 	if err != nil {
 		return err
 	}
@@ -222,7 +252,7 @@ func freePort() (string, error) {
 // writeConfig uses the claims resolver plugin when it is built, else the
 // built-in resolver, and declares up to three plugins so cold start includes
 // starting them.
-func writeConfig(path, base, port, issuer, dataDir, pluginDir string) (string, []string, error) {
+func writeConfig(path, base, port, issuer, storageYAML, pluginDir string) (string, []string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  baseUrl: %s\napp:\n  baseUrl: %s\n", port, base, base)
 	resolver := "builtin/emailLocalPartMatchingUserEntityName"
@@ -262,7 +292,7 @@ func writeConfig(path, base, port, issuer, dataDir, pluginDir string) (string, [
 	if plugins.Len() > 0 {
 		b.WriteString("plugins:\n" + plugins.String())
 	}
-	fmt.Fprintf(&b, "storage:\n  type: file\n  path: %s\n", dataDir)
+	b.WriteString(storageYAML)
 	return resolver, names, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
@@ -532,7 +562,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func printTable(w io.Writer, r Result) {
 	l := r.Load
 	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs)
-	fmt.Fprintf(w, "resolver %s; plugins at start: %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "))
+	fmt.Fprintf(w, "resolver %s; plugins at start: %s; storage %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "), r.Storage)
 	rows := [][2]string{
 		{"/refresh requests/s", fmt.Sprintf("%.0f  (%d connections, %d requests, %d errors, %.1fs)", l.RequestsPerSec, l.Connections, l.Requests, l.Errors, l.Seconds)},
 		{"/refresh latency p50 / p90 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f ms", l.P50Millis, l.P90Millis, l.P99Millis, l.MaxMillis)},
@@ -541,7 +571,9 @@ func printTable(w io.Writer, r Result) {
 		{"cold start to first JWKS 200", fmt.Sprintf("%.1f ms", r.ColdStartMillis)},
 		{"cold start to ready (plugins up)", fmt.Sprintf("%.1f ms", r.ReadyMillis)},
 		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
-		{fmt.Sprintf("RSS with %d live sessions", r.Sessions), fmt.Sprintf("%.1f MB (+%.1f MB)", r.RSSWithSessions, r.SessionsAddMB)},
+	}
+	if r.Sessions > 0 {
+		rows = append(rows, [2]string{fmt.Sprintf("RSS with %d live sessions", r.Sessions), fmt.Sprintf("%.1f MB (+%.1f MB)", r.RSSWithSessions, r.SessionsAddMB)})
 	}
 	for _, row := range rows {
 		fmt.Fprintf(w, "  %-42s %s\n", row[0], row[1])
