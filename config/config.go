@@ -67,6 +67,10 @@ type Server struct {
 	BaseURL string `koanf:"baseUrl"`
 	// ShutdownTimeout bounds the graceful drain of in-flight requests. Default 15s.
 	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
+	// MetricsListen, when set, is a second TCP address (host:port) that
+	// serves Prometheus metrics at /metrics, without authentication: bind it
+	// to loopback or an address only the scraper reaches. Default off.
+	MetricsListen string `koanf:"metricsListen"`
 }
 
 // App describes the Backstage app whose origin may receive sign-in results.

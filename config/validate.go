@@ -142,6 +142,13 @@ func (v *validator) server(c *Config) {
 	if s.ShutdownTimeout < 0 {
 		v.add("server.shutdownTimeout", "must not be negative")
 	}
+	if s.MetricsListen != "" {
+		if msg := checkListen(s.MetricsListen); msg != "" {
+			v.add("server.metricsListen", "%s, not %q", msg, s.MetricsListen)
+		} else if s.MetricsListen == s.Listen {
+			v.add("server.metricsListen", "must differ from server.listen: metrics are served on their own listener")
+		}
+	}
 	if v.required("app.baseUrl", c.App.BaseURL == "") {
 		v.url("app.baseUrl", c.App.BaseURL, urlRule{})
 	}

@@ -67,6 +67,11 @@ func TestValidate(t *testing.T) {
 		{"app baseUrl not a URL", func(c *Config) { c.App.BaseURL = "http://[::1" }, []string{"app.baseUrl: not a valid URL"}},
 		{"shutdownTimeout negative", func(c *Config) { c.Server.ShutdownTimeout = -time.Second },
 			[]string{"server.shutdownTimeout: must not be negative"}},
+		{"metricsListen", func(c *Config) { c.Server.MetricsListen = "127.0.0.1:9464" }, nil},
+		{"metricsListen not host:port", func(c *Config) { c.Server.MetricsListen = "9464" },
+			[]string{`server.metricsListen: must be host:port, e.g. 127.0.0.1:7007, not "9464"`}},
+		{"metricsListen is listen", func(c *Config) { c.Server.MetricsListen = c.Server.Listen },
+			[]string{"server.metricsListen: must differ from server.listen: metrics are served on their own listener"}},
 
 		// auth
 		{"origin patterns", func(c *Config) {

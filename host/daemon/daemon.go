@@ -25,6 +25,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/metrics"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
@@ -45,6 +46,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// MetricsListener, when set, is used instead of listening on
+	// server.metricsListen.
+	MetricsListener net.Listener
 }
 
 // Daemon is a running spectroauthd.
@@ -60,6 +64,10 @@ type Daemon struct {
 	closers  []func() error
 	ready    atomic.Bool
 	plugins  *pluginhost.Host // nil when no plugins are declared
+	metrics  *metrics.Metrics // nil unless server.metricsListen is set
+	metricsH *http.Server
+	// metricsAddr is where metricsH listens.
+	metricsAddr net.Addr
 
 	// stops end background work that calls plugins (cluster discovery);
 	// Close runs them before it drains and stops the plugins.
@@ -104,8 +112,15 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 			return nil, fmt.Errorf("listening on server.listen %s: %w", cfg.Server.Listen, err)
 		}
 	}
+	var handler http.Handler = root
+	if cfg.Server.MetricsListen != "" || opts.MetricsListener != nil {
+		if err := d.serveMetrics(opts.MetricsListener); err != nil {
+			return nil, err
+		}
+		handler = d.metrics.Middleware(root)
+	}
 	d.http = &http.Server{
-		Handler:           root,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -188,6 +203,11 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)
 	}
+	if d.metrics != nil && d.plugins != nil {
+		if err := d.metrics.RegisterPlugins(d.plugins.Plugins); err != nil {
+			return nil, fmt.Errorf("registering plugin metrics: %w", err)
+		}
+	}
 	envs := map[string]*server.Env{}
 	for name, pe := range cfg.Auth.Providers.SpectroCloud {
 		env, err := d.buildEnv(ctx, name, pe, opts)
@@ -240,7 +260,7 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
 		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
 		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
-		HTTPClient:                     opts.HTTPClient,
+		HTTPClient:                     d.upstreamClient(name, opts.HTTPClient),
 		Logger:                         d.log.Named("upstream").With("env", name),
 	})
 	if err != nil {
@@ -397,6 +417,10 @@ func (d *Daemon) Close(ctx context.Context) error {
 		}
 	} else if d.listener != nil {
 		_ = d.listener.Close()
+	}
+	if d.metricsH != nil {
+		// Last scrapes may still see the drain; then the listener goes.
+		_ = d.metricsH.Close()
 	}
 	for _, stop := range d.stops {
 		stop()

@@ -254,7 +254,12 @@ func freePort() (string, error) {
 // starting them.
 func writeConfig(path, base, port, issuer, storageYAML, pluginDir string) (string, []string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  baseUrl: %s\napp:\n  baseUrl: %s\n", port, base, base)
+	// Metrics on, as production runs it: the load pays for them.
+	metricsPort, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  metricsListen: 127.0.0.1:%s\n  baseUrl: %s\napp:\n  baseUrl: %s\n", port, metricsPort, base, base)
 	resolver := "builtin/emailLocalPartMatchingUserEntityName"
 	resolverYAML := "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
 	var names []string

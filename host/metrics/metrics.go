@@ -1,0 +1,191 @@
+// Package metrics exposes spectroauthd's Prometheus metrics: HTTP requests
+// by route, calls to the SpectroCloud provider, the plugins' state and
+// calls, and the Go runtime's and the process's own.
+//
+// Route labels are the patterns the server registered ("GET
+// /api/auth/{provider}/refresh"), never raw paths, so a scan of random URLs
+// cannot grow the label set; requests no route matched share "unmatched".
+// No label ever holds a user, a token or a cookie.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spectroauth/spectroauth/host/pluginhost"
+)
+
+// Namespace prefixes every metric of the daemon.
+const Namespace = "spectroauth"
+
+// Metrics is the daemon's registry and the metrics it records.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+
+	upstreamRequests *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+}
+
+// New returns a registry with the Go runtime and process collectors and the
+// daemon's metrics.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests served, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Time to serve HTTP requests, by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "upstream", Name: "requests_total",
+			Help: "Back-channel requests to the SpectroCloud provider (discovery, keys, token, userinfo, revocation), by environment and outcome (2xx, 3xx, 4xx, 5xx or error).",
+		}, []string{"env", "outcome"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "upstream", Name: "request_duration_seconds",
+			Help:    "Time of back-channel requests to the SpectroCloud provider, by environment.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"env"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration,
+	)
+	return m
+}
+
+// Registry is where further collectors register.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text or OpenMetrics format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Middleware records every request next serves by the pattern of the
+// route that served it. The route is read after next returns: the
+// ServeMux that routed the request sets its Pattern.
+func (m *Metrics) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		code := rec.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusRecorder keeps the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Transport records the requests base makes to the provider of env. A nil
+// base is http.DefaultTransport.
+func (m *Metrics) Transport(env string, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &upstreamTransport{
+		base:     base,
+		duration: m.upstreamDuration.WithLabelValues(env),
+		requests: m.upstreamRequests.MustCurryWith(prometheus.Labels{"env": env}),
+	}
+}
+
+type upstreamTransport struct {
+	base     http.RoundTripper
+	duration prometheus.Observer
+	requests *prometheus.CounterVec
+}
+
+func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	res, err := t.base.RoundTrip(r)
+	t.duration.Observe(time.Since(start).Seconds())
+	outcome := "error"
+	if err == nil {
+		outcome = strconv.Itoa(res.StatusCode/100) + "xx"
+	}
+	t.requests.WithLabelValues(outcome).Inc()
+	return res, err
+}
+
+// RegisterPlugins adds the plugins' state and counters, read from status at
+// each scrape (nothing is recorded on the call path).
+func (m *Metrics) RegisterPlugins(status func() []pluginhost.PluginStatus) error {
+	return m.reg.Register(&pluginCollector{status: status})
+}
+
+var (
+	pluginUpDesc = prometheus.NewDesc(Namespace+"_plugin_up",
+		"1 when the plugin is up and takes calls, 0 while it starts, restarts or is stopped.", []string{"plugin", "state"}, nil)
+	pluginCallsDesc = prometheus.NewDesc(Namespace+"_plugin_calls_total",
+		"Calls made to the plugin.", []string{"plugin"}, nil)
+	pluginFailuresDesc = prometheus.NewDesc(Namespace+"_plugin_call_failures_total",
+		"Calls to the plugin that failed, \"not found\" answers included.", []string{"plugin"}, nil)
+	pluginRestartsDesc = prometheus.NewDesc(Namespace+"_plugin_restarts_total",
+		"Restarts of the plugin after a crash or a hang.", []string{"plugin"}, nil)
+)
+
+type pluginCollector struct {
+	status func() []pluginhost.PluginStatus
+}
+
+func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pluginUpDesc
+	ch <- pluginCallsDesc
+	ch <- pluginFailuresDesc
+	ch <- pluginRestartsDesc
+}
+
+func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.status() {
+		up := 0.0
+		if p.State == pluginhost.StateUp {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(pluginUpDesc, prometheus.GaugeValue, up, p.Name, string(p.State))
+		ch <- prometheus.MustNewConstMetric(pluginCallsDesc, prometheus.CounterValue, float64(p.Calls), p.Name)
+		ch <- prometheus.MustNewConstMetric(pluginFailuresDesc, prometheus.CounterValue, float64(p.Failures), p.Name)
+		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.CounterValue, float64(p.Restarts), p.Name)
+	}
+}
