@@ -347,8 +347,13 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 			defer unlock()
 		}
 		sess, err := s.cfg.Sessions.Get(ctx, key)
-		if err != nil {
+		if errors.Is(err, session.ErrNotFound) {
 			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		if err != nil {
+			// The store failing (a shared database restarting) says
+			// nothing against the session: keep the browser's cookie.
+			return nil, fmt.Errorf("reading the session: %w", err)
 		}
 		if !s.upstreamStale(env, sess) && !s.backstageStale(sess) {
 			return sess, nil

@@ -52,8 +52,12 @@ func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserS
 	}
 	copy(key[:], raw)
 	sess, err := s.cfg.Sessions.Get(ctx, key)
-	if err != nil {
+	if errors.Is(err, session.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
+	}
+	if err != nil {
+		// Not a verdict on the session: the caller may try again.
+		return nil, fmt.Errorf("reading the session: %w", err)
 	}
 	env, ok := s.cfg.Envs[sess.Env]
 	if !ok {
