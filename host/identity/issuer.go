@@ -394,6 +394,14 @@ func (i *Issuer) rotate(ctx context.Context, now time.Time) (*keySet, error) {
 	if s := i.set.Load(); s.signer != nil && now.Before(s.rotateAt) {
 		return s, nil
 	}
+	if i.shared {
+		// Replicas rotate at the same moment (their signing key is the
+		// same): sign with a key another one just made rather than each
+		// adding its own, which would multiply the keys in the JWKS.
+		if s, ok := i.adoptFreshKeyLocked(ctx, now); ok {
+			return s, nil
+		}
+	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("identity: rotating signing key: generating key: %w", err)
@@ -414,6 +422,43 @@ func (i *Issuer) rotate(ctx context.Context, now time.Time) (*keySet, error) {
 		return nil, err
 	}
 	return i.set.Load(), nil
+}
+
+// adoptFreshKeyLocked re-reads the store and signs with the newest key in
+// it when that key is younger than half a lifetime. Call with i.mu held.
+func (i *Issuer) adoptFreshKeyLocked(ctx context.Context, now time.Time) (*keySet, bool) {
+	started := i.now()
+	keys, err := i.store.ListKeys(ctx)
+	if err != nil {
+		i.log.Warn("could not read the shared signing keys before rotating; making a new key", "error", err)
+		return nil, false
+	}
+	var fresh *Key
+	for j := range keys {
+		k := &keys[j]
+		if k.Private != nil && now.Sub(k.CreatedAt) < i.lifetime/2 && now.Sub(k.CreatedAt) >= 0 && (fresh == nil || k.CreatedAt.After(fresh.CreatedAt)) {
+			fresh = k
+		}
+	}
+	if fresh == nil {
+		return nil, false
+	}
+	id := fresh.ID
+	for _, k := range i.keys {
+		if !slices.ContainsFunc(keys, func(x Key) bool { return x.ID == k.ID }) {
+			keys = append(keys, k) // keep what the store lost, as Reload does
+		}
+	}
+	i.keys = keys
+	if started.After(i.lastReload) {
+		i.lastReload = started
+	}
+	if err := i.rebuildLocked(ctx, now, id); err != nil {
+		i.log.Warn("could not use another replica's signing key; making a new key", "kid", id, "error", err)
+		return nil, false
+	}
+	i.log.Info("signing with the key another replica made", "kid", id)
+	return i.set.Load(), true
 }
 
 // refresh rebuilds the snapshot after keys aged out of the JWKS.

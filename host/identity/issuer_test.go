@@ -780,3 +780,49 @@ func TestVerifyReadsClaimNamesExactly(t *testing.T) {
 		t.Fatalf("expired token with EXP: err = %v, want ErrExpiredToken", err)
 	}
 }
+
+// Replicas on a shared store rotate at the same moment; they sign with the
+// key the first of them made instead of adding one each.
+func TestReplicasRotateToOneKey(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		store := NewMemoryKeyStore()
+		clock := newClock()
+		replicas := make([]*Issuer, 3)
+		for i := range replicas {
+			iss, err := New(Config{Issuer: testIssuer, Lifetime: time.Hour, KeyStore: store, SharedKeyStore: shared, Now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			replicas[i] = iss
+		}
+		var tokens []Token
+		for round := range 2 {
+			clock.Advance(time.Hour) // every replica's signing key is due
+			for _, iss := range replicas {
+				tok, err := iss.Issue(context.Background(), Claims{Subject: "user:default/alice"})
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				tokens = append(tokens, tok)
+			}
+		}
+		keys, err := store.ListKeys(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 6 // each replica makes its own key each round
+		if shared {
+			want = 2 // one per round
+		}
+		if len(keys) != want {
+			t.Errorf("shared=%v: %d keys after two rotations of three replicas, want %d", shared, len(keys), want)
+		}
+		for _, iss := range replicas {
+			for _, tok := range tokens[len(tokens)-3:] {
+				if _, err := iss.Verify(context.Background(), tok.Raw); err != nil {
+					t.Errorf("shared=%v: a replica refuses a token of the last round: %v", shared, err)
+				}
+			}
+		}
+	}
+}
