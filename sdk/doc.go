@@ -43,6 +43,34 @@
 // the request field. The SDK checks what a plugin returns (Identity.Validate,
 // Credential.Validate, ValidateClusters) and the daemon checks it again.
 //
+// # Deadlines
+//
+// Every call from the daemon carries a deadline, the plugin's callTimeout
+// (2s unless configured). The ctx a method gets ends a little sooner, so
+// that the plugin's answer reaches the daemon in time: its deadline is the
+// daemon's less a tenth of the time left, at most 250ms and at least 10ms.
+// Honour ctx: hand it to every request to an upstream (a catalog, an STS,
+// Palette) and to anything else that waits, and once it is done return an
+// error, wrapping ctx.Err() or the upstream's error with what was slow:
+//
+//	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+//	...
+//	resp, err := client.Do(req)
+//	if err != nil {
+//		return sdk.Identity{}, fmt.Errorf("the catalog did not answer: %w", err)
+//	}
+//
+// Whatever error a method returns once ctx's deadline has passed, the SDK
+// answers the daemon DEADLINE_EXCEEDED, "the plugin's own work ran out of
+// time: " and the method's error (never "not found": a sign-in fails
+// closed). The daemon fails that one call with this message, and, as the
+// plugin answered, counts no miss against it. A method that ignores ctx and
+// outlives the daemon's deadline gets no answer through: the daemon counts a
+// miss, and kills and restarts a plugin that misses several calls in a row
+// as hung, and with it whatever the plugin had cached. Work a method
+// detaches from ctx (a cache fill shared by several calls, say) needs a
+// deadline of its own, no later than ctx's.
+//
 // Test a plugin with package sdk/plugintest, which runs it in-process over
 // the real transport and holds the conformance suite every plugin must pass.
 //

@@ -61,15 +61,18 @@ func (s *server) register(g *grpc.Server) {
 	}
 }
 
-// call runs fn once the plugin is configured and turns its error into the
+// call runs fn once the plugin is configured, with the context of a
+// plugin's method (see handlerContext), and turns its error into the
 // protocol's status.
-func (s *server) call(method string, fn func() error) error {
+func (s *server) call(ctx context.Context, method string, fn func(context.Context) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !s.configured {
 		return status.Error(codes.FailedPrecondition, "plugin is not configured: no Configure call has succeeded")
 	}
-	return s.status(method, fn())
+	hctx, cancel := handlerContext(ctx)
+	defer cancel()
+	return s.status(method, fn(hctx))
 }
 
 // badOutput reports that the plugin produced something the protocol forbids.
@@ -82,9 +85,10 @@ func (s *server) badOutput(method, what string, err error) error {
 // validation. It goes over the wire as INTERNAL.
 type outputError struct{ error }
 
-// status encodes err as the protocol's gRPC status: a *ConfigError or
-// *InvalidInputError as INVALID_ARGUMENT, ErrNotFound as NOT_FOUND (each with
-// an ErrorDetail), context errors as DEADLINE_EXCEEDED and CANCELED, and
+// status encodes err as the protocol's gRPC status: a *deadlineError as
+// DEADLINE_EXCEEDED, a *ConfigError or *InvalidInputError as
+// INVALID_ARGUMENT, ErrNotFound as NOT_FOUND (each with an ErrorDetail),
+// context errors as DEADLINE_EXCEEDED and CANCELED, and
 // anything else as UNKNOWN. The status message is err's message, truncated
 // to wire.MaxErrorMessage.
 func (s *server) status(method string, err error) error {
@@ -98,9 +102,12 @@ func (s *server) status(method string, err error) error {
 		code   = codes.Unknown
 		detail *pluginv1.ErrorDetail
 	)
+	var de *deadlineError
 	switch {
 	case errors.As(err, &oe):
 		code = codes.Internal
+	case errors.As(err, &de):
+		code = codes.DeadlineExceeded
 	case errors.As(err, &ce):
 		code = codes.InvalidArgument
 		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG, Key: ce.Key, Message: wire.TruncateMessage(errString(ce.Err))}
@@ -155,7 +162,9 @@ func (p pluginService) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 	defer s.mu.Unlock()
 	var err error
 	if s.configurer != nil {
-		err = s.configurer.Configure(ctx, cfg)
+		hctx, cancel := handlerContext(ctx)
+		err = ownDeadline(hctx, s.configurer.Configure(hctx, cfg))
+		cancel()
 		s.configured = err == nil
 	} else if len(cfg.Values) > 0 {
 		keys := slices.Sorted(maps.Keys(cfg.Values))
@@ -178,7 +187,7 @@ func (p pluginService) ValidateOptions(ctx context.Context, req *pluginv1.Valida
 		Name:    req.GetName(),
 		Options: Options(wire.FromStruct(req.GetOptions())),
 	}
-	err := s.call("ValidateOptions", func() error {
+	err := s.call(ctx, "ValidateOptions", func(ctx context.Context) error {
 		switch vreq.Role {
 		case CapabilityResolver, CapabilityClusterStrategy, CapabilityClusterSource:
 		default:
@@ -197,7 +206,7 @@ func (p pluginService) ValidateOptions(ctx context.Context, req *pluginv1.Valida
 		if err != nil {
 			return err
 		}
-		return s.validator.ValidateOptions(ctx, vreq)
+		return ownDeadline(ctx, s.validator.ValidateOptions(ctx, vreq))
 	})
 	if err != nil {
 		return nil, err
@@ -229,13 +238,13 @@ func (r resolverService) Resolve(ctx context.Context, req *pluginv1.ResolveReque
 		Groups:            req.GetGroups(),
 	}
 	var resp *pluginv1.ResolveResponse
-	err := s.call("Resolve", func() error {
+	err := s.call(ctx, "Resolve", func(ctx context.Context) error {
 		if err := checkOffered("Resolver", rreq.Resolver, s.info.Resolvers); err != nil {
 			return err
 		}
 		id, err := s.resolver.Resolve(ctx, rreq)
 		if err != nil {
-			return err
+			return ownDeadline(ctx, err)
 		}
 		if err := id.Validate(); err != nil {
 			return s.badOutput("Resolve", "identity", err)
@@ -278,13 +287,13 @@ func (c strategyService) Credential(ctx context.Context, req *pluginv1.Credentia
 		},
 	}
 	var resp *pluginv1.CredentialResponse
-	err := s.call("Credential", func() error {
+	err := s.call(ctx, "Credential", func(ctx context.Context) error {
 		if err := checkOffered("Strategy", creq.Strategy, s.info.Strategies); err != nil {
 			return err
 		}
 		cred, err := s.strategy.Credential(ctx, creq)
 		if err != nil {
-			return err
+			return ownDeadline(ctx, err)
 		}
 		if err := cred.Validate(); err != nil {
 			return s.badOutput("Credential", "credential", err)
@@ -310,10 +319,10 @@ func (c sourceService) ListClusters(ctx context.Context, req *pluginv1.ListClust
 	s := c.s
 	lreq := ListClustersRequest{Options: Options(wire.FromStruct(req.GetOptions()))}
 	var resp *pluginv1.ListClustersResponse
-	err := s.call("ListClusters", func() error {
+	err := s.call(ctx, "ListClusters", func(ctx context.Context) error {
 		clusters, err := s.source.ListClusters(ctx, lreq)
 		if err != nil {
-			return err
+			return ownDeadline(ctx, err)
 		}
 		if err := ValidateClusters(clusters); err != nil {
 			return s.badOutput("ListClusters", "cluster list", err)

@@ -307,3 +307,108 @@ func TestValidateOptions(t *testing.T) {
 		})
 	}
 }
+
+// slowConfig is a Configurer whose configuration waits on a slow upstream.
+type slowConfig struct{ scripted }
+
+func (*slowConfig) Configure(ctx context.Context, _ sdk.Config) error {
+	<-ctx.Done()
+	return fmt.Errorf("fetching the keys: %w", ctx.Err())
+}
+
+// TestMethodsStopBeforeTheHostsDeadline: a method runs with a deadline a
+// margin (a tenth of the time left, at most 250ms) before the host's; a
+// method that waits for its context, as for a slow upstream, returns in
+// time for its answer, DEADLINE_EXCEEDED saying that the plugin's own work
+// ran out of time, to reach the host before the host's deadline.
+func TestMethodsStopBeforeTheHostsDeadline(t *testing.T) {
+	const timeout = time.Second
+	p := &scripted{}
+	c := plugintest.Start(t, sdk.Plugin{Name: "scripted", Impl: p})
+	owns := make(chan time.Time, 1) // the method's deadline
+	upstream := func(ctx context.Context) error {
+		own, _ := ctx.Deadline()
+		owns <- own
+		<-ctx.Done()
+		return fmt.Errorf("catalog did not answer: %w", ctx.Err())
+	}
+	p.resolve = func(ctx context.Context, _ sdk.ResolveRequest) (sdk.Identity, error) {
+		return sdk.Identity{}, upstream(ctx)
+	}
+	p.credential = func(ctx context.Context, _ sdk.CredentialRequest) (sdk.Credential, error) {
+		return sdk.Credential{}, upstream(ctx)
+	}
+	p.clusters = func(ctx context.Context, _ sdk.ListClustersRequest) ([]sdk.Cluster, error) {
+		return nil, upstream(ctx)
+	}
+	calls := map[string]func(context.Context) error{
+		"Resolve": func(ctx context.Context) error {
+			_, err := c.Resolve(ctx, sdk.ResolveRequest{Resolver: "r"})
+			return err
+		},
+		"Credential": func(ctx context.Context) error {
+			_, err := c.Credential(ctx, sdk.CredentialRequest{Strategy: "s"})
+			return err
+		},
+		"ListClusters": func(ctx context.Context) error {
+			_, err := c.ListClusters(ctx, sdk.ListClustersRequest{})
+			return err
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			host, _ := ctx.Deadline()
+			err := call(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("the answer came after the host's deadline: %v", err)
+			}
+			// The margin is a tenth of what was left when the call
+			// arrived; the method's deadline is that much before the
+			// plugin's copy of the host's deadline, which is the host's
+			// plus the time the call took to get there.
+			own := <-owns
+			if d := host.Sub(own); d <= 50*time.Millisecond || d > 100*time.Millisecond {
+				t.Errorf("the method's deadline is %s before the host's, want about 100ms", d)
+			}
+			const want = "plugin call: the plugin's own work ran out of time: catalog did not answer: context deadline exceeded"
+			if !errors.Is(err, context.DeadlineExceeded) || err.Error() != want {
+				t.Errorf("error = %q, want %q matching context.DeadlineExceeded", err, want)
+			}
+		})
+	}
+
+	// A method that answers after its own deadline, but before the host's,
+	// has answered.
+	p.resolve = func(ctx context.Context, _ sdk.ResolveRequest) (sdk.Identity, error) {
+		<-ctx.Done()
+		return jdoe, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if id, err := c.Resolve(ctx, sdk.ResolveRequest{Resolver: "r"}); err != nil || id.UserEntityRef != jdoe.UserEntityRef {
+		t.Errorf("Resolve answering after its own deadline = %+v, %v", id, err)
+	}
+
+	// Without a deadline from the host, the method has none.
+	p.resolve = func(ctx context.Context, _ sdk.ResolveRequest) (sdk.Identity, error) {
+		if dl, ok := ctx.Deadline(); ok {
+			return sdk.Identity{}, fmt.Errorf("a deadline in %s", time.Until(dl))
+		}
+		return jdoe, nil
+	}
+	if _, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r"}); err != nil {
+		t.Errorf("Resolve without a deadline: %v", err)
+	}
+
+	// Configure too.
+	sc := plugintest.Start(t, sdk.Plugin{Name: "slow-config", Impl: &slowConfig{}})
+	ctx, cancel = context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := sc.Configure(ctx, sdk.Config{InstanceName: "slow"})
+	if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "the plugin's own work ran out of time: fetching the keys: context deadline exceeded") {
+		t.Errorf("Configure waiting on its context = %v (host's context: %v)", err, ctx.Err())
+	}
+}
