@@ -34,7 +34,14 @@
 // (see Use). From then on a supervisor per plugin health-checks it every
 // Options.HealthInterval; a plugin that exits, fails Options.MaxMisses health
 // checks in a row, or lets Options.MaxMisses calls in a row run into their
-// deadline is killed and started again with exponential backoff. While it is
+// deadline is killed and started again with exponential backoff. A plugin
+// whose own upstream is slow is not hung: the SDK ends the context of a
+// plugin's method a margin before the call's deadline, and a method that
+// gives up then is answered for with DEADLINE_EXCEEDED. Such an answer,
+// arriving before the deadline, fails the call ("the plugin answered,
+// within the 2s call timeout, that it ran out of time: ..."; the error
+// matches context.DeadlineExceeded) but counts as an answer: it is no miss,
+// and restarts nothing. While it is
 // down, calls fail at once with an *UnavailableError; a call in flight when
 // it crashes fails (never "not found"), so a sign-in fails closed.
 //

@@ -531,6 +531,56 @@ func TestHang(t *testing.T) {
 	}
 }
 
+// TestSlowUpstream: a plugin whose method waits for its context, as for an
+// upstream that is slow, gives up at the SDK's deadline, a margin before the
+// host's, and answers that it ran out of time. That is an answer, not a
+// miss: however many such calls come in a row, the plugin is not restarted,
+// and the error says what happened, not that the plugin did not answer.
+func TestSlowUpstream(t *testing.T) {
+	cfg := pluginConfig(t)
+	cfg.CallTimeout = time.Second // the SDK's margin: 100ms
+	opts, logs := testOptions(t)
+	opts.MaxMisses = 2
+	opts.HealthInterval = time.Hour // only the calls tell
+	h := start(t, map[string]config.Plugin{"tp": cfg}, opts)
+	pid := pidOf(t, h)
+
+	const (
+		want     = `plugin "tp": resolver byEmail: the plugin answered, within the 1s call timeout, that it ran out of time: `
+		fromPlug = "the plugin's own work ran out of time: the test upstream did not answer: context deadline exceeded"
+	)
+	for i := range opts.MaxMisses + 2 {
+		began := time.Now()
+		_, err := resolve(t, h, "upstream")
+		took := time.Since(began)
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, signin.ErrNotFound) ||
+			!strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), fromPlug) {
+			t.Fatalf("call %d = %v; want %q ... %q", i+1, err, want, fromPlug)
+		}
+		if took >= cfg.CallTimeout {
+			t.Errorf("call %d took %s, not less than the call timeout", i+1, took)
+		}
+		if err := h.Ready(); err != nil {
+			t.Fatalf("after call %d: %v", i+1, err)
+		}
+	}
+	if st := h.Plugins()[0]; st.Restarts != 0 || st.PID != pid || st.State != StateUp || st.Failures != uint64(opts.MaxMisses+2) {
+		t.Errorf("status = %+v; want the same process, up, never restarted", st)
+	}
+	if got := pidOf(t, h); got != pid {
+		t.Errorf("pid %d, was %d", got, pid)
+	}
+	if processGone(pid) {
+		t.Error("the plugin's process is gone")
+	}
+	if m := logs.find("plugin call ran into its deadline"); m != nil {
+		t.Errorf("a call counted as a miss: %v", m)
+	}
+	if m := logs.find("plugin answered that it ran out of time; not a miss"); m == nil || m["@level"] != "warn" || m["call"] != "resolver byEmail" {
+		t.Errorf("log line = %v", m)
+	}
+}
+
 // TestHealthCheck: a plugin that stops answering altogether (SIGSTOP) fails
 // its health checks and is replaced.
 func TestHealthCheck(t *testing.T) {

@@ -583,11 +583,17 @@ func (in *instance) do(ctx context.Context, op string, fn func(context.Context, 
 	cctx, cancel := context.WithTimeout(ctx, in.timeout)
 	deadline, _ := cctx.Deadline()
 	err := fn(cctx, g.client)
+	// The plugin answered that it ran out of time (the SDK ends a plugin's
+	// own deadline a margin before ours) if a DEADLINE_EXCEEDED came back
+	// while our deadline had not passed: gRPC makes up that code on this
+	// side only once the deadline has passed. That is an answer, not a
+	// miss: the plugin is alive, what it waited on is slow.
+	ranOut := ctx.Err() == nil && cctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && time.Now().Before(deadline)
 	// The call timed out if our deadline passed, not the caller's. The
 	// plugin's gRPC server may cancel the stream (RST_STREAM CANCEL) on its
 	// copy of the deadline a hair before ours fires: a cancellation this
 	// close to the deadline counts too.
-	timedOut := ctx.Err() == nil && (cctx.Err() == context.DeadlineExceeded ||
+	timedOut := ctx.Err() == nil && !ranOut && (cctx.Err() == context.DeadlineExceeded ||
 		((errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && time.Until(deadline) < deadlineSlack))
 	cancel()
 	if err == nil {
@@ -596,6 +602,10 @@ func (in *instance) do(ctx context.Context, op string, fn func(context.Context, 
 	}
 	in.failures.Add(1)
 	switch {
+	case ranOut:
+		in.callMisses.Store(0) // it answered
+		in.log.Warn("plugin answered that it ran out of time; not a miss", "call", op, "timeout", in.timeout, "error", err)
+		return fmt.Errorf("plugin %q: %s: the plugin answered, within the %s call timeout, that it ran out of time: %w", in.name, op, in.timeout, err)
 	case timedOut:
 		n := int(in.callMisses.Add(1))
 		in.log.Warn("plugin call ran into its deadline", "call", op, "timeout", in.timeout, "in_a_row", n)

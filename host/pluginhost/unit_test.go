@@ -2,8 +2,10 @@ package pluginhost
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 )
 
 func jsonLogger(buf *bytes.Buffer, level hclog.Level) hclog.Logger {
@@ -229,5 +232,43 @@ func TestCheckOffered(t *testing.T) {
 	}
 	if err := checkOffered("p", info, sdk.CapabilityClusterSource, ""); err == nil || err.Error() != `plugin "p" is not a cluster source (it offers: RESOLVER)` {
 		t.Errorf("source = %v", err)
+	}
+}
+
+// TestDeadlineAnswerIsNoMiss: a DEADLINE_EXCEEDED the plugin sends before
+// the call's deadline is an answer, even when it arrives within
+// deadlineSlack of it; a call that gets no answer by then is a miss.
+func TestDeadlineAnswerIsNoMiss(t *testing.T) {
+	h := &Host{opts: Options{MaxMisses: 2}, log: hclog.NewNullLogger()}
+	in := &instance{h: h, name: "tp", log: h.log, timeout: 200 * time.Millisecond}
+	in.cur.Store(&generation{failed: make(chan struct{})})
+	// What the plugin's DEADLINE_EXCEEDED becomes on this side.
+	answer := fmt.Errorf("plugin call: the plugin's own work ran out of time: slow: %w", context.DeadlineExceeded)
+
+	for i := range 3 {
+		err := in.do(context.Background(), "resolver r", func(ctx context.Context, _ *pluginclient.Client) error {
+			dl, _ := ctx.Deadline()
+			time.Sleep(time.Until(dl) - deadlineSlack*3/4) // within the slack a cancellation gets
+			return answer
+		})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `plugin "tp": resolver r: the plugin answered, within the 200ms call timeout, that it ran out of time: plugin call: `) {
+			t.Fatalf("call %d = %v", i+1, err)
+		}
+		if in.callMisses.Load() != 0 || in.cur.Load() == nil {
+			t.Fatalf("after call %d: %d misses, up: %v", i+1, in.callMisses.Load(), in.cur.Load() != nil)
+		}
+	}
+
+	for i := range 2 {
+		err := in.do(context.Background(), "resolver r", func(ctx context.Context, _ *pluginclient.Client) error {
+			<-ctx.Done()
+			return fmt.Errorf("plugin call: %w", ctx.Err())
+		})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer within the 200ms call timeout") {
+			t.Fatalf("hung call %d = %v", i+1, err)
+		}
+	}
+	if in.cur.Load() != nil {
+		t.Error("still taking calls after MaxMisses calls got no answer")
 	}
 }

@@ -9,6 +9,8 @@
 //	                   (and the plugin's GOMAXPROCS)
 //	crash              exits with status 3 in the middle of the call
 //	hang               never answers, whatever the deadline
+//	upstream           waits for its context, like a call to an upstream that
+//	                   is slow, and fails with the context's error
 //	slow               logs "slow call started", answers after 400ms
 //	stdout             writes a line to stdout, then answers
 //	stderr             writes a plain line to os.Stderr, then answers
@@ -90,6 +92,9 @@ func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.I
 		os.Exit(3)
 	case "hang":
 		select {}
+	case "upstream":
+		<-ctx.Done()
+		return sdk.Identity{}, fmt.Errorf("the test upstream did not answer: %w", ctx.Err())
 	case "slow":
 		hclog.L().Info("slow call started")
 		time.Sleep(400 * time.Millisecond)
