@@ -58,7 +58,7 @@ func (d *Daemon) startKube(srv *server.Server) error {
 		})
 	}
 
-	broker, err := kube.New(kube.Config{
+	kcfg := kube.Config{
 		Clusters:      clusters,
 		Sources:       sources,
 		Sessions:      srv.UserSession,
@@ -66,7 +66,11 @@ func (d *Daemon) startKube(srv *server.Server) error {
 		CatalogOwner:  k.Catalog.Owner,
 		CatalogPublic: k.Catalog.Public,
 		Logger:        d.log.Named("kube"),
-	})
+	}
+	if d.metrics != nil {
+		kcfg.Decided = d.metrics.KubeCredentialDecided
+	}
+	broker, err := kube.New(kcfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes: %w", err)
 	}

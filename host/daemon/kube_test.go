@@ -38,7 +38,8 @@ func devLogin(t *testing.T, base string) func(string) error {
 func TestKubernetesThroughPlugins(t *testing.T) {
 	path, digest := buildTestPlugin(t)
 	audit := filepath.Join(t.TempDir(), "audit.log")
-	_, base, err := startDevWith(t, func(cfg *config.Config) {
+	d, base, err := startDevWith(t, func(cfg *config.Config) {
+		cfg.Server.MetricsListen = freeAddr(t)
 		cfg.Plugins = map[string]config.Plugin{"tp": {Command: path, SHA256: digest, CallTimeout: 5 * time.Second}}
 		token := config.StrategyRef{Plugin: "tp", Strategy: "token"}
 		cfg.Kubernetes.Clusters = []config.Cluster{{Name: "static-one", URL: "https://static.example.com:6443", Strategy: token}}
@@ -104,6 +105,20 @@ func TestKubernetesThroughPlugins(t *testing.T) {
 	}
 	if !strings.Contains(lines[2], `"reason":"unknown-cluster"`) {
 		t.Errorf("refusal line = %s", lines[2])
+	}
+	// The metrics count what the audit log holds (and no cluster name a
+	// caller made up).
+	m := scrape(t, d)
+	for _, want := range []string{
+		`spectroauth_kube_credentials_total{outcome="granted",reason=""} 2`,
+		`spectroauth_kube_credentials_total{outcome="refused",reason="unknown-cluster"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(m, "nope") {
+		t.Error("/metrics holds a cluster name from a request")
 	}
 }
 

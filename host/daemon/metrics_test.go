@@ -18,14 +18,9 @@ import (
 // and the plugins' state and calls; it holds no token or cookie.
 func TestMetrics(t *testing.T) {
 	path, digest := buildTestPlugin(t)
-	ml, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ml.Close() // free again; the daemon binds it
 	d, base, err := startDevWith(t, func(cfg *config.Config) {
 		usePlugin(path, digest)(cfg)
-		cfg.Server.MetricsListen = ml.Addr().String()
+		cfg.Server.MetricsListen = freeAddr(t)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -56,16 +51,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	res, err = http.Get("http://" + d.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
-	}
-	text := string(body)
+	text := scrape(t, d)
 	for _, want := range []string{
 		`spectroauth_http_requests_total{code="200",route="GET /api/auth/{provider}/refresh"} 1`,
 		`spectroauth_http_requests_total{code="302",route="GET /api/auth/{provider}/start"} 1`,
@@ -95,4 +81,31 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("/metrics holds a secret (%.12s…)", s)
 		}
 	}
+}
+
+// freeAddr is a loopback address nothing listens on, for a listener the
+// daemon opens itself.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrape reads d's /metrics.
+func scrape(t *testing.T, d *Daemon) string {
+	t.Helper()
+	res, err := http.Get("http://" + d.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", res.StatusCode, body)
+	}
+	return string(body)
 }

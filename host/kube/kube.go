@@ -106,6 +106,10 @@ type Config struct {
 	Sessions SessionFunc
 	// Audit receives one event per credential grant or refusal. Required.
 	Audit *AuditLog
+	// Decided, when set, is told the outcome (OutcomeGranted or
+	// OutcomeRefused) and the refusal's reason of every credential request,
+	// once it is answered: for metrics.
+	Decided func(outcome, reason string)
 	// CatalogOwner is spec.owner of the catalog entities. Default
 	// group:default/platform.
 	CatalogOwner string

@@ -126,6 +126,12 @@ type credentialResponse struct {
 	ClientKeyData         string `json:"clientKeyData,omitempty"`
 }
 
+func (b *Broker) decided(outcome, reason string) {
+	if b.cfg.Decided != nil {
+		b.cfg.Decided(outcome, reason)
+	}
+}
+
 // credential answers POST credential. Every outcome is audited; a grant
 // whose audit line cannot be written is refused.
 func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
@@ -138,6 +144,7 @@ func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
 		if aerr := b.cfg.Audit.Record(ev); aerr != nil {
 			b.log.Error("could not write the audit log", "error", aerr)
 		}
+		b.decided(OutcomeRefused, ev.Reason)
 		return err
 	}
 	ev.Outcome = OutcomeGranted
@@ -151,8 +158,10 @@ func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
 		ev.ExpiresAt, res.ExpiresAt = &exp, &exp
 	}
 	if err := b.cfg.Audit.Record(ev); err != nil {
+		b.decided(OutcomeRefused, ReasonInternalError)
 		return fmt.Errorf("auditing a grant (the credential was withheld): %w", err)
 	}
+	b.decided(OutcomeGranted, "")
 	b.log.Info("kubernetes credential granted", "user", ev.User, "cluster", ev.Cluster, "strategy", ev.Strategy)
 	backstageerr.WriteJSON(w, http.StatusOK, res)
 	return nil

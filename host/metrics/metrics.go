@@ -32,6 +32,8 @@ type Metrics struct {
 
 	upstreamRequests *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
+
+	kubeCredentials *prometheus.CounterVec
 }
 
 // New returns a registry with the Go runtime and process collectors and the
@@ -57,11 +59,15 @@ func New() *Metrics {
 			Help:    "Time of back-channel requests to the SpectroCloud provider, by environment.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"env"}),
+		kubeCredentials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "kube", Name: "credentials_total",
+			Help: "Kubernetes credential requests, by outcome (granted, refused) and refusal reason (as in the audit log).",
+		}, []string{"outcome", "reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration,
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials,
 	)
 	return m
 }
@@ -147,6 +153,12 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	t.requests.WithLabelValues(outcome).Inc()
 	return res, err
+}
+
+// KubeCredentialDecided counts one answered credential request. reason is
+// one of host/kube's Reason constants (a fixed set), empty for a grant.
+func (m *Metrics) KubeCredentialDecided(outcome, reason string) {
+	m.kubeCredentials.WithLabelValues(outcome, reason).Inc()
 }
 
 // RegisterPlugins adds the plugins' state and counters, read from status at
