@@ -50,10 +50,15 @@ const MaxTokenLength = 32768
 // only when no reload started since the token's "iat" (plus clockSkew,
 // for replicas whose clocks differ), and a forged kid with an old "iat"
 // costs nothing. Reloads are single-flight and at least minReloadGap apart,
-// so a flood of forged kids costs at most one read of the store per gap.
+// failed ones included, so a flood of forged kids costs at most one read of
+// the store per gap, and callers waiting for a read share the one that
+// starts after they asked, whatever its outcome. FreshJWKS waits at most
+// freshJWKSWait for a read and otherwise serves the keys it has: a store
+// that hangs must not hold up the JWKS that Backstage backends fetch.
 const (
-	minReloadGap = 250 * time.Millisecond
-	clockSkew    = 5 * time.Second
+	minReloadGap  = 250 * time.Millisecond
+	clockSkew     = 5 * time.Second
+	freshJWKSWait = time.Second
 )
 
 // reservedClaims are set by Issue and cannot come from Claims.Extra.
@@ -136,9 +141,14 @@ type Issuer struct {
 	mu         sync.Mutex
 	keys       []Key     // every key known, as loaded or added; guarded by mu
 	lastReload time.Time // when the newest completed read of the store started
+	// lastAttempt is when the newest read of the store started, whether it
+	// succeeded or not.
+	lastAttempt time.Time
 
-	// reloadMu makes reloads for unknown kids and fresh JWKS single-flight.
-	reloadMu sync.Mutex
+	// reloading makes reloads for unknown kids and fresh JWKS single-flight:
+	// a send takes the turn, and waiting for it gives up with the caller's
+	// context.
+	reloading chan struct{}
 	// shared: other processes add keys to the store (Config.SharedKeyStore).
 	shared bool
 }
@@ -195,6 +205,7 @@ func New(cfg Config) (*Issuer, error) {
 		log:      cfg.Logger,
 		shared:   cfg.SharedKeyStore,
 	}
+	i.reloading = make(chan struct{}, 1)
 	if i.now == nil {
 		i.now = time.Now
 	}
@@ -326,6 +337,11 @@ func (i *Issuer) Issue(ctx context.Context, c Claims) (Token, error) {
 // few seconds, when it meets an unknown kid.
 func (i *Issuer) Reload(ctx context.Context) error {
 	started := i.now()
+	i.mu.Lock()
+	if started.After(i.lastAttempt) {
+		i.lastAttempt = started
+	}
+	i.mu.Unlock()
 	keys, err := i.store.ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("identity: reloading signing keys: %w", err)
@@ -348,22 +364,31 @@ func (i *Issuer) Reload(ctx context.Context) error {
 
 // reloadSince makes sure a read of the key store that started at or after
 // t has completed: it returns at once if one has, and otherwise reloads,
-// waiting out minReloadGap since the last read. Callers that queued behind
-// a reload started after they asked share its result.
+// waiting out minReloadGap since the last read (failed or not). Callers
+// that queued behind a read started after they asked share its result,
+// failure included: a store that hangs or refuses is read once for all of
+// them, not once for each in turn. It gives up when ctx ends.
 func (i *Issuer) reloadSince(ctx context.Context, t time.Time) {
 	asked := i.now()
 	if t.After(asked) {
 		t = asked // a read starting now sees every key stored so far
 	}
-	i.reloadMu.Lock()
-	defer i.reloadMu.Unlock()
-	i.mu.Lock()
-	last := i.lastReload
-	i.mu.Unlock()
-	if !last.Before(t) {
+	select {
+	case i.reloading <- struct{}{}:
+	case <-ctx.Done():
 		return
 	}
-	if wait := minReloadGap - i.now().Sub(last); wait > 0 {
+	defer func() { <-i.reloading }()
+	i.mu.Lock()
+	last, tried := i.lastReload, i.lastAttempt
+	i.mu.Unlock()
+	if last.After(tried) {
+		tried = last
+	}
+	if !last.Before(t) || tried.After(asked) {
+		return
+	}
+	if wait := minReloadGap - i.now().Sub(tried); wait > 0 {
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -382,7 +407,9 @@ func (i *Issuer) reloadSince(ctx context.Context, t time.Time) {
 // refetches the JWKS, and whichever replica answers must know the key.
 func (i *Issuer) FreshJWKS(ctx context.Context) []byte {
 	if i.shared {
+		ctx, cancel := context.WithTimeout(ctx, freshJWKSWait)
 		i.reloadSince(ctx, i.now().Add(-minReloadGap))
+		cancel()
 	}
 	return i.JWKS()
 }
