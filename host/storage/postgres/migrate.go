@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // migrationLockID is the advisory lock (in this database) that serialises
@@ -63,10 +66,43 @@ var migrations = []migration{
 	}},
 }
 
-// migrate brings the schema to the newest version, in one transaction
+// A migration waits at most migrationLockTimeout for each table lock it
+// needs, then gives way for migrationRetryPause and tries again (until
+// Open's migrateTimeout). PostgreSQL queues every later statement on a
+// table behind an ALTER waiting for its lock, so an ALTER left waiting on
+// a long transaction (a pg_dump, a report left open) would stop the
+// replicas still serving, for as long as that transaction lasted; this
+// way they stall for at most migrationLockTimeout at a time, well within
+// their statement timeout.
+const (
+	migrationLockTimeout = 2 * time.Second
+	migrationRetryPause  = 3 * time.Second
+	// lockNotAvailable is the SQLSTATE of a lock_timeout.
+	lockNotAvailable = "55P03"
+)
+
+// migrate brings the schema to the last of migrations, in one transaction
 // under an advisory lock: replicas starting together take turns, and the
 // second finds nothing to do.
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context, migrations []migration) error {
+	for {
+		err := db.migrateOnce(ctx, migrations)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != lockNotAvailable {
+			return err
+		}
+		db.log.Warn("migrating the schema: a table is locked by another transaction; trying again", "in", migrationRetryPause, "error", err)
+		t := time.NewTimer(migrationRetryPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (db *DB) migrateOnce(ctx context.Context, migrations []migration) error {
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return db.wrap("migrating the schema: beginning", err)
@@ -74,6 +110,10 @@ func (db *DB) migrate(ctx context.Context) error {
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockID); err != nil {
 		return db.wrap("migrating the schema: waiting for the migration lock", err)
+	}
+	// Only now: the wait for another replica's migration is not bounded by it.
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, migrationLockTimeout.Milliseconds())); err != nil {
+		return db.wrap("migrating the schema: setting lock_timeout", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spectroauth_schema_migrations (
 			version integer PRIMARY KEY,

@@ -102,6 +102,12 @@ type DB struct {
 // key=value pairs), creates or migrates the schema, and starts the
 // background sweep. Close releases it.
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	return openWith(ctx, dsn, opts, migrations)
+}
+
+// openWith is Open migrating to the last of schema (tests open older
+// schemas).
+func openWith(ctx context.Context, dsn string, opts Options, schema []migration) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -140,7 +146,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	}
 	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 	defer cancel()
-	if err := db.migrate(mctx); err != nil {
+	if err := db.migrate(mctx, schema); err != nil {
 		db.pool.Close()
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/identity/identitytest"
@@ -74,19 +73,7 @@ func TestKeyReloadsWhileTheDatabaseHangs(t *testing.T) {
 	}
 	kid := parsed.Signatures[0].Header.KeyID
 
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `LOCK TABLE spectroauth_signing_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	hang := holdLocks(t, dsn, `LOCK TABLE spectroauth_signing_keys IN ACCESS EXCLUSIVE MODE`)
 
 	const forgers, fetchers = 20, 5
 	before := keys.reads.Load()
@@ -128,7 +115,7 @@ func TestKeyReloadsWhileTheDatabaseHangs(t *testing.T) {
 	}
 
 	// The database is back: the next reads work at once.
-	_ = tx.Rollback(ctx)
+	hang.release()
 	time.Sleep(300 * time.Millisecond) // past the gap between reads
 	if _, err := iss.Verify(ctx, forgedToken(t)); !errors.Is(err, identity.ErrInvalidToken) {
 		t.Fatalf("forged token: %v", err)
