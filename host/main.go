@@ -151,7 +151,10 @@ func serve(args []string, stderr io.Writer) int {
 	case err := <-waitErr:
 		if err != nil {
 			log.Error("HTTP server stopped", "error", err)
-			_ = d.Close(context.Background())
+			// Plugins wait to be asked to exit; bound that as a shutdown is.
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			defer cancel()
+			_ = d.Close(sctx)
 			return 1
 		}
 	}
