@@ -430,17 +430,58 @@ func TestCatalogSlow(t *testing.T) {
 	// The caller's deadline (the daemon's callTimeout), when shorter, wins;
 	// the plugin answers a little before it, saying why, so that the daemon
 	// does not count a call that ran into its deadline.
+	//
+	// The caller's context only reports its deadline and is never done: a
+	// real one would race the plugin's own answer, due 50ms earlier, and on
+	// a loaded machine the goroutines that carry that answer can wake later
+	// than that. What the plugin controls is the deadline of its request to
+	// the catalog, so that is what the test checks.
 	h = newHarness(t, sdk.Options{"timeout": "30s"})
 	h.fake.set(func(f *fakeCatalog) { f.hang = func(*http.Request) bool { return true } })
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	_, err = h.cat.Resolve(ctx, usernameReq("jdoe", nil))
+	requestDeadlines := make(chan time.Time, 1)
+	st := h.cat.state.Load()
+	st.client.http.Transport = recordDeadline{next: st.client.http.Transport, deadlines: requestDeadlines}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	_, err = h.cat.Resolve(deadlineOnly{Context: context.Background(), deadline: deadline}, usernameReq("jdoe", nil))
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "set the plugin's callTimeout") {
 		t.Errorf("got %v, want an error wrapping context.DeadlineExceeded that points at callTimeout", err)
 	}
-	if ctx.Err() != nil {
-		t.Errorf("answered after the caller's deadline")
+	select {
+	case dl := <-requestDeadlines:
+		// lookupTimeout keeps at most 100ms for the answer to reach the
+		// caller.
+		if early := deadline.Sub(dl); early <= 0 || early > 100*time.Millisecond {
+			t.Errorf("the catalog request's deadline is %s before the caller's, want a little (0 to 100ms) before it", early)
+		}
+	default:
+		t.Errorf("the catalog request had no deadline")
 	}
+}
+
+// deadlineOnly is a context that has a deadline but is never done, as if the
+// caller's deadline never came: a lookup must end by itself before it.
+type deadlineOnly struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// recordDeadline sends the deadline of each request's context to deadlines,
+// when there is room.
+type recordDeadline struct {
+	next      http.RoundTripper
+	deadlines chan<- time.Time
+}
+
+func (r recordDeadline) RoundTrip(req *http.Request) (*http.Response, error) {
+	if dl, ok := req.Context().Deadline(); ok {
+		select {
+		case r.deadlines <- dl:
+		default:
+		}
+	}
+	return r.next.RoundTrip(req)
 }
 
 func TestCache(t *testing.T) {
