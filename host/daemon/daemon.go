@@ -217,6 +217,9 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		envs[name] = env
 	}
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
+	if d.metrics != nil {
+		scfg.SignInDone = d.metrics.SignInDone
+	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
 			return errors.New("starting")

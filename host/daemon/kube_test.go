@@ -111,6 +111,7 @@ func TestKubernetesThroughPlugins(t *testing.T) {
 	m := scrape(t, d)
 	for _, want := range []string{
 		`spectroauth_kube_credentials_total{outcome="granted",reason=""} 2`,
+		`spectroauth_signins_total{client="cli",env="development",outcome="signed-in"} 1`,
 		`spectroauth_kube_credentials_total{outcome="refused",reason="unknown-cluster"} 1`,
 	} {
 		if !strings.Contains(m, want) {

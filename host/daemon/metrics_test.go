@@ -58,6 +58,7 @@ func TestMetrics(t *testing.T) {
 		`spectroauth_http_requests_total{code="404",route="unmatched"} 2`,
 		`spectroauth_http_request_duration_seconds_count{route="GET /api/auth/{provider}/refresh"} 1`,
 		`spectroauth_upstream_requests_total{env="development",outcome="2xx"}`,
+		`spectroauth_signins_total{client="browser",env="development",outcome="signed-in"} 1`,
 		`spectroauth_plugin_up{plugin="tp",state="up"} 1`,
 		`spectroauth_plugin_calls_total{plugin="tp"} 1`,
 		`spectroauth_plugin_restarts_total{plugin="tp"} 0`,

@@ -34,6 +34,7 @@ type Metrics struct {
 	upstreamDuration *prometheus.HistogramVec
 
 	kubeCredentials *prometheus.CounterVec
+	signIns         *prometheus.CounterVec
 }
 
 // New returns a registry with the Go runtime and process collectors and the
@@ -63,11 +64,15 @@ func New() *Metrics {
 			Namespace: Namespace, Subsystem: "kube", Name: "credentials_total",
 			Help: "Kubernetes credential requests, by outcome (granted, refused) and refusal reason (as in the audit log).",
 		}, []string{"outcome", "reason"}),
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "signins_total",
+			Help: "Sign-ins that reached the callback, by environment, client (browser, cli) and outcome (signed-in, refused, failed).",
+		}, []string{"env", "client", "outcome"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials,
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns,
 	)
 	return m
 }
@@ -153,6 +158,11 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	t.requests.WithLabelValues(outcome).Inc()
 	return res, err
+}
+
+// SignInDone counts one sign-in (server.Config.SignInDone).
+func (m *Metrics) SignInDone(env, client, outcome string) {
+	m.signIns.WithLabelValues(env, client, outcome).Inc()
 }
 
 // KubeCredentialDecided counts one answered credential request. reason is

@@ -219,6 +219,7 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	fail := func(code string, err error) error {
+		s.signInDone(env.name, "cli", err)
 		ae := backstageerr.As(err)
 		msg := ae.Message
 		if ae.Status >= 500 {
@@ -266,6 +267,7 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 	if err != nil {
 		return fail("server_error", err)
 	}
+	s.signInDone(env.name, "cli", nil)
 	s.log.Info("signed in from the command line", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
 	s.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {req.State}})
 	return nil

@@ -180,6 +180,7 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 
 	targetOrigin := s.origins.app
 	res, err := s.completeSignIn(r, w, env, params, &targetOrigin)
+	s.signInDone(env.name, "browser", err)
 	if err != nil {
 		ae := backstageerr.As(err)
 		if ae.Status >= 500 {

@@ -68,6 +68,8 @@ type fixtureOptions struct {
 	usedOnce server.OnceSet
 	// sessions replaces the fixture's own file store (replicas sharing one).
 	sessions session.Store
+	// signInDone receives the outcome of each sign-in.
+	signInDone func(env, client, outcome string)
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -164,6 +166,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		Sessions:            cmp.Or[session.Store](o.sessions, f.sessions),
 		FlowKey:             []byte(strings.Repeat("k", 32)),
 		UsedOnce:            o.usedOnce,
+		SignInDone:          o.signInDone,
 		Now:                 f.now,
 	})
 	if err != nil {

@@ -90,6 +90,11 @@ type Config struct {
 	IncludeOwnershipClaim bool
 	// Ready reports whether the daemon can serve sign-ins (for /readyz).
 	Ready func() error
+	// SignInDone, when set, is told how each sign-in that reached the
+	// callback ended: client is "browser" or "cli", outcome is "signed-in",
+	// "refused" (the provider, a resolver or a check said no) or "failed"
+	// (the daemon or a dependency failed). For metrics.
+	SignInDone func(env, client, outcome string)
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -289,6 +294,28 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Sign-in outcomes, as SignInDone reports them.
+const (
+	SignInSucceeded = "signed-in"
+	SignInRefused   = "refused"
+	SignInFailed    = "failed"
+)
+
+// signInDone reports a sign-in's outcome; err nil means it succeeded.
+func (s *Server) signInDone(env, client string, err error) {
+	if s.cfg.SignInDone == nil {
+		return
+	}
+	outcome := SignInSucceeded
+	if err != nil {
+		outcome = SignInRefused
+		if backstageerr.As(err).Status >= 500 {
+			outcome = SignInFailed
+		}
+	}
+	s.cfg.SignInDone(env, client, outcome)
 }
 
 // OnceSet remembers single-use values until they expire: the nonce of each
