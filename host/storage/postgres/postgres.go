@@ -61,6 +61,11 @@ const (
 	// DefaultMaxConns bounds the pool unless the connection string sets
 	// pool_max_conns.
 	DefaultMaxConns = 8
+	// DefaultRenewalLease bounds how long a replica that died while renewing
+	// a session blocks the others from renewing it. It must outlast a
+	// renewal (a provider refresh and the sign-in resolvers, each bounded by
+	// its own timeout).
+	DefaultRenewalLease = 30 * time.Second
 	// connectTimeout bounds the first connection at Open.
 	connectTimeout = 15 * time.Second
 	// migrateTimeout bounds the schema migration at Open, including the wait
@@ -80,6 +85,10 @@ type Options struct {
 	// deleted. Zero means session.DefaultSweepInterval; negative disables
 	// the background sweep.
 	SweepInterval time.Duration
+	// RenewalLease is how long a session's renewal lock is held before it
+	// runs out by itself (see SessionStore.LockRenewal); zero means
+	// DefaultRenewalLease. The database's clock judges it, not Now.
+	RenewalLease time.Duration
 }
 
 // DB is an open PostgreSQL store. Its stores share one connection pool.
@@ -119,6 +128,9 @@ func openWith(ctx context.Context, dsn string, opts Options, schema []migration)
 	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = session.DefaultSweepInterval
+	}
+	if opts.RenewalLease <= 0 {
+		opts.RenewalLease = DefaultRenewalLease
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {

@@ -524,12 +524,10 @@ func BenchmarkSessionReplace(b *testing.B) {
 // unlock or once the lease of a holder that died runs out, and only its
 // owner's unlock ends a lease.
 func TestRenewalLock(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	a, dsn := open(t, Options{Now: clock})
-	b, err := Open(context.Background(), dsn, Options{Now: clock, SweepInterval: -1})
+	// Short enough to wait out, long enough to outlast tryB.
+	const lease = 2 * time.Second
+	a, dsn := open(t, Options{RenewalLease: lease})
+	b, err := Open(context.Background(), dsn, Options{RenewalLease: lease, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +537,7 @@ func TestRenewalLock(t *testing.T) {
 	if _, err := a.Sessions().LockRenewal(ctx, key); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("locking a missing session: %v, want ErrNotFound", err)
 	}
-	if err := a.Sessions().Put(ctx, key, sessiontest.Sample(clock(), "a")); err != nil {
+	if err := a.Sessions().Put(ctx, key, sessiontest.Sample(time.Now(), "a")); err != nil {
 		t.Fatal(err)
 	}
 	tryB := func() error {
@@ -582,10 +580,15 @@ func TestRenewalLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	advance(RenewalLease)
-	unlockB, err := b.Sessions().LockRenewal(ctx, key)
+	start := time.Now()
+	lctx, cancel := context.WithTimeout(ctx, lease+10*time.Second)
+	defer cancel()
+	unlockB, err := b.Sessions().LockRenewal(lctx, key)
 	if err != nil {
 		t.Fatalf("after the lease ran out: %v", err)
+	}
+	if d := time.Since(start); d < lease/2 {
+		t.Fatalf("B took the dead holder's lease after %s, before it ran out", d)
 	}
 	unlockDead()
 	if err := func() error {
@@ -604,7 +607,7 @@ func TestRenewalLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Sessions().Replace(ctx, key, sessiontest.Sample(clock(), "a2")); err != nil {
+	if err := a.Sessions().Replace(ctx, key, sessiontest.Sample(time.Now(), "a2")); err != nil {
 		t.Fatal(err)
 	}
 	if err := tryB(); !errors.Is(err, context.DeadlineExceeded) {
@@ -617,4 +620,64 @@ func TestRenewalLock(t *testing.T) {
 		t.Fatalf("B after the sign-out: %v, want ErrNotFound", err)
 	}
 	unlockA()
+}
+
+// The renewal lease is judged by the database's clock, not by each
+// replica's: a replica whose clock runs a minute ahead does not take a lease
+// another replica still holds, and one whose clock runs a minute behind
+// takes it as soon as it has run out.
+func TestRenewalLeaseIgnoresReplicaClocks(t *testing.T) {
+	const lease = 2 * time.Second
+	skewed := func(d time.Duration) func() time.Time {
+		return func() time.Time { return time.Now().Add(d) }
+	}
+	a, dsn := open(t, Options{RenewalLease: lease})
+	ahead, err := Open(context.Background(), dsn, Options{Now: skewed(time.Minute), RenewalLease: lease, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ahead.Close()
+	behind, err := Open(context.Background(), dsn, Options{Now: skewed(-time.Minute), RenewalLease: lease, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer behind.Close()
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	if err := a.Sessions().Put(ctx, key, sessiontest.Sample(time.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+
+	unlockA, err := a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*renewalPollPeriod)
+	unlock, err := ahead.Sessions().LockRenewal(tctx, key)
+	cancel()
+	if err == nil {
+		unlock()
+		t.Fatal("a replica whose clock runs ahead took a lease another replica holds")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the replica ahead: %v, want a deadline error", err)
+	}
+	unlockA()
+
+	// A holder that died: the lease runs out by the database's clock, even
+	// for a replica whose own clock is behind.
+	if _, err := a.Sessions().LockRenewal(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tctx, cancel = context.WithTimeout(ctx, lease+5*time.Second)
+	unlock, err = behind.Sessions().LockRenewal(tctx, key)
+	cancel()
+	if err != nil {
+		t.Fatalf("the replica behind, once the lease ran out: %v", err)
+	}
+	unlock()
+	if d := time.Since(start); d < lease/2 {
+		t.Fatalf("the replica behind took the lease after %s, before it ran out", d)
+	}
 }

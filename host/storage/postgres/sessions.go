@@ -30,8 +30,9 @@ const sweepBatch = 1000
 
 // SessionStore is a session.Store in PostgreSQL: one row per session in
 // spectroauth_sessions, keyed by the session Key (the SHA-256 of the
-// handle). Expiry is judged by the store's clock, passed to every
-// statement, as the file store judges it.
+// handle). Session expiry is judged by the store's clock, passed to every
+// statement, as the file store judges it; the renewal lease is judged by
+// the database's (see LockRenewal).
 type SessionStore struct {
 	db     *DB
 	closed atomic.Bool
@@ -42,17 +43,16 @@ var (
 	_ session.RenewalLocker = (*SessionStore)(nil)
 )
 
-// The renewal lock is a lease in the session's row, so that waiting for it
-// holds no connection: RenewalLease bounds how long a replica that died
-// while renewing blocks the others, and must outlast a renewal (a provider
-// refresh and the sign-in resolvers, each bounded by its own timeout).
-const (
-	RenewalLease      = 30 * time.Second
-	renewalPollPeriod = 50 * time.Millisecond
-)
+// renewalPollPeriod is how often a replica waiting for another's renewal
+// lease tries again.
+const renewalPollPeriod = 50 * time.Millisecond
 
 // LockRenewal implements session.RenewalLocker: it takes the session's
-// renewal lease, polling while another replica holds it.
+// renewal lease, polling while another replica holds it. The lease is a
+// column pair in the session's row, so that waiting for it holds no
+// connection; it lasts Options.RenewalLease by the database's clock
+// (clock_timestamp()), so replicas whose clocks disagree still agree on who
+// holds it.
 func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func(), error) {
 	if s.closed.Load() {
 		return nil, session.ErrClosed
@@ -65,9 +65,9 @@ func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func()
 		now := s.db.opts.Now()
 		qctx, cancel := s.db.timeout(ctx)
 		tag, err := s.db.pool.Exec(qctx,
-			`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = $3
-			 WHERE key = $1 AND expires_at > $4 AND (renewal_until IS NULL OR renewal_until <= $4)`,
-			key[:], owner, now.Add(RenewalLease), now)
+			`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = clock_timestamp() + $3::interval
+			 WHERE key = $1 AND expires_at > $4 AND (renewal_until IS NULL OR renewal_until <= clock_timestamp())`,
+			key[:], owner, s.db.opts.RenewalLease, now)
 		if err == nil && tag.RowsAffected() == 0 {
 			var one int
 			err = s.db.pool.QueryRow(qctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
@@ -102,7 +102,7 @@ func (s *SessionStore) unlockRenewal(key session.Key, owner []byte) {
 	if _, err := s.db.pool.Exec(ctx,
 		`UPDATE spectroauth_sessions SET renewal_owner = NULL, renewal_until = NULL WHERE key = $1 AND renewal_owner = $2`,
 		key[:], owner); err != nil {
-		s.db.log.Warn("could not end a session renewal lease; it runs out by itself", "session", key.String(), "lease", RenewalLease, "error", s.db.wrap("unlocking", err))
+		s.db.log.Warn("could not end a session renewal lease; it runs out by itself", "session", key.String(), "lease", s.db.opts.RenewalLease, "error", s.db.wrap("unlocking", err))
 	}
 }
 
