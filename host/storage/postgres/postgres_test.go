@@ -28,6 +28,14 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func open(t testing.TB, opts Options) (*DB, string) {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
+	return replica(t, dsn, opts), dsn
+}
+
+// replica opens a DB on the database at dsn (another replica, when one is
+// open there already), closed at the end of t. The background sweep is off
+// unless opts sets it.
+func replica(t testing.TB, dsn string, opts Options) *DB {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -39,7 +47,7 @@ func open(t testing.TB, opts Options) (*DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return db, dsn
+	return db
 }
 
 // The PostgreSQL stores pass the suites the file and memory stores pass.
@@ -527,11 +535,7 @@ func TestRenewalLock(t *testing.T) {
 	// Short enough to wait out, long enough to outlast tryB.
 	const lease = 2 * time.Second
 	a, dsn := open(t, Options{RenewalLease: lease})
-	b, err := Open(context.Background(), dsn, Options{RenewalLease: lease, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := replica(t, dsn, Options{RenewalLease: lease})
 	ctx := context.Background()
 	key := sessiontest.Key(t)
 	if _, err := a.Sessions().LockRenewal(ctx, key); !errors.Is(err, session.ErrNotFound) {
@@ -574,12 +578,14 @@ func TestRenewalLock(t *testing.T) {
 		t.Fatalf("B waiting for A: %v", err)
 	}
 
-	// A holder that died: the lease runs out. Its late unlock does not
-	// end the next holder's lease.
-	unlockDead, err := a.Sessions().LockRenewal(ctx, key)
+	// A holder that died (it took the lease, and no heartbeat extends it):
+	// the lease runs out. Its late unlock does not end the next holder's
+	// lease.
+	deadOwner, err := a.Sessions().takeRenewal(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	unlockDead := func() { a.Sessions().unlockRenewal(key, deadOwner) }
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, lease+10*time.Second)
 	defer cancel()
@@ -632,16 +638,8 @@ func TestRenewalLeaseIgnoresReplicaClocks(t *testing.T) {
 		return func() time.Time { return time.Now().Add(d) }
 	}
 	a, dsn := open(t, Options{RenewalLease: lease})
-	ahead, err := Open(context.Background(), dsn, Options{Now: skewed(time.Minute), RenewalLease: lease, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ahead.Close()
-	behind, err := Open(context.Background(), dsn, Options{Now: skewed(-time.Minute), RenewalLease: lease, SweepInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer behind.Close()
+	ahead := replica(t, dsn, Options{Now: skewed(time.Minute), RenewalLease: lease})
+	behind := replica(t, dsn, Options{Now: skewed(-time.Minute), RenewalLease: lease})
 	ctx := context.Background()
 	key := sessiontest.Key(t)
 	if err := a.Sessions().Put(ctx, key, sessiontest.Sample(time.Now(), "a")); err != nil {
@@ -664,9 +662,9 @@ func TestRenewalLeaseIgnoresReplicaClocks(t *testing.T) {
 	}
 	unlockA()
 
-	// A holder that died: the lease runs out by the database's clock, even
-	// for a replica whose own clock is behind.
-	if _, err := a.Sessions().LockRenewal(ctx, key); err != nil {
+	// A holder that died (no heartbeat): the lease runs out by the
+	// database's clock, even for a replica whose own clock is behind.
+	if _, err := a.Sessions().takeRenewal(ctx, key); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -679,5 +677,86 @@ func TestRenewalLeaseIgnoresReplicaClocks(t *testing.T) {
 	unlock()
 	if d := time.Since(start); d < lease/2 {
 		t.Fatalf("the replica behind took the lease after %s, before it ran out", d)
+	}
+}
+
+// A holder keeps the renewal lease for as long as it renews, however many
+// leases that takes: its heartbeat extends the lease, so no other replica
+// takes it (and spends the same refresh token) until the holder unlocks.
+// A heartbeat that finds the lease gone says so, without secrets.
+func TestRenewalLeaseHeartbeat(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	var logMu sync.Mutex
+	var logBuf bytes.Buffer
+	logs := func() string { logMu.Lock(); defer logMu.Unlock(); return logBuf.String() }
+	a, dsn := open(t, Options{RenewalLease: lease, Logger: hclog.New(&hclog.LoggerOptions{Output: &logBuf, Mutex: &logMu})})
+	b := replica(t, dsn, Options{RenewalLease: lease})
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	sess := sessiontest.Sample(time.Now(), "a")
+	if err := a.Sessions().Put(ctx, key, sess); err != nil {
+		t.Fatal(err)
+	}
+	lockB := func(wait time.Duration) (func(), error) {
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		return b.Sessions().LockRenewal(ctx, key)
+	}
+	owner := func() []byte {
+		t.Helper()
+		var o []byte
+		if err := a.pool.QueryRow(ctx, `SELECT renewal_owner FROM spectroauth_sessions WHERE key = $1`, key[:]).Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+
+	unlockA, err := a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unlock, err := lockB(5 * lease); err == nil {
+		unlock()
+		t.Fatal("B took the lease while A still held it, after A's first lease ran out")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("B while A holds the lock: %v, want a deadline error", err)
+	}
+	unlockA()
+	unlockA() // idempotent
+	if o := owner(); o != nil {
+		t.Fatalf("A's unlock left the lease held (owner %x)", o)
+	}
+	unlockB, err := lockB(lease)
+	if err != nil {
+		t.Fatalf("B right after A unlocked: %v", err)
+	}
+	unlockB()
+	time.Sleep(lease)
+	if strings.Contains(logs(), "renewal lease") {
+		t.Fatalf("a heartbeat ran after unlock: %s", logs())
+	}
+
+	// A lease lost under the holder (it ran out while the database could
+	// not be reached, and another replica took it): the heartbeat warns.
+	unlockA, err = a.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, `UPDATE spectroauth_sessions SET renewal_owner = '\x00' WHERE key = $1`, key[:]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs(), "renewal lease"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning of the lost lease: %s", logs())
+		}
+	}
+	unlockA()
+	if o := owner(); len(o) != 1 {
+		t.Fatalf("A's unlock ended the lease it had lost (owner %x)", o)
+	}
+	for _, secret := range []string{sess.Upstream.RefreshToken, sess.Upstream.AccessToken, sess.Upstream.PaletteSessionToken} {
+		if strings.Contains(logs(), secret) {
+			t.Fatalf("the log holds a token: %s", logs())
+		}
 	}
 }

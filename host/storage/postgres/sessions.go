@@ -52,8 +52,19 @@ const renewalPollPeriod = 50 * time.Millisecond
 // column pair in the session's row, so that waiting for it holds no
 // connection; it lasts Options.RenewalLease by the database's clock
 // (clock_timestamp()), so replicas whose clocks disagree still agree on who
-// holds it.
+// holds it. Until unlock, a heartbeat extends it every third of a lease, so
+// a renewal that takes longer than a lease keeps it; only a holder that
+// died (or lost the database) lets it run out.
 func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func(), error) {
+	owner, err := s.takeRenewal(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.holdRenewal(key, owner), nil
+}
+
+// takeRenewal takes the lease for a random owner and returns the owner.
+func (s *SessionStore) takeRenewal(ctx context.Context, key session.Key) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, session.ErrClosed
 	}
@@ -81,8 +92,7 @@ func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func()
 			return nil, s.db.wrap("locking the renewal of session "+key.String(), err)
 		}
 		if tag.RowsAffected() == 1 {
-			var once sync.Once
-			return func() { once.Do(func() { s.unlockRenewal(key, owner) }) }, nil
+			return owner, nil
 		}
 		t := time.NewTimer(renewalPollPeriod)
 		select {
@@ -90,6 +100,55 @@ func (s *SessionStore) LockRenewal(ctx context.Context, key session.Key) (func()
 			t.Stop()
 			return nil, fmt.Errorf("postgres: locking the renewal of session %s: another replica holds it: %w", key, ctx.Err())
 		case <-t.C:
+		}
+	}
+}
+
+// holdRenewal starts the heartbeat of the lease owner holds and returns
+// its unlock: idempotent, it stops the heartbeat, waits for it to end, and
+// ends the lease.
+func (s *SessionStore) holdRenewal(key session.Key, owner []byte) (unlock func()) {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.heartbeat(key, owner, stop)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-stopped
+			s.unlockRenewal(key, owner)
+		})
+	}
+}
+
+// heartbeat extends the lease every third of it until stop is closed, or
+// until it finds the lease no longer owner's (the session was signed out,
+// or the lease ran out while the database could not be reached and another
+// replica may have taken it): then it warns, as the renewal under way may
+// now race another replica's.
+func (s *SessionStore) heartbeat(key session.Key, owner []byte, stop <-chan struct{}) {
+	lease := s.db.opts.RenewalLease
+	t := time.NewTicker(lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := s.db.timeout(context.Background())
+		tag, err := s.db.pool.Exec(ctx,
+			`UPDATE spectroauth_sessions SET renewal_until = clock_timestamp() + $3::interval WHERE key = $1 AND renewal_owner = $2`,
+			key[:], owner, lease)
+		cancel()
+		switch {
+		case err != nil:
+			s.db.log.Warn("could not extend a session renewal lease; trying again", "session", key.String(), "lease", lease, "error", s.db.wrap("extending the lease", err))
+		case tag.RowsAffected() == 0:
+			s.db.log.Warn("a session renewal lease is no longer this replica's: the session was signed out, or the lease ran out and another replica may renew it too", "session", key.String(), "lease", lease)
+			return
 		}
 	}
 }
