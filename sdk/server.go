@@ -108,6 +108,7 @@ func (s *server) status(method string, err error) error {
 		code = codes.Internal
 	case errors.As(err, &de):
 		code = codes.DeadlineExceeded
+		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_RAN_OUT_OF_TIME}
 	case errors.As(err, &ce):
 		code = codes.InvalidArgument
 		detail = &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_INVALID_CONFIG, Key: ce.Key, Message: wire.TruncateMessage(errString(ce.Err))}

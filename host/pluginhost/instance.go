@@ -584,11 +584,15 @@ func (in *instance) do(ctx context.Context, op string, fn func(context.Context, 
 	deadline, _ := cctx.Deadline()
 	err := fn(cctx, g.client)
 	// The plugin answered that it ran out of time (the SDK ends a plugin's
-	// own deadline a margin before ours) if a DEADLINE_EXCEEDED came back
-	// while our deadline had not passed: gRPC makes up that code on this
-	// side only once the deadline has passed. That is an answer, not a
-	// miss: the plugin is alive, what it waited on is slow.
-	ranOut := ctx.Err() == nil && cctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && time.Now().Before(deadline)
+	// own deadline a margin before ours, and says so): that is an answer,
+	// not a miss, even when we look at it after our deadline has passed.
+	// The plugin is alive; what it waited on is slow. A bare
+	// DEADLINE_EXCEEDED (a plugin not built on the SDK) counts as an answer
+	// only while our deadline has not passed: gRPC makes that code up on
+	// this side once it has.
+	var ranOutErr *pluginclient.PluginRanOutOfTimeError
+	ranOut := ctx.Err() == nil && (errors.As(err, &ranOutErr) ||
+		cctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && time.Now().Before(deadline))
 	// The call timed out if our deadline passed, not the caller's. The
 	// plugin's gRPC server may cancel the stream (RST_STREAM CANCEL) on its
 	// copy of the deadline a hair before ours fires: a cancellation this

@@ -175,7 +175,18 @@ func TestDecodeError(t *testing.T) {
 			},
 			msg: "invalid input: what",
 		},
-		{name: "deadline", err: status.Error(codes.DeadlineExceeded, "late"), check: func(e error) bool { return errors.Is(e, context.DeadlineExceeded) }, msg: "plugin call: late"},
+		{name: "deadline the plugin answered", err: detail(codes.DeadlineExceeded, &pluginv1.ErrorDetail{Reason: pluginv1.ErrorReason_ERROR_REASON_RAN_OUT_OF_TIME}, "late"), check: func(e error) bool {
+			var ran *PluginRanOutOfTimeError
+			return errors.Is(e, context.DeadlineExceeded) && errors.As(e, &ran)
+		}, msg: "plugin call: late"},
+		{name: "deadline of the caller", err: status.Error(codes.DeadlineExceeded, "late"), check: func(e error) bool {
+			var ran *PluginRanOutOfTimeError
+			return errors.Is(e, context.DeadlineExceeded) && !errors.As(e, &ran)
+		}, msg: "plugin call: late"},
+		{name: "stream the plugin reset at its deadline", err: status.Error(codes.DeadlineExceeded, "stream terminated by RST_STREAM with error code: CANCEL"), check: func(e error) bool {
+			var ran *PluginRanOutOfTimeError
+			return errors.Is(e, context.DeadlineExceeded) && !errors.As(e, &ran)
+		}, msg: "plugin call: stream terminated by RST_STREAM with error code: CANCEL"},
 		{name: "canceled", err: status.Error(codes.Canceled, "gone"), check: func(e error) bool { return errors.Is(e, context.Canceled) }, msg: "plugin call: gone"},
 		{name: "unimplemented", err: status.Error(codes.Unimplemented, "no"), check: func(e error) bool { return errors.Is(e, errors.ErrUnsupported) }},
 		{name: "other", err: status.Error(codes.Unavailable, "down"), check: func(e error) bool { return status.Code(e) == codes.Unavailable }, msg: "plugin call failed (Unavailable): down"},

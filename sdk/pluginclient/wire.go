@@ -23,6 +23,17 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.err }
 
+// PluginRanOutOfTimeError is what a call returns, wrapped, when the plugin
+// answered DEADLINE_EXCEEDED with reason ERROR_REASON_RAN_OUT_OF_TIME: its own work (an upstream it waited on) ran
+// out of time, as opposed to the plugin giving no answer before the
+// caller's deadline. It matches context.DeadlineExceeded.
+type PluginRanOutOfTimeError struct{}
+
+func (*PluginRanOutOfTimeError) Error() string { return context.DeadlineExceeded.Error() }
+
+// Is makes errors.Is(err, context.DeadlineExceeded) hold.
+func (*PluginRanOutOfTimeError) Is(target error) bool { return target == context.DeadlineExceeded }
+
 // decodeError turns the status of a failed call back into the error the
 // plugin returned; see the error section of plugin.proto.
 func decodeError(err error) error {
@@ -56,6 +67,12 @@ func decodeError(err error) error {
 		}
 		return &remoteError{msg: msg, err: typed}
 	case codes.DeadlineExceeded:
+		// gRPC also makes up this code on the caller's side when its
+		// deadline passes (and for a stream the plugin reset at its copy of
+		// the deadline); only the plugin sends the reason.
+		if detail.GetReason() == pluginv1.ErrorReason_ERROR_REASON_RAN_OUT_OF_TIME {
+			return &remoteError{msg: "plugin call: " + msg, err: &PluginRanOutOfTimeError{}}
+		}
 		return &remoteError{msg: "plugin call: " + msg, err: context.DeadlineExceeded}
 	case codes.Canceled:
 		return &remoteError{msg: "plugin call: " + msg, err: context.Canceled}

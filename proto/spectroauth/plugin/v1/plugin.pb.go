@@ -24,10 +24,11 @@
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
 //     A plugin should stop its own work a margin before the deadline the
 //     call carries (the Go SDK: a tenth of the time left, at most 250ms) and
-//     answer DEADLINE_EXCEEDED, saying what was slow. The host takes
-//     DEADLINE_EXCEEDED arriving before its deadline as an answer: it fails
-//     the call, but does not count it against the plugin's health, as it
-//     does a call that gets no answer in time.
+//     answer DEADLINE_EXCEEDED, saying what was slow, with an ErrorDetail
+//     whose reason is ERROR_REASON_RAN_OUT_OF_TIME. The host takes such an
+//     answer (or a bare DEADLINE_EXCEEDED arriving before its deadline) as
+//     an answer: it fails the call, but does not count it against the
+//     plugin's health, as it does a call that gets no answer in time.
 //   - UNIMPLEMENTED: the plugin does not serve that RPC.
 //
 // Any other code is a failure of the plugin. Plugins should attach an
@@ -143,6 +144,9 @@ const (
 	ErrorReason_ERROR_REASON_INVALID_CONFIG ErrorReason = 2
 	// A request field is wrong (status INVALID_ARGUMENT); key names it.
 	ErrorReason_ERROR_REASON_INVALID_INPUT ErrorReason = 3
+	// The plugin's own work (an upstream it waited on) ran out of time before
+	// the call's deadline (status DEADLINE_EXCEEDED): the plugin answered.
+	ErrorReason_ERROR_REASON_RAN_OUT_OF_TIME ErrorReason = 4
 )
 
 // Enum value maps for ErrorReason.
@@ -152,12 +156,14 @@ var (
 		1: "ERROR_REASON_NOT_FOUND",
 		2: "ERROR_REASON_INVALID_CONFIG",
 		3: "ERROR_REASON_INVALID_INPUT",
+		4: "ERROR_REASON_RAN_OUT_OF_TIME",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":    0,
-		"ERROR_REASON_NOT_FOUND":      1,
-		"ERROR_REASON_INVALID_CONFIG": 2,
-		"ERROR_REASON_INVALID_INPUT":  3,
+		"ERROR_REASON_UNSPECIFIED":     0,
+		"ERROR_REASON_NOT_FOUND":       1,
+		"ERROR_REASON_INVALID_CONFIG":  2,
+		"ERROR_REASON_INVALID_INPUT":   3,
+		"ERROR_REASON_RAN_OUT_OF_TIME": 4,
 	}
 )
 
@@ -614,12 +620,13 @@ const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x1bCAPABILITY_CLUSTER_STRATEGY\x10\x02\x12\x1d\n" +
 	"\x19CAPABILITY_CLUSTER_SOURCE\x10\x03\x12\x18\n" +
 	"\x14CAPABILITY_CONFIGURE\x10\x04\x12\x1f\n" +
-	"\x1bCAPABILITY_VALIDATE_OPTIONS\x10\x05*\x88\x01\n" +
+	"\x1bCAPABILITY_VALIDATE_OPTIONS\x10\x05*\xaa\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_REASON_NOT_FOUND\x10\x01\x12\x1f\n" +
 	"\x1bERROR_REASON_INVALID_CONFIG\x10\x02\x12\x1e\n" +
-	"\x1aERROR_REASON_INVALID_INPUT\x10\x032\xbe\x02\n" +
+	"\x1aERROR_REASON_INVALID_INPUT\x10\x03\x12 \n" +
+	"\x1cERROR_REASON_RAN_OUT_OF_TIME\x10\x042\xbe\x02\n" +
 	"\rPluginService\x12[\n" +
 	"\bDescribe\x12&.spectroauth.plugin.v1.DescribeRequest\x1a'.spectroauth.plugin.v1.DescribeResponse\x12^\n" +
 	"\tConfigure\x12'.spectroauth.plugin.v1.ConfigureRequest\x1a(.spectroauth.plugin.v1.ConfigureResponse\x12p\n" +

@@ -24,10 +24,11 @@
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
 //     A plugin should stop its own work a margin before the deadline the
 //     call carries (the Go SDK: a tenth of the time left, at most 250ms) and
-//     answer DEADLINE_EXCEEDED, saying what was slow. The host takes
-//     DEADLINE_EXCEEDED arriving before its deadline as an answer: it fails
-//     the call, but does not count it against the plugin's health, as it
-//     does a call that gets no answer in time.
+//     answer DEADLINE_EXCEEDED, saying what was slow, with an ErrorDetail
+//     whose reason is ERROR_REASON_RAN_OUT_OF_TIME. The host takes such an
+//     answer (or a bare DEADLINE_EXCEEDED arriving before its deadline) as
+//     an answer: it fails the call, but does not count it against the
+//     plugin's health, as it does a call that gets no answer in time.
 //   - UNIMPLEMENTED: the plugin does not serve that RPC.
 //
 // Any other code is a failure of the plugin. Plugins should attach an
