@@ -29,7 +29,7 @@ func (s *KeyStore) AddKey(ctx context.Context, k identity.Key) error {
 	}
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	tag, err := s.db.pool.Exec(ctx,
+	tag, err := s.db.exec(ctx,
 		`INSERT INTO spectroauth_signing_keys (kid, created_at, created_at_ns, key_json) VALUES ($1, $2, $3, $4)
 		 ON CONFLICT (kid) DO UPDATE SET key_json = excluded.key_json
 		 WHERE spectroauth_signing_keys.key_json = excluded.key_json`,
@@ -48,31 +48,31 @@ func (s *KeyStore) AddKey(ctx context.Context, k identity.Key) error {
 func (s *KeyStore) ListKeys(ctx context.Context) ([]identity.Key, error) {
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	rows, err := s.db.pool.Query(ctx, `SELECT kid::text, key_json FROM spectroauth_signing_keys`)
+	type keyRow struct {
+		Kid  string
+		Data []byte
+	}
+	var stored []keyRow
+	err := s.db.retry(ctx, func() (err error) {
+		rows, _ := s.db.pool.Query(ctx, `SELECT kid::text, key_json FROM spectroauth_signing_keys`)
+		stored, err = pgx.CollectRows(rows, pgx.RowToStructByPos[keyRow])
+		return err
+	})
 	if err != nil {
 		return nil, s.db.wrap("listing signing keys", err)
 	}
-	defer rows.Close()
 	var keys []identity.Key
-	for rows.Next() {
-		var kid string
-		var data []byte
-		if err := rows.Scan(&kid, &data); err != nil {
-			return nil, s.db.wrap("listing signing keys", err)
-		}
-		k, err := identity.DecodeKey(data)
-		if err == nil && k.ID != kid {
+	for _, row := range stored {
+		k, err := identity.DecodeKey(row.Data)
+		if err == nil && k.ID != row.Kid {
 			err = fmt.Errorf("the stored key's id is %s", k.ID)
 		}
 		if err != nil {
 			// The error names what is wrong, never key material.
-			s.db.log.Error("skipping unreadable signing key row", "kid", kid, "error", err)
+			s.db.log.Error("skipping unreadable signing key row", "kid", row.Kid, "error", err)
 			continue
 		}
 		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.db.wrap("listing signing keys", err)
 	}
 	return keys, nil
 }
@@ -81,7 +81,7 @@ func (s *KeyStore) ListKeys(ctx context.Context) ([]identity.Key, error) {
 func (s *KeyStore) DeleteKeysBefore(ctx context.Context, cutoff time.Time) error {
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	if _, err := s.db.pool.Exec(ctx, `DELETE FROM spectroauth_signing_keys WHERE created_at_ns < $1`, cutoff.UnixNano()); err != nil {
+	if _, err := s.db.exec(ctx, `DELETE FROM spectroauth_signing_keys WHERE created_at_ns < $1`, cutoff.UnixNano()); err != nil {
 		return s.db.wrap("deleting old signing keys", err)
 	}
 	return nil
@@ -105,7 +105,7 @@ func (s *UserInfoStore) Put(ctx context.Context, sub string, info identity.UserI
 	}
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	_, err = s.db.pool.Exec(ctx,
+	_, err = s.db.exec(ctx,
 		`INSERT INTO spectroauth_user_info (user_entity_ref, user_info) VALUES ($1, $2::jsonb)
 		 ON CONFLICT (user_entity_ref) DO UPDATE SET user_info = excluded.user_info, updated_at = now()
 		 WHERE spectroauth_user_info.user_info IS DISTINCT FROM excluded.user_info`,
@@ -121,7 +121,7 @@ func (s *UserInfoStore) Get(ctx context.Context, sub string) (identity.UserInfo,
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
 	var data []byte
-	err := s.db.pool.QueryRow(ctx, `SELECT user_info::text FROM spectroauth_user_info WHERE user_entity_ref = $1`, sub).Scan(&data)
+	err := s.db.queryRow(ctx, `SELECT user_info::text FROM spectroauth_user_info WHERE user_entity_ref = $1`, sub).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return identity.UserInfo{}, identity.ErrUserInfoNotFound
 	}

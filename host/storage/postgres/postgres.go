@@ -29,8 +29,10 @@
 // one transaction per start, and recorded in spectroauth_schema_migrations;
 // replicas starting together wait for each other and migrate once.
 //
-// Every statement runs under Options.QueryTimeout. The pool is bounded
-// (DefaultMaxConns unless the connection string sets pool_max_conns).
+// Every statement runs under Options.QueryTimeout, and again should it fail
+// before reaching the server (a pooled connection the database closed when
+// it restarted). The pool is bounded (DefaultMaxConns unless the connection
+// string sets pool_max_conns).
 // Errors say what was being done and never carry the connection string's
 // password or a token.
 //
@@ -49,6 +51,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spectroauth/spectroauth/host/session"
@@ -93,13 +97,15 @@ type Options struct {
 
 // DB is an open PostgreSQL store. Its stores share one connection pool.
 type DB struct {
-	pool    *pgxpool.Pool
-	opts    Options
-	log     hclog.Logger
-	secret  string // the connection password, scrubbed from errors
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closeMu sync.Once
+	pool   *pgxpool.Pool
+	opts   Options
+	log    hclog.Logger
+	secret string // the connection password, scrubbed from errors
+	// maxConns is the pool's bound: how many dead connections it may hold.
+	maxConns int32
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeMu  sync.Once
 
 	keys     *KeyStore
 	userInfo *UserInfoStore
@@ -144,7 +150,7 @@ func openWith(ctx context.Context, dsn string, opts Options, schema []migration)
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "spectroauthd"
 	}
-	db := &DB{opts: opts, log: opts.Logger, secret: cfg.ConnConfig.Password}
+	db := &DB{opts: opts, log: opts.Logger, secret: cfg.ConnConfig.Password, maxConns: cfg.MaxConns}
 	db.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, db.wrap("connecting to the database", err)
@@ -213,6 +219,47 @@ func (db *DB) Close() error {
 
 func (db *DB) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, db.opts.QueryTimeout)
+}
+
+// retry runs f, a statement on the pool, and runs it again while it failed
+// before any of it reached the server (pgconn.SafeToRetry), so running it
+// again cannot run it twice. That is how the first statement on a pooled
+// connection fails once the database restarted ("broken pipe"): each such
+// failure discards its dead connection, so of one attempt more than the
+// pool holds connections, the last gets a new one.
+func (db *DB) retry(ctx context.Context, f func() error) error {
+	err := f()
+	for tries := db.maxConns; err != nil && tries > 0 && pgconn.SafeToRetry(err) && ctx.Err() == nil; tries-- {
+		err = f()
+	}
+	return err
+}
+
+// exec is pool.Exec, retried (see retry). The stores run every statement
+// through exec, queryRow or retry.
+func (db *DB) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := db.retry(ctx, func() (err error) {
+		tag, err = db.pool.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
+}
+
+// queryRow is pool.QueryRow, its Scan retried (see retry).
+func (db *DB) queryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return retriedRow{db: db, ctx: ctx, sql: sql, args: args}
+}
+
+type retriedRow struct {
+	db   *DB
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r retriedRow) Scan(dest ...any) error {
+	return r.db.retry(r.ctx, func() error { return r.db.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...) })
 }
 
 // wrap names what was being done, and scrubs the connection password from

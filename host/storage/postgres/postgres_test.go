@@ -760,3 +760,70 @@ func TestRenewalLeaseHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// After a database restart every pooled connection is dead, and the first
+// statement on each fails to be written ("broken pipe"). A statement that
+// never reached the server is run again, so no caller sees those failures,
+// however many pooled connections died.
+func TestStatementsSurviveDeadConnections(t *testing.T) {
+	db, _ := open(t, Options{})
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	sess := sessiontest.Sample(time.Now(), "a")
+	if err := db.Sessions().Put(ctx, key, sess); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Keys().AddKey(ctx, identitytest.NewKey(t, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	// pgtest's user is a superuser: it may end other roles' backends.
+	admin, err := pgx.Connect(ctx, pgtest.SharedServer(t).DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	const pooled = 4
+	// killPool leaves pooled idle connections whose backends have exited,
+	// used a moment ago (the pool pings only connections idle for over a
+	// second before handing them out).
+	killPool := func() {
+		t.Helper()
+		conns := make([]interface{ Release() }, pooled)
+		for i := range conns {
+			c, err := db.pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+		}
+		for _, c := range conns {
+			c.Release()
+		}
+		var ended int
+		if err := admin.QueryRow(ctx,
+			`SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+			 WHERE application_name = 'spectroauthd' AND datname = $1 AND pid <> pg_backend_pid()`,
+			db.pool.Config().ConnConfig.Database).Scan(&ended); err != nil {
+			t.Fatal(err)
+		}
+		if ended < pooled {
+			t.Fatalf("ended %d backends, want at least %d", ended, pooled)
+		}
+	}
+	for name, op := range map[string]func() error{
+		"Get":     func() error { _, err := db.Sessions().Get(ctx, key); return err },
+		"Replace": func() error { return db.Sessions().Replace(ctx, key, sess) },
+		"ListKeys": func() error {
+			keys, err := db.Keys().ListKeys(ctx)
+			if err == nil && len(keys) != 1 {
+				err = fmt.Errorf("%d keys", len(keys))
+			}
+			return err
+		},
+	} {
+		killPool()
+		if err := op(); err != nil {
+			t.Errorf("%s on a pool of dead connections: %v", name, err)
+		}
+	}
+}

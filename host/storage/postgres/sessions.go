@@ -75,13 +75,13 @@ func (s *SessionStore) takeRenewal(ctx context.Context, key session.Key) ([]byte
 	for {
 		now := s.db.opts.Now()
 		qctx, cancel := s.db.timeout(ctx)
-		tag, err := s.db.pool.Exec(qctx,
+		tag, err := s.db.exec(qctx,
 			`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = clock_timestamp() + $3::interval
 			 WHERE key = $1 AND expires_at > $4 AND (renewal_until IS NULL OR renewal_until <= clock_timestamp())`,
 			key[:], owner, s.db.opts.RenewalLease, now)
 		if err == nil && tag.RowsAffected() == 0 {
 			var one int
-			err = s.db.pool.QueryRow(qctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
+			err = s.db.queryRow(qctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
 			if errors.Is(err, pgx.ErrNoRows) {
 				cancel()
 				return nil, session.ErrNotFound
@@ -139,7 +139,7 @@ func (s *SessionStore) heartbeat(key session.Key, owner []byte, stop <-chan stru
 		case <-t.C:
 		}
 		ctx, cancel := s.db.timeout(context.Background())
-		tag, err := s.db.pool.Exec(ctx,
+		tag, err := s.db.exec(ctx,
 			`UPDATE spectroauth_sessions SET renewal_until = clock_timestamp() + $3::interval WHERE key = $1 AND renewal_owner = $2`,
 			key[:], owner, lease)
 		cancel()
@@ -158,7 +158,7 @@ func (s *SessionStore) heartbeat(key session.Key, owner []byte, stop <-chan stru
 func (s *SessionStore) unlockRenewal(key session.Key, owner []byte) {
 	ctx, cancel := s.db.timeout(context.Background())
 	defer cancel()
-	if _, err := s.db.pool.Exec(ctx,
+	if _, err := s.db.exec(ctx,
 		`UPDATE spectroauth_sessions SET renewal_owner = NULL, renewal_until = NULL WHERE key = $1 AND renewal_owner = $2`,
 		key[:], owner); err != nil {
 		s.db.log.Warn("could not end a session renewal lease; it runs out by itself", "session", key.String(), "lease", s.db.opts.RenewalLease, "error", s.db.wrap("unlocking", err))
@@ -174,7 +174,7 @@ func (s *SessionStore) Get(ctx context.Context, key session.Key) (*session.Sessi
 	defer cancel()
 	now := s.db.opts.Now()
 	var data []byte
-	err := s.db.pool.QueryRow(ctx,
+	err := s.db.queryRow(ctx,
 		`SELECT session FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`,
 		key[:], now).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -203,7 +203,7 @@ func (s *SessionStore) Put(ctx context.Context, key session.Key, sess *session.S
 	}
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	_, err = s.db.pool.Exec(ctx,
+	_, err = s.db.exec(ctx,
 		`INSERT INTO spectroauth_sessions (key, expires_at, session) VALUES ($1, $2, $3)
 		 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, session = excluded.session`,
 		key[:], sess.ExpiresAt, data)
@@ -223,7 +223,7 @@ func (s *SessionStore) Replace(ctx context.Context, key session.Key, sess *sessi
 	}
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	tag, err := s.db.pool.Exec(ctx,
+	tag, err := s.db.exec(ctx,
 		`UPDATE spectroauth_sessions SET expires_at = $2, session = $3 WHERE key = $1 AND expires_at > $4`,
 		key[:], sess.ExpiresAt, data, s.db.opts.Now())
 	if err != nil {
@@ -256,7 +256,7 @@ func (s *SessionStore) Delete(ctx context.Context, key session.Key) error {
 	}
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	if _, err := s.db.pool.Exec(ctx, `DELETE FROM spectroauth_sessions WHERE key = $1`, key[:]); err != nil {
+	if _, err := s.db.exec(ctx, `DELETE FROM spectroauth_sessions WHERE key = $1`, key[:]); err != nil {
 		return s.db.wrap("deleting session "+key.String(), err)
 	}
 	return nil
@@ -291,7 +291,7 @@ func (db *DB) sweep(ctx context.Context, what, stmt string) (int, error) {
 			return removed, fmt.Errorf("postgres: sweeping expired %s: %w", what, err)
 		}
 		qctx, cancel := db.timeout(ctx)
-		tag, err := db.pool.Exec(qctx, stmt, now, sweepBatch)
+		tag, err := db.exec(qctx, stmt, now, sweepBatch)
 		cancel()
 		if err != nil {
 			return removed, db.wrap("sweeping expired "+what, err)

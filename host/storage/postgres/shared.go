@@ -25,13 +25,13 @@ func (db *DB) FlowKey(ctx context.Context) ([]byte, error) {
 	}
 	ctx, cancel := db.timeout(ctx)
 	defer cancel()
-	if _, err := db.pool.Exec(ctx,
+	if _, err := db.exec(ctx,
 		`INSERT INTO spectroauth_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
 		flowKeyName, fresh); err != nil {
 		return nil, db.wrap("storing the flow key", err)
 	}
 	var key []byte
-	if err := db.pool.QueryRow(ctx, `SELECT value FROM spectroauth_secrets WHERE name = $1`, flowKeyName).Scan(&key); err != nil {
+	if err := db.queryRow(ctx, `SELECT value FROM spectroauth_secrets WHERE name = $1`, flowKeyName).Scan(&key); err != nil {
 		return nil, db.wrap("reading the flow key", err)
 	}
 	if len(key) < 32 {
@@ -52,7 +52,7 @@ func (s *OnceSet) Claim(ctx context.Context, id string, now, expires time.Time) 
 	h := sha256.Sum256([]byte(id))
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
-	tag, err := s.db.pool.Exec(ctx,
+	tag, err := s.db.exec(ctx,
 		`INSERT INTO spectroauth_used_once (id, expires_at) VALUES ($1, $2)
 		 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
 		 WHERE spectroauth_used_once.expires_at <= $3`,
