@@ -70,6 +70,11 @@ type fixtureOptions struct {
 	sessions session.Store
 	// signInDone receives the outcome of each sign-in.
 	signInDone func(env, client, outcome string)
+	// userInfo wraps the user info store /v1/userinfo reads (failure
+	// tests); the issuer still writes to the fixture's own.
+	userInfo func(identity.UserInfoStore) identity.UserInfoStore
+	// logger is the daemon's; nil means a null logger.
+	logger hclog.Logger
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -146,6 +151,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.sessions.Close() })
+	served := identity.UserInfoStore(userInfo)
+	if o.userInfo != nil {
+		served = o.userInfo(userInfo)
+	}
 	resolver := o.resolver
 	if resolver == nil {
 		resolver = signin.Chain{{Name: "builtin/emailLocalPart", Resolver: signin.EmailLocalPart{}}}
@@ -162,12 +171,13 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		}},
 		ExtraAllowedOrigins: []string{"https://*.example.com"},
 		Identity:            iss,
-		UserInfo:            userInfo,
+		UserInfo:            served,
 		Sessions:            cmp.Or[session.Store](o.sessions, f.sessions),
 		FlowKey:             []byte(strings.Repeat("k", 32)),
 		UsedOnce:            o.usedOnce,
 		SignInDone:          o.signInDone,
 		Now:                 f.now,
+		Logger:              o.logger,
 	})
 	if err != nil {
 		t.Fatal(err)

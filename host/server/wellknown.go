@@ -2,10 +2,12 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 )
 
@@ -62,11 +64,18 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 		return backstageerr.Authentication("Invalid token").WithCause(err)
 	}
 	info, err := s.cfg.UserInfo.Get(r.Context(), claims.Subject)
-	if err != nil {
+	if errors.Is(err, identity.ErrUserInfoNotFound) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte("User info not found"))
 		return nil
+	}
+	if err != nil {
+		// Not "not found": the user may well exist, and Backstage must not
+		// act as if they did not over a store that failed for a moment.
+		// The cause is logged (stores' errors hold no secret), not sent.
+		return backstageerr.New(http.StatusServiceUnavailable, backstageerr.NameServiceUnavailable,
+			"User info cannot be read right now", err)
 	}
 	backstageerr.WriteJSON(w, http.StatusOK, info)
 	return nil
