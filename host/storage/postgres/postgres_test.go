@@ -827,3 +827,43 @@ func TestStatementsSurviveDeadConnections(t *testing.T) {
 		}
 	}
 }
+
+// Behind PgBouncer in transaction pooling mode, prepared statements cannot
+// be cached per connection: the README tells operators to add
+// default_query_exec_mode=simple_protocol to the URL. Open accepts it and
+// every store works in that mode.
+func TestSimpleProtocol(t *testing.T) {
+	simple := func(t testing.TB, opts Options) *DB {
+		db := replica(t, pgtest.NewDatabase(t)+"&default_query_exec_mode=simple_protocol", opts)
+		if m := db.pool.Config().ConnConfig.DefaultQueryExecMode; m != pgx.QueryExecModeSimpleProtocol {
+			t.Fatalf("query exec mode %v, want simple_protocol", m)
+		}
+		return db
+	}
+	sessiontest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
+		return simple(t, Options{Now: now}).Sessions()
+	})
+	identitytest.RunKeyStore(t, func(t *testing.T) identity.KeyStore { return simple(t, Options{}).Keys() })
+	identitytest.RunUserInfoStore(t, func(t *testing.T) identity.UserInfoStore { return simple(t, Options{}).UserInfo() })
+
+	db := simple(t, Options{})
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	if err := db.Sessions().Put(ctx, key, sessiontest.Sample(time.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := db.Sessions().LockRenewal(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if ok, err := db.UsedOnce().Claim(ctx, "x", time.Now(), time.Now().Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("Claim = %v, %v", ok, err)
+	}
+	if _, err := db.FlowKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Sessions().Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
