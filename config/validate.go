@@ -181,6 +181,9 @@ func (v *validator) auth(c *Config) {
 	if a.BackstageTokenExpiration < MinBackstageTokenExpiration || a.BackstageTokenExpiration > MaxBackstageTokenExpiration {
 		v.add("auth.backstageTokenExpiration", "must be between %s and %s, not %s",
 			formatDuration(MinBackstageTokenExpiration), formatDuration(MaxBackstageTokenExpiration), formatDuration(a.BackstageTokenExpiration))
+	} else if a.BackstageTokenExpiration%time.Second != 0 {
+		// Token lifetimes are whole seconds (exp - iat), as in Backstage.
+		v.add("auth.backstageTokenExpiration", "must be a whole number of seconds, not %s", a.BackstageTokenExpiration)
 	}
 	envs := a.Providers.SpectroCloud
 	if len(envs) == 0 {
@@ -230,6 +233,9 @@ func (v *validator) providerEnv(path string, e ProviderEnv, plugins map[string]P
 		if u.val != "" {
 			v.url(at(u.key), u.val, u.rule)
 		}
+	}
+	if len(e.SigningAlgorithms) > 0 && set == 0 {
+		v.add(at("signingAlgorithms"), "only with manual endpoints (authorizationUrl, tokenUrl, jwksUrl): with discovery the provider's advertised algorithms are used")
 	}
 	for i, alg := range e.SigningAlgorithms {
 		if !slices.Contains(signingAlgorithms, alg) {

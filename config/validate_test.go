@@ -96,6 +96,8 @@ func TestValidate(t *testing.T) {
 		{"token expiration too long", func(c *Config) { c.Auth.BackstageTokenExpiration = 25 * time.Hour },
 			[]string{"auth.backstageTokenExpiration: must be between 10m and 24h, not 25h"}},
 		{"token expiration bounds", func(c *Config) { c.Auth.BackstageTokenExpiration = 10 * time.Minute }, nil},
+		{"token expiration not whole seconds", func(c *Config) { c.Auth.BackstageTokenExpiration = time.Hour + 500*time.Millisecond },
+			[]string{"auth.backstageTokenExpiration: must be a whole number of seconds, not 1h0m0.5s"}},
 		{"no environment", func(c *Config) { c.Auth.Providers.SpectroCloud = nil },
 			[]string{"auth.providers.spectrocloud: at least one environment is required (e.g. development or production)"}},
 
@@ -146,6 +148,8 @@ func TestValidate(t *testing.T) {
 			[]string{pp + ".callbackUrl: must be an absolute http:// or https:// URL"}},
 		{"signing algorithms", func(c *Config) { staging(c, func(e *ProviderEnv) { e.SigningAlgorithms = []string{"ES256", "none"} }) },
 			[]string{sp + `.signingAlgorithms[1]: unsupported algorithm "none"; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA`}},
+		{"signing algorithms with discovery", func(c *Config) { prod(c, func(e *ProviderEnv) { e.SigningAlgorithms = []string{"ES256"} }) },
+			[]string{pp + ".signingAlgorithms: only with manual endpoints (authorizationUrl, tokenUrl, jwksUrl): with discovery the provider's advertised algorithms are used"}},
 
 		// provider environment: client
 		{"clientId", func(c *Config) { prod(c, func(e *ProviderEnv) { e.ClientID = "" }) }, []string{pp + ".clientId: required"}},
