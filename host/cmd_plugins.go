@@ -26,7 +26,7 @@ func pluginsCmd(args []string, stdout, stderr io.Writer) int {
 	c.register(fs)
 	timeout := fs.Duration("timeout", 30*time.Second, "how long starting the plugins may take")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	if c.configPath == "" {
 		fmt.Fprintln(stderr, "plugins: -config FILE is required")
@@ -170,7 +170,7 @@ func pluginDigest(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage: spectroauthd plugin-digest PATH") }
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

@@ -37,7 +37,11 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.configPath, "config", "", "configuration file (YAML); without it, the embedded development defaults")
+	usage := "configuration file (YAML); required"
+	if fs.Name() == "spectroauthd" { // the daemon itself
+		usage = "configuration file (YAML); without it, the embedded development defaults"
+	}
+	fs.StringVar(&c.configPath, "config", "", usage)
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 }
@@ -117,7 +121,7 @@ func serve(args []string, stderr io.Writer) int {
 	var c commonFlags
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -174,7 +178,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	c.register(fs)
 	print := fs.Bool("print", false, "print the effective configuration (defaults applied, secrets redacted)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	if c.configPath == "" {
 		fmt.Fprintln(stderr, "check-config: -config FILE is required")
@@ -196,4 +200,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s is valid\n", c.configPath)
 	return 0
+}
+
+// parseFailed is the exit status of a command whose flags did not parse:
+// 0 when help was asked for (-h), else 2 (the flag package printed why).
+func parseFailed(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }

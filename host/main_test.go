@@ -52,3 +52,20 @@ func TestCheckConfig(t *testing.T) {
 		})
 	}
 }
+
+// -h prints the command's flags and succeeds; an unknown flag fails with 2.
+func TestHelpFlagExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"check-config", "-h"}, {"plugins", "-h"}, {"plugin-digest", "-h"},
+		{"kube-credential", "-h"}, {"kubeconfig", "-h"}, {"login", "-h"}, {"logout", "-h"},
+	} {
+		var stdout, stderr strings.Builder
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String()+stdout.String(), "-") {
+			t.Errorf("%v: exit %d, output %q", args, code, stderr.String()+stdout.String())
+		}
+		var sink strings.Builder
+		if code := run(append(args[:len(args)-1:len(args)-1], "-no-such-flag"), &sink, &sink); code != 2 {
+			t.Errorf("%v with an unknown flag: exit %d, want 2", args[:len(args)-1], code)
+		}
+	}
+}

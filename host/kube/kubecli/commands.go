@@ -186,7 +186,7 @@ func KubeCredential(ctx context.Context, args []string, o IO) int {
 	c.register(fs)
 	cluster := fs.String("cluster", "", "the cluster's name at the daemon")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	apiVersion := ExecAPIVersion
 	interactive := o.terminal()
@@ -249,7 +249,7 @@ func Login(ctx context.Context, args []string, o IO) int {
 	var c common
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	client, err := c.client(o, true)
 	if err != nil {
@@ -270,7 +270,7 @@ func Logout(ctx context.Context, args []string, o IO) int {
 	var c common
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	client, err := c.client(o, false)
 	if err != nil {
@@ -343,7 +343,7 @@ func Kubeconfig(ctx context.Context, args []string, o IO) int {
 	clusterServer := fs.String("cluster-server", "", "the cluster's API server URL (default: asked from the daemon)")
 	clusterCAFile := fs.String("cluster-ca-file", "", "PEM CA file of the cluster's API server (with --cluster-server)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseFailed(err)
 	}
 	if *cluster == "" {
 		return fail(o, cmd, errors.New("--cluster is required"))
@@ -427,4 +427,13 @@ func Kubeconfig(ctx context.Context, args []string, o IO) int {
 		return fail(o, cmd, err)
 	}
 	return 0
+}
+
+// parseFailed is the exit status of a command whose flags did not parse:
+// 0 when help was asked for (-h), else 2 (the flag package printed why).
+func parseFailed(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }
