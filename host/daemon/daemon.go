@@ -89,6 +89,14 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}()
 
 	var notReady http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+			// Alive while starting: a liveness probe must not kill a
+			// daemon that is still loading sessions or waiting for its
+			// database; /readyz says whether it serves.
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_, _ = w.Write([]byte(`{"status":"starting"}`))
+			return
+		}
 		http.Error(w, "spectroauthd is starting", http.StatusServiceUnavailable)
 	})
 	d.handler.Store(&notReady)
@@ -238,7 +246,13 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err != nil {
 		return nil, err
 	}
-	srv.Handle("/", demo.Handler())
+	// The test page at / signs in from the daemon's own origin: serve it
+	// where that origin may receive sign-in results (the development
+	// defaults; a real tenant once the daemon's URL is added to
+	// auth.extraAllowedOrigins). Elsewhere it could only fail.
+	if srv.AllowsOrigin(cfg.Server.BaseURL) {
+		srv.Handle("/", demo.Handler())
+	}
 	if err := d.startKube(srv); err != nil {
 		return nil, err
 	}

@@ -193,3 +193,66 @@ func TestPostgresUnreachableFailsTheStartNamingTheKey(t *testing.T) {
 		t.Errorf("start error = %v; want it to name storage.postgresUrl and not the password", err)
 	}
 }
+
+// While the daemon waits for its database at start, /healthz says it is
+// alive (a liveness probe must not kill it) and /readyz that it does not
+// serve yet.
+func TestHealthzWhileWaitingForTheDatabase(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	l, base := listen(t)
+	cfg, err := config.Load("", config.WithEnv(map[string]string{
+		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
+		"SPECTROAUTH_SERVER__BASEURL":                                    base,
+		"SPECTROAUTH_APP__BASEURL":                                       base,
+		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
+		"SPECTROAUTH_STORAGE__TYPE":                                      "postgres",
+		"SPECTROAUTH_STORAGE__POSTGRESURL":                               "postgres://spectroauth@" + silent.Addr().String() + "/spectroauth?sslmode=disable",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() {
+		d, err := Start(ctx, cfg, Options{Listener: l})
+		if err == nil {
+			_ = d.Close(context.Background())
+		}
+		started <- err
+	}()
+	get := func(path string) int {
+		res, err := http.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get("/healthz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz never answered 200 while the daemon waited for its database")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while starting: %d, want 503", code)
+	}
+	cancel()
+	if err := <-started; err == nil || !strings.Contains(err.Error(), "storage.postgresUrl") {
+		t.Errorf("start with a database that never answers: %v", err)
+	}
+}
