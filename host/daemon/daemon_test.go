@@ -190,3 +190,36 @@ func devSignIn(c *http.Client, start, devBase, user string) (int, string, error)
 	res.Body.Close()
 	return res.StatusCode, string(frame), nil
 }
+
+// The test page at / is served only where it can work: when the daemon's
+// own origin may receive sign-in results.
+func TestDemoPageOnlyWhereItsOriginIsAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra func(base string) []string
+		want  int
+	}{
+		{"app elsewhere", func(string) []string { return nil }, http.StatusNotFound},
+		{"daemon origin allowed", func(base string) []string { return []string{base} }, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var self string
+			_, base, err := startDevWith(t, func(cfg *config.Config) {
+				self = cfg.Server.BaseURL
+				cfg.App.BaseURL = "https://backstage.example.com"
+				cfg.Auth.ExtraAllowedOrigins = tc.extra(self)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := http.Get(base + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Errorf("GET /: %d, want %d", res.StatusCode, tc.want)
+			}
+		})
+	}
+}

@@ -91,3 +91,10 @@ func normalizeOrigin(raw string) (string, error) {
 	}
 	return u.Scheme + "://" + host, nil
 }
+
+// AllowsOrigin reports whether sign-in results may be sent to the origin of
+// rawURL (app.baseUrl's origin or one matching auth.extraAllowedOrigins).
+func (s *Server) AllowsOrigin(rawURL string) bool {
+	o, err := normalizeOrigin(rawURL)
+	return err == nil && s.origins.allowed(o)
+}
