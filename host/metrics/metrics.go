@@ -9,6 +9,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -148,10 +149,18 @@ type upstreamTransport struct {
 	requests *prometheus.CounterVec
 }
 
+// RoundTrip counts the request. A base that breaks the RoundTripper
+// contract by returning neither a response nor an error gets an error
+// here, counted as one: reading the status of the missing response would
+// panic, and so would the wrappers above this one (host/upstream's body
+// limit) that trust the contract.
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	res, err := t.base.RoundTrip(r)
 	t.duration.Observe(time.Since(start).Seconds())
+	if err == nil && res == nil {
+		err = fmt.Errorf("metrics: %T returned neither a response nor an error", t.base)
+	}
 	outcome := "error"
 	if err == nil {
 		outcome = strconv.Itoa(res.StatusCode/100) + "xx"

@@ -73,6 +73,30 @@ func TestTransportCountsOutcomes(t *testing.T) {
 	}
 }
 
+// A base RoundTripper that returns neither a response nor an error breaks
+// the contract; the counting transport must not panic on it (it runs in
+// background key fetches, where a panic ends the daemon), and must hand
+// the wrappers above it an error, as they read the response otherwise.
+func TestTransportNilResponse(t *testing.T) {
+	m := New()
+	tr := m.Transport("production", roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil }))
+	req := httptest.NewRequest("GET", "https://palette.example.com/keys", nil)
+	res, err := func() (res *http.Response, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("RoundTrip panicked: %v", p)
+			}
+		}()
+		return tr.RoundTrip(req)
+	}()
+	if err == nil || res != nil {
+		t.Fatalf("RoundTrip = %v, %v; want no response and an error", res, err)
+	}
+	if got := testutil.ToFloat64(m.upstreamRequests.WithLabelValues("production", "error")); got != 1 {
+		t.Errorf("upstream{outcome=error} = %v, want 1", got)
+	}
+}
+
 // The cost the middleware adds to every request (the /refresh hot path).
 func BenchmarkMiddleware(b *testing.B) {
 	m := New()
