@@ -47,8 +47,10 @@ func ownDeadline(hctx context.Context, err error) error {
 // deadlineError is the error of a plugin's method that gave up when its
 // context's deadline, a margin before the host's, passed: typically an
 // upstream that did not answer in time. It goes over the wire as
-// DEADLINE_EXCEEDED, whatever the method's error was, so that the host
-// knows the plugin answered, in time, that its own work ran out of time.
+// DEADLINE_EXCEEDED with an ErrorDetail whose reason is
+// ERROR_REASON_RAN_OUT_OF_TIME, whatever the method's error was, so that
+// the host knows the plugin answered that its own work ran out of time,
+// even when it reads the answer after its own deadline.
 type deadlineError struct{ err error }
 
 func (e *deadlineError) Error() string {

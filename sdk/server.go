@@ -88,8 +88,8 @@ type outputError struct{ error }
 // status encodes err as the protocol's gRPC status: a *deadlineError as
 // DEADLINE_EXCEEDED, a *ConfigError or *InvalidInputError as
 // INVALID_ARGUMENT, ErrNotFound as NOT_FOUND (each with an ErrorDetail),
-// context errors as DEADLINE_EXCEEDED and CANCELED, and
-// anything else as UNKNOWN. The status message is err's message, truncated
+// other context errors as DEADLINE_EXCEEDED and CANCELED (without one), an
+// *outputError as INTERNAL, and anything else as UNKNOWN. The status message is err's message, truncated
 // to wire.MaxErrorMessage.
 func (s *server) status(method string, err error) error {
 	if err == nil {

@@ -37,11 +37,13 @@
 // deadline is killed and started again with exponential backoff. A plugin
 // whose own upstream is slow is not hung: the SDK ends the context of a
 // plugin's method a margin before the call's deadline, and a method that
-// gives up then is answered for with DEADLINE_EXCEEDED. Such an answer,
-// arriving before the deadline, fails the call ("the plugin answered,
-// within the 2s call timeout, that it ran out of time: ..."; the error
-// matches context.DeadlineExceeded) but counts as an answer: it is no miss,
-// and restarts nothing. While it is
+// gives up then is answered for with DEADLINE_EXCEEDED and
+// ERROR_REASON_RAN_OUT_OF_TIME. Such an answer fails the call ("the plugin
+// answered, within the 2s call timeout, that it ran out of time: ..."; the
+// error matches context.DeadlineExceeded) but counts as an answer, even
+// when it is read after the deadline: it is no miss, and restarts nothing.
+// A bare DEADLINE_EXCEEDED (a plugin not built on the SDK) counts as an
+// answer only when it arrives before the deadline. While it is
 // down, calls fail at once with an *UnavailableError; a call in flight when
 // it crashes fails (never "not found"), so a sign-in fails closed.
 //

@@ -66,9 +66,9 @@ const (
 	// pool_max_conns.
 	DefaultMaxConns = 8
 	// DefaultRenewalLease bounds how long a replica that died while renewing
-	// a session blocks the others from renewing it. It must outlast a
-	// renewal (a provider refresh and the sign-in resolvers, each bounded by
-	// its own timeout).
+	// a session blocks the others from renewing it. A live holder's
+	// heartbeat extends the lease every third of it until unlock, so a
+	// renewal may outlast it.
 	DefaultRenewalLease = 30 * time.Second
 	// connectTimeout bounds the first connection at Open.
 	connectTimeout = 15 * time.Second
@@ -89,9 +89,10 @@ type Options struct {
 	// deleted. Zero means session.DefaultSweepInterval; negative disables
 	// the background sweep.
 	SweepInterval time.Duration
-	// RenewalLease is how long a session's renewal lock is held before it
-	// runs out by itself (see SessionStore.LockRenewal); zero means
-	// DefaultRenewalLease. The database's clock judges it, not Now.
+	// RenewalLease is how long a session's renewal lock lasts without its
+	// holder's heartbeat, which extends it every third of it until unlock
+	// (see SessionStore.LockRenewal); zero means DefaultRenewalLease. The
+	// database's clock judges it, not Now.
 	RenewalLease time.Duration
 }
 
