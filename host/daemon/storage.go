@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
@@ -98,12 +99,31 @@ func (d *Daemon) openPostgresStorage(ctx context.Context) (*storage, error) {
 		},
 		usedOnce: db.UsedOnce(),
 		reload:   true,
-		ping: func() error {
+		ping: cachedCheck(time.Second, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), readinessPingTimeout)
 			defer cancel()
 			return db.Ping(ctx)
-		},
+		}),
 	}, nil
+}
+
+// cachedCheck runs check at most once per every, sharing its result: /readyz
+// is public, and a flood of it must not take the pool's connections from
+// the sessions.
+func cachedCheck(every time.Duration, check func() error) func() error {
+	var (
+		mu   sync.Mutex
+		at   time.Time
+		last error
+	)
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if at.IsZero() || time.Since(at) >= every {
+			last, at = check(), time.Now()
+		}
+		return last
+	}
 }
 
 // reloadKeysEvery re-reads the issuer's signing keys every interval until

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -254,5 +255,27 @@ func TestHealthzWhileWaitingForTheDatabase(t *testing.T) {
 	cancel()
 	if err := <-started; err == nil || !strings.Contains(err.Error(), "storage.postgresUrl") {
 		t.Errorf("start with a database that never answers: %v", err)
+	}
+}
+
+// A flood of /readyz checks the database once per interval, not once per
+// request.
+func TestCachedCheck(t *testing.T) {
+	calls := 0
+	check := cachedCheck(time.Hour, func() error { calls++; return errors.New("down") })
+	for range 100 {
+		if err := check(); err == nil || err.Error() != "down" {
+			t.Fatalf("check = %v", err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d checks for 100 calls within the interval, want 1", calls)
+	}
+	again := cachedCheck(time.Nanosecond, func() error { calls++; return nil })
+	_ = again()
+	time.Sleep(time.Millisecond)
+	_ = again()
+	if calls != 3 {
+		t.Errorf("%d checks, want 3 once the interval passed", calls)
 	}
 }
