@@ -152,10 +152,59 @@ func (s *FileStore) load() error {
 	return nil
 }
 
+// ReadFileSessions reads the sessions of the file store under dir (the
+// directory OpenFileStore takes) without opening it: it writes, removes and
+// locks nothing, so a daemon may be using the directory meanwhile. It calls
+// fn, in no particular order, with each session live at now and its key,
+// stopping at fn's first error, which it returns. It counts the expired
+// sessions it passed over and the files it could not read (logged to log,
+// by file name and reason only; nil means hclog.Default()); a file removed
+// while it reads is neither. A missing <dir>/sessions/ is an error.
+func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, *Session) error) (expired, unreadable int, err error) {
+	if log == nil {
+		log = hclog.Default()
+	}
+	sdir := filepath.Join(dir, "sessions")
+	entries, err := os.ReadDir(sdir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("session: reading sessions from %s: %w", sdir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		key, ok := keyFromFileName(name)
+		if e.IsDir() || atomicfile.IsTemp(name) || !ok {
+			continue
+		}
+		p := filepath.Join(sdir, name)
+		data, rerr := os.ReadFile(p)
+		if errors.Is(rerr, fs.ErrNotExist) {
+			continue // deleted or swept since the listing
+		}
+		sess, why := decodeSessionFile(data, rerr)
+		switch {
+		case why != "":
+			log.Error("skipping unreadable session file", "file", p, "reason", why)
+			unreadable++
+			continue
+		case sess.Expired(now):
+			expired++
+			continue
+		}
+		if err := fn(key, sess); err != nil {
+			return expired, unreadable, err
+		}
+	}
+	return expired, unreadable, nil
+}
+
 // readSessionFile reads one session file. On failure it returns a fixed
 // reason safe to log (decoder errors can quote file content).
 func readSessionFile(p string) (*Session, string) {
-	data, err := os.ReadFile(p)
+	return decodeSessionFile(os.ReadFile(p))
+}
+
+// decodeSessionFile is readSessionFile given what os.ReadFile returned.
+func decodeSessionFile(data []byte, err error) (*Session, string) {
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

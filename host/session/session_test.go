@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -322,6 +323,72 @@ func TestCorruptFilesSkipped(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "SECRET") {
 		t.Errorf("log reveals file content:\n%s", logs.String())
+	}
+}
+
+// ReadFileSessions reads a store's directory while the store is open and
+// changes nothing in it: it passes the live sessions, counts the expired
+// and the unreadable ones, and skips temporary files.
+func TestReadFileSessions(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, dir, clock, nil) // left open: a daemon using the directory
+	alice, bob := mustHandle(t), mustHandle(t)
+	live := sample(clock.Now(), "alice")
+	if err := s.Put(ctx, key(alice), live); err != nil {
+		t.Fatal(err)
+	}
+	short := sample(clock.Now(), "bob")
+	short.ExpiresAt = clock.Now().Add(time.Hour)
+	if err := s.Put(ctx, key(bob), short); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Hour) // bob's session has expired, alice's has not
+	sdir := filepath.Join(dir, "sessions")
+	k, _ := KeyOf(mustHandle(t))
+	_ = os.WriteFile(filepath.Join(sdir, k.String()+".json"), []byte(`{"version":1,"session":{"upstream":{"refreshToken":"SECRET`), 0o600)
+	_ = os.WriteFile(filepath.Join(sdir, "."+k.String()+".json.tmp-1"), []byte("half"), 0o600)
+	listing := func() []string {
+		entries, err := os.ReadDir(sdir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	before := listing()
+
+	var logs bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+	got := map[Key]*Session{}
+	expired, unreadable, err := ReadFileSessions(dir, clock.Now(), log, func(k Key, sess *Session) error {
+		got[k] = sess
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired != 1 || unreadable != 1 || len(got) != 1 || got[key(alice)] == nil {
+		t.Fatalf("got %d sessions, %d expired, %d unreadable; want alice's only, 1, 1", len(got), expired, unreadable)
+	}
+	assertSame(t, got[key(alice)], live)
+	if strings.Contains(logs.String(), "SECRET") || !strings.Contains(logs.String(), "skipping unreadable session file") {
+		t.Errorf("log: %s", logs.String())
+	}
+	if after := listing(); !slices.Equal(before, after) {
+		t.Errorf("reading changed the directory:\nbefore %v\nafter  %v", before, after)
+	}
+
+	stop := errors.New("stop")
+	if _, _, err := ReadFileSessions(dir, clock.Now(), log, func(Key, *Session) error { return stop }); err != stop {
+		t.Errorf("fn's error: got %v", err)
+	}
+	if _, _, err := ReadFileSessions(filepath.Join(dir, "nope"), clock.Now(), log, func(Key, *Session) error { return nil }); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("a missing directory: %v", err)
 	}
 }
 
