@@ -76,6 +76,17 @@ func OpenFileKeyStore(dir string, opts ...FileOption) (*FileKeyStore, error) {
 	return &FileKeyStore{dir: kdir, logger: o.logger}, nil
 }
 
+// ReadFileKeys returns the keys of the file key store under dir (the
+// directory OpenFileKeyStore takes) without opening it: it writes and
+// removes nothing, so a daemon may be using the directory meanwhile.
+// Unreadable files are logged and skipped, as ListKeys does; a missing
+// <dir>/keys/ is an error.
+func ReadFileKeys(ctx context.Context, dir string, opts ...FileOption) ([]Key, error) {
+	o := applyFileOptions(opts)
+	s := &FileKeyStore{dir: filepath.Join(dir, "keys"), logger: o.logger}
+	return s.ListKeys(ctx)
+}
+
 // AddKey implements KeyStore: it writes <kid>.json atomically.
 func (s *FileKeyStore) AddKey(ctx context.Context, k Key) error {
 	if err := ctx.Err(); err != nil {

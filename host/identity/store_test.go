@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,95 @@ func TestFileUserInfoStorePersistsAndSkipsUnchanged(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "skipping unreadable user info file") {
 		t.Errorf("corrupt file not logged: %q", logs.String())
+	}
+}
+
+// ReadFileKeys and ReadFileUserInfo list what the file stores hold while
+// they are open, skip what they cannot read, and change nothing on disk.
+func TestReadFileKeysAndUserInfo(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ks, err := OpenFileKeyStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, err := OpenFileUserInfoStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := newKey(t, time.Now().Add(-time.Hour)), newKey(t, time.Now())
+	for _, k := range []Key{k1, k2} {
+		if err := ks.AddKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]UserInfo{}
+	for _, sub := range []string{"user:default/alice", "user:default/bob"} {
+		info := UserInfo{Claims: UserInfoClaims{Sub: sub, Ent: []string{sub, "group:default/a"}}}
+		if err := us.Put(ctx, sub, info); err != nil {
+			t.Fatal(err)
+		}
+		want[sub] = info
+	}
+	// A damaged file in each, and a temporary file a write in progress has.
+	_ = os.WriteFile(filepath.Join(dir, "keys", uuid.NewString()+".json"), []byte("{garbage"), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "keys", "."+k1.ID+".json.tmp-1"), []byte("{"), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "userinfo", userInfoFileName("user:default/x")), []byte("{garbage"), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "userinfo", "."+userInfoFileName("user:default/y")+".tmp-1"), []byte("{"), 0o600)
+	listing := func() (names []string) {
+		for _, sub := range []string{"keys", "userinfo"} {
+			entries, err := os.ReadDir(filepath.Join(dir, sub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				names = append(names, sub+"/"+e.Name())
+			}
+		}
+		return names
+	}
+	before := listing()
+
+	var logs bytes.Buffer
+	keys, err := ReadFileKeys(ctx, dir, WithLogger(quietLogger(&logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("ReadFileKeys: %d keys, want 2", len(keys))
+	}
+	for _, k := range keys {
+		w := k1
+		if k.ID == k2.ID {
+			w = k2
+		}
+		if k.ID != w.ID || !k.CreatedAt.Equal(w.CreatedAt) || !k.Private.Equal(w.Private) {
+			t.Errorf("key %s read back differs", k.ID)
+		}
+	}
+	infos, err := ReadFileUserInfo(dir, WithLogger(quietLogger(&logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != len(want) {
+		t.Fatalf("ReadFileUserInfo: %d, want %d", len(infos), len(want))
+	}
+	for _, info := range infos {
+		if !info.Equal(want[info.Claims.Sub]) {
+			t.Errorf("user info of %s read back differs: %+v", info.Claims.Sub, info)
+		}
+	}
+	if strings.Count(logs.String(), "skipping unreadable") != 2 {
+		t.Errorf("damaged files not logged: %s", logs.String())
+	}
+	if after := listing(); !slices.Equal(before, after) {
+		t.Errorf("reading changed the directories:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, err := ReadFileKeys(ctx, filepath.Join(dir, "nope")); err == nil {
+		t.Error("ReadFileKeys of a missing directory succeeded")
+	}
+	if _, err := ReadFileUserInfo(filepath.Join(dir, "nope")); err == nil {
+		t.Error("ReadFileUserInfo of a missing directory succeeded")
 	}
 }
 

@@ -111,9 +111,33 @@ func OpenFileUserInfoStore(dir string, opts ...FileOption) (*FileUserInfoStore, 
 		return nil, fmt.Errorf("identity: opening user info store: %w", err)
 	}
 	s := &FileUserInfoStore{dir: udir, logger: o.logger}
+	err := readUserInfoDir(udir, o.logger, func(info UserInfo) { s.m.Store(info.Claims.Sub, info) })
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReadFileUserInfo returns the user info of the file store under dir (the
+// directory OpenFileUserInfoStore takes), one per user in no particular
+// order, without opening the store: it writes and removes nothing, so a
+// daemon may be using the directory meanwhile. Unreadable files are logged
+// and skipped, as at open; a missing <dir>/userinfo/ is an error.
+func ReadFileUserInfo(dir string, opts ...FileOption) ([]UserInfo, error) {
+	o := applyFileOptions(opts)
+	var infos []UserInfo
+	err := readUserInfoDir(filepath.Join(dir, "userinfo"), o.logger, func(info UserInfo) { infos = append(infos, info) })
+	if err != nil {
+		return nil, err
+	}
+	return infos, nil
+}
+
+// readUserInfoDir calls fn with each readable user info file in udir.
+func readUserInfoDir(udir string, logger hclog.Logger, fn func(UserInfo)) error {
 	entries, err := os.ReadDir(udir)
 	if err != nil {
-		return nil, fmt.Errorf("identity: loading user info from %s: %w", udir, err)
+		return fmt.Errorf("identity: loading user info from %s: %w", udir, err)
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -123,16 +147,16 @@ func OpenFileUserInfoStore(dir string, opts ...FileOption) (*FileUserInfoStore, 
 		p := filepath.Join(udir, name)
 		data, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("identity: loading user info file %s: %w", p, err)
+			return fmt.Errorf("identity: loading user info file %s: %w", p, err)
 		}
 		var info UserInfo
 		if err := json.Unmarshal(data, &info); err != nil || name != userInfoFileName(info.Claims.Sub) {
-			s.logger.Error("skipping unreadable user info file", "file", p)
+			logger.Error("skipping unreadable user info file", "file", p)
 			continue
 		}
-		s.m.Store(info.Claims.Sub, info)
+		fn(info)
 	}
-	return s, nil
+	return nil
 }
 
 // Put implements UserInfoStore. When info equals what is stored it returns
