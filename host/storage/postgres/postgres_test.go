@@ -231,6 +231,38 @@ func TestFlowKeySharedAndStable(t *testing.T) {
 	}
 }
 
+// SetFlowKeyIfNone stores a flow key only where there is none, and tells
+// the same key from another.
+func TestSetFlowKeyIfNone(t *testing.T) {
+	ctx := context.Background()
+	db, _ := open(t, Options{})
+	mine := bytes.Repeat([]byte{7}, FlowKeyBytes)
+	if _, _, err := db.SetFlowKeyIfNone(ctx, mine[:31]); err == nil {
+		t.Error("a 31-byte flow key was accepted")
+	}
+	for i, want := range []bool{true, false} { // set, then already there
+		set, same, err := db.SetFlowKeyIfNone(ctx, mine)
+		if err != nil || set != want || !same {
+			t.Fatalf("call %d: set %v, same %v, %v; want set %v, same", i, set, same, err, want)
+		}
+	}
+	if got, err := db.FlowKey(ctx); err != nil || !bytes.Equal(got, mine) {
+		t.Fatalf("FlowKey after SetFlowKeyIfNone: %v; not the key set", err)
+	}
+	// A database whose replicas made their own key keeps it.
+	other, _ := open(t, Options{})
+	theirs, err := other.FlowKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set, same, err := other.SetFlowKeyIfNone(ctx, mine); err != nil || set || same {
+		t.Fatalf("over another key: set %v, same %v, %v", set, same, err)
+	}
+	if got, _ := other.FlowKey(ctx); !bytes.Equal(got, theirs) {
+		t.Error("SetFlowKeyIfNone replaced the database's flow key")
+	}
+}
+
 // The used-once set accepts an id once until it expires, across replicas
 // and under contention; sweeping removes only expired entries.
 func TestOnceSet(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"time"
 )
@@ -38,6 +39,33 @@ func (db *DB) FlowKey(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("postgres: the stored flow key is too short (%d bytes); delete its row in spectroauth_secrets to have a new one made", len(key))
 	}
 	return key, nil
+}
+
+// SetFlowKeyIfNone makes key the flow key unless the database has one
+// already, which it then leaves as it is (storage-copy brings a file
+// daemon's flow key along this way). It reports whether it stored key now
+// (set) and whether the stored flow key is key (same; set implies same).
+// key must be at least 32 bytes, as FlowKey requires of a stored one.
+func (db *DB) SetFlowKeyIfNone(ctx context.Context, key []byte) (set, same bool, err error) {
+	if len(key) < 32 {
+		return false, false, fmt.Errorf("postgres: the flow key to store is too short (%d bytes, at least 32)", len(key))
+	}
+	ctx, cancel := db.timeout(ctx)
+	defer cancel()
+	tag, err := db.exec(ctx,
+		`INSERT INTO spectroauth_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		flowKeyName, key)
+	if err != nil {
+		return false, false, db.wrap("storing the flow key", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, true, nil
+	}
+	var stored []byte
+	if err := db.queryRow(ctx, `SELECT value FROM spectroauth_secrets WHERE name = $1`, flowKeyName).Scan(&stored); err != nil {
+		return false, false, db.wrap("reading the flow key", err)
+	}
+	return false, subtle.ConstantTimeCompare(stored, key) == 1, nil
 }
 
 // OnceSet is the shared used-once set (server.OnceSet) in
