@@ -387,15 +387,9 @@ func newDevProvider(cfg *config.Config, log hclog.Logger) (*devprovider.Provider
 // loadOrCreateSecret returns the 32-byte secret at path, creating it (0600)
 // on first start.
 func loadOrCreateSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if len(b) < 32 {
-			return nil, fmt.Errorf("secret file %s is too short (%d bytes); delete it to have a new one made", path, len(b))
-		}
-		return b, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading secret file %s: %w", path, err)
+	b, err := readSecret(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return b, err
 	}
 	b = make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -403,6 +397,19 @@ func loadOrCreateSecret(path string) ([]byte, error) {
 	}
 	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("writing secret file %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// readSecret returns the secret at path: at least 32 bytes. A missing file
+// is an error that is os.ErrNotExist.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret file %s: %w", path, err)
+	}
+	if len(b) < 32 {
+		return nil, fmt.Errorf("secret file %s is too short (%d bytes); delete it to have a new one made", path, len(b))
 	}
 	return b, nil
 }

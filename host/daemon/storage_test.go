@@ -47,6 +47,33 @@ func startReplica(t *testing.T, l net.Listener, baseURL, dsn string, devProvider
 	return d
 }
 
+// refreshBody is what the tests read of a /refresh answer.
+type refreshBody struct {
+	BackstageIdentity struct {
+		Token    string `json:"token"`
+		Identity struct {
+			UserEntityRef string `json:"userEntityRef"`
+		} `json:"identity"`
+	} `json:"backstageIdentity"`
+}
+
+// refreshAt refreshes the development session in c's cookies at base, as
+// the app at origin does.
+func refreshAt(t *testing.T, c *http.Client, base, origin string) (int, refreshBody) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/spectrocloud/refresh?env=development", nil)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	req.Header.Set("Origin", origin)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body refreshBody
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body
+}
+
 func listen(t *testing.T) (net.Listener, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,21 +120,8 @@ func TestReplicasShareOnePostgresDatabase(t *testing.T) {
 
 	refresh := func(base string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/spectrocloud/refresh?env=development", nil)
-		req.Header.Set("X-Requested-With", "XMLHttpRequest")
-		req.Header.Set("Origin", baseA)
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var body struct {
-			BackstageIdentity struct {
-				Token string `json:"token"`
-			} `json:"backstageIdentity"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&body)
-		return res.StatusCode, body.BackstageIdentity.Token
+		code, body := refreshAt(t, c, base, baseA)
+		return code, body.BackstageIdentity.Token
 	}
 	code, token := refresh(baseB)
 	if code != http.StatusOK || token == "" {
