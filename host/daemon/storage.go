@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/periodic"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/storage/postgres"
@@ -133,18 +134,11 @@ func (d *Daemon) reloadKeysEvery(issuer *identity.Issuer, every time.Duration) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := issuer.Reload(ctx); err != nil && ctx.Err() == nil {
-					d.log.Warn("could not reload the signing keys from shared storage", "error", err)
-				}
+		periodic.Every(ctx, every, func(ctx context.Context) {
+			if err := issuer.Reload(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("could not reload the signing keys from shared storage", "error", err)
 			}
-		}
+		})
 	}()
 	d.stops = append(d.stops, func() { cancel(); <-done })
 }

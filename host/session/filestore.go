@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/internal/periodic"
 )
 
 // DefaultSweepInterval is how often a store removes expired sessions when
@@ -367,21 +368,14 @@ func (s *FileStore) Close() error {
 
 func (s *FileStore) sweepLoop(ctx context.Context, every time.Duration) {
 	defer s.wg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.Sweep(ctx)
-			if err != nil && ctx.Err() == nil {
-				s.opts.Logger.Warn("sweeping expired sessions", "removed", n, "error", err)
-			} else if n > 0 {
-				s.opts.Logger.Debug("swept expired sessions", "removed", n)
-			}
+	periodic.Every(ctx, every, func(ctx context.Context) {
+		n, err := s.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.opts.Logger.Warn("sweeping expired sessions", "removed", n, "error", err)
+		} else if n > 0 {
+			s.opts.Logger.Debug("swept expired sessions", "removed", n)
 		}
-	}
+	})
 }
 
 func (s *FileStore) shard(k Key) *sync.Mutex { return &s.shards[k[0]%numShards] }

@@ -55,6 +55,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/spectroauth/spectroauth/host/internal/periodic"
 	"github.com/spectroauth/spectroauth/host/session"
 )
 
@@ -292,23 +293,15 @@ func (e *scrubbedError) Is(target error) bool {
 
 func (db *DB) sweepLoop(ctx context.Context, every time.Duration) {
 	defer db.wg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := db.sessions.Sweep(ctx); err != nil && ctx.Err() == nil {
-				db.log.Warn("sweeping expired sessions", "removed", n, "error", err)
+	periodic.Every(ctx, every, func(ctx context.Context) {
+		for what, sweep := range map[string]func(context.Context) (int, error){
+			"sessions": db.sessions.Sweep, "used-once entries": db.once.Sweep,
+		} {
+			if n, err := sweep(ctx); err != nil && ctx.Err() == nil {
+				db.log.Warn("sweeping expired "+what, "removed", n, "error", err)
 			} else if n > 0 {
-				db.log.Debug("swept expired sessions", "removed", n)
-			}
-			if n, err := db.once.Sweep(ctx); err != nil && ctx.Err() == nil {
-				db.log.Warn("sweeping expired used-once entries", "removed", n, "error", err)
-			} else if n > 0 {
-				db.log.Debug("swept expired used-once entries", "removed", n)
+				db.log.Debug("swept expired "+what, "removed", n)
 			}
 		}
-	}
+	})
 }
