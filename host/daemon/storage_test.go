@@ -25,17 +25,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // balancer) and the upstream: the development provider of the first one.
 func startReplica(t *testing.T, l net.Listener, baseURL, dsn string, devProvider bool) *Daemon {
 	t.Helper()
-	cfg, err := config.Load("", config.WithEnv(map[string]string{
-		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
-		"SPECTROAUTH_SERVER__BASEURL":                                    baseURL,
-		"SPECTROAUTH_APP__BASEURL":                                       baseURL,
-		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": baseURL + DevProviderPath,
-		"SPECTROAUTH_STORAGE__TYPE":                                      "postgres",
-		"SPECTROAUTH_STORAGE__POSTGRESURL":                               dsn,
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := replicaConfig(t, l, baseURL, dsn)
 	cfg.DevProvider.Enabled = devProvider
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -185,18 +175,7 @@ func TestReplicasShareOnePostgresDatabase(t *testing.T) {
 func TestPostgresUnreachableFailsTheStartNamingTheKey(t *testing.T) {
 	l, base := listen(t)
 	defer l.Close()
-	cfg, err := config.Load("", config.WithEnv(map[string]string{
-		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
-		"SPECTROAUTH_SERVER__BASEURL":                                    base,
-		"SPECTROAUTH_APP__BASEURL":                                       base,
-		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
-		"SPECTROAUTH_STORAGE__TYPE":                                      "postgres",
-		// A closed port: nothing listens on port 1 of the loopback address.
-		"SPECTROAUTH_STORAGE__POSTGRESURL": "postgres://spectroauth:pw-SECRET-42@127.0.0.1:1/spectroauth?connect_timeout=2",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := replicaConfig(t, l, base, "postgres://spectroauth:pw-SECRET-42@127.0.0.1:1/spectroauth?connect_timeout=2")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := Start(ctx, cfg, Options{Listener: l})
@@ -228,17 +207,7 @@ func TestHealthzWhileWaitingForTheDatabase(t *testing.T) {
 		}
 	}()
 	l, base := listen(t)
-	cfg, err := config.Load("", config.WithEnv(map[string]string{
-		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
-		"SPECTROAUTH_SERVER__BASEURL":                                    base,
-		"SPECTROAUTH_APP__BASEURL":                                       base,
-		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": base + DevProviderPath,
-		"SPECTROAUTH_STORAGE__TYPE":                                      "postgres",
-		"SPECTROAUTH_STORAGE__POSTGRESURL":                               "postgres://spectroauth@" + silent.Addr().String() + "/spectroauth?sslmode=disable",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := replicaConfig(t, l, base, "postgres://spectroauth@"+silent.Addr().String()+"/spectroauth?sslmode=disable")
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan error, 1)
 	go func() {
@@ -292,4 +261,22 @@ func TestCachedCheck(t *testing.T) {
 	if calls != 3 {
 		t.Errorf("%d checks, want 3 once the interval passed", calls)
 	}
+}
+
+// replicaConfig is the development defaults on l with baseURL, their
+// state in the PostgreSQL database dsn.
+func replicaConfig(t *testing.T, l net.Listener, baseURL, dsn string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("", config.WithEnv(map[string]string{
+		"SPECTROAUTH_SERVER__LISTEN":                                     l.Addr().String(),
+		"SPECTROAUTH_SERVER__BASEURL":                                    baseURL,
+		"SPECTROAUTH_APP__BASEURL":                                       baseURL,
+		"SPECTROAUTH_AUTH__PROVIDERS__SPECTROCLOUD__DEVELOPMENT__ISSUER": baseURL + DevProviderPath,
+		"SPECTROAUTH_STORAGE__TYPE":                                      "postgres",
+		"SPECTROAUTH_STORAGE__POSTGRESURL":                               dsn,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
