@@ -32,20 +32,10 @@ func pluginsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "plugins: -config FILE is required")
 		return 2
 	}
-	levelSet := false
-	fs.Visit(func(f *flag.Flag) { levelSet = levelSet || f.Name == "log-level" })
-	if !levelSet {
-		c.logLevel = "warn" // the plugins' own start-up chatter is not the point here
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "plugins:", err)
-		return 2
-	}
-	cfg, err := config.Load(c.configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", c.configPath, err)
-		return 1
+	c.quietUnlessAsked(fs) // the plugins' own start-up chatter is not the point here
+	log, cfg, code := c.load("plugins", stderr)
+	if code != 0 {
+		return code
 	}
 	if len(cfg.Plugins) == 0 {
 		fmt.Fprintf(stdout, "%s declares no plugins\n", c.configPath)

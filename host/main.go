@@ -5,6 +5,8 @@
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
+//	spectroauthd storage-copy -config FILE -from PATH
+//	                                         copy a file-storage data directory into PostgreSQL
 package main
 
 import (
@@ -46,6 +48,34 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 }
 
+// quietUnlessAsked logs warnings and errors only, unless -log-level was
+// given: for commands whose output, not their log, is the point.
+func (c *commonFlags) quietUnlessAsked(fs *flag.FlagSet) {
+	levelSet := false
+	fs.Visit(func(f *flag.Flag) { levelSet = levelSet || f.Name == "log-level" })
+	if !levelSet {
+		c.logLevel = "warn"
+	}
+}
+
+// load is what a command that reads a configuration starts with: its
+// logger and the configuration. When either fails it prints why, prefixed
+// with the command's name, and returns the exit status: 2 for a bad log
+// flag, 1 for a configuration that is not valid; else 0.
+func (c *commonFlags) load(name string, stderr io.Writer) (hclog.Logger, *config.Config, int) {
+	log, err := c.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return nil, nil, 2
+	}
+	cfg, err := config.Load(c.configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", c.configPath, err)
+		return nil, nil, 1
+	}
+	return log, cfg, 0
+}
+
 func (c *commonFlags) logger(stderr io.Writer) (hclog.Logger, error) {
 	level := hclog.LevelFromString(c.logLevel)
 	if level == hclog.NoLevel {
@@ -80,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return pluginsCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
+		case "storage-copy":
+			return storageCopyCmd(args[1:], stdout, stderr)
 		case "kube-credential":
 			return kubeCommand(kubecli.KubeCredential, args[1:], stdout, stderr)
 		case "kubeconfig":
@@ -112,6 +144,11 @@ Usage:
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
+  spectroauthd storage-copy -config FILE -from PATH
+      Copy what a daemon on storage.type: file keeps in its data directory
+      PATH (signing keys, user info, live sessions, flow key) into the
+      PostgreSQL storage FILE names, so replicas take over without signing
+      anyone out. Stop that daemon first; running it again changes nothing.
 `+kubeUsage)
 }
 

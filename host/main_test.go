@@ -56,7 +56,7 @@ func TestCheckConfig(t *testing.T) {
 // -h prints the command's flags and succeeds; an unknown flag fails with 2.
 func TestHelpFlagExitsZero(t *testing.T) {
 	for _, args := range [][]string{
-		{"-h"}, {"check-config", "-h"}, {"plugins", "-h"}, {"plugin-digest", "-h"},
+		{"-h"}, {"check-config", "-h"}, {"plugins", "-h"}, {"plugin-digest", "-h"}, {"storage-copy", "-h"},
 		{"kube-credential", "-h"}, {"kubeconfig", "-h"}, {"login", "-h"}, {"logout", "-h"},
 	} {
 		var stdout, stderr strings.Builder
