@@ -32,7 +32,6 @@ func pluginsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "plugins: -config FILE is required")
 		return 2
 	}
-	c.quietUnlessAsked(fs) // the plugins' own start-up chatter is not the point here
 	log, cfg, code := c.load("plugins", stderr)
 	if code != 0 {
 		return code

@@ -34,7 +34,6 @@ func storageCopyCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "storage-copy: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	c.quietUnlessAsked(fs)
 	log, cfg, code := c.load("storage-copy", stderr)
 	if code != 0 {
 		return code

@@ -45,18 +45,17 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&c.configPath, "config", "", usage)
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	level := "info"
+	if quietCommands[fs.Name()] {
+		level = "warn"
+	}
+	fs.StringVar(&c.logLevel, "log-level", level, "log level: trace, debug, info, warn, error")
 }
 
-// quietUnlessAsked logs warnings and errors only, unless -log-level was
-// given: for commands whose output, not their log, is the point.
-func (c *commonFlags) quietUnlessAsked(fs *flag.FlagSet) {
-	levelSet := false
-	fs.Visit(func(f *flag.Flag) { levelSet = levelSet || f.Name == "log-level" })
-	if !levelSet {
-		c.logLevel = "warn"
-	}
-}
+// quietCommands log warnings and errors only unless -log-level says
+// otherwise: their output, not their log, is the point (plugins' own
+// start-up chatter, for one).
+var quietCommands = map[string]bool{"plugins": true, "storage-copy": true}
 
 // load is what a command that reads a configuration starts with: its
 // logger and the configuration. When either fails it prints why, prefixed
