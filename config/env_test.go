@@ -207,3 +207,32 @@ func TestWithLookupEnvAndEnvironSeparately(t *testing.T) {
 		t.Errorf("listen = %q, lookups = %d", c.Server.Listen, lookups)
 	}
 }
+
+// The variables Kubernetes sets for a Service named spectroauth (or
+// spectroauth-<something>) in the same namespace are not overrides and do
+// not stop the daemon; a typo that is not of their shape still does.
+func TestKubernetesServiceLinksAreNotOverrides(t *testing.T) {
+	links := []string{
+		"SPECTROAUTH_SERVICE_HOST", "10.96.0.12",
+		"SPECTROAUTH_SERVICE_PORT", "7007",
+		"SPECTROAUTH_SERVICE_PORT_HTTP", "7007",
+		"SPECTROAUTH_PORT", "tcp://10.96.0.12:7007",
+		"SPECTROAUTH_PORT_7007_TCP", "tcp://10.96.0.12:7007",
+		"SPECTROAUTH_PORT_7007_TCP_PROTO", "tcp",
+		"SPECTROAUTH_PORT_7007_TCP_PORT", "7007",
+		"SPECTROAUTH_PORT_7007_TCP_ADDR", "10.96.0.12",
+		"SPECTROAUTH_METRICS_SERVICE_HOST", "10.96.0.13",
+		"SPECTROAUTH_METRICS_PORT_9464_TCP", "tcp://10.96.0.13:9464",
+		"SPECTROAUTH_DB_SERVICE_PORT_POSTGRES", "5432",
+	}
+	c, err := Load(filepath.Join("testdata", "valid.yaml"), WithEnv(with(validEnv(), links...)))
+	if err != nil {
+		t.Fatalf("service link variables stopped the load: %v", err)
+	}
+	if c.Server.Listen == "tcp://10.96.0.12:7007" {
+		t.Error("a service link variable was read as an override")
+	}
+	if _, err := Load(filepath.Join("testdata", "valid.yaml"), WithEnv(with(validEnv(), "SPECTROAUTH_SERVER_LISTEN", "x"))); err == nil {
+		t.Error("a typo (one underscore) was ignored")
+	}
+}
