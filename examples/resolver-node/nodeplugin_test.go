@@ -49,10 +49,10 @@ const resolver = "emailDomainToUser"
 func wrapper(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not on PATH: install Node.js 20 or later to test the Node.js plugin example")
+		skipUnlessCI(t, "node is not on PATH: install Node.js 20 or later to test the Node.js plugin example")
 	}
 	if _, err := os.Stat("node_modules/@grpc/grpc-js/package.json"); err != nil {
-		t.Skip("examples/resolver-node/node_modules is missing: run `npm ci --ignore-scripts` in examples/resolver-node")
+		skipUnlessCI(t, "examples/resolver-node/node_modules is missing: run `npm ci --ignore-scripts` in examples/resolver-node")
 	}
 	out := filepath.Join(t.TempDir(), "resolver-node")
 	cmd := exec.Command("sh", "make-wrapper.sh", out)
@@ -448,4 +448,14 @@ func TestRunByHand(t *testing.T) {
 	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "is a spectroauth plugin") {
 		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
+}
+
+// skipUnlessCI skips t for a missing prerequisite, or fails it under CI,
+// where .ci/run installs every prerequisite and a missing one is a bug.
+func skipUnlessCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why + " (CI is set: this fails rather than skips)")
+	}
+	t.Skip(why)
 }
