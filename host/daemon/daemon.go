@@ -171,7 +171,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		KeyStore: keys,
 		UserInfo: userInfo,
 		// Replicas on shared storage add keys the others must publish.
-		SharedKeyStore: st.reload,
+		SharedKeyStore: st.sharedKeys,
 		Now:            opts.Now,
 		Logger:         d.log.Named("identity"),
 	})
@@ -202,11 +202,6 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	}
 	d.sessions = sessions
 	d.closers = append(d.closers, sessions.Close)
-	if st.reload {
-		// Keys other replicas add (rotation) reach this replica's JWKS
-		// within one interval; Verify also reloads on an unknown kid.
-		d.reloadKeysEvery(issuer, keyReloadInterval)
-	}
 
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)

@@ -9,15 +9,10 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
-	"github.com/spectroauth/spectroauth/host/internal/periodic"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/storage/postgres"
 )
-
-// keyReloadInterval is how often a replica on shared storage re-reads the
-// signing keys, so that a key another replica made is in its JWKS soon.
-const keyReloadInterval = 10 * time.Second
 
 // readinessPingTimeout bounds the database check behind /readyz.
 const readinessPingTimeout = 2 * time.Second
@@ -31,8 +26,9 @@ type storage struct {
 	openSessions func(context.Context) (session.Store, []byte, error)
 	// usedOnce is shared by replicas; nil means the server's in-memory set.
 	usedOnce server.OnceSet
-	// reload says keys may be added by others: re-read them periodically.
-	reload bool
+	// sharedKeys says other replicas add keys: the issuer re-reads the
+	// store when a JWKS is asked for or a token names a newer key.
+	sharedKeys bool
 	// ping, when set, is part of readiness.
 	ping func() error
 }
@@ -98,8 +94,8 @@ func (d *Daemon) openPostgresStorage(ctx context.Context) (*storage, error) {
 			}
 			return db.Sessions(), flowKey, nil
 		},
-		usedOnce: db.UsedOnce(),
-		reload:   true,
+		usedOnce:   db.UsedOnce(),
+		sharedKeys: true,
 		ping: cachedCheck(time.Second, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), readinessPingTimeout)
 			defer cancel()
@@ -125,20 +121,4 @@ func cachedCheck(every time.Duration, check func() error) func() error {
 		}
 		return last
 	}
-}
-
-// reloadKeysEvery re-reads the issuer's signing keys every interval until
-// the daemon closes.
-func (d *Daemon) reloadKeysEvery(issuer *identity.Issuer, every time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		periodic.Every(ctx, every, func(ctx context.Context) {
-			if err := issuer.Reload(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("could not reload the signing keys from shared storage", "error", err)
-			}
-		})
-	}()
-	d.stops = append(d.stops, func() { cancel(); <-done })
 }

@@ -7,8 +7,8 @@
 //   - the Backstage token signing keys (identity.KeyStore): one row per key,
 //     the private key as a JWK, exactly as the file store writes it. Every
 //     replica signs with keys from here and publishes all of them in its
-//     JWKS; the daemon reloads them every 30 s and Verify reloads on an
-//     unknown kid.
+//     JWKS; the issuer re-reads them for a JWKS request, for a token
+//     naming a key newer than its last read, and when it rotates.
 //   - the user info behind /v1/userinfo (identity.UserInfoStore), upserted
 //     only when it changed.
 //   - the sessions (session.Store), keyed by the SHA-256 of the cookie
