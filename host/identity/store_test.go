@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -252,32 +251,6 @@ func TestReadFileKeysAndUserInfo(t *testing.T) {
 	if _, err := ReadFileUserInfo(filepath.Join(dir, "nope")); err == nil {
 		t.Error("ReadFileUserInfo of a missing directory succeeded")
 	}
-}
-
-func TestFileUserInfoStoreConcurrent(t *testing.T) {
-	s, err := OpenFileUserInfoStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 20 {
-				sub := "user:default/u" + string(rune('a'+i%3))
-				ent := []string{sub, "group:default/g" + string(rune('0'+g%2))}
-				if err := s.Put(ctx, sub, UserInfo{Claims: UserInfoClaims{Sub: sub, Ent: ent}}); err != nil {
-					t.Error(err)
-				}
-				if _, err := s.Get(ctx, sub); err != nil {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 func BenchmarkUserInfoPutUnchanged(b *testing.B) {
