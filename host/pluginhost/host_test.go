@@ -870,16 +870,7 @@ func TestCloseFrozenPlugin(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- h.Close(context.Background()) }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Errorf("Close = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs on a frozen plugin")
-	}
+	closeWithin(t, h, 10*time.Second, "Close hangs on a frozen plugin")
 	if !processGone(pid) {
 		t.Error("the frozen plugin is still there")
 	}
@@ -1029,6 +1020,16 @@ func TestHelperProcessHoldsThePipes(t *testing.T) {
 	if first := helpers()[0]; !processGone(first) {
 		t.Errorf("the crashed plugin's helper %d still runs", first)
 	}
+	closeWithin(t, h, 10*time.Second, "Close hangs on a plugin whose helper holds its pipes")
+	for _, pid := range helpers() {
+		waitFor(t, 5*time.Second, "the helpers to die with their plugin", func() bool { return processGone(pid) })
+	}
+}
+
+// closeWithin closes h, failing t with hangs when Close has not returned
+// within limit.
+func closeWithin(t *testing.T, h *Host, limit time.Duration, hangs string) {
+	t.Helper()
 	closed := make(chan error, 1)
 	go func() { closed <- h.Close(context.Background()) }()
 	select {
@@ -1036,10 +1037,7 @@ func TestHelperProcessHoldsThePipes(t *testing.T) {
 		if err != nil {
 			t.Errorf("Close = %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs on a plugin whose helper holds its pipes")
-	}
-	for _, pid := range helpers() {
-		waitFor(t, 5*time.Second, "the helpers to die with their plugin", func() bool { return processGone(pid) })
+	case <-time.After(limit):
+		t.Fatal(hangs)
 	}
 }
