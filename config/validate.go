@@ -273,6 +273,12 @@ func (v *validator) providerEnv(path string, e ProviderEnv, plugins map[string]P
 	case e.RefreshMargin >= e.SessionDuration:
 		v.add(at("refreshMargin"), "must be less than sessionDuration (%s)", formatDuration(e.SessionDuration))
 	}
+	switch {
+	case e.RevalidateInterval < MinRevalidateInterval:
+		v.add(at("revalidateInterval"), "must be at least %s, not %s", formatDuration(MinRevalidateInterval), formatDuration(e.RevalidateInterval))
+	case e.SessionDuration > 0 && e.RevalidateInterval > e.SessionDuration:
+		v.add(at("revalidateInterval"), "must be at most sessionDuration (%s), not %s", formatDuration(e.SessionDuration), formatDuration(e.RevalidateInterval))
+	}
 	resolvers := at("signIn.resolvers")
 	if len(e.SignIn.Resolvers) == 0 {
 		v.add(resolvers, "at least one resolver is required")

@@ -178,6 +178,14 @@ func TestValidate(t *testing.T) {
 		{"refreshMargin negative", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RefreshMargin = -time.Minute }) },
 			[]string{pp + ".refreshMargin: must not be negative"}},
 		{"refreshMargin zero", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RefreshMargin = 0 }) }, nil},
+		{"revalidateInterval too short", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = 30 * time.Second }) },
+			[]string{pp + ".revalidateInterval: must be at least 1m, not 30s"}},
+		{"revalidateInterval zero", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = 0 }) },
+			[]string{pp + ".revalidateInterval: must be at least 1m, not 0s"}},
+		{"revalidateInterval over sessionDuration", func(c *Config) {
+			prod(c, func(e *ProviderEnv) { e.RevalidateInterval, e.SessionDuration = 2*time.Hour, time.Hour })
+		}, []string{pp + ".revalidateInterval: must be at most sessionDuration (1h), not 2h"}},
+		{"revalidateInterval 1m", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = time.Minute }) }, nil},
 		{"refreshMargin not below sessionDuration", func(c *Config) {
 			prod(c, func(e *ProviderEnv) { e.RefreshMargin, e.SessionDuration = time.Hour, time.Hour })
 		}, []string{pp + ".refreshMargin: must be less than sessionDuration (1h)"}},

@@ -222,6 +222,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
+		scfg.SessionEnded = d.metrics.SessionEnded
 	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
@@ -304,6 +305,8 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 		RefreshMargin:   pe.RefreshMargin,
 		SessionDuration: pe.SessionDuration,
 		LogoutURL:       pe.LogoutURL,
+
+		RevalidateInterval: pe.RevalidateInterval,
 
 		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
 	}, nil

@@ -36,6 +36,7 @@ type Metrics struct {
 
 	kubeCredentials *prometheus.CounterVec
 	signIns         *prometheus.CounterVec
+	sessionsEnded   *prometheus.CounterVec
 }
 
 // New returns a registry with the Go runtime and process collectors and the
@@ -69,11 +70,15 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "signins_total",
 			Help: "Sign-ins that reached the callback, by environment, client (browser, cli) and outcome (signed-in, refused, failed).",
 		}, []string{"env", "client", "outcome"}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "sessions_ended_total",
+			Help: "Sessions the daemon ended, by environment and reason (refused, resolver-refused, signed-out, signed-out-everywhere, duplicate-cookies).",
+		}, []string{"env", "reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns,
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns, m.sessionsEnded,
 	)
 	return m
 }
@@ -172,6 +177,11 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // SignInDone counts one sign-in (server.Config.SignInDone).
 func (m *Metrics) SignInDone(env, client, outcome string) {
 	m.signIns.WithLabelValues(env, client, outcome).Inc()
+}
+
+// SessionEnded counts n sessions the daemon ended (server.Config.SessionEnded).
+func (m *Metrics) SessionEnded(env, reason string, n int) {
+	m.sessionsEnded.WithLabelValues(env, reason).Add(float64(n))
 }
 
 // KubeCredentialDecided counts one answered credential request. reason is

@@ -35,6 +35,9 @@ type Upstream interface {
 	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
 	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
 	Revoke(ctx context.Context, t *upstream.Tokens) error
+	// CheckUserinfo revalidates a session without a refresh grant; it
+	// answers upstream.ErrNoUserinfo when the provider has no userinfo.
+	CheckUserinfo(ctx context.Context, t *upstream.Tokens) error
 	CheckAuthorizationResponseIssuer(iss string) error
 }
 
@@ -52,6 +55,10 @@ type Env struct {
 	RefreshMargin time.Duration
 	// SessionDuration bounds a session and the refresh cookie.
 	SessionDuration time.Duration
+	// RevalidateInterval: each session asks the provider at least this
+	// often (its refresh grant, or userinfo without one), however long its
+	// ID token lives; zero means DefaultRevalidateInterval.
+	RevalidateInterval time.Duration
 	// LogoutURL, when https or localhost, is returned from /logout so the app
 	// navigates there (e.g. the provider's end-session page).
 	LogoutURL string
@@ -60,6 +67,17 @@ type Env struct {
 
 	name    string
 	cookies *cookieJar
+}
+
+// DefaultRevalidateInterval is Env.RevalidateInterval's default: at most
+// four provider calls per session-hour.
+const DefaultRevalidateInterval = 15 * time.Minute
+
+func (e *Env) revalidateInterval() time.Duration {
+	if e.RevalidateInterval > 0 {
+		return e.RevalidateInterval
+	}
+	return DefaultRevalidateInterval
 }
 
 // Config is everything the HTTP layer needs.
@@ -95,6 +113,11 @@ type Config struct {
 	// "refused" (the provider, a resolver or a check said no) or "failed"
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
+	// SessionEnded, when set, is told of sessions the daemon ended: n
+	// sessions of env for reason (EndRefused, EndResolverRefused,
+	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
+	// metrics.
+	SessionEnded func(env, reason string, n int)
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -111,6 +134,7 @@ type Server struct {
 	mux      *http.ServeMux
 	used     OnceSet
 	flights  flightGroup
+	backoff  backoffSet
 	oidcConf []byte
 }
 

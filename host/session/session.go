@@ -155,6 +155,11 @@ type UpstreamTokens struct {
 	// without a new ID token (OpenID Connect allows it), so asking again
 	// before the access token runs out would get the same answer.
 	IDTokenNotRenewed bool `json:"idTokenNotRenewed,omitempty"`
+	// CheckedAt is when the provider last vouched for the session (an
+	// answered refresh or userinfo revalidation); zero means at sign-in
+	// (the session's CreatedAt). Revalidation is due revalidateInterval
+	// after it.
+	CheckedAt time.Time `json:"checkedAt,omitzero"`
 }
 
 // String describes the tokens without revealing them, so a session printed
