@@ -241,8 +241,20 @@ type Store interface {
 	Delete(ctx context.Context, key Key) error
 	// Sweep removes expired sessions and returns how many it removed.
 	Sweep(ctx context.Context) (int, error)
+	// ListByUser returns the live sessions of the Backstage user
+	// userEntityRef (browser and command-line alike), in no set order.
+	ListByUser(ctx context.Context, userEntityRef string) ([]Entry, error)
+	// DeleteByUser removes every session of userEntityRef and returns how
+	// many it removed: sign out everywhere.
+	DeleteByUser(ctx context.Context, userEntityRef string) (int, error)
 	// Close stops background work and releases resources.
 	Close() error
+}
+
+// Entry is a stored session with its key, as ListByUser returns it.
+type Entry struct {
+	Key     Key
+	Session *Session
 }
 
 // RenewalLocker is a Store shared by processes (replicas) that renew the
