@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -275,11 +276,18 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	handle := cookieValue(r, env.cookies.refreshName)
-	if handle == "" {
+	handles, duplicate := env.cookies.sessionHandles(r)
+	if duplicate {
+		// Which session is ours cannot be told: end every one named and
+		// clear every copy, rather than serve another user's session.
+		s.endNamed(r.Context(), env, handles, EndDuplicateCookies)
+		env.cookies.clearPlanted(w, origin)
+		return refreshFailed(backstageerr.Authentication("Duplicate session cookies"))
+	}
+	if len(handles) == 0 || handles[0] == "" {
 		return refreshFailed(backstageerr.Input("Missing session cookie"))
 	}
-	key, err := session.KeyOf(handle)
+	key, err := session.KeyOf(handles[0])
 	if err != nil {
 		env.cookies.clearSession(w, origin)
 		return refreshFailed(err)
@@ -593,28 +601,110 @@ func (s *Server) endSession(ctx context.Context, key session.Key) {
 }
 
 // logout answers POST /api/auth/spectrocloud/logout: revoke upstream where
-// the provider supports it, forget the session, clear the cookies.
+// the provider supports it, end every session the request names (a planted
+// cookie sent first must not leave the real session alive), clear the
+// cookies. With ?everywhere=true it ends every session of the user the
+// request's session belongs to, browser and command-line alike.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	env, origin, err := s.scriptCall(r)
 	if err != nil {
 		return err
 	}
-	if key, err := session.KeyOf(cookieValue(r, env.cookies.refreshName)); err == nil {
-		if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
-			s.revokeUpstream(r.Context(), env, sess)
-			s.log.Info("signed out", "env", env.name, "user", sess.UserEntityRef)
+	handles, duplicate := env.cookies.sessionHandles(r)
+	if r.URL.Query().Get("everywhere") == "true" {
+		if err := s.signOutEverywhere(r.Context(), env, handles); err != nil {
+			return err
 		}
-		if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
-			return fmt.Errorf("deleting the session: %w", err)
-		}
+	} else if err := s.endNamed(r.Context(), env, handles, EndSignedOut); err != nil {
+		return err
 	}
-	env.cookies.clearSession(w, origin)
+	if duplicate {
+		env.cookies.clearPlanted(w, origin)
+	} else {
+		env.cookies.clearSession(w, origin)
+	}
 	if allowedLogoutURL(env.LogoutURL) {
 		backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"logoutUrl": env.LogoutURL})
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// endNamed ends the sessions of the given cookie values: each one's
+// upstream tokens are revoked and the session deleted.
+func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reason string) error {
+	var errs []error
+	for _, h := range handles {
+		key, err := session.KeyOf(h)
+		if err != nil {
+			continue
+		}
+		sess, err := s.cfg.Sessions.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		s.revokeUpstream(ctx, env, sess)
+		if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
+			errs = append(errs, fmt.Errorf("deleting the session: %w", err))
+			continue
+		}
+		s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
+		s.sessionEnded(env.name, reason, 1)
+	}
+	return errors.Join(errs...)
+}
+
+// signOutEverywhere ends every session of the users the request's live
+// sessions belong to. Without a live session it answers 401: there is no
+// one to sign out.
+func (s *Server) signOutEverywhere(ctx context.Context, env *Env, handles []string) error {
+	var users []string
+	for _, h := range handles {
+		key, err := session.KeyOf(h)
+		if err != nil {
+			continue
+		}
+		if sess, err := s.cfg.Sessions.Get(ctx, key); err == nil && sess.UserEntityRef != "" && !slices.Contains(users, sess.UserEntityRef) {
+			users = append(users, sess.UserEntityRef)
+		}
+	}
+	if len(users) == 0 {
+		return backstageerr.Authentication("No live session to sign out everywhere")
+	}
+	for _, user := range users {
+		if _, err := s.EndUserSessions(ctx, user, "user"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EndUserSessions ends every session of userEntityRef in every environment
+// (sign out everywhere): their upstream tokens are revoked where the
+// provider supports it, the sessions deleted, an audit line logged naming
+// by (who asked: "user" or "operator"). It returns how many ended.
+func (s *Server) EndUserSessions(ctx context.Context, userEntityRef, by string) (int, error) {
+	entries, err := s.cfg.Sessions.ListByUser(ctx, userEntityRef)
+	if err != nil {
+		return 0, fmt.Errorf("listing the sessions of %s: %w", userEntityRef, err)
+	}
+	perEnv := map[string]int{}
+	for _, e := range entries {
+		if env, ok := s.cfg.Envs[e.Session.Env]; ok {
+			s.revokeUpstream(ctx, env, e.Session)
+		}
+		perEnv[e.Session.Env]++
+	}
+	n, err := s.cfg.Sessions.DeleteByUser(ctx, userEntityRef)
+	if err != nil {
+		return n, fmt.Errorf("deleting the sessions of %s: %w", userEntityRef, err)
+	}
+	s.log.Info("signed out everywhere", "audit", "sessions-revoked", "by", by, "user", userEntityRef, "sessions", n)
+	for env, k := range perEnv {
+		s.sessionEnded(env, EndSignedOutEverywhere, k)
+	}
+	return n, nil
 }
 
 // flightGroup runs at most one renewal per session at a time; latecomers
