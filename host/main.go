@@ -111,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return pluginDigest(args[1:], stdout, stderr)
 		case "storage-copy":
 			return storageCopyCmd(args[1:], stdout, stderr)
+		case "sessions":
+			return sessionsCmd(args[1:], stdout, stderr)
 		case "kube-credential":
 			return kubeCommand(kubecli.KubeCredential, args[1:], stdout, stderr)
 		case "kubeconfig":
@@ -148,6 +150,10 @@ Usage:
       PATH (signing keys, user info, live sessions, flow key) into the
       PostgreSQL storage FILE names, so replicas take over without signing
       anyone out. Stop that daemon first; running it again changes nothing.
+  spectroauthd sessions list|revoke --user REF -config FILE
+      List a Backstage user's sessions (browser and command line) in the
+      configured storage, or end them all (sign out everywhere), revoking
+      their upstream tokens where the provider allows; logged for audit.
 `+kubeUsage)
 }
 
