@@ -133,9 +133,13 @@ type Server struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	used     OnceSet
-	flights  flightGroup
-	backoff  backoffSet
-	oidcConf []byte
+	// usedCodes holds spent command-line codes apart from used sign-in
+	// responses, when the sets are in memory (bounded); nil means used
+	// holds both (a shared set, which forgets nothing early).
+	usedCodes OnceSet
+	flights   flightGroup
+	backoff   backoffSet
+	oidcConf  []byte
 }
 
 // New checks cfg and builds the routes.
@@ -201,7 +205,7 @@ func newServer(cfg Config) (*Server, error) {
 		used:     cfg.UsedOnce,
 	}
 	if s.used == nil {
-		s.used = &usedNonces{}
+		s.used, s.usedCodes = &usedNonces{}, &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -352,11 +356,20 @@ type OnceSet interface {
 	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
 }
 
-// claimOnce claims id for as long as a nonce cookie lives.
+// claimOnce claims id for as long as a nonce cookie lives. Command-line
+// codes (ids "cli-code:…") go to a set of their own when the set is the
+// in-memory one: its bound forgets the oldest entries early, and sign-in
+// responses, however many, must never make it forget a spent code.
 func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
 	now := s.now()
+	if s.usedCodes != nil && strings.HasPrefix(id, cliCodeOncePrefix) {
+		return s.usedCodes.Claim(ctx, id, now, now.Add(nonceMaxAge))
+	}
 	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
 }
+
+// cliCodeOncePrefix starts the used-once id of a command-line code.
+const cliCodeOncePrefix = "cli-code:"
 
 // maxUsedNonces bounds how many used nonces are remembered. Anyone can make
 // the daemon remember one (a made-up state with a matching made-up nonce
