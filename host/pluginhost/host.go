@@ -265,6 +265,9 @@ type PluginStatus struct {
 	// Calls and Failures count the calls made to it and those that failed
 	// (including "not found" answers).
 	Calls, Failures uint64
+	// LogLinesDropped counts the plugin's log lines dropped because it
+	// logged beyond its rate (50 lines a second, 200 at once).
+	LogLinesDropped uint64
 }
 
 // Plugins describes every plugin, sorted by name.

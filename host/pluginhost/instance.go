@@ -115,7 +115,7 @@ func newInstance(h *Host, name string, cfg config.Plugin) *instance {
 	}
 	return &instance{
 		h: h, name: name, cfg: cfg, log: log, timeout: timeout,
-		stderr: &stderrForwarder{log: log, name: name},
+		stderr: &stderrForwarder{log: log, name: name, limit: newLogLimiter(log)},
 		stdout: &stdoutReporter{log: log},
 		state:  StateStarting,
 		done:   make(chan struct{}),
@@ -564,6 +564,7 @@ func (in *instance) status() PluginStatus {
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
 		State: in.state, Restarts: in.restarts, PID: in.pid,
 		Calls: in.calls.Load(), Failures: in.failures.Load(),
+		LogLinesDropped: in.stderr.limit.dropped.Load(),
 	}
 	if in.bin != nil {
 		s.Path, s.SHA256 = in.bin.path, in.bin.digest

@@ -152,3 +152,50 @@ func TestPluginSandboxReadPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestPluginLogFloodIsBounded has the test plugin log 5000 error lines at
+// once: the daemon's log takes about the burst of them, counts the rest as
+// dropped, and says so in one warning.
+func TestPluginLogFloodIsBounded(t *testing.T) {
+	defer func(d time.Duration) { logDropReportEvery = d }(logDropReportEvery)
+	logDropReportEvery = 200 * time.Millisecond
+	opts, logs := testOptions(t)
+	h := start(t, map[string]config.Plugin{"tp": pluginConfig(t)}, opts)
+	began := time.Now()
+	if _, err := resolve(t, h, "flood"); err != nil {
+		t.Fatal(err)
+	}
+	flooded := func() int {
+		n := 0
+		for _, m := range logs.lines() {
+			if m["@message"] == "flooding the daemon's log" {
+				n++
+			}
+		}
+		return n
+	}
+	// The plugin answers before the daemon has read all it wrote.
+	var logged int
+	var dropped uint64
+	waitFor(t, 10*time.Second, "the plugin's 5000 lines to be logged or dropped", func() bool {
+		logged, dropped = flooded(), h.Plugins()[0].LogLinesDropped
+		return logged+int(dropped) == 5000
+	})
+	elapsed := time.Since(began)
+	// The burst, and what the rate refilled meanwhile.
+	if most := logBurst + int(elapsed.Seconds()*logLinesPerSecond) + 1; logged > most {
+		t.Errorf("%d of the plugin's 5000 lines reached the log in %s, want at most %d", logged, elapsed, most)
+	}
+	if logged < logBurst/2 {
+		t.Errorf("only %d of the plugin's lines reached the log, want about the burst (%d)", logged, logBurst)
+	}
+	waitFor(t, 10*time.Second, "a warning that reports every dropped line", func() bool {
+		for _, m := range logs.lines() {
+			if m["@message"] == "plugin log lines dropped: the plugin logs more than 50 lines a second (200 at once)" &&
+				m["@level"] == "warn" && m["droppedTotal"] == float64(dropped) {
+				return true
+			}
+		}
+		return false
+	})
+}

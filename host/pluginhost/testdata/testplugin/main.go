@@ -13,6 +13,7 @@
 //	                   into each of their directories; Extra holds what it got
 //	                   ("read N bytes" or the error), its working directory
 //	                   and what that held
+//	flood              logs 5000 error lines as fast as it can, then answers
 //	crash              exits with status 3 in the middle of the call
 //	hang               never answers, whatever the deadline
 //	upstream           waits for its context, like a call to an upstream that
@@ -98,6 +99,10 @@ func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.I
 		}
 	case "snoop":
 		id.Extra = snoop()
+	case "flood":
+		for i := range 5000 {
+			hclog.L().Error("flooding the daemon's log", "i", i)
+		}
 	case "crash":
 		os.Exit(3)
 	case "hang":
