@@ -200,6 +200,11 @@ type Plugin struct {
 	// CallTimeout is the deadline of every call to the plugin: more than 0, at
 	// most 1m. Default 2s.
 	CallTimeout time.Duration `koanf:"callTimeout"`
+	// ReadPaths are absolute paths (files or directories) the plugin may
+	// read and execute besides the system's (/usr, /lib, /etc/ssl, …),
+	// where the kernel restricts plugins with Landlock: for instance the
+	// folder of a script plugin's program.
+	ReadPaths []string `koanf:"readPaths"`
 }
 
 // Kubernetes configures per-user cluster credentials.

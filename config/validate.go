@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -315,6 +316,11 @@ func (v *validator) plugins(c *Config) {
 			v.add(path+".callTimeout", "must be positive")
 		case p.CallTimeout > MaxPluginCallTimeout:
 			v.add(path+".callTimeout", "must be at most %s, not %s", formatDuration(MaxPluginCallTimeout), formatDuration(p.CallTimeout))
+		}
+		for i, rp := range p.ReadPaths {
+			if !filepath.IsAbs(rp) {
+				v.add(joinIndex(path+".readPaths", i), "must be an absolute path, not %q", rp)
+			}
 		}
 		for _, k := range sortedKeys(p.Env) {
 			if !validVarName(k) {

@@ -25,9 +25,15 @@ import (
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/daemon"
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
+	"github.com/spectroauth/spectroauth/host/pluginhost"
 )
 
 func main() {
+	// Before anything reads a secret: no other process of this user (a
+	// plugin among them) may read the daemon's memory or environment.
+	if err := pluginhost.ProtectProcess(); err != nil {
+		fmt.Fprintln(os.Stderr, "spectroauthd: warning:", err)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

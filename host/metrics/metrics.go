@@ -205,6 +205,8 @@ var (
 		"Calls to the plugin that failed, \"not found\" answers included.", []string{"plugin"}, nil)
 	pluginRestartsDesc = prometheus.NewDesc(Namespace+"_plugin_restarts_total",
 		"Restarts of the plugin after a crash or a hang.", []string{"plugin"}, nil)
+	pluginLogDroppedDesc = prometheus.NewDesc(Namespace+"_plugin_log_lines_dropped_total",
+		"Log lines of the plugin dropped because it logged more than 50 a second (200 at once).", []string{"plugin"}, nil)
 )
 
 type pluginCollector struct {
@@ -216,6 +218,7 @@ func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pluginCallsDesc
 	ch <- pluginFailuresDesc
 	ch <- pluginRestartsDesc
+	ch <- pluginLogDroppedDesc
 }
 
 func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
@@ -228,5 +231,6 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(pluginCallsDesc, prometheus.CounterValue, float64(p.Calls), p.Name)
 		ch <- prometheus.MustNewConstMetric(pluginFailuresDesc, prometheus.CounterValue, float64(p.Failures), p.Name)
 		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.CounterValue, float64(p.Restarts), p.Name)
+		ch <- prometheus.MustNewConstMetric(pluginLogDroppedDesc, prometheus.CounterValue, float64(p.LogLinesDropped), p.Name)
 	}
 }
