@@ -3,21 +3,9 @@ package palette_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,239 +18,12 @@ import (
 	"github.com/spectroauth/spectroauth/sdk/plugintest"
 )
 
-const apiKey = "palette-api-key-for-tests"
-
-// fakeCluster is a cluster of the fake tenant.
-type fakeCluster struct {
-	uid, name, scope, project string
-	state                     string
-	// kubeconfig behaviour: "" normal, "slow" hangs, "broken" 500,
-	// "garbage" not YAML.
-	mode string
-}
-
-// paletteAPI is a Palette API server written from the documented shapes:
-// GET /v1/dashboard/spectroclusters/meta (paginated with limit and continue,
-// or a bare array), GET /v1/projects/{uid}, GET
-// /v1/spectroclusters/{uid}/assets/kubeconfig?frp=, ApiKey and ProjectUid
-// headers, Palette's error body.
-type paletteAPI struct {
-	t        *testing.T
-	srv      *httptest.Server
-	ca       []byte
-	clusters []fakeCluster
-	projects map[string]string // uid -> name
-	// bareArray answers the list as a bare array (no pagination).
-	bareArray bool
-	// offsetPaging paginates with listmeta offset/count instead of continue.
-	offsetPaging bool
-	// failList makes the list answer 500.
-	failList bool
-
-	mu          sync.Mutex
-	listCalls   int
-	frp         []string
-	projectHdrs map[string]string // cluster uid -> ProjectUid header seen
-}
-
-func newPaletteAPI(t *testing.T) *paletteAPI {
-	p := &paletteAPI{
-		t:  t,
-		ca: testCA(t),
-		projects: map[string]string{
-			"p-platform": "platform", "p-payments": "payments", "p-sandbox": "sandbox", "p-slow": "slowpoke",
-		},
-		clusters: []fakeCluster{
-			{uid: "c1aaaaaaaaaa", name: "platform-prod", scope: "project", project: "p-platform"},
-			{uid: "c2bbbbbbbbbb", name: "platform-dev", scope: "project", project: "p-platform"},
-			{uid: "c3cccccccccc", name: "payments-prod", scope: "project", project: "p-payments"},
-			{uid: "c4dddddddddd", name: "sandbox-1", scope: "project", project: "p-sandbox"},
-			{uid: "c5eeeeeeeeee", name: "shared-services", scope: "tenant"},
-			{uid: "c6ffffffffff", name: "slow-cluster", scope: "project", project: "p-slow", mode: "slow"},
-			{uid: "c7gggggggggg", name: "broken-cluster", scope: "project", project: "p-platform", mode: "broken"},
-			{uid: "c8hhhhhhhhhh", name: "dup", scope: "project", project: "p-platform"},
-			{uid: "c9iiiiiiiiii", name: "dup", scope: "project", project: "p-payments"},
-			{uid: "c10jjjjjjjjj", name: "going-away", scope: "project", project: "p-platform", state: "Deleting"},
-		},
-		projectHdrs: map[string]string{},
-	}
-	p.srv = httptest.NewTLSServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func paletteError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg, "ref": "ref-1", "status": status})
-}
-
-func (p *paletteAPI) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("ApiKey") != apiKey {
-		paletteError(w, http.StatusUnauthorized, "Unauthorized", "invalid api key")
-		return
-	}
-	if r.Header.Get("Authorization") != "" {
-		paletteError(w, http.StatusBadRequest, "BadRequest", "the source must use the API key, not a user's session")
-		return
-	}
-	path := r.URL.Path
-	switch {
-	case path == "/v1/dashboard/spectroclusters/meta":
-		p.list(w, r)
-	case strings.HasPrefix(path, "/v1/projects/"):
-		uid := strings.TrimPrefix(path, "/v1/projects/")
-		name, ok := p.projects[uid]
-		if !ok {
-			paletteError(w, http.StatusNotFound, "ProjectNotFound", "no project "+uid)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"uid": uid, "name": name}, "spec": map[string]any{}})
-	case strings.HasPrefix(path, "/v1/spectroclusters/") && strings.HasSuffix(path, "/assets/kubeconfig"):
-		uid := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/spectroclusters/"), "/assets/kubeconfig")
-		p.kubeconfig(w, r, uid)
-	default:
-		paletteError(w, http.StatusNotFound, "NotFound", "no route "+path)
-	}
-}
-
-func (p *paletteAPI) item(c fakeCluster) map[string]any {
-	ann := map[string]any{"scope": c.scope}
-	if c.project != "" {
-		ann["projectUid"] = c.project
-	}
-	item := map[string]any{
-		"metadata":    map[string]any{"uid": c.uid, "name": c.name, "annotations": ann},
-		"specSummary": map[string]any{"cloudType": "aws"},
-	}
-	if c.state != "" {
-		item["status"] = map[string]any{"state": c.state}
-	}
-	return item
-}
-
-func (p *paletteAPI) list(w http.ResponseWriter, r *http.Request) {
-	p.mu.Lock()
-	p.listCalls++
-	p.mu.Unlock()
-	if p.failList {
-		paletteError(w, http.StatusInternalServerError, "InternalError", "database unavailable")
-		return
-	}
-	if p.bareArray {
-		items := []map[string]any{}
-		for _, c := range p.clusters {
-			items = append(items, p.item(c))
-		}
-		_ = json.NewEncoder(w).Encode(items)
-		return
-	}
-	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
-	if err != nil || limit < 1 {
-		paletteError(w, http.StatusBadRequest, "BadRequest", "limit is required")
-		return
-	}
-	start := 0
-	if c := r.URL.Query().Get("continue"); c != "" {
-		if start, err = strconv.Atoi(strings.TrimPrefix(c, "tok-")); err != nil {
-			paletteError(w, http.StatusBadRequest, "BadRequest", "bad continue token")
-			return
-		}
-	} else if o := r.URL.Query().Get("offset"); o != "" {
-		start, _ = strconv.Atoi(o)
-	}
-	end := min(start+limit, len(p.clusters))
-	items := []map[string]any{}
-	for _, c := range p.clusters[start:end] {
-		items = append(items, p.item(c))
-	}
-	meta := map[string]any{"count": len(p.clusters), "limit": limit, "offset": start}
-	if end < len(p.clusters) && !p.offsetPaging {
-		meta["continue"] = "tok-" + strconv.Itoa(end)
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"items": items, "listmeta": meta})
-}
-
-func (p *paletteAPI) kubeconfig(w http.ResponseWriter, r *http.Request, uid string) {
-	i := slices.IndexFunc(p.clusters, func(c fakeCluster) bool { return c.uid == uid })
-	if i < 0 {
-		paletteError(w, http.StatusNotFound, "ClusterNotFound", "no cluster "+uid)
-		return
-	}
-	c := p.clusters[i]
-	p.mu.Lock()
-	p.frp = append(p.frp, r.URL.Query().Get("frp"))
-	p.projectHdrs[uid] = r.Header.Get("ProjectUid")
-	p.mu.Unlock()
-	if c.scope == "project" && r.Header.Get("ProjectUid") != c.project {
-		paletteError(w, http.StatusNotFound, "ClusterNotFound", "cluster not in this project")
-		return
-	}
-	switch c.mode {
-	case "slow":
-		<-r.Context().Done()
-		// Hang up without an answer: returning would send an empty 200,
-		// which can reach the client before its own deadline fires.
-		panic(http.ErrAbortHandler)
-	case "broken":
-		paletteError(w, http.StatusInternalServerError, "InternalError", "kubeconfig not ready")
-		return
-	}
-	host := c.name + ".clusters.example.com"
-	if r.URL.Query().Get("frp") == "true" {
-		host = "proxy.spectrocloud.example/" + c.uid
-	}
-	fmt.Fprintf(w, `apiVersion: v1
-kind: Config
-clusters:
-- name: %[1]s
-  cluster:
-    server: https://%[2]s:6443/
-    certificate-authority-data: %[3]s
-contexts:
-- name: %[1]s-oidc@%[1]s
-  context:
-    cluster: %[1]s
-    user: %[1]s-oidc
-current-context: %[1]s-oidc@%[1]s
-users:
-- name: %[1]s-oidc
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1beta1
-      command: kubectl
-      args:
-      - oidc-login
-      - get-token
-      - --oidc-issuer-url=https://palette.example.com/v1/oidc/tenant/t1
-      - --oidc-client-id=k8s-%[1]s
-`, c.name, host, base64.StdEncoding.EncodeToString(p.ca))
-}
-
-func (p *paletteAPI) config() sdk.Options {
-	return sdk.Options{
-		"url":    p.srv.URL,
-		"apiKey": apiKey,
-		"caData": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})),
-		// Three pages for ten clusters.
-		"pageSize": 4,
-	}
-}
-
-func testCA(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
+// fastPacing keeps tests short: the fake does not limit unless a test
+// asks it to.
+var (
+	fastLimits = palette.Limits{Assets: 2000, AssetsBurst: 50, API: 2000, APIBurst: 50}
+	fastRetry  = palette.Retry{Attempts: 4, Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}
+)
 
 func names(clusters []sdk.Cluster) []string {
 	var out []string
@@ -296,7 +57,9 @@ func TestConformance(t *testing.T) {
 			{Name: "no api key", Config: without("apiKey"), Key: "apiKey"},
 			{Name: "api key with a newline", Config: with("apiKey", "abc\n"), Key: "apiKey"},
 			{Config: with("pageSize", 0), Key: "pageSize"},
+			{Name: "page larger than Palette allows", Config: with("pageSize", 51), Key: "pageSize"},
 			{Config: with("requestTimeout", "5m"), Key: "requestTimeout"},
+			{Config: with("kubeconfigMaxAge", "-1s"), Key: "kubeconfigMaxAge"},
 			{Config: with("caData", "nope"), Key: "caData"},
 			{Config: with("includeProjects", []any{"x"}), Key: "includeProjects"},
 		},
@@ -304,6 +67,7 @@ func TestConformance(t *testing.T) {
 			{Request: optsReq(sdk.Options{"includeProjects": "platform"}), Key: "includeProjects"},
 			{Request: optsReq(sdk.Options{"clusterTimeout": "0s"}), Key: "clusterTimeout"},
 			{Request: optsReq(sdk.Options{"tenantClusters": "yes"}), Key: "tenantClusters"},
+			{Request: optsReq(sdk.Options{"systemClusters": "yes"}), Key: "systemClusters"},
 			{Request: optsReq(sdk.Options{"strategy": "not a name"}), Key: "strategy"},
 			{Request: optsReq(sdk.Options{"projects": []any{"x"}}), Key: "projects"},
 		},
@@ -325,13 +89,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func configured(t *testing.T, cfg sdk.Options) (*palette.Source, *syncBuffer) {
+// configured is a source configured for p's fake, paced fast.
+func configured(t testing.TB, cfg sdk.Options) (*palette.Source, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	s := &palette.Source{Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), Getenv: func(string) string { return "" }}
 	if err := s.Configure(context.Background(), sdk.Config{Values: cfg}); err != nil {
 		t.Fatal(err)
 	}
+	s.SetPacing(fastLimits, fastRetry)
 	return s, logs
 }
 
@@ -352,7 +118,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func list(t *testing.T, s *palette.Source, opts sdk.Options) []sdk.Cluster {
+// warnings are the log's lines above debug.
+func (s *syncBuffer) warnings() string {
+	var out []string
+	for _, l := range strings.Split(s.String(), "\n") {
+		if strings.Contains(l, "[WARN]") || strings.Contains(l, "[ERROR]") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func list(t testing.TB, s *palette.Source, opts sdk.Options) []sdk.Cluster {
 	t.Helper()
 	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{Options: opts})
 	if err != nil {
@@ -362,6 +139,14 @@ func list(t *testing.T, s *palette.Source, opts sdk.Options) []sdk.Cluster {
 		t.Fatalf("invalid list: %v", err)
 	}
 	return got
+}
+
+func byName(clusters []sdk.Cluster) map[string]sdk.Cluster {
+	out := map[string]sdk.Cluster{}
+	for _, c := range clusters {
+		out[c.Name] = c
+	}
+	return out
 }
 
 func TestListing(t *testing.T) {
@@ -374,24 +159,33 @@ func TestListing(t *testing.T) {
 	}
 	want := []string{"dup-c8hhhhhh", "dup-c9iiiiii", "payments-prod", "platform-dev", "platform-prod", "sandbox-1", "shared-services"}
 	if !slices.Equal(names(got), want) {
-		t.Fatalf("clusters = %v, want %v (slow and broken left out, deleting skipped, duplicates qualified)", names(got), want)
+		t.Fatalf("clusters = %v, want %v (slow, broken and no-OIDC left out, deleting and system skipped, duplicates qualified)", names(got), want)
 	}
-	if p.listCalls != 3 {
-		t.Errorf("listed %d pages, want 3 (10 clusters, 4 a page)", p.listCalls)
+	if n := p.contract.calls("v1SpectroClustersMetaGet"); n != 1 {
+		t.Errorf("%d cluster list calls, want 1 (a bare array, no paging)", n)
+	}
+	if n := p.contract.calls("v1SpectroClustersSearchFilterSummary"); n != 3 {
+		t.Errorf("%d search calls, want 3 (12 clusters, 5 a page)", n)
 	}
 	for _, msg := range []string{"slow-cluster", "broken-cluster", "kubeconfig not ready"} {
-		if !strings.Contains(logs.String(), msg) {
-			t.Errorf("the log does not mention %q:\n%s", msg, logs.String())
+		if !strings.Contains(logs.warnings(), msg) {
+			t.Errorf("the log does not warn about %q:\n%s", msg, logs.String())
 		}
+	}
+	if w := logs.warnings(); strings.Contains(w, "no-oidc") || strings.Contains(w, "palette-system") {
+		t.Errorf("a cluster without OIDC or a system cluster was warned about:\n%s", w)
+	}
+	if !strings.Contains(logs.String(), "no OIDC kubeconfig") {
+		t.Errorf("no debug line for the cluster without OIDC:\n%s", logs.String())
 	}
 	if strings.Contains(logs.String(), apiKey) {
 		t.Errorf("the API key was logged")
 	}
-	byName := map[string]sdk.Cluster{}
-	for _, c := range got {
-		byName[c.Name] = c
+	st := s.LastStats()
+	if st.Seen != 12 || st.Candidates != 10 || st.Listed != 7 || st.WithoutOIDC != 1 || st.Failed != 2 || st.Stale != 0 || st.Projects != 3 {
+		t.Errorf("stats = %+v", st)
 	}
-	prod := byName["platform-prod"]
+	prod := byName(got)["platform-prod"]
 	if prod.Server != "https://proxy.spectrocloud.example/c1aaaaaaaaaa:6443" {
 		t.Errorf("server = %q, want the Spectro Proxy endpoint from the kubeconfig", prod.Server)
 	}
@@ -399,16 +193,18 @@ func TestListing(t *testing.T) {
 		t.Errorf("CA is not the kubeconfig's")
 	}
 	if prod.Annotations[palette.AnnotationClientID] != "k8s-platform-prod" || prod.Annotations[palette.AnnotationIssuer] != "https://palette.example.com/v1/oidc/tenant/t1" ||
-		prod.Annotations[palette.AnnotationClusterUID] != "c1aaaaaaaaaa" || prod.Annotations[palette.AnnotationProjectUID] != "p-platform" {
+		prod.Annotations[palette.AnnotationClusterUID] != "c1aaaaaaaaaa" || prod.Annotations[palette.AnnotationProjectUID] != "p-platform" ||
+		prod.Annotations[palette.AnnotationCloudType] != "aws" {
 		t.Errorf("annotations = %v", prod.Annotations)
 	}
-	if prod.Labels[palette.LabelScope] != "project" || prod.Labels[palette.LabelProject] != "" {
-		t.Errorf("labels = %v (the project name is only looked up when a filter needs it)", prod.Labels)
+	if prod.Labels[palette.LabelScope] != "project" || prod.Labels[palette.LabelProject] != "platform" {
+		t.Errorf("labels = %v, want the project's name from the cluster search", prod.Labels)
 	}
-	if tenant := byName["shared-services"]; tenant.Labels[palette.LabelScope] != "tenant" || tenant.Annotations[palette.AnnotationProjectUID] != "" {
+	if tenant := byName(got)["shared-services"]; tenant.Labels[palette.LabelScope] != "tenant" || tenant.Annotations[palette.AnnotationProjectUID] != "" {
 		t.Errorf("tenant cluster = %+v", tenant)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, frp := range p.frp {
 		if frp != "true" {
 			t.Errorf("kubeconfig asked with frp=%s, want true by default", frp)
@@ -417,56 +213,202 @@ func TestListing(t *testing.T) {
 	if p.projectHdrs["c5eeeeeeeeee"] != "" || p.projectHdrs["c1aaaaaaaaaa"] != "p-platform" {
 		t.Errorf("ProjectUid headers = %v", p.projectHdrs)
 	}
-	p.mu.Unlock()
-}
-
-func TestProjectFilters(t *testing.T) {
-	p := newPaletteAPI(t)
-	s, _ := configured(t, p.config())
-	for _, tc := range []struct {
-		name string
-		opts sdk.Options
-		want []string
-	}{
-		{"include by name", sdk.Options{"includeProjects": []any{"payments"}, "tenantClusters": false},
-			[]string{"dup", "payments-prod"}},
-		{"include by uid, case-insensitive names", sdk.Options{"includeProjects": []any{"p-sandbox", "PAYMENTS"}},
-			[]string{"dup", "payments-prod", "sandbox-1", "shared-services"}},
-		{"exclude wins", sdk.Options{"includeProjects": []any{"payments", "sandbox"}, "excludeProjects": []any{"sandbox"}, "tenantClusters": false},
-			[]string{"dup", "payments-prod"}},
-		{"exclude only", sdk.Options{"excludeProjects": []any{"platform", "slowpoke", "payments"}},
-			[]string{"sandbox-1", "shared-services"}},
-		{"no tenant clusters", sdk.Options{"includeProjects": []any{"sandbox"}, "tenantClusters": false},
-			[]string{"sandbox-1"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := list(t, s, tc.opts)
-			if !slices.Equal(names(got), tc.want) {
-				t.Errorf("clusters = %v, want %v", names(got), tc.want)
-			}
-			for _, c := range got {
-				if c.Labels[palette.LabelScope] == "project" && c.Labels[palette.LabelProject] == "" {
-					t.Errorf("%s: no project label although the name was looked up", c.Name)
-				}
-			}
-		})
+	if len(p.accepts) != 1 || !p.accepts["application/octet-stream"] {
+		t.Errorf("kubeconfig Accept headers = %v, want application/octet-stream", p.accepts)
+	}
+	if _, ok := p.kubeconfigs["c12lllllllll"]; ok {
+		t.Errorf("the system cluster's kubeconfig was read although systemClusters is false")
 	}
 }
 
-func TestPageShapes(t *testing.T) {
-	for _, shape := range []string{"bare array", "offset paging"} {
-		t.Run(shape, func(t *testing.T) {
-			p := newPaletteAPI(t)
-			p.bareArray, p.offsetPaging = shape == "bare array", shape == "offset paging"
-			s, _ := configured(t, p.config())
-			got := list(t, s, sdk.Options{"clusterTimeout": "200ms", "excludeProjects": []any{"slowpoke"}})
-			if len(got) != 7 {
-				t.Errorf("%d clusters, want 7: %v", len(got), names(got))
+func TestProjectFilters(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		p := newPaletteAPI(t)
+		if fallback {
+			// A key that may not search: the projectUid annotation and
+			// the projects' metadata stand in.
+			p.failSearch = 403
+			for i := range p.clusters {
+				p.clusters[i].annotateProject = true
 			}
-			if want := map[string]int{"bare array": 1, "offset paging": 3}[shape]; p.listCalls != want {
-				t.Errorf("%d list calls, want %d", p.listCalls, want)
-			}
-		})
+		}
+		s, logs := configured(t, p.config())
+		for _, tc := range []struct {
+			name string
+			opts sdk.Options
+			want []string
+		}{
+			{"include by name", sdk.Options{"includeProjects": []any{"payments"}, "tenantClusters": false},
+				[]string{"dup", "payments-prod"}},
+			{"include by uid, case-insensitive names", sdk.Options{"includeProjects": []any{"p-sandbox", "PAYMENTS"}},
+				[]string{"dup", "payments-prod", "sandbox-1", "shared-services"}},
+			{"exclude wins", sdk.Options{"includeProjects": []any{"payments", "sandbox"}, "excludeProjects": []any{"sandbox"}, "tenantClusters": false},
+				[]string{"dup", "payments-prod"}},
+			{"exclude only", sdk.Options{"excludeProjects": []any{"platform", "slowpoke", "payments"}},
+				[]string{"sandbox-1", "shared-services"}},
+			{"no tenant clusters", sdk.Options{"includeProjects": []any{"sandbox"}, "tenantClusters": false},
+				[]string{"sandbox-1"}},
+			{"system clusters", sdk.Options{"includeProjects": []any{"sandbox"}, "tenantClusters": false, "systemClusters": true},
+				[]string{"palette-system", "sandbox-1"}},
+		} {
+			t.Run(fmt.Sprintf("%s/search forbidden %t", tc.name, fallback), func(t *testing.T) {
+				got := list(t, s, tc.opts)
+				if !slices.Equal(names(got), tc.want) {
+					t.Errorf("clusters = %v, want %v", names(got), tc.want)
+				}
+				for _, c := range got {
+					if c.Labels[palette.LabelScope] == "project" && c.Labels[palette.LabelProject] == "" {
+						t.Errorf("%s: no project label", c.Name)
+					}
+				}
+				if sys, ok := byName(got)["palette-system"]; ok && (sys.Labels[palette.LabelScope] != "system" || p.projectHdrs["c12lllllllll"] != "") {
+					t.Errorf("system cluster = %+v, ProjectUid %q", sys, p.projectHdrs["c12lllllllll"])
+				}
+			})
+		}
+		if fallback != strings.Contains(logs.warnings(), "could not search clusters") {
+			t.Errorf("search forbidden %t, log:\n%s", fallback, logs.warnings())
+		}
+		if n := p.contract.calls("v1ProjectsMetadata"); fallback != (n > 0) {
+			t.Errorf("search forbidden %t: %d project metadata calls", fallback, n)
+		}
+	}
+}
+
+// TestNoOIDCTenant: a tenant none of whose clusters has OIDC configured is
+// an empty listing, not a failed discovery, and nothing is warned about.
+func TestNoOIDCTenant(t *testing.T) {
+	p := newPaletteAPI(t)
+	for i := range p.clusters {
+		p.clusters[i].kubeconfig = kcNoOIDC
+	}
+	s, logs := configured(t, p.config())
+	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("ListClusters = %v, %v; want no clusters and no error", names(got), err)
+	}
+	if st := s.LastStats(); st.WithoutOIDC != 10 || st.Failed != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+	if w := logs.warnings(); w != "" {
+		t.Errorf("warnings for clusters without OIDC:\n%s", w)
+	}
+	// Known to have no OIDC: not asked again while unchanged.
+	before := p.kubeconfigCalls()
+	list(t, s, nil)
+	if n := p.kubeconfigCalls() - before; n != 0 {
+		t.Errorf("%d kubeconfig requests on the second listing, want 0", n)
+	}
+}
+
+// TestRetry: 429 and 5xx answers are retried, a bounded number of times,
+// after Retry-After when Palette sends one.
+func TestRetry(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow })
+	p.throttle, p.throttleRetryAfter = 2, "1"
+	s, _ := configured(t, p.config())
+	s.SetPacing(palette.Limits{Assets: 2000, AssetsBurst: 1, API: 2000, APIBurst: 50}, palette.Retry{Attempts: 4, Base: 5 * time.Millisecond, Max: 2 * time.Second})
+	start := time.Now()
+	got := list(t, s, sdk.Options{})
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("the listing took %s; Retry-After: 1 was not honoured", d)
+	}
+	if len(got) != 7 {
+		t.Errorf("clusters = %v, want 7: none dropped because of a 429", names(got))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := p.kubeconfigs["c7gggggggggg"]; n != 4 {
+		t.Errorf("the cluster answering 500 was asked %d times, want 4 (bounded retries)", n)
+	}
+}
+
+// TestRateLimited: SpectroCloud's limits, five times faster, enforced by
+// the fake, and the client paced just under them: nothing is dropped.
+func TestRateLimited(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = manyClusters(40)
+	p.assetsLimit = newLimiter(50, 5)
+	p.apiLimit = newLimiter(50, 5)
+	s, _ := configured(t, p.config())
+	s.SetPacing(palette.Limits{Assets: 45, AssetsBurst: 4, API: 45, APIBurst: 4}, palette.Retry{Attempts: 4, Base: 50 * time.Millisecond, Max: 2 * time.Second})
+	got := list(t, s, nil)
+	if len(got) != 40 {
+		t.Errorf("%d clusters, want 40", len(got))
+	}
+	t.Logf("429 answers: %d, requests: %d", p.throttled, s.LastStats().Requests)
+}
+
+// TestCache: kubeconfigs are read again only when the cluster changed
+// (lastModifiedTimestamp) or the reading is older than kubeconfigMaxAge.
+func TestCache(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow || c.kubeconfig == kcBroken })
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	s, _ := configured(t, p.config())
+	s.Now = func() time.Time { return now }
+	list(t, s, nil)
+	first := p.kubeconfigCalls()
+	if first != 8 {
+		t.Fatalf("%d kubeconfig requests on the first listing, want 8", first)
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"nothing changed", func() {}, 0},
+		{"one cluster changed", func() { p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute) }, 1},
+		{"the cache aged", func() { now = now.Add(time.Hour) }, 8},
+	}
+	for _, st := range steps {
+		st.do()
+		before := p.kubeconfigCalls()
+		if got := list(t, s, nil); len(got) != 7 {
+			t.Errorf("%s: clusters = %v", st.name, names(got))
+		}
+		if n := p.kubeconfigCalls() - before; n != st.want {
+			t.Errorf("%s: %d kubeconfig requests, want %d", st.name, n, st.want)
+		}
+	}
+	if st := s.LastStats(); st.Fetched != 8 || st.Cached != 0 {
+		t.Errorf("stats after the cache aged = %+v", st)
+	}
+}
+
+// TestStale: a cluster listed before stays listed, marked stale, while its
+// kubeconfig cannot be read; a cluster never read is left out; a cluster
+// whose OIDC kubeconfig is gone leaves quietly.
+func TestStale(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow || c.kubeconfig == kcBroken })
+	s, logs := configured(t, p.config())
+	list(t, s, nil)
+
+	p.clusters[0].kubeconfig = kcBroken // platform-prod
+	p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute)
+	p.clusters = append(p.clusters, fakeCluster{uid: "c20zzzzzzzzz", name: "new-broken", scope: "tenant", kubeconfig: kcBroken, modified: time.Now()})
+	got := list(t, s, nil)
+	prod, ok := byName(got)["platform-prod"]
+	if !ok || prod.Annotations[palette.AnnotationStale] == "" {
+		t.Errorf("platform-prod = %+v, want it listed and marked stale", prod)
+	}
+	if _, ok := byName(got)["new-broken"]; ok {
+		t.Errorf("a cluster never read was listed")
+	}
+	if st := s.LastStats(); st.Stale != 1 || st.Failed != 1 || st.Listed != 7 {
+		t.Errorf("stats = %+v", st)
+	}
+	if !strings.Contains(logs.warnings(), "marked stale") {
+		t.Errorf("no warning about the stale cluster:\n%s", logs.String())
+	}
+
+	p.clusters[0].kubeconfig = kcNoOIDC
+	p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute)
+	got = list(t, s, nil)
+	if _, ok := byName(got)["platform-prod"]; ok {
+		t.Errorf("a cluster whose OIDC kubeconfig is gone is still listed")
 	}
 }
 
@@ -481,10 +423,14 @@ func TestErrors(t *testing.T) {
 		t.Errorf("wrong API key: %v, want a ConfigError on apiKey that does not quote it", err)
 	}
 
-	p.failList = true
+	p.failList = 500
+	listed := p.contract.calls("v1SpectroClustersMetaGet")
 	s, _ = configured(t, p.config())
 	if _, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{}); err == nil || !strings.Contains(err.Error(), "database unavailable") {
 		t.Errorf("failing list: %v", err)
+	}
+	if n := p.contract.calls("v1SpectroClustersMetaGet") - listed; n != fastRetry.Attempts {
+		t.Errorf("the failing list was asked %d times, want %d", n, fastRetry.Attempts)
 	}
 
 	noCA := p.config()
@@ -496,7 +442,7 @@ func TestErrors(t *testing.T) {
 
 	direct := p.config()
 	direct["useSpectroProxy"] = false
-	p.failList = false
+	p.failList = 0
 	s, _ = configured(t, direct)
 	got := list(t, s, sdk.Options{"includeProjects": []any{"payments"}, "tenantClusters": false})
 	if len(got) == 0 || !strings.HasPrefix(got[0].Server, "https://dup.clusters.example.com") && !strings.HasPrefix(got[0].Server, "https://payments-prod.clusters.example.com") {
@@ -561,11 +507,43 @@ func TestSameNameSameSecond(t *testing.T) {
 func TestNoKubeconfigReadable(t *testing.T) {
 	p := newPaletteAPI(t)
 	for i := range p.clusters {
-		p.clusters[i].mode = "broken"
+		p.clusters[i].kubeconfig = kcBroken
 	}
 	s, _ := configured(t, p.config())
 	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{Options: sdk.Options{"clusterTimeout": "1s"}})
 	if err == nil || !strings.Contains(err.Error(), "kubeconfig not ready") {
 		t.Errorf("ListClusters = %v, %v; want an error that says why", names(got), err)
+	}
+}
+
+// TestExtraBase64Kubeconfig is an extra case: the spec says only that the
+// kubeconfig is binary; SpectroCloud's SDK also accepts it base64-encoded.
+func TestExtraBase64Kubeconfig(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = []fakeCluster{{uid: "c1aaaaaaaaaa", name: "encoded", scope: "tenant", kubeconfig: kcBase64}}
+	s, _ := configured(t, p.config())
+	got := list(t, s, nil)
+	if len(got) != 1 || got[0].Server != "https://proxy.spectrocloud.example/c1aaaaaaaaaa:6443" || !bytes.Equal(got[0].CAData, p.ca) ||
+		got[0].Annotations[palette.AnnotationClientID] != "k8s-encoded" {
+		t.Errorf("clusters = %+v", got)
+	}
+	if !slices.Contains(p.contract.used(), ExtraBase64Kubeconfig) {
+		t.Errorf("the extra case was not exercised")
+	}
+}
+
+// TestExtraMissingAnnotations is an extra case: v1ObjectMeta's annotations
+// are optional. A cluster without them is a project cluster whose project
+// the search tells.
+func TestExtraMissingAnnotations(t *testing.T) {
+	p := newPaletteAPI(t)
+	p.clusters = []fakeCluster{{uid: "c1aaaaaaaaaa", name: "bare", project: "p-payments", noAnnotations: true}}
+	s, _ := configured(t, p.config())
+	got := list(t, s, sdk.Options{"includeProjects": []any{"payments"}})
+	if len(got) != 1 || got[0].Labels[palette.LabelProject] != "payments" || got[0].Annotations[palette.AnnotationProjectUID] != "p-payments" {
+		t.Errorf("clusters = %+v", got)
+	}
+	if !slices.Contains(p.contract.used(), ExtraNoAnnotations) {
+		t.Errorf("the extra case was not exercised")
 	}
 }
