@@ -14,9 +14,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/plugins/palette-clusters/palette"
+	"github.com/spectroauth/spectroauth/plugins/palette-clusters/palettetest"
 	"github.com/spectroauth/spectroauth/sdk"
 	"github.com/spectroauth/spectroauth/sdk/plugintest"
 )
+
+// config is the plugin's config for p, with small pages of search.
+func config(p *palettetest.Server) sdk.Options {
+	c := sdk.Options(p.Config())
+	c["pageSize"] = 5 // three pages for the default twelve clusters
+	return c
+}
 
 // fastPacing keeps tests short: the fake does not limit unless a test
 // asks it to.
@@ -34,14 +42,14 @@ func names(clusters []sdk.Cluster) []string {
 }
 
 func TestConformance(t *testing.T) {
-	p := newPaletteAPI(t)
+	p := palettetest.New(t)
 	with := func(k string, v any) sdk.Options {
-		c := p.config()
+		c := config(p)
 		c[k] = v
 		return c
 	}
 	without := func(k string) sdk.Options {
-		c := p.config()
+		c := config(p)
 		delete(c, k)
 		return c
 	}
@@ -50,7 +58,7 @@ func TestConformance(t *testing.T) {
 	}
 	t.Setenv(palette.APIKeyEnv, "")
 	plugintest.Run(t, palette.Plugin(), plugintest.Suite{
-		Config: p.config(),
+		Config: config(p),
 		BadConfigs: []plugintest.BadConfig{
 			{Config: without("url"), Key: "url"},
 			{Name: "http url", Config: with("url", "http://palette.example.com"), Key: "url"},
@@ -150,8 +158,8 @@ func byName(clusters []sdk.Cluster) map[string]sdk.Cluster {
 }
 
 func TestListing(t *testing.T) {
-	p := newPaletteAPI(t)
-	s, logs := configured(t, p.config())
+	p := palettetest.New(t)
+	s, logs := configured(t, config(p))
 	start := time.Now()
 	got := list(t, s, sdk.Options{"clusterTimeout": "300ms"})
 	if d := time.Since(start); d > 5*time.Second {
@@ -161,10 +169,10 @@ func TestListing(t *testing.T) {
 	if !slices.Equal(names(got), want) {
 		t.Fatalf("clusters = %v, want %v (slow, broken and no-OIDC left out, deleting and system skipped, duplicates qualified)", names(got), want)
 	}
-	if n := p.contract.calls("v1SpectroClustersMetaGet"); n != 1 {
+	if n := p.Contract.Calls("v1SpectroClustersMetaGet"); n != 1 {
 		t.Errorf("%d cluster list calls, want 1 (a bare array, no paging)", n)
 	}
-	if n := p.contract.calls("v1SpectroClustersSearchFilterSummary"); n != 3 {
+	if n := p.Contract.Calls("v1SpectroClustersSearchFilterSummary"); n != 3 {
 		t.Errorf("%d search calls, want 3 (12 clusters, 5 a page)", n)
 	}
 	for _, msg := range []string{"slow-cluster", "broken-cluster", "kubeconfig not ready"} {
@@ -178,7 +186,7 @@ func TestListing(t *testing.T) {
 	if !strings.Contains(logs.String(), "no OIDC kubeconfig") {
 		t.Errorf("no debug line for the cluster without OIDC:\n%s", logs.String())
 	}
-	if strings.Contains(logs.String(), apiKey) {
+	if strings.Contains(logs.String(), palettetest.APIKey) {
 		t.Errorf("the API key was logged")
 	}
 	st := s.LastStats()
@@ -189,7 +197,7 @@ func TestListing(t *testing.T) {
 	if prod.Server != "https://proxy.spectrocloud.example/c1aaaaaaaaaa:6443" {
 		t.Errorf("server = %q, want the Spectro Proxy endpoint from the kubeconfig", prod.Server)
 	}
-	if !bytes.Equal(prod.CAData, p.ca) {
+	if !bytes.Equal(prod.CAData, p.ClusterCA) {
 		t.Errorf("CA is not the kubeconfig's")
 	}
 	if prod.Annotations[palette.AnnotationClientID] != "k8s-platform-prod" || prod.Annotations[palette.AnnotationIssuer] != "https://palette.example.com/v1/oidc/tenant/t1" ||
@@ -203,36 +211,36 @@ func TestListing(t *testing.T) {
 	if tenant := byName(got)["shared-services"]; tenant.Labels[palette.LabelScope] != "tenant" || tenant.Annotations[palette.AnnotationProjectUID] != "" {
 		t.Errorf("tenant cluster = %+v", tenant)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, frp := range p.frp {
+	for _, frp := range p.FRP() {
 		if frp != "true" {
 			t.Errorf("kubeconfig asked with frp=%s, want true by default", frp)
 		}
 	}
-	if p.projectHdrs["c5eeeeeeeeee"] != "" || p.projectHdrs["c1aaaaaaaaaa"] != "p-platform" {
-		t.Errorf("ProjectUid headers = %v", p.projectHdrs)
+	tenantHdr, _ := p.ProjectHeader("c5eeeeeeeeee")
+	projectHdr, _ := p.ProjectHeader("c1aaaaaaaaaa")
+	if tenantHdr != "" || projectHdr != "p-platform" {
+		t.Errorf("ProjectUid headers: tenant cluster %q, project cluster %q", tenantHdr, projectHdr)
 	}
-	if len(p.accepts) != 1 || !p.accepts["application/octet-stream"] {
-		t.Errorf("kubeconfig Accept headers = %v, want application/octet-stream", p.accepts)
+	if got := p.Accepts(); !slices.Equal(got, []string{"application/octet-stream"}) {
+		t.Errorf("kubeconfig Accept headers = %v, want application/octet-stream", got)
 	}
-	if _, ok := p.kubeconfigs["c12lllllllll"]; ok {
+	if p.KubeconfigRequests("c12lllllllll") != 0 {
 		t.Errorf("the system cluster's kubeconfig was read although systemClusters is false")
 	}
 }
 
 func TestProjectFilters(t *testing.T) {
 	for _, fallback := range []bool{false, true} {
-		p := newPaletteAPI(t)
+		p := palettetest.New(t)
 		if fallback {
 			// A key that may not search: the projectUid annotation and
 			// the projects' metadata stand in.
-			p.failSearch = 403
-			for i := range p.clusters {
-				p.clusters[i].annotateProject = true
+			p.FailSearch = 403
+			for i := range p.Clusters {
+				p.Clusters[i].AnnotateProject = true
 			}
 		}
-		s, logs := configured(t, p.config())
+		s, logs := configured(t, config(p))
 		for _, tc := range []struct {
 			name string
 			opts sdk.Options
@@ -261,15 +269,17 @@ func TestProjectFilters(t *testing.T) {
 						t.Errorf("%s: no project label", c.Name)
 					}
 				}
-				if sys, ok := byName(got)["palette-system"]; ok && (sys.Labels[palette.LabelScope] != "system" || p.projectHdrs["c12lllllllll"] != "") {
-					t.Errorf("system cluster = %+v, ProjectUid %q", sys, p.projectHdrs["c12lllllllll"])
+				if sys, ok := byName(got)["palette-system"]; ok {
+					if hdr, _ := p.ProjectHeader("c12lllllllll"); sys.Labels[palette.LabelScope] != "system" || hdr != "" {
+						t.Errorf("system cluster = %+v, ProjectUid %q", sys, hdr)
+					}
 				}
 			})
 		}
 		if fallback != strings.Contains(logs.warnings(), "could not search clusters") {
 			t.Errorf("search forbidden %t, log:\n%s", fallback, logs.warnings())
 		}
-		if n := p.contract.calls("v1ProjectsMetadata"); fallback != (n > 0) {
+		if n := p.Contract.Calls("v1ProjectsMetadata"); fallback != (n > 0) {
 			t.Errorf("search forbidden %t: %d project metadata calls", fallback, n)
 		}
 	}
@@ -278,11 +288,11 @@ func TestProjectFilters(t *testing.T) {
 // TestNoOIDCTenant: a tenant none of whose clusters has OIDC configured is
 // an empty listing, not a failed discovery, and nothing is warned about.
 func TestNoOIDCTenant(t *testing.T) {
-	p := newPaletteAPI(t)
-	for i := range p.clusters {
-		p.clusters[i].kubeconfig = kcNoOIDC
+	p := palettetest.New(t)
+	for i := range p.Clusters {
+		p.Clusters[i].Kubeconfig = palettetest.KubeconfigNoOIDC
 	}
-	s, logs := configured(t, p.config())
+	s, logs := configured(t, config(p))
 	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("ListClusters = %v, %v; want no clusters and no error", names(got), err)
@@ -294,9 +304,9 @@ func TestNoOIDCTenant(t *testing.T) {
 		t.Errorf("warnings for clusters without OIDC:\n%s", w)
 	}
 	// Known to have no OIDC: not asked again while unchanged.
-	before := p.kubeconfigCalls()
+	before := p.KubeconfigCalls()
 	list(t, s, nil)
-	if n := p.kubeconfigCalls() - before; n != 0 {
+	if n := p.KubeconfigCalls() - before; n != 0 {
 		t.Errorf("%d kubeconfig requests on the second listing, want 0", n)
 	}
 }
@@ -304,10 +314,10 @@ func TestNoOIDCTenant(t *testing.T) {
 // TestRetry: 429 and 5xx answers are retried, a bounded number of times,
 // after Retry-After when Palette sends one.
 func TestRetry(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow })
-	p.throttle, p.throttleRetryAfter = 2, "1"
-	s, _ := configured(t, p.config())
+	p := palettetest.New(t)
+	p.Clusters = slices.DeleteFunc(p.Clusters, func(c palettetest.Cluster) bool { return c.Kubeconfig == palettetest.KubeconfigSlow })
+	p.Throttle, p.ThrottleRetryAfter = 2, "1"
+	s, _ := configured(t, config(p))
 	s.SetPacing(palette.Limits{Assets: 2000, AssetsBurst: 1, API: 2000, APIBurst: 50}, palette.Retry{Attempts: 4, Base: 5 * time.Millisecond, Max: 2 * time.Second})
 	start := time.Now()
 	got := list(t, s, sdk.Options{})
@@ -317,9 +327,7 @@ func TestRetry(t *testing.T) {
 	if len(got) != 7 {
 		t.Errorf("clusters = %v, want 7: none dropped because of a 429", names(got))
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := p.kubeconfigs["c7gggggggggg"]; n != 4 {
+	if n := p.KubeconfigRequests("c7gggggggggg"); n != 4 {
 		t.Errorf("the cluster answering 500 was asked %d times, want 4 (bounded retries)", n)
 	}
 }
@@ -327,29 +335,31 @@ func TestRetry(t *testing.T) {
 // TestRateLimited: SpectroCloud's limits, five times faster, enforced by
 // the fake, and the client paced just under them: nothing is dropped.
 func TestRateLimited(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = manyClusters(40)
-	p.assetsLimit = newLimiter(50, 5)
-	p.apiLimit = newLimiter(50, 5)
-	s, _ := configured(t, p.config())
+	p := palettetest.New(t)
+	p.Clusters = palettetest.ManyClusters(40)
+	p.AssetsLimit = palettetest.NewLimiter(50, 5)
+	p.APILimit = palettetest.NewLimiter(50, 5)
+	s, _ := configured(t, config(p))
 	s.SetPacing(palette.Limits{Assets: 45, AssetsBurst: 4, API: 45, APIBurst: 4}, palette.Retry{Attempts: 4, Base: 50 * time.Millisecond, Max: 2 * time.Second})
 	got := list(t, s, nil)
 	if len(got) != 40 {
 		t.Errorf("%d clusters, want 40", len(got))
 	}
-	t.Logf("429 answers: %d, requests: %d", p.throttled, s.LastStats().Requests)
+	t.Logf("429 answers: %d, requests: %d", p.Throttled(), s.LastStats().Requests)
 }
 
 // TestCache: kubeconfigs are read again only when the cluster changed
 // (lastModifiedTimestamp) or the reading is older than kubeconfigMaxAge.
 func TestCache(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow || c.kubeconfig == kcBroken })
+	p := palettetest.New(t)
+	p.Clusters = slices.DeleteFunc(p.Clusters, func(c palettetest.Cluster) bool {
+		return c.Kubeconfig == palettetest.KubeconfigSlow || c.Kubeconfig == palettetest.KubeconfigBroken
+	})
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	s, _ := configured(t, p.config())
+	s, _ := configured(t, config(p))
 	s.Now = func() time.Time { return now }
 	list(t, s, nil)
-	first := p.kubeconfigCalls()
+	first := p.KubeconfigCalls()
 	if first != 8 {
 		t.Fatalf("%d kubeconfig requests on the first listing, want 8", first)
 	}
@@ -359,16 +369,18 @@ func TestCache(t *testing.T) {
 		want int
 	}{
 		{"nothing changed", func() {}, 0},
-		{"one cluster changed", func() { p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute) }, 1},
+		{"one cluster changed", func() {
+			p.Edit(func(p *palettetest.Server) { p.Clusters[0].Modified = p.Clusters[0].Modified.Add(time.Minute) })
+		}, 1},
 		{"the cache aged", func() { now = now.Add(time.Hour) }, 8},
 	}
 	for _, st := range steps {
 		st.do()
-		before := p.kubeconfigCalls()
+		before := p.KubeconfigCalls()
 		if got := list(t, s, nil); len(got) != 7 {
 			t.Errorf("%s: clusters = %v", st.name, names(got))
 		}
-		if n := p.kubeconfigCalls() - before; n != st.want {
+		if n := p.KubeconfigCalls() - before; n != st.want {
 			t.Errorf("%s: %d kubeconfig requests, want %d", st.name, n, st.want)
 		}
 	}
@@ -381,14 +393,18 @@ func TestCache(t *testing.T) {
 // kubeconfig cannot be read; a cluster never read is left out; a cluster
 // whose OIDC kubeconfig is gone leaves quietly.
 func TestStale(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = slices.DeleteFunc(p.clusters, func(c fakeCluster) bool { return c.kubeconfig == kcSlow || c.kubeconfig == kcBroken })
-	s, logs := configured(t, p.config())
+	p := palettetest.New(t)
+	p.Clusters = slices.DeleteFunc(p.Clusters, func(c palettetest.Cluster) bool {
+		return c.Kubeconfig == palettetest.KubeconfigSlow || c.Kubeconfig == palettetest.KubeconfigBroken
+	})
+	s, logs := configured(t, config(p))
 	list(t, s, nil)
 
-	p.clusters[0].kubeconfig = kcBroken // platform-prod
-	p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute)
-	p.clusters = append(p.clusters, fakeCluster{uid: "c20zzzzzzzzz", name: "new-broken", scope: "tenant", kubeconfig: kcBroken, modified: time.Now()})
+	p.Edit(func(p *palettetest.Server) {
+		p.Clusters[0].Kubeconfig = palettetest.KubeconfigBroken // platform-prod
+		p.Clusters[0].Modified = p.Clusters[0].Modified.Add(time.Minute)
+		p.Clusters = append(p.Clusters, palettetest.Cluster{UID: "c20zzzzzzzzz", Name: "new-broken", Scope: "tenant", Kubeconfig: palettetest.KubeconfigBroken, Modified: time.Now()})
+	})
 	got := list(t, s, nil)
 	prod, ok := byName(got)["platform-prod"]
 	if !ok || prod.Annotations[palette.AnnotationStale] == "" {
@@ -404,8 +420,10 @@ func TestStale(t *testing.T) {
 		t.Errorf("no warning about the stale cluster:\n%s", logs.String())
 	}
 
-	p.clusters[0].kubeconfig = kcNoOIDC
-	p.clusters[0].modified = p.clusters[0].modified.Add(time.Minute)
+	p.Edit(func(p *palettetest.Server) {
+		p.Clusters[0].Kubeconfig = palettetest.KubeconfigNoOIDC
+		p.Clusters[0].Modified = p.Clusters[0].Modified.Add(time.Minute)
+	})
 	got = list(t, s, nil)
 	if _, ok := byName(got)["platform-prod"]; ok {
 		t.Errorf("a cluster whose OIDC kubeconfig is gone is still listed")
@@ -413,36 +431,36 @@ func TestStale(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	p := newPaletteAPI(t)
-	bad := p.config()
+	p := palettetest.New(t)
+	bad := config(p)
 	bad["apiKey"] = "wrong"
 	s, _ := configured(t, bad)
 	_, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{})
 	var ce *sdk.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "apiKey" || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "wrong") {
-		t.Errorf("wrong API key: %v, want a ConfigError on apiKey that does not quote it", err)
+		t.Errorf("wrong API key: %v, want a ConfigError on palettetest.APIKey that does not quote it", err)
 	}
 
-	p.failList = 500
-	listed := p.contract.calls("v1SpectroClustersMetaGet")
-	s, _ = configured(t, p.config())
+	p.Edit(func(p *palettetest.Server) { p.FailList = 500 })
+	listed := p.Contract.Calls("v1SpectroClustersMetaGet")
+	s, _ = configured(t, config(p))
 	if _, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{}); err == nil || !strings.Contains(err.Error(), "database unavailable") {
 		t.Errorf("failing list: %v", err)
 	}
-	if n := p.contract.calls("v1SpectroClustersMetaGet") - listed; n != fastRetry.Attempts {
+	if n := p.Contract.Calls("v1SpectroClustersMetaGet") - listed; n != fastRetry.Attempts {
 		t.Errorf("the failing list was asked %d times, want %d", n, fastRetry.Attempts)
 	}
 
-	noCA := p.config()
+	noCA := config(p)
 	delete(noCA, "caData")
 	s, _ = configured(t, noCA)
 	if _, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted Palette certificate: %v", err)
 	}
 
-	direct := p.config()
+	direct := config(p)
 	direct["useSpectroProxy"] = false
-	p.failList = 0
+	p.Edit(func(p *palettetest.Server) { p.FailList = 0 })
 	s, _ = configured(t, direct)
 	got := list(t, s, sdk.Options{"includeProjects": []any{"payments"}, "tenantClusters": false})
 	if len(got) == 0 || !strings.HasPrefix(got[0].Server, "https://dup.clusters.example.com") && !strings.HasPrefix(got[0].Server, "https://payments-prod.clusters.example.com") {
@@ -451,12 +469,12 @@ func TestErrors(t *testing.T) {
 }
 
 func TestAPIKeyFromEnvironment(t *testing.T) {
-	p := newPaletteAPI(t)
-	cfg := p.config()
+	p := palettetest.New(t)
+	cfg := config(p)
 	delete(cfg, "apiKey")
 	s := &palette.Source{Getenv: func(k string) string {
 		if k == palette.APIKeyEnv {
-			return apiKey
+			return palettetest.APIKey
 		}
 		return ""
 	}}
@@ -466,8 +484,8 @@ func TestAPIKeyFromEnvironment(t *testing.T) {
 	if got := list(t, s, sdk.Options{"includeProjects": []any{"sandbox"}, "tenantClusters": false}); len(got) != 1 {
 		t.Errorf("clusters = %v", names(got))
 	}
-	c, _ := palette.ParseConfig(p.config(), nil)
-	if out := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(out, apiKey) {
+	c, _ := palette.ParseConfig(config(p), nil)
+	if out := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(out, palettetest.APIKey) {
 		t.Errorf("the API key is printed")
 	}
 }
@@ -478,18 +496,18 @@ func TestAPIKeyFromEnvironment(t *testing.T) {
 // and a qualified name may be another cluster's own name. Names stay
 // unique, and the listing stays valid.
 func TestSameNameSameSecond(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = []fakeCluster{
-		{uid: "6650a1b2c3d4e5f600000001", name: "twin", scope: "project", project: "p-platform"},
-		{uid: "6650a1b2c3d4e5f600000002", name: "twin", scope: "project", project: "p-payments"},
-		{uid: "6650a1b3aaaaaaaaaaaaaaaa", name: "other", scope: "project", project: "p-platform"},
-		{uid: "6650a1b3bbbbbbbbbbbbbbbb", name: "other", scope: "project", project: "p-payments"},
-		{uid: "6650a1b4cccccccccccccccc", name: "other-6650a1b3", scope: "project", project: "p-sandbox"},
+	p := palettetest.New(t)
+	p.Clusters = []palettetest.Cluster{
+		{UID: "6650a1b2c3d4e5f600000001", Name: "twin", Scope: "project", Project: "p-platform"},
+		{UID: "6650a1b2c3d4e5f600000002", Name: "twin", Scope: "project", Project: "p-payments"},
+		{UID: "6650a1b3aaaaaaaaaaaaaaaa", Name: "other", Scope: "project", Project: "p-platform"},
+		{UID: "6650a1b3bbbbbbbbbbbbbbbb", Name: "other", Scope: "project", Project: "p-payments"},
+		{UID: "6650a1b4cccccccccccccccc", Name: "other-6650a1b3", Scope: "project", Project: "p-sandbox"},
 	}
-	s, _ := configured(t, p.config())
+	s, _ := configured(t, config(p))
 	got := list(t, s, sdk.Options{})
-	if len(got) != len(p.clusters) {
-		t.Fatalf("clusters = %v, want %d", names(got), len(p.clusters))
+	if len(got) != len(p.Clusters) {
+		t.Fatalf("clusters = %v, want %d", names(got), len(p.Clusters))
 	}
 	byUID := map[string]string{}
 	for _, c := range got {
@@ -505,11 +523,11 @@ func TestSameNameSameSecond(t *testing.T) {
 // daemon keeps its last good list, rather than reporting that the tenant
 // has no clusters.
 func TestNoKubeconfigReadable(t *testing.T) {
-	p := newPaletteAPI(t)
-	for i := range p.clusters {
-		p.clusters[i].kubeconfig = kcBroken
+	p := palettetest.New(t)
+	for i := range p.Clusters {
+		p.Clusters[i].Kubeconfig = palettetest.KubeconfigBroken
 	}
-	s, _ := configured(t, p.config())
+	s, _ := configured(t, config(p))
 	got, err := s.ListClusters(context.Background(), sdk.ListClustersRequest{Options: sdk.Options{"clusterTimeout": "1s"}})
 	if err == nil || !strings.Contains(err.Error(), "kubeconfig not ready") {
 		t.Errorf("ListClusters = %v, %v; want an error that says why", names(got), err)
@@ -519,15 +537,15 @@ func TestNoKubeconfigReadable(t *testing.T) {
 // TestExtraBase64Kubeconfig is an extra case: the spec says only that the
 // kubeconfig is binary; SpectroCloud's SDK also accepts it base64-encoded.
 func TestExtraBase64Kubeconfig(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = []fakeCluster{{uid: "c1aaaaaaaaaa", name: "encoded", scope: "tenant", kubeconfig: kcBase64}}
-	s, _ := configured(t, p.config())
+	p := palettetest.New(t)
+	p.Clusters = []palettetest.Cluster{{UID: "c1aaaaaaaaaa", Name: "encoded", Scope: "tenant", Kubeconfig: palettetest.KubeconfigBase64}}
+	s, _ := configured(t, config(p))
 	got := list(t, s, nil)
-	if len(got) != 1 || got[0].Server != "https://proxy.spectrocloud.example/c1aaaaaaaaaa:6443" || !bytes.Equal(got[0].CAData, p.ca) ||
+	if len(got) != 1 || got[0].Server != "https://proxy.spectrocloud.example/c1aaaaaaaaaa:6443" || !bytes.Equal(got[0].CAData, p.ClusterCA) ||
 		got[0].Annotations[palette.AnnotationClientID] != "k8s-encoded" {
 		t.Errorf("clusters = %+v", got)
 	}
-	if !slices.Contains(p.contract.used(), ExtraBase64Kubeconfig) {
+	if !slices.Contains(p.Contract.Used(), palettetest.ExtraBase64Kubeconfig) {
 		t.Errorf("the extra case was not exercised")
 	}
 }
@@ -536,14 +554,14 @@ func TestExtraBase64Kubeconfig(t *testing.T) {
 // are optional. A cluster without them is a project cluster whose project
 // the search tells.
 func TestExtraMissingAnnotations(t *testing.T) {
-	p := newPaletteAPI(t)
-	p.clusters = []fakeCluster{{uid: "c1aaaaaaaaaa", name: "bare", project: "p-payments", noAnnotations: true}}
-	s, _ := configured(t, p.config())
+	p := palettetest.New(t)
+	p.Clusters = []palettetest.Cluster{{UID: "c1aaaaaaaaaa", Name: "bare", Project: "p-payments", NoAnnotations: true}}
+	s, _ := configured(t, config(p))
 	got := list(t, s, sdk.Options{"includeProjects": []any{"payments"}})
 	if len(got) != 1 || got[0].Labels[palette.LabelProject] != "payments" || got[0].Annotations[palette.AnnotationProjectUID] != "p-payments" {
 		t.Errorf("clusters = %+v", got)
 	}
-	if !slices.Contains(p.contract.used(), ExtraNoAnnotations) {
+	if !slices.Contains(p.Contract.Used(), palettetest.ExtraNoAnnotations) {
 		t.Errorf("the extra case was not exercised")
 	}
 }
