@@ -494,6 +494,8 @@ func (d *doctor) paletteSource(ctx context.Context, name string, src config.Sour
 	case errors.As(err, &ce) && ce.Key == "apiKey":
 		return fail(name, fmt.Sprintf("set plugins.%s.config.apiKey to a key of a Palette user who may list clusters and projects and read cluster kubeconfigs (see the README's Palette section)", src.Plugin),
 			"Palette refused the API key")
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "ran out of time")):
+		return fail(name, fmt.Sprintf("raise plugins.%s.callTimeout: the first listing reads every cluster's kubeconfig, about 9 a second", src.Plugin), "listing the clusters took too long: %v", err)
 	case err != nil:
 		return fail(name, fmt.Sprintf("check plugins.%s.config.url and that this host reaches Palette", src.Plugin), "listing the clusters failed: %v", err)
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spectroauth/spectroauth/host/devprovider"
+	"github.com/spectroauth/spectroauth/host/internal/pgtest"
+	"github.com/spectroauth/spectroauth/host/storage/postgres"
 	"github.com/spectroauth/spectroauth/plugins/palette-clusters/palettetest"
 )
 
@@ -76,6 +80,7 @@ func newDoctorEnv(t *testing.T) *doctorEnv {
 	}
 	sum := sha256.Sum256(b)
 	e := &doctorEnv{bin: bin, digest: hex.EncodeToString(sum[:]), dir: t.TempDir(), palette: palettetest.New(t)}
+	e.palette.Edit(func(p *palettetest.Server) { p.Clusters = doctorClusters() })
 	srv := httptest.NewUnstartedServer(nil)
 	e.issuer = "http://" + srv.Listener.Addr().String()
 	op, err := devprovider.New(devprovider.Config{
@@ -106,6 +111,12 @@ func newDoctorEnv(t *testing.T) *doctorEnv {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return e
+}
+
+// doctorClusters is the fake's default tenant without its slow and broken
+// clusters, which would hold the listing up.
+func doctorClusters() []palettetest.Cluster {
+	return append(palettetest.DefaultClusters()[:5], palettetest.DefaultClusters()[7:]...)
 }
 
 // config is a configuration of the deployment, changed by edit, written
@@ -210,6 +221,15 @@ func TestDoctor(t *testing.T) {
 		{name: "Palette API key refused", code: 1,
 			edit:  func(c map[string]any) { paletteOf(c)["config"].(map[string]any)["apiKey"] = "wrong-key" },
 			lines: []string{"ok    plugin palette", "FAIL  Palette source kubernetes.sources[0] (palette): Palette refused the API key", "fix: set plugins.palette.config.apiKey"}},
+		{name: "Palette listing slower than the call timeout", code: 1,
+			setup: func(e *doctorEnv) {
+				e.palette.Edit(func(p *palettetest.Server) { p.Clusters = palettetest.DefaultClusters()[5:6] }) // never answers
+			},
+			edit: func(c map[string]any) {
+				paletteOf(c)["callTimeout"] = "1s"
+				c["kubernetes"].(map[string]any)["sources"].([]any)[0].(map[string]any)["options"] = map[string]any{"clusterTimeout": "1h"}
+			},
+			lines: []string{"FAIL  Palette source kubernetes.sources[0] (palette): listing the clusters took too long", "fix: raise plugins.palette.callTimeout"}},
 		{name: "no cluster with OIDC", code: 1,
 			setup: func(e *doctorEnv) {
 				e.palette.Edit(func(p *palettetest.Server) {
@@ -221,10 +241,7 @@ func TestDoctor(t *testing.T) {
 			lines: []string{"FAIL  Palette source kubernetes.sources[0] (palette): the API key works, but no cluster it sees has OIDC configured", "fix: configure OIDC on the clusters"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.palette.Edit(func(p *palettetest.Server) {
-				// No slow or broken cluster to hold the listing up.
-				p.Clusters = append(palettetest.DefaultClusters()[:5], palettetest.DefaultClusters()[7:]...)
-			})
+			e.palette.Edit(func(p *palettetest.Server) { p.Clusters = doctorClusters() })
 			e.mu.Lock()
 			e.skew, e.failJWKS = 0, false
 			if tc.setup != nil {
@@ -263,6 +280,45 @@ func TestDoctor(t *testing.T) {
 			}
 			if all := out + stderr.String(); strings.Contains(all, "SECRET") || strings.Contains(all, palettetest.APIKey) {
 				t.Errorf("a secret was printed:\n%s", all)
+			}
+		})
+	}
+}
+
+// TestDoctorPostgres: a database without the daemon's schema fails the
+// storage check, one the daemon migrated passes; the password is never
+// printed.
+func TestDoctorPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the palette-clusters plugin")
+	}
+	e := newDoctorEnv(t)
+	for _, migrated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("migrated %t", migrated), func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t) + "&password=pw-SECRET-42"
+			if migrated {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				db, err := postgres.Open(ctx, dsn, postgres.Options{SweepInterval: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = db.Close()
+			}
+			path := e.config(t, func(c map[string]any) {
+				c["storage"] = map[string]any{"type": "postgres", "postgresUrl": dsn}
+			})
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"doctor", "-config", path}, &stdout, &stderr)
+			want, wantCode := "FAIL  storage (postgres): the database answers, but holds no spectroauth schema -> fix: start the daemon once", 1
+			if migrated {
+				want, wantCode = "ok    storage (postgres): the database answers; spectroauth schema version ", 0
+			}
+			if code != wantCode || !strings.Contains(stdout.String(), want) {
+				t.Errorf("exit %d, want %d with %q\nstdout:\n%s\nstderr:\n%s", code, wantCode, want, stdout.String(), stderr.String())
+			}
+			if strings.Contains(stdout.String()+stderr.String(), "SECRET") {
+				t.Error("the database password was printed")
 			}
 		})
 	}
