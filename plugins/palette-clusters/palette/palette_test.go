@@ -565,3 +565,38 @@ func TestExtraMissingAnnotations(t *testing.T) {
 		t.Errorf("the extra case was not exercised")
 	}
 }
+
+// TestCallDeadline: a listing whose call would end before every
+// kubeconfig is read answers in time with what it read; the next listing
+// reads the rest. No cluster is lost on the way.
+func TestCallDeadline(t *testing.T) {
+	p := palettetest.New(t)
+	p.Clusters = palettetest.ManyClusters(30)
+	s, _ := configured(t, config(p))
+	s.SetPacing(palette.Limits{Assets: 20, AssetsBurst: 1, API: 2000, APIBurst: 50}, fastRetry)
+	listWithin := func(d time.Duration) ([]sdk.Cluster, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		start := time.Now()
+		got, err := s.ListClusters(ctx, sdk.ListClustersRequest{})
+		if took := time.Since(start); took > d {
+			t.Errorf("the listing took %s, longer than its %s deadline", took, d)
+		}
+		return got, err
+	}
+	got, err := listWithin(700 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.LastStats()
+	if len(got) == 0 || st.Deferred == 0 || st.Listed+st.Deferred != 30 || st.Failed != 0 {
+		t.Fatalf("first listing: %d clusters, stats %+v; want some listed, the rest deferred", len(got), st)
+	}
+	got, err = listWithin(5 * time.Second)
+	if err != nil || len(got) != 30 {
+		t.Fatalf("second listing: %d clusters, %v; want all 30", len(got), err)
+	}
+	if st := s.LastStats(); st.Cached == 0 || st.Deferred != 0 {
+		t.Errorf("second listing stats %+v; want the first listing's readings reused", st)
+	}
+}

@@ -78,6 +78,9 @@ type Stats struct {
 	Stale int
 	// Failed clusters could not be read and were not seen before.
 	Failed int
+	// Deferred clusters were not read before the listing had to answer
+	// and were not seen before: the next listing reads them.
+	Deferred int
 	// Fetched kubeconfigs were read in this listing; Cached were reused.
 	Fetched, Cached int
 	// Requests is how many HTTP requests the listing made, retries included.
@@ -152,6 +155,7 @@ type outcome struct {
 	stale    time.Time // when ep was read, if from the cache after a failure
 	noOIDC   bool
 	fetched  bool
+	deferred bool // not read in time; ep is the earlier reading, if any
 	err      error
 	excluded bool // unusable: logged, not counted as a failure
 }
@@ -198,7 +202,10 @@ func (s *Source) ListClusters(ctx context.Context, req sdk.ListClustersRequest) 
 	s.stats = st
 	s.mu.Unlock()
 	s.log().Info("listed Palette clusters", "listed", st.Listed, "palette_clusters", st.Seen, "without_oidc", st.WithoutOIDC,
-		"stale", st.Stale, "failed", st.Failed, "kubeconfigs_read", st.Fetched, "kubeconfigs_reused", st.Cached, "requests", st.Requests)
+		"stale", st.Stale, "failed", st.Failed, "deferred", st.Deferred, "kubeconfigs_read", st.Fetched, "kubeconfigs_reused", st.Cached, "requests", st.Requests)
+	if len(clusters) == 0 && firstErr == nil && st.Deferred > 0 {
+		return nil, fmt.Errorf("listing Palette clusters: none of the %d kubeconfigs to read was read before the call's deadline: %w", st.Deferred, context.DeadlineExceeded)
+	}
 	if len(clusters) == 0 && firstErr != nil {
 		// Not a tenant without OIDC clusters: Palette could not say
 		// where they are. The daemon keeps its last good list on an error.
@@ -335,8 +342,13 @@ func selected(p ProjectMeta, opts Options) bool {
 
 // read gets each candidate's kubeconfig, from the cache when the cluster has
 // not changed since and the reading is not older than kubeconfigMaxAge,
-// otherwise from Palette, a few at a time (the client paces them).
+// otherwise from Palette, a few at a time (the client paces them). Reading
+// stops a little before ctx's deadline so that the listing can answer in
+// time: what is left is deferred to the next listing (listed from the
+// cache, marked stale, when it was read before).
 func (s *Source) read(ctx context.Context, candidates []candidate, opts Options) []outcome {
+	rctx, cancel := readContext(ctx)
+	defer cancel()
 	out := make([]outcome, len(candidates))
 	sem := make(chan struct{}, kubeconfigConcurrency)
 	var wg sync.WaitGroup
@@ -349,21 +361,32 @@ func (s *Source) read(ctx context.Context, candidates []candidate, opts Options)
 			out[i] = outcome{ep: e.ep, noOIDC: e.ep == nil}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if rctx.Err() == nil {
+			select {
+			case sem <- struct{}{}:
+			case <-rctx.Done():
+			}
 		}
-		if ctx.Err() != nil {
-			break
+		if rctx.Err() != nil {
+			out[i] = deferred(e)
+			continue
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			o := s.fetch(ctx, c, opts)
+			start := time.Now()
+			o := s.fetch(rctx, c, opts)
+			// Out of the listing's time, not of clusterTimeout: the rate
+			// limit or the request would have ended after rctx's deadline.
+			rdl, ok := rctx.Deadline()
+			late := rctx.Err() != nil || (errors.Is(o.err, context.DeadlineExceeded) && ok && rdl.Before(start.Add(opts.ClusterTimeout)))
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			switch {
 			case o.err == nil && (o.ep != nil || o.noOIDC):
 				s.cache[uid] = &cacheEntry{modified: c.meta.Metadata.LastModifiedTimestamp, fetched: s.now(), ep: o.ep}
+			case o.err != nil && late:
+				o = deferred(e)
+				o.fetched = true
 			case o.err != nil && IsTransient(o.err) && e != nil && e.ep != nil:
 				o.ep, o.stale = e.ep, e.fetched
 			default:
@@ -374,6 +397,30 @@ func (s *Source) read(ctx context.Context, candidates []candidate, opts Options)
 	}
 	wg.Wait()
 	return out
+}
+
+// deferred is the outcome of a cluster whose kubeconfig was not read in
+// time: its earlier reading, marked stale, if any.
+func deferred(e *cacheEntry) outcome {
+	o := outcome{deferred: true}
+	if e != nil {
+		o.ep, o.noOIDC = e.ep, e.ep == nil
+		if e.ep != nil {
+			o.stale = e.fetched
+		}
+	}
+	return o
+}
+
+// readContext ends a little before ctx's deadline (a tenth of the time
+// left, at most 3s), leaving the listing time to answer.
+func readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Until(dl)/10, 3*time.Second)
+	return context.WithDeadline(ctx, dl.Add(-margin))
 }
 
 // fetch reads one cluster's kubeconfig, bounded by clusterTimeout.
@@ -424,6 +471,9 @@ func (s *Source) build(candidates []candidate, outcomes []outcome, opts Options,
 		switch {
 		case o.noOIDC:
 			st.WithoutOIDC++
+			continue
+		case o.deferred && o.ep == nil:
+			st.Deferred++
 			continue
 		case o.ep == nil && o.err != nil:
 			st.Failed++
