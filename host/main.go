@@ -4,6 +4,7 @@
 //	spectroauthd [-config FILE]              run (embedded development defaults without -config)
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
+//	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 //	spectroauthd storage-copy -config FILE -from PATH
 //	                                         copy a file-storage data directory into PostgreSQL
@@ -61,7 +62,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 // quietCommands log warnings and errors only unless -log-level says
 // otherwise: their output, not their log, is the point (plugins' own
 // start-up chatter, for one).
-var quietCommands = map[string]bool{"plugins": true, "storage-copy": true}
+var quietCommands = map[string]bool{"plugins": true, "storage-copy": true, "doctor": true}
 
 // load is what a command that reads a configuration starts with: its
 // logger and the configuration. When either fails it prints why, prefixed
@@ -113,6 +114,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "plugins":
 			return pluginsCmd(args[1:], stdout, stderr)
+		case "doctor":
+			return doctorCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
 		case "storage-copy":
@@ -148,6 +151,11 @@ Usage:
   spectroauthd plugins -config FILE
       Check, start, describe and stop every configured plugin: digest,
       version, capabilities, resolvers and strategies.
+  spectroauthd doctor -config FILE [-timeout 2m]
+      Check a deployment live, one line per check with what to fix: the
+      provider's discovery, issuer, JWKS, client authentication and clock;
+      the storage; every plugin; every Palette source's API key, projects
+      and clusters with OIDC. Exits 1 if any check fails.
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
