@@ -148,6 +148,13 @@ func (e *doctorEnv) config(t *testing.T, edit func(cfg map[string]any)) string {
 	return p
 }
 
+// withoutPalette leaves the plugin and its source out, for checks that do
+// not concern them (starting the plugin takes most of doctor's time).
+func withoutPalette(cfg map[string]any) {
+	delete(cfg, "plugins")
+	delete(cfg, "kubernetes")
+}
+
 func providerOf(cfg map[string]any) map[string]any {
 	return cfg["auth"].(map[string]any)["providers"].(map[string]any)["spectrocloud"].(map[string]any)["production"].(map[string]any)
 }
@@ -193,25 +200,38 @@ func TestDoctor(t *testing.T) {
 			"ok    Palette source kubernetes.sources[0] (palette): the API key works; 7 clusters with OIDC in projects payments, platform, sandbox",
 		}},
 		{name: "issuer not the discovered one", code: 1,
-			edit:  func(c map[string]any) { providerOf(c)["issuer"] = e.issuer + "/" },
+			edit: func(c map[string]any) {
+				withoutPalette(c)
+				providerOf(c)["issuer"] = e.issuer + "/"
+			},
 			lines: []string{"FAIL  provider production: discovery: the discovery document's issuer is \"" + e.issuer + "\"", "fix: set auth.providers.spectrocloud.production.issuer to exactly \"" + e.issuer + "\""}},
 		{name: "provider unreachable", code: 1,
-			edit:  func(c map[string]any) { providerOf(c)["issuer"] = closed },
+			edit: func(c map[string]any) {
+				withoutPalette(c)
+				providerOf(c)["issuer"] = closed
+			},
 			lines: []string{"FAIL  provider production: discovery: cannot fetch " + closed, "fix: check auth.providers.spectrocloud.production.issuer and that this host reaches it"}},
-		{name: "JWKS down", code: 1, setup: func(e *doctorEnv) { e.failJWKS = true },
+		{name: "JWKS down", code: 1, edit: withoutPalette, setup: func(e *doctorEnv) { e.failJWKS = true },
 			lines: []string{"FAIL  provider production: JWKS: ", "answered 503", "fix: check the provider's jwks_uri"}},
 		{name: "wrong client secret", code: 1,
-			edit:  func(c map[string]any) { providerOf(c)["clientSecret"] = "not-the-secret" },
+			edit: func(c map[string]any) {
+				withoutPalette(c)
+				providerOf(c)["clientSecret"] = "not-the-secret"
+			},
 			lines: []string{"FAIL  provider production: token endpoint: the provider refused the client", "fix: check auth.providers.spectrocloud.production.clientId, auth.providers.spectrocloud.production.clientSecret and auth.providers.spectrocloud.production.tokenEndpointAuthMethod (now client_secret_basic"}},
-		{name: "clock skew", code: 1, setup: func(e *doctorEnv) { e.skew = -time.Hour },
+		{name: "clock skew", code: 1, edit: withoutPalette, setup: func(e *doctorEnv) { e.skew = -time.Hour },
 			lines: []string{"FAIL  provider production: clock: this host's clock is 1h0m", "fix: synchronise this host's clock (NTP)"}},
 		{name: "storage not writable", code: 1,
 			edit: func(c map[string]any) {
+				withoutPalette(c)
+
 				c["storage"] = map[string]any{"type": "file", "path": filepath.Join(notADir, "data")}
 			},
 			lines: []string{"FAIL  storage (file): cannot create ", "fix: make storage.path a directory"}},
 		{name: "database unreachable", code: 1,
 			edit: func(c map[string]any) {
+				withoutPalette(c)
+
 				c["storage"] = map[string]any{"type": "postgres", "postgresUrl": "postgres://spectroauth:pw-SECRET@127.0.0.1:1/spectroauth?sslmode=disable&connect_timeout=2"}
 			},
 			lines: []string{"FAIL  storage (postgres): cannot connect", "fix: check storage.postgresUrl"}},
