@@ -138,6 +138,25 @@ func (v *validator) server(c *Config) {
 			v.add("server.listen", "%s, not %q", msg, s.Listen)
 		}
 	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				v.add(joinIndex("server.trustedProxies", i), "%q is not a CIDR or an IP address", p)
+			}
+		}
+	}
+	for _, l := range []struct {
+		key string
+		val int
+	}{
+		{"signInsPerClientPerMinute", s.RateLimits.SignInsPerClientPerMinute},
+		{"signInBurst", s.RateLimits.SignInBurst},
+		{"codeExchangesPerSecond", s.RateLimits.CodeExchangesPerSecond},
+	} {
+		if l.val < 1 {
+			v.add("server.rateLimits."+l.key, "must be at least 1, not %d", l.val)
+		}
+	}
 	if v.required("server.baseUrl", s.BaseURL == "") {
 		v.url("server.baseUrl", s.BaseURL, urlRule{})
 	}

@@ -68,6 +68,14 @@ func TestValidate(t *testing.T) {
 		{"shutdownTimeout negative", func(c *Config) { c.Server.ShutdownTimeout = -time.Second },
 			[]string{"server.shutdownTimeout: must not be negative"}},
 		{"metricsListen", func(c *Config) { c.Server.MetricsListen = "127.0.0.1:9464" }, nil},
+		{"trustedProxies", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "::1", "10.0.0.0/33", "proxy.local"} }, []string{
+			`server.trustedProxies[2]: "10.0.0.0/33" is not a CIDR or an IP address`,
+			`server.trustedProxies[3]: "proxy.local" is not a CIDR or an IP address`,
+		}},
+		{"rateLimits zero", func(c *Config) { c.Server.RateLimits.SignInBurst, c.Server.RateLimits.CodeExchangesPerSecond = 0, -1 }, []string{
+			"server.rateLimits.signInBurst: must be at least 1, not 0",
+			"server.rateLimits.codeExchangesPerSecond: must be at least 1, not -1",
+		}},
 		{"metricsListen not host:port", func(c *Config) { c.Server.MetricsListen = "9464" },
 			[]string{`server.metricsListen: must be host:port, e.g. 127.0.0.1:7007, not "9464"`}},
 		{"metricsListen is listen", func(c *Config) { c.Server.MetricsListen = c.Server.Listen },
