@@ -425,6 +425,12 @@ func (v *validator) devProvider(c *Config) {
 	if !IsLoopbackListen(c.Server.Listen) {
 		v.add("devProvider.enabled", "the development provider only runs on a loopback listen address, not %q", c.Server.Listen)
 	}
+	// Its issuer is {server.baseUrl}/dev/oidc: a public baseUrl would send
+	// browsers and relying parties elsewhere to a provider that signs
+	// anyone in.
+	if u, err := url.Parse(c.Server.BaseURL); err == nil && u.Host != "" && !isLoopbackHost(u.Hostname()) {
+		v.add("server.baseUrl", "must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it")
+	}
 	if len(d.Users) == 0 {
 		v.add("devProvider.users", "at least one user is required when the development provider is enabled")
 	}

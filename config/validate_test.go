@@ -289,23 +289,31 @@ func TestValidate(t *testing.T) {
 		// devProvider
 		{"devProvider on all interfaces", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not "0.0.0.0:7007"`}},
 		{"devProvider on an empty host", func(c *Config) {
 			c.Server.Listen = ":7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not ":7007"`}},
 		{"devProvider on loopback", func(c *Config) {
 			c.Server.Listen = "[::1]:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, nil},
 		{"devProvider disabled anywhere", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
 			c.DevProvider = DevProvider{Users: []DevUser{{Username: "alice"}}}
 		}, nil},
-		{"devProvider users", func(c *Config) { c.DevProvider = DevProvider{Enabled: true} },
+		{"devProvider with a public baseUrl", func(c *Config) {
+			c.Server.BaseURL = "https://auth.example.com"
+			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
+		}, []string{"server.baseUrl: must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it"}},
+		{"devProvider users", func(c *Config) { c.Server.BaseURL = "http://127.0.0.1:7007"; c.DevProvider = DevProvider{Enabled: true} },
 			[]string{"devProvider.users: at least one user is required when the development provider is enabled"}},
 		{"devProvider user problems", func(c *Config) {
+			c.Server.BaseURL = "http://[::1]:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "a"}, {Username: ""}, {Username: "a", Email: "not-an-email"}}}
 		}, []string{
 			"devProvider.users[1].username: required",
