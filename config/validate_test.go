@@ -310,7 +310,10 @@ func TestValidate(t *testing.T) {
 			c.Server.BaseURL = "https://auth.example.com"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{"server.baseUrl: must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it"}},
-		{"devProvider users", func(c *Config) { c.Server.BaseURL = "http://127.0.0.1:7007"; c.DevProvider = DevProvider{Enabled: true} },
+		{"devProvider users", func(c *Config) {
+			c.Server.BaseURL = "http://127.0.0.1:7007"
+			c.DevProvider = DevProvider{Enabled: true}
+		},
 			[]string{"devProvider.users: at least one user is required when the development provider is enabled"}},
 		{"devProvider user problems", func(c *Config) {
 			c.Server.BaseURL = "http://[::1]:7007"
