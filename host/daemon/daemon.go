@@ -25,6 +25,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/metrics"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
 	"github.com/spectroauth/spectroauth/host/server"
@@ -220,6 +221,12 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		envs[name] = env
 	}
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
+	if scfg.ClientIP, err = ratelimit.NewClientIP(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trustedProxies: %w", err)
+	}
+	rl := cfg.Server.RateLimits
+	scfg.SignInLimit = ratelimit.NewPerClient(float64(rl.SignInsPerClientPerMinute), rl.SignInBurst, server.DefaultMaxLimitedClients, opts.Now)
+	scfg.ExchangeBudget = ratelimit.NewBudget(float64(rl.CodeExchangesPerSecond), 5*rl.CodeExchangesPerSecond, opts.Now)
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
 		scfg.SessionEnded = d.metrics.SessionEnded
