@@ -17,7 +17,7 @@ import (
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 
-// server adapts a Plugin's Impl to the gRPC services of the protocol.
+// server adapts a Plugin's capabilities to the gRPC services of the protocol.
 type server struct {
 	info       Info
 	logger     hclog.Logger
@@ -38,12 +38,10 @@ func newServer(p Plugin, logger hclog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{info: info, logger: logger}
-	s.resolver, _ = p.Impl.(Resolver)
-	s.strategy, _ = p.Impl.(ClusterStrategy)
-	s.source, _ = p.Impl.(ClusterSource)
-	s.configurer, _ = p.Impl.(Configurer)
-	s.validator, _ = p.Impl.(OptionsValidator)
+	p, _ = p.Typed() // Info checked it
+	s := &server{info: info, logger: logger,
+		resolver: p.Resolver, strategy: p.ClusterStrategy, source: p.ClusterSource,
+		configurer: p.Configurer, validator: p.OptionsValidator}
 	s.configured = s.configurer == nil
 	return s, nil
 }
