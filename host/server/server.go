@@ -112,6 +112,7 @@ type Server struct {
 	used     OnceSet
 	flights  flightGroup
 	oidcConf []byte
+	cli      cliState
 }
 
 // New checks cfg and builds the routes.

@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 )
 
 // Login signs in with SpectroCloud in the browser (RFC 8252: a loopback
@@ -65,7 +67,7 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on the loopback interface for the sign-in's redirect: %w", err)
 	}
-	redirectURI := "http://" + ln.Addr().String() + "/callback"
+	redirectURI := "http://" + ln.Addr().String() + cliwire.CallbackPath
 	results := make(chan callbackResult, 1)
 	srv := &http.Server{
 		Handler:           callbackHandler(state, results),
@@ -88,7 +90,8 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 		q.Set("env", c.Env)
 	}
 	startURL := c.base() + cliPrefix + "start?" + q.Encode()
-	fmt.Fprintf(c.stderr(), "Sign in with SpectroCloud to use Kubernetes through %s.\nOpening your browser; if it does not open, visit:\n\n  %s\n\n", c.base(), startURL)
+	fmt.Fprintf(c.stderr(), "Sign in with SpectroCloud to use Kubernetes through %s.\nOpening your browser; if it does not open, visit:\n\n  %s\n\n"+
+		"The browser asks you to confirm with this code: %s\nConfirm only if it shows the same code.\n\n", c.base(), startURL, cliwire.ConfirmationCode(challenge))
 	open := c.OpenBrowser
 	if open == nil {
 		open = OpenBrowser
@@ -118,8 +121,12 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 	if tok.RefreshToken == "" {
 		return nil, fmt.Errorf("completing the sign-in at %s: the daemon issued no session", c.base())
 	}
+	id, err := randomString(16)
+	if err != nil {
+		return nil, err
+	}
 	s := &session{
-		Server: c.base(), Env: tok.Env, User: tok.User, RefreshToken: tok.RefreshToken,
+		ID: id, Server: c.base(), Env: tok.Env, User: tok.User, RefreshToken: tok.RefreshToken,
 		AccessToken: tok.AccessToken, AccessExpiry: c.now().Add(time.Duration(tok.ExpiresIn) * time.Second),
 	}
 	if err := writeJSON(c.sessionPath(), s); err != nil {
@@ -144,7 +151,7 @@ func callbackHandler(state string, results chan<- callbackResult) http.Handler {
 			w.WriteHeader(status)
 			_ = callbackPage.Execute(w, map[string]string{"Title": title, "Message": msg})
 		}
-		if r.URL.Path != "/callback" {
+		if r.URL.Path != cliwire.CallbackPath {
 			http.NotFound(w, r)
 			return
 		}
