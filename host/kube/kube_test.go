@@ -709,7 +709,7 @@ func TestGrantWithheldWhenAuditFails(t *testing.T) {
 		Sessions:    sessions,
 		CLISessions: sessions,
 		Audit:       kube.NewAuditLog(failingWriter{}),
-		Clusters: []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: bind("oidc", handsIDToken())}},
+		Clusters:    []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: bind("oidc", handsIDToken())}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -91,6 +91,9 @@ type cliRequest struct {
 	State       string `json:"s"`
 	Challenge   string `json:"c"`
 	Scope       string `json:"sc"`
+	// Device names the device grant (deviceKey) a device sign-in completes;
+	// RedirectURI, State and Challenge are empty then.
+	Device string `json:"d,omitempty"`
 }
 
 func (c cliRequest) encode() string {
@@ -144,6 +147,10 @@ func (s *Server) cliRoutes() {
 		return nil
 	}))
 	s.mux.Handle("POST "+p+"token", s.api(s.cliToken))
+	s.device = newDeviceGrants(s.cfg.DeviceInterval)
+	s.mux.Handle("POST "+p+"device_authorization", s.api(s.deviceAuthorization))
+	s.mux.Handle("GET "+p+"device", s.api(s.deviceVerify))
+	s.mux.Handle("POST "+p+"device", s.api(s.deviceEnter))
 	s.mux.Handle("POST "+p+"logout", s.api(s.cliLogout))
 }
 
@@ -219,16 +226,21 @@ func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
 	if q.Get("code_challenge_method") != "S256" || !validChallenge(q.Get("code_challenge")) {
 		return backstageerr.Input("PKCE is required: code_challenge_method=S256 and a code_challenge of 43 base64url characters")
 	}
+	return s.cliSignInUpstream(w, r, env, cliRequest{
+		RedirectURI: q.Get("redirect_uri"), State: state, Challenge: q.Get("code_challenge"),
+	})
+}
+
+// cliSignInUpstream binds a command-line sign-in to this browser with the
+// nonce cookie and sends the browser to SpectroCloud.
+func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *Env, req cliRequest) error {
 	nonceBytes := make([]byte, 16)
 	if _, err := rand.Read(nonceBytes); err != nil {
 		return fmt.Errorf("making a nonce: %w", err)
 	}
 	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
 	env.cookies.setNonce(w, nonce, "")
-	req := cliRequest{
-		Nonce: nonce, Env: env.name, RedirectURI: q.Get("redirect_uri"), State: state,
-		Challenge: q.Get("code_challenge"), Scope: joinScopes(requiredScopes, env.Scopes),
-	}
+	req.Nonce, req.Env, req.Scope = nonce, env.name, joinScopes(requiredScopes, env.Scopes)
 	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
 		RedirectURL:  env.CallbackURL,
 		State:        req.encode(),
@@ -251,10 +263,13 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The sign-in state is invalid. Run the command again.")
 		return nil
 	}
-	redirect, err := loopbackRedirect(req.RedirectURI)
-	if err != nil {
-		writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", err.Error())
-		return nil
+	var redirect *url.URL
+	if req.Device == "" {
+		var err error
+		if redirect, err = loopbackRedirect(req.RedirectURI); err != nil {
+			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", err.Error())
+			return nil
+		}
 	}
 	cookieNonce := cookieValue(r, env.cookies.nonceName)
 	if cookieNonce == "" || !hmac.Equal([]byte(cookieNonce), []byte(req.Nonce)) {
@@ -279,6 +294,11 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 			msg = "Sign-in failed; the daemon's log has the details"
 		} else {
 			s.log.Info("command-line sign-in refused", "env", env.name, "error", err)
+		}
+		if req.Device != "" {
+			s.device.finish(req.Device, "", s.now())
+			writeCLIPage(w, http.StatusOK, "Sign-in failed", msg+". The command in your terminal stops; run it again.")
+			return nil
 		}
 		v := url.Values{"error": {code}, "error_description": {msg}, "state": {req.State}}
 		s.redirectLoopback(w, r, redirect, v)
@@ -316,6 +336,17 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return fail("server_error", fmt.Errorf("storing the session: %w", err))
 	}
 	s.signInDone(env.name, "cli", nil)
+	if req.Device != "" {
+		// The user confirmed by typing the code the terminal printed.
+		if !s.device.finish(req.Device, secret, s.now()) {
+			s.endSession(r.Context(), key)
+			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The code expired meanwhile. Run the command again.")
+			return nil
+		}
+		s.log.Info("signed in from the command line (device code)", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+		writeCLIPage(w, http.StatusOK, "Signed in", "You are signed in as "+sess.UserEntityRef+". Return to your terminal; you can close this window.")
+		return nil
+	}
 	s.log.Info("signed in from the command line; asking the user to confirm", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
 	if err := s.showConsent(w, env, sess, cliCode{
 		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.name,
@@ -356,16 +387,9 @@ func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Sess
 	if sess.Profile.Email != "" {
 		who += " (" + sess.Profile.Email + ")"
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
 	// form-action: the form posts here, and the answer redirects to the
 	// program's loopback address.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' http://"+redirect.Host)
+	setFormPageHeaders(w.Header(), "'self' http://"+redirect.Host)
 	w.WriteHeader(http.StatusOK)
 	return consentPage.Execute(w, map[string]string{
 		"Program": "spectroauthd (the Kubernetes sign-in for kubectl) on this computer, at " + redirect.Host,
@@ -391,6 +415,19 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form></body></html>
 `))
+
+// setFormPageHeaders are the headers of the daemon's own pages that hold a
+// form (consent, device code): HTML, never cached, never framed, posting
+// only to formAction (a CSP source list).
+func setFormPageHeaders(h http.Header, formAction string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action "+formAction)
+}
 
 // cliConsent answers POST cli/consent: the user's decision on the consent
 // page. Only a confirmation from the browser the page was shown in, with
@@ -583,8 +620,10 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
 			res, err = s.redeemCLICode(r.Context(), r.PostForm)
 		case "refresh_token":
 			res, err = s.refreshCLI(r.Context(), r.PostForm.Get("refresh_token"))
+		case DeviceGrantType:
+			res, err = s.deviceTokens(r)
 		default:
-			err = &tokenError{Code: "unsupported_grant_type", Description: "grant_type must be authorization_code or refresh_token", status: http.StatusBadRequest}
+			err = &tokenError{Code: "unsupported_grant_type", Description: "grant_type must be authorization_code, refresh_token or " + DeviceGrantType, status: http.StatusBadRequest}
 		}
 	} else {
 		err = &tokenError{Code: "invalid_request", Description: "the body must be a form", status: http.StatusBadRequest, cause: err}

@@ -95,6 +95,9 @@ type Config struct {
 	// "refused" (the provider, a resolver or a check said no) or "failed"
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
+	// DeviceInterval is the polling interval of the command line's device
+	// sign-in; default DefaultDeviceInterval.
+	DeviceInterval time.Duration
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -113,6 +116,7 @@ type Server struct {
 	flights  flightGroup
 	oidcConf []byte
 	cli      cliState
+	device   *deviceGrants
 }
 
 // New checks cfg and builds the routes.

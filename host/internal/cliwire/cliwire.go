@@ -33,6 +33,16 @@ func ConfirmationCode(challenge string) string {
 	return string(out)
 }
 
+// DeviceAuthorization is the answer of the daemon's device authorization
+// endpoint (RFC 8628 section 3.2).
+type DeviceAuthorization struct {
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int64  `json:"expires_in"`
+	Interval                int64  `json:"interval"`
+}
 
 // ConsentForm is the form of the daemon's consent page.
 type ConsentForm struct {

@@ -76,8 +76,11 @@ type Client struct {
 	CacheDir string
 	// HTTP talks to the daemon; default a client with a 30s timeout.
 	HTTP *http.Client
-	// Interactive allows a browser sign-in when there is no usable session.
+	// Interactive allows a sign-in when there is no usable session.
 	Interactive bool
+	// Device signs in with the device authorization grant (a URL and a code
+	// to enter in any browser) instead of opening a local browser.
+	Device bool
 	// OpenBrowser opens a URL for the user; default the system's opener.
 	OpenBrowser func(url string) error
 	// Stderr receives what the user must read (sign-in instructions).
@@ -346,7 +349,7 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 	if !c.Interactive {
 		return "", fmt.Errorf("%w to %s, or the session has ended: run `spectroauthd login --server %s` in a terminal (or kubectl interactively) to sign in with SpectroCloud", ErrNotSignedIn, c.base(), c.base())
 	}
-	fresh, err := c.login(ctx)
+	fresh, err := c.signIn(ctx)
 	if err != nil {
 		return "", err
 	}

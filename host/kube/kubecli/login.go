@@ -22,7 +22,8 @@ import (
 )
 
 // Login signs in with SpectroCloud in the browser (RFC 8252: a loopback
-// redirect on 127.0.0.1, PKCE and state) and keeps the session. It does so
+// redirect on 127.0.0.1, PKCE and state), or with the device authorization
+// grant when Device is set, and keeps the session. It does so
 // even when a session exists, replacing it.
 func (c *Client) Login(ctx context.Context) (user string, err error) {
 	unlock, err := c.lock(ctx)
@@ -30,11 +31,29 @@ func (c *Client) Login(ctx context.Context) (user string, err error) {
 		return "", err
 	}
 	defer unlock()
-	s, err := c.login(ctx)
+	s, err := c.signIn(ctx)
 	if err != nil {
 		return "", err
 	}
 	return s.User, nil
+}
+
+// signInContext bounds a sign-in by LoginTimeout.
+func (c *Client) signInContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	timeout := c.LoginTimeout
+	if timeout <= 0 {
+		timeout = DefaultLoginTimeout
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+// signIn runs the device sign-in when the Client is told to, else the
+// browser sign-in; the caller holds the lock.
+func (c *Client) signIn(ctx context.Context) (*session, error) {
+	if c.Device {
+		return c.deviceLogin(ctx)
+	}
+	return c.login(ctx)
 }
 
 // callbackResult is what reached the loopback listener.
@@ -45,11 +64,7 @@ type callbackResult struct {
 
 // login runs the browser sign-in; the caller holds the lock.
 func (c *Client) login(ctx context.Context) (*session, error) {
-	timeout := c.LoginTimeout
-	if timeout <= 0 {
-		timeout = DefaultLoginTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := c.signInContext(ctx)
 	defer cancel()
 
 	state, err := randomString(32)
@@ -118,6 +133,11 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("completing the sign-in at %s: %w", c.base(), err)
 	}
+	return c.saveSession(tok)
+}
+
+// saveSession keeps the session a sign-in's token answer started.
+func (c *Client) saveSession(tok *tokenResponse) (*session, error) {
 	if tok.RefreshToken == "" {
 		return nil, fmt.Errorf("completing the sign-in at %s: the daemon issued no session", c.base())
 	}

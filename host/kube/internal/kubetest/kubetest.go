@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -163,6 +165,8 @@ func Start(t testing.TB, o Options) *Daemon {
 		UserInfo: userInfo,
 		Sessions: sessions,
 		FlowKey:  []byte(strings.Repeat("f", 32)),
+		// The device sign-in's polling, as short as the protocol allows.
+		DeviceInterval: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +232,31 @@ func (d *Daemon) SignInBrowser(u, decision string) error {
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	return nil
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// EnterDeviceCode does in the test browser what a user does with the URL
+// and code a device sign-in printed: open the verification page, enter the
+// code, sign in with the provider. It returns the last page.
+func (d *Daemon) EnterDeviceCode(verificationURI, userCode string) (string, error) {
+	res, err := d.Browser.Get(verificationURI)
+	if err != nil {
+		return "", err
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := csrfField.FindSubmatch(page)
+	if m == nil {
+		return "", fmt.Errorf("the verification page (%d) has no form: %s", res.StatusCode, page)
+	}
+	res, err = d.Browser.PostForm(verificationURI, url.Values{"csrf": {string(m[1])}, "user_code": {userCode}, "decision": {"allow"}})
+	if err != nil {
+		return "", err
+	}
+	page, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	return string(page), nil
 }
 
 // OPClient returns an HTTP client that trusts the provider's certificate.
