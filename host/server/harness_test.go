@@ -265,6 +265,21 @@ func (b *browser) do(method, u string, noFollow bool, header ...string) *http.Re
 	return res
 }
 
+// post sends a form, as the browser submits one.
+func (b *browser) post(u string, form url.Values, noFollow bool) *http.Response {
+	b.t.Helper()
+	c := b.client
+	if noFollow {
+		c = b.noRedirects()
+	}
+	res, err := c.PostForm(u, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { res.Body.Close() })
+	return res
+}
+
 func startURL(f *fixture, q url.Values) string {
 	return f.url("/api/auth/spectrocloud/start?" + q.Encode())
 }

@@ -128,6 +128,9 @@ type Config struct {
 	// ExchangeBudget bounds the calls to the provider's token endpoint, all
 	// clients together; nil means DefaultExchangeBudget.
 	ExchangeBudget *ratelimit.Budget
+	// DeviceInterval is the polling interval of the command line's device
+	// sign-in; default DefaultDeviceInterval.
+	DeviceInterval time.Duration
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -152,6 +155,8 @@ type Server struct {
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
+	cli        cliState
+	device     *deviceGrants
 }
 
 // New checks cfg and builds the routes.
