@@ -14,7 +14,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help
+.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image
 
 all: build
 
@@ -34,7 +34,7 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint proto-check test-unit test-examples test-e2e ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-examples test-chart test-release test-image test-e2e ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -69,5 +69,43 @@ proto: ## regenerate proto/ Go code with buf (pinned, no network beyond the modu
 proto-check: ## fail when the committed generated code is stale
 	proto/check-generated.sh
 
+DIST := dist
+RELEASE_PLATFORMS := linux/amd64 linux/arm64
+# The SBOM's generator, pinned; go run fetches it through the module proxy.
+CYCLONEDX := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+# Tarballs whose bytes depend on their contents only.
+TAR := tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu
+
+release: ## dist/: static binaries for linux/amd64 and linux/arm64, tarballs, a CycloneDX SBOM and SHA256SUMS
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for plat in $(RELEASE_PLATFORMS); do \
+	  os=$${plat%/*}; arch=$${plat#*/}; dir=$${os}_$${arch}; \
+	  echo "release: $$plat into $(DIST)/$$dir"; \
+	  GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(DIST)/$$dir/spectroauthd ./host; \
+	  for p in $(PLUGINS); do GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(DIST)/$$dir/plugins/$$p ./plugins/$$p; done; \
+	  $(TAR) -C $(DIST) -cf - $$dir | gzip -n -9 > $(DIST)/spectroauth_$(VERSION)_$$dir.tar.gz; \
+	done
+	CGO_ENABLED=0 $(GO) run $(CYCLONEDX) app -json -main host -licenses=false -noserial -output $(DIST)/spectroauth_$(VERSION).cdx.json .
+	cd $(DIST) && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+	@echo "release: $(DIST)/SHA256SUMS"
+
+IMAGE_ARCH := $(shell $(GO) env GOARCH)
+
+image: build ## an OCI image FROM scratch with buildah: $(DIST)/spectroauth_$(VERSION)_image.tar (podman load -i)
+	deploy/image/build.sh $(BIN) $(VERSION) $(IMAGE_ARCH) $(DIST)/spectroauth_$(VERSION)_image.tar
+
+# Tests of what ships, each in a Go module of its own under deploy/ so that
+# Helm and the Kubernetes API stay out of the daemon's build.
+test-release: release ## dist/ checked: checksums, static ELF of each arch, stamped version, SBOM, same bytes from another checkout
+	cd deploy/shiptest && SPECTROAUTH_DIST=$(CURDIR)/$(DIST) SPECTROAUTH_VERSION=$(VERSION) SPECTROAUTH_COMMIT=$(COMMIT) SPECTROAUTH_SRC=$(CURDIR) \
+	  $(GO) test -count=1 -run 'TestRelease' -v ./...
+
+test-image: image ## the image run by podman (read-only root): sign in through its development provider, verify the token outside
+	cd deploy/shiptest && SPECTROAUTH_IMAGE=$(CURDIR)/$(DIST)/spectroauth_$(VERSION)_image.tar SPECTROAUTH_VERSION=$(VERSION) SPECTROAUTH_REQUIRE=$${CI:+1} \
+	  $(GO) test -count=1 -run 'TestImage' -v ./...
+
+test-chart: daemon ## the Helm chart rendered for every testdata values file, decoded strictly, checked by check-config
+	cd deploy/helm/charttest && $(GO) vet ./... && SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd $(GO) test -count=1 ./...
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
