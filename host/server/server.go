@@ -105,6 +105,12 @@ type Config struct {
 	// replicas share one (host/storage/postgres), so a response replayed to
 	// another replica is refused too.
 	UsedOnce OnceSet
+	// HostPrefixedCookies names the cookies __Host-spectrocloud-…, with
+	// Path=/: browsers then refuse such a cookie from any other host, so a
+	// sibling subdomain cannot plant one. Only for a daemon on a host of its
+	// own (https://auth.example.com, not Backstage's host): Path=/ sends the
+	// session cookie to every route of the host.
+	HostPrefixedCookies bool
 	// IncludeOwnershipClaim puts ent into Backstage tokens.
 	IncludeOwnershipClaim bool
 	// Ready reports whether the daemon can serve sign-ins (for /readyz).
@@ -177,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		if env.SessionDuration <= 0 {
 			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
 		}
-		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration); err != nil {
+		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
 			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
 		}
 	}
