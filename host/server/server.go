@@ -18,6 +18,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -79,6 +80,11 @@ func (e *Env) revalidateInterval() time.Duration {
 		return e.RevalidateInterval
 	}
 	return DefaultRevalidateInterval
+}
+
+// policy is the environment's renewal policy.
+func (e *Env) policy() lifecycle.Policy {
+	return lifecycle.Policy{RefreshMargin: e.RefreshMargin, RevalidateInterval: e.revalidateInterval()}
 }
 
 // Config is everything the HTTP layer needs.
@@ -153,8 +159,8 @@ type Server struct {
 	// responses, when the sets are in memory (bounded); nil means used
 	// holds both (a shared set, which forgets nothing early).
 	usedCodes OnceSet
-	flights   flightGroup
-	backoff   backoffSet
+	flights   lifecycle.Flights
+	backoff   lifecycle.Backoff
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
