@@ -596,7 +596,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // endNamed ends the sessions of the given cookie values: each one's
-// upstream tokens are revoked and the session deleted.
+// upstream tokens are revoked (when it can be read) and the session
+// deleted (whether or not it could be read: a store that failed the read
+// must still forget it, or the sign-out fails).
 func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reason string) error {
 	var errs []error
 	for _, h := range handles {
@@ -604,17 +606,18 @@ func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reaso
 		if err != nil {
 			continue
 		}
-		sess, err := s.cfg.Sessions.Get(ctx, key)
-		if err != nil {
-			continue
+		sess, getErr := s.cfg.Sessions.Get(ctx, key)
+		if getErr == nil {
+			s.revokeUpstream(ctx, env, sess)
 		}
-		s.revokeUpstream(ctx, env, sess)
 		if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
 			errs = append(errs, fmt.Errorf("deleting the session: %w", err))
 			continue
 		}
-		s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
-		s.sessionEnded(env.name, reason, 1)
+		if getErr == nil {
+			s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
+			s.sessionEnded(env.name, reason, 1)
+		}
 	}
 	return errors.Join(errs...)
 }
