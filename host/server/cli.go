@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,7 +117,7 @@ func loopbackRedirect(raw string) (*url.URL, error) {
 		return nil, errors.New("redirect_uri must be an http://127.0.0.1:PORT/ or http://[::1]:PORT/ URL")
 	}
 	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || port == "" || port == "0" {
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
 		return nil, errors.New("redirect_uri must name the loopback port")
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
