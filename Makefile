@@ -5,7 +5,7 @@ BIN   := bin
 PLUGINS := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go))))
 RUN_ARGS ?=
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help fuzz fuzz-short
+.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help fuzz fuzz-short soak
 
 all: build
 
@@ -54,6 +54,13 @@ fuzz-short: ## every fuzz target for 3 s (part of make test); failing inputs lan
 
 fuzz: ## every fuzz target for FUZZTIME (default 5m) each; FUZZ=regexp picks targets
 	GO=$(GO) .ci/fuzz $(FUZZTIME) '$(or $(FUZZ),.)'
+
+SOAK_REFRESHES   ?= 1000000
+SOAK_FAULT_EVERY ?= 5s
+
+soak: build ## refreshes and sign-ins under injected faults (plugin killed, daemon SIGTERM/SIGKILL); SOAK_REFRESHES, SOAK_FAULT_EVERY
+	SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd SOAK_PLUGINS=$(CURDIR)/$(BIN)/plugins SOAK_REFRESHES=$(SOAK_REFRESHES) SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) \
+		$(GO) test -count=1 -run '^TestSoak$$' -timeout 3h -v ./host/crashtest
 
 bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

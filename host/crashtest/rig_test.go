@@ -167,50 +167,67 @@ type daemon struct {
 
 func startDaemon(t *testing.T, bin, cfg, base, logPath string) *daemon {
 	t.Helper()
-	logf, err := os.Create(logPath)
+	d, err := launch(bin, cfg, base, logPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(d.kill)
+	return d
+}
+
+// launch starts the daemon and waits until /readyz answers 200; on failure
+// the daemon is gone and the error holds its log.
+func launch(bin, cfg, base, logPath string) (*daemon, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(bin, "-config", cfg, "-log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	d := &daemon{cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); _ = logf.Close(); close(d.done) }()
-	t.Cleanup(d.kill)
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-d.done:
-			t.Fatalf("the daemon exited on start:\n%s", d.log())
+			return nil, fmt.Errorf("the daemon exited on start:\n%s", d.log())
 		default:
 		}
 		if res, err := client.Get(base + "/readyz"); err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return d
+				return d, nil
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.kill()
-	t.Fatalf("the daemon did not get ready in 20s:\n%s", d.log())
-	return nil
+	return nil, fmt.Errorf("the daemon did not get ready in 20s:\n%s", d.log())
 }
 
-// kill SIGKILLs the daemon and waits for it to be gone.
-func (d *daemon) kill() {
+// stop sends sig and waits for the daemon to exit (SIGKILL after 15 s).
+func (d *daemon) stop(sig syscall.Signal) {
 	select {
 	case <-d.done:
 		return
 	default:
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+	}
 }
+
+// kill SIGKILLs the daemon and waits for it to be gone.
+func (d *daemon) kill() { d.stop(syscall.SIGKILL) }
 
 func (d *daemon) log() string {
 	b, _ := os.ReadFile(d.logPath)
