@@ -37,6 +37,7 @@ var users = []string{"alice", "bob", "carol", "dave"}
 // killed by the tests.
 type rig struct {
 	bin, cfg, base, dir, dataDir string
+	metrics                      string // the daemon's /metrics URL
 	op                           *devprovider.Provider
 	signInMu                     sync.Mutex // SetSelectedUser, then the sign-in
 }
@@ -47,8 +48,9 @@ func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
 	t.Helper()
 	r := &rig{bin: daemonBinary(t), dir: t.TempDir()}
 	r.dataDir = filepath.Join(r.dir, "data")
-	port := freePort(t)
+	port, metricsPort := freePort(t), freePort(t)
 	r.base = "http://127.0.0.1:" + port
+	r.metrics = "http://127.0.0.1:" + metricsPort + "/metrics"
 	opL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +82,7 @@ func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
 	r.cfg = filepath.Join(r.dir, "config.yaml")
 	writeFile(t, r.cfg, fmt.Sprintf(`server:
   listen: 127.0.0.1:%s
+  metricsListen: 127.0.0.1:%s
   baseUrl: %s
 app:
   baseUrl: %s
@@ -97,7 +100,7 @@ auth:
 %sstorage:
   type: file
   path: %s
-%s`, port, r.base, r.base, issuer, resolverYAML, r.dataDir, extraYAML))
+%s`, port, metricsPort, r.base, r.base, issuer, resolverYAML, r.dataDir, extraYAML))
 	return r
 }
 

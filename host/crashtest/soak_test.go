@@ -81,6 +81,8 @@ func TestSoak(t *testing.T) {
 		sessions = append(sessions, sess{h, users[i%len(users)]})
 	}
 
+	idle := measure(r, cur.Load())
+
 	// faultUntil is when the current fault window ends (max while one is
 	// under way).
 	var faultUntil atomic.Int64
@@ -198,8 +200,7 @@ func TestSoak(t *testing.T) {
 			lost++
 		}
 	}
-	d := cur.Load()
-	rss, fds := procStats(d.cmd.Process.Pid)
+	end := measure(r, cur.Load())
 
 	emu.Lock()
 	var kinds []string
@@ -213,14 +214,48 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %d refreshes and %d sign-ins in %s (%.0f/s), %d faults (%s, in turn, every %s)",
 		refreshes.Load(), signIns.Load(), elapsed.Round(time.Second), float64(refreshes.Load()+signIns.Load())/elapsed.Seconds(),
 		faultCount.Load(), strings.Join(faults, ", "), every)
-	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost; last daemon after the load: RSS %.1f MB, %d open files",
-		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions), rss, fds)
+	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost",
+		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions))
+	t.Logf("soak: idle daemon before the load: %s; the last daemon, idle after the load: %s", idle, end)
+	if end.fds > idle.fds+8 || end.goroutines > idle.goroutines+20 {
+		t.Errorf("open files or goroutines did not come back: before %s, after %s", idle, end)
+	}
 	if len(outside) > 0 {
 		t.Errorf("errors outside the fault windows: %q", outside)
 	}
 	if lost > 0 {
 		t.Errorf("%d sessions lost", lost)
 	}
+}
+
+// stats is what a daemon holds.
+type stats struct {
+	rssMB           float64
+	fds, goroutines int
+}
+
+func (s stats) String() string {
+	return fmt.Sprintf("RSS %.1f MB, %d open files, %d goroutines", s.rssMB, s.fds, s.goroutines)
+}
+
+// measure reads the daemon's RSS and open files from /proc and its
+// goroutines from its metrics, after a second of rest.
+func measure(r *rig, d *daemon) stats {
+	time.Sleep(time.Second)
+	var s stats
+	s.rssMB, s.fds = procStats(d.cmd.Process.Pid)
+	res, err := http.Get(r.metrics)
+	if err != nil {
+		return s
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			s.goroutines, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return s
 }
 
 // children lists the processes whose parent is pid (the daemon's plugins).
