@@ -151,6 +151,11 @@ type ProviderEnv struct {
 	// RefreshMargin: upstream tokens are refreshed when the ID token has less
 	// left. At least 0 and less than SessionDuration. Default 5m.
 	RefreshMargin time.Duration `koanf:"refreshMargin"`
+	// RevalidateInterval: each session asks the provider at least this often
+	// (a refresh grant, or userinfo without one), however long its ID token
+	// lives, so a user disabled upstream loses access within it. From 1m to
+	// sessionDuration. Default 15m.
+	RevalidateInterval time.Duration `koanf:"revalidateInterval"`
 	// SessionDuration bounds a session (and the refresh cookie's max-age).
 	// Default 7 days (168h); at most 30 days.
 	SessionDuration time.Duration `koanf:"sessionDuration"`
@@ -195,6 +200,11 @@ type Plugin struct {
 	// CallTimeout is the deadline of every call to the plugin: more than 0, at
 	// most 1m. Default 2s.
 	CallTimeout time.Duration `koanf:"callTimeout"`
+	// ReadPaths are absolute paths (files or directories) the plugin may
+	// read and execute besides the system's (/usr, /lib, /etc/ssl, …),
+	// where the kernel restricts plugins with Landlock: for instance the
+	// folder of a script plugin's program.
+	ReadPaths []string `koanf:"readPaths"`
 }
 
 // Kubernetes configures per-user cluster credentials.

@@ -22,6 +22,11 @@ const (
 	DefaultTokenEndpointAuthMethod = "client_secret_basic"
 	// DefaultRefreshMargin is each provider environment's refreshMargin.
 	DefaultRefreshMargin = 5 * time.Minute
+	// DefaultRevalidateInterval is each provider environment's
+	// revalidateInterval: at most four provider calls per session-hour.
+	DefaultRevalidateInterval = 15 * time.Minute
+	// MinRevalidateInterval bounds revalidateInterval from below.
+	MinRevalidateInterval = time.Minute
 	// DefaultSessionDuration is each provider environment's sessionDuration (7 days).
 	DefaultSessionDuration = 7 * 24 * time.Hour
 	// MaxSessionDuration caps sessionDuration (30 days).
@@ -96,6 +101,9 @@ func (c *Config) applyDefaults(raw map[string]any) {
 		}
 		if !at("refreshMargin") {
 			env.RefreshMargin = DefaultRefreshMargin
+		}
+		if !at("revalidateInterval") {
+			env.RevalidateInterval = DefaultRevalidateInterval
 		}
 		if !at("sessionDuration") {
 			env.SessionDuration = DefaultSessionDuration

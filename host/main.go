@@ -4,6 +4,7 @@
 //	spectroauthd [-config FILE]              run (embedded development defaults without -config)
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
+//	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 //	spectroauthd storage-copy -config FILE -from PATH
 //	                                         copy a file-storage data directory into PostgreSQL
@@ -25,9 +26,15 @@ import (
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/daemon"
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
+	"github.com/spectroauth/spectroauth/host/pluginhost"
 )
 
 func main() {
+	// Before anything reads a secret: no other process of this user (a
+	// plugin among them) may read the daemon's memory or environment.
+	if err := pluginhost.ProtectProcess(); err != nil {
+		fmt.Fprintln(os.Stderr, "spectroauthd: warning:", err)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -55,7 +62,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 // quietCommands log warnings and errors only unless -log-level says
 // otherwise: their output, not their log, is the point (plugins' own
 // start-up chatter, for one).
-var quietCommands = map[string]bool{"plugins": true, "storage-copy": true}
+var quietCommands = map[string]bool{"plugins": true, "storage-copy": true, "doctor": true}
 
 // load is what a command that reads a configuration starts with: its
 // logger and the configuration. When either fails it prints why, prefixed
@@ -107,10 +114,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "plugins":
 			return pluginsCmd(args[1:], stdout, stderr)
+		case "doctor":
+			return doctorCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
 		case "storage-copy":
 			return storageCopyCmd(args[1:], stdout, stderr)
+		case "sessions":
+			return sessionsCmd(args[1:], stdout, stderr)
 		case "kube-credential":
 			return kubeCommand(kubecli.KubeCredential, args[1:], stdout, stderr)
 		case "kubeconfig":
@@ -140,6 +151,11 @@ Usage:
   spectroauthd plugins -config FILE
       Check, start, describe and stop every configured plugin: digest,
       version, capabilities, resolvers and strategies.
+  spectroauthd doctor -config FILE [-timeout 2m]
+      Check a deployment live, one line per check with what to fix: the
+      provider's discovery, issuer, JWKS, client authentication and clock;
+      the storage; every plugin; every Palette source's API key, projects
+      and clusters with OIDC. Exits 1 if any check fails.
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
@@ -148,6 +164,10 @@ Usage:
       PATH (signing keys, user info, live sessions, flow key) into the
       PostgreSQL storage FILE names, so replicas take over without signing
       anyone out. Stop that daemon first; running it again changes nothing.
+  spectroauthd sessions list|revoke --user REF -config FILE
+      List a Backstage user's sessions (browser and command line) in the
+      configured storage, or end them all (sign out everywhere), revoking
+      their upstream tokens where the provider allows; logged for audit.
 `+kubeUsage)
 }
 

@@ -222,6 +222,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
+		scfg.SessionEnded = d.metrics.SessionEnded
 	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
@@ -256,25 +257,10 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 
 func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEnv, opts Options) (*server.Env, error) {
 	key := "auth.providers.spectrocloud." + name
-	up, err := upstream.New(ctx, upstream.Config{
-		Issuer:                         pe.Issuer,
-		AuthorizationURL:               pe.AuthorizationURL,
-		TokenURL:                       pe.TokenURL,
-		JWKSURL:                        pe.JWKSURL,
-		UserinfoURL:                    pe.UserinfoURL,
-		RevocationURL:                  pe.RevocationURL,
-		EndSessionURL:                  pe.LogoutURL,
-		SigningAlgorithms:              pe.SigningAlgorithms,
-		ClientID:                       pe.ClientID,
-		ClientSecret:                   pe.ClientSecret.Reveal(),
-		Scopes:                         pe.Scopes,
-		Prompt:                         pe.Prompt,
-		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
-		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
-		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
-		HTTPClient:                     d.upstreamClient(name, opts.HTTPClient),
-		Logger:                         d.log.Named("upstream").With("env", name),
-	})
+	ucfg := upstreamConfig(pe)
+	ucfg.HTTPClient = d.upstreamClient(name, opts.HTTPClient)
+	ucfg.Logger = d.log.Named("upstream").With("env", name)
+	up, err := upstream.New(ctx, ucfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -304,6 +290,8 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 		RefreshMargin:   pe.RefreshMargin,
 		SessionDuration: pe.SessionDuration,
 		LogoutURL:       pe.LogoutURL,
+
+		RevalidateInterval: pe.RevalidateInterval,
 
 		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
 	}, nil
@@ -458,4 +446,25 @@ func (d *Daemon) Close(ctx context.Context) error {
 	}
 	d.closers = nil
 	return errors.Join(errs...)
+}
+
+// upstreamConfig is the provider client configuration of one environment.
+func upstreamConfig(pe config.ProviderEnv) upstream.Config {
+	return upstream.Config{
+		Issuer:                         pe.Issuer,
+		AuthorizationURL:               pe.AuthorizationURL,
+		TokenURL:                       pe.TokenURL,
+		JWKSURL:                        pe.JWKSURL,
+		UserinfoURL:                    pe.UserinfoURL,
+		RevocationURL:                  pe.RevocationURL,
+		EndSessionURL:                  pe.LogoutURL,
+		SigningAlgorithms:              pe.SigningAlgorithms,
+		ClientID:                       pe.ClientID,
+		ClientSecret:                   pe.ClientSecret.Reveal(),
+		Scopes:                         pe.Scopes,
+		Prompt:                         pe.Prompt,
+		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
+		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
+		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
+	}
 }

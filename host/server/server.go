@@ -35,6 +35,9 @@ type Upstream interface {
 	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
 	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
 	Revoke(ctx context.Context, t *upstream.Tokens) error
+	// CheckUserinfo revalidates a session without a refresh grant; it
+	// answers upstream.ErrNoUserinfo when the provider has no userinfo.
+	CheckUserinfo(ctx context.Context, t *upstream.Tokens) error
 	CheckAuthorizationResponseIssuer(iss string) error
 }
 
@@ -52,6 +55,10 @@ type Env struct {
 	RefreshMargin time.Duration
 	// SessionDuration bounds a session and the refresh cookie.
 	SessionDuration time.Duration
+	// RevalidateInterval: each session asks the provider at least this
+	// often (its refresh grant, or userinfo without one), however long its
+	// ID token lives; zero means DefaultRevalidateInterval.
+	RevalidateInterval time.Duration
 	// LogoutURL, when https or localhost, is returned from /logout so the app
 	// navigates there (e.g. the provider's end-session page).
 	LogoutURL string
@@ -60,6 +67,17 @@ type Env struct {
 
 	name    string
 	cookies *cookieJar
+}
+
+// DefaultRevalidateInterval is Env.RevalidateInterval's default: at most
+// four provider calls per session-hour.
+const DefaultRevalidateInterval = 15 * time.Minute
+
+func (e *Env) revalidateInterval() time.Duration {
+	if e.RevalidateInterval > 0 {
+		return e.RevalidateInterval
+	}
+	return DefaultRevalidateInterval
 }
 
 // Config is everything the HTTP layer needs.
@@ -95,6 +113,11 @@ type Config struct {
 	// "refused" (the provider, a resolver or a check said no) or "failed"
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
+	// SessionEnded, when set, is told of sessions the daemon ended: n
+	// sessions of env for reason (EndRefused, EndResolverRefused,
+	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
+	// metrics.
+	SessionEnded func(env, reason string, n int)
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -110,8 +133,13 @@ type Server struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	used     OnceSet
-	flights  flightGroup
-	oidcConf []byte
+	// usedCodes holds spent command-line codes apart from used sign-in
+	// responses, when the sets are in memory (bounded); nil means used
+	// holds both (a shared set, which forgets nothing early).
+	usedCodes OnceSet
+	flights   flightGroup
+	backoff   backoffSet
+	oidcConf  []byte
 }
 
 // New checks cfg and builds the routes.
@@ -177,7 +205,7 @@ func newServer(cfg Config) (*Server, error) {
 		used:     cfg.UsedOnce,
 	}
 	if s.used == nil {
-		s.used = &usedNonces{}
+		s.used, s.usedCodes = &usedNonces{}, &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -328,11 +356,20 @@ type OnceSet interface {
 	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
 }
 
-// claimOnce claims id for as long as a nonce cookie lives.
+// claimOnce claims id for as long as a nonce cookie lives. Command-line
+// codes (ids "cli-code:…") go to a set of their own when the set is the
+// in-memory one: its bound forgets the oldest entries early, and sign-in
+// responses, however many, must never make it forget a spent code.
 func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
 	now := s.now()
+	if s.usedCodes != nil && strings.HasPrefix(id, cliCodeOncePrefix) {
+		return s.usedCodes.Claim(ctx, id, now, now.Add(nonceMaxAge))
+	}
 	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
 }
+
+// cliCodeOncePrefix starts the used-once id of a command-line code.
+const cliCodeOncePrefix = "cli-code:"
 
 // maxUsedNonces bounds how many used nonces are remembered. Anyone can make
 // the daemon remember one (a made-up state with a matching made-up nonce

@@ -66,7 +66,7 @@ func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserS
 	if sess.UserEntityRef != claims.Subject {
 		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
 	}
-	if s.upstreamStale(env, sess) {
+	if s.upstreamDue(env, sess) {
 		if sess, err = s.renewOnce(ctx, env, key); err != nil {
 			return nil, err
 		}

@@ -8,37 +8,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/time/rate"
 
 	"github.com/spectroauth/spectroauth/sdk"
 )
-
-// FuzzDecodeClusterPage: any body Palette answers the cluster list with is
-// a page or an error; what the source reads of each item never panics.
-func FuzzDecodeClusterPage(f *testing.F) {
-	f.Fuzz(func(t *testing.T, body []byte) {
-		items, _, err := decodeClusterPage(body)
-		if err != nil {
-			if items != nil {
-				t.Fatal("items with an error")
-			}
-			return
-		}
-		if len(items) > len(body)/2 {
-			t.Fatalf("%d items from %d bytes", len(items), len(body))
-		}
-		for _, it := range items {
-			if it.Scope() == "" {
-				t.Fatal("empty scope")
-			}
-			if p := it.Project(); it.Metadata.Annotations["projectUid"] != "" && p.UID != it.Metadata.Annotations["projectUid"] {
-				t.Fatalf("project %q, but the annotation says %q", p.UID, it.Metadata.Annotations["projectUid"])
-			}
-			_ = it.State()
-		}
-	})
-}
 
 // FuzzParseKubeconfig: a kubeconfig from Palette yields a server without a
 // trailing slash and CA data that was valid base64, or an error.
@@ -58,23 +34,24 @@ func FuzzParseKubeconfig(f *testing.F) {
 }
 
 // FuzzListClusters runs the whole source against a fake Palette that
-// answers the list, project and kubeconfig requests with fuzzed bodies:
-// the plugin answers an error or only clusters the protocol accepts (so the
-// host never has to refuse its list), bounded in number.
+// answers the cluster list, the cluster search, the project names and every
+// kubeconfig with fuzzed bodies (later search pages are empty): the plugin
+// answers an error or only clusters the protocol accepts, so the host never
+// has to refuse its list.
 func FuzzListClusters(f *testing.F) {
-	var list, project, kubeconfig atomic.Value
+	var list, search, projects, kubeconfig atomic.Value
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body []byte
 		switch {
-		case strings.HasPrefix(r.URL.Path, "/v1/dashboard/spectroclusters/meta"):
+		case r.URL.Path == "/v1/dashboard/spectroclusters/meta":
 			body = list.Load().([]byte)
-			if q := r.URL.Query(); q.Has("continue") || q.Has("offset") {
-				// One fuzzed page, then the end of the list: a Palette
-				// that pages forever only meets the client's page guard.
-				body = []byte("[]")
+		case r.URL.Path == "/v1/dashboard/spectroclusters/search":
+			body = search.Load().([]byte)
+			if r.URL.Query().Has("continue") {
+				body = []byte(`{"items":[]}`)
 			}
-		case strings.HasPrefix(r.URL.Path, "/v1/projects/"):
-			body = project.Load().([]byte)
+		case r.URL.Path == "/v1/dashboard/projects/metadata":
+			body = projects.Load().([]byte)
 		case strings.HasSuffix(r.URL.Path, "/assets/kubeconfig"):
 			body = kubeconfig.Load().([]byte)
 		default:
@@ -86,17 +63,19 @@ func FuzzListClusters(f *testing.F) {
 	f.Cleanup(srv.Close)
 	s := &Source{Logger: hclog.NewNullLogger(), Getenv: func(string) string { return "" }}
 	err := s.Configure(context.Background(), sdk.Config{Values: sdk.Options{
-		"url":      srv.URL,
-		"apiKey":   "key",
-		"caData":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})),
-		"pageSize": 50,
+		"url":    srv.URL,
+		"apiKey": "key",
+		"caData": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})),
 	}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, listBody, projectBody, kubeconfigBody []byte, tenant bool) {
+	// No pacing and no retries: each input costs a few local requests.
+	s.SetPacing(Limits{Assets: rate.Inf, AssetsBurst: 1, API: rate.Inf, APIBurst: 1}, Retry{Attempts: 1, Base: time.Millisecond, Max: time.Millisecond})
+	f.Fuzz(func(t *testing.T, listBody, searchBody, projectBody, kubeconfigBody []byte, tenant bool) {
 		list.Store(listBody)
-		project.Store(projectBody)
+		search.Store(searchBody)
+		projects.Store(projectBody)
 		kubeconfig.Store(kubeconfigBody)
 		opts := sdk.Options{"excludeProjects": []any{"nope"}}
 		if tenant {
