@@ -71,6 +71,26 @@ type Server struct {
 	// serves Prometheus metrics at /metrics, without authentication: bind it
 	// to loopback or an address only the scraper reaches. Default off.
 	MetricsListen string `koanf:"metricsListen"`
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client; from anyone else the header is
+	// ignored and the connection's peer is the client. Default none.
+	TrustedProxies []string `koanf:"trustedProxies"`
+	// RateLimits bound the unauthenticated sign-in routes.
+	RateLimits RateLimits `koanf:"rateLimits"`
+}
+
+// RateLimits bound what clients may ask of the sign-in routes (/start, the
+// callback, the command-line and device routes).
+type RateLimits struct {
+	// SignInsPerClientPerMinute is each client address's sustained rate
+	// (IPv6: per /64). Default 60.
+	SignInsPerClientPerMinute int `koanf:"signInsPerClientPerMinute"`
+	// SignInBurst is how many requests a client may make at once. Default 30.
+	SignInBurst int `koanf:"signInBurst"`
+	// CodeExchangesPerSecond bounds the calls to the provider's token
+	// endpoint for sign-ins, all clients together (burst: one second's
+	// worth times five). Default 20.
+	CodeExchangesPerSecond int `koanf:"codeExchangesPerSecond"`
 }
 
 // App describes the Backstage app whose origin may receive sign-in results.

@@ -20,6 +20,11 @@ const (
 	MaxBackstageTokenExpiration = 24 * time.Hour
 	// DefaultTokenEndpointAuthMethod is each provider environment's tokenEndpointAuthMethod.
 	DefaultTokenEndpointAuthMethod = "client_secret_basic"
+	// DefaultSignInsPerClientPerMinute, DefaultSignInBurst and
+	// DefaultCodeExchangesPerSecond are server.rateLimits.
+	DefaultSignInsPerClientPerMinute = 60
+	DefaultSignInBurst               = 30
+	DefaultCodeExchangesPerSecond    = 20
 	// DefaultRefreshMargin is each provider environment's refreshMargin.
 	DefaultRefreshMargin = 5 * time.Minute
 	// DefaultRevalidateInterval is each provider environment's
@@ -70,6 +75,11 @@ func Defaults() *Config {
 		Server: Server{
 			Listen:          DefaultListen,
 			ShutdownTimeout: DefaultShutdownTimeout,
+			RateLimits: RateLimits{
+				SignInsPerClientPerMinute: DefaultSignInsPerClientPerMinute,
+				SignInBurst:               DefaultSignInBurst,
+				CodeExchangesPerSecond:    DefaultCodeExchangesPerSecond,
+			},
 		},
 		Auth: Auth{
 			BackstageTokenExpiration: DefaultBackstageTokenExpiration,

@@ -139,6 +139,25 @@ func (v *validator) server(c *Config) {
 			v.add("server.listen", "%s, not %q", msg, s.Listen)
 		}
 	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				v.add(joinIndex("server.trustedProxies", i), "%q is not a CIDR or an IP address", p)
+			}
+		}
+	}
+	for _, l := range []struct {
+		key string
+		val int
+	}{
+		{"signInsPerClientPerMinute", s.RateLimits.SignInsPerClientPerMinute},
+		{"signInBurst", s.RateLimits.SignInBurst},
+		{"codeExchangesPerSecond", s.RateLimits.CodeExchangesPerSecond},
+	} {
+		if l.val < 1 {
+			v.add("server.rateLimits."+l.key, "must be at least 1, not %d", l.val)
+		}
+	}
 	if v.required("server.baseUrl", s.BaseURL == "") {
 		v.url("server.baseUrl", s.BaseURL, urlRule{})
 	}
@@ -411,6 +430,12 @@ func (v *validator) devProvider(c *Config) {
 	}
 	if !IsLoopbackListen(c.Server.Listen) {
 		v.add("devProvider.enabled", "the development provider only runs on a loopback listen address, not %q", c.Server.Listen)
+	}
+	// Its issuer is {server.baseUrl}/dev/oidc: a public baseUrl would send
+	// browsers and relying parties elsewhere to a provider that signs
+	// anyone in.
+	if u, err := url.Parse(c.Server.BaseURL); err == nil && u.Host != "" && !isLoopbackHost(u.Hostname()) {
+		v.add("server.baseUrl", "must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it")
 	}
 	if len(d.Users) == 0 {
 		v.add("devProvider.users", "at least one user is required when the development provider is enabled")

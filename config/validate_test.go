@@ -68,6 +68,14 @@ func TestValidate(t *testing.T) {
 		{"shutdownTimeout negative", func(c *Config) { c.Server.ShutdownTimeout = -time.Second },
 			[]string{"server.shutdownTimeout: must not be negative"}},
 		{"metricsListen", func(c *Config) { c.Server.MetricsListen = "127.0.0.1:9464" }, nil},
+		{"trustedProxies", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "::1", "10.0.0.0/33", "proxy.local"} }, []string{
+			`server.trustedProxies[2]: "10.0.0.0/33" is not a CIDR or an IP address`,
+			`server.trustedProxies[3]: "proxy.local" is not a CIDR or an IP address`,
+		}},
+		{"rateLimits zero", func(c *Config) { c.Server.RateLimits.SignInBurst, c.Server.RateLimits.CodeExchangesPerSecond = 0, -1 }, []string{
+			"server.rateLimits.signInBurst: must be at least 1, not 0",
+			"server.rateLimits.codeExchangesPerSecond: must be at least 1, not -1",
+		}},
 		{"metricsListen not host:port", func(c *Config) { c.Server.MetricsListen = "9464" },
 			[]string{`server.metricsListen: must be host:port, e.g. 127.0.0.1:7007, not "9464"`}},
 		{"metricsListen is listen", func(c *Config) { c.Server.MetricsListen = c.Server.Listen },
@@ -281,23 +289,34 @@ func TestValidate(t *testing.T) {
 		// devProvider
 		{"devProvider on all interfaces", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not "0.0.0.0:7007"`}},
 		{"devProvider on an empty host", func(c *Config) {
 			c.Server.Listen = ":7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not ":7007"`}},
 		{"devProvider on loopback", func(c *Config) {
 			c.Server.Listen = "[::1]:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, nil},
 		{"devProvider disabled anywhere", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
 			c.DevProvider = DevProvider{Users: []DevUser{{Username: "alice"}}}
 		}, nil},
-		{"devProvider users", func(c *Config) { c.DevProvider = DevProvider{Enabled: true} },
+		{"devProvider with a public baseUrl", func(c *Config) {
+			c.Server.BaseURL = "https://auth.example.com"
+			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
+		}, []string{"server.baseUrl: must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it"}},
+		{"devProvider users", func(c *Config) {
+			c.Server.BaseURL = "http://127.0.0.1:7007"
+			c.DevProvider = DevProvider{Enabled: true}
+		},
 			[]string{"devProvider.users: at least one user is required when the development provider is enabled"}},
 		{"devProvider user problems", func(c *Config) {
+			c.Server.BaseURL = "http://[::1]:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "a"}, {Username: ""}, {Username: "a", Email: "not-an-email"}}}
 		}, []string{
 			"devProvider.users[1].username: required",

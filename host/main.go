@@ -2,6 +2,7 @@
 // SpectroCloud, and per-user Kubernetes credentials.
 //
 //	spectroauthd [-config FILE]              run (embedded development defaults without -config)
+//	spectroauthd version                     print the version and commit this binary was built from
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
 //	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
@@ -18,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,6 +30,17 @@ import (
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
 )
+
+// version and commit are stamped by the linker: make build and make release
+// pass -X main.version=$(git describe --tags --always --dirty, or the VERSION
+// file) and -X main.commit=$(git rev-parse HEAD).
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// build is what /healthz and the build_info metric say runs.
+func build() daemon.Build { return daemon.Build{Version: version, Commit: commit} }
 
 func main() {
 	// Before anything reads a secret: no other process of this user (a
@@ -110,6 +123,8 @@ func (c *commonFlags) logger(stderr io.Writer) (hclog.Logger, error) {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "version":
+			return versionCmd(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
 		case "plugins":
@@ -145,6 +160,8 @@ Usage:
   spectroauthd [-config FILE] [-log-format text|json] [-log-level LEVEL]
       Run the daemon. Without -config it runs on its embedded development
       defaults: a development OpenID provider on http://localhost:7007.
+  spectroauthd version
+      Print the version and commit this binary was built from.
   spectroauthd check-config -config FILE [-print]
       Validate a configuration; every problem is printed with its key path.
       -print shows the effective configuration with secrets redacted.
@@ -189,13 +206,14 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("invalid configuration", "error", err)
 		return 1
 	}
+	log.Info("starting", "version", version, "commit", commit)
 	if c.configPath == "" {
 		log.Info("no -config given: running on the embedded development defaults")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log})
+	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log, Build: build()})
 	if err != nil {
 		log.Error("could not start", "error", err)
 		return 1
@@ -255,6 +273,27 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stdout, "%s is valid\n", c.configPath)
+	return 0
+}
+
+// versionCmd prints one line: the version, the commit, the Go release and
+// the platform the binary was built for.
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return parseFailed(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "version: takes no arguments")
+		return 2
+	}
+	b := build()
+	c := b.Commit
+	if c == "" {
+		c = "unknown"
+	}
+	fmt.Fprintf(stdout, "spectroauthd %s (commit %s, %s, %s/%s)\n", b.Version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return 0
 }
 

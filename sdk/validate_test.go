@@ -181,6 +181,19 @@ func (everything) ValidateOptions(context.Context, ValidateOptionsRequest) error
 	return nil
 }
 
+// wrongSignature resolves, and has a ValidateOptions that is not
+// OptionsValidator's: with Impl, the capability would silently be missing.
+type wrongSignature struct{ onlyResolver }
+
+func (wrongSignature) ValidateOptions(context.Context, Options) error { return nil }
+
+type pointerResolver struct{}
+
+func (*pointerResolver) Resolvers() []string { return []string{"r"} }
+func (*pointerResolver) Resolve(context.Context, ResolveRequest) (Identity, error) {
+	return Identity{}, ErrNotFound
+}
+
 func TestPluginInfo(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -199,6 +212,15 @@ func TestPluginInfo(t *testing.T) {
 		{name: "no resolver names", p: Plugin{Name: "x", Impl: namedResolver{}}, wantErr: "lists no resolver names"},
 		{name: "bad resolver name", p: Plugin{Name: "x", Impl: namedResolver{"a b"}}, wantErr: `resolver name "a b"`},
 		{name: "duplicate resolver name", p: Plugin{Name: "x", Impl: namedResolver{"a", "a"}}, wantErr: "listed twice"},
+		{name: "typed", p: Plugin{Name: "t", Resolver: onlyResolver{}, OptionsValidator: everything{}}, wantCaps: []Capability{
+			CapabilityResolver, CapabilityValidateOptions,
+		}},
+		{name: "typed and impl", p: Plugin{Name: "t", ClusterSource: everything{}, Impl: onlyResolver{}}, wantCaps: []Capability{
+			CapabilityResolver, CapabilityClusterSource,
+		}},
+		{name: "impl with a wrong signature", p: Plugin{Name: "x", Impl: wrongSignature{}},
+			wantErr: "has method ValidateOptions(context.Context, sdk.Options) error, but sdk.OptionsValidator needs ValidateOptions(context.Context, sdk.ValidateOptionsRequest) error"},
+		{name: "impl on its pointer only", p: Plugin{Name: "x", Impl: pointerResolver{}}, wantErr: "implements sdk.Resolver only on its pointer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

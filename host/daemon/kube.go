@@ -62,6 +62,7 @@ func (d *Daemon) startKube(srv *server.Server) error {
 		Clusters:      clusters,
 		Sources:       sources,
 		Sessions:      srv.UserSession,
+		CLISessions:   srv.CLISession,
 		Audit:         audit,
 		CatalogOwner:  k.Catalog.Owner,
 		CatalogPublic: k.Catalog.Public,

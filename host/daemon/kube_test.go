@@ -13,20 +13,36 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
 )
 
 // devLogin is a kubecli OpenBrowser that signs in as alice on the
-// development provider's login page and follows the redirects on to the
-// command's loopback address.
+// development provider's login page, confirms on the daemon's consent page
+// and follows the redirects on to the command's loopback address.
 func devLogin(t *testing.T, base string) func(string) error {
 	return func(start string) error {
 		go func() {
 			jar, _ := cookiejar.New(nil)
 			c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-			if _, _, err := devSignIn(c, start, base, "alice"); err != nil {
+			_, page, err := devSignIn(c, start, base, "alice")
+			if err != nil {
 				t.Errorf("browser: %v", err)
+				return
 			}
+			// The daemon asks the user to confirm the command line's sign-in.
+			form, err := cliwire.ParseConsentPage([]byte(page))
+			if err != nil {
+				t.Errorf("browser: %v: %s", err, page)
+				return
+			}
+			form.Fields.Set("decision", "allow")
+			res, err := c.PostForm(base+form.Action, form.Fields)
+			if err != nil {
+				t.Errorf("browser: confirming: %v", err)
+				return
+			}
+			res.Body.Close()
 		}()
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,47 +88,11 @@ func decodeClaims(payload []byte) (tokenClaims, error) {
 // tokens), "exp" and "iat", and requires "sub". It is for our own
 // /v1/userinfo route.
 func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error) {
-	if len(raw) > maxVerifyLength || strings.Count(raw, ".") != 2 {
-		return VerifiedClaims{}, invalid("not a compact JWS")
-	}
-	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
+	typ, kid, payload, err := i.verifySignature(ctx, raw, TypeUser, TypeLimitedUser)
 	if err != nil {
-		return VerifiedClaims{}, invalid("not an ES256 compact JWS")
+		return VerifiedClaims{}, err
 	}
-	if len(jws.Signatures) != 1 {
-		return VerifiedClaims{}, invalid("not a single-signature JWS")
-	}
-	h := jws.Signatures[0].Protected
-	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
-	if typ != TypeUser && typ != TypeLimitedUser {
-		return VerifiedClaims{}, invalid("typ is not a Backstage user token type")
-	}
-	if h.KeyID == "" {
-		return VerifiedClaims{}, invalid("no kid")
-	}
-
 	now := i.now()
-	vk, ok := i.set.Load().verify[h.KeyID]
-	if !ok {
-		// Perhaps another replica's new key. Only a token that claims a
-		// plausible "iat" can make us read the store; the signature is
-		// checked once the key is known.
-		c, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
-		if err != nil || c.Iat == nil || !isEpoch(*c.Iat) {
-			return VerifiedClaims{}, invalid("signed by an unknown key")
-		}
-		// "iat" is whole seconds: the token was made before iat+1s.
-		i.reloadSince(ctx, time.Unix(int64(*c.Iat), 0).Add(time.Second+clockSkew))
-		vk, ok = i.set.Load().verify[h.KeyID]
-	}
-	if !ok || now.Sub(vk.created) >= 3*i.lifetime {
-		return VerifiedClaims{}, invalid("signed by an unknown key")
-	}
-	payload, err := jws.Verify(vk.pub)
-	if err != nil {
-		return VerifiedClaims{}, invalid("bad signature")
-	}
-
 	c, err := decodeClaims(payload)
 	if err != nil {
 		return VerifiedClaims{}, invalid("payload is not a JSON object of the expected shape")
@@ -154,12 +119,59 @@ func (i *Issuer) Verify(ctx context.Context, raw string) (VerifiedClaims, error)
 	if iat.After(now.Add(iatLeeway)) {
 		return VerifiedClaims{}, invalid("issued in the future")
 	}
-	v := VerifiedClaims{Type: typ, Subject: *c.Sub, IssuedAt: iat, ExpiresAt: exp, KeyID: h.KeyID}
+	v := VerifiedClaims{Type: typ, Subject: *c.Sub, IssuedAt: iat, ExpiresAt: exp, KeyID: kid}
 	if typ == TypeUser {
 		v.Ent = c.Ent
 		v.SessionID = c.Sid
 	}
 	return v, nil
+}
+
+// verifySignature checks that raw is a compact ES256 JWS of one of types,
+// signed by one of our keys (re-reading the store for a kid another replica
+// may have made), and returns its typ, kid and verified payload.
+func (i *Issuer) verifySignature(ctx context.Context, raw string, types ...string) (typ, kid string, payload []byte, err error) {
+	if len(raw) > maxVerifyLength || strings.Count(raw, ".") != 2 {
+		return "", "", nil, invalid("not a compact JWS")
+	}
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return "", "", nil, invalid("not an ES256 compact JWS")
+	}
+	if len(jws.Signatures) != 1 {
+		return "", "", nil, invalid("not a single-signature JWS")
+	}
+	h := jws.Signatures[0].Protected
+	typ, _ = h.ExtraHeaders[jose.HeaderType].(string)
+	if !slices.Contains(types, typ) {
+		return "", "", nil, invalid("typ is not " + strings.Join(types, " or "))
+	}
+	if h.KeyID == "" {
+		return "", "", nil, invalid("no kid")
+	}
+
+	now := i.now()
+	vk, ok := i.set.Load().verify[h.KeyID]
+	if !ok {
+		// Perhaps another replica's new key. Only a token that claims a
+		// plausible "iat" can make us read the store; the signature is
+		// checked once the key is known.
+		c, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
+		if err != nil || c.Iat == nil || !isEpoch(*c.Iat) {
+			return "", "", nil, invalid("signed by an unknown key")
+		}
+		// "iat" is whole seconds: the token was made before iat+1s.
+		i.reloadSince(ctx, time.Unix(int64(*c.Iat), 0).Add(time.Second+clockSkew))
+		vk, ok = i.set.Load().verify[h.KeyID]
+	}
+	if !ok || now.Sub(vk.created) >= 3*i.lifetime {
+		return "", "", nil, invalid("signed by an unknown key")
+	}
+	payload, err = jws.Verify(vk.pub)
+	if err != nil {
+		return "", "", nil, invalid("bad signature")
+	}
+	return typ, h.KeyID, payload, nil
 }
 
 func invalid(why string) error {

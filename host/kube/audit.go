@@ -17,7 +17,8 @@ const (
 
 // Reasons of refusals, in AuditEvent.Reason.
 const (
-	ReasonUnauthenticated       = "unauthenticated"        // no or no valid Backstage token
+	ReasonUnauthenticated       = "unauthenticated"        // no or no valid token
+	ReasonWrongToken            = "wrong-token"            // a token that may not buy credentials (a Backstage user token)
 	ReasonSessionEnded          = "session-ended"          // signed out, expired, refused upstream
 	ReasonBadRequest            = "bad-request"            // the body is not {"cluster": name}
 	ReasonUnknownCluster        = "unknown-cluster"        // no such cluster

@@ -9,8 +9,13 @@
 //   - GET  catalog-info.yaml: every known cluster as a Backstage Resource entity
 //     of type kubernetes-cluster, for one catalog location.
 //
-// Callers authenticate with the daemon's own Backstage user token
-// (Authorization: Bearer). The broker talks to plugins through the small
+// Who may obtain a credential: only a caller meant to hold one. POST
+// credential accepts a command-line access token (identity.TypeCLIAccess,
+// what spectroauthd kube-credential holds for kubectl) and refuses the
+// daemon's Backstage user token: Backstage hands that token to every
+// backend plugin, proxy and scaffolder action, none of which may turn it
+// into cluster access. GET clusters and catalog-info.yaml, which reveal no
+// secret, accept either (Authorization: Bearer). The broker talks to plugins through the small
 // Strategy and Source interfaces, which the plugin host's objects satisfy.
 package kube
 
@@ -102,8 +107,13 @@ type Config struct {
 	// Sources are the discovery plugins, in configuration order: on a name
 	// clash the static cluster wins, then the earlier source.
 	Sources []SourceConfig
-	// Sessions authenticates callers. Required.
+	// Sessions authenticates Backstage user tokens, for the routes that
+	// reveal no secret (clusters, catalog-info.yaml). Required.
 	Sessions SessionFunc
+	// CLISessions authenticates command-line access tokens
+	// ((*server.Server).CLISession): the only callers POST credential
+	// serves. Nil means no caller gets a credential.
+	CLISessions SessionFunc
 	// Audit receives one event per credential grant or refusal. Required.
 	Audit *AuditLog
 	// Decided, when set, is told the outcome (OutcomeGranted or

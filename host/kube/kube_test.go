@@ -29,6 +29,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/kube"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
@@ -37,17 +38,30 @@ import (
 )
 
 const (
-	aliceToken  = "backstage-token-of-alice"
-	endedToken  = "backstage-token-of-an-ended-session"
-	brokenToken = "backstage-token-whose-session-cannot-be-read"
-	idToken     = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLWFsaWNl"
-	paletteTok  = "palette-session-token-never-for-kubernetes"
+	idToken    = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLWFsaWNl"
+	paletteTok = "palette-session-token-never-for-kubernetes"
 )
 
-// sessions stands in for (*server.Server).UserSession.
+// Tokens the fake session functions know, shaped as JWS with the real typ
+// headers (the broker picks the verifier by typ; the fakes verify nothing).
+var (
+	aliceToken     = fakeJWT(identity.TypeCLIAccess, "alice")
+	endedToken     = fakeJWT(identity.TypeCLIAccess, "ended")
+	brokenToken    = fakeJWT(identity.TypeCLIAccess, "broken")
+	forgedToken    = fakeJWT(identity.TypeCLIAccess, "forged")
+	aliceUserToken = fakeJWT(identity.TypeUser, "alice")
+	aliceLimited   = fakeJWT(identity.TypeLimitedUser, "alice")
+)
+
+func fakeJWT(typ, name string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"typ":"`+typ+`","alg":"ES256","kid":"k"}`)) + "." + enc([]byte(`{"sub":"`+name+`"}`)) + "." + enc([]byte("signature-of-"+name))
+}
+
+// sessions stands in for (*server.Server).UserSession and CLISession.
 func sessions(_ context.Context, token string) (*server.UserSession, error) {
 	switch token {
-	case aliceToken:
+	case aliceToken, aliceUserToken:
 		return &server.UserSession{
 			Env:     "development",
 			Session: &session.Session{UserEntityRef: "user:default/alice"},
@@ -160,6 +174,7 @@ func newFixture(t *testing.T, cfg kube.Config) *fixture {
 	t.Helper()
 	f := &fixture{audit: &syncBuffer{}, logs: &syncBuffer{}}
 	cfg.Sessions = sessions
+	cfg.CLISessions = sessions
 	cfg.Audit = kube.NewAuditLog(f.audit)
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: f.logs, Level: hclog.Debug})
 	b, err := kube.New(cfg)
@@ -286,7 +301,10 @@ func TestCredentialRefusals(t *testing.T) {
 		message           string
 	}{
 		{"no token", "", `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonUnauthenticated, "sign in again"},
-		{"invalid token", "forged", `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonUnauthenticated, "sign in again"},
+		{"invalid token", forgedToken, `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonUnauthenticated, "sign in again"},
+		{"backstage user token", aliceUserToken, `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonWrongToken, "spectroauthd kube-credential"},
+		{"backstage limited token", aliceLimited, `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonWrongToken, "does not buy a cluster credential"},
+		{"opaque token", "some-opaque-token", `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonUnauthenticated, "command-line access token"},
 		{"ended session", endedToken, `{"cluster":"ok"}`, 401, "AuthenticationError", kube.ReasonSessionEnded, "session has ended"},
 		{"unreadable session", brokenToken, `{"cluster":"ok"}`, 503, "ServiceUnavailableError", kube.ReasonSessionUnavailable, "try again"},
 		{"not JSON", aliceToken, `cluster=ok`, 400, "InputError", kube.ReasonBadRequest, `{"cluster": "<name>"}`},
@@ -348,6 +366,10 @@ func TestClustersRoute(t *testing.T) {
 	}})
 	if status, _ := f.do(t, http.MethodGet, "clusters", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("without a token: status %d", status)
+	}
+	// The list reveals no secret: Backstage's user token may read it too.
+	if status, body := f.do(t, http.MethodGet, "clusters", aliceUserToken, ""); status != http.StatusOK {
+		t.Errorf("with a Backstage user token: status %d: %v", status, body)
 	}
 	status, body := f.do(t, http.MethodGet, "clusters", aliceToken, "")
 	if status != http.StatusOK {
@@ -518,6 +540,9 @@ func TestCatalog(t *testing.T) {
 	if status, _ := get(""); status != http.StatusUnauthorized {
 		t.Errorf("catalog without a token: %d", status)
 	}
+	if status, _ := get(aliceUserToken); status != http.StatusOK {
+		t.Errorf("catalog with a Backstage user token: %d", status)
+	}
 	status, body := get(aliceToken)
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, body)
@@ -681,9 +706,10 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 
 func TestGrantWithheldWhenAuditFails(t *testing.T) {
 	b, err := kube.New(kube.Config{
-		Sessions: sessions,
-		Audit:    kube.NewAuditLog(failingWriter{}),
-		Clusters: []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: bind("oidc", handsIDToken())}},
+		Sessions:    sessions,
+		CLISessions: sessions,
+		Audit:       kube.NewAuditLog(failingWriter{}),
+		Clusters:    []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: bind("oidc", handsIDToken())}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/sdk"
@@ -50,20 +51,43 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(token)
 }
 
-// session authenticates the caller. Its errors carry the audit reason.
-func (b *Broker) session(r *http.Request) (*server.UserSession, error) {
+// WrongTokenMessage is what POST credential answers a Backstage user token.
+const WrongTokenMessage = "A Backstage user token does not buy a cluster credential: Backstage hands it to every backend plugin. " +
+	"kubectl gets credentials with `spectroauthd kube-credential`, which holds its own command-line token; " +
+	"Backstage's Kubernetes plugin gets them through its own auth provider (see the README's Kubernetes section)"
+
+// session authenticates the caller: for a credential (credential true) only
+// with a command-line access token, otherwise with that or a Backstage user
+// token. Its errors carry the audit reason.
+func (b *Broker) session(r *http.Request, credential bool) (*server.UserSession, error) {
 	token := bearer(r)
 	if token == "" {
-		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
-			"Missing Backstage token: send Authorization: Bearer <your Backstage token>; sign in again to get one", nil)
+		msg := "Missing token: send Authorization: Bearer <your Backstage token>; sign in again to get one"
+		if credential {
+			msg = "Missing token: send Authorization: Bearer <command-line access token>, as `spectroauthd kube-credential` does; sign in again to get one"
+		}
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated, msg, nil)
 	}
-	us, err := b.cfg.Sessions(r.Context(), token)
+	sessions := b.cfg.Sessions
+	switch typ := identity.TokenType(token); {
+	case typ == identity.TypeCLIAccess:
+		sessions = b.cfg.CLISessions
+	case credential && (typ == identity.TypeUser || typ == identity.TypeLimitedUser):
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonWrongToken, WrongTokenMessage, nil)
+	case credential:
+		sessions = nil
+	}
+	if sessions == nil {
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
+			"Invalid token: send a command-line access token, as `spectroauthd kube-credential` does", nil)
+	}
+	us, err := sessions(r.Context(), token)
 	switch {
 	case err == nil:
 		return us, nil
 	case errors.Is(err, server.ErrUnauthenticated):
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
-			"Invalid Backstage token: it is expired, malformed or not issued by this daemon; sign in again", err)
+			"Invalid token: it is expired, malformed or not issued by this daemon; sign in again", err)
 	case errors.Is(err, server.ErrSessionEnded):
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonSessionEnded,
 			"Your SpectroCloud session has ended (signed out, expired, or refused by SpectroCloud); sign in again", err)
@@ -89,7 +113,7 @@ type clusterJSON struct {
 // credential for (those with a strategy), sorted by name. caData is the
 // base64 of the PEM bundle, as in a kubeconfig.
 func (b *Broker) clusters(w http.ResponseWriter, r *http.Request) error {
-	if _, err := b.session(r); err != nil {
+	if _, err := b.session(r, false); err != nil {
 		return err
 	}
 	out := []clusterJSON{}
@@ -171,7 +195,7 @@ func (b *Broker) credential(w http.ResponseWriter, r *http.Request) error {
 // as it learns who and what.
 func (b *Broker) issue(r *http.Request, ev *AuditEvent) (sdk.Credential, error) {
 	var cred sdk.Credential
-	us, err := b.session(r)
+	us, err := b.session(r, true)
 	if err != nil {
 		return cred, err
 	}
@@ -262,7 +286,7 @@ func sdkSession(us *server.UserSession) sdk.Session {
 // catalog answers GET catalog-info.yaml.
 func (b *Broker) catalog(w http.ResponseWriter, r *http.Request) error {
 	if !b.cfg.CatalogPublic {
-		if _, err := b.session(r); err != nil {
+		if _, err := b.session(r, false); err != nil {
 			return err
 		}
 	}

@@ -83,6 +83,21 @@ func New() *Metrics {
 	return m
 }
 
+// RegisterBuildInfo adds spectroauth_build_info, always 1, whose labels
+// say which version and commit run: a dashboard joins on it, an alert sees
+// replicas that run different builds.
+func (m *Metrics) RegisterBuildInfo(version, commit string) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help:        "The running build: version and commit as stamped at build time (always 1).",
+		ConstLabels: prometheus.Labels{"version": version, "commit": commit},
+	}, func() float64 { return 1 })
+	if err := m.reg.Register(g); err != nil {
+		return fmt.Errorf("registering the build_info metric: %w", err)
+	}
+	return nil
+}
+
 // Registry is where further collectors register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

@@ -8,18 +8,26 @@ package server
 //	    &state=S&code_challenge=C&code_challenge_method=S256[&env=E]
 //
 // The daemon runs the same SpectroCloud sign-in as for Backstage (same
-// callback, nonce cookie, PKCE, ID token checks and resolver chain), keeps
-// the result as a session of its own, and redirects the browser to the
-// loopback address with a one-time code. The program redeems the code at
+// callback, nonce cookie, PKCE, ID token checks and resolver chain) and
+// keeps the result as a command-line session (session.KindCLI). Before any
+// code leaves the daemon, the browser shows a consent page: which program
+// asks, as whom it will sign in, and a confirmation code the program printed
+// too (cliwire.ConfirmationCode of its PKCE challenge). Only when the user
+// confirms (POST cli/consent, with a cookie and a CSRF token bound to the
+// sign-in) is the browser sent to the loopback address with a one-time code.
+// The program redeems the code at
 //
 //	POST {base}/api/auth/spectrocloud/cli/token
 //	     grant_type=authorization_code&code=…&code_verifier=…&redirect_uri=…
 //
 // proving with its PKCE verifier that it started the sign-in, and gets a
-// Backstage token (access_token, whose sid names the session) and the
-// session's handle (refresh_token). With grant_type=refresh_token it later
-// gets fresh Backstage tokens, exactly as the app's /refresh does;
-// POST …/cli/logout ends the session. Nobody copies a token by hand.
+// command-line access token (identity.TypeCLIAccess, audience CLIAudience,
+// CLIAccessLifetime: the only token the Kubernetes credential broker
+// accepts from a program) and a refresh token. The refresh token rotates on
+// every grant_type=refresh_token; presenting a spent one ends the session
+// (RFC 9700 section 4.14.2). POST …/cli/logout ends the session. A browser
+// session's handle is never a command-line refresh token, nor the other way
+// round: command-line sessions are stored under a key no cookie maps to.
 
 import (
 	"context"
@@ -40,9 +48,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
+	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
 )
@@ -58,6 +69,17 @@ const (
 	maxCLIState = 256
 	// cliCodeAAD binds sealed codes to their purpose and format.
 	cliCodeAAD = "spectroauth cli code v1"
+	// cliConsentAAD binds sealed consent forms to theirs: a consent form is
+	// never a code.
+	cliConsentAAD = "spectroauth cli consent v1"
+	// CLIConsentLifetime is how long the consent page may wait for the user.
+	CLIConsentLifetime = 5 * time.Minute
+	// CLIAccessLifetime is the lifetime of command-line access tokens.
+	CLIAccessLifetime = 10 * time.Minute
+	// cliRefreshPrefix starts every command-line refresh token.
+	cliRefreshPrefix = "scli1."
+	// consentCookie binds the consent page to the browser it was shown in.
+	consentCookie = ProviderID + "-cli-consent"
 )
 
 // cliRequest is what the CLI asked for, carried through SpectroCloud in the
@@ -69,6 +91,9 @@ type cliRequest struct {
 	State       string `json:"s"`
 	Challenge   string `json:"c"`
 	Scope       string `json:"sc"`
+	// Device names the device grant (deviceKey) a device sign-in completes;
+	// RedirectURI, State and Challenge are empty then.
+	Device string `json:"d,omitempty"`
 }
 
 func (c cliRequest) encode() string {
@@ -91,39 +116,72 @@ func parseCLIState(s string) (cliRequest, bool) {
 	return c, true
 }
 
-// cliCode is what a one-time code seals: the session handle, and what the
-// redeemer must prove.
+// cliCode is what a one-time code and a consent form seal: the session's
+// secret, and what the redeemer must prove.
 type cliCode struct {
 	ID          string    `json:"id"`
 	Handle      string    `json:"h"`
 	Challenge   string    `json:"c"`
 	RedirectURI string    `json:"r"`
 	Expires     time.Time `json:"x"`
+	// State, Env and Cookie are set in consent forms only: the program's
+	// state, the environment, and the MAC of the consent cookie's value.
+	State  string `json:"s,omitempty"`
+	Env    string `json:"e,omitempty"`
+	Cookie string `json:"k,omitempty"`
+}
+
+// cliState is the command-line routes' share of the server.
+type cliState struct {
+	// rotate serialises refresh token rotation in this process (replicas
+	// take the store's renewal lock too).
+	rotate sync.Mutex
 }
 
 func (s *Server) cliRoutes() {
 	p := "/api/auth/{provider}/cli/"
 	s.mux.Handle("GET "+p+"start", s.api(s.cliStart))
+	s.mux.Handle("POST "+p+"consent", s.api(s.cliConsent))
+	s.mux.Handle("GET "+p+"consent", s.api(func(w http.ResponseWriter, _ *http.Request) error {
+		writeCLIPage(w, http.StatusMethodNotAllowed, "Sign-in refused", "Confirm the sign-in on the page the daemon showed you; run the command again.")
+		return nil
+	}))
 	s.mux.Handle("POST "+p+"token", s.api(s.cliToken))
+	s.device = newDeviceGrants(s.cfg.DeviceInterval)
+	s.mux.Handle("POST "+p+"device_authorization", s.api(s.deviceAuthorization))
+	s.mux.Handle("GET "+p+"device", s.api(s.deviceVerify))
+	s.mux.Handle("POST "+p+"device", s.api(s.deviceEnter))
 	s.mux.Handle("POST "+p+"logout", s.api(s.cliLogout))
 }
 
-// loopbackRedirect checks a native app's redirect URI: http on a loopback
-// IP literal with an explicit port (RFC 8252 sections 7.3 and 8.3; the name
-// localhost is refused, as it may not resolve to the loopback interface).
+// loopbackRedirect checks a native app's redirect URI: exactly
+// http://127.0.0.1:PORT/callback or http://[::1]:PORT/callback (RFC 8252
+// sections 7.3 and 8.3). No other loopback address, no name (localhost may
+// not resolve to the loopback interface), no query, no other path.
 func loopbackRedirect(raw string) (*url.URL, error) {
+	const want = "redirect_uri must be http://127.0.0.1:PORT" + cliwire.CallbackPath + " or http://[::1]:PORT" + cliwire.CallbackPath
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.User != nil || u.Fragment != "" || u.Opaque != "" {
-		return nil, errors.New("redirect_uri must be an http://127.0.0.1:PORT/ or http://[::1]:PORT/ URL")
+	if err != nil || u.Scheme != "http" || u.User != nil || u.Fragment != "" || u.Opaque != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.RawFragment != "" || strings.ContainsAny(raw, "#?") {
+		return nil, errors.New(want)
 	}
 	host, port, err := net.SplitHostPort(u.Host)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
-		return nil, errors.New("redirect_uri must name the loopback port")
+	if err != nil || !validPort(port) {
+		return nil, errors.New(want + ": it must name the loopback port")
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, errors.New("redirect_uri must be on a loopback IP address (127.0.0.1 or [::1]), not " + host)
+	if host != "127.0.0.1" && host != "::1" {
+		return nil, errors.New(want + ": the host must be the loopback IP address 127.0.0.1 or [::1], not " + host)
+	}
+	if u.Path != cliwire.CallbackPath || u.RawPath != "" {
+		return nil, errors.New(want + ": the path must be " + cliwire.CallbackPath)
 	}
 	return u, nil
+}
+
+// validPort is a port number in canonical decimal, 1 to 65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n <= 65535 && strconv.Itoa(n) == p
 }
 
 // validChallenge is an RFC 7636 S256 challenge: 43 base64url characters.
@@ -168,16 +226,21 @@ func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
 	if q.Get("code_challenge_method") != "S256" || !validChallenge(q.Get("code_challenge")) {
 		return backstageerr.Input("PKCE is required: code_challenge_method=S256 and a code_challenge of 43 base64url characters")
 	}
+	return s.cliSignInUpstream(w, r, env, cliRequest{
+		RedirectURI: q.Get("redirect_uri"), State: state, Challenge: q.Get("code_challenge"),
+	})
+}
+
+// cliSignInUpstream binds a command-line sign-in to this browser with the
+// nonce cookie and sends the browser to SpectroCloud.
+func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *Env, req cliRequest) error {
 	nonceBytes := make([]byte, 16)
 	if _, err := rand.Read(nonceBytes); err != nil {
 		return fmt.Errorf("making a nonce: %w", err)
 	}
 	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
 	env.cookies.setNonce(w, nonce, "")
-	req := cliRequest{
-		Nonce: nonce, Env: env.name, RedirectURI: q.Get("redirect_uri"), State: state,
-		Challenge: q.Get("code_challenge"), Scope: joinScopes(requiredScopes, env.Scopes),
-	}
+	req.Nonce, req.Env, req.Scope = nonce, env.name, joinScopes(requiredScopes, env.Scopes)
 	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
 		RedirectURL:  env.CallbackURL,
 		State:        req.encode(),
@@ -200,10 +263,13 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The sign-in state is invalid. Run the command again.")
 		return nil
 	}
-	redirect, err := loopbackRedirect(req.RedirectURI)
-	if err != nil {
-		writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", err.Error())
-		return nil
+	var redirect *url.URL
+	if req.Device == "" {
+		var err error
+		if redirect, err = loopbackRedirect(req.RedirectURI); err != nil {
+			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", err.Error())
+			return nil
+		}
 	}
 	cookieNonce := cookieValue(r, env.cookies.nonceName)
 	if cookieNonce == "" || !hmac.Equal([]byte(cookieNonce), []byte(req.Nonce)) {
@@ -229,6 +295,11 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		} else {
 			s.log.Info("command-line sign-in refused", "env", env.name, "error", err)
 		}
+		if req.Device != "" {
+			s.device.finish(req.Device, "", s.now())
+			writeCLIPage(w, http.StatusOK, "Sign-in failed", msg+". The command in your terminal stops; run it again.")
+			return nil
+		}
 		v := url.Values{"error": {code}, "error_description": {msg}, "state": {req.State}}
 		s.redirectLoopback(w, r, redirect, v)
 		return nil
@@ -251,27 +322,179 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 	if tokens.Scope == "" {
 		tokens.Scope = req.Scope
 	}
-	handle, key, err := newHandle()
+	secret, err := session.NewHandle()
 	if err != nil {
 		return fail("server_error", err)
 	}
+	key := cliSessionKey(secret)
 	sess, err := s.newSession(r.Context(), env, key, tokens)
 	if err != nil {
 		return fail("access_denied", err)
 	}
+	sess.Kind = session.KindCLI
 	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
 		return fail("server_error", fmt.Errorf("storing the session: %w", err))
 	}
-	sealed, err := s.sealCLICode(cliCode{
-		Handle: handle, Challenge: req.Challenge, RedirectURI: req.RedirectURI, Expires: s.now().Add(CLICodeLifetime),
-	})
-	if err != nil {
+	s.signInDone(env.name, "cli", nil)
+	if req.Device != "" {
+		// The user confirmed by typing the code the terminal printed.
+		if !s.device.finish(req.Device, secret, s.now()) {
+			s.endSession(r.Context(), key)
+			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The code expired meanwhile. Run the command again.")
+			return nil
+		}
+		s.log.Info("signed in from the command line (device code)", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+		writeCLIPage(w, http.StatusOK, "Signed in", "You are signed in as "+sess.UserEntityRef+". Return to your terminal; you can close this window.")
+		return nil
+	}
+	s.log.Info("signed in from the command line; asking the user to confirm", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+	if err := s.showConsent(w, env, sess, cliCode{
+		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.name,
+	}); err != nil {
+		s.endSession(r.Context(), key)
 		return fail("server_error", err)
 	}
-	s.signInDone(env.name, "cli", nil)
-	s.log.Info("signed in from the command line", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
-	s.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {req.State}})
 	return nil
+}
+
+// cliSessionKey is the store key of a command-line session: a hash of its
+// secret that no cookie handle hashes to (KeyOf hashes the handle alone).
+func cliSessionKey(secret string) session.Key {
+	return sha256.Sum256([]byte("spectroauth cli session\x00" + secret))
+}
+
+// showConsent answers the browser with the consent page: the program, the
+// user, the confirmation code, and a form to confirm or refuse. The form is
+// sealed (it names the session) and bound to this browser by a cookie and to
+// the sign-in by a CSRF token.
+func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Session, c cliCode) error {
+	cookie, err := randomToken()
+	if err != nil {
+		return err
+	}
+	c.Cookie = s.derive("cli-consent-cookie", cookie)
+	c.Expires = s.now().Add(CLIConsentLifetime)
+	sealed, id, err := s.sealCLI(c, cliConsentAAD)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: consentCookie, Value: cookie, Path: env.cookies.path + "/cli/consent",
+		MaxAge: int(CLIConsentLifetime / time.Second), HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode,
+	})
+	redirect, _ := url.Parse(c.RedirectURI)
+	who := sess.UserEntityRef
+	if sess.Profile.Email != "" {
+		who += " (" + sess.Profile.Email + ")"
+	}
+	// form-action: the form posts here, and the answer redirects to the
+	// program's loopback address.
+	setFormPageHeaders(w.Header(), "'self' http://"+redirect.Host)
+	w.WriteHeader(http.StatusOK)
+	return consentPage.Execute(w, map[string]string{
+		"Program": "spectroauthd (the Kubernetes sign-in for kubectl) on this computer, at " + redirect.Host,
+		"User":    who,
+		"Code":    cliwire.ConfirmationCode(c.Challenge),
+		"Action":  env.cookies.path + "/cli/consent",
+		"Consent": sealed,
+		"CSRF":    s.derive("cli-consent-csrf", cookie+"\x00"+id),
+	})
+}
+
+var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Confirm the sign-in — spectroauth</title></head>
+<body><h1>Confirm the command-line sign-in</h1>
+<p>A program asks to sign in with your SpectroCloud account: <strong>{{.Program}}</strong>.</p>
+<p>It will sign in as <strong>{{.User}}</strong> and obtain Kubernetes credentials in your name.</p>
+<p>Confirmation code: <strong id="code">{{.Code}}</strong></p>
+<p>Confirm only if you just ran the command yourself and your terminal shows the same code.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="consent" value="{{.Consent}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form></body></html>
+`))
+
+// setFormPageHeaders are the headers of the daemon's own pages that hold a
+// form (consent, device code): HTML, never cached, never framed, posting
+// only to formAction (a CSP source list).
+func setFormPageHeaders(h http.Header, formAction string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action "+formAction)
+}
+
+// cliConsent answers POST cli/consent: the user's decision on the consent
+// page. Only a confirmation from the browser the page was shown in, with
+// the page's CSRF token, within CLIConsentLifetime, once, sends a code to the
+// program.
+func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
+	refuse := func(status int, msg string) error {
+		writeCLIPage(w, status, "Sign-in refused", msg+" Run the command again.")
+		return nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return refuse(http.StatusBadRequest, "The confirmation is malformed.")
+	}
+	c, err := s.openCLI(r.PostForm.Get("consent"), cliConsentAAD)
+	if err != nil {
+		return refuse(http.StatusBadRequest, "The confirmation is invalid.")
+	}
+	env, ok := s.cfg.Envs[c.Env]
+	if !ok {
+		return refuse(http.StatusBadRequest, "The confirmation is invalid.")
+	}
+	cookie := cookieValue(r, consentCookie)
+	if cookie == "" || !hmac.Equal([]byte(s.derive("cli-consent-cookie", cookie)), []byte(c.Cookie)) {
+		return refuse(http.StatusForbidden, "This confirmation does not come from the page the daemon showed this browser.")
+	}
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.derive("cli-consent-csrf", cookie+"\x00"+c.ID))) {
+		return refuse(http.StatusForbidden, "The confirmation's CSRF token is wrong.")
+	}
+	http.SetCookie(w, &http.Cookie{Name: consentCookie, Path: env.cookies.path + "/cli/consent", MaxAge: -1, HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode})
+	key := cliSessionKey(c.Handle)
+	if !s.now().Before(c.Expires) {
+		s.endSession(r.Context(), key)
+		return refuse(http.StatusBadRequest, "The confirmation came too late.")
+	}
+	if fresh, err := s.claimOnce(r.Context(), "cli-consent:"+c.ID); err != nil {
+		return fmt.Errorf("recording the confirmation as used: %w", err)
+	} else if !fresh {
+		return refuse(http.StatusForbidden, "This sign-in was already confirmed or refused.")
+	}
+	redirect, err := loopbackRedirect(c.RedirectURI)
+	if err != nil {
+		return refuse(http.StatusBadRequest, err.Error())
+	}
+	if r.PostForm.Get("decision") != "allow" {
+		s.endSession(r.Context(), key)
+		s.log.Info("command-line sign-in refused by the user", "env", env.name)
+		s.redirectLoopback(w, r, redirect, url.Values{"error": {"access_denied"}, "error_description": {"You refused the sign-in in the browser."}, "state": {c.State}})
+		return nil
+	}
+	sealed, _, err := s.sealCLI(cliCode{
+		Handle: c.Handle, Challenge: c.Challenge, RedirectURI: c.RedirectURI, Expires: s.now().Add(CLICodeLifetime),
+	}, cliCodeAAD)
+	if err != nil {
+		return err
+	}
+	s.log.Info("command-line sign-in confirmed by the user", "env", env.name)
+	s.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {c.State}})
+	return nil
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 func (s *Server) redirectLoopback(w http.ResponseWriter, r *http.Request, redirect *url.URL, v url.Values) {
@@ -302,30 +525,31 @@ func (s *Server) cliAEAD() (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// sealCLICode encrypts and authenticates a code: only this daemon (and its
-// replicas) can read or make one.
-func (s *Server) sealCLICode(c cliCode) (string, error) {
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		return "", fmt.Errorf("making a code: %w", err)
+// sealCLI encrypts and authenticates c for purpose aad (cliCodeAAD or
+// cliConsentAAD) under a fresh id: only this daemon (and its replicas) can
+// read or make one, and one purpose's blob is never another's.
+func (s *Server) sealCLI(c cliCode, aad string) (sealed, id string, err error) {
+	idb := make([]byte, 16)
+	if _, err := rand.Read(idb); err != nil {
+		return "", "", fmt.Errorf("making a code: %w", err)
 	}
-	c.ID = hex.EncodeToString(id)
+	c.ID = hex.EncodeToString(idb)
 	plain, err := json.Marshal(c)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	aead, err := s.cliAEAD()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("making a code: %w", err)
+		return "", "", fmt.Errorf("making a code: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte(cliCodeAAD))), nil
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte(aad))), c.ID, nil
 }
 
-func (s *Server) openCLICode(sealed string) (cliCode, error) {
+func (s *Server) openCLI(sealed, aad string) (cliCode, error) {
 	var c cliCode
 	raw, err := base64.RawURLEncoding.DecodeString(sealed)
 	if err != nil || len(sealed) > 4096 {
@@ -338,7 +562,7 @@ func (s *Server) openCLICode(sealed string) (cliCode, error) {
 	if len(raw) < aead.NonceSize() {
 		return c, errors.New("malformed code")
 	}
-	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(cliCodeAAD))
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(aad))
 	if err != nil {
 		return c, errors.New("the code was not issued by this daemon")
 	}
@@ -369,16 +593,21 @@ func invalidGrant(desc string, cause error) *tokenError {
 
 // cliTokenResponse is the token endpoint's answer (RFC 6749 section 5.1).
 type cliTokenResponse struct {
-	// AccessToken is a Backstage user token (its sid names the session).
+	// AccessToken is a command-line access token (identity.TypeCLIAccess).
 	AccessToken string `json:"access_token"`
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
-	// RefreshToken is the session handle: keep it as secret as a cookie.
-	RefreshToken string `json:"refresh_token,omitempty"`
+	// RefreshToken gets the next access token, once: keep it as secret as
+	// a cookie, and keep the new one each grant returns.
+	RefreshToken string `json:"refresh_token"`
 	// User and Env say who signed in where, for the program's messages.
 	User string `json:"user"`
 	Env  string `json:"env"`
 }
+
+// CLIAudience is the "aud" of command-line access tokens: the Kubernetes
+// credential broker's routes.
+func (s *Server) CLIAudience() string { return s.authBase + "/" + ProviderID + "/kubernetes" }
 
 // cliToken answers POST cli/token.
 func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
@@ -391,12 +620,21 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
 			res, err = s.redeemCLICode(r.Context(), r.PostForm)
 		case "refresh_token":
 			res, err = s.refreshCLI(r.Context(), r.PostForm.Get("refresh_token"))
+		case DeviceGrantType:
+			res, err = s.deviceTokens(r)
 		default:
-			err = &tokenError{Code: "unsupported_grant_type", Description: "grant_type must be authorization_code or refresh_token", status: http.StatusBadRequest}
+			err = &tokenError{Code: "unsupported_grant_type", Description: "grant_type must be authorization_code, refresh_token or " + DeviceGrantType, status: http.StatusBadRequest}
 		}
 	} else {
 		err = &tokenError{Code: "invalid_request", Description: "the body must be a form", status: http.StatusBadRequest, cause: err}
 	}
+	s.writeTokenResponse(w, res, err)
+	return nil
+}
+
+// writeTokenResponse answers a token request: res, or err as RFC 6749
+// section 5.2 says.
+func (s *Server) writeTokenResponse(w http.ResponseWriter, res any, err error) {
 	w.Header().Set("Pragma", "no-cache")
 	var te *tokenError
 	switch {
@@ -409,12 +647,11 @@ func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
 		s.log.Error("command-line token request failed", "error", err)
 		backstageerr.WriteJSON(w, http.StatusInternalServerError, &tokenError{Code: "server_error", Description: "the daemon's log has the details"})
 	}
-	return nil
 }
 
-// redeemCLICode exchanges a one-time code for the session's tokens.
+// redeemCLICode exchanges a one-time code for the session's first tokens.
 func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenResponse, error) {
-	c, err := s.openCLICode(form.Get("code"))
+	c, err := s.openCLI(form.Get("code"), cliCodeAAD)
 	if err != nil {
 		return nil, invalidGrant("the code is invalid", err)
 	}
@@ -433,71 +670,153 @@ func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenR
 	} else if !fresh {
 		return nil, invalidGrant("the code was already used; sign in again", nil)
 	}
-	key, err := session.KeyOf(c.Handle)
-	if err != nil {
-		return nil, invalidGrant("the code is invalid", err)
-	}
-	sess, err := s.cfg.Sessions.Get(ctx, key)
-	if err != nil {
-		if errors.Is(err, session.ErrNotFound) {
-			return nil, invalidGrant("the session has ended; sign in again", err)
-		}
-		return nil, fmt.Errorf("reading the session: %w", err)
-	}
-	res := s.cliTokens(sess)
-	res.RefreshToken = c.Handle
-	return res, nil
+	return s.cliGrant(ctx, c.Handle, 0)
 }
 
-// refreshCLI returns a fresh Backstage token for a session handle, renewing
-// upstream tokens and the Backstage token as /refresh does.
-func (s *Server) refreshCLI(ctx context.Context, handle string) (*cliTokenResponse, error) {
-	key, err := session.KeyOf(handle)
+// refreshCLI rotates a command-line refresh token: new access token, new
+// refresh token, the presented one spent.
+func (s *Server) refreshCLI(ctx context.Context, refreshToken string) (*cliTokenResponse, error) {
+	secret, gen, err := s.parseCLIRefreshToken(refreshToken)
 	if err != nil {
-		return nil, invalidGrant("refresh_token is malformed", err)
+		return nil, invalidGrant("refresh_token is not a command-line refresh token of this daemon", err)
 	}
-	sess, err := s.cfg.Sessions.Get(ctx, key)
+	return s.cliGrant(ctx, secret, gen)
+}
+
+// cliGrant issues the tokens of generation presented+1 of the session whose
+// secret is given, after renewing what is stale as /refresh does. presented
+// must be the session's current generation (0 for the code's redemption):
+// anything else is a spent token, and ends the session.
+func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) (*cliTokenResponse, error) {
+	key := cliSessionKey(secret)
+	sess, env, err := s.cliSessionOf(ctx, key)
 	if err != nil {
+		return nil, err
+	}
+	if sess.RefreshGeneration != presented {
+		return nil, s.cliReuse(ctx, env, key, sess)
+	}
+	if s.upstreamDue(env, sess) || s.backstageStale(sess) {
+		// Renewal re-runs the resolvers: a user no longer allowed in loses
+		// the session here.
+		if _, err := s.renewOnce(ctx, env, key); err != nil {
+			if errors.Is(err, errSessionEnded) {
+				return nil, invalidGrant("the session has ended; sign in again", err)
+			}
+			return nil, err
+		}
+	}
+
+	s.cli.rotate.Lock()
+	defer s.cli.rotate.Unlock()
+	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
+		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+		unlock, err := l.LockRenewal(lctx, key)
+		cancel()
 		if errors.Is(err, session.ErrNotFound) {
 			return nil, invalidGrant("the session has ended; sign in again", err)
 		}
-		return nil, fmt.Errorf("reading the session: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+		}
+		defer unlock()
+	}
+	if sess, env, err = s.cliSessionOf(ctx, key); err != nil {
+		return nil, err
+	}
+	if sess.RefreshGeneration != presented {
+		return nil, s.cliReuse(ctx, env, key, sess)
+	}
+	// Sign first, store second: a failure leaves the presented token valid.
+	tok, err := s.cfg.Identity.IssueAccess(ctx, identity.AccessClaims{
+		Type: identity.TypeCLIAccess, Subject: sess.UserEntityRef, Audience: s.CLIAudience(),
+		SessionID: key.String(), Lifetime: CLIAccessLifetime,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuing the command-line access token: %w", err)
+	}
+	sess.RefreshGeneration++
+	if err := s.cfg.Sessions.Replace(ctx, key, sess); errors.Is(err, session.ErrNotFound) {
+		return nil, invalidGrant("the session has ended; sign in again", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("storing the session: %w", err)
+	}
+	return &cliTokenResponse{
+		AccessToken: tok.Raw, TokenType: "Bearer", ExpiresIn: secondsLeft(tok.ExpiresAt, s.now()),
+		RefreshToken: s.cliRefreshToken(secret, sess.RefreshGeneration), User: sess.UserEntityRef, Env: sess.Env,
+	}, nil
+}
+
+// cliSessionOf reads a live command-line session and its environment.
+func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Session, *Env, error) {
+	sess, err := s.cfg.Sessions.Get(ctx, key)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, nil, invalidGrant("the session has ended; sign in again", err)
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("reading the session: %w", err)
+	}
+	if sess.Kind != session.KindCLI {
+		return nil, nil, invalidGrant("not a command-line session", nil)
 	}
 	env, ok := s.cfg.Envs[sess.Env]
 	if !ok {
-		return nil, invalidGrant("the session's environment is no longer configured; sign in again", nil)
+		return nil, nil, invalidGrant("the session's environment is no longer configured; sign in again", nil)
 	}
-	sess, err = s.refreshSession(ctx, env, key)
-	if err != nil {
-		if errors.Is(err, errSessionEnded) {
-			return nil, invalidGrant("the session has ended; sign in again", err)
-		}
-		return nil, err
-	}
-	return s.cliTokens(sess), nil
+	return sess, env, nil
 }
 
-func (s *Server) cliTokens(sess *session.Session) *cliTokenResponse {
-	res := &cliTokenResponse{TokenType: "Bearer", User: sess.UserEntityRef, Env: sess.Env}
-	if b := sess.Backstage; b != nil {
-		res.AccessToken = b.Token
-		res.ExpiresIn = secondsLeft(b.ExpiresAt, s.now())
+// cliReuse ends a session whose spent refresh token (or redeemed code) was
+// presented again: either its holder or someone with a copy is replaying
+// it, and the daemon cannot tell which (RFC 9700 section 4.14.2).
+func (s *Server) cliReuse(ctx context.Context, env *Env, key session.Key, sess *session.Session) error {
+	s.log.Warn("a spent command-line refresh token was presented again; ending the session", "env", env.name, "user", sess.UserEntityRef, "session", key.String())
+	s.revokeUpstream(ctx, env, sess)
+	s.endSession(ctx, key)
+	return invalidGrant("the refresh token was already used, so the session was ended (a copy of it may be in someone else's hands); sign in again", nil)
+}
+
+// cliRefreshToken is generation gen's refresh token of the session whose
+// secret is given: scli1.<secret>.<gen>.<MAC>. The MAC lets the daemon tell
+// a spent token (reuse: end the session) from a made-up one (refuse).
+func (s *Server) cliRefreshToken(secret string, gen uint64) string {
+	g := strconv.FormatUint(gen, 10)
+	return cliRefreshPrefix + secret + "." + g + "." + s.derive("cli-refresh-token", secret+"."+g)
+}
+
+// parseCLIRefreshToken checks a refresh token's form and MAC.
+func (s *Server) parseCLIRefreshToken(rt string) (secret string, gen uint64, err error) {
+	rest, ok := strings.CutPrefix(rt, cliRefreshPrefix)
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 3 || len(rt) > 512 {
+		return "", 0, errors.New("malformed")
 	}
-	return res
+	if _, err := session.KeyOf(parts[0]); err != nil {
+		return "", 0, errors.New("malformed secret")
+	}
+	gen, err = strconv.ParseUint(parts[1], 10, 64)
+	if err != nil || strconv.FormatUint(gen, 10) != parts[1] {
+		return "", 0, errors.New("malformed generation")
+	}
+	if !hmac.Equal([]byte(parts[2]), []byte(s.derive("cli-refresh-token", parts[0]+"."+parts[1]))) {
+		return "", 0, errors.New("not issued by this daemon")
+	}
+	return parts[0], gen, nil
 }
 
 // cliLogout answers POST cli/logout: revoke upstream where the provider
-// supports it and end the session. Unknown handles are no error.
+// supports it and end the session, whatever generation of its refresh token
+// is presented. Unknown sessions are no error.
 func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		return backstageerr.Input("The body must be a form")
 	}
-	key, err := session.KeyOf(r.PostForm.Get("refresh_token"))
+	secret, _, err := s.parseCLIRefreshToken(r.PostForm.Get("refresh_token"))
 	if err != nil {
-		return backstageerr.Input("refresh_token is malformed")
+		return backstageerr.Input("refresh_token is not a command-line refresh token of this daemon")
 	}
-	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
+	key := cliSessionKey(secret)
+	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil && sess.Kind == session.KindCLI {
 		if env, ok := s.cfg.Envs[sess.Env]; ok {
 			s.revokeUpstream(r.Context(), env, sess)
 		}

@@ -308,6 +308,9 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	if code == "" {
 		return res, backstageerr.Input("Authorization response has no code")
 	}
+	if err := s.exchangeAllowed(); err != nil {
+		return res, err
+	}
 	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
 		s.derive("pkce-verifier", st.Nonce), s.derive("oidc-nonce", st.Nonce))
 	if err != nil {

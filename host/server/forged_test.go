@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/session"
 )
 
@@ -48,7 +49,7 @@ func (s *countingStore) Put(ctx context.Context, k session.Key, v *session.Sessi
 func TestForgedCallbacksCostNothing(t *testing.T) {
 	once := &countingOnce{seen: map[string]bool{}}
 	store := &countingStore{Store: session.NewMemoryStore(session.Options{})}
-	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store})
+	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store, signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
 	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
 
 	b := newBrowser(t)

@@ -325,13 +325,18 @@ func FuzzDescribeOAuthError(f *testing.F) {
 }
 
 // FuzzOpenCLICode: a sealed one-time code that anyone altered never opens
-// to anything but what was sealed; made-up codes never open. (Each fuzzing
+// to anything but what was sealed; made-up codes never open, and a consent
+// form (sealed for another purpose) never opens as a code. (Each fuzzing
 // process seals its own code, with its own random ID, under the same key:
 // any of them may open, with the sealed content.)
 func FuzzOpenCLICode(f *testing.F) {
 	s := &Server{cfg: Config{FlowKey: []byte(strings.Repeat("k", 32))}}
 	orig := cliCode{Handle: "h", Challenge: "c", RedirectURI: "http://127.0.0.1:1/", Expires: time.Unix(1e9, 0).UTC()}
-	sealed, err := s.sealCLICode(orig)
+	sealed, _, err := s.sealCLI(orig, cliCodeAAD)
+	if err != nil {
+		f.Fatal(err)
+	}
+	consent, _, err := s.sealCLI(orig, cliConsentAAD)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -340,14 +345,20 @@ func FuzzOpenCLICode(f *testing.F) {
 			raw := []byte(sealed)
 			raw[int(pos)%len(raw)] ^= b
 			code = string(raw)
+			if b == 0xff {
+				code = consent
+			}
 		}
-		got, err := s.openCLICode(code)
+		got, err := s.openCLI(code, cliCodeAAD)
 		if err != nil {
 			return
 		}
+		if code == consent {
+			t.Fatal("a consent form opened as a code")
+		}
 		if got.ID == "" || got.Handle != orig.Handle || got.Challenge != orig.Challenge ||
 			got.RedirectURI != orig.RedirectURI || !got.Expires.Equal(orig.Expires) {
-			t.Fatalf("openCLICode(%q) = %+v; only %+v was ever sealed", code, got, orig)
+			t.Fatalf("openCLI(%q) = %+v; only %+v was ever sealed", code, got, orig)
 		}
 	})
 }

@@ -156,7 +156,7 @@ func TestSessionWithoutGrantEndsWithIDToken(t *testing.T) {
 func TestRevokedAtProviderEndsSessionAfterInterval(t *testing.T) {
 	f := newFixture(t, fixtureOptions{refreshTokens: true, idTokenTTL: 12 * time.Hour})
 	b := newBrowser(t)
-	signIn(t, f, b)
+	token := signIn(t, f, b)["backstageIdentity"].(map[string]any)["token"].(string)
 	f.op.ResetCounters()
 	for range 10 {
 		f.advance(time.Minute)
@@ -195,6 +195,10 @@ func TestRevokedAtProviderEndsSessionAfterInterval(t *testing.T) {
 	res.Body.Close()
 
 	f.advance(6 * time.Minute) // 16 minutes since sign-in: revalidation is due
+	// Cluster credentials go through the same session: refused too.
+	if _, err := f.server.UserSession(context.Background(), token); !errors.Is(err, server.ErrSessionEnded) {
+		t.Fatalf("user session (cluster credentials) after revocation upstream: %v, want ErrSessionEnded", err)
+	}
 	if r := refresh(b, f); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("refresh after revocation upstream and the interval: %d, want 401", r.StatusCode)
 	}

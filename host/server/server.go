@@ -17,6 +17,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -118,6 +119,18 @@ type Config struct {
 	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
 	// metrics.
 	SessionEnded func(env, reason string, n int)
+	// ClientIP finds a request's client address for the rate limits (with
+	// server.trustedProxies); nil means the connection's peer.
+	ClientIP *ratelimit.ClientIP
+	// SignInLimit bounds each client's requests to /start and the callback
+	// (and the command-line routes); nil means DefaultSignInLimit.
+	SignInLimit *ratelimit.PerClient
+	// ExchangeBudget bounds the calls to the provider's token endpoint, all
+	// clients together; nil means DefaultExchangeBudget.
+	ExchangeBudget *ratelimit.Budget
+	// DeviceInterval is the polling interval of the command line's device
+	// sign-in; default DefaultDeviceInterval.
+	DeviceInterval time.Duration
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -139,7 +152,11 @@ type Server struct {
 	usedCodes OnceSet
 	flights   flightGroup
 	backoff   backoffSet
-	oidcConf  []byte
+	// refusedLog samples the log lines of rate-limit refusals.
+	refusedLog sampler
+	oidcConf   []byte
+	cli        cliState
+	device     *deviceGrants
 }
 
 // New checks cfg and builds the routes.
@@ -213,6 +230,12 @@ func newServer(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.cfg.SignInLimit == nil {
+		s.cfg.SignInLimit = ratelimit.NewPerClient(DefaultSignInsPerClientPerMinute, DefaultSignInBurst, DefaultMaxLimitedClients, s.now)
+	}
+	if s.cfg.ExchangeBudget == nil {
+		s.cfg.ExchangeBudget = ratelimit.NewBudget(DefaultCodeExchangesPerSecond, 5*DefaultCodeExchangesPerSecond, s.now)
+	}
 	var err error
 	if s.origins, err = newOriginPolicy(cfg.AppBaseURL, cfg.ExtraAllowedOrigins); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -231,9 +254,9 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 func (s *Server) routes() {
 	p := "/api/auth/{provider}/"
-	s.mux.Handle("GET "+p+"start", s.api(s.start))
-	s.mux.Handle("GET "+p+"handler/frame", s.api(s.frame))
-	s.mux.Handle("POST "+p+"handler/frame", s.api(s.frame))
+	s.mux.Handle("GET "+p+"start", s.api(s.limited(s.start)))
+	s.mux.Handle("GET "+p+"handler/frame", s.api(s.limited(s.frame)))
+	s.mux.Handle("POST "+p+"handler/frame", s.api(s.limited(s.frame)))
 	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))

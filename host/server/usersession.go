@@ -35,8 +35,9 @@ type UserSession struct {
 }
 
 // UserSession authenticates a Backstage user token issued by this daemon and
-// returns the session it was issued for. Upstream tokens are refreshed first
-// when they would expire within the margin, exactly as /refresh does.
+// returns the browser session it was issued for. Upstream tokens are
+// refreshed first when they would expire within the margin, exactly as
+// /refresh does.
 func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserSession, error) {
 	claims, err := s.cfg.Identity.Verify(ctx, backstageToken)
 	if err != nil {
@@ -45,7 +46,24 @@ func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserS
 	if claims.Type != identity.TypeUser || claims.SessionID == "" {
 		return nil, fmt.Errorf("%w: the token names no session (a limited or foreign token)", ErrUnauthenticated)
 	}
-	raw, err := hex.DecodeString(claims.SessionID)
+	return s.sessionFor(ctx, claims.SessionID, claims.Subject, session.KindBrowser)
+}
+
+// CLISession authenticates a command-line access token (identity.TypeCLIAccess,
+// audience CLIAudience) and returns its command-line session, with upstream
+// tokens refreshed as UserSession does.
+func (s *Server) CLISession(ctx context.Context, accessToken string) (*UserSession, error) {
+	claims, err := s.cfg.Identity.VerifyAccess(ctx, accessToken, identity.TypeCLIAccess, s.CLIAudience())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	return s.sessionFor(ctx, claims.SessionID, claims.Subject, session.KindCLI)
+}
+
+// sessionFor reads the session a verified token names (sid, the hex store
+// key) for subject, and refreshes its upstream tokens within the margin.
+func (s *Server) sessionFor(ctx context.Context, sid, subject string, kind session.Kind) (*UserSession, error) {
+	raw, err := hex.DecodeString(sid)
 	var key session.Key
 	if err != nil || len(raw) != len(key) {
 		return nil, fmt.Errorf("%w: malformed sid", ErrUnauthenticated)
@@ -59,11 +77,14 @@ func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserS
 		// Not a verdict on the session: the caller may try again.
 		return nil, fmt.Errorf("reading the session: %w", err)
 	}
+	if sess.Kind != kind {
+		return nil, fmt.Errorf("%w: the token names a session of another kind", ErrUnauthenticated)
+	}
 	env, ok := s.cfg.Envs[sess.Env]
 	if !ok {
 		return nil, fmt.Errorf("%w: environment %q is no longer configured", ErrSessionEnded, sess.Env)
 	}
-	if sess.UserEntityRef != claims.Subject {
+	if sess.UserEntityRef != subject {
 		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
 	}
 	if s.upstreamDue(env, sess) {

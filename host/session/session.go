@@ -131,7 +131,28 @@ type Session struct {
 	// Backstage is the last Backstage token issued for this session, for
 	// refresh to reuse while it has time left; nil when none.
 	Backstage *BackstageToken `json:"backstage,omitempty"`
+
+	// Kind is KindBrowser (Backstage's app, the refresh cookie) or KindCLI
+	// (a program on the user's machine). A session of one kind is never
+	// served to a caller of the other.
+	Kind Kind `json:"kind,omitempty"`
+	// RefreshGeneration counts the refresh tokens a KindCLI session issued:
+	// only the latest is valid, and presenting an earlier one ends the
+	// session (refresh token reuse detection).
+	RefreshGeneration uint64 `json:"refreshGeneration,omitempty"`
 }
+
+// Kind says who holds a session.
+type Kind string
+
+// Session kinds.
+const (
+	// KindBrowser is a session of Backstage's app (the zero value, so
+	// sessions stored before kinds existed are browser sessions).
+	KindBrowser Kind = ""
+	// KindCLI is a command-line session (spectroauthd login).
+	KindCLI Kind = "cli"
+)
 
 // Profile is the user's profile as Backstage's frontend receives it.
 type Profile struct {

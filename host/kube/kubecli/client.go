@@ -6,8 +6,9 @@
 // A Client keeps, per daemon and environment, under the user's cache
 // directory (mode 0700, files 0600):
 //
-//   - the CLI session: the session handle the daemon's /cli/token issued
-//     after a browser sign-in, and the last Backstage token;
+//   - the CLI session: the refresh token the daemon's /cli/token issued
+//     after a browser sign-in (it rotates on every use: only the newest is
+//     kept), and the last command-line access token;
 //   - one credential per cluster, reused until a minute before it expires,
 //     and only while the CLI session it was issued to is the current one.
 //
@@ -50,7 +51,7 @@ const (
 	// CredentialMargin: a cached cluster credential is used while it has
 	// more than this left.
 	CredentialMargin = time.Minute
-	// TokenMargin: a cached Backstage token is used while it has more than
+	// TokenMargin: a cached access token is used while it has more than
 	// this left.
 	TokenMargin = time.Minute
 	// DefaultLockTimeout bounds the wait for another invocation's lock.
@@ -75,8 +76,11 @@ type Client struct {
 	CacheDir string
 	// HTTP talks to the daemon; default a client with a 30s timeout.
 	HTTP *http.Client
-	// Interactive allows a browser sign-in when there is no usable session.
+	// Interactive allows a sign-in when there is no usable session.
 	Interactive bool
+	// Device signs in with the device authorization grant (a URL and a code
+	// to enter in any browser) instead of opening a local browser.
+	Device bool
 	// OpenBrowser opens a URL for the user; default the system's opener.
 	OpenBrowser func(url string) error
 	// Stderr receives what the user must read (sign-in instructions).
@@ -118,6 +122,9 @@ type cachedCredential struct {
 
 // session is the cached CLI session.
 type session struct {
+	// ID names the session for the credential cache; random, made at
+	// sign-in (the refresh token changes on every use).
+	ID           string    `json:"id"`
 	Server       string    `json:"server"`
 	Env          string    `json:"env"`
 	User         string    `json:"user"`
@@ -251,7 +258,7 @@ func (c *Client) Credential(ctx context.Context, cluster string) (Credential, er
 		return cached.Credential, nil
 	}
 	for attempt := 0; ; attempt++ {
-		token, err := c.backstageToken(ctx)
+		token, err := c.accessToken(ctx)
 		if err != nil {
 			return Credential{}, err
 		}
@@ -297,7 +304,7 @@ func (c *Client) Clusters(ctx context.Context) ([]ClusterInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	token, err := c.backstageToken(ctx)
+	token, err := c.accessToken(ctx)
 	unlock()
 	if err != nil {
 		return nil, err
@@ -311,10 +318,10 @@ func (c *Client) Clusters(ctx context.Context) ([]ClusterInfo, error) {
 	return out.Clusters, nil
 }
 
-// backstageToken returns a Backstage token with time left: cached, renewed
-// with the session handle, or from a new browser sign-in. The caller holds
-// the lock.
-func (c *Client) backstageToken(ctx context.Context) (string, error) {
+// accessToken returns a command-line access token with time left: cached,
+// renewed with the (rotating) refresh token, or from a new browser sign-in.
+// The caller holds the lock.
+func (c *Client) accessToken(ctx context.Context) (string, error) {
 	var s session
 	if readJSON(c.sessionPath(), &s) && s.RefreshToken != "" {
 		if s.AccessToken != "" && s.AccessExpiry.Sub(c.now()) > TokenMargin {
@@ -323,9 +330,14 @@ func (c *Client) backstageToken(ctx context.Context) (string, error) {
 		tok, err := c.tokenRequest(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {s.RefreshToken}})
 		switch {
 		case err == nil:
+			// The daemon rotated the refresh token: the one presented is
+			// spent, and presenting it again would end the session.
 			s.AccessToken, s.AccessExpiry, s.User = tok.AccessToken, c.now().Add(time.Duration(tok.ExpiresIn)*time.Second), tok.User
+			if tok.RefreshToken != "" {
+				s.RefreshToken = tok.RefreshToken
+			}
 			if err := writeJSON(c.sessionPath(), s); err != nil {
-				fmt.Fprintf(c.stderr(), "spectroauthd: could not cache the session: %v\n", err)
+				fmt.Fprintf(c.stderr(), "spectroauthd: could not cache the session (the next command signs in again): %v\n", err)
 			}
 			return s.AccessToken, nil
 		case isInvalidGrant(err):
@@ -337,25 +349,24 @@ func (c *Client) backstageToken(ctx context.Context) (string, error) {
 	if !c.Interactive {
 		return "", fmt.Errorf("%w to %s, or the session has ended: run `spectroauthd login --server %s` in a terminal (or kubectl interactively) to sign in with SpectroCloud", ErrNotSignedIn, c.base(), c.base())
 	}
-	fresh, err := c.login(ctx)
+	fresh, err := c.signIn(ctx)
 	if err != nil {
 		return "", err
 	}
 	return fresh.AccessToken, nil
 }
 
-// sessionID identifies the cached CLI session (a digest of its handle), ""
-// when there is none. The caller holds the lock.
+// sessionID identifies the cached CLI session, "" when there is none. The
+// caller holds the lock.
 func (c *Client) sessionID() string {
 	var s session
 	if !readJSON(c.sessionPath(), &s) || s.RefreshToken == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(s.RefreshToken))
-	return hex.EncodeToString(sum[:16])
+	return s.ID
 }
 
-// dropAccessToken forgets the cached Backstage token but keeps the session.
+// dropAccessToken forgets the cached access token but keeps the session.
 func (c *Client) dropAccessToken() {
 	var s session
 	if readJSON(c.sessionPath(), &s) {

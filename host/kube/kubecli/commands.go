@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -71,6 +72,25 @@ func (o IO) terminal() bool {
 // common are the flags every command takes.
 type common struct {
 	server, env, cacheDir, caFile string
+	device                        bool
+}
+
+// registerDevice adds --device, for the commands that may sign in.
+func (c *common) registerDevice(fs *flag.FlagSet) {
+	fs.BoolVar(&c.device, "device", false, "sign in with a code entered in any browser (device authorization) instead of opening a local browser; the default when there is no local browser (over SSH, or no display)")
+}
+
+// noLocalBrowser reports that the system's browser opener cannot show this
+// user a page: an SSH session, or Linux without a display. A command given
+// its own opener (tests, embedding programs) always has one.
+func noLocalBrowser(o IO) bool {
+	if o.OpenBrowser != nil || o.getenv("BROWSER") != "" {
+		return false
+	}
+	if o.getenv("SSH_CONNECTION") != "" || o.getenv("SSH_TTY") != "" {
+		return true
+	}
+	return runtime.GOOS == "linux" && o.getenv("DISPLAY") == "" && o.getenv("WAYLAND_DISPLAY") == ""
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -120,6 +140,7 @@ func (c *common) client(o IO, interactive bool) (*Client, error) {
 		CacheDir:     dir,
 		HTTP:         hc,
 		Interactive:  interactive,
+		Device:       c.device || noLocalBrowser(o),
 		OpenBrowser:  o.OpenBrowser,
 		Stderr:       o.Stderr,
 		Now:          o.Now,
@@ -184,6 +205,7 @@ func KubeCredential(ctx context.Context, args []string, o IO) int {
 	fs.SetOutput(o.Stderr)
 	var c common
 	c.register(fs)
+	c.registerDevice(fs)
 	cluster := fs.String("cluster", "", "the cluster's name at the daemon")
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
@@ -241,13 +263,15 @@ func KubeCredential(ctx context.Context, args []string, o IO) int {
 }
 
 // Login is `spectroauthd login`: sign in with SpectroCloud in the browser
-// and keep the session for kube-credential.
+// (or, with --device or without a local browser, with a code entered in any
+// browser) and keep the session for kube-credential.
 func Login(ctx context.Context, args []string, o IO) int {
 	const cmd = "login"
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
 	var c common
 	c.register(fs)
+	c.registerDevice(fs)
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
@@ -336,6 +360,7 @@ func Kubeconfig(ctx context.Context, args []string, o IO) int {
 	fs.SetOutput(o.Stderr)
 	var c common
 	c.register(fs)
+	c.registerDevice(fs)
 	cluster := fs.String("cluster", "", "the cluster's name at the daemon")
 	contextName := fs.String("context", "", "the kubeconfig context name (default: the cluster's name)")
 	namespace := fs.String("namespace", "", "the context's namespace")

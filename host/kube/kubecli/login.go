@@ -17,10 +17,13 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 )
 
 // Login signs in with SpectroCloud in the browser (RFC 8252: a loopback
-// redirect on 127.0.0.1, PKCE and state) and keeps the session. It does so
+// redirect on 127.0.0.1, PKCE and state), or with the device authorization
+// grant when Device is set, and keeps the session. It does so
 // even when a session exists, replacing it.
 func (c *Client) Login(ctx context.Context) (user string, err error) {
 	unlock, err := c.lock(ctx)
@@ -28,11 +31,29 @@ func (c *Client) Login(ctx context.Context) (user string, err error) {
 		return "", err
 	}
 	defer unlock()
-	s, err := c.login(ctx)
+	s, err := c.signIn(ctx)
 	if err != nil {
 		return "", err
 	}
 	return s.User, nil
+}
+
+// signInContext bounds a sign-in by LoginTimeout.
+func (c *Client) signInContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	timeout := c.LoginTimeout
+	if timeout <= 0 {
+		timeout = DefaultLoginTimeout
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+// signIn runs the device sign-in when the Client is told to, else the
+// browser sign-in; the caller holds the lock.
+func (c *Client) signIn(ctx context.Context) (*session, error) {
+	if c.Device {
+		return c.deviceLogin(ctx)
+	}
+	return c.login(ctx)
 }
 
 // callbackResult is what reached the loopback listener.
@@ -43,11 +64,7 @@ type callbackResult struct {
 
 // login runs the browser sign-in; the caller holds the lock.
 func (c *Client) login(ctx context.Context) (*session, error) {
-	timeout := c.LoginTimeout
-	if timeout <= 0 {
-		timeout = DefaultLoginTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := c.signInContext(ctx)
 	defer cancel()
 
 	state, err := randomString(32)
@@ -65,7 +82,7 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on the loopback interface for the sign-in's redirect: %w", err)
 	}
-	redirectURI := "http://" + ln.Addr().String() + "/callback"
+	redirectURI := "http://" + ln.Addr().String() + cliwire.CallbackPath
 	results := make(chan callbackResult, 1)
 	srv := &http.Server{
 		Handler:           callbackHandler(state, results),
@@ -88,7 +105,8 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 		q.Set("env", c.Env)
 	}
 	startURL := c.base() + cliPrefix + "start?" + q.Encode()
-	fmt.Fprintf(c.stderr(), "Sign in with SpectroCloud to use Kubernetes through %s.\nOpening your browser; if it does not open, visit:\n\n  %s\n\n", c.base(), startURL)
+	fmt.Fprintf(c.stderr(), "Sign in with SpectroCloud to use Kubernetes through %s.\nOpening your browser; if it does not open, visit:\n\n  %s\n\n"+
+		"The browser asks you to confirm with this code: %s\nConfirm only if it shows the same code.\n\n", c.base(), startURL, cliwire.ConfirmationCode(challenge))
 	open := c.OpenBrowser
 	if open == nil {
 		open = OpenBrowser
@@ -115,11 +133,20 @@ func (c *Client) login(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("completing the sign-in at %s: %w", c.base(), err)
 	}
+	return c.saveSession(tok)
+}
+
+// saveSession keeps the session a sign-in's token answer started.
+func (c *Client) saveSession(tok *tokenResponse) (*session, error) {
 	if tok.RefreshToken == "" {
 		return nil, fmt.Errorf("completing the sign-in at %s: the daemon issued no session", c.base())
 	}
+	id, err := randomString(16)
+	if err != nil {
+		return nil, err
+	}
 	s := &session{
-		Server: c.base(), Env: tok.Env, User: tok.User, RefreshToken: tok.RefreshToken,
+		ID: id, Server: c.base(), Env: tok.Env, User: tok.User, RefreshToken: tok.RefreshToken,
 		AccessToken: tok.AccessToken, AccessExpiry: c.now().Add(time.Duration(tok.ExpiresIn) * time.Second),
 	}
 	if err := writeJSON(c.sessionPath(), s); err != nil {
@@ -144,7 +171,7 @@ func callbackHandler(state string, results chan<- callbackResult) http.Handler {
 			w.WriteHeader(status)
 			_ = callbackPage.Execute(w, map[string]string{"Title": title, "Message": msg})
 		}
-		if r.URL.Path != "/callback" {
+		if r.URL.Path != cliwire.CallbackPath {
 			http.NotFound(w, r)
 			return
 		}

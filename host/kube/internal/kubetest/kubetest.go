@@ -10,10 +10,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 	"github.com/spectroauth/spectroauth/host/kube"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
@@ -161,6 +165,8 @@ func Start(t testing.TB, o Options) *Daemon {
 		UserInfo: userInfo,
 		Sessions: sessions,
 		FlowKey:  []byte(strings.Repeat("f", 32)),
+		// The device sign-in's polling, as short as the protocol allows.
+		DeviceInterval: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,10 +176,11 @@ func Start(t testing.TB, o Options) *Daemon {
 		clusters = o.Clusters(d)
 	}
 	d.Broker, err = kube.New(kube.Config{
-		Clusters: clusters,
-		Sources:  o.Sources,
-		Sessions: d.Server.UserSession,
-		Audit:    kube.NewAuditLog(d.Audit),
+		Clusters:    clusters,
+		Sources:     o.Sources,
+		Sessions:    d.Server.UserSession,
+		CLISessions: d.Server.CLISession,
+		Audit:       kube.NewAuditLog(d.Audit),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -189,19 +196,67 @@ func Start(t testing.TB, o Options) *Daemon {
 }
 
 // OpenBrowser is a Client.OpenBrowser that visits u in the test browser,
-// following every redirect (to the provider, back to the daemon, and on to
-// the command's loopback address).
+// following every redirect (to the provider, back to the daemon), allowing
+// the sign-in on the daemon's consent page, and following the daemon's
+// redirect on to the command's loopback address.
 func (d *Daemon) OpenBrowser(u string) error {
 	go func() {
-		res, err := d.Browser.Get(u)
-		if err != nil {
+		if err := d.SignInBrowser(u, "allow"); err != nil {
 			d.t.Errorf("test browser: %v", err)
-			return
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
 	}()
 	return nil
+}
+
+// SignInBrowser visits a command-line sign-in's start URL in the test
+// browser and answers the consent page with decision ("allow" or "deny").
+func (d *Daemon) SignInBrowser(u, decision string) error {
+	res, err := d.Browser.Get(u)
+	if err != nil {
+		return err
+	}
+	page, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return err
+	}
+	form, err := cliwire.ParseConsentPage(page)
+	if err != nil {
+		return fmt.Errorf("the sign-in ended at %s with %d without a consent page: %s", res.Request.URL, res.StatusCode, page)
+	}
+	form.Fields.Set("decision", decision)
+	res, err = d.Browser.PostForm(d.URL+form.Action, form.Fields)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return nil
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// EnterDeviceCode does in the test browser what a user does with the URL
+// and code a device sign-in printed: open the verification page, enter the
+// code, sign in with the provider. It returns the last page.
+func (d *Daemon) EnterDeviceCode(verificationURI, userCode string) (string, error) {
+	res, err := d.Browser.Get(verificationURI)
+	if err != nil {
+		return "", err
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := csrfField.FindSubmatch(page)
+	if m == nil {
+		return "", fmt.Errorf("the verification page (%d) has no form: %s", res.StatusCode, page)
+	}
+	res, err = d.Browser.PostForm(verificationURI, url.Values{"csrf": {string(m[1])}, "user_code": {userCode}, "decision": {"allow"}})
+	if err != nil {
+		return "", err
+	}
+	page, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	return string(page), nil
 }
 
 // OPClient returns an HTTP client that trusts the provider's certificate.

@@ -220,7 +220,9 @@ func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler
 }
 
 func main() {
-	p := sdk.Plugin{Name: "testplugin", Version: version, Impl: &testPlugin{}}
+	tp := &testPlugin{}
+	p := sdk.Plugin{Name: "testplugin", Version: version,
+		Resolver: tp, ClusterStrategy: tp, ClusterSource: tp, Configurer: tp, OptionsValidator: tp}
 	if os.Getenv(sdk.Handshake.MagicCookieKey) == "" {
 		sdk.Serve(p) // explains that this is a plugin, and exits
 	}
