@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -397,6 +398,37 @@ func FuzzCLITokenForm(f *testing.F) {
 		}
 		if rec.Body.Len() > 512 {
 			t.Fatalf("refusal of %d bytes", rec.Body.Len())
+		}
+	})
+}
+
+// FuzzDeviceCodes: of a device sign-in under way, only its own user code
+// (typed in any case, with any '-' and ' ') starts the sign-in, and no
+// other device code than its own learns anything but invalid_grant.
+func FuzzDeviceCodes(f *testing.F) {
+	f.Fuzz(func(t *testing.T, typed, deviceGuess string) {
+		d := newDeviceGrants(time.Second)
+		deviceCode, userCode, err := d.add("development", fuzzNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := normaliseUserCode(typed); normaliseUserCode(n) != n {
+			t.Fatalf("normaliseUserCode is not idempotent on %q", typed)
+		}
+		g, ok, limited := d.enter("client", typed, fuzzNow)
+		if limited {
+			t.Fatal("one guess was rate-limited")
+		}
+		if ok != (normaliseUserCode(typed) == userCode) || (ok && g.userCode != userCode) {
+			t.Fatalf("user code %q (the grant's is %q): ok = %v", typed, userCode, ok)
+		}
+		if deviceGuess == deviceCode {
+			return
+		}
+		_, err = d.poll(deviceGuess, fuzzNow)
+		var te *tokenError
+		if !errors.As(err, &te) || te.Code != "invalid_grant" {
+			t.Fatalf("device code %q (not the grant's) polled to %v", deviceGuess, err)
 		}
 	})
 }
