@@ -165,16 +165,39 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
+	if p, err = p.Typed(); err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	runSuite(t, &run{p: p, info: info, inProcess: true, c: Start(t, p)}, s)
+}
+
+// RunBinary checks the plugin binary at path, written in any language,
+// against the same suite as Run: it starts the binary as the daemon starts a
+// plugin (go-plugin's handshake, mutual TLS, the protocol's message limits;
+// see StartBinary) and makes every check over the wire, deadlines and
+// cancellation included. What the plugin offers is what its Describe call
+// says.
+func RunBinary(t *testing.T, path string, s Suite, args ...string) {
+	t.Helper()
+	c := StartBinary(t, path, args...)
+	info, ok := c.Info()
+	if !ok {
+		t.Fatalf("plugintest: plugin binary %s was not described", path)
+	}
+	runSuite(t, &run{info: info, c: c}, s)
+}
+
+// runSuite runs the suite of Run on r.
+func runSuite(t *testing.T, r *run, s Suite) {
+	t.Helper()
 	if s.Grace == 0 {
 		s.Grace = 2 * time.Second
 	}
 	if s.CallTimeout == 0 {
 		s.CallTimeout = 30 * time.Second
 	}
-	if p, err = p.Typed(); err != nil {
-		t.Fatalf("plugintest: %v", err)
-	}
-	r := &run{p: p, s: s, info: info, c: Start(t, p)}
+	r.s = s
+	name := r.info.Name
 	t.Run("Describe", r.describe)
 	t.Run("Configure", r.configure)
 	if !r.configured {
@@ -183,30 +206,34 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	// Cases for a capability the plugin lacks fail the suite: they would
 	// otherwise be skipped, and a plugin whose method has a wrong signature
 	// pass.
-	if p.OptionsValidator != nil {
-		t.Run("ValidateOptions", func(t *testing.T) { r.validateOptions(t, p.OptionsValidator) })
+	if r.info.Has(sdk.CapabilityValidateOptions) {
+		t.Run("ValidateOptions", r.validateOptions)
 	} else if len(s.BadOptions) > 0 {
-		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", p.Name)
+		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", name)
 	}
-	if p.Resolver != nil {
-		t.Run("Resolve", func(t *testing.T) { r.resolve(t, p.Resolver) })
+	if r.info.Has(sdk.CapabilityResolver) {
+		t.Run("Resolve", func(t *testing.T) { r.resolve(t, r.p.Resolver) })
 	} else if len(s.Resolve) > 0 {
-		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", p.Name)
+		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", name)
 	}
-	if p.ClusterStrategy != nil {
-		t.Run("Credential", func(t *testing.T) { r.credential(t, p.ClusterStrategy) })
+	if r.info.Has(sdk.CapabilityClusterStrategy) {
+		t.Run("Credential", func(t *testing.T) { r.credential(t, r.p.ClusterStrategy) })
 	} else if len(s.Credential) > 0 {
-		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", p.Name)
+		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", name)
 	}
-	if p.ClusterSource != nil {
-		t.Run("ListClusters", func(t *testing.T) { r.listClusters(t, p.ClusterSource) })
+	if r.info.Has(sdk.CapabilityClusterSource) {
+		t.Run("ListClusters", func(t *testing.T) { r.listClusters(t, r.p.ClusterSource) })
 	} else if len(s.ListClusters) > 0 {
-		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", p.Name)
+		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", name)
 	}
 }
 
 type run struct {
+	// p is the plugin, with its typed fields set, when it runs in this
+	// process; inProcess says so. A binary's is the zero Plugin: every
+	// check goes over the wire.
 	p          sdk.Plugin
+	inProcess  bool
 	s          Suite
 	info       sdk.Info
 	c          *pluginclient.Client
@@ -224,7 +251,7 @@ func (r *run) describe(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
-	if !reflect.DeepEqual(normalizeInfo(got), normalizeInfo(r.info)) {
+	if r.inProcess && !reflect.DeepEqual(normalizeInfo(got), normalizeInfo(r.info)) {
 		t.Errorf("Describe over the wire = %+v, want %+v", got, r.info)
 	}
 	if got.ProtocolVersion != sdk.ProtocolVersion {
@@ -242,11 +269,11 @@ func normalizeInfo(i sdk.Info) sdk.Info {
 }
 
 func (r *run) configure(t *testing.T) {
-	configurer := r.p.Configurer != nil
+	configurer := r.info.Has(sdk.CapabilityConfigure)
 	bad := r.s.BadConfigs
 	if !configurer {
 		if len(r.s.Config) > 0 {
-			t.Errorf("Suite.Config is set but plugin %q has no sdk.Configurer", r.p.Name)
+			t.Errorf("Suite.Config is set but plugin %q has no sdk.Configurer", r.info.Name)
 		}
 		bad = append(slices.Clone(bad), BadConfig{Name: "takes no configuration", Config: sdk.Options{"unexpectedKey": true}, Key: "unexpectedKey"})
 	} else if len(bad) == 0 {
@@ -285,7 +312,7 @@ func checkConfigError(t testing.TB, call string, err error, key string) {
 	}
 }
 
-func (r *run) validateOptions(t *testing.T, _ sdk.OptionsValidator) {
+func (r *run) validateOptions(t *testing.T) {
 	var good []sdk.ValidateOptionsRequest
 	for _, rc := range r.s.Resolve {
 		if rc.Expect == ExpectFound {
@@ -360,7 +387,7 @@ func (r *run) checkCalls(t *testing.T, calls []call) {
 		for _, c := range calls {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if returned, _ := within(r.s.Grace, ctx, c.direct); !returned {
+			if returned, _ := within(r.s.Grace, ctx, r.direct(t, c)); !returned {
 				t.Errorf("case %q: called with a cancelled context, did not return within %s", c.name, r.s.Grace)
 			}
 		}
@@ -399,7 +426,7 @@ func (r *run) checkCalls(t *testing.T, calls []call) {
 func (r *run) checkBlock(t *testing.T, c call) {
 	ctx, cancel := context.WithTimeout(context.Background(), blockDeadline)
 	defer cancel()
-	returned, err := within(blockDeadline+r.s.Grace, ctx, c.direct)
+	returned, err := within(blockDeadline+r.s.Grace, ctx, r.direct(t, c))
 	switch {
 	case !returned:
 		t.Errorf("with a %s deadline, did not return within %s more: it must stop when its context is done", blockDeadline, r.s.Grace)
@@ -411,6 +438,15 @@ func (r *run) checkBlock(t *testing.T, c call) {
 	if err := c.remote(ctx, t); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("through gRPC with a %s deadline, got %v, want an error wrapping context.DeadlineExceeded", blockDeadline, err)
 	}
+}
+
+// direct returns the call of c straight to the implementation, in process;
+// for a binary, through gRPC.
+func (r *run) direct(t testing.TB, c call) func(context.Context) error {
+	if r.inProcess {
+		return c.direct
+	}
+	return func(ctx context.Context) error { return c.remote(ctx, t) }
 }
 
 // within runs f(ctx) and waits at most d for it to return.
