@@ -101,7 +101,7 @@ IMAGE_ARCH := $(shell $(GO) env GOARCH)
 IMAGE := $(DIST)/spectroauth_$(VERSION)_image_linux_$(IMAGE_ARCH).tar
 
 image: ## an OCI image FROM scratch with buildah, for IMAGE_ARCH (this machine's): dist/spectroauth_<version>_image_linux_<arch>.tar
-	GOOS=linux GOARCH=$(IMAGE_ARCH) $(MAKE) --no-print-directory build BIN=$(BIN)/linux_$(IMAGE_ARCH)
+	GOOS=linux GOARCH=$(IMAGE_ARCH) $(MAKE) --no-print-directory build BIN=$(BIN)/linux_$(IMAGE_ARCH) VERSION=$(VERSION) COMMIT=$(COMMIT)
 	deploy/image/build.sh $(BIN)/linux_$(IMAGE_ARCH) $(VERSION) $(IMAGE_ARCH) $(IMAGE)
 
 # Tests of what ships, each in a Go module of its own under deploy/ so that
