@@ -143,6 +143,11 @@ func TestImageSignIn(t *testing.T) {
 		}
 	})
 
+	ro, err := p.run(ctx, "container", "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name)
+	if err != nil || strings.TrimSpace(ro) != "true" {
+		t.Errorf("the container's root file system is not read-only: %q %v", ro, err)
+	}
+
 	deadline := time.Now().Add(time.Minute)
 	for {
 		res, err := http.Get(base + "/readyz")
