@@ -9,8 +9,12 @@ RUN_ARGS ?=
 # same commit gives the same bytes: -trimpath, no VCS stamp, empty build id)
 # and stamped with its version and commit. VERSION, when the file exists,
 # names the version; else git describe does.
-VERSION ?= $(shell cat VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell cat VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo dev)
+endif
+ifeq ($(origin COMMIT),undefined)
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+endif
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
@@ -86,28 +90,34 @@ proto-check: ## fail when the committed generated code is stale
 
 DIST := dist
 RELEASE_PLATFORMS := linux/amd64 linux/arm64
-# The SBOM's generator, pinned; go run fetches it through the module proxy.
+# The SBOMs' generator, pinned; go install fetches it through the module proxy.
+# It reads the modules linked into each platform's daemon from the binary.
 CYCLONEDX := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+TOOLS := $(CURDIR)/$(BIN)/tools
 # Tarballs whose bytes depend on their contents only.
 TAR := tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu
 
-release: ## dist/: static binaries for linux/amd64 and linux/arm64, tarballs, a CycloneDX SBOM and SHA256SUMS
+release: ## dist/: static binaries for linux/amd64 and linux/arm64, tarballs, CycloneDX SBOMs and SHA256SUMS
 	rm -rf $(DIST) && mkdir -p $(DIST)
+	GOBIN=$(TOOLS) CGO_ENABLED=0 $(GO) install $(CYCLONEDX)
 	@set -e; for plat in $(RELEASE_PLATFORMS); do \
 	  os=$${plat%/*}; arch=$${plat#*/}; dir=$${os}_$${arch}; \
 	  echo "release: $$plat into $(DIST)/$$dir"; \
 	  GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(DIST)/$$dir/spectroauthd ./host; \
 	  for p in $(PLUGINS); do GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(DIST)/$$dir/plugins/$$p ./plugins/$$p; done; \
 	  $(TAR) -C $(DIST) -cf - $$dir | gzip -n -9 > $(DIST)/spectroauth_$(VERSION)_$$dir.tar.gz; \
+	  $(TOOLS)/cyclonedx-gomod bin -json -std -noserial -notimestamp -version $(VERSION) \
+	    -output $(DIST)/spectroauth_$(VERSION)_$$dir.cdx.json $(DIST)/$$dir/spectroauthd; \
 	done
-	CGO_ENABLED=0 $(GO) run $(CYCLONEDX) app -json -main host -licenses=false -noserial -output $(DIST)/spectroauth_$(VERSION).cdx.json .
 	cd $(DIST) && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 	@echo "release: $(DIST)/SHA256SUMS"
 
 IMAGE_ARCH := $(shell $(GO) env GOARCH)
+IMAGE := $(DIST)/spectroauth_$(VERSION)_image_linux_$(IMAGE_ARCH).tar
 
-image: build ## an OCI image FROM scratch with buildah: $(DIST)/spectroauth_$(VERSION)_image.tar (podman load -i)
-	deploy/image/build.sh $(BIN) $(VERSION) $(IMAGE_ARCH) $(DIST)/spectroauth_$(VERSION)_image.tar
+image: ## an OCI image FROM scratch with buildah, for IMAGE_ARCH (this machine's): dist/spectroauth_<version>_image_linux_<arch>.tar
+	GOOS=linux GOARCH=$(IMAGE_ARCH) $(MAKE) --no-print-directory build BIN=$(BIN)/linux_$(IMAGE_ARCH) VERSION=$(VERSION) COMMIT=$(COMMIT)
+	deploy/image/build.sh $(BIN)/linux_$(IMAGE_ARCH) $(VERSION) $(IMAGE_ARCH) $(IMAGE)
 
 # Tests of what ships, each in a Go module of its own under deploy/ so that
 # Helm and the Kubernetes API stay out of the daemon's build.
@@ -121,7 +131,7 @@ test-image: ## the image run by podman (read-only root): sign in through its dev
 	  echo "image: SKIP: buildah or podman not found (apt-get install buildah podman runc)"; exit 0; \
 	fi; \
 	$(MAKE) --no-print-directory image && cd deploy/shiptest && \
-	  SPECTROAUTH_IMAGE=$(CURDIR)/$(DIST)/spectroauth_$(VERSION)_image.tar SPECTROAUTH_VERSION=$(VERSION) SPECTROAUTH_REQUIRE=$${CI:+1} \
+	  SPECTROAUTH_IMAGE=$(CURDIR)/$(IMAGE) SPECTROAUTH_VERSION=$(VERSION) SPECTROAUTH_REQUIRE=$${CI:+1} \
 	  $(GO) test -count=1 -run 'TestImage' -v ./...
 
 test-chart: daemon ## the Helm chart rendered for every testdata values file, decoded strictly, checked by check-config

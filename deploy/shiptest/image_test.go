@@ -41,7 +41,21 @@ func newPodman(t *testing.T) *podman {
 		}
 		t.Skip("podman not found (apt-get install podman)")
 	}
-	dir := t.TempDir()
+	// Not t.TempDir: after a container exits, conmon starts podman's
+	// cleanup, which may still write to the store while it is removed.
+	dir, err := os.MkdirTemp("", "spectroauth-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("removing podman's store: %v", err)
+	})
 	conf := filepath.Join(dir, "containers.conf")
 	// The default ulimits are refused in some containers and CI runners.
 	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n"), 0o644); err != nil {
@@ -128,6 +142,11 @@ func TestImageSignIn(t *testing.T) {
 			t.Log(err)
 		}
 	})
+
+	ro, err := p.run(ctx, "container", "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name)
+	if err != nil || strings.TrimSpace(ro) != "true" {
+		t.Errorf("the container's root file system is not read-only: %q %v", ro, err)
+	}
 
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -121,14 +121,22 @@ func TestReleaseBinariesAreStaticAndStamped(t *testing.T) {
 	}
 }
 
-// The SBOM is CycloneDX and lists the modules linked into the daemon.
+// Each platform's SBOM is CycloneDX and lists the modules linked into
+// the daemon.
 func TestReleaseSBOM(t *testing.T) {
 	d := dist(t)
-	files, _ := filepath.Glob(filepath.Join(d, "*.cdx.json"))
-	if len(files) != 1 {
-		t.Fatalf("%d CycloneDX files in %s, want 1", len(files), d)
+	files, _ := filepath.Glob(filepath.Join(d, "*_linux_*.cdx.json"))
+	if len(files) != 2 {
+		t.Fatalf("%d CycloneDX files in %s, want one per platform", len(files), d)
 	}
-	b, err := os.ReadFile(files[0])
+	for _, f := range files {
+		checkSBOM(t, f)
+	}
+}
+
+func checkSBOM(t *testing.T, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,13 +155,13 @@ func TestReleaseSBOM(t *testing.T) {
 		} `json:"components"`
 	}
 	if err := json.Unmarshal(b, &bom); err != nil {
-		t.Fatalf("%s: %v", files[0], err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	if bom.BOMFormat != "CycloneDX" || bom.SpecVersion == "" {
-		t.Errorf("bomFormat %q specVersion %q", bom.BOMFormat, bom.SpecVersion)
+		t.Errorf("%s: bomFormat %q specVersion %q", file, bom.BOMFormat, bom.SpecVersion)
 	}
 	if !strings.Contains(bom.Metadata.Component.Name, "spectroauth") {
-		t.Errorf("the SBOM describes %q", bom.Metadata.Component.Name)
+		t.Errorf("%s describes %q", file, bom.Metadata.Component.Name)
 	}
 	found := false
 	for _, c := range bom.Components {
@@ -162,7 +170,7 @@ func TestReleaseSBOM(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("the SBOM's %d components do not list github.com/hashicorp/go-plugin", len(bom.Components))
+		t.Errorf("the %d components of %s do not list github.com/hashicorp/go-plugin", len(bom.Components), file)
 	}
 }
 

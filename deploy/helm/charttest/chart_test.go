@@ -21,6 +21,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/cli/values"
 	"helm.sh/helm/v3/pkg/engine"
 )
 
@@ -38,16 +39,17 @@ type objects struct {
 	pvc            *corev1.PersistentVolumeClaim
 }
 
-// render renders the chart with the values of file, as helm template does.
-func render(t *testing.T, valuesFile string) (map[string]string, error) {
+// render renders the chart with the values of files, each on top of the
+// ones before, as helm template -f a -f b does.
+func render(t *testing.T, valuesFiles ...string) (map[string]string, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatalf("loading the chart: %v", err)
 	}
-	vals, err := chartutil.ReadValuesFile(valuesFile)
+	vals, err := (&values.Options{ValueFiles: valuesFiles}).MergeValues(nil)
 	if err != nil {
-		t.Fatalf("reading %s: %v", valuesFile, err)
+		t.Fatalf("reading %v: %v", valuesFiles, err)
 	}
 	if err := chartutil.ValidateAgainstSchema(ch, vals); err != nil {
 		return nil, err
@@ -135,29 +137,61 @@ func TestChartRendersValidObjects(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			rendered, err := render(t, file)
-			if err != nil {
-				t.Fatalf("rendering: %v", err)
-			}
-			o := decode(t, rendered)
-			for what, missing := range map[string]bool{
-				"Deployment": o.deployment == nil, "Service": o.service == nil, "ServiceAccount": o.serviceAccount == nil,
-				"ConfigMap": o.configMap == nil, "PodDisruptionBudget": o.pdb == nil, "NetworkPolicy": o.networkPolicy == nil,
-			} {
-				if missing {
-					t.Fatalf("no %s rendered", what)
-				}
-			}
-			raw := o.configMap.Data["config.yaml"]
-			var cfg config
-			if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
-				t.Fatalf("the ConfigMap's config.yaml: %v", err)
-			}
-			checkPod(t, o, cfg)
-			checkSelectors(t, o)
-			checkConfig(t, daemon, raw)
+			checkRendering(t, daemon, file)
 		})
 	}
+}
+
+// The values files the README shows render as the others do: the Palette
+// tenant's alone, and the replicas' on top of it.
+func TestREADMEValues(t *testing.T) {
+	daemon := spectroauthd(t)
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := func(title string) string {
+		m := regexp.MustCompile("(?s)```yaml\n# " + regexp.QuoteMeta(title) + "[^\n]*\n(.*?)```").FindSubmatch(readme)
+		if m == nil {
+			t.Fatalf("the README has no yaml block starting with # %s", title)
+		}
+		p := filepath.Join(dir, title)
+		if err := os.WriteFile(p, m[1], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	palette, replicas := file("values-palette.yaml"), file("values-replicas.yaml")
+	t.Run("palette", func(t *testing.T) { checkRendering(t, daemon, palette) })
+	t.Run("replicas", func(t *testing.T) { checkRendering(t, daemon, palette, replicas) })
+}
+
+// checkRendering renders the chart with valuesFiles and checks every
+// object and the configuration.
+func checkRendering(t *testing.T, daemon string, valuesFiles ...string) {
+	t.Helper()
+	rendered, err := render(t, valuesFiles...)
+	if err != nil {
+		t.Fatalf("rendering: %v", err)
+	}
+	o := decode(t, rendered)
+	for what, missing := range map[string]bool{
+		"Deployment": o.deployment == nil, "Service": o.service == nil, "ServiceAccount": o.serviceAccount == nil,
+		"ConfigMap": o.configMap == nil, "PodDisruptionBudget": o.pdb == nil, "NetworkPolicy": o.networkPolicy == nil,
+	} {
+		if missing {
+			t.Fatalf("no %s rendered", what)
+		}
+	}
+	raw := o.configMap.Data["config.yaml"]
+	var cfg config
+	if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatalf("the ConfigMap's config.yaml: %v", err)
+	}
+	checkPod(t, o, cfg)
+	checkSelectors(t, o)
+	checkConfig(t, daemon, raw)
 }
 
 // checkPod asserts the pod's security, probes, volumes, grace period and
