@@ -71,6 +71,26 @@ type Server struct {
 	// serves Prometheus metrics at /metrics, without authentication: bind it
 	// to loopback or an address only the scraper reaches. Default off.
 	MetricsListen string `koanf:"metricsListen"`
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client; from anyone else the header is
+	// ignored and the connection's peer is the client. Default none.
+	TrustedProxies []string `koanf:"trustedProxies"`
+	// RateLimits bound the unauthenticated sign-in routes.
+	RateLimits RateLimits `koanf:"rateLimits"`
+}
+
+// RateLimits bound what clients may ask of the sign-in routes (/start, the
+// callback, the command-line and device routes).
+type RateLimits struct {
+	// SignInsPerClientPerMinute is each client address's sustained rate
+	// (IPv6: per /64). Default 60.
+	SignInsPerClientPerMinute int `koanf:"signInsPerClientPerMinute"`
+	// SignInBurst is how many requests a client may make at once. Default 30.
+	SignInBurst int `koanf:"signInBurst"`
+	// CodeExchangesPerSecond bounds the calls to the provider's token
+	// endpoint for sign-ins, all clients together (burst: one second's
+	// worth times five). Default 20.
+	CodeExchangesPerSecond int `koanf:"codeExchangesPerSecond"`
 }
 
 // App describes the Backstage app whose origin may receive sign-in results.
@@ -151,6 +171,11 @@ type ProviderEnv struct {
 	// RefreshMargin: upstream tokens are refreshed when the ID token has less
 	// left. At least 0 and less than SessionDuration. Default 5m.
 	RefreshMargin time.Duration `koanf:"refreshMargin"`
+	// RevalidateInterval: each session asks the provider at least this often
+	// (a refresh grant, or userinfo without one), however long its ID token
+	// lives, so a user disabled upstream loses access within it. From 1m to
+	// sessionDuration. Default 15m.
+	RevalidateInterval time.Duration `koanf:"revalidateInterval"`
 	// SessionDuration bounds a session (and the refresh cookie's max-age).
 	// Default 7 days (168h); at most 30 days.
 	SessionDuration time.Duration `koanf:"sessionDuration"`
@@ -195,6 +220,11 @@ type Plugin struct {
 	// CallTimeout is the deadline of every call to the plugin: more than 0, at
 	// most 1m. Default 2s.
 	CallTimeout time.Duration `koanf:"callTimeout"`
+	// ReadPaths are absolute paths (files or directories) the plugin may
+	// read and execute besides the system's (/usr, /lib, /etc/ssl, …),
+	// where the kernel restricts plugins with Landlock: for instance the
+	// folder of a script plugin's program.
+	ReadPaths []string `koanf:"readPaths"`
 }
 
 // Kubernetes configures per-user cluster credentials.

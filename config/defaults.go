@@ -20,8 +20,18 @@ const (
 	MaxBackstageTokenExpiration = 24 * time.Hour
 	// DefaultTokenEndpointAuthMethod is each provider environment's tokenEndpointAuthMethod.
 	DefaultTokenEndpointAuthMethod = "client_secret_basic"
+	// DefaultSignInsPerClientPerMinute, DefaultSignInBurst and
+	// DefaultCodeExchangesPerSecond are server.rateLimits.
+	DefaultSignInsPerClientPerMinute = 60
+	DefaultSignInBurst               = 30
+	DefaultCodeExchangesPerSecond    = 20
 	// DefaultRefreshMargin is each provider environment's refreshMargin.
 	DefaultRefreshMargin = 5 * time.Minute
+	// DefaultRevalidateInterval is each provider environment's
+	// revalidateInterval: at most four provider calls per session-hour.
+	DefaultRevalidateInterval = 15 * time.Minute
+	// MinRevalidateInterval bounds revalidateInterval from below.
+	MinRevalidateInterval = time.Minute
 	// DefaultSessionDuration is each provider environment's sessionDuration (7 days).
 	DefaultSessionDuration = 7 * 24 * time.Hour
 	// MaxSessionDuration caps sessionDuration (30 days).
@@ -65,6 +75,11 @@ func Defaults() *Config {
 		Server: Server{
 			Listen:          DefaultListen,
 			ShutdownTimeout: DefaultShutdownTimeout,
+			RateLimits: RateLimits{
+				SignInsPerClientPerMinute: DefaultSignInsPerClientPerMinute,
+				SignInBurst:               DefaultSignInBurst,
+				CodeExchangesPerSecond:    DefaultCodeExchangesPerSecond,
+			},
 		},
 		Auth: Auth{
 			BackstageTokenExpiration: DefaultBackstageTokenExpiration,
@@ -96,6 +111,9 @@ func (c *Config) applyDefaults(raw map[string]any) {
 		}
 		if !at("refreshMargin") {
 			env.RefreshMargin = DefaultRefreshMargin
+		}
+		if !at("revalidateInterval") {
+			env.RevalidateInterval = DefaultRevalidateInterval
 		}
 		if !at("sessionDuration") {
 			env.SessionDuration = DefaultSessionDuration

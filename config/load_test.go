@@ -46,7 +46,7 @@ func TestEmbeddedDefaultsValidate(t *testing.T) {
 	}
 	// The general defaults apply to the embedded configuration too; it asks
 	// for offline_access so the development provider issues refresh tokens.
-	if dev.SessionDuration != DefaultSessionDuration || dev.RefreshMargin != DefaultRefreshMargin ||
+	if dev.SessionDuration != DefaultSessionDuration || dev.RefreshMargin != DefaultRefreshMargin || dev.RevalidateInterval != DefaultRevalidateInterval ||
 		!slices.Equal(dev.Scopes, append(DefaultScopes(), "offline_access")) || dev.TokenEndpointAuthMethod != DefaultTokenEndpointAuthMethod {
 		t.Errorf("per-environment defaults not applied: %+v", dev)
 	}

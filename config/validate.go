@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 var (
@@ -136,6 +139,25 @@ func (v *validator) server(c *Config) {
 			v.add("server.listen", "%s, not %q", msg, s.Listen)
 		}
 	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				v.add(joinIndex("server.trustedProxies", i), "%q is not a CIDR or an IP address", p)
+			}
+		}
+	}
+	for _, l := range []struct {
+		key string
+		val int
+	}{
+		{"signInsPerClientPerMinute", s.RateLimits.SignInsPerClientPerMinute},
+		{"signInBurst", s.RateLimits.SignInBurst},
+		{"codeExchangesPerSecond", s.RateLimits.CodeExchangesPerSecond},
+	} {
+		if l.val < 1 {
+			v.add("server.rateLimits."+l.key, "must be at least 1, not %d", l.val)
+		}
+	}
 	if v.required("server.baseUrl", s.BaseURL == "") {
 		v.url("server.baseUrl", s.BaseURL, urlRule{})
 	}
@@ -175,7 +197,7 @@ func (v *validator) auth(c *Config) {
 				"must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not %q", p)
 		case !wildcardBelowDomain(p):
 			v.add(joinIndex("auth.extraAllowedOrigins", i),
-				"a * must leave the last two host labels literal, so that it stays inside one domain (e.g. https://*.example.com), not %q", p)
+				"the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not %q", p)
 		}
 	}
 	if a.BackstageTokenExpiration < MinBackstageTokenExpiration || a.BackstageTokenExpiration > MaxBackstageTokenExpiration {
@@ -271,6 +293,12 @@ func (v *validator) providerEnv(path string, e ProviderEnv, plugins map[string]P
 	case e.RefreshMargin >= e.SessionDuration:
 		v.add(at("refreshMargin"), "must be less than sessionDuration (%s)", formatDuration(e.SessionDuration))
 	}
+	switch {
+	case e.RevalidateInterval < MinRevalidateInterval:
+		v.add(at("revalidateInterval"), "must be at least %s, not %s", formatDuration(MinRevalidateInterval), formatDuration(e.RevalidateInterval))
+	case e.SessionDuration > 0 && e.RevalidateInterval > e.SessionDuration:
+		v.add(at("revalidateInterval"), "must be at most sessionDuration (%s), not %s", formatDuration(e.SessionDuration), formatDuration(e.RevalidateInterval))
+	}
 	resolvers := at("signIn.resolvers")
 	if len(e.SignIn.Resolvers) == 0 {
 		v.add(resolvers, "at least one resolver is required")
@@ -307,6 +335,11 @@ func (v *validator) plugins(c *Config) {
 			v.add(path+".callTimeout", "must be positive")
 		case p.CallTimeout > MaxPluginCallTimeout:
 			v.add(path+".callTimeout", "must be at most %s, not %s", formatDuration(MaxPluginCallTimeout), formatDuration(p.CallTimeout))
+		}
+		for i, rp := range p.ReadPaths {
+			if !filepath.IsAbs(rp) {
+				v.add(joinIndex(path+".readPaths", i), "must be an absolute path, not %q", rp)
+			}
 		}
 		for _, k := range sortedKeys(p.Env) {
 			if !validVarName(k) {
@@ -398,6 +431,12 @@ func (v *validator) devProvider(c *Config) {
 	if !IsLoopbackListen(c.Server.Listen) {
 		v.add("devProvider.enabled", "the development provider only runs on a loopback listen address, not %q", c.Server.Listen)
 	}
+	// Its issuer is {server.baseUrl}/dev/oidc: a public baseUrl would send
+	// browsers and relying parties elsewhere to a provider that signs
+	// anyone in.
+	if u, err := url.Parse(c.Server.BaseURL); err == nil && u.Host != "" && !isLoopbackHost(u.Hostname()) {
+		v.add("server.baseUrl", "must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it")
+	}
 	if len(d.Users) == 0 {
 		v.add("devProvider.users", "at least one user is required when the development provider is enabled")
 	}
@@ -461,8 +500,11 @@ func validOriginPattern(p string) bool {
 }
 
 // wildcardBelowDomain reports whether the * of a valid origin pattern, if any,
-// stays below a literal domain: https://*.example.com, not https://* or
-// https://*.com, which would hand sign-in results to anyone.
+// stays below a registrable domain: the labels after the last label with a *
+// (the fixed part) must hold a domain someone registered, per the Public
+// Suffix List. https://*.example.com passes; https://*, https://*.com,
+// https://*.co.uk and https://*.github.io would hand sign-in results to
+// anyone who registers a name there, and fail.
 func wildcardBelowDomain(p string) bool {
 	_, rest, _ := strings.Cut(p, "://")
 	if !strings.Contains(rest, "*") {
@@ -472,9 +514,19 @@ func wildcardBelowDomain(p string) bool {
 	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
 		host = rest[:i]
 	}
-	labels := strings.Split(host, ".")
-	n := len(labels)
-	return n >= 3 && !strings.Contains(labels[n-1], "*") && !strings.Contains(labels[n-2], "*")
+	labels := strings.Split(strings.ToLower(host), ".")
+	last := 0
+	for i, l := range labels {
+		if strings.Contains(l, "*") {
+			last = i
+		}
+	}
+	fixed := strings.Join(labels[last+1:], ".")
+	if fixed == "" {
+		return false
+	}
+	_, err := publicsuffix.EffectiveTLDPlusOne(fixed)
+	return err == nil
 }
 
 // validCAData reports whether s is base64 of one or more PEM certificates.

@@ -68,6 +68,14 @@ func TestValidate(t *testing.T) {
 		{"shutdownTimeout negative", func(c *Config) { c.Server.ShutdownTimeout = -time.Second },
 			[]string{"server.shutdownTimeout: must not be negative"}},
 		{"metricsListen", func(c *Config) { c.Server.MetricsListen = "127.0.0.1:9464" }, nil},
+		{"trustedProxies", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "::1", "10.0.0.0/33", "proxy.local"} }, []string{
+			`server.trustedProxies[2]: "10.0.0.0/33" is not a CIDR or an IP address`,
+			`server.trustedProxies[3]: "proxy.local" is not a CIDR or an IP address`,
+		}},
+		{"rateLimits zero", func(c *Config) { c.Server.RateLimits.SignInBurst, c.Server.RateLimits.CodeExchangesPerSecond = 0, -1 }, []string{
+			"server.rateLimits.signInBurst: must be at least 1, not 0",
+			"server.rateLimits.codeExchangesPerSecond: must be at least 1, not -1",
+		}},
 		{"metricsListen not host:port", func(c *Config) { c.Server.MetricsListen = "9464" },
 			[]string{`server.metricsListen: must be host:port, e.g. 127.0.0.1:7007, not "9464"`}},
 		{"metricsListen is listen", func(c *Config) { c.Server.MetricsListen = c.Server.Listen },
@@ -79,17 +87,21 @@ func TestValidate(t *testing.T) {
 				"https://*.example.com", "http://localhost:3000", "https://pr-*.preview.example.com:8443", "https://[::1]:3000",
 				"https://example.com/path", "*://example.com", "https://example.com:*", "example.com", "https://*", "https://a..b", "ftp://example.com",
 				"https://*.com:443", "https://example.*", "HTTPS://*.Example.COM",
+				"https://*.co.uk", "https://*.github.io", "https://a.*.example.com", "https://*.*.co.uk", "https://*.example.co.uk",
 			}
 		}, []string{
 			`auth.extraAllowedOrigins[4]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "https://example.com/path"`,
 			`auth.extraAllowedOrigins[5]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "*://example.com"`,
 			`auth.extraAllowedOrigins[6]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "https://example.com:*"`,
 			`auth.extraAllowedOrigins[7]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "example.com"`,
-			`auth.extraAllowedOrigins[8]: a * must leave the last two host labels literal, so that it stays inside one domain (e.g. https://*.example.com), not "https://*"`,
+			`auth.extraAllowedOrigins[8]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://*"`,
 			`auth.extraAllowedOrigins[9]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "https://a..b"`,
 			`auth.extraAllowedOrigins[10]: must be an origin pattern scheme://host[:port] (http or https, no path) with * only inside host labels, e.g. https://*.example.com, not "ftp://example.com"`,
-			`auth.extraAllowedOrigins[11]: a * must leave the last two host labels literal, so that it stays inside one domain (e.g. https://*.example.com), not "https://*.com:443"`,
-			`auth.extraAllowedOrigins[12]: a * must leave the last two host labels literal, so that it stays inside one domain (e.g. https://*.example.com), not "https://example.*"`,
+			`auth.extraAllowedOrigins[11]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://*.com:443"`,
+			`auth.extraAllowedOrigins[12]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://example.*"`,
+			`auth.extraAllowedOrigins[14]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://*.co.uk"`,
+			`auth.extraAllowedOrigins[15]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://*.github.io"`,
+			`auth.extraAllowedOrigins[17]: the host labels after a * must be a registrable domain, not a public suffix such as com or co.uk (e.g. https://*.example.com), not "https://*.*.co.uk"`,
 		}},
 		{"token expiration too short", func(c *Config) { c.Auth.BackstageTokenExpiration = 5 * time.Minute },
 			[]string{"auth.backstageTokenExpiration: must be between 10m and 24h, not 5m"}},
@@ -174,6 +186,14 @@ func TestValidate(t *testing.T) {
 		{"refreshMargin negative", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RefreshMargin = -time.Minute }) },
 			[]string{pp + ".refreshMargin: must not be negative"}},
 		{"refreshMargin zero", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RefreshMargin = 0 }) }, nil},
+		{"revalidateInterval too short", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = 30 * time.Second }) },
+			[]string{pp + ".revalidateInterval: must be at least 1m, not 30s"}},
+		{"revalidateInterval zero", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = 0 }) },
+			[]string{pp + ".revalidateInterval: must be at least 1m, not 0s"}},
+		{"revalidateInterval over sessionDuration", func(c *Config) {
+			prod(c, func(e *ProviderEnv) { e.RevalidateInterval, e.SessionDuration = 2*time.Hour, time.Hour })
+		}, []string{pp + ".revalidateInterval: must be at most sessionDuration (1h), not 2h"}},
+		{"revalidateInterval 1m", func(c *Config) { prod(c, func(e *ProviderEnv) { e.RevalidateInterval = time.Minute }) }, nil},
 		{"refreshMargin not below sessionDuration", func(c *Config) {
 			prod(c, func(e *ProviderEnv) { e.RefreshMargin, e.SessionDuration = time.Hour, time.Hour })
 		}, []string{pp + ".refreshMargin: must be less than sessionDuration (1h)"}},
@@ -269,23 +289,34 @@ func TestValidate(t *testing.T) {
 		// devProvider
 		{"devProvider on all interfaces", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not "0.0.0.0:7007"`}},
 		{"devProvider on an empty host", func(c *Config) {
 			c.Server.Listen = ":7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, []string{`devProvider.enabled: the development provider only runs on a loopback listen address, not ":7007"`}},
 		{"devProvider on loopback", func(c *Config) {
 			c.Server.Listen = "[::1]:7007"
+			c.Server.BaseURL = "http://localhost:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
 		}, nil},
 		{"devProvider disabled anywhere", func(c *Config) {
 			c.Server.Listen = "0.0.0.0:7007"
 			c.DevProvider = DevProvider{Users: []DevUser{{Username: "alice"}}}
 		}, nil},
-		{"devProvider users", func(c *Config) { c.DevProvider = DevProvider{Enabled: true} },
+		{"devProvider with a public baseUrl", func(c *Config) {
+			c.Server.BaseURL = "https://auth.example.com"
+			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "alice"}}}
+		}, []string{"server.baseUrl: must be on a loopback host (localhost, 127.0.0.0/8, [::1]) while devProvider.enabled is true: the development provider's issuer lives under it"}},
+		{"devProvider users", func(c *Config) {
+			c.Server.BaseURL = "http://127.0.0.1:7007"
+			c.DevProvider = DevProvider{Enabled: true}
+		},
 			[]string{"devProvider.users: at least one user is required when the development provider is enabled"}},
 		{"devProvider user problems", func(c *Config) {
+			c.Server.BaseURL = "http://[::1]:7007"
 			c.DevProvider = DevProvider{Enabled: true, Users: []DevUser{{Username: "a"}, {Username: ""}, {Username: "a", Email: "not-an-email"}}}
 		}, []string{
 			"devProvider.users[1].username: required",

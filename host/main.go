@@ -2,8 +2,10 @@
 // SpectroCloud, and per-user Kubernetes credentials.
 //
 //	spectroauthd [-config FILE]              run (embedded development defaults without -config)
+//	spectroauthd version                     print the version and commit this binary was built from
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
+//	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 //	spectroauthd storage-copy -config FILE -from PATH
 //	                                         copy a file-storage data directory into PostgreSQL
@@ -17,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,9 +28,26 @@ import (
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/daemon"
 	"github.com/spectroauth/spectroauth/host/kube/kubecli"
+	"github.com/spectroauth/spectroauth/host/pluginhost"
 )
 
+// version and commit are stamped by the linker: make build and make release
+// pass -X main.version=$(git describe --tags --always --dirty, or the VERSION
+// file) and -X main.commit=$(git rev-parse HEAD).
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// build is what /healthz and the build_info metric say runs.
+func build() daemon.Build { return daemon.Build{Version: version, Commit: commit} }
+
 func main() {
+	// Before anything reads a secret: no other process of this user (a
+	// plugin among them) may read the daemon's memory or environment.
+	if err := pluginhost.ProtectProcess(); err != nil {
+		fmt.Fprintln(os.Stderr, "spectroauthd: warning:", err)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -55,7 +75,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 // quietCommands log warnings and errors only unless -log-level says
 // otherwise: their output, not their log, is the point (plugins' own
 // start-up chatter, for one).
-var quietCommands = map[string]bool{"plugins": true, "storage-copy": true}
+var quietCommands = map[string]bool{"plugins": true, "storage-copy": true, "doctor": true}
 
 // load is what a command that reads a configuration starts with: its
 // logger and the configuration. When either fails it prints why, prefixed
@@ -103,14 +123,20 @@ func (c *commonFlags) logger(stderr io.Writer) (hclog.Logger, error) {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "version":
+			return versionCmd(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
 		case "plugins":
 			return pluginsCmd(args[1:], stdout, stderr)
+		case "doctor":
+			return doctorCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
 		case "storage-copy":
 			return storageCopyCmd(args[1:], stdout, stderr)
+		case "sessions":
+			return sessionsCmd(args[1:], stdout, stderr)
 		case "kube-credential":
 			return kubeCommand(kubecli.KubeCredential, args[1:], stdout, stderr)
 		case "kubeconfig":
@@ -134,12 +160,19 @@ Usage:
   spectroauthd [-config FILE] [-log-format text|json] [-log-level LEVEL]
       Run the daemon. Without -config it runs on its embedded development
       defaults: a development OpenID provider on http://localhost:7007.
+  spectroauthd version
+      Print the version and commit this binary was built from.
   spectroauthd check-config -config FILE [-print]
       Validate a configuration; every problem is printed with its key path.
       -print shows the effective configuration with secrets redacted.
   spectroauthd plugins -config FILE
       Check, start, describe and stop every configured plugin: digest,
       version, capabilities, resolvers and strategies.
+  spectroauthd doctor -config FILE [-timeout 2m]
+      Check a deployment live, one line per check with what to fix: the
+      provider's discovery, issuer, JWKS, client authentication and clock;
+      the storage; every plugin; every Palette source's API key, projects
+      and clusters with OIDC. Exits 1 if any check fails.
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
@@ -148,6 +181,10 @@ Usage:
       PATH (signing keys, user info, live sessions, flow key) into the
       PostgreSQL storage FILE names, so replicas take over without signing
       anyone out. Stop that daemon first; running it again changes nothing.
+  spectroauthd sessions list|revoke --user REF -config FILE
+      List a Backstage user's sessions (browser and command line) in the
+      configured storage, or end them all (sign out everywhere), revoking
+      their upstream tokens where the provider allows; logged for audit.
 `+kubeUsage)
 }
 
@@ -169,13 +206,14 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("invalid configuration", "error", err)
 		return 1
 	}
+	log.Info("starting", "version", version, "commit", commit)
 	if c.configPath == "" {
 		log.Info("no -config given: running on the embedded development defaults")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log})
+	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log, Build: build()})
 	if err != nil {
 		log.Error("could not start", "error", err)
 		return 1
@@ -235,6 +273,27 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stdout, "%s is valid\n", c.configPath)
+	return 0
+}
+
+// versionCmd prints one line: the version, the commit, the Go release and
+// the platform the binary was built for.
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return parseFailed(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "version: takes no arguments")
+		return 2
+	}
+	b := build()
+	c := b.Commit
+	if c == "" {
+		c = "unknown"
+	}
+	fmt.Fprintf(stdout, "spectroauthd %s (commit %s, %s, %s/%s)\n", b.Version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return 0
 }
 

@@ -69,3 +69,25 @@ func TestHelpFlagExitsZero(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	defer func(v, c string) { version, commit = v, c }(version, commit)
+	for _, tc := range []struct {
+		name, version, commit, want string
+	}{
+		{"unstamped", "dev", "", "spectroauthd dev (commit unknown, go"},
+		{"stamped", "v1.4.0-3-g1a2b3c4", "1a2b3c4d", "spectroauthd v1.4.0-3-g1a2b3c4 (commit 1a2b3c4d, go"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			version, commit = tc.version, tc.commit
+			var stdout, stderr strings.Builder
+			if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), tc.want) {
+				t.Errorf("exit %d, stdout %q, want it to start with %q; stderr %q", code, stdout.String(), tc.want, stderr.String())
+			}
+		})
+	}
+	var sink strings.Builder
+	if code := run([]string{"version", "extra"}, &sink, &sink); code != 2 {
+		t.Errorf("version with an argument: exit %d, want 2", code)
+	}
+}

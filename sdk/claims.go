@@ -3,8 +3,31 @@ package sdk
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"time"
 )
+
+// reservedClaims are the claims the daemon sets in the tokens it issues, or
+// that carry a meaning in JWTs (delegation, the authorized party, the
+// session), which Identity.Extra therefore may not set. The daemon checks
+// the same list (IsReservedClaim) when it issues a token.
+var reservedClaims = []string{
+	// Backstage's identity token, as the daemon issues it.
+	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "ent", "uip", "typ",
+	// Meanings a consumer of the token may act on: the session it belongs
+	// to, the authorized party, and delegation (RFC 8693's "act", and
+	// "obo" for on-behalf-of).
+	"sid", "azp", "act", "obo",
+}
+
+// ReservedClaims returns the claims Identity.Extra may not set, because the
+// daemon sets them or because a consumer of the token would act on them:
+// iss, sub, aud, exp, nbf, iat, jti, ent, uip, typ, sid, azp, act and obo.
+// The list is the one the daemon enforces too. The result is a copy.
+func ReservedClaims() []string { return slices.Clone(reservedClaims) }
+
+// IsReservedClaim reports whether name is one of ReservedClaims.
+func IsReservedClaim(name string) bool { return slices.Contains(reservedClaims, name) }
 
 // Claims are the claims of a JWT (for a resolver, the verified upstream ID
 // token), decoded from JSON: every number is a float64. The getters return

@@ -33,12 +33,14 @@
 //	}
 //
 //	func main() {
-//		sdk.Serve(sdk.Plugin{Name: "by-email", Version: "1.0.0", Impl: &byEmail{}})
+//		r := &byEmail{}
+//		sdk.Serve(sdk.Plugin{Name: "by-email", Version: "1.0.0", Resolver: r})
 //	}
 //
-// Optional behaviour is opt-in by interface: Configurer to take the plugin's
-// `config:` block, OptionsValidator to check `options:` when the daemon
-// starts. Errors are typed and survive the trip to the daemon: ErrNotFound
+// Each capability is a typed field of Plugin, so the compiler checks every
+// method's signature; optional behaviour is opt-in the same way: Configurer
+// to take the plugin's `config:` block, OptionsValidator to check `options:`
+// when the daemon starts. Errors are typed and survive the trip to the daemon: ErrNotFound
 // (wrap it with %w), *ConfigError naming the key, *InvalidInputError naming
 // the request field. The SDK checks what a plugin returns (Identity.Validate,
 // Credential.Validate, ValidateClusters) and the daemon checks it again.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strings"
 )
 
 // Resolver maps a user who signed in upstream to a Backstage identity. A
@@ -159,21 +161,118 @@ func checkNames(kind string, names []string, offered bool) []error {
 	return errs
 }
 
-// Plugin is what Serve serves.
+// Plugin is what Serve serves: a name, a version, and the capabilities the
+// plugin offers, each in a typed field, so that the compiler checks every
+// method's signature:
+//
+//	r := &byEmail{}
+//	sdk.Serve(sdk.Plugin{Name: "by-email", Version: "1.0.0", Resolver: r, OptionsValidator: r})
+//
+// At least one of Resolver, ClusterStrategy and ClusterSource must be set.
 type Plugin struct {
 	// Name is the plugin's name, e.g. "palette".
 	Name string
 	// Version is the plugin's own version; empty means the main module's
 	// version from the build information.
 	Version string
-	// Impl implements one or more of Resolver, ClusterStrategy and
-	// ClusterSource, and optionally Configurer and OptionsValidator.
+
+	// Resolver serves the plugin's sign-in resolvers.
+	Resolver Resolver
+	// ClusterStrategy serves its cluster credential strategies.
+	ClusterStrategy ClusterStrategy
+	// ClusterSource serves its cluster discovery.
+	ClusterSource ClusterSource
+	// Configurer takes its `config:` block; without one, the plugin refuses
+	// any non-empty configuration.
+	Configurer Configurer
+	// OptionsValidator checks the `options:` of its uses at the daemon's
+	// start.
+	OptionsValidator OptionsValidator
+
+	// Impl is the untyped form: a value implementing any of the interfaces
+	// above, used for the typed fields left unset. A method of Impl that is
+	// named like one of theirs but has another signature is refused (Info
+	// and Serve fail), rather than silently leaving the capability out.
+	//
+	// Deprecated: set the typed fields, which the compiler checks.
 	Impl any
+}
+
+// roleInterfaces are the interfaces of the typed fields of Plugin.
+var roleInterfaces = []reflect.Type{
+	reflect.TypeFor[Resolver](), reflect.TypeFor[ClusterStrategy](), reflect.TypeFor[ClusterSource](),
+	reflect.TypeFor[Configurer](), reflect.TypeFor[OptionsValidator](),
+}
+
+// Typed returns p with Impl moved into the typed fields left unset, and Impl
+// cleared. It fails when Impl has a method of one of those interfaces with
+// another signature, or only on its pointer.
+func (p Plugin) Typed() (Plugin, error) {
+	if p.Impl == nil {
+		return p, nil
+	}
+	t := reflect.TypeOf(p.Impl)
+	var errs []error
+	for _, iface := range roleInterfaces {
+		if t.Implements(iface) {
+			continue
+		}
+		for m := range iface.Methods() {
+			if got, ok := t.MethodByName(m.Name); ok {
+				errs = append(errs, fmt.Errorf("Impl (%s) has method %s%s, but sdk.%s needs %s%s", t, m.Name, signature(got.Type, 1),
+					iface.Name(), m.Name, signature(m.Type, 0)))
+			} else if t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(iface) {
+				errs = append(errs, fmt.Errorf("Impl (%s) implements sdk.%s only on its pointer: pass &value", t, iface.Name()))
+				break
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Plugin{}, fmt.Errorf("plugin %q: %w", p.Name, err)
+	}
+	setIfUnset(&p.Resolver, p.Impl)
+	setIfUnset(&p.ClusterStrategy, p.Impl)
+	setIfUnset(&p.ClusterSource, p.Impl)
+	setIfUnset(&p.Configurer, p.Impl)
+	setIfUnset(&p.OptionsValidator, p.Impl)
+	p.Impl = nil
+	return p, nil
+}
+
+// signature formats the parameters and results of the function type f,
+// leaving out its first skip parameters (a method's receiver).
+func signature(f reflect.Type, skip int) string {
+	var in, out []string
+	for i := skip; i < f.NumIn(); i++ {
+		in = append(in, f.In(i).String())
+	}
+	for i := range f.NumOut() {
+		out = append(out, f.Out(i).String())
+	}
+	s := "(" + strings.Join(in, ", ") + ")"
+	switch len(out) {
+	case 0:
+		return s
+	case 1:
+		return s + " " + out[0]
+	}
+	return s + " (" + strings.Join(out, ", ") + ")"
+}
+
+// setIfUnset sets *field to impl when it is unset and impl implements T.
+func setIfUnset[T any](field *T, impl any) {
+	if v, ok := impl.(T); ok && reflect.ValueOf(field).Elem().IsNil() {
+		*field = v
+	}
 }
 
 // Info describes p as its Describe call will, and checks it (see
 // Info.Validate).
 func (p Plugin) Info() (Info, error) {
+	p, err := p.Typed()
+	if err != nil {
+		return Info{}, err
+	}
 	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: ProtocolVersion}
 	if info.Version == "" {
 		info.Version = "(devel)"
@@ -181,21 +280,21 @@ func (p Plugin) Info() (Info, error) {
 			info.Version = bi.Main.Version
 		}
 	}
-	if r, ok := p.Impl.(Resolver); ok {
+	if p.Resolver != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityResolver)
-		info.Resolvers = slices.Clone(r.Resolvers())
+		info.Resolvers = slices.Clone(p.Resolver.Resolvers())
 	}
-	if s, ok := p.Impl.(ClusterStrategy); ok {
+	if p.ClusterStrategy != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityClusterStrategy)
-		info.Strategies = slices.Clone(s.Strategies())
+		info.Strategies = slices.Clone(p.ClusterStrategy.Strategies())
 	}
-	if _, ok := p.Impl.(ClusterSource); ok {
+	if p.ClusterSource != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityClusterSource)
 	}
-	if _, ok := p.Impl.(Configurer); ok {
+	if p.Configurer != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityConfigure)
 	}
-	if _, ok := p.Impl.(OptionsValidator); ok {
+	if p.OptionsValidator != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityValidateOptions)
 	}
 	if err := info.Validate(); err != nil {

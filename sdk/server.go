@@ -17,7 +17,7 @@ import (
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 
-// server adapts a Plugin's Impl to the gRPC services of the protocol.
+// server adapts a Plugin's capabilities to the gRPC services of the protocol.
 type server struct {
 	info       Info
 	logger     hclog.Logger
@@ -38,12 +38,10 @@ func newServer(p Plugin, logger hclog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{info: info, logger: logger}
-	s.resolver, _ = p.Impl.(Resolver)
-	s.strategy, _ = p.Impl.(ClusterStrategy)
-	s.source, _ = p.Impl.(ClusterSource)
-	s.configurer, _ = p.Impl.(Configurer)
-	s.validator, _ = p.Impl.(OptionsValidator)
+	p, _ = p.Typed() // Info checked it
+	s := &server{info: info, logger: logger,
+		resolver: p.Resolver, strategy: p.ClusterStrategy, source: p.ClusterSource,
+		configurer: p.Configurer, validator: p.OptionsValidator}
 	s.configured = s.configurer == nil
 	return s, nil
 }
@@ -276,7 +274,7 @@ func (c strategyService) Credential(ctx context.Context, req *pluginv1.Credentia
 	creq := CredentialRequest{
 		Strategy: req.GetStrategy(),
 		Options:  Options(wire.FromStruct(req.GetOptions())),
-		Cluster:  clusterFromProto(req.GetCluster()),
+		Cluster:  Cluster(wire.ClusterFromProto(req.GetCluster())),
 		Session: Session{
 			UserEntityRef:       sess.GetUserEntityRef(),
 			Subject:             sess.GetSubject(),
@@ -330,35 +328,9 @@ func (c sourceService) ListClusters(ctx context.Context, req *pluginv1.ListClust
 		}
 		resp = &pluginv1.ListClustersResponse{Clusters: make([]*pluginv1.Cluster, len(clusters))}
 		for i, cl := range clusters {
-			resp.Clusters[i] = clusterToProto(cl)
+			resp.Clusters[i] = wire.ClusterToProto(wire.Cluster(cl))
 		}
 		return nil
 	})
 	return resp, err
-}
-
-func clusterFromProto(c *pluginv1.Cluster) Cluster {
-	return Cluster{
-		Name:        c.GetName(),
-		Server:      c.GetServer(),
-		CAData:      c.GetCaData(),
-		Strategy:    c.GetStrategy(),
-		Labels:      c.GetLabels(),
-		Annotations: c.GetAnnotations(),
-		Title:       c.GetTitle(),
-		Description: c.GetDescription(),
-	}
-}
-
-func clusterToProto(c Cluster) *pluginv1.Cluster {
-	return &pluginv1.Cluster{
-		Name:        c.Name,
-		Server:      c.Server,
-		CaData:      c.CAData,
-		Strategy:    c.Strategy,
-		Labels:      c.Labels,
-		Annotations: c.Annotations,
-		Title:       c.Title,
-		Description: c.Description,
-	}
 }

@@ -33,15 +33,10 @@ const (
 	maxClusterMeta = 256
 )
 
-// reservedClaims are the claims of Backstage's identity token, which
-// Identity.Extra may not set.
-var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "ent", "uip", "typ"}
-
 // Validate checks the identity: UserEntityRef is a canonical entity ref of
 // kind user; every ownership ref is a canonical entity ref, at most
 // MaxOwnershipEntityRefs of them, none twice; Extra encodes as JSON within
-// MaxExtraClaimsSize and sets none of the identity token's own claims (iss,
-// sub, aud, exp, nbf, iat, jti, ent, uip, typ).
+// MaxExtraClaimsSize and sets none of ReservedClaims.
 func (id Identity) Validate() error {
 	var errs []error
 	if id.UserEntityRef == "" {

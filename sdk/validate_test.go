@@ -75,6 +75,10 @@ func TestIdentityValidate(t *testing.T) {
 		{name: "duplicate ownership ref", id: Identity{UserEntityRef: "user:default/a", OwnershipEntityRefs: []string{"user:default/a", "user:default/a"}}, wantErr: "listed twice"},
 		{name: "too many ownership refs", id: Identity{UserEntityRef: "user:default/a", OwnershipEntityRefs: many}, wantErr: "more than 64"},
 		{name: "reserved claim", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"sub": "x"}}, wantErr: `reserved claim "sub"`},
+		{name: "reserved obo", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"obo": "x"}}, wantErr: `reserved claim "obo"`},
+		{name: "reserved act", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"act": map[string]any{"sub": "x"}}}, wantErr: `reserved claim "act"`},
+		{name: "reserved azp", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"azp": "x"}}, wantErr: `reserved claim "azp"`},
+		{name: "reserved sid", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"sid": "x"}}, wantErr: `reserved claim "sid"`},
 		{name: "huge extra", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"x": strings.Repeat("a", MaxExtraClaimsSize)}}, wantErr: "bytes of JSON"},
 		{name: "extra not JSON", id: Identity{UserEntityRef: "user:default/a", Extra: map[string]any{"f": func() {}}}, wantErr: "not representable as JSON"},
 	}
@@ -177,6 +181,19 @@ func (everything) ValidateOptions(context.Context, ValidateOptionsRequest) error
 	return nil
 }
 
+// wrongSignature resolves, and has a ValidateOptions that is not
+// OptionsValidator's: with Impl, the capability would silently be missing.
+type wrongSignature struct{ onlyResolver }
+
+func (wrongSignature) ValidateOptions(context.Context, Options) error { return nil }
+
+type pointerResolver struct{}
+
+func (*pointerResolver) Resolvers() []string { return []string{"r"} }
+func (*pointerResolver) Resolve(context.Context, ResolveRequest) (Identity, error) {
+	return Identity{}, ErrNotFound
+}
+
 func TestPluginInfo(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -195,6 +212,15 @@ func TestPluginInfo(t *testing.T) {
 		{name: "no resolver names", p: Plugin{Name: "x", Impl: namedResolver{}}, wantErr: "lists no resolver names"},
 		{name: "bad resolver name", p: Plugin{Name: "x", Impl: namedResolver{"a b"}}, wantErr: `resolver name "a b"`},
 		{name: "duplicate resolver name", p: Plugin{Name: "x", Impl: namedResolver{"a", "a"}}, wantErr: "listed twice"},
+		{name: "typed", p: Plugin{Name: "t", Resolver: onlyResolver{}, OptionsValidator: everything{}}, wantCaps: []Capability{
+			CapabilityResolver, CapabilityValidateOptions,
+		}},
+		{name: "typed and impl", p: Plugin{Name: "t", ClusterSource: everything{}, Impl: onlyResolver{}}, wantCaps: []Capability{
+			CapabilityResolver, CapabilityClusterSource,
+		}},
+		{name: "impl with a wrong signature", p: Plugin{Name: "x", Impl: wrongSignature{}},
+			wantErr: "has method ValidateOptions(context.Context, sdk.Options) error, but sdk.OptionsValidator needs ValidateOptions(context.Context, sdk.ValidateOptionsRequest) error"},
+		{name: "impl on its pointer only", p: Plugin{Name: "x", Impl: pointerResolver{}}, wantErr: "implements sdk.Resolver only on its pointer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,5 +242,25 @@ func TestPluginInfo(t *testing.T) {
 	}
 	if err := (Info{Name: "x", ProtocolVersion: 1, Capabilities: []Capability{CapabilityClusterSource}, Resolvers: []string{"a"}}).Validate(); err == nil {
 		t.Error("Validate accepted resolver names without the resolver role")
+	}
+}
+
+// TestReservedClaims checks the one list host and SDK share: the identity
+// token's own claims and those a consumer acts on.
+func TestReservedClaims(t *testing.T) {
+	for _, c := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "ent", "uip", "typ", "sid", "azp", "act", "obo"} {
+		if !IsReservedClaim(c) {
+			t.Errorf("IsReservedClaim(%q) = false", c)
+		}
+	}
+	for _, c := range []string{"email", "groups", "teams", ""} {
+		if IsReservedClaim(c) {
+			t.Errorf("IsReservedClaim(%q) = true", c)
+		}
+	}
+	list := ReservedClaims()
+	list[0] = "changed"
+	if !IsReservedClaim("iss") {
+		t.Error("changing the result of ReservedClaims changed the list")
 	}
 }

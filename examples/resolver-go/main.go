@@ -36,4 +36,12 @@ func (resolver) Resolve(_ context.Context, req sdk.ResolveRequest) (sdk.Identity
 	return sdk.Identity{UserEntityRef: user.String(), OwnershipEntityRefs: []string{user.String()}}, nil
 }
 
-func main() { sdk.Serve(sdk.Plugin{Name: "email-domain", Version: "1.0.0", Impl: resolver{}}) }
+// The compiler checks each capability: a method with a wrong signature does not build.
+var (
+	_ sdk.Resolver         = resolver{}
+	_ sdk.OptionsValidator = resolver{}
+)
+
+var plugin = sdk.Plugin{Name: "email-domain", Version: "1.0.0", Resolver: resolver{}, OptionsValidator: resolver{}}
+
+func main() { sdk.Serve(plugin) }

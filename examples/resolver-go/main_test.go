@@ -10,8 +10,6 @@ import (
 	"github.com/spectroauth/spectroauth/sdk/plugintest"
 )
 
-var plugin = sdk.Plugin{Name: "email-domain", Version: "1.0.0", Impl: resolver{}}
-
 var opts = sdk.Options{"domain": "example.com"}
 
 func verified(email string) sdk.ResolveRequest {

@@ -3,7 +3,9 @@
 #
 # Writes OUT, the executable that spectroauthd runs for this plugin (the
 # `command:` of its entry under `plugins:`), and prints its SHA-256 digest for
-# the entry's `sha256:`.
+# the entry's `sha256:` and the folders the plugin reads for its
+# `readPaths:` (where the kernel has Landlock, a plugin may read nothing
+# else outside the system's directories).
 #
 # Why a generated wrapper. spectroauthd verifies the digest of the command's
 # file and executes exactly the bytes it hashed, from a sealed in-memory copy:
@@ -68,3 +70,4 @@ chmod 0755 "$tmp"
 mv -f "$tmp" "$out"
 trap - EXIT
 printf 'sha256: %s\n' "$(sha256sum "$out" | cut -d' ' -f1)"
+printf 'readPaths: [%s, %s]\n' "$(q "$dir")" "$(q "$proto")"

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,20 @@ func digest(t *testing.T, path string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// readPaths are what plugin.js loads: this folder and the .proto files.
+func readPaths(t *testing.T) []string {
+	t.Helper()
+	var paths []string
+	for _, p := range []string{".", "../../proto"} {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, abs)
+	}
+	return paths
+}
+
 // startHost starts the daemon's plugin supervisor with the Node.js plugin
 // declared as an operator declares it: command = the wrapper, its digest,
 // a config block, and one sign-in resolver using it.
@@ -45,6 +60,7 @@ func startHost(t *testing.T, bin string, options map[string]any) (*pluginhost.Ho
 			SHA256:      digest(t, bin),
 			Config:      map[string]any{"namespace": "staff"},
 			CallTimeout: 2 * time.Second,
+			ReadPaths:   readPaths(t),
 		},
 	}, pluginhost.Options{
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: "spectroauthd", Output: logs, Level: hclog.Debug}),

@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/metrics"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
 	"github.com/spectroauth/spectroauth/host/server"
@@ -49,6 +51,18 @@ type Options struct {
 	// MetricsListener, when set, is used instead of listening on
 	// server.metricsListen.
 	MetricsListener net.Listener
+	// Build identifies the running binary in /healthz and the build_info
+	// metric; its zero value reads "dev".
+	Build Build
+}
+
+// Build identifies a binary: the version and commit the release stamped
+// into it (make build passes them to the linker).
+type Build struct {
+	// Version is git describe's answer or the VERSION file, "dev" when unset.
+	Version string `json:"version"`
+	// Commit is the full commit hash the binary was built from, if known.
+	Commit string `json:"commit,omitempty"`
 }
 
 // Daemon is a running spectroauthd.
@@ -63,6 +77,9 @@ type Daemon struct {
 	served   chan error
 	closers  []func() error
 	ready    atomic.Bool
+	// notReady is the handler until the identity routes are up.
+	notReady *http.Handler
+	binary   Build
 	plugins  *pluginhost.Host // nil when no plugins are declared
 	metrics  *metrics.Metrics // nil unless server.metricsListen is set
 	metricsH *http.Server
@@ -88,19 +105,16 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		}
 	}()
 
+	if d.binary = opts.Build; d.binary.Version == "" {
+		d.binary.Version = "dev"
+	}
 	var notReady http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
-			// Alive while starting: a liveness probe must not kill a
-			// daemon that is still loading sessions or waiting for its
-			// database; /readyz says whether it serves.
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			_, _ = w.Write([]byte(`{"status":"starting"}`))
-			return
-		}
 		http.Error(w, "spectroauthd is starting", http.StatusServiceUnavailable)
 	})
-	d.handler.Store(&notReady)
+	d.notReady = &notReady
+	d.handler.Store(d.notReady)
 	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", d.healthz)
 	if cfg.DevProvider.Enabled {
 		if err := devprovider.RequireLoopback(cfg.Server.Listen); err != nil {
 			return nil, fmt.Errorf("development provider: %w", err)
@@ -220,8 +234,15 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		envs[name] = env
 	}
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
+	if scfg.ClientIP, err = ratelimit.NewClientIP(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trustedProxies: %w", err)
+	}
+	rl := cfg.Server.RateLimits
+	scfg.SignInLimit = ratelimit.NewPerClient(float64(rl.SignInsPerClientPerMinute), rl.SignInBurst, server.DefaultMaxLimitedClients, opts.Now)
+	scfg.ExchangeBudget = ratelimit.NewBudget(float64(rl.CodeExchangesPerSecond), 5*rl.CodeExchangesPerSecond, opts.Now)
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
+		scfg.SessionEnded = d.metrics.SessionEnded
 	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
@@ -256,25 +277,10 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 
 func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEnv, opts Options) (*server.Env, error) {
 	key := "auth.providers.spectrocloud." + name
-	up, err := upstream.New(ctx, upstream.Config{
-		Issuer:                         pe.Issuer,
-		AuthorizationURL:               pe.AuthorizationURL,
-		TokenURL:                       pe.TokenURL,
-		JWKSURL:                        pe.JWKSURL,
-		UserinfoURL:                    pe.UserinfoURL,
-		RevocationURL:                  pe.RevocationURL,
-		EndSessionURL:                  pe.LogoutURL,
-		SigningAlgorithms:              pe.SigningAlgorithms,
-		ClientID:                       pe.ClientID,
-		ClientSecret:                   pe.ClientSecret.Reveal(),
-		Scopes:                         pe.Scopes,
-		Prompt:                         pe.Prompt,
-		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
-		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
-		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
-		HTTPClient:                     d.upstreamClient(name, opts.HTTPClient),
-		Logger:                         d.log.Named("upstream").With("env", name),
-	})
+	ucfg := upstreamConfig(pe)
+	ucfg.HTTPClient = d.upstreamClient(name, opts.HTTPClient)
+	ucfg.Logger = d.log.Named("upstream").With("env", name)
+	up, err := upstream.New(ctx, ucfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -304,6 +310,8 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 		RefreshMargin:   pe.RefreshMargin,
 		SessionDuration: pe.SessionDuration,
 		LogoutURL:       pe.LogoutURL,
+
+		RevalidateInterval: pe.RevalidateInterval,
 
 		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
 	}, nil
@@ -458,4 +466,42 @@ func (d *Daemon) Close(ctx context.Context) error {
 	}
 	d.closers = nil
 	return errors.Join(errs...)
+}
+
+// upstreamConfig is the provider client configuration of one environment.
+func upstreamConfig(pe config.ProviderEnv) upstream.Config {
+	return upstream.Config{
+		Issuer:                         pe.Issuer,
+		AuthorizationURL:               pe.AuthorizationURL,
+		TokenURL:                       pe.TokenURL,
+		JWKSURL:                        pe.JWKSURL,
+		UserinfoURL:                    pe.UserinfoURL,
+		RevocationURL:                  pe.RevocationURL,
+		EndSessionURL:                  pe.LogoutURL,
+		SigningAlgorithms:              pe.SigningAlgorithms,
+		ClientID:                       pe.ClientID,
+		ClientSecret:                   pe.ClientSecret.Reveal(),
+		Scopes:                         pe.Scopes,
+		Prompt:                         pe.Prompt,
+		TokenEndpointAuthMethod:        pe.TokenEndpointAuthMethod,
+		AllowInsecureIssuer:            pe.AllowInsecureIssuer,
+		TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
+	}
+}
+
+// healthz is liveness: 200 from the moment the daemon listens, with the
+// version that runs. It is alive while starting, so that a liveness probe
+// does not kill a daemon still loading sessions or waiting for its
+// database; /readyz says whether it serves.
+func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
+	status := "ok"
+	if d.handler.Load() == d.notReady {
+		status = "starting"
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+		Build
+	}{status, d.binary})
 }

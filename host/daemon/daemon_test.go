@@ -25,6 +25,12 @@ import (
 // free loopback port and a temporary data directory.
 func startDev(t *testing.T, log hclog.Logger) (*Daemon, string) {
 	t.Helper()
+	return startDevOpts(t, Options{Logger: log})
+}
+
+// startDevOpts is startDev with opts (their Listener is replaced).
+func startDevOpts(t *testing.T, opts Options) (*Daemon, string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,8 @@ func startDev(t *testing.T, log hclog.Logger) (*Daemon, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d, err := Start(ctx, cfg, Options{Listener: l, Logger: log})
+	opts.Listener = l
+	d, err := Start(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,4 +229,28 @@ func TestDemoPageOnlyWhereItsOriginIsAllowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// /healthz names the build that runs, so that an operator (or a rollout
+// check) sees which version a replica runs.
+func TestHealthzNamesTheBuild(t *testing.T) {
+	_, base := startDevOpts(t, Options{Build: Build{Version: "v1.2.3-4-gabcdef0", Commit: "abcdef0123"}})
+	if got, want := getBody(t, base+"/healthz"), `{"status":"ok","version":"v1.2.3-4-gabcdef0","commit":"abcdef0123"}`+"\n"; got != want {
+		t.Errorf("/healthz = %s, want %s", got, want)
+	}
+}
+
+// getBody GETs u and returns the body of a 200 answer.
+func getBody(t *testing.T, u string) string {
+	t.Helper()
+	res, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, res.StatusCode, b)
+	}
+	return string(b)
 }

@@ -21,6 +21,10 @@ func (d *Daemon) serveMetrics(l net.Listener) error {
 		}
 	}
 	d.metrics, d.metricsAddr = metrics.New(), l.Addr()
+	if err := d.metrics.RegisterBuildInfo(d.binary.Version, d.binary.Commit); err != nil {
+		_ = l.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.Handler())
 	d.metricsH = &http.Server{

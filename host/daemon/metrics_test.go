@@ -62,6 +62,7 @@ func TestMetrics(t *testing.T) {
 		`spectroauth_plugin_up{plugin="tp",state="up"} 1`,
 		`spectroauth_plugin_calls_total{plugin="tp"} 1`,
 		`spectroauth_plugin_restarts_total{plugin="tp"} 0`,
+		`spectroauth_build_info{commit="",version="dev"} 1`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

@@ -211,7 +211,7 @@ func TestHealthzWhileWaitingForTheDatabase(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan error, 1)
 	go func() {
-		d, err := Start(ctx, cfg, Options{Listener: l})
+		d, err := Start(ctx, cfg, Options{Listener: l, Build: Build{Version: "v9.9.9"}})
 		if err == nil {
 			_ = d.Close(context.Background())
 		}
@@ -234,6 +234,9 @@ func TestHealthzWhileWaitingForTheDatabase(t *testing.T) {
 	}
 	if code := get("/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while starting: %d, want 503", code)
+	}
+	if body := getBody(t, base+"/healthz"); body != `{"status":"starting","version":"v9.9.9"}`+"\n" {
+		t.Errorf("/healthz while starting: %s", body)
 	}
 	cancel()
 	if err := <-started; err == nil || !strings.Contains(err.Error(), "storage.postgresUrl") {

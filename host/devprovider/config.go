@@ -28,6 +28,9 @@ const (
 	// AuthRequestLifetime bounds how long a login may take between /authorize
 	// and the code exchange.
 	AuthRequestLifetime = 10 * time.Minute
+	// MaxAuthRequests bounds the authorization requests held at once:
+	// beyond it, expired ones are dropped, then new ones refused.
+	MaxAuthRequests = 1000
 )
 
 // Config describes a development OpenID Provider.
@@ -122,6 +125,11 @@ func (c *Config) validate() error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(u.Path, "/") {
 		return fmt.Errorf("devprovider: issuer %q must have no query, fragment or trailing slash", c.Issuer)
+	}
+	if !isLoopbackHost(u.Hostname()) {
+		// It signs in anyone who reaches it as any configured user: its
+		// issuer, and so every redirect to it, stays on this machine.
+		return fmt.Errorf("devprovider: issuer %q must be on a loopback host (localhost, 127.0.0.0/8, [::1])", c.Issuer)
 	}
 	if u.Scheme == "http" && !c.AllowInsecure {
 		return fmt.Errorf("devprovider: issuer %q is http; set AllowInsecure to allow it", c.Issuer)

@@ -269,8 +269,34 @@ func (s *storage) CreateAuthRequest(_ context.Context, req *oidc.AuthRequest, _ 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.authRequests) >= MaxAuthRequests {
+		s.dropExpiredLocked(a.created)
+		if len(s.authRequests) >= MaxAuthRequests {
+			return nil, oidc.ErrServerError().WithDescription("too many sign-ins in progress; try again in a few minutes")
+		}
+	}
 	s.authRequests[a.id] = a
 	return a, nil
+}
+
+// dropExpiredLocked forgets authorization requests older than
+// AuthRequestLifetime, their codes, and expired access tokens.
+func (s *storage) dropExpiredLocked(now time.Time) {
+	for id, a := range s.authRequests {
+		if now.Sub(a.created) > AuthRequestLifetime {
+			delete(s.authRequests, id)
+		}
+	}
+	for code, id := range s.codes {
+		if _, ok := s.authRequests[id]; !ok {
+			delete(s.codes, code)
+		}
+	}
+	for id, t := range s.accessTokens {
+		if now.After(t.expiration) {
+			delete(s.accessTokens, id)
+		}
+	}
 }
 
 func (s *storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {

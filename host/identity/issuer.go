@@ -22,6 +22,8 @@ import (
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/sdk"
 )
 
 // Token types ("typ" header) and the audience of Backstage user tokens.
@@ -61,9 +63,6 @@ const (
 	freshJWKSWait = time.Second
 )
 
-// reservedClaims are set by Issue and cannot come from Claims.Extra.
-var reservedClaims = []string{"iss", "sub", "ent", "aud", "iat", "exp", "uip"}
-
 // Config configures an Issuer.
 type Config struct {
 	// Issuer is the "iss" claim: the external base URL of the auth routes,
@@ -98,8 +97,10 @@ type Claims struct {
 	// IncludeEnt puts "ent" into the token. Current Backstage leaves it out
 	// (consumers read ownership from /v1/userinfo), which keeps tokens small.
 	IncludeEnt bool
-	// Extra claims are added to the payload. They must not use the names
-	// Issue sets (iss, sub, ent, aud, iat, exp, uip) and must marshal to JSON.
+	// Extra claims are added to the payload. They must marshal to JSON and
+	// must not use the reserved names of sdk.ReservedClaims (the ones Issue
+	// sets, and those a consumer acts on), "sid" apart: the daemon's session
+	// layer names the session through it.
 	Extra map[string]any
 }
 
@@ -576,8 +577,8 @@ func encodeExtra(extra map[string]any) ([]byte, error) {
 	}
 	names := make([]string, 0, len(extra))
 	for k := range extra {
-		if slices.Contains(reservedClaims, k) {
-			return nil, fmt.Errorf("extra claim %q would replace a claim the issuer sets", k)
+		if sdk.IsReservedClaim(k) && k != "sid" {
+			return nil, fmt.Errorf("extra claim %q is reserved (sdk.ReservedClaims): the issuer sets it or consumers act on it", k)
 		}
 		if !utf8.ValidString(k) {
 			return nil, errors.New("an extra claim name is not valid UTF-8")

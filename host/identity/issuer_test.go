@@ -160,6 +160,10 @@ func TestIssueRejects(t *testing.T) {
 		{"invalid utf-8", Claims{Subject: "user:default/\xff"}, "not valid UTF-8"},
 		{"invalid utf-8 ent", Claims{Subject: "user:default/a", Ent: []string{"group:default/\xfe"}}, "not valid UTF-8"},
 		{"reserved extra", Claims{Subject: "user:default/a", Extra: map[string]any{"exp": 1}}, `extra claim "exp"`},
+		{"reserved obo", Claims{Subject: "user:default/a", Extra: map[string]any{"obo": "x"}}, `extra claim "obo"`},
+		{"reserved act", Claims{Subject: "user:default/a", Extra: map[string]any{"act": "x"}}, `extra claim "act"`},
+		{"reserved azp", Claims{Subject: "user:default/a", Extra: map[string]any{"azp": "x"}}, `extra claim "azp"`},
+		{"reserved nbf", Claims{Subject: "user:default/a", Extra: map[string]any{"nbf": 1}}, `extra claim "nbf"`},
 		{"unmarshalable extra", Claims{Subject: "user:default/a", Extra: map[string]any{"f": func() {}}}, `extra claim "f"`},
 		{"too large", Claims{Subject: "user:default/a", IncludeEnt: true, Ent: manyRefs(800)}, "over the 32768 limit"},
 	}

@@ -36,6 +36,7 @@ type Metrics struct {
 
 	kubeCredentials *prometheus.CounterVec
 	signIns         *prometheus.CounterVec
+	sessionsEnded   *prometheus.CounterVec
 }
 
 // New returns a registry with the Go runtime and process collectors and the
@@ -69,13 +70,32 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "signins_total",
 			Help: "Sign-ins that reached the callback, by environment, client (browser, cli) and outcome (signed-in, refused, failed).",
 		}, []string{"env", "client", "outcome"}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "sessions_ended_total",
+			Help: "Sessions the daemon ended, by environment and reason (refused, resolver-refused, signed-out, signed-out-everywhere, duplicate-cookies).",
+		}, []string{"env", "reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns,
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns, m.sessionsEnded,
 	)
 	return m
+}
+
+// RegisterBuildInfo adds spectroauth_build_info, always 1, whose labels
+// say which version and commit run: a dashboard joins on it, an alert sees
+// replicas that run different builds.
+func (m *Metrics) RegisterBuildInfo(version, commit string) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help:        "The running build: version and commit as stamped at build time (always 1).",
+		ConstLabels: prometheus.Labels{"version": version, "commit": commit},
+	}, func() float64 { return 1 })
+	if err := m.reg.Register(g); err != nil {
+		return fmt.Errorf("registering the build_info metric: %w", err)
+	}
+	return nil
 }
 
 // Registry is where further collectors register.
@@ -174,6 +194,11 @@ func (m *Metrics) SignInDone(env, client, outcome string) {
 	m.signIns.WithLabelValues(env, client, outcome).Inc()
 }
 
+// SessionEnded counts n sessions the daemon ended (server.Config.SessionEnded).
+func (m *Metrics) SessionEnded(env, reason string, n int) {
+	m.sessionsEnded.WithLabelValues(env, reason).Add(float64(n))
+}
+
 // KubeCredentialDecided counts one answered credential request. reason is
 // one of host/kube's Reason constants (a fixed set), empty for a grant.
 func (m *Metrics) KubeCredentialDecided(outcome, reason string) {
@@ -195,6 +220,8 @@ var (
 		"Calls to the plugin that failed, \"not found\" answers included.", []string{"plugin"}, nil)
 	pluginRestartsDesc = prometheus.NewDesc(Namespace+"_plugin_restarts_total",
 		"Restarts of the plugin after a crash or a hang.", []string{"plugin"}, nil)
+	pluginLogDroppedDesc = prometheus.NewDesc(Namespace+"_plugin_log_lines_dropped_total",
+		"Log lines of the plugin dropped because it logged more than 50 a second (200 at once).", []string{"plugin"}, nil)
 )
 
 type pluginCollector struct {
@@ -206,6 +233,7 @@ func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pluginCallsDesc
 	ch <- pluginFailuresDesc
 	ch <- pluginRestartsDesc
+	ch <- pluginLogDroppedDesc
 }
 
 func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
@@ -218,5 +246,6 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(pluginCallsDesc, prometheus.CounterValue, float64(p.Calls), p.Name)
 		ch <- prometheus.MustNewConstMetric(pluginFailuresDesc, prometheus.CounterValue, float64(p.Failures), p.Name)
 		ch <- prometheus.MustNewConstMetric(pluginRestartsDesc, prometheus.CounterValue, float64(p.Restarts), p.Name)
+		ch <- prometheus.MustNewConstMetric(pluginLogDroppedDesc, prometheus.CounterValue, float64(p.LogLinesDropped), p.Name)
 	}
 }

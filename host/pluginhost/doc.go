@@ -27,6 +27,18 @@
 // sdk.MaxMessageSize as the message limit both ways, and every call carries
 // the plugin's callTimeout as its deadline.
 //
+// # Isolation
+//
+// A plugin cannot read the daemon's memory, environment, keys or sessions:
+// Start makes the process non-dumpable (ProtectProcess); each plugin process
+// runs in an empty working directory of its own (also its TMPDIR), removed
+// once it has exited, with no_new_privs and without any capability (even
+// when the daemon runs as root); and where the kernel has Landlock, it may
+// read only the system's program, library and certificate directories,
+// /proc, its binary and its `readPaths`, and write only its working
+// directory. Where the kernel lacks Landlock, Start logs "plugin file system
+// isolation unavailable: …" at warn. See sandbox_linux.go.
+//
 // # Supervision
 //
 // Start launches every plugin in parallel, describes and configures it, and
@@ -47,8 +59,8 @@
 // down, calls fail at once with an *UnavailableError; a call in flight when
 // it crashes fails (never "not found"), so a sign-in fails closed.
 //
-// Plugin processes are started with PR_SET_PDEATHSIG=SIGKILL from a
-// dedicated OS thread that lives as long as the daemon, so they die with the
+// Plugin processes are started with PR_SET_PDEATHSIG=SIGKILL, each from a
+// dedicated OS thread that lives as long as the plugin, so they die with the
 // daemon even when it is killed with SIGKILL. Each runs in a process group
 // of its own: when a plugin is killed, or exits, what is left of its group
 // (helpers it started) is killed too. Close stops new calls, drains the

@@ -9,10 +9,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -212,40 +210,19 @@ func memfdCreate(name string) (int, error) {
 // exits, not the process; Go threads are reused for any goroutine, and a
 // thread is destroyed whenever a goroutine that locked it exits without
 // unlocking (some libraries do that). So every plugin process is forked from
-// one goroutine that locks its OS thread and never returns: that thread lives
-// exactly as long as the daemon's process.
+// a thread locked to a goroutine that waits until the plugin has exited
+// (startSandboxed, which also restricts that thread).
 
-type spawnRequest struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-var spawner struct {
-	once sync.Once
-	reqs chan spawnRequest
-}
-
-// startCmd starts the command build returns from the spawner thread, with
-// the parent-death signal set. build may be called more than once.
-func startCmd(build func() *exec.Cmd) (*exec.Cmd, error) {
-	spawner.once.Do(func() {
-		spawner.reqs = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread() // never unlocked, and this goroutine never returns
-			for r := range spawner.reqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
+// startRetrying starts the command build returns with start, with the
+// parent-death signal set, trying again while the binary is busy.
+func startRetrying(build func() *exec.Cmd, start func(*exec.Cmd) error) (*exec.Cmd, error) {
 	for attempt := 0; ; attempt++ {
 		cmd := build()
 		if cmd.SysProcAttr == nil {
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 		}
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-		done := make(chan error, 1)
-		spawner.reqs <- spawnRequest{cmd: cmd, done: done}
-		err := <-done
+		err := start(cmd)
 		// ETXTBSY: a child forked elsewhere in the daemon while a memfd was
 		// still writable holds a copy of that descriptor until it executes
 		// its own program, which takes microseconds.

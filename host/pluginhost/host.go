@@ -80,6 +80,9 @@ type Host struct {
 	log     hclog.Logger
 	plugins map[string]*instance
 	names   []string // sorted
+	// landlock is the kernel's Landlock ABI version; 0 without Landlock,
+	// when plugins run without file system isolation.
+	landlock int
 
 	// calls counts the calls in flight; closingBit is added by Close, after
 	// which no call starts.
@@ -125,6 +128,9 @@ func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) 
 		return nil, errors.Join(errs...)
 	}
 
+	if len(h.names) > 0 {
+		h.isolate()
+	}
 	for _, name := range h.names {
 		h.plugins[name] = newInstance(h, name, plugins[name])
 	}
@@ -148,6 +154,29 @@ func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) 
 		h.log.Info("plugins are up", "plugins", strings.Join(h.names, ","), "took", time.Since(began).Round(time.Millisecond))
 	}
 	return h, nil
+}
+
+// testHookNoLandlock, set by a test, runs plugins without Landlock.
+var testHookNoLandlock bool
+
+// isolate protects the daemon from its plugins (see sandbox_linux.go): it
+// makes the process non-dumpable and finds out whether plugins can be
+// restricted with Landlock, saying so when they cannot.
+func (h *Host) isolate() {
+	if err := ProtectProcess(); err != nil {
+		h.log.Warn("plugins may read the daemon's memory and environment", "error", err)
+	}
+	abi, err := landlockABI()
+	if testHookNoLandlock {
+		abi, err = 0, errors.New("a test turned it off")
+	}
+	if err != nil {
+		h.log.Warn("plugin file system isolation unavailable: " + err.Error() +
+			"; plugins can read every file the daemon's user can (keys, sessions, configuration)")
+		return
+	}
+	h.landlock = abi
+	h.log.Debug("plugins run restricted by Landlock", "abi", abi)
 }
 
 // enter counts a call in, unless the host is closing.
@@ -236,6 +265,9 @@ type PluginStatus struct {
 	// Calls and Failures count the calls made to it and those that failed
 	// (including "not found" answers).
 	Calls, Failures uint64
+	// LogLinesDropped counts the plugin's log lines dropped because it
+	// logged beyond its rate (50 lines a second, 200 at once).
+	LogLinesDropped uint64
 }
 
 // Plugins describes every plugin, sorted by name.

@@ -752,7 +752,7 @@ func TestNoOrphans(t *testing.T) {
 
 // TestStarterThreadExit: a plugin started by a goroutine whose OS thread
 // then dies is not killed by its parent-death signal, because plugins are
-// forked from the spawner thread.
+// forked from a thread of their own that lives as long as the plugin.
 func TestStarterThreadExit(t *testing.T) {
 	opts, _ := testOptions(t)
 	opts.BackoffMin = 10 * time.Millisecond
@@ -813,7 +813,9 @@ func TestScriptPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts, logs := testOptions(t)
-	h := start(t, map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: 5 * time.Second}}, opts)
+	// The binary the script runs lies outside the system's directories:
+	// Landlock lets the plugin read it only as one of its readPaths.
+	h := start(t, map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: 5 * time.Second, ReadPaths: []string{bin}}}, opts)
 	if st := h.Plugins()[0]; st.Version != "1.0.0" || st.SHA256 != digest {
 		t.Errorf("status = %+v", st)
 	}
@@ -990,6 +992,10 @@ func TestHelperProcessHoldsThePipes(t *testing.T) {
 	opts.StopGrace = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The script writes its helpers' pids where the test reads them, which
+	// Landlock would refuse.
+	testHookNoLandlock = true
+	defer func() { testHookNoLandlock = false }()
 	h, err := Start(ctx, map[string]config.Plugin{"tp": {Command: script, SHA256: digest, CallTimeout: 5 * time.Second}}, opts)
 	if err != nil {
 		t.Fatal(err)

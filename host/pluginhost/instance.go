@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -114,7 +115,7 @@ func newInstance(h *Host, name string, cfg config.Plugin) *instance {
 	}
 	return &instance{
 		h: h, name: name, cfg: cfg, log: log, timeout: timeout,
-		stderr: &stderrForwarder{log: log, name: name},
+		stderr: &stderrForwarder{log: log, name: name, limit: newLogLimiter(log)},
 		stdout: &stdoutReporter{log: log},
 		state:  StateStarting,
 		done:   make(chan struct{}),
@@ -237,7 +238,14 @@ func (in *instance) verified(context.Context) (*verifiedBinary, error) { return 
 // launch starts a process of the plugin, once binary returns the verified
 // binary, connects to it, describes it and configures it.
 func (in *instance) launch(ctx context.Context, binary func(context.Context) (*verifiedBinary, error)) (_ *generation, err error) {
+	workDir, err := os.MkdirTemp("", "spectroauth-plugin-"+in.name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("plugins.%s: creating the plugin's working directory: %w", in.name, err)
+	}
 	r := newProcRunner(in.name, in.path, binary, in.cfg.Args, in.stderr, in.stdout)
+	r.workDir = workDir
+	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
+	r.landlock = in.h.landlock
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: pluginclient.VersionedPlugins(),
@@ -245,11 +253,17 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
+		// go-plugin's socket directory, inside the working directory: the
+		// one directory the plugin may write.
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: workDir},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, socketDir string) (runner.Runner, error) {
 			// spec.Env holds only what go-plugin needs (SkipHostEnv):
 			// handshake cookie, protocol versions, client certificate,
 			// socket directory. It comes last so that it wins.
 			r.env = append(slices.Clone(in.env), spec.Env...)
+			if _, ok := in.cfg.Env["TMPDIR"]; !ok {
+				r.env = append(r.env, "TMPDIR="+workDir)
+			}
 			r.socketDir = socketDir
 			return r, nil
 		},
@@ -550,6 +564,7 @@ func (in *instance) status() PluginStatus {
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
 		State: in.state, Restarts: in.restarts, PID: in.pid,
 		Calls: in.calls.Load(), Failures: in.failures.Load(),
+		LogLinesDropped: in.stderr.limit.dropped.Load(),
 	}
 	if in.bin != nil {
 		s.Path, s.SHA256 = in.bin.path, in.bin.digest

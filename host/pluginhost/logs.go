@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/time/rate"
 )
 
 // maxLine bounds one line of plugin output; the rest of a longer line is
@@ -55,8 +59,9 @@ func readLines(r io.Reader, fn func(line []byte, cut bool)) {
 // string panics its parser, and a plugin must not be able to crash the
 // daemon; so the runner hands go-plugin an empty stderr and forwards here.
 type stderrForwarder struct {
-	log  hclog.Logger // named after the plugin
-	name string       // the plugin's name, the default "@module"
+	log   hclog.Logger // named after the plugin
+	name  string       // the plugin's name, the default "@module"
+	limit *logLimiter
 
 	mu        sync.Mutex
 	panicking bool // a Go panic started: the rest is its trace
@@ -87,10 +92,18 @@ func (f *stderrForwarder) line(b []byte, cut bool) {
 	}
 	f.mu.Unlock()
 	if cut {
-		f.log.Log(level, text, "truncated", true)
+		f.emit(level, text, "truncated", true)
 		return
 	}
-	f.log.Log(level, text)
+	f.emit(level, text)
+}
+
+// emit logs one line of the plugin's, unless it logs beyond its rate.
+func (f *stderrForwarder) emit(level hclog.Level, msg string, args ...any) {
+	if level < f.log.GetLevel() || !f.limit.allow() {
+		return
+	}
+	f.log.Log(level, msg, args...)
 }
 
 // json forwards an hclog JSON line and reports whether b was one.
@@ -133,8 +146,64 @@ func (f *stderrForwarder) json(b []byte) bool {
 	if module != "" && module != f.name {
 		args = append(args, "module", module)
 	}
-	f.log.Log(level, sanitize(msg), args...)
+	f.emit(level, sanitize(msg), args...)
 	return true
+}
+
+// A plugin's log lines are rate-limited, so that a plugin logging in a loop
+// cannot flood the daemon's log (one that logged an error per call wrote
+// 22 MB in three sign-ins): logLinesPerSecond on average, logBurst at once.
+// What is dropped is counted (PluginStatus.LogLinesDropped) and reported in
+// a warning at most every logDropReportEvery.
+const (
+	logLinesPerSecond = 50
+	logBurst          = 200
+)
+
+// logDropReportEvery is the least time between two reports of dropped log
+// lines; tests shorten it.
+var logDropReportEvery = 10 * time.Second
+
+// logLimiter is a token bucket over one plugin's log lines. It is safe for
+// concurrent use.
+type logLimiter struct {
+	lim     *rate.Limiter
+	log     hclog.Logger
+	dropped atomic.Uint64 // since the start
+
+	mu      sync.Mutex
+	pending uint64      // dropped since the last report
+	report  *time.Timer // the report due; nil when none is
+}
+
+func newLogLimiter(log hclog.Logger) *logLimiter {
+	return &logLimiter{lim: rate.NewLimiter(logLinesPerSecond, logBurst), log: log}
+}
+
+// allow reports whether one more line may be logged now, and counts it
+// dropped if not. A nil limiter allows every line.
+func (l *logLimiter) allow() bool {
+	if l == nil || l.lim.Allow() {
+		return true
+	}
+	l.dropped.Add(1)
+	l.mu.Lock()
+	l.pending++
+	if l.report == nil {
+		l.report = time.AfterFunc(logDropReportEvery, l.reportDropped)
+	}
+	l.mu.Unlock()
+	return false
+}
+
+// reportDropped logs how many lines were dropped since the last report.
+func (l *logLimiter) reportDropped() {
+	l.mu.Lock()
+	n := l.pending
+	l.pending, l.report = 0, nil
+	l.mu.Unlock()
+	l.log.Warn(fmt.Sprintf("plugin log lines dropped: the plugin logs more than %d lines a second (%d at once)", logLinesPerSecond, logBurst),
+		"dropped", n, "droppedTotal", l.dropped.Load())
 }
 
 // Write forwards text a plugin wrote to its os.Stderr after the handshake,

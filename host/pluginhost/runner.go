@@ -18,7 +18,7 @@ import (
 // procRunner runs one plugin process for go-plugin (ClientConfig.RunnerFunc).
 // It differs from go-plugin's own runner in what the daemon needs: it
 // executes the verified memfd rather than a path, and only once verified,
-// from the spawner thread with the parent-death signal set (startCmd), with
+// from a thread of its own with the parent-death signal set (startSandboxed), with
 // exactly the environment it is given and no stdin; and it reads the
 // plugin's stdout and stderr itself, handing go-plugin only the handshake
 // line (stray stdout is reported, stderr is forwarded to the daemon's log by
@@ -34,6 +34,13 @@ type procRunner struct {
 	socketDir string   // go-plugin's socket directory for this process, set by the RunnerFunc
 	stderr    *stderrForwarder
 	stdout    *stdoutReporter
+	// workDir is the process's working directory, of its own, removed once
+	// it has exited.
+	workDir string
+	// sandbox is what the process may reach, enforced when landlock (the
+	// kernel's Landlock ABI version) is at least 1.
+	sandbox  sandbox
+	landlock int
 
 	bin       *verifiedBinary // what runs, set by Start
 	pid       int             // set by Start
@@ -70,6 +77,9 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		if err != nil && r.socketDir != "" {
 			_ = os.RemoveAll(r.socketDir)
 		}
+		if err != nil && r.workDir != "" {
+			_ = os.RemoveAll(r.workDir)
+		}
 	}()
 	bin, err := r.binary(ctx)
 	if err != nil {
@@ -86,11 +96,12 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		outW.Close()
 		return err
 	}
-	cmd, err := startCmd(func() *exec.Cmd {
+	cmd, err := startSandboxed(func() *exec.Cmd {
 		return &exec.Cmd{
 			Path:       r.bin.execPath(),
 			Args:       append([]string{r.bin.path}, r.args...),
 			Env:        r.env,
+			Dir:        r.workDir,
 			Stdout:     outW,
 			Stderr:     errW,
 			ExtraFiles: r.bin.extraFiles(),
@@ -98,7 +109,7 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 			// kills what it started too (killGroup).
 			SysProcAttr: processGroupAttr(),
 		}
-	})
+	}, r.sandbox, r.landlock, r.exited)
 	// The child has its copies; the daemon keeps only the read ends, so
 	// that they end when the plugin exits.
 	outW.Close()
@@ -175,6 +186,10 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		r.died = !r.killed
 		r.reaped = true
 		r.mu.Unlock()
+		if r.workDir != "" {
+			// What is left of its group was killed: nothing writes here.
+			_ = os.RemoveAll(r.workDir)
+		}
 		close(r.exited)
 		hsW.Close()
 		logW.Close()

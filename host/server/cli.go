@@ -696,7 +696,7 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 	if sess.RefreshGeneration != presented {
 		return nil, s.cliReuse(ctx, env, key, sess)
 	}
-	if s.upstreamStale(env, sess) || s.backstageStale(sess) {
+	if s.upstreamDue(env, sess) || s.backstageStale(sess) {
 		// Renewal re-runs the resolvers: a user no longer allowed in loses
 		// the session here.
 		if _, err := s.renewOnce(ctx, env, key); err != nil {

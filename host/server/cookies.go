@@ -1,10 +1,13 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // cookieJar sets and clears the provider's cookies with the names, paths and
@@ -98,4 +101,54 @@ func cookieValue(r *http.Request, name string) string {
 		return ""
 	}
 	return c.Value
+}
+
+// sessionHandles returns the values of every refresh cookie the request
+// carries, in order, and whether any session cookie name (the refresh or
+// the granted-scope cookie) is repeated. A repeated name means another
+// site (a sibling subdomain, or a more specific path) planted one: the
+// browser sends both and nothing says which is ours.
+func (j *cookieJar) sessionHandles(r *http.Request) (handles []string, duplicate bool) {
+	scopes := 0
+	for _, c := range r.Cookies() {
+		switch c.Name {
+		case j.refreshName:
+			handles = append(handles, c.Value)
+		case j.scopeName:
+			scopes++
+		}
+	}
+	return handles, len(handles) > 1 || scopes > 1
+}
+
+// clearPlanted clears the session cookies everywhere a planted copy may
+// live that the daemon can name: host-only and on each parent domain up
+// to the registrable one, on the provider's path, its routes' paths and
+// the root. A copy on a path or domain outside these stays; the request
+// is refused as long as the browser sends it.
+func (j *cookieJar) clearPlanted(w http.ResponseWriter, appOrigin string) {
+	domains := []string{""}
+	if net.ParseIP(j.callbackHost) == nil {
+		if top, err := publicsuffix.EffectiveTLDPlusOne(j.callbackHost); err == nil {
+			domains = append(domains, j.callbackHost)
+			for d := j.callbackHost; ; {
+				_, parent, ok := strings.Cut(d, ".")
+				if !ok || len(parent) < len(top) {
+					break
+				}
+				domains = append(domains, parent)
+				d = parent
+			}
+		}
+	}
+	for _, path := range []string{j.path, j.path + "/refresh", j.path + "/logout", "/"} {
+		for _, d := range domains {
+			for _, name := range []string{j.refreshName, j.scopeName} {
+				http.SetCookie(w, &http.Cookie{
+					Name: name, Path: path, Domain: d, MaxAge: -1, Expires: time.Unix(0, 0),
+					HttpOnly: true, Secure: j.secure, SameSite: j.sameSite(appOrigin),
+				})
+			}
+		}
+	}
 }

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/signin"
@@ -19,14 +21,21 @@ import (
 )
 
 // oauthState carries the facts of one sign-in through the provider, in
-// Backstage's own encoding: hex of a URL-encoded form. It needs no
-// integrity protection: the nonce must match the browser's nonce cookie,
-// and every other field is re-validated on the way back.
+// Backstage's own encoding (hex of a URL-encoded form) plus the time it was
+// made (ts) and a MAC over everything (sig, HMAC-SHA256 with the flow key):
+// the daemon refuses a state it did not make, or made more than a nonce
+// cookie's lifetime ago, before any provider call or any write. Forged
+// callbacks cost one HMAC.
 type oauthState struct {
 	Nonce, Env, Origin, RedirectURL, Flow, Scope string
+	// Issued is when /start made the state (whole seconds).
+	Issued time.Time
 }
 
-func (st oauthState) encode() string {
+// stateMACPurpose separates the state's MAC from the flow key's other uses.
+const stateMACPurpose = "oauth-state-v1"
+
+func (s *Server) encodeState(st oauthState) string {
 	v := url.Values{}
 	v.Set("nonce", st.Nonce)
 	v.Set("env", st.Env)
@@ -35,18 +44,54 @@ func (st oauthState) encode() string {
 			v.Set(k, val)
 		}
 	}
+	v.Set("ts", strconv.FormatInt(st.Issued.Unix(), 10))
+	v.Set("sig", s.stateMAC(v.Encode()))
 	return hex.EncodeToString([]byte(v.Encode()))
 }
 
-func decodeState(s string) (oauthState, error) {
-	raw, err := hex.DecodeString(s)
-	if err != nil {
-		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing env")
+// stateMAC authenticates a state's canonical form (url.Values.Encode, which
+// sorts the keys), sig excluded.
+func (s *Server) stateMAC(canonical string) string {
+	m := hmac.New(sha256.New, s.cfg.FlowKey)
+	m.Write([]byte(stateMACPurpose))
+	m.Write([]byte{0})
+	m.Write([]byte(canonical))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// maxStateSkew is how far in the future a state's time may lie (replicas'
+// clocks differ a little).
+const maxStateSkew = time.Minute
+
+// openState decodes a state and checks that this daemon (or a replica
+// sharing its flow key) made it within a nonce cookie's lifetime. Nothing
+// else happens before it passes.
+func (s *Server) openState(raw string) (oauthState, error) {
+	bad := backstageerr.NotAllowed("OAuth state is invalid")
+	b, err := hex.DecodeString(raw)
+	if err != nil || len(b) > 8<<10 {
+		return oauthState{}, bad
 	}
-	v, err := url.ParseQuery(string(raw))
+	v, err := url.ParseQuery(string(b))
 	if err != nil {
-		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing env")
+		return oauthState{}, bad
 	}
+	sig := v.Get("sig")
+	v.Del("sig")
+	if sig == "" || !hmac.Equal([]byte(sig), []byte(s.stateMAC(v.Encode()))) {
+		return oauthState{}, backstageerr.NotAllowed("OAuth state was not issued by this service")
+	}
+	ts, err := strconv.ParseInt(v.Get("ts"), 10, 64)
+	issued := time.Unix(ts, 0)
+	if now := s.now(); err != nil || now.Sub(issued) > nonceMaxAge || issued.Sub(now) > maxStateSkew {
+		return oauthState{}, backstageerr.NotAllowed("OAuth state has expired; sign in again")
+	}
+	st, err := decodeState(v)
+	st.Issued = issued
+	return st, err
+}
+
+func decodeState(v url.Values) (oauthState, error) {
 	st := oauthState{
 		Nonce: v.Get("nonce"), Env: v.Get("env"), Origin: v.Get("origin"),
 		RedirectURL: v.Get("redirectUrl"), Flow: v.Get("flow"), Scope: v.Get("scope"),
@@ -123,13 +168,13 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	// sign-in needs and what the operator adds (Backstage's scope union).
 	granted, _ := url.PathUnescape(cookieValue(r, env.cookies.scopeName))
 	scope := joinScopes(splitScope(q.Get("scope")), splitScope(granted), requiredScopes, env.Scopes)
-	st := oauthState{Nonce: nonce, Env: env.name, Origin: origin, Flow: flow, Scope: scope}
+	st := oauthState{Nonce: nonce, Env: env.name, Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
 	if flow == "redirect" {
 		st.RedirectURL = q.Get("redirectUrl")
 	}
 	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
 		RedirectURL:  env.CallbackURL,
-		State:        st.encode(),
+		State:        s.encodeState(st),
 		Nonce:        s.derive("oidc-nonce", nonce),
 		PKCEVerifier: s.derive("pkce-verifier", nonce),
 		Scopes:       strings.Fields(scope),
@@ -165,12 +210,14 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	if req, ok := parseCLIState(params.Get("state")); ok {
 		return s.cliCallback(w, r, params, req)
 	}
+	// A state this daemon did not make is refused here, as an HTTP error
+	// logged at debug: before any provider call, any write, any INFO line.
+	st, err := s.openState(params.Get("state"))
+	if err != nil {
+		return err
+	}
 	envName := r.URL.Query().Get("env")
-	var st oauthState
 	if envName == "" {
-		if st, err = decodeState(params.Get("state")); err != nil {
-			return err
-		}
 		envName = st.Env
 	}
 	env, err := s.env(envName)
@@ -179,7 +226,7 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	targetOrigin := s.origins.app
-	res, err := s.completeSignIn(r, w, env, params, &targetOrigin)
+	res, err := s.completeSignIn(r, w, env, params, st, &targetOrigin)
 	s.signInDone(env.name, "browser", err)
 	if err != nil {
 		ae := backstageerr.As(err)
@@ -216,12 +263,9 @@ type signInResult struct {
 	response *authResponse
 }
 
-func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env, params url.Values, targetOrigin *string) (signInResult, error) {
+func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env, params url.Values, st oauthState, targetOrigin *string) (signInResult, error) {
 	var res signInResult
-	st, err := decodeState(params.Get("state"))
-	if err != nil {
-		return res, err
-	}
+	var err error
 	res.flow = st.Flow
 	if st.Env != env.name {
 		return res, backstageerr.NotAllowed("OAuth state is for another environment")
@@ -263,6 +307,9 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	code := params.Get("code")
 	if code == "" {
 		return res, backstageerr.Input("Authorization response has no code")
+	}
+	if err := s.exchangeAllowed(); err != nil {
+		return res, err
 	}
 	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
 		s.derive("pkce-verifier", st.Nonce), s.derive("oidc-nonce", st.Nonce))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
@@ -75,6 +76,10 @@ type fixtureOptions struct {
 	userInfo func(identity.UserInfoStore) identity.UserInfoStore
 	// logger is the daemon's; nil means a null logger.
 	logger hclog.Logger
+	// signInLimit, exchangeBudget and clientIP replace the rate limits.
+	signInLimit    *ratelimit.PerClient
+	exchangeBudget *ratelimit.Budget
+	clientIP       *ratelimit.ClientIP
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -178,6 +183,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		SignInDone:          o.signInDone,
 		Now:                 f.now,
 		Logger:              o.logger,
+		SignInLimit:         o.signInLimit,
+		ExchangeBudget:      o.exchangeBudget,
+		ClientIP:            o.clientIP,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -50,3 +50,21 @@ func TestUsedNoncesBounded(t *testing.T) {
 		t.Fatalf("%d nonces remembered after all others expired, want 1", n)
 	}
 }
+
+// However many sign-in responses are claimed (each needs a state the daemon
+// made), a spent command-line code is never forgotten early.
+func TestSpentCLICodeSurvivesFloodOfSignIns(t *testing.T) {
+	s := &Server{used: &usedNonces{}, usedCodes: &usedNonces{}, now: time.Now}
+	ctx := t.Context()
+	if fresh, _ := s.claimOnce(ctx, cliCodeOncePrefix+"code-1"); !fresh {
+		t.Fatal("first redemption refused")
+	}
+	for i := range maxUsedNonces + 1000 {
+		if _, err := s.claimOnce(ctx, "nonce-"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fresh, _ := s.claimOnce(ctx, cliCodeOncePrefix+"code-1"); fresh {
+		t.Fatal("a spent command-line code was accepted again after a flood of sign-in responses")
+	}
+}

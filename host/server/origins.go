@@ -32,7 +32,12 @@ func newOriginPolicy(appBaseURL string, extra []string) (*originPolicy, error) {
 }
 
 // compileOriginGlob turns a pattern such as https://*.example.com into an
-// anchored, case-insensitive expression in which * never crosses a '/'.
+// anchored, case-insensitive expression in which * stands for characters of
+// one DNS label: it never crosses a '.', a ':' or a '/', so
+// https://*.example.com matches https://a.example.com and not
+// https://a.b.example.com or https://evil.com:1.example.com. Whether the
+// pattern's fixed part is a registrable domain is checked with the
+// configuration (auth.extraAllowedOrigins).
 func compileOriginGlob(pattern string) (*regexp.Regexp, error) {
 	if pattern == "" || strings.ContainsAny(pattern, " \t\n") {
 		return nil, fmt.Errorf("not an origin pattern")
@@ -41,7 +46,7 @@ func compileOriginGlob(pattern string) (*regexp.Regexp, error) {
 	b.WriteString("(?i)^")
 	for i, part := range strings.Split(pattern, "*") {
 		if i > 0 {
-			b.WriteString(`[^/]*`)
+			b.WriteString(`[a-z0-9_-]*`)
 		}
 		b.WriteString(regexp.QuoteMeta(part))
 	}

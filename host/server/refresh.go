@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,6 +111,7 @@ func (s *Server) newSession(ctx context.Context, env *Env, key session.Key, toke
 	if err := setUpstream(sess, tokens); err != nil {
 		return nil, err
 	}
+	sess.Upstream.CheckedAt = now
 	sess.ExpiresAt = sessionEnd(sess, now, env.SessionDuration)
 	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
 		return nil, err
@@ -274,11 +276,18 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	handle := cookieValue(r, env.cookies.refreshName)
-	if handle == "" {
+	handles, duplicate := env.cookies.sessionHandles(r)
+	if duplicate {
+		// Which session is ours cannot be told: end every one named and
+		// clear every copy, rather than serve another user's session.
+		s.endNamed(r.Context(), env, handles, EndDuplicateCookies)
+		env.cookies.clearPlanted(w, origin)
+		return refreshFailed(backstageerr.Authentication("Duplicate session cookies"))
+	}
+	if len(handles) == 0 || handles[0] == "" {
 		return refreshFailed(backstageerr.Input("Missing session cookie"))
 	}
-	key, err := session.KeyOf(handle)
+	key, err := session.KeyOf(handles[0])
 	if err != nil {
 		env.cookies.clearSession(w, origin)
 		return refreshFailed(err)
@@ -314,7 +323,7 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 	if sess.Env != env.name {
 		return nil, fmt.Errorf("the session belongs to environment %q", sess.Env)
 	}
-	if !s.upstreamStale(env, sess) && !s.backstageStale(sess) {
+	if !s.upstreamDue(env, sess) && !s.backstageStale(sess) {
 		return sess, nil
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
@@ -355,7 +364,7 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 			// nothing against the session: keep the browser's cookie.
 			return nil, fmt.Errorf("reading the session: %w", err)
 		}
-		if !s.upstreamStale(env, sess) && !s.backstageStale(sess) {
+		if !s.upstreamDue(env, sess) && !s.backstageStale(sess) {
 			return sess, nil
 		}
 		return s.renew(ctx, env, key, sess)
@@ -366,8 +375,21 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 // session; the page's next refresh tries again.
 const renewalLockWait = 15 * time.Second
 
-func (s *Server) upstreamStale(env *Env, sess *session.Session) bool {
+// upstreamDue reports whether the provider must be asked about the session
+// now: its last answer (CheckedAt, or the sign-in) is revalidateInterval
+// old, or the ID token is within the margin of expiry and a refresh grant
+// can renew it. Plain time comparisons: /refresh calls it every time.
+func (s *Server) upstreamDue(env *Env, sess *session.Session) bool {
 	now := s.now()
+	u := sess.Upstream
+	if now.Sub(lastChecked(sess)) >= env.revalidateInterval() {
+		return true
+	}
+	if u.RefreshToken == "" {
+		// Nothing can renew the tokens: the session ends with its ID token
+		// (sessionEnd), and the provider is only asked to revalidate it.
+		return false
+	}
 	exp := providerExpiry(sess)
 	if exp.IsZero() || exp.Sub(now) >= env.RefreshMargin {
 		return false
@@ -375,11 +397,19 @@ func (s *Server) upstreamStale(env *Env, sess *session.Session) bool {
 	// A provider that answered the last refresh without a new ID token
 	// would answer the same until the access token runs out: do not ask it
 	// on every page load meanwhile.
-	u := sess.Upstream
 	if u.IDTokenNotRenewed && !u.AccessTokenExpiry.IsZero() && u.AccessTokenExpiry.Sub(now) >= env.RefreshMargin {
 		return false
 	}
 	return true
+}
+
+// lastChecked is when the provider last vouched for the session: its last
+// answered refresh or revalidation, else the sign-in.
+func lastChecked(sess *session.Session) time.Time {
+	if t := sess.Upstream.CheckedAt; !t.IsZero() {
+		return t
+	}
+	return sess.CreatedAt
 }
 
 func (s *Server) backstageStale(sess *session.Session) bool {
@@ -389,44 +419,48 @@ func (s *Server) backstageStale(sess *session.Session) bool {
 
 // renew does the slow part of a refresh under the session's flight.
 func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *session.Session) (*session.Session, error) {
-	now := s.now()
 	tokens, err := upstreamTokens(sess, env.TrustEmailWithoutVerifiedClaim)
 	if err != nil {
 		return nil, err
 	}
-	refreshedUpstream := false
-	if s.upstreamStale(env, sess) {
-		switch refreshed, err := env.Upstream.Refresh(ctx, tokens); {
+	refreshedUpstream, checked := false, false
+	if s.upstreamDue(env, sess) {
+		var err error
+		if s.backoff.waiting(key, s.now()) {
+			// The provider failed this session a moment ago: do not ask it
+			// on every page load while it is down.
+			err = errProviderBackoff
+		} else {
+			tokens, refreshedUpstream, err = s.askProvider(ctx, env, sess, tokens)
+		}
+		switch {
 		case err == nil:
-			if refreshed.Scope == "" {
-				refreshed.Scope = sess.Scope
+			s.backoff.clear(key)
+			checked = true
+		case errors.Is(err, errProviderBackoff) || upstream.Unavailable(err):
+			if !errors.Is(err, errProviderBackoff) {
+				s.backoff.set(key, s.now().Add(outageBackoff))
 			}
-			sameIDToken := refreshed.IDToken == tokens.IDToken
-			tokens = refreshed
-			sess.Scope = tokens.Scope
-			if err := setUpstream(sess, tokens); err != nil {
-				return nil, err
+			if !s.now().Before(sess.Upstream.IDTokenExpiry) {
+				// Nothing to serve, but nothing against the session either:
+				// its refresh token may well work once the provider is back.
+				s.log.Warn("the provider is unavailable and the session's ID token has expired; the session is kept", "env", env.name, "user", sess.UserEntityRef, "error", err)
+				return nil, fmt.Errorf("asking the provider: %w", err)
 			}
-			sess.Upstream.IDTokenNotRenewed = sameIDToken
-			refreshedUpstream = true
-		case errors.Is(err, upstream.ErrNoRefreshToken) && now.Before(sess.Upstream.IDTokenExpiry):
-			// Palette without a refresh grant: keep going until the ID token expires.
-		case now.Before(sess.Upstream.IDTokenExpiry) && !upstream.IsInvalidGrant(err):
 			// The provider is unreachable but the tokens still hold: serve
-			// them and try again on the next refresh.
-			s.log.Warn("upstream refresh failed; serving the current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
-		case upstreamUnavailable(err):
-			// Nothing to serve, but nothing against the session either: its
-			// refresh token may well work once the provider is back.
-			s.log.Warn("upstream refresh failed after the ID token expired; the session is kept", "env", env.name, "user", sess.UserEntityRef, "error", err)
-			return nil, fmt.Errorf("upstream refresh: %w", err)
+			// them and ask again after the backoff.
+			if !errors.Is(err, errProviderBackoff) {
+				s.log.Warn("the provider is unavailable; serving the session's current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
+			}
 		default:
-			s.endSession(ctx, key)
-			return nil, fmt.Errorf("%w: upstream refresh: %v", errSessionEnded, err)
+			// A refusal is a refusal: the refresh token was rejected, the
+			// refreshed ID token failed verification or names another
+			// subject, or userinfo refused the access token.
+			return nil, s.refused(ctx, env, key, sess, EndRefused, err)
 		}
 	}
-	if !refreshedUpstream && !s.backstageStale(sess) {
-		// Nothing new upstream (no refresh grant, or the provider is
+	if !checked && !s.backstageStale(sess) {
+		// Nothing new upstream (the provider was not due, or is
 		// unreachable) and the Backstage token has time left: serve the
 		// session as it is, without the resolvers or a write.
 		return sess, nil
@@ -434,13 +468,12 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 	if err := s.reissue(ctx, env, key, sess, tokens); err != nil {
 		var ae *backstageerr.Error
 		if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-			s.endSession(ctx, key)
-			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+			return nil, s.refused(ctx, env, key, sess, EndResolverRefused, err)
 		}
-		if refreshedUpstream {
+		if checked {
 			// The provider may have rotated its refresh token, spending the
 			// stored one: keep the new tokens, or the next refresh fails.
-			if perr := s.storeRenewed(ctx, env, key, sess, true); errors.Is(perr, errSessionEnded) {
+			if perr := s.storeRenewed(ctx, env, key, sess, refreshedUpstream); errors.Is(perr, errSessionEnded) {
 				return nil, perr
 			} else if perr != nil {
 				s.log.Error("storing refreshed upstream tokens", "env", env.name, "user", sess.UserEntityRef, "error", perr)
@@ -452,6 +485,82 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		return nil, err
 	}
 	return sess, nil
+}
+
+// askProvider refreshes the session's tokens with its refresh grant, or,
+// without one, revalidates its access token at userinfo. On success the
+// session records the answer (CheckedAt); refreshed reports new tokens.
+func (s *Server) askProvider(ctx context.Context, env *Env, sess *session.Session, tokens *upstream.Tokens) (_ *upstream.Tokens, renewed bool, _ error) {
+	now := s.now()
+	if tokens.RefreshToken == "" {
+		switch err := env.Upstream.CheckUserinfo(ctx, tokens); {
+		case err == nil, errors.Is(err, upstream.ErrNoUserinfo):
+			// Without userinfo nothing can be asked: the session still
+			// ends with its ID token (sessionEnd).
+			sess.Upstream.CheckedAt = now
+			return tokens, false, nil
+		default:
+			return tokens, false, err
+		}
+	}
+	refreshed, err := env.Upstream.Refresh(ctx, tokens)
+	if err != nil {
+		return tokens, false, err
+	}
+	if refreshed.Scope == "" {
+		refreshed.Scope = sess.Scope
+	}
+	sameIDToken := refreshed.IDToken == tokens.IDToken
+	sess.Scope = refreshed.Scope
+	if err := setUpstream(sess, refreshed); err != nil {
+		return tokens, false, err
+	}
+	sess.Upstream.IDTokenNotRenewed = sameIDToken
+	sess.Upstream.CheckedAt = now
+	return refreshed, true, nil
+}
+
+// errProviderBackoff: the provider failed this session moments ago and is
+// not asked again yet.
+var errProviderBackoff = errors.New("the provider was unavailable moments ago; not asking again yet")
+
+// outageBackoff is how long a session waits before asking a provider that
+// was unavailable again, so an outage costs one call per session per
+// backoff rather than one per /refresh.
+const outageBackoff = 30 * time.Second
+
+// Reasons a session ends, as SessionEnded reports them.
+const (
+	// EndRefused: the provider refused the session's tokens.
+	EndRefused = "refused"
+	// EndResolverRefused: the sign-in resolvers no longer resolve the user.
+	EndResolverRefused = "resolver-refused"
+	// EndSignedOut: the user signed out.
+	EndSignedOut = "signed-out"
+	// EndSignedOutEverywhere: the user or an operator ended all the user's sessions.
+	EndSignedOutEverywhere = "signed-out-everywhere"
+	// EndDuplicateCookies: the request named several sessions at once.
+	EndDuplicateCookies = "duplicate-cookies"
+)
+
+// refused ends a session the provider or the resolvers refused: the session
+// is deleted, its upstream tokens revoked (where the provider supports
+// revocation), an audit line logged and the end counted. It returns the
+// error the caller answers with (the session ended: 401, cookies cleared).
+func (s *Server) refused(ctx context.Context, env *Env, key session.Key, sess *session.Session, reason string, cause error) error {
+	s.endSession(ctx, key)
+	s.revokeUpstream(ctx, env, sess)
+	s.backoff.clear(key)
+	s.log.Warn("session ended: refused", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String(), "error", cause)
+	s.sessionEnded(env.name, reason, 1)
+	return fmt.Errorf("%w: %s: %v", errSessionEnded, reason, cause)
+}
+
+// sessionEnded counts n ended sessions (Config.SessionEnded).
+func (s *Server) sessionEnded(env, reason string, n int) {
+	if s.cfg.SessionEnded != nil && n > 0 {
+		s.cfg.SessionEnded(env, reason, n)
+	}
 }
 
 // storeRenewed writes a renewed session back over the stored one, unless
@@ -470,19 +579,6 @@ func (s *Server) storeRenewed(ctx context.Context, env *Env, key session.Key, se
 		return fmt.Errorf("storing the refreshed session: %w", err)
 	}
 	return nil
-}
-
-// upstreamUnavailable reports whether a failed upstream refresh is the
-// provider's failure (unreachable, timed out, 5xx, rate limited) rather
-// than a refusal of the session's tokens.
-func upstreamUnavailable(err error) bool {
-	var te *upstream.TokenError
-	if errors.As(err, &te) {
-		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
-	}
-	var ue *url.Error
-	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, upstream.ErrResponseTooLarge) ||
-		errors.Is(err, upstream.ErrRedirectNotFollowed) || errors.Is(err, upstream.ErrKeysUnavailable)
 }
 
 // revokeUpstream asks env's provider to revoke the session's upstream
@@ -505,28 +601,110 @@ func (s *Server) endSession(ctx context.Context, key session.Key) {
 }
 
 // logout answers POST /api/auth/spectrocloud/logout: revoke upstream where
-// the provider supports it, forget the session, clear the cookies.
+// the provider supports it, end every session the request names (a planted
+// cookie sent first must not leave the real session alive), clear the
+// cookies. With ?everywhere=true it ends every session of the user the
+// request's session belongs to, browser and command-line alike.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	env, origin, err := s.scriptCall(r)
 	if err != nil {
 		return err
 	}
-	if key, err := session.KeyOf(cookieValue(r, env.cookies.refreshName)); err == nil {
-		if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil {
-			s.revokeUpstream(r.Context(), env, sess)
-			s.log.Info("signed out", "env", env.name, "user", sess.UserEntityRef)
+	handles, duplicate := env.cookies.sessionHandles(r)
+	if r.URL.Query().Get("everywhere") == "true" {
+		if err := s.signOutEverywhere(r.Context(), env, handles); err != nil {
+			return err
 		}
-		if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
-			return fmt.Errorf("deleting the session: %w", err)
-		}
+	} else if err := s.endNamed(r.Context(), env, handles, EndSignedOut); err != nil {
+		return err
 	}
-	env.cookies.clearSession(w, origin)
+	if duplicate {
+		env.cookies.clearPlanted(w, origin)
+	} else {
+		env.cookies.clearSession(w, origin)
+	}
 	if allowedLogoutURL(env.LogoutURL) {
 		backstageerr.WriteJSON(w, http.StatusOK, map[string]string{"logoutUrl": env.LogoutURL})
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// endNamed ends the sessions of the given cookie values: each one's
+// upstream tokens are revoked and the session deleted.
+func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reason string) error {
+	var errs []error
+	for _, h := range handles {
+		key, err := session.KeyOf(h)
+		if err != nil {
+			continue
+		}
+		sess, err := s.cfg.Sessions.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		s.revokeUpstream(ctx, env, sess)
+		if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
+			errs = append(errs, fmt.Errorf("deleting the session: %w", err))
+			continue
+		}
+		s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
+		s.sessionEnded(env.name, reason, 1)
+	}
+	return errors.Join(errs...)
+}
+
+// signOutEverywhere ends every session of the users the request's live
+// sessions belong to. Without a live session it answers 401: there is no
+// one to sign out.
+func (s *Server) signOutEverywhere(ctx context.Context, env *Env, handles []string) error {
+	var users []string
+	for _, h := range handles {
+		key, err := session.KeyOf(h)
+		if err != nil {
+			continue
+		}
+		if sess, err := s.cfg.Sessions.Get(ctx, key); err == nil && sess.UserEntityRef != "" && !slices.Contains(users, sess.UserEntityRef) {
+			users = append(users, sess.UserEntityRef)
+		}
+	}
+	if len(users) == 0 {
+		return backstageerr.Authentication("No live session to sign out everywhere")
+	}
+	for _, user := range users {
+		if _, err := s.EndUserSessions(ctx, user, "user"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EndUserSessions ends every session of userEntityRef in every environment
+// (sign out everywhere): their upstream tokens are revoked where the
+// provider supports it, the sessions deleted, an audit line logged naming
+// by (who asked: "user" or "operator"). It returns how many ended.
+func (s *Server) EndUserSessions(ctx context.Context, userEntityRef, by string) (int, error) {
+	entries, err := s.cfg.Sessions.ListByUser(ctx, userEntityRef)
+	if err != nil {
+		return 0, fmt.Errorf("listing the sessions of %s: %w", userEntityRef, err)
+	}
+	perEnv := map[string]int{}
+	for _, e := range entries {
+		if env, ok := s.cfg.Envs[e.Session.Env]; ok {
+			s.revokeUpstream(ctx, env, e.Session)
+		}
+		perEnv[e.Session.Env]++
+	}
+	n, err := s.cfg.Sessions.DeleteByUser(ctx, userEntityRef)
+	if err != nil {
+		return n, fmt.Errorf("deleting the sessions of %s: %w", userEntityRef, err)
+	}
+	s.log.Info("signed out everywhere", "audit", "sessions-revoked", "by", by, "user", userEntityRef, "sessions", n)
+	for env, k := range perEnv {
+		s.sessionEnded(env, EndSignedOutEverywhere, k)
+	}
+	return n, nil
 }
 
 // flightGroup runs at most one renewal per session at a time; latecomers
@@ -573,4 +751,51 @@ func allowedLogoutURL(raw string) bool {
 	}
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "https" || u.Hostname() == "localhost")
+}
+
+// maxBackoffs bounds the sessions remembered as waiting for an unavailable
+// provider; beyond it a session is simply not held back.
+const maxBackoffs = 1 << 14
+
+// backoffSet remembers, per session, until when an unavailable provider is
+// not asked again. Only sessions the daemon renews enter it.
+type backoffSet struct {
+	mu    sync.Mutex
+	until map[session.Key]time.Time
+}
+
+// waiting reports whether key's provider calls are held back at now.
+func (b *backoffSet) waiting(key session.Key, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.until[key]
+	return ok && now.Before(t)
+}
+
+// set holds key's provider calls back until t.
+func (b *backoffSet) set(key session.Key, t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.until == nil {
+		b.until = make(map[session.Key]time.Time)
+	}
+	if len(b.until) >= maxBackoffs {
+		now := t.Add(-outageBackoff)
+		for k, u := range b.until {
+			if !now.Before(u) {
+				delete(b.until, k)
+			}
+		}
+		if len(b.until) >= maxBackoffs {
+			return
+		}
+	}
+	b.until[key] = t
+}
+
+// clear forgets key.
+func (b *backoffSet) clear(key session.Key) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.until, key)
 }

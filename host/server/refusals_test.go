@@ -190,7 +190,7 @@ func TestFrameRefusals(t *testing.T) {
 		b.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
 		inBand(t, b.get(cb), "NotAllowedError", "already used")
 	})
-	t.Run("state for a disallowed origin", func(t *testing.T) {
+	t.Run("state tampered to another origin", func(t *testing.T) {
 		b := newBrowser(t)
 		cb, _ := url.Parse(authorize(t, f, b, popupQuery()))
 		q := cb.Query()
@@ -198,7 +198,13 @@ func TestFrameRefusals(t *testing.T) {
 		st.Set("origin", "https://evil.com")
 		q.Set("state", encodeHexState(st))
 		cb.RawQuery = q.Encode()
-		inBand(t, b.get(cb.String()), "NotAllowedError", "is not allowed")
+		f.op.ResetCounters()
+		if res := b.get(cb.String()); res.StatusCode != http.StatusForbidden {
+			t.Fatalf("tampered state: %d, want 403", res.StatusCode)
+		}
+		if c := f.op.Counters(); c.Token != 0 {
+			t.Fatalf("a tampered state reached the token endpoint %d times", c.Token)
+		}
 	})
 	t.Run("provider error", func(t *testing.T) {
 		b := newBrowser(t)

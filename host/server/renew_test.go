@@ -41,6 +41,30 @@ type fakeUpstream struct {
 	revoked []string
 	// block, when set, is called inside Refresh before it answers.
 	block func(ctx context.Context) error
+	// calls counts Refresh and CheckUserinfo calls: what the provider sees.
+	calls int
+	// refuseUser: the user was disabled upstream; refresh answers
+	// invalid_grant and userinfo 401.
+	refuseUser bool
+	// noUserinfo: the provider has no userinfo endpoint.
+	noUserinfo bool
+}
+
+func (u *fakeUpstream) providerCalls() int { u.mu.Lock(); defer u.mu.Unlock(); return u.calls }
+
+func (u *fakeUpstream) disableUser() { u.mu.Lock(); u.refuseUser = true; u.mu.Unlock() }
+
+func (u *fakeUpstream) CheckUserinfo(_ context.Context, t *upstream.Tokens) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.noUserinfo {
+		return upstream.ErrNoUserinfo
+	}
+	u.calls++
+	if u.refuseUser {
+		return &upstream.TokenError{Op: "revalidating with userinfo", StatusCode: 401}
+	}
+	return nil
 }
 
 func (u *fakeUpstream) tokens(rt string) *upstream.Tokens {
@@ -87,7 +111,12 @@ func (u *fakeUpstream) Exchange(context.Context, string, string, string, string)
 func (u *fakeUpstream) Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error) {
 	u.mu.Lock()
 	block := u.block
+	u.calls++
+	refuse := u.refuseUser
 	u.mu.Unlock()
+	if refuse {
+		return nil, &upstream.TokenError{Op: "refreshing tokens", StatusCode: 400, Code: "invalid_grant"}
+	}
 	if block != nil {
 		if err := block(ctx); err != nil {
 			return nil, err
@@ -152,10 +181,19 @@ type fakeFixture struct {
 	sessions session.Store
 	mu       sync.Mutex
 	clock    time.Time
+	// ended counts SessionEnded reports by reason.
+	ended map[string]int
+}
+
+// endedCount is how many sessions SessionEnded reported for reason.
+func (f *fakeFixture) endedCount(reason string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ended[reason]
 }
 
 func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
-	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}}
+	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}, ended: map[string]int{}}
 	f.up = &fakeUpstream{now: f.now}
 	for _, o := range opts {
 		o(f.up)
@@ -181,6 +219,11 @@ func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 		Sessions: f.sessions,
 		FlowKey:  []byte(strings.Repeat("k", 32)),
 		Now:      f.now,
+		SessionEnded: func(_, reason string, n int) {
+			f.mu.Lock()
+			f.ended[reason] += n
+			f.mu.Unlock()
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -397,6 +440,8 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 		if got := f.refresh(b); got != http.StatusUnauthorized {
 			t.Fatalf("refresh during an outage (%v): %d, want 401", outage, got)
 		}
+		// The provider is asked again after the outage backoff only.
+		f.advance(31 * time.Second)
 	}
 	f.up.setBlock(nil)
 	if got := f.refresh(b); got != http.StatusOK {

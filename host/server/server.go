@@ -17,6 +17,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -35,6 +36,9 @@ type Upstream interface {
 	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
 	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
 	Revoke(ctx context.Context, t *upstream.Tokens) error
+	// CheckUserinfo revalidates a session without a refresh grant; it
+	// answers upstream.ErrNoUserinfo when the provider has no userinfo.
+	CheckUserinfo(ctx context.Context, t *upstream.Tokens) error
 	CheckAuthorizationResponseIssuer(iss string) error
 }
 
@@ -52,6 +56,10 @@ type Env struct {
 	RefreshMargin time.Duration
 	// SessionDuration bounds a session and the refresh cookie.
 	SessionDuration time.Duration
+	// RevalidateInterval: each session asks the provider at least this
+	// often (its refresh grant, or userinfo without one), however long its
+	// ID token lives; zero means DefaultRevalidateInterval.
+	RevalidateInterval time.Duration
 	// LogoutURL, when https or localhost, is returned from /logout so the app
 	// navigates there (e.g. the provider's end-session page).
 	LogoutURL string
@@ -60,6 +68,17 @@ type Env struct {
 
 	name    string
 	cookies *cookieJar
+}
+
+// DefaultRevalidateInterval is Env.RevalidateInterval's default: at most
+// four provider calls per session-hour.
+const DefaultRevalidateInterval = 15 * time.Minute
+
+func (e *Env) revalidateInterval() time.Duration {
+	if e.RevalidateInterval > 0 {
+		return e.RevalidateInterval
+	}
+	return DefaultRevalidateInterval
 }
 
 // Config is everything the HTTP layer needs.
@@ -95,6 +114,20 @@ type Config struct {
 	// "refused" (the provider, a resolver or a check said no) or "failed"
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
+	// SessionEnded, when set, is told of sessions the daemon ended: n
+	// sessions of env for reason (EndRefused, EndResolverRefused,
+	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
+	// metrics.
+	SessionEnded func(env, reason string, n int)
+	// ClientIP finds a request's client address for the rate limits (with
+	// server.trustedProxies); nil means the connection's peer.
+	ClientIP *ratelimit.ClientIP
+	// SignInLimit bounds each client's requests to /start and the callback
+	// (and the command-line routes); nil means DefaultSignInLimit.
+	SignInLimit *ratelimit.PerClient
+	// ExchangeBudget bounds the calls to the provider's token endpoint, all
+	// clients together; nil means DefaultExchangeBudget.
+	ExchangeBudget *ratelimit.Budget
 	// DeviceInterval is the polling interval of the command line's device
 	// sign-in; default DefaultDeviceInterval.
 	DeviceInterval time.Duration
@@ -113,10 +146,17 @@ type Server struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	used     OnceSet
-	flights  flightGroup
-	oidcConf []byte
-	cli      cliState
-	device   *deviceGrants
+	// usedCodes holds spent command-line codes apart from used sign-in
+	// responses, when the sets are in memory (bounded); nil means used
+	// holds both (a shared set, which forgets nothing early).
+	usedCodes OnceSet
+	flights   flightGroup
+	backoff   backoffSet
+	// refusedLog samples the log lines of rate-limit refusals.
+	refusedLog sampler
+	oidcConf   []byte
+	cli        cliState
+	device     *deviceGrants
 }
 
 // New checks cfg and builds the routes.
@@ -182,13 +222,19 @@ func newServer(cfg Config) (*Server, error) {
 		used:     cfg.UsedOnce,
 	}
 	if s.used == nil {
-		s.used = &usedNonces{}
+		s.used, s.usedCodes = &usedNonces{}, &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.cfg.SignInLimit == nil {
+		s.cfg.SignInLimit = ratelimit.NewPerClient(DefaultSignInsPerClientPerMinute, DefaultSignInBurst, DefaultMaxLimitedClients, s.now)
+	}
+	if s.cfg.ExchangeBudget == nil {
+		s.cfg.ExchangeBudget = ratelimit.NewBudget(DefaultCodeExchangesPerSecond, 5*DefaultCodeExchangesPerSecond, s.now)
 	}
 	var err error
 	if s.origins, err = newOriginPolicy(cfg.AppBaseURL, cfg.ExtraAllowedOrigins); err != nil {
@@ -208,9 +254,9 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 func (s *Server) routes() {
 	p := "/api/auth/{provider}/"
-	s.mux.Handle("GET "+p+"start", s.api(s.start))
-	s.mux.Handle("GET "+p+"handler/frame", s.api(s.frame))
-	s.mux.Handle("POST "+p+"handler/frame", s.api(s.frame))
+	s.mux.Handle("GET "+p+"start", s.api(s.limited(s.start)))
+	s.mux.Handle("GET "+p+"handler/frame", s.api(s.limited(s.frame)))
+	s.mux.Handle("POST "+p+"handler/frame", s.api(s.limited(s.frame)))
 	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
@@ -333,11 +379,20 @@ type OnceSet interface {
 	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
 }
 
-// claimOnce claims id for as long as a nonce cookie lives.
+// claimOnce claims id for as long as a nonce cookie lives. Command-line
+// codes (ids "cli-code:…") go to a set of their own when the set is the
+// in-memory one: its bound forgets the oldest entries early, and sign-in
+// responses, however many, must never make it forget a spent code.
 func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
 	now := s.now()
+	if s.usedCodes != nil && strings.HasPrefix(id, cliCodeOncePrefix) {
+		return s.usedCodes.Claim(ctx, id, now, now.Add(nonceMaxAge))
+	}
 	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
 }
+
+// cliCodeOncePrefix starts the used-once id of a command-line code.
+const cliCodeOncePrefix = "cli-code:"
 
 // maxUsedNonces bounds how many used nonces are remembered. Anyone can make
 // the daemon remember one (a made-up state with a matching made-up nonce

@@ -127,7 +127,7 @@ func (s *Server) sessionOf(ctx context.Context, key session.Key, subject string,
 	if subject != "" && sess.UserEntityRef != subject {
 		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
 	}
-	if s.upstreamStale(env, sess) {
+	if s.upstreamDue(env, sess) {
 		if sess, err = s.renewOnce(ctx, env, key); err != nil {
 			return nil, err
 		}

@@ -276,6 +276,13 @@ func (s *FileStore) store(ctx context.Context, key Key, sess *Session, existing 
 		if v, ok := s.index.Load(key); !ok || v.(*Session).Expired(s.opts.Now()) {
 			return ErrNotFound
 		}
+		// Another process (`spectroauthd sessions revoke`) may have removed
+		// the file: a renewal must not bring the session back. One stat per
+		// renewal, never on Get.
+		if _, err := os.Stat(s.path(key)); errors.Is(err, fs.ErrNotExist) {
+			s.index.Delete(key)
+			return ErrNotFound
+		}
 	}
 	if err := atomicfile.WriteFile(s.path(key), data, 0o600); err != nil {
 		return fmt.Errorf("session: storing session %s: %w", key, err)
@@ -344,6 +351,45 @@ func (s *FileStore) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return removed, firstErr
+}
+
+// ListByUser implements Store from the in-memory index.
+func (s *FileStore) ListByUser(_ context.Context, user string) ([]Entry, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	now := s.opts.Now()
+	var out []Entry
+	s.index.Range(func(k, v any) bool {
+		if sess := v.(*Session); sess.UserEntityRef == user && !sess.Expired(now) {
+			out = append(out, Entry{Key: k.(Key), Session: sess.Clone()})
+		}
+		return true
+	})
+	return out, nil
+}
+
+// DeleteByUser implements Store: each of the user's sessions is deleted
+// as Delete does, expired ones too.
+func (s *FileStore) DeleteByUser(ctx context.Context, user string) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	var keys []Key
+	s.index.Range(func(k, v any) bool {
+		if v.(*Session).UserEntityRef == user {
+			keys = append(keys, k.(Key))
+		}
+		return true
+	})
+	n := 0
+	for _, k := range keys {
+		if err := s.Delete(ctx, k); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Len returns the number of sessions in the index, expired or not.

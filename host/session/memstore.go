@@ -76,5 +76,30 @@ func (m *MemoryStore) Sweep(ctx context.Context) (int, error) {
 	return n, ctx.Err()
 }
 
+// ListByUser implements Store.
+func (m *MemoryStore) ListByUser(_ context.Context, user string) ([]Entry, error) {
+	now := m.now()
+	var out []Entry
+	m.index.Range(func(k, v any) bool {
+		if s := v.(*Session); s.UserEntityRef == user && !s.Expired(now) {
+			out = append(out, Entry{Key: k.(Key), Session: s.Clone()})
+		}
+		return true
+	})
+	return out, nil
+}
+
+// DeleteByUser implements Store.
+func (m *MemoryStore) DeleteByUser(_ context.Context, user string) (int, error) {
+	n := 0
+	m.index.Range(func(k, v any) bool {
+		if v.(*Session).UserEntityRef == user && m.index.CompareAndDelete(k, v) {
+			n++
+		}
+		return true
+	})
+	return n, nil
+}
+
 // Close implements Store; it does nothing.
 func (m *MemoryStore) Close() error { return nil }

@@ -176,6 +176,11 @@ type UpstreamTokens struct {
 	// without a new ID token (OpenID Connect allows it), so asking again
 	// before the access token runs out would get the same answer.
 	IDTokenNotRenewed bool `json:"idTokenNotRenewed,omitempty"`
+	// CheckedAt is when the provider last vouched for the session (an
+	// answered refresh or userinfo revalidation); zero means at sign-in
+	// (the session's CreatedAt). Revalidation is due revalidateInterval
+	// after it.
+	CheckedAt time.Time `json:"checkedAt,omitzero"`
 }
 
 // String describes the tokens without revealing them, so a session printed
@@ -257,8 +262,20 @@ type Store interface {
 	Delete(ctx context.Context, key Key) error
 	// Sweep removes expired sessions and returns how many it removed.
 	Sweep(ctx context.Context) (int, error)
+	// ListByUser returns the live sessions of the Backstage user
+	// userEntityRef (browser and command-line alike), in no set order.
+	ListByUser(ctx context.Context, userEntityRef string) ([]Entry, error)
+	// DeleteByUser removes every session of userEntityRef and returns how
+	// many it removed: sign out everywhere.
+	DeleteByUser(ctx context.Context, userEntityRef string) (int, error)
 	// Close stops background work and releases resources.
 	Close() error
+}
+
+// Entry is a stored session with its key, as ListByUser returns it.
+type Entry struct {
+	Key     Key
+	Session *Session
 }
 
 // RenewalLocker is a Store shared by processes (replicas) that renew the

@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 )
 
@@ -83,4 +85,24 @@ func redactURL(u *url.URL) string {
 		return ""
 	}
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// Unavailable reports whether err is the provider's failure rather than a
+// verdict on the tokens: the provider could not be reached, timed out,
+// answered 5xx or 429 (rate limited), answered a redirect or an oversized
+// body, or its signing keys could not be fetched. Only such failures let a
+// session keep serving the tokens it holds; any other failed refresh
+// (invalid_grant, another OAuth error, an ID token that fails verification
+// or names another subject) is a refusal that ends the session.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var te *TokenError
+	if errors.As(err, &te) {
+		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrResponseTooLarge) ||
+		errors.Is(err, ErrRedirectNotFollowed) || errors.Is(err, ErrKeysUnavailable)
 }

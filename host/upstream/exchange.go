@@ -389,3 +389,56 @@ func (p *Provider) revoke(ctx context.Context, token, hint string) error {
 	}
 	return te
 }
+
+// ErrNoUserinfo: the provider has no userinfo endpoint (or it is disabled),
+// so a session without a refresh token cannot be revalidated; it ends when
+// its ID token expires.
+var ErrNoUserinfo = errors.New("upstream: the provider has no userinfo endpoint to revalidate with")
+
+// CheckUserinfo asks the provider whether t's access token is still good,
+// by reading userinfo (OpenID Connect Core 5.3): how a session without a
+// refresh grant is revalidated. A 401 or 403, or an answer for another
+// subject, is a refusal (a TokenError with that status, or
+// ErrInvalidIDToken); failures to reach the provider satisfy Unavailable.
+func (p *Provider) CheckUserinfo(ctx context.Context, t *Tokens) error {
+	if p.userinfoURL == "" || p.cfg.DisableUserinfo {
+		return ErrNoUserinfo
+	}
+	const op = "revalidating with userinfo"
+	if t == nil || t.AccessToken == "" {
+		return &TokenError{Op: op, Code: "invalid_token", Description: "the session holds no access token"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.userinfoURL, nil)
+	if err != nil {
+		return fmt.Errorf("upstream: %s: %w", op, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+t.AccessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("upstream: %s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return &TokenError{Op: op, StatusCode: resp.StatusCode}
+	}
+	var ui struct {
+		Subject string `json:"sub"`
+	}
+	// A signed (JWT) userinfo answer is not decoded: reaching the endpoint
+	// with a 200 is the verdict that matters here.
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ui); err != nil {
+			return fmt.Errorf("upstream: %s: decoding the answer: %w", op, err)
+		}
+		sub, _ := t.Claims["sub"].(string)
+		if sub == "" {
+			sub = t.Profile.Subject
+		}
+		if ui.Subject != sub {
+			return fmt.Errorf("upstream: %s: %w: userinfo names another subject than the session", op, ErrInvalidIDToken)
+		}
+	}
+	return nil
+}

@@ -971,3 +971,27 @@ func TestJWKSOutageIsNotARefusal(t *testing.T) {
 		})
 	}
 }
+
+// CheckUserinfo revalidates a session without a refresh grant: good for a
+// live access token, a refusal (401 or 403) for a revoked one, ErrNoUserinfo when
+// the provider has no userinfo.
+func TestCheckUserinfo(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	p := h.provider()
+	tok := h.signIn(p)
+	if err := p.CheckUserinfo(context.Background(), tok); err != nil {
+		t.Fatalf("live access token: %v", err)
+	}
+	if err := p.Revoke(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	err := p.CheckUserinfo(context.Background(), tok)
+	var te *TokenError
+	if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) || Unavailable(err) {
+		t.Fatalf("revoked access token: %v, want a 401 or 403 refusal", err)
+	}
+	off := h.provider(func(c *Config) { c.DisableUserinfo = true })
+	if err := off.CheckUserinfo(context.Background(), tok); !errors.Is(err, ErrNoUserinfo) {
+		t.Fatalf("userinfo disabled: %v", err)
+	}
+}

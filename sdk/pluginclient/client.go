@@ -297,7 +297,7 @@ func (c *Client) Credential(ctx context.Context, req sdk.CredentialRequest) (sdk
 	resp, err := c.strategy.Credential(ctx, &pluginv1.CredentialRequest{
 		Strategy: req.Strategy,
 		Options:  opts,
-		Cluster:  clusterToProto(req.Cluster),
+		Cluster:  wire.ClusterToProto(wire.Cluster(req.Cluster)),
 		Session: &pluginv1.Session{
 			UserEntityRef:       s.UserEntityRef,
 			Subject:             s.Subject,
@@ -339,7 +339,7 @@ func (c *Client) ListClusters(ctx context.Context, req sdk.ListClustersRequest) 
 	}
 	clusters := make([]sdk.Cluster, len(resp.GetClusters()))
 	for i, pc := range resp.GetClusters() {
-		clusters[i] = clusterFromProto(pc)
+		clusters[i] = sdk.Cluster(wire.ClusterFromProto(pc))
 	}
 	if err := sdk.ValidateClusters(clusters); err != nil {
 		return nil, fmt.Errorf("%w: clusters: %w", ErrInvalidResponse, err)

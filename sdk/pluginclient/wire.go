@@ -81,29 +81,3 @@ func decodeError(err error) error {
 	}
 	return &remoteError{msg: fmt.Sprintf("plugin call failed (%s): %s", st.Code(), msg), err: err}
 }
-
-func clusterToProto(c sdk.Cluster) *pluginv1.Cluster {
-	return &pluginv1.Cluster{
-		Name:        c.Name,
-		Server:      c.Server,
-		CaData:      c.CAData,
-		Strategy:    c.Strategy,
-		Labels:      c.Labels,
-		Annotations: c.Annotations,
-		Title:       c.Title,
-		Description: c.Description,
-	}
-}
-
-func clusterFromProto(c *pluginv1.Cluster) sdk.Cluster {
-	return sdk.Cluster{
-		Name:        c.GetName(),
-		Server:      c.GetServer(),
-		CAData:      c.GetCaData(),
-		Strategy:    c.GetStrategy(),
-		Labels:      c.GetLabels(),
-		Annotations: c.GetAnnotations(),
-		Title:       c.GetTitle(),
-		Description: c.GetDescription(),
-	}
-}

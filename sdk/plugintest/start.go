@@ -3,7 +3,7 @@
 // suite every plugin must pass.
 //
 //	func TestConformance(t *testing.T) {
-//		plugintest.Run(t, sdk.Plugin{Name: "example", Impl: &resolver{}}, plugintest.Suite{
+//		plugintest.Run(t, sdk.Plugin{Name: "example", Resolver: &resolver{}}, plugintest.Suite{
 //			Config:     sdk.Options{"domain": "example.com"},
 //			BadConfigs: []plugintest.BadConfig{{Config: sdk.Options{"domain": 42}, Key: "domain"}},
 //			Resolve: []plugintest.ResolveCase{

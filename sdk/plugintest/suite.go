@@ -171,29 +171,37 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	if s.CallTimeout == 0 {
 		s.CallTimeout = 30 * time.Second
 	}
+	if p, err = p.Typed(); err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
 	r := &run{p: p, s: s, info: info, c: Start(t, p)}
 	t.Run("Describe", r.describe)
 	t.Run("Configure", r.configure)
 	if !r.configured {
 		t.Fatalf("the plugin refused Suite.Config, which the other checks need")
 	}
-	if v, ok := p.Impl.(sdk.OptionsValidator); ok {
-		t.Run("ValidateOptions", func(t *testing.T) { r.validateOptions(t, v) })
+	// Cases for a capability the plugin lacks fail the suite: they would
+	// otherwise be skipped, and a plugin whose method has a wrong signature
+	// pass.
+	if p.OptionsValidator != nil {
+		t.Run("ValidateOptions", func(t *testing.T) { r.validateOptions(t, p.OptionsValidator) })
+	} else if len(s.BadOptions) > 0 {
+		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", p.Name)
 	}
-	if impl, ok := p.Impl.(sdk.Resolver); ok {
-		t.Run("Resolve", func(t *testing.T) { r.resolve(t, impl) })
+	if p.Resolver != nil {
+		t.Run("Resolve", func(t *testing.T) { r.resolve(t, p.Resolver) })
 	} else if len(s.Resolve) > 0 {
-		t.Errorf("Suite.Resolve has cases but %T is not a sdk.Resolver", p.Impl)
+		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", p.Name)
 	}
-	if impl, ok := p.Impl.(sdk.ClusterStrategy); ok {
-		t.Run("Credential", func(t *testing.T) { r.credential(t, impl) })
+	if p.ClusterStrategy != nil {
+		t.Run("Credential", func(t *testing.T) { r.credential(t, p.ClusterStrategy) })
 	} else if len(s.Credential) > 0 {
-		t.Errorf("Suite.Credential has cases but %T is not a sdk.ClusterStrategy", p.Impl)
+		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", p.Name)
 	}
-	if impl, ok := p.Impl.(sdk.ClusterSource); ok {
-		t.Run("ListClusters", func(t *testing.T) { r.listClusters(t, impl) })
+	if p.ClusterSource != nil {
+		t.Run("ListClusters", func(t *testing.T) { r.listClusters(t, p.ClusterSource) })
 	} else if len(s.ListClusters) > 0 {
-		t.Errorf("Suite.ListClusters has cases but %T is not a sdk.ClusterSource", p.Impl)
+		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", p.Name)
 	}
 }
 
@@ -234,11 +242,11 @@ func normalizeInfo(i sdk.Info) sdk.Info {
 }
 
 func (r *run) configure(t *testing.T) {
-	_, configurer := r.p.Impl.(sdk.Configurer)
+	configurer := r.p.Configurer != nil
 	bad := r.s.BadConfigs
 	if !configurer {
 		if len(r.s.Config) > 0 {
-			t.Errorf("Suite.Config is set but %T is not a sdk.Configurer", r.p.Impl)
+			t.Errorf("Suite.Config is set but plugin %q has no sdk.Configurer", r.p.Name)
 		}
 		bad = append(slices.Clone(bad), BadConfig{Name: "takes no configuration", Config: sdk.Options{"unexpectedKey": true}, Key: "unexpectedKey"})
 	} else if len(bad) == 0 {

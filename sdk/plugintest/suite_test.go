@@ -144,6 +144,33 @@ var brokenPlugins = map[string]struct {
 		edit: func(s *plugintest.Suite) { s.BadConfigs = nil },
 		want: "Suite.BadConfigs is empty",
 	},
+	"ValidateOptions with a wrong signature": {
+		impl: &wrongValidateOptions{&sample{}},
+		want: "but sdk.OptionsValidator needs ValidateOptions(context.Context, sdk.ValidateOptionsRequest) error",
+	},
+	"bad options but no validator": {
+		impl: noValidator{Resolver: &sample{}, Configurer: &sample{}},
+		want: `Suite.BadOptions has cases but plugin "broken" has no sdk.OptionsValidator`,
+	},
+	"no bad options": {
+		impl: &sample{},
+		edit: func(s *plugintest.Suite) { s.BadOptions = nil },
+		want: "Suite.BadOptions is empty",
+	},
+}
+
+// wrongValidateOptions shadows the sample's ValidateOptions with one of
+// another signature: no sdk.OptionsValidator any more.
+type wrongValidateOptions struct{ *sample }
+
+func (p *wrongValidateOptions) ValidateOptions(_ context.Context, opts sdk.Options) error {
+	return opts.RejectUnknown("domain")
+}
+
+// noValidator resolves and takes a configuration, and validates no options.
+type noValidator struct {
+	sdk.Resolver
+	sdk.Configurer
 }
 
 type plainNotFound struct{ *sample }

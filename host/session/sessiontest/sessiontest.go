@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +109,7 @@ func Run(t *testing.T, open Opener) {
 		{"ReplaceRacingDeleteNeverRevives", testReplaceRacingDelete},
 		{"ExpiryAndSweep", testExpiryAndSweep},
 		{"ConcurrentAccess", testConcurrentAccess},
+		{"ListAndDeleteByUser", testByUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -372,4 +374,65 @@ func testConcurrentAccess(t *testing.T, s session.Store, clock *Clock) {
 		}()
 	}
 	wg.Wait()
+}
+
+// testByUser: ListByUser finds a user's live sessions and no one else's;
+// DeleteByUser ends them all (sign out everywhere) and leaves others alone.
+func testByUser(t *testing.T, s session.Store, clock *Clock) {
+	ctx := context.Background()
+	alice := []session.Key{Key(t), Key(t), Key(t)}
+	for _, k := range alice {
+		if err := s.Put(ctx, k, Sample(clock.Now(), "alice")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short := Sample(clock.Now(), "alice")
+	short.ExpiresAt = clock.Now().Add(time.Minute)
+	expired := Key(t)
+	if err := s.Put(ctx, expired, short); err != nil {
+		t.Fatal(err)
+	}
+	bob := Key(t)
+	if err := s.Put(ctx, bob, Sample(clock.Now(), "bob")); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+
+	got, err := s.ListByUser(ctx, "user:default/alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(alice) {
+		t.Fatalf("ListByUser(alice) = %d sessions, want %d (live ones only)", len(got), len(alice))
+	}
+	for _, e := range got {
+		if !slices.Contains(alice, e.Key) || e.Session.UserEntityRef != "user:default/alice" {
+			t.Fatalf("ListByUser(alice) returned %s of %s", e.Key, e.Session.UserEntityRef)
+		}
+	}
+	if none, err := s.ListByUser(ctx, "user:default/nobody"); err != nil || len(none) != 0 {
+		t.Fatalf("ListByUser(nobody) = %d, %v", len(none), err)
+	}
+
+	n, err := s.DeleteByUser(ctx, "user:default/alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < len(alice) {
+		t.Fatalf("DeleteByUser(alice) = %d, want at least %d", n, len(alice))
+	}
+	for _, k := range alice {
+		if _, err := s.Get(ctx, k); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("alice's session after DeleteByUser: %v", err)
+		}
+		if err := s.Replace(ctx, k, Sample(clock.Now(), "alice")); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("Replace revived a session DeleteByUser ended: %v", err)
+		}
+	}
+	if _, err := s.Get(ctx, bob); err != nil {
+		t.Fatalf("bob's session after DeleteByUser(alice): %v", err)
+	}
+	if left, err := s.ListByUser(ctx, "user:default/alice"); err != nil || len(left) != 0 {
+		t.Fatalf("ListByUser(alice) after DeleteByUser = %d, %v", len(left), err)
+	}
 }

@@ -64,6 +64,12 @@ var migrations = []migration{
 		// Which replica renews the session (a random id) and until when.
 		`ALTER TABLE spectroauth_sessions ADD COLUMN renewal_owner bytea, ADD COLUMN renewal_until timestamptz`,
 	}},
+	{3, "sessions by user (sign out everywhere)", []string{
+		// The session's Backstage user, for ListByUser and DeleteByUser.
+		`ALTER TABLE spectroauth_sessions ADD COLUMN user_ref text`,
+		`UPDATE spectroauth_sessions SET user_ref = convert_from(session, 'UTF8')::jsonb -> 'session' ->> 'userEntityRef'`,
+		`CREATE INDEX spectroauth_sessions_user_ref ON spectroauth_sessions (user_ref)`,
+	}},
 }
 
 // A migration waits at most migrationLockTimeout for each table lock it

@@ -30,7 +30,13 @@ func TestMigrationWaitingForALockDoesNotStallReplicas(t *testing.T) {
 	}
 	defer old.Close()
 	key := sessiontest.Key(t)
-	if err := old.Sessions().Put(ctx, key, sessiontest.Sample(time.Now(), "alice")); err != nil {
+	// Written as that release wrote it (no user_ref yet).
+	sess := sessiontest.Sample(time.Now(), "alice")
+	data, err := old.Sessions().encode(sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.exec(ctx, `INSERT INTO spectroauth_sessions (key, expires_at, session) VALUES ($1, $2, $3)`, key[:], sess.ExpiresAt, data); err != nil {
 		t.Fatal(err)
 	}
 

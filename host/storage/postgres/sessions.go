@@ -204,9 +204,9 @@ func (s *SessionStore) Put(ctx context.Context, key session.Key, sess *session.S
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
 	_, err = s.db.exec(ctx,
-		`INSERT INTO spectroauth_sessions (key, expires_at, session) VALUES ($1, $2, $3)
-		 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, session = excluded.session`,
-		key[:], sess.ExpiresAt, data)
+		`INSERT INTO spectroauth_sessions (key, expires_at, session, user_ref) VALUES ($1, $2, $3, $4)
+		 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, session = excluded.session, user_ref = excluded.user_ref`,
+		key[:], sess.ExpiresAt, data, sess.UserEntityRef)
 	if err != nil {
 		return s.db.wrap("storing session "+key.String(), err)
 	}
@@ -224,8 +224,8 @@ func (s *SessionStore) Replace(ctx context.Context, key session.Key, sess *sessi
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
 	tag, err := s.db.exec(ctx,
-		`UPDATE spectroauth_sessions SET expires_at = $2, session = $3 WHERE key = $1 AND expires_at > $4`,
-		key[:], sess.ExpiresAt, data, s.db.opts.Now())
+		`UPDATE spectroauth_sessions SET expires_at = $2, session = $3, user_ref = $5 WHERE key = $1 AND expires_at > $4`,
+		key[:], sess.ExpiresAt, data, s.db.opts.Now(), sess.UserEntityRef)
 	if err != nil {
 		return s.db.wrap("replacing session "+key.String(), err)
 	}
@@ -260,6 +260,61 @@ func (s *SessionStore) Delete(ctx context.Context, key session.Key) error {
 		return s.db.wrap("deleting session "+key.String(), err)
 	}
 	return nil
+}
+
+// byUser selects the rows of user $1: by the user_ref index, and rows a
+// replica of an earlier release wrote during a rolling upgrade (user_ref
+// NULL) by their JSON.
+const byUser = `(user_ref = $1 OR (user_ref IS NULL AND convert_from(session, 'UTF8')::jsonb -> 'session' ->> 'userEntityRef' = $1))`
+
+// ListByUser implements session.Store: the user's unexpired rows, by the
+// user_ref index.
+func (s *SessionStore) ListByUser(ctx context.Context, user string) ([]session.Entry, error) {
+	if s.closed.Load() {
+		return nil, session.ErrClosed
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	now := s.db.opts.Now()
+	type sessionRow struct {
+		Key  []byte
+		Data []byte
+	}
+	var stored []sessionRow
+	err := s.db.retry(ctx, func() (err error) {
+		rows, _ := s.db.pool.Query(ctx,
+			`SELECT key, session FROM spectroauth_sessions WHERE `+byUser+` AND expires_at > $2`, user, now)
+		stored, err = pgx.CollectRows(rows, pgx.RowToStructByPos[sessionRow])
+		return err
+	})
+	if err != nil {
+		return nil, s.db.wrap("listing the sessions of a user", err)
+	}
+	var out []session.Entry
+	for _, row := range stored {
+		var key session.Key
+		var st storedSession
+		if len(row.Key) != len(key) || json.Unmarshal(row.Data, &st) != nil || st.Version != sessionFormat || st.Session == nil || st.Session.Expired(now) {
+			continue
+		}
+		copy(key[:], row.Key)
+		out = append(out, session.Entry{Key: key, Session: st.Session})
+	}
+	return out, nil
+}
+
+// DeleteByUser implements session.Store: one DELETE by the user_ref index.
+func (s *SessionStore) DeleteByUser(ctx context.Context, user string) (int, error) {
+	if s.closed.Load() {
+		return 0, session.ErrClosed
+	}
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	tag, err := s.db.exec(ctx, `DELETE FROM spectroauth_sessions WHERE `+byUser, user)
+	if err != nil {
+		return 0, s.db.wrap("deleting the sessions of a user", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // Sweep implements session.Store: it deletes expired rows in batches,

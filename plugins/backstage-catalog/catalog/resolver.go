@@ -23,8 +23,16 @@ const maxEmailLength = 320
 
 // Plugin returns the plugin, ready for sdk.Serve.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: PluginName, Impl: New()}
+	c := New()
+	return sdk.Plugin{Name: PluginName, Resolver: c, Configurer: c, OptionsValidator: c}
 }
+
+// What Plugin registers, checked by the compiler.
+var (
+	_ sdk.Resolver         = (*Catalog)(nil)
+	_ sdk.Configurer       = (*Catalog)(nil)
+	_ sdk.OptionsValidator = (*Catalog)(nil)
+)
 
 // Catalog resolves users against Backstage's catalog. It implements
 // sdk.Resolver, sdk.Configurer and sdk.OptionsValidator. Create it with New;

@@ -26,8 +26,16 @@ const optMapping = "mapping"
 
 // Plugin returns the plugin, ready for sdk.Serve.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: PluginName, Impl: New()}
+	m := New()
+	return sdk.Plugin{Name: PluginName, Resolver: m, Configurer: m, OptionsValidator: m}
 }
+
+// What Plugin registers, checked by the compiler.
+var (
+	_ sdk.Resolver         = (*Mapper)(nil)
+	_ sdk.Configurer       = (*Mapper)(nil)
+	_ sdk.OptionsValidator = (*Mapper)(nil)
+)
 
 // Mapper signs users in with identities computed from their claims by the
 // mappings of its configuration. It implements sdk.Resolver, sdk.Configurer

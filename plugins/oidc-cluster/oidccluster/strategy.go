@@ -62,8 +62,15 @@ type Strategy struct {
 
 // Plugin describes the plugin for sdk.Serve.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: "oidc-cluster", Impl: &Strategy{}}
+	s := &Strategy{}
+	return sdk.Plugin{Name: "oidc-cluster", ClusterStrategy: s, OptionsValidator: s}
 }
+
+// What Plugin registers, checked by the compiler.
+var (
+	_ sdk.ClusterStrategy  = (*Strategy)(nil)
+	_ sdk.OptionsValidator = (*Strategy)(nil)
+)
 
 var (
 	_ sdk.ClusterStrategy  = (*Strategy)(nil)

@@ -11,8 +11,11 @@
 //	apiKey:          a Palette API key that may list clusters, e.g. ${PALETTE_API_KEY};
 //	                 default: the plugin's PALETTE_API_KEY environment variable. Required.
 //	caData / caFile: PEM certificates to trust for url instead of the system's.
-//	requestTimeout:  bound on one list or project request (default 15s, at most 1m).
-//	pageSize:        clusters per page of the list (default 50, 1 to 1000).
+//	requestTimeout:  bound on one request to Palette (default 15s, at most 1m).
+//	pageSize:        clusters per page of the cluster search (default 50, 1 to 50).
+//	kubeconfigMaxAge: how long a cluster's kubeconfig is reused while the cluster's
+//	                 lastModifiedTimestamp stays the same (default 1h; 0 reads it
+//	                 on every listing).
 //	useSpectroProxy: ask for kubeconfigs that go through Spectro Proxy (frp=true;
 //	                 default true); false asks for the direct endpoint.
 //
@@ -21,6 +24,7 @@
 //	includeProjects: project names or uids whose clusters to list; default all.
 //	excludeProjects: project names or uids to leave out (wins over include).
 //	tenantClusters:  list tenant-scoped clusters too (default true).
+//	systemClusters:  list system-scoped clusters (Palette's own) too (default false).
 //	clusterTimeout:  bound on fetching one cluster's kubeconfig (default 10s); a
 //	                 cluster that takes longer is left out of this listing.
 //	strategy:        the strategy name to suggest for every discovered cluster.
@@ -41,8 +45,9 @@ import (
 const (
 	DefaultRequestTimeout = 15 * time.Second
 	DefaultClusterTimeout = 10 * time.Second
-	DefaultPageSize       = 50
-	maxPageSize           = 1000
+	DefaultPageSize       = MaxPageSize
+	DefaultKubeconfigAge  = time.Hour
+	maxKubeconfigAge      = 7 * 24 * time.Hour
 	maxRequestTimeout     = time.Minute
 	maxClusterTimeout     = 24 * time.Hour
 	// APIKeyEnv is read when config has no apiKey.
@@ -59,10 +64,17 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// RequestTimeout bounds one list or project request.
 	RequestTimeout time.Duration
-	// PageSize is the limit of each page of the cluster list.
+	// PageSize is the limit of each page of the cluster search.
 	PageSize int
 	// UseSpectroProxy asks for kubeconfigs through Spectro Proxy (frp=true).
 	UseSpectroProxy bool
+	// KubeconfigMaxAge bounds how long a kubeconfig is reused.
+	KubeconfigMaxAge time.Duration
+	// Limits pace the requests; zero means DefaultLimits. Not a config
+	// key: SpectroCloud's limits are not the tenant's to choose.
+	Limits Limits
+	// Retry bounds retries; zero means DefaultRetry. Not a config key.
+	Retry Retry
 }
 
 // String describes the configuration without the API key.
@@ -75,8 +87,8 @@ func (c Config) String() string {
 	if c.BaseURL != nil {
 		base = c.BaseURL.String()
 	}
-	return fmt.Sprintf("Config{URL:%s APIKey:%s CustomCA:%t RequestTimeout:%s PageSize:%d UseSpectroProxy:%t}",
-		base, key, c.RootCAs != nil, c.RequestTimeout, c.PageSize, c.UseSpectroProxy)
+	return fmt.Sprintf("Config{URL:%s APIKey:%s CustomCA:%t RequestTimeout:%s PageSize:%d UseSpectroProxy:%t KubeconfigMaxAge:%s}",
+		base, key, c.RootCAs != nil, c.RequestTimeout, c.PageSize, c.UseSpectroProxy, c.KubeconfigMaxAge)
 }
 
 // GoString is String, so %#v hides the key too.
@@ -86,7 +98,7 @@ func (c Config) GoString() string { return c.String() }
 // apiKey is absent. Errors are *sdk.ConfigError naming the key.
 func ParseConfig(v sdk.Options, getenv func(string) string) (Config, error) {
 	var c Config
-	if err := v.RejectUnknown("url", "apiKey", "caData", "caFile", "requestTimeout", "pageSize", "useSpectroProxy"); err != nil {
+	if err := v.RejectUnknown("url", "apiKey", "caData", "caFile", "requestTimeout", "pageSize", "useSpectroProxy", "kubeconfigMaxAge"); err != nil {
 		return c, err
 	}
 	raw, err := v.String("url")
@@ -123,8 +135,14 @@ func ParseConfig(v sdk.Options, getenv func(string) string) (Config, error) {
 	if c.PageSize, err = v.Int("pageSize", DefaultPageSize); err != nil {
 		return c, err
 	}
-	if c.PageSize < 1 || c.PageSize > maxPageSize {
-		return c, sdk.ConfigErrorf("pageSize", "is %d, want 1 to %d", c.PageSize, maxPageSize)
+	if c.PageSize < 1 || c.PageSize > MaxPageSize {
+		return c, sdk.ConfigErrorf("pageSize", "is %d, want 1 to %d (Palette refuses larger pages)", c.PageSize, MaxPageSize)
+	}
+	if c.KubeconfigMaxAge, err = v.Duration("kubeconfigMaxAge", DefaultKubeconfigAge); err != nil {
+		return c, err
+	}
+	if c.KubeconfigMaxAge < 0 || c.KubeconfigMaxAge > maxKubeconfigAge {
+		return c, sdk.ConfigErrorf("kubeconfigMaxAge", "is %s, want 0 to %s", c.KubeconfigMaxAge, maxKubeconfigAge)
 	}
 	if c.UseSpectroProxy, err = v.Bool("useSpectroProxy", true); err != nil {
 		return c, err
@@ -144,6 +162,8 @@ type Options struct {
 	ExcludeProjects []string
 	// TenantClusters lists tenant-scoped clusters too.
 	TenantClusters bool
+	// SystemClusters lists system-scoped clusters too.
+	SystemClusters bool
 	// ClusterTimeout bounds reading one cluster's kubeconfig.
 	ClusterTimeout time.Duration
 	// Strategy is the strategy name suggested for every cluster.
@@ -153,7 +173,7 @@ type Options struct {
 // ParseOptions checks the source's options.
 func ParseOptions(o sdk.Options) (Options, error) {
 	var opts Options
-	if err := o.RejectUnknown("includeProjects", "excludeProjects", "tenantClusters", "clusterTimeout", "strategy"); err != nil {
+	if err := o.RejectUnknown("includeProjects", "excludeProjects", "tenantClusters", "systemClusters", "clusterTimeout", "strategy"); err != nil {
 		return opts, err
 	}
 	var err error
@@ -164,6 +184,9 @@ func ParseOptions(o sdk.Options) (Options, error) {
 		return opts, err
 	}
 	if opts.TenantClusters, err = o.Bool("tenantClusters", true); err != nil {
+		return opts, err
+	}
+	if opts.SystemClusters, err = o.Bool("systemClusters", false); err != nil {
 		return opts, err
 	}
 	if opts.ClusterTimeout, err = o.Duration("clusterTimeout", DefaultClusterTimeout); err != nil {

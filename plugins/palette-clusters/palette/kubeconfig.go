@@ -1,6 +1,7 @@
 package palette
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -55,11 +56,33 @@ type endpoint struct {
 	Issuer, ClientID string
 }
 
+// unwrapKubeconfig returns the kubeconfig text of an answer of the
+// kubeconfig endpoint: the spec says only "binary"; Palette sends the text,
+// and SpectroCloud's own SDK also accepts it base64-encoded, which a
+// kubeconfig (YAML with "key: value" lines) can never be.
+func unwrapKubeconfig(b []byte) []byte {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || bytes.ContainsAny(t, ":{") {
+		return b
+	}
+	compact := strings.Join(strings.Fields(string(t)), "")
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if d, err := enc.DecodeString(compact); err == nil {
+			return d
+		}
+	}
+	return b
+}
+
 // parseKubeconfig reads the current context's cluster and user (or the
-// first ones).
+// first ones) of a kubeconfig, as text or base64.
 func parseKubeconfig(b []byte) (endpoint, error) {
 	var ep endpoint
 	var kc kubeconfig
+	b = unwrapKubeconfig(b)
+	if len(bytes.TrimSpace(b)) == 0 {
+		return ep, errors.New("the kubeconfig is empty")
+	}
 	if err := yaml.Unmarshal(b, &kc); err != nil {
 		return ep, fmt.Errorf("the kubeconfig is not YAML: %w", err)
 	}

@@ -29,8 +29,16 @@ type Strategy struct {
 
 // Plugin describes the plugin for sdk.Serve.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: "token-exchange", Impl: &Strategy{}}
+	s := &Strategy{}
+	return sdk.Plugin{Name: "token-exchange", ClusterStrategy: s, Configurer: s, OptionsValidator: s}
 }
+
+// What Plugin registers, checked by the compiler.
+var (
+	_ sdk.ClusterStrategy  = (*Strategy)(nil)
+	_ sdk.Configurer       = (*Strategy)(nil)
+	_ sdk.OptionsValidator = (*Strategy)(nil)
+)
 
 var (
 	_ sdk.ClusterStrategy  = (*Strategy)(nil)

@@ -96,3 +96,46 @@ func TruncateMessage(msg string) string {
 	}
 	return msg[:cut] + "… (truncated)"
 }
+
+// Cluster has exactly the fields of sdk.Cluster, which this package cannot
+// import (sdk imports it): both ends convert with wire.Cluster(c) and
+// sdk.Cluster(w), which stops compiling the day the two differ, so that the
+// one converter pair below stays complete.
+type Cluster struct {
+	Name        string
+	Server      string
+	CAData      []byte
+	Strategy    string
+	Labels      map[string]string
+	Annotations map[string]string
+	Title       string
+	Description string
+}
+
+// ClusterToProto converts c to its message.
+func ClusterToProto(c Cluster) *pluginv1.Cluster {
+	return &pluginv1.Cluster{
+		Name:        c.Name,
+		Server:      c.Server,
+		CaData:      c.CAData,
+		Strategy:    c.Strategy,
+		Labels:      c.Labels,
+		Annotations: c.Annotations,
+		Title:       c.Title,
+		Description: c.Description,
+	}
+}
+
+// ClusterFromProto converts a message to a Cluster; nil gives the zero one.
+func ClusterFromProto(c *pluginv1.Cluster) Cluster {
+	return Cluster{
+		Name:        c.GetName(),
+		Server:      c.GetServer(),
+		CAData:      c.GetCaData(),
+		Strategy:    c.GetStrategy(),
+		Labels:      c.GetLabels(),
+		Annotations: c.GetAnnotations(),
+		Title:       c.GetTitle(),
+		Description: c.GetDescription(),
+	}
+}

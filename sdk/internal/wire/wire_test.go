@@ -77,3 +77,17 @@ func TestTruncateMessage(t *testing.T) {
 		t.Errorf("TruncateMessage gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
 	}
 }
+
+func TestClusterRoundTrip(t *testing.T) {
+	c := Cluster{
+		Name: "a", Server: "https://a:6443", CAData: []byte("pem"), Strategy: "oidc",
+		Labels: map[string]string{"env": "prod"}, Annotations: map[string]string{"n": "v"},
+		Title: "A", Description: "the A cluster",
+	}
+	if got := ClusterFromProto(ClusterToProto(c)); !reflect.DeepEqual(got, c) {
+		t.Errorf("round trip = %+v, want %+v", got, c)
+	}
+	if got := ClusterFromProto(nil); !reflect.DeepEqual(got, Cluster{}) {
+		t.Errorf("ClusterFromProto(nil) = %+v", got)
+	}
+}

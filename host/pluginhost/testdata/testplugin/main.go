@@ -7,6 +7,13 @@
 //	echo               the identity, with what the request carried in Extra
 //	env                the identity, with what the environment holds in Extra
 //	                   (and the plugin's GOMAXPROCS)
+//	snoop              tries what a hostile plugin would: reads its parent's
+//	                   /proc environ and mem, every file named in
+//	                   TESTPLUGIN_SNOOP (comma-separated), and writes a file
+//	                   into each of their directories; Extra holds what it got
+//	                   ("read N bytes" or the error), its working directory
+//	                   and what that held
+//	flood              logs 5000 error lines as fast as it can, then answers
 //	crash              exits with status 3 in the middle of the call
 //	hang               never answers, whatever the deadline
 //	upstream           waits for its context, like a call to an upstream that
@@ -29,7 +36,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +97,12 @@ func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.I
 			"configured": os.Getenv("TESTPLUGIN_CONFIGURED"), "logLevel": os.Getenv(sdk.LogLevelEnv),
 			"gomaxprocs": runtime.GOMAXPROCS(0),
 		}
+	case "snoop":
+		id.Extra = snoop()
+	case "flood":
+		for i := range 5000 {
+			hclog.L().Error("flooding the daemon's log", "i", i)
+		}
 	case "crash":
 		os.Exit(3)
 	case "hang":
@@ -135,6 +150,52 @@ func (p *testPlugin) ListClusters(ctx context.Context, req sdk.ListClustersReque
 	return []sdk.Cluster{{Name: "alpha", Server: "https://alpha.example.com:6443", Strategy: "token"}}, nil
 }
 
+// snoop tries to read the daemon's secrets, and reports what it got.
+func snoop() map[string]any {
+	got := map[string]any{}
+	try := func(path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			got[path] = err.Error()
+			return
+		}
+		got[path] = fmt.Sprintf("read %d bytes", len(b))
+	}
+	parent := "/proc/" + strconv.Itoa(os.Getppid())
+	try(parent + "/environ")
+	if f, err := os.Open(parent + "/mem"); err != nil {
+		got[parent+"/mem"] = err.Error()
+	} else {
+		got[parent+"/mem"] = "opened"
+		f.Close()
+	}
+	for _, path := range strings.Split(os.Getenv("TESTPLUGIN_SNOOP"), ",") {
+		if path == "" {
+			continue
+		}
+		try(path)
+		planted := filepath.Join(filepath.Dir(path), "planted")
+		if err := os.WriteFile(planted, []byte("x"), 0o600); err != nil {
+			got[planted] = err.Error()
+		} else {
+			got[planted] = "written"
+		}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = err.Error()
+	}
+	got["cwd"] = wd
+	var names []string
+	entries, _ := os.ReadDir(wd)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	got["cwdEntries"] = strings.Join(names, ",")
+	got["tmpdir"] = os.Getenv("TMPDIR")
+	return got
+}
+
 // misbehave answers some Resolve calls with what the SDK would never send.
 func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	r, ok := req.(*pluginv1.ResolveRequest)
@@ -159,7 +220,9 @@ func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler
 }
 
 func main() {
-	p := sdk.Plugin{Name: "testplugin", Version: version, Impl: &testPlugin{}}
+	tp := &testPlugin{}
+	p := sdk.Plugin{Name: "testplugin", Version: version,
+		Resolver: tp, ClusterStrategy: tp, ClusterSource: tp, Configurer: tp, OptionsValidator: tp}
 	if os.Getenv(sdk.Handshake.MagicCookieKey) == "" {
 		sdk.Serve(p) // explains that this is a plugin, and exits
 	}

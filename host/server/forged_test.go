@@ -1,0 +1,104 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
+	"github.com/spectroauth/spectroauth/host/session"
+)
+
+// countingOnce is the in-memory used-once behaviour, counting claims.
+type countingOnce struct {
+	claims atomic.Int64
+	mu     sync.Mutex
+	seen   map[string]bool
+}
+
+func (c *countingOnce) Claim(_ context.Context, id string, _, _ time.Time) (bool, error) {
+	c.claims.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen[id] {
+		return false, nil
+	}
+	c.seen[id] = true
+	return true, nil
+}
+
+// countingStore counts session writes.
+type countingStore struct {
+	session.Store
+	writes atomic.Int64
+}
+
+func (s *countingStore) Put(ctx context.Context, k session.Key, v *session.Session) error {
+	s.writes.Add(1)
+	return s.Store.Put(ctx, k, v)
+}
+
+// Forged callbacks (a made-up state with a matching nonce cookie, a
+// genuine state altered, a genuine state too old) cost nothing: no call to
+// the provider's token endpoint, no used-once entry, no session write.
+func TestForgedCallbacksCostNothing(t *testing.T) {
+	once := &countingOnce{seen: map[string]bool{}}
+	store := &countingStore{Store: session.NewMemoryStore(session.Options{})}
+	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store, signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
+	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
+
+	b := newBrowser(t)
+	genuine, _ := url.Parse(authorize(t, f, b, popupQuery()))
+	f.op.ResetCounters()
+
+	forge := func(v url.Values) string { return encodeHexState(v) }
+	var forged []string
+	for i := range 200 {
+		n := "nonce-" + strconv.Itoa(i)
+		forged = append(forged, forge(url.Values{"nonce": {n}, "env": {"development"}}))
+	}
+	st := decodeHexState(t, genuine.Query().Get("state"))
+	st.Set("scope", "openid admin")
+	forged = append(forged, forge(st))
+	st = decodeHexState(t, genuine.Query().Get("state"))
+	st.Set("sig", "AAAA")
+	forged = append(forged, forge(st))
+
+	for _, state := range forged {
+		fb := newBrowser(t)
+		nonce := decodeHexState(t, state).Get("nonce")
+		fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
+		res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
+		if res.StatusCode != http.StatusForbidden {
+			t.Fatalf("forged state: %d, want 403", res.StatusCode)
+		}
+	}
+	// A genuine state past the nonce cookie's lifetime.
+	f.advance(11 * time.Minute)
+	if res := b.get(genuine.String()); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("expired state: %d, want 403", res.StatusCode)
+	}
+	if c := f.op.Counters(); c.Token != 0 {
+		t.Errorf("token endpoint calls for forged callbacks = %d, want 0", c.Token)
+	}
+	if n := once.claims.Load(); n != 0 {
+		t.Errorf("used-once claims for forged callbacks = %d, want 0", n)
+	}
+	if n := store.writes.Load(); n != 0 {
+		t.Errorf("session writes for forged callbacks = %d, want 0", n)
+	}
+
+	// The daemon's own states still work.
+	f.mu.Lock()
+	f.clock = time.Time{}
+	f.mu.Unlock()
+	signIn(t, f, newBrowser(t))
+	if n := once.claims.Load(); n != 1 {
+		t.Errorf("used-once claims for one sign-in = %d, want 1", n)
+	}
+}
