@@ -14,7 +14,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image
+.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
 
 all: build
 
@@ -34,7 +34,7 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint proto-check test-unit test-examples test-chart test-release test-image test-e2e ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -55,6 +55,21 @@ test-e2e: build ## Backstage's own client in headless Chromium and a Backstage b
 	@command -v chromium >/dev/null 2>&1 || echo "e2e: SKIP: chromium not found (apt-get install chromium), so the browser tests will skip"
 	@[ -f $(E2E_NODE)/node_modules/better-sqlite3/build/Release/better_sqlite3.node ] || echo "e2e: SKIP: better-sqlite3 not compiled (cd $(E2E_NODE) && npm run build-native), so the backend test will skip"
 	SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd SPECTROAUTH_E2E_REQUIRE=$${CI:+1} $(GO) test -count=1 -timeout 10m -v ./host/e2e
+
+FUZZTIME ?= 5m
+
+fuzz-short: ## every fuzz target for 3 s (part of make test); failing inputs land in testdata/fuzz/
+	GO=$(GO) .ci/fuzz 3s
+
+fuzz: ## every fuzz target for FUZZTIME (default 5m) each; FUZZ=regexp picks targets
+	GO=$(GO) .ci/fuzz $(FUZZTIME) '$(or $(FUZZ),.)'
+
+SOAK_REFRESHES   ?= 1000000
+SOAK_FAULT_EVERY ?= 5s
+
+soak: build ## refreshes and sign-ins under injected faults (plugin killed, daemon SIGTERM/SIGKILL); SOAK_REFRESHES, SOAK_FAULT_EVERY
+	SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd SOAK_PLUGINS=$(CURDIR)/$(BIN)/plugins SOAK_REFRESHES=$(SOAK_REFRESHES) SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) \
+		$(GO) test -count=1 -run '^TestSoak$$' -timeout 3h -v ./host/crashtest
 
 bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -75,6 +75,11 @@ type Server struct {
 	// X-Forwarded-For names the client; from anyone else the header is
 	// ignored and the connection's peer is the client. Default none.
 	TrustedProxies []string `koanf:"trustedProxies"`
+	// HostPrefixedCookies names the session cookies __Host-spectrocloud-…
+	// (Path=/, Secure, host-only): no sibling subdomain can plant one. Only
+	// for a daemon on an https host of its own, not Backstage's host. Default
+	// false (Backstage's own cookie names).
+	HostPrefixedCookies bool `koanf:"hostPrefixedCookies"`
 	// RateLimits bound the unauthenticated sign-in routes.
 	RateLimits RateLimits `koanf:"rateLimits"`
 }

@@ -171,6 +171,16 @@ func (v *validator) server(c *Config) {
 			v.add("server.metricsListen", "must differ from server.listen: metrics are served on their own listener")
 		}
 	}
+	if s.HostPrefixedCookies {
+		su, serr := url.Parse(s.BaseURL)
+		au, aerr := url.Parse(c.App.BaseURL)
+		switch {
+		case serr != nil || su.Scheme != "https":
+			v.add("server.hostPrefixedCookies", "needs an https server.baseUrl: __Host- cookies are Secure")
+		case aerr == nil && strings.EqualFold(su.Hostname(), au.Hostname()):
+			v.add("server.hostPrefixedCookies", "needs a host of the daemon's own: with server.baseUrl on app.baseUrl's host, Path=/ would send the session cookie to every Backstage route")
+		}
+	}
 	if v.required("app.baseUrl", c.App.BaseURL == "") {
 		v.url("app.baseUrl", c.App.BaseURL, urlRule{})
 	}

@@ -72,6 +72,15 @@ func TestValidate(t *testing.T) {
 			`server.trustedProxies[2]: "10.0.0.0/33" is not a CIDR or an IP address`,
 			`server.trustedProxies[3]: "proxy.local" is not a CIDR or an IP address`,
 		}},
+		{"hostPrefixedCookies on a host of its own", func(c *Config) {
+			c.Server.BaseURL, c.App.BaseURL, c.Server.HostPrefixedCookies = "https://auth.example.com", "https://backstage.example.com", true
+		}, nil},
+		{"hostPrefixedCookies on Backstage's host", func(c *Config) {
+			c.Server.BaseURL, c.App.BaseURL, c.Server.HostPrefixedCookies = "https://backstage.example.com", "https://backstage.example.com", true
+		}, []string{"server.hostPrefixedCookies: needs a host of the daemon's own: with server.baseUrl on app.baseUrl's host, Path=/ would send the session cookie to every Backstage route"}},
+		{"hostPrefixedCookies over http", func(c *Config) {
+			c.Server.BaseURL, c.Server.HostPrefixedCookies = "http://localhost:7007", true
+		}, []string{"server.hostPrefixedCookies: needs an https server.baseUrl: __Host- cookies are Secure"}},
 		{"rateLimits zero", func(c *Config) { c.Server.RateLimits.SignInBurst, c.Server.RateLimits.CodeExchangesPerSecond = 0, -1 }, []string{
 			"server.rateLimits.signInBurst: must be at least 1, not 0",
 			"server.rateLimits.codeExchangesPerSecond: must be at least 1, not -1",

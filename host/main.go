@@ -7,6 +7,8 @@
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
 //	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
+//	spectroauthd plugin test -plugin PATH [-cases FILE]
+//	                                         run the plugin conformance suite against a binary
 //	spectroauthd storage-copy -config FILE -from PATH
 //	                                         copy a file-storage data directory into PostgreSQL
 package main
@@ -133,6 +135,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return doctorCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
+		case "plugin":
+			return pluginTestCmd(args[1:], stdout, stderr)
 		case "storage-copy":
 			return storageCopyCmd(args[1:], stdout, stderr)
 		case "sessions":
@@ -176,6 +180,10 @@ Usage:
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
+  spectroauthd plugin test -plugin PATH [-cases FILE]
+      Run the plugin conformance suite (sdk/plugintest) against a plugin
+      binary in any language, with the cases of FILE (YAML or JSON), and
+      print "N passed, M failed".
   spectroauthd storage-copy -config FILE -from PATH
       Copy what a daemon on storage.type: file keeps in its data directory
       PATH (signing keys, user info, live sessions, flow key) into the

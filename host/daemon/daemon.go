@@ -199,6 +199,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		Identity:              issuer,
 		UserInfo:              userInfo,
 		IncludeOwnershipClaim: cfg.Auth.IncludeOwnershipClaim,
+		HostPrefixedCookies:   cfg.Server.HostPrefixedCookies,
 		Logger:                d.log.Named("server"),
 		Now:                   opts.Now,
 	}

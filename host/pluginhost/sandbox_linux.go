@@ -14,7 +14,7 @@ import (
 //
 // A plugin runs as the daemon's user, so without more it could read what
 // the daemon can: its memory and environment through /proc/<pid> (the
-// client secrets), the signing and flow keys, the session files. Three
+// client secrets), the signing and flow keys, the session files. Four
 // things keep it out:
 //
 //   - ProtectProcess makes the daemon non-dumpable: /proc/<pid>/mem,
@@ -22,6 +22,10 @@ import (
 //   - Each plugin process runs in an empty working directory of its own
 //     (also its TMPDIR and go-plugin's socket directory), removed when the
 //     process has exited.
+//   - Each plugin process runs with no_new_privs and without any
+//     capability: a daemon run as root would otherwise hand it
+//     CAP_SYS_PTRACE and CAP_DAC_OVERRIDE, which read /proc/<pid>/environ
+//     of a non-dumpable process and any file.
 //   - Where the kernel has Landlock, each plugin process is restricted to
 //     reading (and executing) the system's program and library directories,
 //     the certificate and name-resolution files under /etc, /proc, its own
@@ -39,6 +43,12 @@ import (
 // goroutine on a locked thread, creates new threads from a clean one rather
 // than from a locked thread, and destroys a locked thread whose goroutine
 // returns, so the restriction never leaks into the daemon.
+//
+// The Landlock system calls are made here through x/sys/unix rather than
+// with github.com/landlock-lsm/go-landlock: its Restrict functions restrict
+// the whole process, which the daemon must not, and every one of its
+// packages imports libcap's psx, which with cgo wraps pthread_create in the
+// whole daemon. Restricting one thread takes three calls.
 
 // ProtectProcess makes the calling process non-dumpable
 // (prctl PR_SET_DUMPABLE 0), so that another process of the same user, a

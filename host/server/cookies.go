@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,14 +21,37 @@ type cookieJar struct {
 	secure                            bool
 	defaultAppOrigin                  string
 	maxAge                            time.Duration
+	// hostPrefixed: the names start with __Host- and every path is /
+	// (Config.HostPrefixedCookies).
+	hostPrefixed bool
 }
+
+// hostCookiePrefix makes a cookie host-only, Secure and Path=/ by the
+// browser's own rule: no other host (a sibling subdomain) can set one.
+const hostCookiePrefix = "__Host-"
 
 const nonceMaxAge = 10 * time.Minute
 
-func newCookieJar(providerID, callbackURL, defaultAppOrigin string, sessionDuration time.Duration) (*cookieJar, error) {
+func newCookieJar(providerID, callbackURL, defaultAppOrigin string, sessionDuration time.Duration, hostPrefixed bool) (*cookieJar, error) {
 	u, err := url.Parse(callbackURL)
 	if err != nil {
 		return nil, err
+	}
+	if hostPrefixed {
+		if u.Scheme != "https" {
+			return nil, errors.New("__Host- cookie names need an https callback URL")
+		}
+		return &cookieJar{
+			nonceName:        hostCookiePrefix + providerID + "-nonce",
+			refreshName:      hostCookiePrefix + providerID + "-refresh-token",
+			scopeName:        hostCookiePrefix + providerID + "-granted-scope",
+			path:             "",
+			callbackHost:     u.Hostname(),
+			secure:           true,
+			defaultAppOrigin: defaultAppOrigin,
+			maxAge:           sessionDuration,
+			hostPrefixed:     true,
+		}, nil
 	}
 	path := u.Path + "/" + providerID
 	if suffix := providerID + "/handler/frame"; strings.HasSuffix(u.Path, suffix) {
@@ -58,10 +82,14 @@ func (j *cookieJar) sameSite(appOrigin string) http.SameSite {
 }
 
 func (j *cookieJar) set(w http.ResponseWriter, name, value, pathSuffix string, maxAge time.Duration, appOrigin string) {
+	path := j.path + pathSuffix
+	if j.hostPrefixed {
+		path = "/"
+	}
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     j.path + pathSuffix,
+		Path:     path,
 		HttpOnly: true,
 		Secure:   j.secure,
 		SameSite: j.sameSite(appOrigin),
@@ -127,6 +155,11 @@ func (j *cookieJar) sessionHandles(r *http.Request) (handles []string, duplicate
 // the root. A copy on a path or domain outside these stays; the request
 // is refused as long as the browser sends it.
 func (j *cookieJar) clearPlanted(w http.ResponseWriter, appOrigin string) {
+	if j.hostPrefixed {
+		// Only this host can set a __Host- cookie, always on /.
+		j.clearSession(w, appOrigin)
+		return
+	}
 	domains := []string{""}
 	if net.ParseIP(j.callbackHost) == nil {
 		if top, err := publicsuffix.EffectiveTLDPlusOne(j.callbackHost); err == nil {

@@ -84,6 +84,14 @@ func normalizeOrigin(raw string) (string, error) {
 		return "", fmt.Errorf("origin has no plain host")
 	}
 	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", fmt.Errorf("origin has no plain host")
+	}
+	if strings.Contains(host, "%") {
+		// An IPv6 zone (fe80::1%eth0): browsers have no such origin, and
+		// the result would not parse again.
+		return "", fmt.Errorf("origin has an IPv6 zone")
+	}
 	port := u.Port()
 	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
 		port = ""

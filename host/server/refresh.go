@@ -11,11 +11,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -340,7 +340,7 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 // session. The provider client and the plugins bound every call they make.
 func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
 	ctx = context.WithoutCancel(ctx)
-	return s.flights.do(key, func() (*session.Session, error) {
+	return s.flights.Do(key, func() (*session.Session, error) {
 		if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
 			// Other replicas renew this session too: one at a time, each
 			// re-reading what the last one stored.
@@ -376,45 +376,14 @@ func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*ses
 const renewalLockWait = 15 * time.Second
 
 // upstreamDue reports whether the provider must be asked about the session
-// now: its last answer (CheckedAt, or the sign-in) is revalidateInterval
-// old, or the ID token is within the margin of expiry and a refresh grant
-// can renew it. Plain time comparisons: /refresh calls it every time.
+// now (lifecycle.Policy.UpstreamDue). Plain time comparisons: /refresh
+// calls it every time.
 func (s *Server) upstreamDue(env *Env, sess *session.Session) bool {
-	now := s.now()
-	u := sess.Upstream
-	if now.Sub(lastChecked(sess)) >= env.revalidateInterval() {
-		return true
-	}
-	if u.RefreshToken == "" {
-		// Nothing can renew the tokens: the session ends with its ID token
-		// (sessionEnd), and the provider is only asked to revalidate it.
-		return false
-	}
-	exp := providerExpiry(sess)
-	if exp.IsZero() || exp.Sub(now) >= env.RefreshMargin {
-		return false
-	}
-	// A provider that answered the last refresh without a new ID token
-	// would answer the same until the access token runs out: do not ask it
-	// on every page load meanwhile.
-	if u.IDTokenNotRenewed && !u.AccessTokenExpiry.IsZero() && u.AccessTokenExpiry.Sub(now) >= env.RefreshMargin {
-		return false
-	}
-	return true
-}
-
-// lastChecked is when the provider last vouched for the session: its last
-// answered refresh or revalidation, else the sign-in.
-func lastChecked(sess *session.Session) time.Time {
-	if t := sess.Upstream.CheckedAt; !t.IsZero() {
-		return t
-	}
-	return sess.CreatedAt
+	return env.policy().UpstreamDue(sess, s.now())
 }
 
 func (s *Server) backstageStale(sess *session.Session) bool {
-	b := sess.Backstage
-	return b == nil || b.ExpiresAt.Sub(s.now()) < s.cfg.Identity.Lifetime()/2
+	return lifecycle.BackstageStale(sess, s.cfg.Identity.Lifetime(), s.now())
 }
 
 // renew does the slow part of a refresh under the session's flight.
@@ -426,7 +395,7 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 	refreshedUpstream, checked := false, false
 	if s.upstreamDue(env, sess) {
 		var err error
-		if s.backoff.waiting(key, s.now()) {
+		if s.backoff.Waiting(key, s.now()) {
 			// The provider failed this session a moment ago: do not ask it
 			// on every page load while it is down.
 			err = errProviderBackoff
@@ -435,11 +404,11 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		}
 		switch {
 		case err == nil:
-			s.backoff.clear(key)
+			s.backoff.Clear(key)
 			checked = true
 		case errors.Is(err, errProviderBackoff) || upstream.Unavailable(err):
 			if !errors.Is(err, errProviderBackoff) {
-				s.backoff.set(key, s.now().Add(outageBackoff))
+				s.backoff.Set(key, s.now().Add(lifecycle.OutageBackoff))
 			}
 			if !s.now().Before(sess.Upstream.IDTokenExpiry) {
 				// Nothing to serve, but nothing against the session either:
@@ -524,11 +493,6 @@ func (s *Server) askProvider(ctx context.Context, env *Env, sess *session.Sessio
 // not asked again yet.
 var errProviderBackoff = errors.New("the provider was unavailable moments ago; not asking again yet")
 
-// outageBackoff is how long a session waits before asking a provider that
-// was unavailable again, so an outage costs one call per session per
-// backoff rather than one per /refresh.
-const outageBackoff = 30 * time.Second
-
 // Reasons a session ends, as SessionEnded reports them.
 const (
 	// EndRefused: the provider refused the session's tokens.
@@ -550,7 +514,7 @@ const (
 func (s *Server) refused(ctx context.Context, env *Env, key session.Key, sess *session.Session, reason string, cause error) error {
 	s.endSession(ctx, key)
 	s.revokeUpstream(ctx, env, sess)
-	s.backoff.clear(key)
+	s.backoff.Clear(key)
 	s.log.Warn("session ended: refused", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String(), "error", cause)
 	s.sessionEnded(env.name, reason, 1)
 	return fmt.Errorf("%w: %s: %v", errSessionEnded, reason, cause)
@@ -632,7 +596,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // endNamed ends the sessions of the given cookie values: each one's
-// upstream tokens are revoked and the session deleted.
+// upstream tokens are revoked (when it can be read) and the session
+// deleted (whether or not it could be read: a store that failed the read
+// must still forget it, or the sign-out fails).
 func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reason string) error {
 	var errs []error
 	for _, h := range handles {
@@ -640,17 +606,18 @@ func (s *Server) endNamed(ctx context.Context, env *Env, handles []string, reaso
 		if err != nil {
 			continue
 		}
-		sess, err := s.cfg.Sessions.Get(ctx, key)
-		if err != nil {
-			continue
+		sess, getErr := s.cfg.Sessions.Get(ctx, key)
+		if getErr == nil {
+			s.revokeUpstream(ctx, env, sess)
 		}
-		s.revokeUpstream(ctx, env, sess)
 		if err := s.cfg.Sessions.Delete(ctx, key); err != nil {
 			errs = append(errs, fmt.Errorf("deleting the session: %w", err))
 			continue
 		}
-		s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
-		s.sessionEnded(env.name, reason, 1)
+		if getErr == nil {
+			s.log.Info("session ended", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String())
+			s.sessionEnded(env.name, reason, 1)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -707,41 +674,6 @@ func (s *Server) EndUserSessions(ctx context.Context, userEntityRef, by string) 
 	return n, nil
 }
 
-// flightGroup runs at most one renewal per session at a time; latecomers
-// wait for and share its result.
-type flightGroup struct {
-	mu      sync.Mutex
-	flights map[session.Key]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	sess *session.Session
-	err  error
-}
-
-func (g *flightGroup) do(key session.Key, fn func() (*session.Session, error)) (*session.Session, error) {
-	g.mu.Lock()
-	if g.flights == nil {
-		g.flights = make(map[session.Key]*flight)
-	}
-	if f, ok := g.flights[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.sess, f.err
-	}
-	f := &flight{done: make(chan struct{})}
-	g.flights[key] = f
-	g.mu.Unlock()
-
-	f.sess, f.err = fn()
-	g.mu.Lock()
-	delete(g.flights, key)
-	g.mu.Unlock()
-	close(f.done)
-	return f.sess, f.err
-}
-
 var _ signin.Resolver = signin.Chain(nil)
 
 // allowedLogoutURL mirrors Backstage: only an https or localhost URL is sent.
@@ -751,51 +683,4 @@ func allowedLogoutURL(raw string) bool {
 	}
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "https" || u.Hostname() == "localhost")
-}
-
-// maxBackoffs bounds the sessions remembered as waiting for an unavailable
-// provider; beyond it a session is simply not held back.
-const maxBackoffs = 1 << 14
-
-// backoffSet remembers, per session, until when an unavailable provider is
-// not asked again. Only sessions the daemon renews enter it.
-type backoffSet struct {
-	mu    sync.Mutex
-	until map[session.Key]time.Time
-}
-
-// waiting reports whether key's provider calls are held back at now.
-func (b *backoffSet) waiting(key session.Key, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t, ok := b.until[key]
-	return ok && now.Before(t)
-}
-
-// set holds key's provider calls back until t.
-func (b *backoffSet) set(key session.Key, t time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.until == nil {
-		b.until = make(map[session.Key]time.Time)
-	}
-	if len(b.until) >= maxBackoffs {
-		now := t.Add(-outageBackoff)
-		for k, u := range b.until {
-			if !now.Before(u) {
-				delete(b.until, k)
-			}
-		}
-		if len(b.until) >= maxBackoffs {
-			return
-		}
-	}
-	b.until[key] = t
-}
-
-// clear forgets key.
-func (b *backoffSet) clear(key session.Key) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.until, key)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -81,6 +82,11 @@ func (e *Env) revalidateInterval() time.Duration {
 	return DefaultRevalidateInterval
 }
 
+// policy is the environment's renewal policy.
+func (e *Env) policy() lifecycle.Policy {
+	return lifecycle.Policy{RefreshMargin: e.RefreshMargin, RevalidateInterval: e.revalidateInterval()}
+}
+
 // Config is everything the HTTP layer needs.
 type Config struct {
 	// BaseURL is the daemon's external URL (no trailing slash).
@@ -105,6 +111,12 @@ type Config struct {
 	// replicas share one (host/storage/postgres), so a response replayed to
 	// another replica is refused too.
 	UsedOnce OnceSet
+	// HostPrefixedCookies names the cookies __Host-spectrocloud-…, with
+	// Path=/: browsers then refuse such a cookie from any other host, so a
+	// sibling subdomain cannot plant one. Only for a daemon on a host of its
+	// own (https://auth.example.com, not Backstage's host): Path=/ sends the
+	// session cookie to every route of the host.
+	HostPrefixedCookies bool
 	// IncludeOwnershipClaim puts ent into Backstage tokens.
 	IncludeOwnershipClaim bool
 	// Ready reports whether the daemon can serve sign-ins (for /readyz).
@@ -150,8 +162,8 @@ type Server struct {
 	// responses, when the sets are in memory (bounded); nil means used
 	// holds both (a shared set, which forgets nothing early).
 	usedCodes OnceSet
-	flights   flightGroup
-	backoff   backoffSet
+	flights   lifecycle.Flights
+	backoff   lifecycle.Backoff
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
@@ -182,7 +194,7 @@ func New(cfg Config) (*Server, error) {
 		if env.SessionDuration <= 0 {
 			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
 		}
-		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration); err != nil {
+		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
 			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
 		}
 	}

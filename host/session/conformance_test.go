@@ -1,6 +1,8 @@
 package session_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -26,4 +28,37 @@ func TestStoreConformance(t *testing.T) {
 			return session.NewMemoryStore(session.Options{Now: now})
 		})
 	})
+}
+
+// An operator's `sessions revoke` removes session files under a running
+// daemon, whose file store keeps the sessions in memory: the daemon's next
+// renewal (Replace) finds the file gone and ends the session rather than
+// write it back.
+func TestFileStoreRenewalSeesRevocationByAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	opts := session.Options{SweepInterval: -1, Logger: hclog.NewNullLogger()}
+	daemon, err := session.OpenFileStore(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Close()
+	ctx := context.Background()
+	key := sessiontest.Key(t)
+	if err := daemon.Put(ctx, key, sessiontest.Sample(time.Now(), "alice")); err != nil {
+		t.Fatal(err)
+	}
+	operator, err := session.OpenFileStore(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := operator.DeleteByUser(ctx, "user:default/alice"); err != nil || n != 1 {
+		t.Fatalf("DeleteByUser = %d, %v", n, err)
+	}
+	_ = operator.Close()
+	if err := daemon.Replace(ctx, key, sessiontest.Sample(time.Now(), "alice")); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("renewal after the operator's revocation: %v, want ErrNotFound", err)
+	}
+	if _, err := daemon.Get(ctx, key); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Get after the failed renewal: %v", err)
+	}
 }

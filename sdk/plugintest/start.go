@@ -13,12 +13,15 @@
 //		})
 //	}
 //
-// Start gives a test a host-side client of the plugin for its own checks.
+// RunBinary runs the same suite against a built plugin binary, in any
+// language. Start and StartBinary give a test a host-side client of the
+// plugin for its own checks.
 package plugintest
 
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -169,4 +172,33 @@ func (w *testWriter) stop() {
 	w.mu.Lock()
 	w.stopped = true
 	w.mu.Unlock()
+}
+
+// StartBinary starts the plugin binary at path, written in any language, as
+// the daemon starts a plugin: a child process with go-plugin's handshake,
+// mutual TLS (AutoMTLS), the protocol's plugin sets and message limits. It
+// returns a client of it, already described; the plugin is not configured.
+// The process inherits the test's environment and is killed when the test
+// ends; its stderr goes to the test log.
+func StartBinary(t testing.TB, path string, args ...string) *pluginclient.Client {
+	t.Helper()
+	logger := testLogger(t)
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: pluginclient.VersionedPlugins(),
+		Cmd:              exec.Command(path, args...),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
+		AutoMTLS:         true,
+		StartTimeout:     startTimeout,
+		Logger:           logger,
+	})
+	t.Cleanup(pc.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c, err := pluginclient.Open(ctx, pc)
+	if err != nil {
+		t.Fatalf("plugintest: starting plugin binary %s: %v", path, err)
+	}
+	return c
 }

@@ -96,6 +96,22 @@ func (e Expect) String() string {
 	return fmt.Sprintf("Expect(%d)", int(e))
 }
 
+// UnmarshalText reads an outcome from its name: "found", "notFound" (or
+// "not found") or "block", for cases written in a file.
+func (e *Expect) UnmarshalText(b []byte) error {
+	switch strings.ReplaceAll(strings.ToLower(string(b)), " ", "") {
+	case "found":
+		*e = ExpectFound
+	case "notfound":
+		*e = ExpectNotFound
+	case "block":
+		*e = ExpectBlock
+	default:
+		return fmt.Errorf("unknown outcome %q: want found, notFound or block", b)
+	}
+	return nil
+}
+
 // ResolveCase is a request to a resolver and its expected outcome.
 type ResolveCase struct {
 	// Name names the case.
@@ -165,48 +181,90 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
+	if p, err = p.Typed(); err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	runSuite(goT{t}, &run{p: p, info: info, inProcess: true, c: Start(t, p)}, s)
+}
+
+// RunBinary checks the plugin binary at path, written in any language,
+// against the same suite as Run: it starts the binary as the daemon starts a
+// plugin (go-plugin's handshake, mutual TLS, the protocol's message limits;
+// see StartBinary) and makes every check over the wire, deadlines and
+// cancellation included. What the plugin offers is what its Describe call
+// says.
+func RunBinary(t *testing.T, path string, s Suite, args ...string) {
+	t.Helper()
+	c := StartBinary(t, path, args...)
+	info, ok := c.Info()
+	if !ok {
+		t.Fatalf("plugintest: plugin binary %s was not described", path)
+	}
+	runSuite(goT{t}, &run{info: info, c: c}, s)
+}
+
+// tester is what the suite reports to: a *testing.T in a Go test (goT), a
+// report outside one (CheckBinary).
+type tester interface {
+	testing.TB
+	// run runs f as the check called name, as (*testing.T).Run does.
+	run(name string, f func(tester)) bool
+}
+
+// goT is a *testing.T as a tester.
+type goT struct{ *testing.T }
+
+func (g goT) run(name string, f func(tester)) bool {
+	return g.T.Run(name, func(t *testing.T) { f(goT{t}) })
+}
+
+// runSuite runs the suite of Run on r.
+func runSuite(t tester, r *run, s Suite) {
+	t.Helper()
 	if s.Grace == 0 {
 		s.Grace = 2 * time.Second
 	}
 	if s.CallTimeout == 0 {
 		s.CallTimeout = 30 * time.Second
 	}
-	if p, err = p.Typed(); err != nil {
-		t.Fatalf("plugintest: %v", err)
-	}
-	r := &run{p: p, s: s, info: info, c: Start(t, p)}
-	t.Run("Describe", r.describe)
-	t.Run("Configure", r.configure)
+	r.s = s
+	name := r.info.Name
+	t.run("Describe", r.describe)
+	t.run("Configure", r.configure)
 	if !r.configured {
 		t.Fatalf("the plugin refused Suite.Config, which the other checks need")
 	}
 	// Cases for a capability the plugin lacks fail the suite: they would
 	// otherwise be skipped, and a plugin whose method has a wrong signature
 	// pass.
-	if p.OptionsValidator != nil {
-		t.Run("ValidateOptions", func(t *testing.T) { r.validateOptions(t, p.OptionsValidator) })
+	if r.info.Has(sdk.CapabilityValidateOptions) {
+		t.run("ValidateOptions", r.validateOptions)
 	} else if len(s.BadOptions) > 0 {
-		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", p.Name)
+		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", name)
 	}
-	if p.Resolver != nil {
-		t.Run("Resolve", func(t *testing.T) { r.resolve(t, p.Resolver) })
+	if r.info.Has(sdk.CapabilityResolver) {
+		t.run("Resolve", func(t tester) { r.resolve(t, r.p.Resolver) })
 	} else if len(s.Resolve) > 0 {
-		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", p.Name)
+		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", name)
 	}
-	if p.ClusterStrategy != nil {
-		t.Run("Credential", func(t *testing.T) { r.credential(t, p.ClusterStrategy) })
+	if r.info.Has(sdk.CapabilityClusterStrategy) {
+		t.run("Credential", func(t tester) { r.credential(t, r.p.ClusterStrategy) })
 	} else if len(s.Credential) > 0 {
-		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", p.Name)
+		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", name)
 	}
-	if p.ClusterSource != nil {
-		t.Run("ListClusters", func(t *testing.T) { r.listClusters(t, p.ClusterSource) })
+	if r.info.Has(sdk.CapabilityClusterSource) {
+		t.run("ListClusters", func(t tester) { r.listClusters(t, r.p.ClusterSource) })
 	} else if len(s.ListClusters) > 0 {
-		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", p.Name)
+		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", name)
 	}
 }
 
 type run struct {
+	// p is the plugin, with its typed fields set, when it runs in this
+	// process; inProcess says so. A binary's is the zero Plugin: every
+	// check goes over the wire.
 	p          sdk.Plugin
+	inProcess  bool
 	s          Suite
 	info       sdk.Info
 	c          *pluginclient.Client
@@ -219,12 +277,12 @@ func (r *run) ctx(t testing.TB) context.Context {
 	return ctx
 }
 
-func (r *run) describe(t *testing.T) {
+func (r *run) describe(t tester) {
 	got, err := r.c.Describe(r.ctx(t))
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
-	if !reflect.DeepEqual(normalizeInfo(got), normalizeInfo(r.info)) {
+	if r.inProcess && !reflect.DeepEqual(normalizeInfo(got), normalizeInfo(r.info)) {
 		t.Errorf("Describe over the wire = %+v, want %+v", got, r.info)
 	}
 	if got.ProtocolVersion != sdk.ProtocolVersion {
@@ -241,12 +299,12 @@ func normalizeInfo(i sdk.Info) sdk.Info {
 	return i
 }
 
-func (r *run) configure(t *testing.T) {
-	configurer := r.p.Configurer != nil
+func (r *run) configure(t tester) {
+	configurer := r.info.Has(sdk.CapabilityConfigure)
 	bad := r.s.BadConfigs
 	if !configurer {
 		if len(r.s.Config) > 0 {
-			t.Errorf("Suite.Config is set but plugin %q has no sdk.Configurer", r.p.Name)
+			t.Errorf("Suite.Config is set but plugin %q has no sdk.Configurer", r.info.Name)
 		}
 		bad = append(slices.Clone(bad), BadConfig{Name: "takes no configuration", Config: sdk.Options{"unexpectedKey": true}, Key: "unexpectedKey"})
 	} else if len(bad) == 0 {
@@ -257,12 +315,12 @@ func (r *run) configure(t *testing.T) {
 		if name == "" {
 			name = bc.Key
 		}
-		t.Run("bad/"+name, func(t *testing.T) {
+		t.run("bad/"+name, func(t tester) {
 			err := r.c.Configure(r.ctx(t), sdk.Config{InstanceName: "conformance", Values: bc.Config})
 			checkConfigError(t, "Configure", err, bc.Key)
 		})
 	}
-	t.Run("valid", func(t *testing.T) {
+	t.run("valid", func(t tester) {
 		if err := r.c.Configure(r.ctx(t), sdk.Config{InstanceName: "conformance", Values: r.s.Config}); err != nil {
 			t.Fatalf("Configure(Suite.Config) = %v, want success", err)
 		}
@@ -285,7 +343,7 @@ func checkConfigError(t testing.TB, call string, err error, key string) {
 	}
 }
 
-func (r *run) validateOptions(t *testing.T, _ sdk.OptionsValidator) {
+func (r *run) validateOptions(t tester) {
 	var good []sdk.ValidateOptionsRequest
 	for _, rc := range r.s.Resolve {
 		if rc.Expect == ExpectFound {
@@ -315,7 +373,7 @@ func (r *run) validateOptions(t *testing.T, _ sdk.OptionsValidator) {
 		if name == "" {
 			name = bo.Key
 		}
-		t.Run("bad/"+name, func(t *testing.T) {
+		t.run("bad/"+name, func(t tester) {
 			checkConfigError(t, "ValidateOptions", r.c.ValidateOptions(r.ctx(t), bo.Request), bo.Key)
 		})
 	}
@@ -334,10 +392,10 @@ type call struct {
 // checkCalls runs the checks shared by every role: each case's outcome over
 // the wire, prompt return on a cancelled context and on the deadline of
 // ExpectBlock cases, and the same outcomes under concurrency.
-func (r *run) checkCalls(t *testing.T, calls []call) {
-	t.Run("Cases", func(t *testing.T) {
+func (r *run) checkCalls(t tester, calls []call) {
+	t.run("Cases", func(t tester) {
 		for _, c := range calls {
-			t.Run(c.name, func(t *testing.T) {
+			t.run(c.name, func(t tester) {
 				switch c.expect {
 				case ExpectFound:
 					if err := c.remote(r.ctx(t), t); err != nil {
@@ -356,16 +414,16 @@ func (r *run) checkCalls(t *testing.T, calls []call) {
 			})
 		}
 	})
-	t.Run("Cancelled", func(t *testing.T) {
+	t.run("Cancelled", func(t tester) {
 		for _, c := range calls {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if returned, _ := within(r.s.Grace, ctx, c.direct); !returned {
+			if returned, _ := within(r.s.Grace, ctx, r.direct(t, c)); !returned {
 				t.Errorf("case %q: called with a cancelled context, did not return within %s", c.name, r.s.Grace)
 			}
 		}
 	})
-	t.Run("Concurrent", func(t *testing.T) {
+	t.run("Concurrent", func(t tester) {
 		// Every found and not-found case, concurrency times, all at once.
 		errs := make([][]error, len(calls))
 		var wg sync.WaitGroup
@@ -396,10 +454,10 @@ func (r *run) checkCalls(t *testing.T, calls []call) {
 
 // checkBlock checks that a deadline stops an ExpectBlock case, called
 // directly (the plugin itself returns) and through gRPC (the error says why).
-func (r *run) checkBlock(t *testing.T, c call) {
+func (r *run) checkBlock(t tester, c call) {
 	ctx, cancel := context.WithTimeout(context.Background(), blockDeadline)
 	defer cancel()
-	returned, err := within(blockDeadline+r.s.Grace, ctx, c.direct)
+	returned, err := within(blockDeadline+r.s.Grace, ctx, r.direct(t, c))
 	switch {
 	case !returned:
 		t.Errorf("with a %s deadline, did not return within %s more: it must stop when its context is done", blockDeadline, r.s.Grace)
@@ -411,6 +469,15 @@ func (r *run) checkBlock(t *testing.T, c call) {
 	if err := c.remote(ctx, t); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("through gRPC with a %s deadline, got %v, want an error wrapping context.DeadlineExceeded", blockDeadline, err)
 	}
+}
+
+// direct returns the call of c straight to the implementation, in process;
+// for a binary, through gRPC.
+func (r *run) direct(t testing.TB, c call) func(context.Context) error {
+	if r.inProcess {
+		return c.direct
+	}
+	return func(ctx context.Context) error { return c.remote(ctx, t) }
 }
 
 // within runs f(ctx) and waits at most d for it to return.
@@ -428,8 +495,8 @@ func within(d time.Duration, ctx context.Context, f func(context.Context) error)
 // checkBadInput calls the plugin with a request it may not be able to use:
 // it must return in time with a valid result, sdk.ErrNotFound or an
 // *sdk.InvalidInputError.
-func (r *run) checkBadInput(t *testing.T, name string, remote func(ctx context.Context, t testing.TB) error) {
-	t.Run(name, func(t *testing.T) {
+func (r *run) checkBadInput(t tester, name string, remote func(ctx context.Context, t testing.TB) error) {
+	t.run(name, func(t tester) {
 		ctx, cancel := context.WithTimeout(context.Background(), r.s.CallTimeout)
 		defer cancel()
 		err := remote(ctx, t)
@@ -441,7 +508,7 @@ func (r *run) checkBadInput(t *testing.T, name string, remote func(ctx context.C
 }
 
 // coverage reports the names among offered that have no case of outcome e.
-func coverage(t *testing.T, field, role string, offered, names []string, expects []Expect, e Expect) {
+func coverage(t tester, field, role string, offered, names []string, expects []Expect, e Expect) {
 	for _, n := range offered {
 		found := false
 		for i := range names {
@@ -458,7 +525,7 @@ func coverage(t *testing.T, field, role string, offered, names []string, expects
 	}
 }
 
-func (r *run) resolve(t *testing.T, impl sdk.Resolver) {
+func (r *run) resolve(t tester, impl sdk.Resolver) {
 	var names []string
 	var expects []Expect
 	var calls []call
@@ -481,13 +548,13 @@ func (r *run) resolve(t *testing.T, impl sdk.Resolver) {
 			},
 		})
 	}
-	t.Run("Coverage", func(t *testing.T) {
+	t.run("Coverage", func(t tester) {
 		coverage(t, "Suite.Resolve", "resolver", r.info.Resolvers, names, expects, ExpectFound)
 		coverage(t, "Suite.Resolve", "resolver", r.info.Resolvers, names, expects, ExpectNotFound)
 	})
 	r.checkCalls(t, calls)
 
-	t.Run("BadInput", func(t *testing.T) {
+	t.run("BadInput", func(t tester) {
 		for _, name := range r.info.Resolvers {
 			base := sdk.ResolveRequest{Resolver: name}
 			if i := slices.IndexFunc(r.s.Resolve, func(rc ResolveCase) bool { return rc.Request.Resolver == name && rc.Expect == ExpectFound }); i >= 0 {
@@ -573,7 +640,7 @@ func jsonNormal(v map[string]any) any {
 	return out
 }
 
-func (r *run) credential(t *testing.T, impl sdk.ClusterStrategy) {
+func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 	var names []string
 	var expects []Expect
 	var calls []call
@@ -596,12 +663,12 @@ func (r *run) credential(t *testing.T, impl sdk.ClusterStrategy) {
 			},
 		})
 	}
-	t.Run("Coverage", func(t *testing.T) {
+	t.run("Coverage", func(t tester) {
 		coverage(t, "Suite.Credential", "strategy", r.info.Strategies, names, expects, ExpectFound)
 	})
 	r.checkCalls(t, calls)
 
-	t.Run("BadInput", func(t *testing.T) {
+	t.run("BadInput", func(t tester) {
 		for _, name := range r.info.Strategies {
 			base := sdk.CredentialRequest{Strategy: name}
 			if i := slices.IndexFunc(r.s.Credential, func(cc CredentialCase) bool { return cc.Request.Strategy == name && cc.Expect == ExpectFound }); i >= 0 {
@@ -631,7 +698,7 @@ func (r *run) credential(t *testing.T, impl sdk.ClusterStrategy) {
 	})
 }
 
-func (r *run) listClusters(t *testing.T, impl sdk.ClusterSource) {
+func (r *run) listClusters(t tester, impl sdk.ClusterSource) {
 	var calls []call
 	found := false
 	for _, lc := range r.s.ListClusters {

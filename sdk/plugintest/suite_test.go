@@ -75,6 +75,29 @@ func sampleSuite() plugintest.Suite {
 	}
 }
 
+// serveEnv makes the test binary serve, as a plugin binary, the sample or
+// the broken plugin its value names.
+const serveEnv = "PLUGINTEST_SERVE"
+
+func TestMain(m *testing.M) {
+	switch name := os.Getenv(serveEnv); name {
+	case "":
+		os.Exit(m.Run())
+	case "sample":
+		sdk.Serve(sdk.Plugin{Name: "sample", Version: "1.0.0", Impl: &sample{}})
+	default:
+		sdk.Serve(sdk.Plugin{Name: "broken", Impl: brokenPlugins[name].impl})
+	}
+	os.Exit(0)
+}
+
+// TestRunBinarySample runs the suite against a plugin binary (this test
+// binary, serving the sample): every check over the wire.
+func TestRunBinarySample(t *testing.T) {
+	t.Setenv(serveEnv, "sample")
+	plugintest.RunBinary(t, os.Args[0], sampleSuite())
+}
+
 func TestRunSample(t *testing.T) {
 	plugintest.Run(t, sdk.Plugin{Name: "sample", Version: "1.0.0", Impl: &sample{}}, sampleSuite())
 }
@@ -221,6 +244,9 @@ func (p *chokesOnHugeInput) Resolve(ctx context.Context, req sdk.ResolveRequest)
 
 const brokenEnv = "PLUGINTEST_BROKEN_PLUGIN"
 
+// binarySuffix, at the end of a broken plugin's name, runs it as a binary.
+const binarySuffix = " (binary)"
+
 // TestRunBrokenHelper runs the suite on one broken plugin, when re-executed
 // by TestRunCatchesBrokenPlugins.
 func TestRunBrokenHelper(t *testing.T) {
@@ -228,10 +254,15 @@ func TestRunBrokenHelper(t *testing.T) {
 	if name == "" {
 		t.Skip("helper for TestRunCatchesBrokenPlugins")
 	}
-	b := brokenPlugins[name]
+	b := brokenPlugins[strings.TrimSuffix(name, binarySuffix)]
 	s := sampleSuite()
 	if b.edit != nil {
 		b.edit(&s)
+	}
+	if strings.HasSuffix(name, binarySuffix) {
+		t.Setenv(serveEnv, strings.TrimSuffix(name, binarySuffix))
+		plugintest.RunBinary(t, os.Args[0], s)
+		return
 	}
 	plugintest.Run(t, sdk.Plugin{Name: "broken", Impl: b.impl}, s)
 }
@@ -243,7 +274,17 @@ func TestRunCatchesBrokenPlugins(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs child test processes")
 	}
+	runs := map[string]string{}
 	for name, b := range brokenPlugins {
+		runs[name] = b.want
+	}
+	// The same bugs, found over the wire in a plugin binary. (One that
+	// ignores its deadline is not among them: over the wire the SDK answers
+	// for it in time.)
+	for _, name := range []string{"plain error for unknown user", "config error without key", "missing not-found case"} {
+		runs[name+binarySuffix] = brokenPlugins[name].want
+	}
+	for name, want := range runs {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestRunBrokenHelper$", "-test.v")
@@ -252,8 +293,8 @@ func TestRunCatchesBrokenPlugins(t *testing.T) {
 			if err == nil {
 				t.Fatalf("the suite passed a plugin that is broken (%s):\n%s", name, out)
 			}
-			if !strings.Contains(string(out), b.want) {
-				t.Errorf("the suite failed, but its output lacks %q:\n%s", b.want, out)
+			if !strings.Contains(string(out), want) {
+				t.Errorf("the suite failed, but its output lacks %q:\n%s", want, out)
 			}
 		})
 	}

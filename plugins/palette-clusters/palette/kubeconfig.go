@@ -102,10 +102,10 @@ func parseKubeconfig(b []byte) (endpoint, error) {
 		}
 	}
 	cl := kc.Clusters[ci].Cluster
-	if cl.Server == "" {
+	ep.Server = strings.TrimRight(cl.Server, "/")
+	if ep.Server == "" {
 		return ep, errors.New("the kubeconfig's cluster has no server")
 	}
-	ep.Server = strings.TrimRight(cl.Server, "/")
 	ep.Insecure = cl.InsecureSkipTLSVerify
 	if cl.CertificateAuthorityData != "" {
 		ca, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cl.CertificateAuthorityData))

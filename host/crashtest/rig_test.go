@@ -1,0 +1,319 @@
+package crashtest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/host/devprovider"
+	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
+	"github.com/spectroauth/spectroauth/host/session"
+)
+
+const cookieName = "spectrocloud-refresh-token"
+
+// users sign in in turn, so a 200 for the wrong user is caught.
+var users = []string{"alice", "bob", "carol", "dave"}
+
+// rig is a real OpenID provider in this process and the configuration of a
+// daemon on file storage that trusts it; the daemon itself is started and
+// killed by the tests.
+type rig struct {
+	bin, cfg, base, dir, dataDir string
+	metrics                      string // the daemon's /metrics URL
+	op                           *devprovider.Provider
+	signInMu                     sync.Mutex // SetSelectedUser, then the sign-in
+}
+
+// newRig writes the daemon's configuration. extraYAML is appended (plugins);
+// resolverYAML replaces the built-in resolver when not empty.
+func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
+	t.Helper()
+	r := &rig{bin: daemonBinary(t), dir: t.TempDir()}
+	r.dataDir = filepath.Join(r.dir, "data")
+	port, metricsPort := freePort(t), freePort(t)
+	r.base = "http://127.0.0.1:" + port
+	r.metrics = "http://127.0.0.1:" + metricsPort + "/metrics"
+	opL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + opL.Addr().String()
+	yes := true
+	var us []devprovider.User
+	for _, u := range users {
+		us = append(us, devprovider.User{Username: u, Email: u + "@example.com", EmailVerified: &yes, GivenName: u, Groups: []string{"dev"}})
+	}
+	r.op, err = devprovider.New(devprovider.Config{
+		Issuer:          issuer,
+		Clients:         []devprovider.Client{{ID: "crash", Secret: "crash-secret", RedirectURIs: []string{r.base + "/api/auth/spectrocloud/handler/frame"}}},
+		Users:           us,
+		AutoApprove:     users[0],
+		RefreshTokens:   true,
+		IDTokenLifetime: time.Hour,
+		AllowInsecure:   true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opSrv := &http.Server{Handler: r.op, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = opSrv.Serve(opL) }()
+	t.Cleanup(func() { _ = opSrv.Close() })
+	if resolverYAML == "" {
+		resolverYAML = "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+	}
+	r.cfg = filepath.Join(r.dir, "config.yaml")
+	writeFile(t, r.cfg, fmt.Sprintf(`server:
+  listen: 127.0.0.1:%s
+  metricsListen: 127.0.0.1:%s
+  baseUrl: %s
+app:
+  baseUrl: %s
+auth:
+  providers:
+    spectrocloud:
+      development:
+        issuer: %s
+        allowInsecureIssuer: true
+        clientId: crash
+        clientSecret: crash-secret
+        scopes: [openid, profile, email, offline_access]
+        signIn:
+          resolvers:
+%sstorage:
+  type: file
+  path: %s
+%s`, port, metricsPort, r.base, r.base, issuer, resolverYAML, r.dataDir, extraYAML))
+	return r
+}
+
+// start starts the daemon and waits until /readyz answers 200.
+func (r *rig) start(t *testing.T, logName string) *daemon {
+	t.Helper()
+	return startDaemon(t, r.bin, r.cfg, r.base, filepath.Join(r.dir, logName))
+}
+
+// signIn signs user in and returns the session handle.
+func (r *rig) signIn(ctx context.Context, user string) (string, error) {
+	r.signInMu.Lock()
+	defer r.signInMu.Unlock()
+	if err := r.op.SetSelectedUser(user); err != nil {
+		return "", err
+	}
+	return signIn(ctx, r.base)
+}
+
+func userRef(user string) string { return "user:default/" + user }
+
+// checkStore reads every file of the file store's directories: each must
+// decode. After a restart (opened) no temporary file may be left; after a
+// kill they may, as the store removes them when it opens. It returns how
+// many files it read.
+func checkStore(t *testing.T, dataDir string, opened bool) int {
+	t.Helper()
+	n := 0
+	for _, sub := range []string{"sessions", "keys", "userinfo"} {
+		d := filepath.Join(dataDir, sub)
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && !opened {
+				continue
+			}
+			t.Fatalf("%s: %v", d, err)
+		}
+		for _, e := range entries {
+			if atomicfile.IsTemp(e.Name()) {
+				if opened {
+					t.Fatalf("%s/%s: a temporary file survived the store's opening", sub, e.Name())
+				}
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if !json.Valid(b) {
+				t.Fatalf("%s/%s is not whole JSON (%d bytes): a torn write", sub, e.Name(), len(b))
+			}
+		}
+	}
+	_, unreadable, err := session.ReadFileSessions(dataDir, time.Now(), hclog.NewNullLogger(), func(session.Key, *session.Session) error { return nil })
+	if err != nil || unreadable != 0 {
+		t.Fatalf("session files: %d unreadable, %v", unreadable, err)
+	}
+	return n
+}
+
+type daemon struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func startDaemon(t *testing.T, bin, cfg, base, logPath string) *daemon {
+	t.Helper()
+	d, err := launch(bin, cfg, base, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.kill)
+	return d
+}
+
+// launch starts the daemon and waits until /readyz answers 200; on failure
+// the daemon is gone and the error holds its log.
+func launch(bin, cfg, base, logPath string) (*daemon, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-config", cfg, "-log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &daemon{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(d.done) }()
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("the daemon exited on start:\n%s", d.log())
+		default:
+		}
+		if res, err := client.Get(base + "/readyz"); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return d, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.kill()
+	return nil, fmt.Errorf("the daemon did not get ready in 20s:\n%s", d.log())
+}
+
+// stop sends sig and waits for the daemon to exit (SIGKILL after 15 s).
+func (d *daemon) stop(sig syscall.Signal) {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// kill SIGKILLs the daemon and waits for it to be gone.
+func (d *daemon) kill() { d.stop(syscall.SIGKILL) }
+
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// signIn runs the popup flow and returns the session handle, once the
+// frame page (the client's confirmation) has arrived.
+func signIn(ctx context.Context, base string) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+	q := url.Values{"scope": {"openid profile email"}, "origin": {base}, "flow": {"popup"}, "env": {"development"}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/auth/spectrocloud/start?"+q.Encode(), nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK || !strings.Contains(string(body), "backstageIdentity") {
+		return "", fmt.Errorf("sign-in did not complete: %d %v", res.StatusCode, err)
+	}
+	u, _ := url.Parse(base + "/api/auth/spectrocloud/refresh")
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == cookieName {
+			return ck.Value, nil
+		}
+	}
+	return "", fmt.Errorf("no %s cookie after sign-in", cookieName)
+}
+
+// refresh asks /refresh for the session's Backstage identity.
+func refresh(base, handle string) (int, string) {
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/spectrocloud/refresh?optional&scope=openid%20profile%20email&env=development", nil)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	req.Header.Set("Origin", base)
+	req.Header.Set("Cookie", cookieName+"="+handle)
+	res, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	var body struct {
+		BackstageIdentity struct {
+			Identity struct {
+				UserEntityRef string `json:"userEntityRef"`
+			} `json:"identity"`
+		} `json:"backstageIdentity"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body.BackstageIdentity.Identity.UserEntityRef
+}
+
+// daemonBinary is $SPECTROAUTHD (make's bin/spectroauthd when set) or a
+// fresh build of ./host.
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("SPECTROAUTHD"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "spectroauthd")
+	cmd := exec.Command("go", "build", "-o", bin, "./host")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the daemon: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,146 @@
+package plugintest
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Result counts the checks of CheckBinary: every check that has no checks
+// of its own, and every one that failed on its own account.
+type Result struct {
+	Passed, Failed int
+}
+
+// String says "N passed, M failed".
+func (r Result) String() string { return fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed) }
+
+// CheckBinary runs the suite of RunBinary against the plugin binary at path
+// outside a Go test, for authors in any language (spectroauthd plugin test):
+// it writes each failed check, with what it found, to w, and returns the
+// counts.
+func CheckBinary(w io.Writer, path string, s Suite, args ...string) Result {
+	var res Result
+	rep := &report{w: w, name: "conformance", res: &res, mu: &sync.Mutex{}}
+	rep.do(func(t tester) {
+		c := StartBinary(t, path, args...)
+		info, ok := c.Info()
+		if !ok {
+			t.Fatalf("plugin binary %s was not described", path)
+		}
+		runSuite(t, &run{info: info, c: c}, s)
+	})
+	return res
+}
+
+// report is one check of CheckBinary, a tester outside a Go test. Only the
+// methods the suite uses are implemented; the embedded testing.TB, nil, is
+// there to satisfy the interface.
+type report struct {
+	testing.TB
+	w    io.Writer
+	name string
+	res  *Result
+	mu   *sync.Mutex // shared by the whole report: guards w, res and the fields below
+
+	failed   bool
+	children int
+	logs     []string
+	cleanups []func()
+}
+
+var _ tester = (*report)(nil)
+
+// do runs f as this check, in a goroutine of its own (Fatalf ends it), then
+// its cleanups, and counts it.
+func (r *report) do(f func(tester)) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(r)
+	}()
+	<-done
+	r.mu.Lock()
+	cleanups := slices.Clone(r.cleanups)
+	r.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.failed:
+		r.res.Failed++
+		fmt.Fprintf(r.w, "FAIL %s\n", r.name)
+		for _, l := range r.logs {
+			fmt.Fprintf(r.w, "    %s\n", strings.ReplaceAll(l, "\n", "\n    "))
+		}
+	case r.children == 0:
+		r.res.Passed++
+	}
+	return !r.failed
+}
+
+func (r *report) run(name string, f func(tester)) bool {
+	r.mu.Lock()
+	r.children++
+	r.mu.Unlock()
+	child := &report{w: r.w, name: r.name + "/" + name, res: r.res, mu: r.mu}
+	// A parent fails only on its own account: its failed checks are
+	// counted each.
+	return child.do(f)
+}
+
+// Helper does nothing: messages name no source line.
+func (r *report) Helper() {}
+
+// Cleanup registers f to run when the check ends.
+func (r *report) Cleanup(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanups = append(r.cleanups, f)
+}
+
+// Log records a message, shown if the check fails.
+func (r *report) Log(args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logs = append(r.logs, strings.TrimSuffix(fmt.Sprintln(args...), "\n"))
+}
+
+// Logf records a message, shown if the check fails.
+func (r *report) Logf(format string, args ...any) { r.Log(fmt.Sprintf(format, args...)) }
+
+// Errorf fails the check with a message.
+func (r *report) Errorf(format string, args ...any) {
+	r.Log(fmt.Sprintf(format, args...))
+	r.mu.Lock()
+	r.failed = true
+	r.mu.Unlock()
+}
+
+// Error fails the check with a message.
+func (r *report) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
+
+// Fatalf fails the check with a message and ends it.
+func (r *report) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+// Fatal fails the check with a message and ends it.
+func (r *report) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
+
+// Failed reports whether the check has failed.
+func (r *report) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+// Name is the check's path.
+func (r *report) Name() string { return r.name }
