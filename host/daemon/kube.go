@@ -59,14 +59,15 @@ func (d *Daemon) startKube(srv *server.Server) error {
 	}
 
 	kcfg := kube.Config{
-		Clusters:      clusters,
-		Sources:       sources,
-		Sessions:      srv.UserSession,
-		CLISessions:   srv.CLISession,
-		Audit:         audit,
-		CatalogOwner:  k.Catalog.Owner,
-		CatalogPublic: k.Catalog.Public,
-		Logger:        d.log.Named("kube"),
+		Clusters:        clusters,
+		Sources:         sources,
+		Sessions:        srv.UserSession,
+		CLISessions:     srv.CLISession,
+		BrowserSessions: srv.BrowserSession,
+		Audit:           audit,
+		CatalogOwner:    k.Catalog.Owner,
+		CatalogPublic:   k.Catalog.Public,
+		Logger:          d.log.Named("kube"),
 	}
 	if d.metrics != nil {
 		kcfg.Decided = d.metrics.KubeCredentialDecided
@@ -75,7 +76,9 @@ func (d *Daemon) startKube(srv *server.Server) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes: %w", err)
 	}
-	srv.Handle(kube.RoutePrefix, broker)
+	// CORS for Backstage's app: its Kubernetes plugin asks for credentials
+	// from the browser, with the session cookie.
+	srv.Handle(kube.RoutePrefix, srv.CORS(broker))
 	broker.Start(context.Background())
 	// Discovery stops before the plugins drain: a listing in flight would
 	// otherwise hold the shutdown up until its deadline.

@@ -42,6 +42,7 @@ func TestBrowser(t *testing.T) {
 	e := startEnv(t, p, art, envOptions{
 		appBaseURL:   allowed.URL,
 		extraOrigins: []string{"http://*.e2e.localhost:" + extra.port()},
+		kubernetes:   true,
 	})
 	for _, s := range []struct {
 		srv    *testServer
@@ -63,7 +64,9 @@ func TestBrowser(t *testing.T) {
 			"disallowed": disallowed.URL,
 		},
 		"expect": map[string]any{
-			"userEntityRef":       aliceRef,
+			"userEntityRef": aliceRef,
+			// The test plugin's credential for cluster prod.
+			"kubeCredential":      "tok-prod-" + alice.ID,
 			"ownershipEntityRefs": []string{aliceRef},
 			"profile": map[string]string{
 				"email":       alice.Email,

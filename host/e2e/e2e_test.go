@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,6 +160,24 @@ func daemonBinary(t *testing.T, p paths) string {
 	return bin
 }
 
+// buildTestPlugin builds the plugin host's test plugin (a "token" cluster
+// strategy) and returns its path and SHA-256.
+func buildTestPlugin(t *testing.T, p paths) (string, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "testplugin")
+	cmd := exec.Command("go", "build", "-o", bin, "./host/pluginhost/testdata/testplugin")
+	cmd.Dir = p.repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test plugin: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return bin, hex.EncodeToString(sum[:])
+}
+
 // env is one running setup: the test OpenID provider (in-process) and
 // spectroauthd (a subprocess) configured as its relying party.
 type env struct {
@@ -173,6 +193,9 @@ type env struct {
 type envOptions struct {
 	appBaseURL   string   // the daemon's app.baseUrl
 	extraOrigins []string // auth.extraAllowedOrigins
+	// kubernetes adds cluster "prod" whose strategy is the test plugin's
+	// "token" (credential tok-prod-<sub>).
+	kubernetes bool
 }
 
 func startEnv(t *testing.T, p paths, art string, o envOptions) *env {
@@ -228,6 +251,21 @@ storage:
 devProvider:
   enabled: false
 `, port, e.daemonURL, o.appBaseURL, yamlList(o.extraOrigins), envName, e.issuer, clientID, e.secret, e.dataDir)
+	if o.kubernetes {
+		plugin, digest := buildTestPlugin(t, p)
+		cfg += fmt.Sprintf(`plugins:
+  tp:
+    command: %q
+    sha256: %q
+kubernetes:
+  clusters:
+    - name: prod
+      url: https://prod.example.com:6443
+      strategy:
+        plugin: tp
+        strategy: token
+`, plugin, digest)
+	}
 	cfgPath := filepath.Join(t.TempDir(), "spectroauthd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -114,6 +114,12 @@ type Config struct {
 	// ((*server.Server).CLISession): the only callers POST credential
 	// serves. Nil means no caller gets a credential.
 	CLISessions SessionFunc
+	// BrowserSessions authenticates Backstage's app in the user's browser
+	// ((*server.Server).BrowserSession: allowed origin, X-Requested-With,
+	// the refresh cookie) on POST credential when no token is sent: the
+	// path of Backstage's Kubernetes plugin, whose frontend hands the
+	// credential to the kubernetes backend only. Nil disables it.
+	BrowserSessions func(*http.Request) (*server.UserSession, error)
 	// Audit receives one event per credential grant or refusal. Required.
 	Audit *AuditLog
 	// Decided, when set, is told the outcome (OutcomeGranted or

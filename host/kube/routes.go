@@ -61,6 +61,9 @@ const WrongTokenMessage = "A Backstage user token does not buy a cluster credent
 // token. Its errors carry the audit reason.
 func (b *Broker) session(r *http.Request, credential bool) (*server.UserSession, error) {
 	token := bearer(r)
+	if token == "" && credential && b.cfg.BrowserSessions != nil && r.Header.Get("Cookie") != "" {
+		return b.sessionResult(b.cfg.BrowserSessions(r))
+	}
 	if token == "" {
 		msg := "Missing token: send Authorization: Bearer <your Backstage token>; sign in again to get one"
 		if credential {
@@ -81,7 +84,11 @@ func (b *Broker) session(r *http.Request, credential bool) (*server.UserSession,
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
 			"Invalid token: send a command-line access token, as `spectroauthd kube-credential` does", nil)
 	}
-	us, err := sessions(r.Context(), token)
+	return b.sessionResult(sessions(r.Context(), token))
+}
+
+// sessionResult turns a session function's error into the refusal to answer.
+func (b *Broker) sessionResult(us *server.UserSession, err error) (*server.UserSession, error) {
 	switch {
 	case err == nil:
 		return us, nil

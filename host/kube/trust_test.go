@@ -103,3 +103,73 @@ func TestBrokerRefusesBackstageUserToken(t *testing.T) {
 		t.Fatalf("kubectl's credential: %v, %v\n%s", cred, err, stderr.String())
 	}
 }
+
+// Backstage's Kubernetes plugin gets a cluster credential in the user's
+// browser, as /refresh is called: allowed origin, X-Requested-With, the
+// HttpOnly session cookie. Another origin, a request without the header or
+// without the cookie gets nothing.
+func TestBrokerServesBackstageAppWithSessionCookie(t *testing.T) {
+	d := kubetest.Start(t, kubetest.Options{Clusters: func(d *kubetest.Daemon) []kube.Cluster {
+		return []kube.Cluster{{
+			Cluster:  sdk.Cluster{Name: "prod", Server: "https://prod.k8s.example.com:6443", CAData: d.OPCAPEM},
+			Strategy: &kube.StrategyBinding{Plugin: "test", Strategy: "oidc", Impl: handsIDTokenStrategy{}},
+		}}
+	}})
+	_ = backstageSignIn(t, d)
+	const app = "http://localhost:3000"
+	call := func(c *http.Client, method, origin string, xrw bool) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, d.URL+kube.RoutePrefix+"credential?env=development", strings.NewReader(`{"cluster":"prod"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if xrw {
+			req.Header.Set("X-Requested-With", "XMLHttpRequest")
+		}
+		if method == http.MethodOptions {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type,x-requested-with")
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res, m
+	}
+	res, _ := call(d.Browser, http.MethodOptions, app, false)
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Origin") != app || res.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("preflight from the app: %d %v", res.StatusCode, res.Header)
+	}
+	res, body := call(d.Browser, http.MethodPost, app, true)
+	if res.StatusCode != http.StatusOK || body["token"] == "" || res.Header.Get("Access-Control-Allow-Origin") != app {
+		t.Fatalf("credential from the app with the cookie: %d %v", res.StatusCode, body)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *http.Client
+		origin string
+		xrw    bool
+	}{
+		{"another origin", d.Browser, "https://evil.example.com", true},
+		{"no origin", d.Browser, "", true},
+		{"no X-Requested-With", d.Browser, app, false},
+		{"no cookie", http.DefaultClient, app, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, body := call(tc.c, http.MethodPost, tc.origin, tc.xrw)
+			if res.StatusCode != http.StatusUnauthorized || body["token"] != nil {
+				t.Errorf("%d %v", res.StatusCode, body)
+			}
+			if tc.origin != app && res.Header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("CORS headers for %q: %v", tc.origin, res.Header)
+			}
+		})
+	}
+	if res, _ := call(d.Browser, http.MethodOptions, "https://evil.example.com", false); res.StatusCode != http.StatusForbidden {
+		t.Errorf("preflight from another origin: %d", res.StatusCode)
+	}
+}

@@ -184,10 +184,11 @@ func (d *deviceGrants) add(env string, now time.Time) (deviceCode, userCode stri
 	return deviceCode, userCode, nil
 }
 
-// enter claims the pending grant of a typed user code for a sign-in: a
-// user code starts one sign-in, once. ok is false for an unknown, expired
-// or used code; limited is true when the caller may not guess now.
-func (d *deviceGrants) enter(client, typed string, now time.Time) (g deviceGrant, ok, limited bool) {
+// enter claims the pending grant of a typed user code for a sign-in, or
+// refuses it (deny): a user code is answered once. ok is false for an
+// unknown, expired or used code; limited is true when the caller may not
+// guess now. Wrong codes count against the attempt limits either way.
+func (d *deviceGrants) enter(client, typed string, deny bool, now time.Time) (g deviceGrant, ok, limited bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failures.count("", now) >= maxDeviceFailuresGlobal || d.failures.count(client, now) >= maxDeviceFailuresPerClient {
@@ -200,21 +201,11 @@ func (d *deviceGrants) enter(client, typed string, now time.Time) (g deviceGrant
 		return deviceGrant{}, false, false
 	}
 	p.state = deviceSigning
+	if deny {
+		p.state = deviceDenied
+	}
 	delete(d.byUser, p.userCode) // single use
 	return *p, true, false
-}
-
-// deny refuses the pending grant of a typed user code.
-func (d *deviceGrants) deny(typed string, now time.Time) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p, found := d.byUser[normaliseUserCode(typed)]
-	if !found || p.state != devicePending || !now.Before(p.expires) {
-		return false
-	}
-	p.state = deviceDenied
-	delete(d.byUser, p.userCode)
-	return true
 }
 
 // finish records the sign-in's outcome: the session's secret, or "" for a
@@ -418,14 +409,8 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request) error {
 		return s.writeDevicePage(w, env, http.StatusForbidden, "", "This form was not served to this browser (CSRF check failed). Enter the code again.")
 	}
 	typed, now := r.PostForm.Get("user_code"), s.now()
-	if r.PostForm.Get("decision") == "deny" {
-		if s.device.deny(typed, now) {
-			writeCLIPage(w, http.StatusOK, "Sign-in refused", "The command in your terminal was told so.")
-			return nil
-		}
-		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "That code is unknown or has expired.")
-	}
-	g, ok, limited := s.device.enter(clientAddr(r), typed, now)
+	deny := r.PostForm.Get("decision") == "deny"
+	g, ok, limited := s.device.enter(clientAddr(r), typed, deny, now)
 	switch {
 	case limited:
 		s.log.Warn("device sign-in: too many wrong codes; refusing entries for now", "client", clientAddr(r))
@@ -433,6 +418,9 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request) error {
 		return s.writeDevicePage(w, env, http.StatusTooManyRequests, "", "Too many wrong codes. Wait a few minutes, then try again.")
 	case !ok:
 		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "That code is unknown, already used or has expired. Check the code in your terminal.")
+	case deny:
+		writeCLIPage(w, http.StatusOK, "Sign-in refused", "The command in your terminal was told so.")
+		return nil
 	}
 	genv, found := s.cfg.Envs[g.env]
 	if !found {

@@ -158,9 +158,12 @@ func TestDeviceFlowRefusals(t *testing.T) {
 				t.Fatalf("wrong code %d: %d", i, res.StatusCode)
 			}
 		}
-		// The guesser is locked out, even with the right code.
-		if res := enterCode(t, f, b, da["user_code"].(string), "allow"); res.StatusCode != http.StatusTooManyRequests {
-			t.Errorf("after 10 wrong codes: %d, want 429", res.StatusCode)
+		// The guesser is locked out, even with the right code, and cannot
+		// probe codes by denying them either.
+		for _, decision := range []string{"allow", "deny"} {
+			if res := enterCode(t, f, b, da["user_code"].(string), decision); res.StatusCode != http.StatusTooManyRequests {
+				t.Errorf("%s after 10 wrong codes: %d, want 429", decision, res.StatusCode)
+			}
 		}
 	})
 }

@@ -415,7 +415,7 @@ func FuzzDeviceCodes(f *testing.F) {
 		if n := normaliseUserCode(typed); normaliseUserCode(n) != n {
 			t.Fatalf("normaliseUserCode is not idempotent on %q", typed)
 		}
-		g, ok, limited := d.enter("client", typed, fuzzNow)
+		g, ok, limited := d.enter("client", typed, false, fuzzNow)
 		if limited {
 			t.Fatal("one guess was rate-limited")
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/session"
@@ -69,6 +70,45 @@ func (s *Server) sessionFor(ctx context.Context, sid, subject string, kind sessi
 		return nil, fmt.Errorf("%w: malformed sid", ErrUnauthenticated)
 	}
 	copy(key[:], raw)
+	return s.sessionOf(ctx, key, subject, kind)
+}
+
+// BrowserSession authenticates a call from Backstage's app in the browser
+// exactly as /refresh does: an allowed Origin, X-Requested-With (which makes
+// the browser ask a CORS preflight first), and the HttpOnly refresh cookie
+// of the environment named by the env query parameter. It is how
+// Backstage's Kubernetes plugin, in the user's browser, fetches a cluster
+// credential that then goes only to the kubernetes backend.
+func (s *Server) BrowserSession(r *http.Request) (*UserSession, error) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !s.origins.allowed(origin) {
+		return nil, fmt.Errorf("%w: origin %q is not allowed", ErrUnauthenticated, origin)
+	}
+	if r.Header.Get("X-Requested-With") == "" {
+		return nil, fmt.Errorf("%w: the X-Requested-With header is required", ErrUnauthenticated)
+	}
+	env, ok := s.cfg.Envs[r.URL.Query().Get("env")]
+	if !ok {
+		return nil, fmt.Errorf("%w: the env query parameter names no environment", ErrUnauthenticated)
+	}
+	key, err := session.KeyOf(cookieValue(r, env.cookies.refreshName))
+	if err != nil {
+		return nil, fmt.Errorf("%w: no session cookie", ErrUnauthenticated)
+	}
+	us, err := s.sessionOf(r.Context(), key, "", session.KindBrowser)
+	if err == nil && us.Env != env.name {
+		return nil, fmt.Errorf("%w: the session belongs to another environment", ErrUnauthenticated)
+	}
+	return us, err
+}
+
+// CORS wraps h with the daemon's credentialed CORS policy (allowed origins
+// only), as the provider routes have it.
+func (s *Server) CORS(h http.Handler) http.Handler { return s.cors(h) }
+
+// sessionOf reads the session under key of the given kind for subject (""
+// for whoever it belongs to), refreshing upstream tokens within the margin.
+func (s *Server) sessionOf(ctx context.Context, key session.Key, subject string, kind session.Kind) (*UserSession, error) {
 	sess, err := s.cfg.Sessions.Get(ctx, key)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
@@ -84,7 +124,7 @@ func (s *Server) sessionFor(ctx context.Context, sid, subject string, kind sessi
 	if !ok {
 		return nil, fmt.Errorf("%w: environment %q is no longer configured", ErrSessionEnded, sess.Env)
 	}
-	if sess.UserEntityRef != subject {
+	if subject != "" && sess.UserEntityRef != subject {
 		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
 	}
 	if s.upstreamDue(env, sess) {

@@ -225,7 +225,7 @@ func TestSessionEndedAtTheDaemon(t *testing.T) {
 	if _, err := c.Login(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// Another copy of the session signs out: this one's cached Backstage
+	// Another copy of the session signs out: this one's cached access
 	// token is refused, the handle too, and it says to sign in again.
 	other := filepath.Join(t.TempDir(), "other")
 	if err := os.CopyFS(other, os.DirFS(e.cache)); err != nil {

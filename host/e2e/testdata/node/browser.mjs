@@ -302,6 +302,20 @@ await scenarioGroup('session', [
     const refreshes = s.log.filter(l => l.includes('< 200 ') && l.includes('/api/auth/spectrocloud/refresh'));
     check(refreshes.length > 0, 'no successful /refresh seen');
   }],
+  ['Kubernetes credential in the browser with the session cookie', async (s, d) => {
+    const r = await s.page.evaluate(() => window.e2e.then(e => e.kubeCredential('prod')));
+    d.result = r;
+    check(r.ok, `the example's Kubernetes auth provider got no credential: ${JSON.stringify(r)}`);
+    same(r.value, exp.kubeCredential, 'credential of cluster prod');
+    // The user's Backstage token alone buys nothing.
+    const bi = await s.mustCall('getBackstageIdentity', { optional: true });
+    const res = await s.page.evaluate(async ([url, token]) => {
+      const r = await fetch(url, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"cluster":"prod"}' });
+      return { status: r.status, body: await r.text() };
+    }, [`${spec.daemon}/api/auth/spectrocloud/kubernetes/credential`, bi.token]);
+    d.withBackstageToken = res;
+    same(res.status, 401, 'credential with the Backstage token');
+  }],
   ['sign out ends the session', async (s, d) => {
     const mark = s.log.length;
     await s.mustCall('signOut');
@@ -333,6 +347,10 @@ await scenarioGroup('origins', [
     // fails before it opens a popup.
     same(r.name, 'AuthConnectionError', 'error name');
     check(s.popups.length === popupsBefore, 'a popup opened for a disallowed origin');
+    // Nor does it get a cluster credential (no CORS grant, no cookie use).
+    const k = await s.page.evaluate(() => window.e2e.then(e => e.kubeCredential('prod')));
+    d.kubeCredential = k;
+    check(!k.ok, `a disallowed origin got a cluster credential: ${JSON.stringify(k)}`);
     // And the daemon refuses to start a sign-in for it.
     const origin = new URL(spec.apps.disallowed).origin;
     const res = await s.page.goto(`${startPrefix}scope=openid&origin=${encodeURIComponent(origin)}&flow=popup&env=development`);

@@ -176,16 +176,17 @@ func Start(t testing.TB, o Options) *Daemon {
 		clusters = o.Clusters(d)
 	}
 	d.Broker, err = kube.New(kube.Config{
-		Clusters:    clusters,
-		Sources:     o.Sources,
-		Sessions:    d.Server.UserSession,
-		CLISessions: d.Server.CLISession,
-		Audit:       kube.NewAuditLog(d.Audit),
+		Clusters:        clusters,
+		Sources:         o.Sources,
+		Sessions:        d.Server.UserSession,
+		CLISessions:     d.Server.CLISession,
+		BrowserSessions: d.Server.BrowserSession,
+		Audit:           kube.NewAuditLog(d.Audit),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Server.Handle(kube.RoutePrefix, d.Broker)
+	d.Server.Handle(kube.RoutePrefix, d.Server.CORS(d.Broker))
 	srv.Config.Handler = d.Server
 	srv.Start()
 	t.Cleanup(srv.Close)

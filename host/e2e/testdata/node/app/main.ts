@@ -9,6 +9,7 @@ import {
   OAuthRequestManager,
 } from '@backstage/core-app-api';
 import { spectroCloudAuthApiFactory } from '../../../../../examples/backstage/packages/app/src/apis';
+import { spectroauthClusterCredential } from '../../../../../examples/backstage/packages/app/src/spectroauthCredential';
 
 declare global {
   interface Window {
@@ -23,6 +24,9 @@ type E2E = {
   // Starts a call without waiting for it (redirect flow navigates away).
   start(method: string, ...args: unknown[]): void;
   authRequests: number;
+  // Fetches a cluster's credential as the Kubernetes plugin's auth provider
+  // in examples/backstage does (getIdToken of spectroauth-<cluster>).
+  kubeCredential(cluster: string): Promise<{ ok: true; value: unknown } | { ok: false; name: string; message: string }>;
 };
 
 // What the page did, on the page itself: it shows in failure screenshots.
@@ -61,6 +65,16 @@ async function setup(): Promise<E2E> {
     },
     start(method, ...args) {
       void e2e.call(method, ...args);
+    },
+    async kubeCredential(cluster) {
+      try {
+        const value = await spectroauthClusterCredential(discoveryApi, configApi, cluster).getIdToken();
+        log(`kubeCredential(${cluster}) → ok`);
+        return { ok: true, value };
+      } catch (e: any) {
+        log(`kubeCredential(${cluster}) → ${e?.name}: ${e?.message}`);
+        return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
+      }
     },
   };
   // No sign-in dialog here: approve every queued auth request at once, as a
