@@ -94,11 +94,40 @@ type cliRequest struct {
 	// Device names the device grant (deviceKey) a device sign-in completes;
 	// RedirectURI, State and Challenge are empty then.
 	Device string `json:"d,omitempty"`
+	// Issued is when the daemon made the state (Unix seconds).
+	Issued int64 `json:"t,omitempty"`
 }
 
 func (c cliRequest) encode() string {
 	b, _ := json.Marshal(c)
 	return cliStatePrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// sealCLIState is the upstream state of a command-line sign-in: the
+// request, then a MAC with the flow key, so that the callback refuses a
+// state the daemon did not make before any provider call or any write.
+func (s *Server) sealCLIState(req cliRequest) string {
+	body := req.encode()
+	return body + "." + s.stateMAC(cliStateMACPurpose, body)
+}
+
+// openCLIState checks a command-line state's MAC and age, then decodes it.
+func (s *Server) openCLIState(raw string) (cliRequest, error) {
+	body, sig, found := strings.Cut(raw, ".")
+	if found {
+		// The prefix holds the first dot: the MAC follows the second.
+		var rest string
+		rest, sig, found = strings.Cut(sig, ".")
+		body += "." + rest
+	}
+	if !found || len(raw) > 8<<10 || !hmac.Equal([]byte(sig), []byte(s.stateMAC(cliStateMACPurpose, body))) {
+		return cliRequest{}, backstageerr.NotAllowed("OAuth state was not issued by this service")
+	}
+	req, _ := parseCLIState(body)
+	if req.Nonce == "" || !s.stateFresh(time.Unix(req.Issued, 0)) {
+		return cliRequest{}, backstageerr.NotAllowed("OAuth state has expired; run the command again")
+	}
+	return req, nil
 }
 
 // parseCLIState decodes a command-line sign-in's upstream state; ok is false
@@ -140,13 +169,13 @@ type cliState struct {
 
 func (s *Server) cliRoutes() {
 	p := "/api/auth/{provider}/cli/"
-	s.mux.Handle("GET "+p+"start", s.api(s.cliStart))
-	s.mux.Handle("POST "+p+"consent", s.api(s.cliConsent))
+	s.mux.Handle("GET "+p+"start", s.api(s.limited(s.cliStart)))
+	s.mux.Handle("POST "+p+"consent", s.api(s.limited(s.cliConsent)))
 	s.mux.Handle("GET "+p+"consent", s.api(func(w http.ResponseWriter, _ *http.Request) error {
 		writeCLIPage(w, http.StatusMethodNotAllowed, "Sign-in refused", "Confirm the sign-in on the page the daemon showed you; run the command again.")
 		return nil
 	}))
-	s.mux.Handle("POST "+p+"token", s.api(s.cliToken))
+	s.mux.Handle("POST "+p+"token", s.api(s.limited(s.cliToken)))
 	s.device = newDeviceGrants(s.cfg.DeviceInterval)
 	s.mux.Handle("POST "+p+"device_authorization", s.api(s.deviceAuthorization))
 	s.mux.Handle("GET "+p+"device", s.api(s.deviceVerify))
@@ -241,9 +270,10 @@ func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *
 	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
 	env.cookies.setNonce(w, nonce, "")
 	req.Nonce, req.Env, req.Scope = nonce, env.name, joinScopes(requiredScopes, env.Scopes)
+	req.Issued = s.now().Unix()
 	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
 		RedirectURL:  env.CallbackURL,
-		State:        req.encode(),
+		State:        s.sealCLIState(req),
 		Nonce:        s.derive("oidc-nonce", nonce),
 		PKCEVerifier: s.derive("pkce-verifier", nonce),
 		Scopes:       strings.Fields(req.Scope),
@@ -313,6 +343,9 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 	code := params.Get("code")
 	if code == "" {
 		return fail("invalid_request", backstageerr.Input("Authorization response has no code"))
+	}
+	if err := s.exchangeAllowed(); err != nil {
+		return fail("temporarily_unavailable", err)
 	}
 	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
 		s.derive("pkce-verifier", req.Nonce), s.derive("oidc-nonce", req.Nonce))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
+	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 )
@@ -382,7 +383,7 @@ func resolve(res *http.Response) string {
 // or http://[::1]:PORT/callback: no other loopback address, no name, no
 // other path, nothing an attacker could make resolve or route elsewhere.
 func TestCLILoopbackRedirectOnly(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
+	f := newFixture(t, fixtureOptions{signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
 	p := newPKCE("l")
 	start := func(redirect string) *http.Response {
 		return newBrowser(t).do(http.MethodGet, f.url("/api/auth/spectrocloud/cli/start?"+url.Values{

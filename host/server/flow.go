@@ -32,8 +32,11 @@ type oauthState struct {
 	Issued time.Time
 }
 
-// stateMACPurpose separates the state's MAC from the flow key's other uses.
-const stateMACPurpose = "oauth-state-v1"
+// Purposes of the flow key's state MACs, so that no MAC serves two uses.
+const (
+	stateMACPurpose    = "oauth-state-v1"
+	cliStateMACPurpose = "cli-state-v1"
+)
 
 func (s *Server) encodeState(st oauthState) string {
 	v := url.Values{}
@@ -45,15 +48,15 @@ func (s *Server) encodeState(st oauthState) string {
 		}
 	}
 	v.Set("ts", strconv.FormatInt(st.Issued.Unix(), 10))
-	v.Set("sig", s.stateMAC(v.Encode()))
+	v.Set("sig", s.stateMAC(stateMACPurpose, v.Encode()))
 	return hex.EncodeToString([]byte(v.Encode()))
 }
 
-// stateMAC authenticates a state's canonical form (url.Values.Encode, which
-// sorts the keys), sig excluded.
-func (s *Server) stateMAC(canonical string) string {
+// stateMAC authenticates a state's canonical form (for a Backstage state
+// url.Values.Encode, which sorts the keys, sig excluded) for one purpose.
+func (s *Server) stateMAC(purpose, canonical string) string {
 	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte(stateMACPurpose))
+	m.Write([]byte(purpose))
 	m.Write([]byte{0})
 	m.Write([]byte(canonical))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
@@ -78,17 +81,25 @@ func (s *Server) openState(raw string) (oauthState, error) {
 	}
 	sig := v.Get("sig")
 	v.Del("sig")
-	if sig == "" || !hmac.Equal([]byte(sig), []byte(s.stateMAC(v.Encode()))) {
+	if sig == "" || !hmac.Equal([]byte(sig), []byte(s.stateMAC(stateMACPurpose, v.Encode()))) {
 		return oauthState{}, backstageerr.NotAllowed("OAuth state was not issued by this service")
 	}
 	ts, err := strconv.ParseInt(v.Get("ts"), 10, 64)
 	issued := time.Unix(ts, 0)
-	if now := s.now(); err != nil || now.Sub(issued) > nonceMaxAge || issued.Sub(now) > maxStateSkew {
+	if err != nil || !s.stateFresh(issued) {
 		return oauthState{}, backstageerr.NotAllowed("OAuth state has expired; sign in again")
 	}
 	st, err := decodeState(v)
 	st.Issued = issued
 	return st, err
+}
+
+// stateFresh reports whether a state made at issued may still come back:
+// within a nonce cookie's lifetime, and not from the future beyond the
+// replicas' clock skew.
+func (s *Server) stateFresh(issued time.Time) bool {
+	now := s.now()
+	return now.Sub(issued) <= nonceMaxAge && issued.Sub(now) <= maxStateSkew
 }
 
 func decodeState(v url.Values) (oauthState, error) {
@@ -207,7 +218,13 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req, ok := parseCLIState(params.Get("state")); ok {
+	if raw := params.Get("state"); strings.HasPrefix(raw, cliStatePrefix) {
+		// The same rule for the command line: a state it did not make
+		// costs one HMAC.
+		req, err := s.openCLIState(raw)
+		if err != nil {
+			return err
+		}
 		return s.cliCallback(w, r, params, req)
 	}
 	// A state this daemon did not make is refused here, as an HTTP error

@@ -2,9 +2,13 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,5 +104,76 @@ func TestForgedCallbacksCostNothing(t *testing.T) {
 	signIn(t, f, newBrowser(t))
 	if n := once.claims.Load(); n != 1 {
 		t.Errorf("used-once claims for one sign-in = %d, want 1", n)
+	}
+}
+
+// The command line's upstream state follows the same rule: a state the
+// daemon did not make (made up, altered, stripped of its MAC, or too old),
+// even with a matching nonce cookie, costs no provider call and no write.
+func TestForgedCLICallbacksCostNothing(t *testing.T) {
+	once := &countingOnce{seen: map[string]bool{}}
+	store := &countingStore{Store: session.NewMemoryStore(session.Options{})}
+	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store, signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
+	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
+	l := newLoopback(t)
+
+	res := newBrowser(t).do(http.MethodGet, cliStartURL(f, l.redirectURI(), "s", newPKCE("forged")), true)
+	upstreamURL, err := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != http.StatusFound || err != nil {
+		t.Fatalf("cli/start: %d %v", res.StatusCode, err)
+	}
+	genuine := upstreamURL.Query().Get("state")
+	body, sig, _ := strings.Cut(strings.TrimPrefix(genuine, "cli."), ".")
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		t.Fatalf("the CLI state %q is not base64 JSON then a MAC: %v", genuine, err)
+	}
+	var req map[string]any
+	if err := json.Unmarshal(raw, &req); err != nil {
+		t.Fatal(err)
+	}
+	encode := func(m map[string]any) string {
+		b, _ := json.Marshal(m)
+		return "cli." + base64.RawURLEncoding.EncodeToString(b)
+	}
+	altered := maps.Clone(req)
+	altered["r"] = "http://127.0.0.1:1/callback"
+	madeUp := map[string]any{"n": "made-up", "e": req["e"], "r": l.redirectURI(), "s": "s", "c": req["c"]}
+	cases := map[string]string{
+		"made up":             encode(madeUp),
+		"made up with a MAC":  encode(madeUp) + "." + sig,
+		"altered":             encode(altered) + "." + sig,
+		"without its MAC":     encode(req),
+		"with another MAC":    encode(req) + ".AAAA",
+		"with a MAC appended": genuine + "." + sig,
+	}
+	f.op.ResetCounters()
+	for name, state := range cases {
+		fb := newBrowser(t)
+		nonce, _ := req["n"].(string)
+		if name == "made up" || name == "made up with a MAC" {
+			nonce = "made-up"
+		}
+		fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
+		res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
+		if res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", name, res.StatusCode)
+		}
+	}
+	// The genuine state past the nonce cookie's lifetime.
+	f.advance(11 * time.Minute)
+	fb := newBrowser(t)
+	fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: req["n"].(string), Path: "/api/auth/spectrocloud/handler"}})
+	if res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(genuine))); res.StatusCode != http.StatusForbidden {
+		t.Errorf("expired CLI state: %d, want 403", res.StatusCode)
+	}
+	if c := f.op.Counters(); c.Token != 0 {
+		t.Errorf("token endpoint calls for forged CLI callbacks = %d, want 0", c.Token)
+	}
+	if n := once.claims.Load(); n != 0 {
+		t.Errorf("used-once claims for forged CLI callbacks = %d, want 0", n)
+	}
+	if n := store.writes.Load(); n != 0 {
+		t.Errorf("session writes for forged CLI callbacks = %d, want 0", n)
 	}
 }
