@@ -15,9 +15,15 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// ProtocolVersion is the plugin protocol version this SDK speaks (protobuf
-// package spectroauth.plugin.v1). It is negotiated in the go-plugin
-// handshake; Handshake leaves it out because both ends use VersionedPlugins.
+// ProtocolVersion is the plugin protocol version a plugin built with this SDK
+// serves, and the only one (protobuf package spectroauth.plugin.v1). It is
+// negotiated in the go-plugin handshake, where both ends list their versions
+// in VersionedPlugins (Handshake leaves ProtocolVersion out): the daemon
+// offers every version it speaks, and the plugin answers with the newest one
+// it serves too. A daemon that adds a version 2 keeps speaking version 1, so
+// a plugin built for version 1 keeps working unchanged; the daemon refuses,
+// at start, a plugin that serves none of its versions, naming both sides'
+// versions.
 const ProtocolVersion = 1
 
 // MaxMessageSize is the largest gRPC message either end of the plugin

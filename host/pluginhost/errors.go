@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,4 +109,53 @@ type digestMismatchError struct{ path, got, want string }
 func (e *digestMismatchError) Error() string {
 	return fmt.Sprintf("plugin binary %s has SHA-256 %s, not the configured %s: if this binary is the one you trust, run `spectroauthd plugin-digest %s` and paste its line into the configuration",
 		e.path, e.got, strings.ToLower(e.want), e.path)
+}
+
+// ProtocolVersionError is the error of starting a plugin that serves none of
+// the plugin protocol versions the daemon speaks. It matches
+// pluginclient.ErrProtocolVersion.
+type ProtocolVersionError struct {
+	// Plugin is the plugin's name in the configuration; Path its binary.
+	Plugin, Path string
+	// Offered is the version the plugin answered with in the handshake: of
+	// the versions it serves, the oldest (go-plugin's fallback when it
+	// shares none with the daemon). 0 when its answer could not be read.
+	Offered int
+	// Speaks lists the versions the daemon speaks, oldest first.
+	Speaks []int
+	// Err is go-plugin's error.
+	Err error
+}
+
+// Error names the plugin and both sides' versions, e.g. `plugin "catalog"
+// (/opt/catalog) offers plugin protocol version 99, and this daemon speaks
+// only version 1: rebuild the plugin with a spectroauth SDK that serves
+// version 1`.
+func (e *ProtocolVersionError) Error() string {
+	offered := "an unreadable plugin protocol version"
+	if e.Offered != 0 {
+		offered = fmt.Sprintf("plugin protocol version %d", e.Offered)
+	}
+	speaks, serves := versionList(e.Speaks), versionList(e.Speaks)
+	if len(e.Speaks) > 1 {
+		serves = "one of " + speaks
+	}
+	return fmt.Sprintf("plugin %q (%s) offers %s, and this daemon speaks only %s: rebuild the plugin with a spectroauth SDK that serves %s",
+		e.Plugin, e.Path, offered, speaks, serves)
+}
+
+// Unwrap returns go-plugin's error, which matches
+// pluginclient.ErrProtocolVersion.
+func (e *ProtocolVersionError) Unwrap() error { return e.Err }
+
+// versionList is "version 1" or "versions 1, 2".
+func versionList(vs []int) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.Itoa(v)
+	}
+	if len(s) == 1 {
+		return "version " + s[0]
+	}
+	return "versions " + strings.Join(s, ", ")
 }

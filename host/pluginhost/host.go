@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
 
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 )
 
 // Options tune a Host. The zero value of every field means its default.
@@ -44,6 +46,11 @@ type Options struct {
 	// StopGrace is how long Close lets a plugin take to exit when asked,
 	// before it kills it. Default 5s.
 	StopGrace time.Duration
+
+	// protocols are the plugin sets of the protocol versions the host
+	// speaks; default pluginclient.VersionedPlugins(). Tests set it to
+	// stand for a daemon that speaks more versions.
+	protocols map[int]plugin.PluginSet
 }
 
 func (o *Options) setDefaults() {
@@ -71,6 +78,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = 5 * time.Second
+	}
+	if o.protocols == nil {
+		o.protocols = pluginclient.VersionedPlugins()
 	}
 }
 
@@ -250,6 +260,10 @@ type PluginStatus struct {
 	Version string
 	// PluginName is the name the plugin gives itself.
 	PluginName string
+	// ProtocolVersion is the plugin protocol version negotiated with it: of
+	// those the daemon speaks, the newest it serves; 0 before it was first
+	// up.
+	ProtocolVersion int
 	// Capabilities are what the plugin offers.
 	Capabilities []sdk.Capability
 	// Resolvers and Strategies are the names it offers.

@@ -74,6 +74,7 @@ type instance struct {
 	retryAt  time.Time // when the next start attempt is due
 	restarts int
 	info     sdk.Info
+	protocol int // the negotiated plugin protocol version
 	pid      int
 	last     *generation // the generation the supervisor holds
 
@@ -88,6 +89,8 @@ type generation struct {
 	client  *pluginclient.Client
 	health  healthpb.HealthClient
 	started time.Time
+	// protocol is the plugin protocol version negotiated with it.
+	protocol int
 
 	failOnce sync.Once
 	failed   chan struct{} // closed by fail
@@ -248,7 +251,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	r.landlock = in.h.landlock
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: pluginclient.VersionedPlugins(),
+		VersionedPlugins: in.h.opts.protocols,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
 		AutoMTLS:         true,
@@ -285,6 +288,12 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	sctx, cancel := context.WithTimeout(ctx, in.h.opts.StartTimeout)
 	defer cancel()
 	c, err := pluginclient.Open(sctx, pc)
+	if errors.Is(err, pluginclient.ErrProtocolVersion) {
+		return nil, fmt.Errorf("plugins.%s: %w", in.name, &ProtocolVersionError{
+			Plugin: in.name, Path: in.path, Offered: int(r.offered.Load()),
+			Speaks: pluginclient.ProtocolVersions(in.h.opts.protocols), Err: err,
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plugins.%s: starting %s: %w", in.name, in.path, err)
 	}
@@ -302,9 +311,10 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	}
 	return &generation{
 		pc: pc, runner: r, client: c,
-		health:  healthpb.NewHealthClient(gc.Conn),
-		started: time.Now(),
-		failed:  make(chan struct{}),
+		health:   healthpb.NewHealthClient(gc.Conn),
+		started:  time.Now(),
+		protocol: pc.NegotiatedVersion(),
+		failed:   make(chan struct{}),
 	}, nil
 }
 
@@ -319,7 +329,7 @@ func (in *instance) up(g *generation, restarted bool) {
 	info := g.info()
 	in.mu.Lock()
 	in.state, in.down, in.retryAt = StateUp, downCause{}, time.Time{}
-	in.info, in.pid, in.last = info, g.runner.pid, g
+	in.info, in.protocol, in.pid, in.last = info, g.protocol, g.runner.pid, g
 	if restarted {
 		in.restarts++
 	}
@@ -327,10 +337,10 @@ func (in *instance) up(g *generation, restarted bool) {
 	in.callMisses.Store(0)
 	in.cur.Store(g)
 	if restarted {
-		in.log.Info("plugin is up again", "pid", g.runner.pid, "restarts", in.restarts)
+		in.log.Info("plugin is up again", "pid", g.runner.pid, "restarts", in.restarts, "protocol_version", g.protocol)
 	} else {
 		in.log.Info("plugin is up", "pid", g.runner.pid, "name", info.Name, "version", info.Version,
-			"capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
+			"protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
 	}
 }
 
@@ -559,7 +569,7 @@ func (in *instance) status() PluginStatus {
 	defer in.mu.Unlock()
 	s := PluginStatus{
 		Name: in.name, Command: in.cfg.Command,
-		Version: in.info.Version, PluginName: in.info.Name,
+		Version: in.info.Version, PluginName: in.info.Name, ProtocolVersion: in.protocol,
 		Capabilities: slices.Clone(in.info.Capabilities),
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
 		State: in.state, Restarts: in.restarts, PID: in.pid,

@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -45,10 +47,14 @@ type procRunner struct {
 	bin       *verifiedBinary // what runs, set by Start
 	pid       int             // set by Start
 	handshake *io.PipeReader  // stdout as go-plugin sees it: the handshake line
-	logs      *io.PipeReader  // stderr as go-plugin sees it: nothing
-	exited    chan struct{}   // closed once the process has been reaped
-	state     *os.ProcessState
-	waitErr   error
+	// offered is the plugin protocol version of the handshake line, 0
+	// until it is read or when it is no number; set before go-plugin reads
+	// the line.
+	offered atomic.Int64
+	logs    *io.PipeReader // stderr as go-plugin sees it: nothing
+	exited  chan struct{}  // closed once the process has been reaped
+	state   *os.ProcessState
+	waitErr error
 
 	// Kill may come from another goroutine while Start runs (a start
 	// aborted by the host's shutdown).
@@ -67,6 +73,21 @@ const maxHandshakeLine = bufio.MaxScanTokenSize / 2
 
 func newProcRunner(name, path string, binary func(context.Context) (*verifiedBinary, error), args []string, stderr *stderrForwarder, stdout *stdoutReporter) *procRunner {
 	return &procRunner{name: name, path: path, binary: binary, args: args, stderr: stderr, stdout: stdout, exited: make(chan struct{})}
+}
+
+// handshakeVersion returns the plugin protocol version of go-plugin's
+// handshake line, CORE-VERSION|APP-PROTOCOL-VERSION|NETWORK|ADDR|PROTOCOL|..., or
+// 0 when it has none.
+func handshakeVersion(line []byte) int {
+	parts := bytes.SplitN(line, []byte("|"), 3)
+	if len(parts) < 3 {
+		return 0
+	}
+	v, err := strconv.Atoi(string(bytes.TrimSpace(parts[1])))
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return v
 }
 
 // Start starts the process, once the binary is verified.
@@ -144,6 +165,7 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 				// the first line is go-plugin's.
 				first = false
 				if !cut && len(line) < maxHandshakeLine {
+					r.offered.Store(int64(handshakeVersion(line)))
 					_, _ = hsW.Write(append(line, '\n'))
 				} else {
 					r.stdout.report(line)

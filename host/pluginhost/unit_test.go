@@ -283,3 +283,32 @@ func TestDeadlineAnswerIsNoMiss(t *testing.T) {
 		t.Error("still taking calls after MaxMisses calls got no answer")
 	}
 }
+
+func TestHandshakeVersion(t *testing.T) {
+	tests := []struct {
+		line string
+		want int
+	}{
+		{"1|1|unix|/tmp/plugin123|grpc|MIIB", 1},
+		{"1|99|unix|/tmp/plugin123|grpc", 99},
+		{"1| 2 |tcp|127.0.0.1:1234|grpc", 2},
+		{"1|x|unix|/tmp/p|grpc", 0},
+		{"1|-3|unix|/tmp/p|grpc", 0},
+		{"1|2", 0},
+		{"hello from a plugin that prints", 0},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		if got := handshakeVersion([]byte(tt.line)); got != tt.want {
+			t.Errorf("handshakeVersion(%q) = %d, want %d", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestProtocolVersionErrorUnreadable(t *testing.T) {
+	err := &ProtocolVersionError{Plugin: "x", Path: "/p/x", Speaks: []int{1}, Err: pluginclient.ErrProtocolVersion}
+	want := `plugin "x" (/p/x) offers an unreadable plugin protocol version, and this daemon speaks only version 1: rebuild the plugin with a spectroauth SDK that serves version 1`
+	if err.Error() != want || !errors.Is(err, pluginclient.ErrProtocolVersion) {
+		t.Errorf("Error() = %q, want %q", err.Error(), want)
+	}
+}

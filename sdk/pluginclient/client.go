@@ -33,6 +33,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,12 +51,27 @@ import (
 var ErrInvalidResponse = errors.New("plugin sent an invalid response")
 
 // VersionedPlugins returns the plugin sets of the protocol versions this host
-// speaks, for plugin.ClientConfig.VersionedPlugins.
+// speaks, keyed by version, for plugin.ClientConfig.VersionedPlugins.
+// go-plugin hands the plugin their versions (PLUGIN_PROTOCOL_VERSIONS); the
+// plugin answers with the newest one it serves too, or, when it serves none
+// of them, with the oldest it serves, and then Open fails with
+// ErrProtocolVersion. Once a version 2 of the protocol exists, it is added
+// here next to version 1, so that plugins built for version 1 keep working.
 func VersionedPlugins() map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{
 		sdk.ProtocolVersion: {sdk.PluginSetKey: grpcPlugin{}},
 	}
 }
+
+// ProtocolVersions returns the versions of sets (see VersionedPlugins),
+// oldest first.
+func ProtocolVersions(sets map[int]plugin.PluginSet) []int {
+	return slices.Sorted(maps.Keys(sets))
+}
+
+// ErrProtocolVersion is wrapped by the error of Open when the plugin serves
+// none of the plugin protocol versions the host speaks.
+var ErrProtocolVersion = errors.New("the plugin serves none of the plugin protocol versions this host speaks")
 
 // GRPCDialOptions returns the dial options of the protocol, for
 // plugin.ClientConfig.GRPCDialOptions: messages are limited to
@@ -86,14 +103,18 @@ func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc
 	return New(conn), nil
 }
 
-// Open connects to the plugin pc runs (starting it if needed), checks that it
-// speaks this host's protocol version, and describes it (see Client.Info).
-// On error, the caller still owns pc and should Kill it.
+// Open connects to the plugin pc runs (starting it if needed) on the newest
+// protocol version both speak (pc.NegotiatedVersion), and describes it (see
+// Client.Info). A plugin that serves none of the versions of pc's
+// ClientConfig.VersionedPlugins is refused with an error wrapping
+// ErrProtocolVersion. On error, the caller still owns pc and should Kill it.
 func Open(ctx context.Context, pc *plugin.Client) (*Client, error) {
 	rpc, err := pc.Client()
 	if err != nil {
+		// go-plugin's only way to say it: "incompatible API version with
+		// plugin. Plugin version: 2, Client versions: [1]".
 		if strings.Contains(err.Error(), "incompatible API version") {
-			return nil, fmt.Errorf("plugin speaks another plugin protocol version than this host (version %d): rebuild it with a compatible spectroauth SDK: %w", sdk.ProtocolVersion, err)
+			return nil, fmt.Errorf("%w: rebuild it with a compatible spectroauth SDK: %w", ErrProtocolVersion, err)
 		}
 		return nil, fmt.Errorf("starting plugin: %w", err)
 	}
@@ -104,9 +125,6 @@ func Open(ctx context.Context, pc *plugin.Client) (*Client, error) {
 	c, ok := raw.(*Client)
 	if !ok {
 		return nil, fmt.Errorf("starting plugin: dispensed %T, not a *pluginclient.Client", raw)
-	}
-	if v := pc.NegotiatedVersion(); v != sdk.ProtocolVersion {
-		return nil, fmt.Errorf("plugin negotiated plugin protocol version %d; this host speaks version %d", v, sdk.ProtocolVersion)
 	}
 	if _, err := c.Describe(ctx); err != nil {
 		return nil, err

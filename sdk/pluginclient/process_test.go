@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,8 +136,19 @@ func TestProtocolVersionMismatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := pluginclient.Open(ctx, pc)
-	if err == nil || !strings.Contains(err.Error(), "plugin speaks another plugin protocol version than this host (version 1)") || !strings.Contains(err.Error(), "Plugin version: 2") {
+	if !errors.Is(err, pluginclient.ErrProtocolVersion) || !strings.Contains(err.Error(), "Plugin version: 2") {
 		t.Fatalf("Open of a version 2 plugin = %v, want a clear version error", err)
+	}
+}
+
+func TestProtocolVersions(t *testing.T) {
+	sets := pluginclient.VersionedPlugins()
+	if got := pluginclient.ProtocolVersions(sets); !slices.Equal(got, []int{sdk.ProtocolVersion}) {
+		t.Errorf("ProtocolVersions(VersionedPlugins()) = %v, want [%d]", got, sdk.ProtocolVersion)
+	}
+	sets[3], sets[2] = sets[1], sets[1]
+	if got := pluginclient.ProtocolVersions(sets); !slices.Equal(got, []int{1, 2, 3}) {
+		t.Errorf("ProtocolVersions = %v, want [1 2 3]", got)
 	}
 }
 

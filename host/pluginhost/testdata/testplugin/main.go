@@ -29,7 +29,9 @@
 //
 // ListClusters lists one cluster, after the source option listDelay.
 //
-// With TESTPLUGIN_PROTOCOL=2 it speaks only plugin protocol version 2.
+// TESTPLUGIN_PROTOCOL (a comma-separated list, "99" or "1,2") sets the plugin
+// protocol versions it serves instead of sdk.ProtocolVersion; each serves
+// the same services.
 package main
 
 import (
@@ -242,8 +244,18 @@ func main() {
 	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
 		return sdkServer(append(opts, grpc.MaxSendMsgSize(64<<20), grpc.ChainUnaryInterceptor(misbehave)))
 	}
-	if os.Getenv("TESTPLUGIN_PROTOCOL") == "2" {
-		cfg.VersionedPlugins = map[int]plugin.PluginSet{2: cfg.VersionedPlugins[sdk.ProtocolVersion]}
+	if vs := os.Getenv("TESTPLUGIN_PROTOCOL"); vs != "" {
+		// A plugin of another SDK: the same services under other versions.
+		set := cfg.VersionedPlugins[sdk.ProtocolVersion]
+		cfg.VersionedPlugins = map[int]plugin.PluginSet{}
+		for _, v := range strings.Split(vs, ",") {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				fmt.Fprintln(stderr, "TESTPLUGIN_PROTOCOL:", err)
+				os.Exit(1)
+			}
+			cfg.VersionedPlugins[n] = set
+		}
 	}
 	plugin.Serve(cfg)
 }
