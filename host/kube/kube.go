@@ -29,12 +29,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/sdk"
 )
 
-// RoutePrefix is where the broker's routes live on the daemon.
-const RoutePrefix = "/api/auth/" + server.ProviderID + "/kubernetes/"
+// RoutePrefix is where the broker's routes live on the daemon: under the
+// auth provider's own path (server.ProviderID; a test keeps them equal, so
+// that this package need not import Backstage's routes).
+const RoutePrefix = "/api/auth/spectrocloud/kubernetes/"
 
 // Strategy issues a user's credential for a cluster: one strategy of a
 // plugin, with its options, as the plugin host hands it out.
@@ -97,8 +99,8 @@ type SourceConfig struct {
 
 // SessionFunc authenticates a Backstage user token and returns its session,
 // with upstream tokens refreshed within the margin: (*server.Server).UserSession.
-// It returns errors wrapping server.ErrUnauthenticated or server.ErrSessionEnded.
-type SessionFunc func(ctx context.Context, backstageToken string) (*server.UserSession, error)
+// It returns errors wrapping lifecycle.ErrUnauthenticated or lifecycle.ErrSessionEnded.
+type SessionFunc func(ctx context.Context, backstageToken string) (*lifecycle.UserSession, error)
 
 // Config is what the broker needs.
 type Config struct {
@@ -119,7 +121,7 @@ type Config struct {
 	// the refresh cookie) on POST credential when no token is sent: the
 	// path of Backstage's Kubernetes plugin, whose frontend hands the
 	// credential to the kubernetes backend only. Nil disables it.
-	BrowserSessions func(*http.Request) (*server.UserSession, error)
+	BrowserSessions func(*http.Request) (*lifecycle.UserSession, error)
 	// Audit receives one event per credential grant or refusal. Required.
 	Audit *AuditLog
 	// Decided, when set, is told the outcome (OutcomeGranted or

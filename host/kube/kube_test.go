@@ -232,6 +232,14 @@ func cluster(t *testing.T, name string) sdk.Cluster {
 	return sdk.Cluster{Name: name, Server: "https://" + name + ".k8s.example.com:6443", CAData: testCA(t)}
 }
 
+// The broker's routes sit under the auth provider's own path, which
+// kube spells out rather than importing Backstage's routes for it.
+func TestRoutePrefixIsTheProvidersPath(t *testing.T) {
+	if want := "/api/auth/" + server.ProviderID + "/kubernetes/"; kube.RoutePrefix != want {
+		t.Fatalf("kube.RoutePrefix = %q, want %q", kube.RoutePrefix, want)
+	}
+}
+
 func TestCredentialGrantAndAudit(t *testing.T) {
 	s := handsIDToken()
 	f := newFixture(t, kube.Config{Clusters: []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: bind("oidc", s)}}})

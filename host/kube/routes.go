@@ -13,7 +13,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
-	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/sdk"
 )
 
@@ -59,7 +59,7 @@ const WrongTokenMessage = "A Backstage user token does not buy a cluster credent
 // session authenticates the caller: for a credential (credential true) only
 // with a command-line access token, otherwise with that or a Backstage user
 // token. Its errors carry the audit reason.
-func (b *Broker) session(r *http.Request, credential bool) (*server.UserSession, error) {
+func (b *Broker) session(r *http.Request, credential bool) (*lifecycle.UserSession, error) {
 	token := bearer(r)
 	if token == "" && credential && b.cfg.BrowserSessions != nil && r.Header.Get("Cookie") != "" {
 		return b.sessionResult(b.cfg.BrowserSessions(r))
@@ -88,14 +88,14 @@ func (b *Broker) session(r *http.Request, credential bool) (*server.UserSession,
 }
 
 // sessionResult turns a session function's error into the refusal to answer.
-func (b *Broker) sessionResult(us *server.UserSession, err error) (*server.UserSession, error) {
+func (b *Broker) sessionResult(us *lifecycle.UserSession, err error) (*lifecycle.UserSession, error) {
 	switch {
 	case err == nil:
 		return us, nil
-	case errors.Is(err, server.ErrUnauthenticated):
+	case errors.Is(err, lifecycle.ErrUnauthenticated):
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
 			"Invalid token: it is expired, malformed or not issued by this daemon; sign in again", err)
-	case errors.Is(err, server.ErrSessionEnded):
+	case errors.Is(err, lifecycle.ErrSessionEnded):
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonSessionEnded,
 			"Your SpectroCloud session has ended (signed out, expired, or refused by SpectroCloud); sign in again", err)
 	default:
@@ -277,7 +277,7 @@ func (b *Broker) strategyError(e *entry, err error) error {
 
 // sdkSession is what a strategy learns of the user: the upstream tokens the
 // daemon refreshed within the margin.
-func sdkSession(us *server.UserSession) sdk.Session {
+func sdkSession(us *lifecycle.UserSession) sdk.Session {
 	s := sdk.Session{UserEntityRef: us.Session.UserEntityRef}
 	if t := us.Tokens; t != nil {
 		s.Subject = t.Profile.Subject

@@ -252,7 +252,7 @@ func idTokenClaims(idToken string) (map[string]any, error) {
 }
 
 // errSessionEnded marks refresh failures after which the session is gone.
-var errSessionEnded = errors.New("session ended")
+var errSessionEnded = lifecycle.ErrSessionEnded
 
 // scriptCall checks what Backstage requires of the app's script calls
 // (/refresh and /logout): the X-Requested-With header, which browsers never

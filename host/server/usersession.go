@@ -8,32 +8,22 @@ import (
 	"net/http"
 
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
-	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
-// Errors of UserSession, for errors.Is.
+// The session view and errors other front ends use live in lifecycle;
+// these names keep host/server's callers reading as before.
 var (
-	// ErrUnauthenticated: the token is not a valid Backstage user token of this daemon.
-	ErrUnauthenticated = errors.New("not a valid Backstage user token of this daemon")
+	// ErrUnauthenticated: the token is not a valid token of this daemon for the route.
+	ErrUnauthenticated = lifecycle.ErrUnauthenticated
 	// ErrSessionEnded: the token is valid but its session has ended (signed
-	// out, expired, or refused by the provider); sign in again.
-	ErrSessionEnded = errSessionEnded
+	// out, expired, refused by the provider or the resolvers).
+	ErrSessionEnded = lifecycle.ErrSessionEnded
 )
 
-// UserSession is a signed-in user's session as other routes (Kubernetes
-// credentials) need it: with upstream tokens fresh enough to hand on.
-type UserSession struct {
-	// Key names the session in the store.
-	Key session.Key
-	// Env is the Backstage environment the user signed in to.
-	Env string
-	// Session is a copy of the stored session.
-	Session *session.Session
-	// Tokens are the upstream tokens, refreshed when they were within the
-	// environment's margin of expiry.
-	Tokens *upstream.Tokens
-}
+// UserSession is lifecycle.UserSession: a session with fresh upstream tokens.
+type UserSession = lifecycle.UserSession
 
 // UserSession authenticates a Backstage user token issued by this daemon and
 // returns the browser session it was issued for. Upstream tokens are
