@@ -242,15 +242,15 @@ func (db *DB) retry(ctx context.Context, f func() error) error {
 
 // retryable reports whether a statement that failed with err may run again
 // if it is idempotent: when none of it reached the server
-// (pgconn.SafeToRetry: on a Unix socket, the write to a connection the
-// server closed), or when the server ended the connection's session. Over
-// TCP the write to such a connection succeeds and the server's last
-// message is the answer: 57P01 (admin_shutdown: pg_terminate_backend, or a
-// fast shutdown for a restart or a failover), 57P02 (crash_shutdown: the
-// server restarts after another backend crashed), 57P03
-// (cannot_connect_now: the server is starting up or shutting down) or 57P05
-// (idle_session_timeout). The session may have ended while running the
-// statement, so it may have run: only idempotent statements are retried.
+// (pgconn.SafeToRetry: a write to a connection the server closed that
+// failed), or when the server ended the connection's session, whose last
+// message is then the answer: 57P01 (admin_shutdown: pg_terminate_backend,
+// or a fast shutdown for a restart or a failover), 57P02 (crash_shutdown:
+// the server restarts after another backend crashed), 57P03
+// (cannot_connect_now: the server is starting up or shutting down) or
+// 57P05 (idle_session_timeout). The session may have ended while running
+// the statement, so it may have run: only idempotent statements are
+// retried.
 func retryable(err error) bool {
 	if pgconn.SafeToRetry(err) {
 		return true

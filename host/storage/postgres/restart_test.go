@@ -116,9 +116,10 @@ func endBackends(t *testing.T, admin *pgx.Conn, db *DB) {
 // A store on a pooled connection whose backend the server ended (as
 // pg_terminate_backend and a restarting server do) runs the statement
 // again on a fresh connection: no caller sees the ended backend, however
-// many pooled connections died. On a Unix socket the dead connection's
-// write fails before anything is sent; on TCP the write succeeds and the
-// server's 57P01 (admin_shutdown) is the answer.
+// many pooled connections died. The answer on such a connection is the
+// server's 57P01 (admin_shutdown), or a write that failed before anything
+// was sent; the test runs on a Unix socket and on TCP, where writes to a
+// closed peer succeed.
 func TestStatementsSurviveEndedBackends(t *testing.T) {
 	for _, tcp := range []bool{false, true} {
 		t.Run(map[bool]string{false: "unix socket", true: "tcp"}[tcp], func(t *testing.T) {
