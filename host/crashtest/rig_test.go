@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,39 @@ type rig struct {
 	metrics                      string // the daemon's /metrics URL
 	op                           *devprovider.Provider
 	signInMu                     sync.Mutex // SetSelectedUser, then the sign-in
+	// opDown makes the provider stop answering the daemon (see
+	// providerGate); the browser's requests still reach it.
+	opDown atomic.Bool
+	// opUnanswered counts the daemon's requests providerGate left
+	// unanswered.
+	opUnanswered atomic.Int64
+}
+
+// browserAgent is the User-Agent of the test's browser (signIn), which
+// providerGate lets through while the provider is down for the daemon.
+const browserAgent = "crashtest-browser"
+
+// providerGate is the provider as the daemon sees it: while down is set,
+// every request but the browser's (discovery, keys, token, userinfo,
+// revocation: the back channel) has its connection closed unanswered, as a
+// provider that crashed or a network partition between daemon and
+// provider would. The browser still reaches the login pages, so a
+// sign-in gets as far as the daemon's callback and the daemon's answer is
+// what the test sees.
+func providerGate(op http.Handler, down *atomic.Bool, unanswered *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() && r.UserAgent() != browserAgent {
+			unanswered.Add(1)
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
+		}
+		op.ServeHTTP(w, r)
+	})
 }
 
 // newRig writes the daemon's configuration. extraYAML is appended (plugins);
@@ -73,7 +107,7 @@ func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opSrv := &http.Server{Handler: r.op, ReadHeaderTimeout: 5 * time.Second}
+	opSrv := &http.Server{Handler: providerGate(r.op, &r.opDown, &r.opUnanswered), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = opSrv.Serve(opL) }()
 	t.Cleanup(func() { _ = opSrv.Close() })
 	if resolverYAML == "" {
@@ -84,6 +118,9 @@ func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
   listen: 127.0.0.1:%s
   metricsListen: 127.0.0.1:%s
   baseUrl: %s
+  # One client signs in many times a second here: the limits are not
+  # what these tests measure.
+  rateLimits: {signInsPerClientPerMinute: 1000000, signInBurst: 10000, codeExchangesPerSecond: 10000}
 app:
   baseUrl: %s
 auth:
@@ -95,6 +132,7 @@ auth:
         clientId: crash
         clientSecret: crash-secret
         scopes: [openid, profile, email, offline_access]
+        revalidateInterval: 1m
         signIn:
           resolvers:
 %sstorage:
@@ -244,6 +282,7 @@ func signIn(ctx context.Context, base string) (string, error) {
 	c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
 	q := url.Values{"scope": {"openid profile email"}, "origin": {base}, "flow": {"popup"}, "env": {"development"}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/auth/spectrocloud/start?"+q.Encode(), nil)
+	req.Header.Set("User-Agent", browserAgent) // kept across redirects
 	res, err := c.Do(req)
 	if err != nil {
 		return "", err
@@ -251,7 +290,7 @@ func signIn(ctx context.Context, base string) (string, error) {
 	body, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	if err != nil || res.StatusCode != http.StatusOK || !strings.Contains(string(body), "backstageIdentity") {
-		return "", fmt.Errorf("sign-in did not complete: %d %v", res.StatusCode, err)
+		return "", fmt.Errorf("sign-in did not complete: %d %v%s", res.StatusCode, err, frameError(body))
 	}
 	u, _ := url.Parse(base + "/api/auth/spectrocloud/refresh")
 	for _, ck := range jar.Cookies(u) {
@@ -316,4 +355,28 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// frameError is " (NAME: MESSAGE)" for the error a frame page posts to the
+// app, or "" when body holds none.
+func frameError(body []byte) string {
+	_, rest, ok := strings.Cut(string(body), "decodeURIComponent('")
+	if !ok {
+		return ""
+	}
+	enc, _, _ := strings.Cut(rest, "'")
+	data, err := url.PathUnescape(enc)
+	if err != nil {
+		return ""
+	}
+	var msg struct {
+		Error *struct {
+			Name    string `json:"name"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(data), &msg) != nil || msg.Error == nil {
+		return ""
+	}
+	return " (" + msg.Error.Name + ": " + msg.Error.Message + ")"
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,10 +26,17 @@ import (
 // operation, from 8 concurrent clients, while faults are injected on a
 // schedule (every SOAK_FAULT_EVERY, default 5s), in turn: the
 // resolver plugin SIGKILLed (when SOAK_PLUGINS holds the claims
-// plugin), the daemon SIGTERMed and restarted, the daemon SIGKILLed and
-// restarted. Checked: no 200 names another user than the session's; every
-// error falls inside a fault window (the fault until the daemon is ready
-// again, plus a second); no session is lost across the restarts; and the
+// plugin), the provider down for the daemon for SOAK_PROVIDER_DOWN
+// (default 3s, see providerGate), the daemon SIGTERMed and restarted, the
+// daemon SIGKILLed and restarted (SOAK_FAULTS, a comma-separated list of
+// plugin-kill, provider-down, sigterm, sigkill, picks some). Sessions are revalidated with the
+// provider every minute (the least revalidateInterval). Checked: no 200
+// names another user than the session's; every error falls inside a fault
+// window (the fault until the daemon is ready again, or the provider back,
+// plus a second); while the provider is down every /refresh is answered
+// 200 (the session's tokens are still valid, so an unreachable provider
+// must not end or fail it) and a sign-in fails only with an error the
+// daemon names; no session is lost across the restarts; and the
 // last daemon's open files and RSS after the load are reported against the
 // same daemon's under load.
 func TestSoak(t *testing.T) {
@@ -43,8 +51,18 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	providerDown := 3 * time.Second
+	if v := os.Getenv("SOAK_PROVIDER_DOWN"); v != "" {
+		var err error
+		if providerDown, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if providerDown >= every {
+		t.Fatalf("SOAK_PROVIDER_DOWN (%s) must be shorter than SOAK_FAULT_EVERY (%s)", providerDown, every)
+	}
 	resolverYAML, pluginYAML := "", ""
-	faults := []string{"sigterm", "sigkill"}
+	faults := []string{"provider-down", "sigterm", "sigkill"}
 	if dir := os.Getenv("SOAK_PLUGINS"); dir != "" {
 		bin, _ := filepath.Abs(filepath.Join(dir, "claims"))
 		if b, err := os.ReadFile(bin); err == nil {
@@ -61,6 +79,17 @@ func TestSoak(t *testing.T) {
 			resolverYAML = "            - plugin: claims\n              resolver: mapping\n              options:\n                mapping: soak\n"
 			faults = append([]string{"plugin-kill"}, faults...)
 		}
+	}
+	if v := os.Getenv("SOAK_FAULTS"); v != "" {
+		// A subset, to tell which fault a failure comes with.
+		var only []string
+		for _, f := range strings.Split(v, ",") {
+			if !slices.Contains(faults, f) {
+				t.Fatalf("SOAK_FAULTS: %q is not one of %q", f, faults)
+			}
+			only = append(only, f)
+		}
+		faults = only
 	}
 	r := newRig(t, resolverYAML, pluginYAML)
 
@@ -84,8 +113,10 @@ func TestSoak(t *testing.T) {
 	idle := measure(r, cur.Load())
 
 	// faultUntil is when the current fault window ends (max while one is
-	// under way).
+	// under way); faultKind is the current or last fault.
 	var faultUntil atomic.Int64
+	var faultKind atomic.Pointer[string]
+	faultKind.Store(new(string))
 	inWindow := func() bool { return time.Now().UnixNano() < faultUntil.Load() }
 	var (
 		done, refreshes, signIns, wrong atomic.Int64
@@ -97,7 +128,7 @@ func TestSoak(t *testing.T) {
 		emu.Lock()
 		defer emu.Unlock()
 		if inWindow() {
-			inFault[what]++
+			inFault[*faultKind.Load()+": "+what]++
 		} else if len(outside) < 20 {
 			outside = append(outside, what)
 		} else {
@@ -155,6 +186,7 @@ func TestSoak(t *testing.T) {
 			}
 			kind := faults[i%len(faults)]
 			faultUntil.Store(1<<63 - 1)
+			faultKind.Store(&kind)
 			d := cur.Load()
 			switch kind {
 			case "plugin-kill":
@@ -169,6 +201,10 @@ func TestSoak(t *testing.T) {
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
+			case "provider-down":
+				r.opDown.Store(true)
+				time.Sleep(providerDown)
+				r.opDown.Store(false)
 			case "sigterm", "sigkill":
 				sig := syscall.SIGTERM
 				if kind == "sigkill" {
@@ -203,11 +239,16 @@ func TestSoak(t *testing.T) {
 	end := measure(r, cur.Load())
 
 	emu.Lock()
-	var kinds []string
+	var kinds, providerDownWrong []string
 	errs := 0
 	for k, n := range inFault {
 		kinds = append(kinds, fmt.Sprintf("%s ×%d", k, n))
 		errs += n
+		// While the provider is down: no /refresh fails, and a sign-in
+		// fails with an error the daemon names, not unanswered.
+		if what, ok := strings.CutPrefix(k, "provider-down: "); ok && (!strings.HasPrefix(what, "sign-in: did not complete: ") || !strings.HasSuffix(what, ")")) {
+			providerDownWrong = append(providerDownWrong, k)
+		}
 	}
 	sort.Strings(kinds)
 	emu.Unlock()
@@ -216,6 +257,8 @@ func TestSoak(t *testing.T) {
 		faultCount.Load(), strings.Join(faults, ", "), every)
 	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost",
 		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions))
+	t.Logf("soak: the provider answered %d refresh grants (revalidations and renewals) and left %d of the daemon's requests unanswered while down",
+		r.op.Counters().Refresh, r.opUnanswered.Load())
 	t.Logf("soak: idle daemon before the load: %s; the last daemon, idle after the load: %s", idle, end)
 	if end.fds > idle.fds+8 || end.goroutines > idle.goroutines+20 {
 		t.Errorf("open files or goroutines did not come back: before %s, after %s", idle, end)
@@ -225,6 +268,10 @@ func TestSoak(t *testing.T) {
 	}
 	if lost > 0 {
 		t.Errorf("%d sessions lost", lost)
+	}
+	if len(providerDownWrong) > 0 {
+		sort.Strings(providerDownWrong)
+		t.Errorf("while the provider was down, a /refresh failed or a sign-in failed without the daemon's error: %q", providerDownWrong)
 	}
 }
 
@@ -294,7 +341,12 @@ func procStats(pid int) (float64, int) {
 // transportError names the kind of a failed request (refresh returns the
 // error text in place of the user).
 func transportError(msg string) string {
-	for _, k := range []string{"connection refused", "connection reset", "EOF", "timeout", "did not complete: 200", "did not complete: 503"} {
+	if _, status, ok := strings.Cut(msg, "sign-in did not complete: "); ok {
+		// The status, and the error the frame page posted: "200 <nil>
+		// (ServiceUnavailableError)" reads as "200 (ServiceUnavailableError)".
+		return "did not complete: " + strings.Replace(status, " <nil>", "", 1)
+	}
+	for _, k := range []string{"connection refused", "connection reset", "EOF", "timeout"} {
 		if strings.Contains(msg, k) {
 			return k
 		}

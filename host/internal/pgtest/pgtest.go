@@ -3,8 +3,9 @@
 // The server is Debian's PostgreSQL (package postgresql: initdb and
 // postgres under /usr/lib/postgresql/<version>/bin, or on PATH). It lives in
 // a fresh temporary directory, listens only on a Unix socket there (no TCP
-// port at all), lets the test user in without a password (trust, which is
-// safe since only the socket's directory owner and root can reach it) and
+// port at all, unless a test asks for one on 127.0.0.1), lets the test user
+// in without a password (trust, which is safe since only the socket's
+// directory owner and root can reach it) and
 // runs with fsync off, so a test gets a database in well under a second
 // after the first.
 //
@@ -21,15 +22,19 @@
 //
 // and pgtest.NewDatabase(t) in each test that needs PostgreSQL: the first
 // call starts the package's server, every call creates an empty database,
-// and Main stops the server when the tests are done. Without the binaries
+// and Main stops the server when the tests are done. A test that stops and
+// restarts the server (Halt, Resume) starts one of its own with NewServer.
+// Without the binaries
 // the tests that need them skip with a message saying what to install,
 // unless the CI environment variable is set: then they fail.
 package pgtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -53,10 +58,24 @@ const User = "spectroauth_test"
 // Server is a running throwaway PostgreSQL server.
 type Server struct {
 	dir     string // temporary directory: data/, sock/, server.log
+	bin     string
 	sockDir string
+	tcpPort int // 0: the Unix socket only
+	cred    *syscall.Credential
+	mu      sync.Mutex // guards cmd and exited across Halt and Resume
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	dbs     atomic.Int64
+}
+
+// Options configure a server started by NewServer or StartWith.
+type Options struct {
+	// TCP makes the server listen on a free port of 127.0.0.1 as well, and
+	// DSN name it: a client then sees a server that went away as a TCP
+	// client does (writes that succeed, then the server's last message),
+	// not as on a Unix socket (writes that fail at once). Any local user
+	// can reach that port without a password while the test runs.
+	TCP bool
 }
 
 var (
@@ -115,6 +134,30 @@ func SharedServer(t testing.TB) *Server {
 	return shared
 }
 
+// NewServer starts a server of t's own (not the package's shared one), for
+// a test that stops and restarts it; it is removed at the end of t. It
+// skips t (fails it under CI) when PostgreSQL is not installed.
+func NewServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin, why := FindBin()
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("pgtest: %s (CI is set, so this fails rather than skips)", why)
+		}
+		t.Skipf("pgtest: SKIP: %s", why)
+	}
+	s, err := StartWith(bin, opts)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return s
+}
+
 // FindBin returns the directory holding initdb and postgres: on PATH, or
 // Debian's newest /usr/lib/postgresql/<version>/bin. When there is none it
 // returns "" and a message saying what to install.
@@ -151,12 +194,15 @@ func isExec(p string) bool {
 // Start initialises a cluster in a new temporary directory and starts a
 // server on a Unix socket there. Stop it with Stop. Should the test process
 // die without stopping it, the server gets SIGQUIT (immediate shutdown).
-func Start(bin string) (_ *Server, err error) {
+func Start(bin string) (*Server, error) { return StartWith(bin, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(bin string, opts Options) (_ *Server, err error) {
 	dir, err := os.MkdirTemp("", "spectroauth-pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("making the server's directory: %w", err)
 	}
-	s := &Server{dir: dir, sockDir: filepath.Join(dir, "sock"), exited: make(chan struct{})}
+	s := &Server{dir: dir, bin: bin, sockDir: filepath.Join(dir, "sock")}
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(dir)
@@ -168,6 +214,12 @@ func Start(bin string) (_ *Server, err error) {
 	cred, err := serverCredential()
 	if err != nil {
 		return nil, err
+	}
+	s.cred = cred
+	if opts.TCP {
+		if s.tcpPort, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	if cred != nil {
 		// The server's user owns everything under dir; root reaches it anyway.
@@ -186,15 +238,30 @@ func Start(bin string) (_ *Server, err error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if err := s.launch(); err != nil {
+		_ = s.Stop()
 		return nil, err
 	}
+	return s, nil
+}
+
+// launch starts postgres on the cluster in s.dir and waits until it
+// accepts connections.
+func (s *Server) launch() error {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
 	defer logf.Close()
+	listen := ""
+	if s.tcpPort != 0 {
+		listen = "127.0.0.1"
+	}
 	// The server runs in the foreground as our child (pg_ctl would detach
 	// it), so that the kernel ends it if this process dies.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-c", "listen_addresses=",
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
+		"-c", "listen_addresses="+listen,
+		"-c", "port="+strconv.Itoa(cmp.Or(s.tcpPort, 5432)),
 		"-c", "unix_socket_directories="+s.sockDir,
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
@@ -203,19 +270,29 @@ func Start(bin string) (_ *Server, err error) {
 		"-c", "shared_buffers=32MB",
 		"-c", "log_min_messages=warning",
 	)
-	s.cmd.Env = serverEnv()
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting postgres: %w", err)
+	cmd.Env = serverEnv()
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
-	if err := s.waitReady(30 * time.Second); err != nil {
-		_ = s.Stop()
-		return nil, err
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return s.waitReady(30*time.Second, exited)
+}
+
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
 	}
-	return s, nil
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // serverCredential is nil when we are not root, and the postgres user's
@@ -240,7 +317,7 @@ func serverEnv() []string {
 	return []string{"PATH=/usr/bin:/bin", "LANG=C", "LC_ALL=C", "TZ=UTC"}
 }
 
-func (s *Server) waitReady(limit time.Duration) error {
+func (s *Server) waitReady(limit time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(limit)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -254,7 +331,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
 			return fmt.Errorf("postgres exited at start:\n%s", log)
 		case <-time.After(50 * time.Millisecond):
@@ -267,8 +344,13 @@ func (s *Server) waitReady(limit time.Duration) error {
 }
 
 // DSN is the connection string (a URL) of database db on this server.
+// With Options.TCP it names the server's TCP port on 127.0.0.1.
 func (s *Server) DSN(db string) string {
 	q := url.Values{"host": {s.sockDir}, "user": {User}, "sslmode": {"disable"}}
+	if s.tcpPort != 0 {
+		q.Set("host", "127.0.0.1")
+		q.Set("port", strconv.Itoa(s.tcpPort))
+	}
 	return "postgres:///" + url.PathEscape(db) + "?" + q.Encode()
 }
 
@@ -295,21 +377,46 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 // Stop shuts the server down (fast: sessions are ended) and removes its
 // directory.
 func (s *Server) Stop() error {
-	var err error
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.exited:
-		case <-time.After(20 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-			err = errors.New("postgres did not stop within 20s; killed")
-		}
-	}
+	err := s.Halt()
 	if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
 		err = rerr
 	}
 	return err
+}
+
+// Halt shuts the server down as an operator's fast shutdown does: every
+// session is ended (its client is sent 57P01, admin_shutdown) and the
+// server exits. The cluster stays; Resume starts it again. Halting a
+// halted server does nothing.
+func (s *Server) Halt() error {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		return errors.New("postgres did not stop within 20s; killed")
+	}
+}
+
+// Resume starts a halted server again, on the same cluster, socket and
+// port, and waits until it accepts connections.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if running {
+		return errors.New("pgtest: the server is running")
+	}
+	return s.launch()
 }
 
 // Log returns the server's log so far, for a failing test to show.

@@ -70,6 +70,12 @@ var migrations = []migration{
 		`UPDATE spectroauth_sessions SET user_ref = convert_from(session, 'UTF8')::jsonb -> 'session' ->> 'userEntityRef'`,
 		`CREATE INDEX spectroauth_sessions_user_ref ON spectroauth_sessions (user_ref)`,
 	}},
+	{4, "used-once claims run twice claim once", []string{
+		// The random id of the OnceSet.Claim call that holds the entry, so
+		// that the claim, run again after the database ended its
+		// connection, recognises its own earlier run.
+		`ALTER TABLE spectroauth_used_once ADD COLUMN claimant bytea`,
+	}},
 }
 
 // A migration waits at most migrationLockTimeout for each table lock it

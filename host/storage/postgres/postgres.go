@@ -29,9 +29,11 @@
 // one transaction per start, and recorded in spectroauth_schema_migrations;
 // replicas starting together wait for each other and migrate once.
 //
-// Every statement runs under Options.QueryTimeout, and again should it fail
-// before reaching the server (a pooled connection the database closed when
-// it restarted). The pool is bounded (DefaultMaxConns unless the connection
+// Every statement runs under Options.QueryTimeout, and again on another
+// connection should it fail on a pooled connection the database ended (it
+// restarted, or an operator ended the backend): every statement is
+// idempotent, so running it again is safe even when the first run might
+// have happened. The pool is bounded (DefaultMaxConns unless the connection
 // string sets pool_max_conns).
 // Errors say what was being done and never carry the connection string's
 // password or a token.
@@ -200,7 +202,7 @@ func (db *DB) UsedOnce() *OnceSet { return db.once }
 func (db *DB) Ping(ctx context.Context) error {
 	ctx, cancel := db.timeout(ctx)
 	defer cancel()
-	if err := db.pool.Ping(ctx); err != nil {
+	if err := db.retry(ctx, func() error { return db.pool.Ping(ctx) }); err != nil {
 		return db.wrap("reaching the database", err)
 	}
 	return nil
@@ -223,18 +225,45 @@ func (db *DB) timeout(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, db.opts.QueryTimeout)
 }
 
-// retry runs f, a statement on the pool, and runs it again while it failed
-// before any of it reached the server (pgconn.SafeToRetry), so running it
-// again cannot run it twice. That is how the first statement on a pooled
-// connection fails once the database restarted ("broken pipe"): each such
-// failure discards its dead connection, so of one attempt more than the
-// pool holds connections, the last gets a new one.
+// retry runs f, an idempotent statement on the pool (running it twice does
+// what running it once does), and runs it again on another connection
+// while it failed in a way that a dead pooled connection fails: see
+// retryable. Each such failure discards its dead connection, so of one
+// attempt more than the pool holds connections, the last gets a new one.
+// Every store statement is idempotent (OnceSet.Claim by a mark of its
+// own).
 func (db *DB) retry(ctx context.Context, f func() error) error {
 	err := f()
-	for tries := db.maxConns; err != nil && tries > 0 && pgconn.SafeToRetry(err) && ctx.Err() == nil; tries-- {
+	for tries := db.maxConns; err != nil && tries > 0 && retryable(err) && ctx.Err() == nil; tries-- {
 		err = f()
 	}
 	return err
+}
+
+// retryable reports whether a statement that failed with err may run again
+// if it is idempotent: when none of it reached the server
+// (pgconn.SafeToRetry: a write to a connection the server closed that
+// failed), or when the server ended the connection's session, whose last
+// message is then the answer: 57P01 (admin_shutdown: pg_terminate_backend,
+// or a fast shutdown for a restart or a failover), 57P02 (crash_shutdown:
+// the server restarts after another backend crashed), 57P03
+// (cannot_connect_now: the server is starting up or shutting down) or
+// 57P05 (idle_session_timeout). The session may have ended while running
+// the statement, so it may have run: only idempotent statements are
+// retried.
+func retryable(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "57P01", "57P02", "57P03", "57P05":
+		return true
+	}
+	return false
 }
 
 // exec is pool.Exec, retried (see retry). The stores run every statement

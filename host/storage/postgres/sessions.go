@@ -73,25 +73,11 @@ func (s *SessionStore) takeRenewal(ctx context.Context, key session.Key) ([]byte
 		return nil, fmt.Errorf("postgres: locking the renewal of session %s: %w", key, err)
 	}
 	for {
-		now := s.db.opts.Now()
-		qctx, cancel := s.db.timeout(ctx)
-		tag, err := s.db.exec(qctx,
-			`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = clock_timestamp() + $3::interval
-			 WHERE key = $1 AND expires_at > $4 AND (renewal_until IS NULL OR renewal_until <= clock_timestamp())`,
-			key[:], owner, s.db.opts.RenewalLease, now)
-		if err == nil && tag.RowsAffected() == 0 {
-			var one int
-			err = s.db.queryRow(qctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
-			if errors.Is(err, pgx.ErrNoRows) {
-				cancel()
-				return nil, session.ErrNotFound
-			}
-		}
-		cancel()
+		taken, err := s.tryRenewal(ctx, key, owner)
 		if err != nil {
-			return nil, s.db.wrap("locking the renewal of session "+key.String(), err)
+			return nil, err
 		}
-		if tag.RowsAffected() == 1 {
+		if taken {
 			return owner, nil
 		}
 		t := time.NewTimer(renewalPollPeriod)
@@ -102,6 +88,32 @@ func (s *SessionStore) takeRenewal(ctx context.Context, key session.Key) ([]byte
 		case <-t.C:
 		}
 	}
+}
+
+// tryRenewal takes the lease for owner if it is free, or owner's already
+// (so that the statement is idempotent: run again after the database ended
+// its connection, it finds the lease its first run took), and reports
+// whether owner holds it.
+func (s *SessionStore) tryRenewal(ctx context.Context, key session.Key, owner []byte) (bool, error) {
+	now := s.db.opts.Now()
+	ctx, cancel := s.db.timeout(ctx)
+	defer cancel()
+	tag, err := s.db.exec(ctx,
+		`UPDATE spectroauth_sessions SET renewal_owner = $2, renewal_until = clock_timestamp() + $3::interval
+		 WHERE key = $1 AND expires_at > $4
+		   AND (renewal_until IS NULL OR renewal_until <= clock_timestamp() OR renewal_owner = $2)`,
+		key[:], owner, s.db.opts.RenewalLease, now)
+	if err == nil && tag.RowsAffected() == 0 {
+		var one int
+		err = s.db.queryRow(ctx, `SELECT 1 FROM spectroauth_sessions WHERE key = $1 AND expires_at > $2`, key[:], now).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, session.ErrNotFound
+		}
+	}
+	if err != nil {
+		return false, s.db.wrap("locking the renewal of session "+key.String(), err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // holdRenewal starts the heartbeat of the lease owner holds and returns

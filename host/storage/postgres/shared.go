@@ -76,15 +76,29 @@ type OnceSet struct{ db *DB }
 // Claim records id until expires and reports whether it was fresh: a new
 // row, or one whose expiry had passed at now (taken over). One statement,
 // so of two replicas claiming the same id at once, exactly one wins.
+//
+// Each call marks the row with a random claimant id, which makes the
+// statement idempotent: run again after the database ended its connection
+// (see retryable), a claim whose first run did commit finds its own mark
+// and still reports the id fresh, where a claim by anyone else is refused.
 func (s *OnceSet) Claim(ctx context.Context, id string, now, expires time.Time) (bool, error) {
+	claimant := make([]byte, 16)
+	if _, err := rand.Read(claimant); err != nil {
+		return false, fmt.Errorf("postgres: recording a used sign-in response: %w", err)
+	}
+	return s.claim(ctx, id, now, expires, claimant)
+}
+
+// claim is Claim as claimant.
+func (s *OnceSet) claim(ctx context.Context, id string, now, expires time.Time, claimant []byte) (bool, error) {
 	h := sha256.Sum256([]byte(id))
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
 	tag, err := s.db.exec(ctx,
-		`INSERT INTO spectroauth_used_once (id, expires_at) VALUES ($1, $2)
-		 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
-		 WHERE spectroauth_used_once.expires_at <= $3`,
-		h[:], expires, now)
+		`INSERT INTO spectroauth_used_once (id, expires_at, claimant) VALUES ($1, $2, $4)
+		 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, claimant = excluded.claimant
+		 WHERE spectroauth_used_once.expires_at <= $3 OR spectroauth_used_once.claimant = $4`,
+		h[:], expires, now, claimant)
 	if err != nil {
 		return false, s.db.wrap("recording a used sign-in response", err)
 	}
