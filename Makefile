@@ -18,7 +18,7 @@ endif
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
+.PHONY: all build daemon plugins run test test-unit test-examples test-node-sdk test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
 
 all: build
 
@@ -38,7 +38,7 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint proto-check test-unit test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-node-sdk test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -46,6 +46,10 @@ lint: ## go vet and gofmt
 
 test-unit: build ## Go tests with the race detector (the e2e package runs in test-e2e)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/host/e2e$$')
+
+test-node-sdk: ## the Node.js plugin SDK (sdk/node), with node's test runner
+	@[ -d sdk/node/node_modules ] || { echo "test-node-sdk: sdk/node/node_modules missing: cd sdk/node && npm ci --ignore-scripts"; exit 1; }
+	cd sdk/node && node --test test/serve.test.js
 
 test-examples: ## the example plugins, each its own Go module
 	cd examples/resolver-go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
