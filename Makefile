@@ -51,9 +51,13 @@ test-node-sdk: ## the Node.js plugin SDK (sdk/node), with node's test runner
 	@[ -d sdk/node/node_modules ] || { echo "test-node-sdk: sdk/node/node_modules missing: cd sdk/node && npm ci --ignore-scripts"; exit 1; }
 	cd sdk/node && node --test test/serve.test.js
 
-test-examples: ## the example plugins, each its own Go module
+test-examples: daemon ## the example plugins: their tests, and `spectroauthd plugin test` on the Node.js one
 	cd examples/resolver-go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd examples/resolver-node && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  examples/resolver-node/make-wrapper.sh "$$tmp/resolver-node" >/dev/null && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml | tee "$$tmp/out" && \
+	  grep -q ' 0 failed$$' "$$tmp/out"
 
 E2E_NODE := host/e2e/testdata/node
 
