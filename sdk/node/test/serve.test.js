@@ -5,8 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { spawn } = require('node:child_process');
-const readline = require('node:readline');
+const { spawn, spawnSync } = require('node:child_process');
 const grpc = require('@grpc/grpc-js');
 const proto = require('../lib/protocol');
 const { selfSignedCert } = require('../lib/cert');
@@ -14,19 +13,27 @@ const { services } = require('..');
 
 const COOKIE = { SPECTROAUTH_PLUGIN_MAGIC_COOKIE: '6f1d2c3b-spectroauth-plugin-d6a94e1c87b2' };
 
-function start(t) {
+// start runs the fixture with the handshake's environment and extra env; it
+// resolves to the handshake's fields and the child, whose stdout and stderr
+// are collected in child.out and child.err.
+function start(t, env = {}) {
   const child = spawn(process.execPath, [path.join(__dirname, 'fixture-plugin.js')], {
-    env: { ...process.env, ...COOKIE, PLUGIN_PROTOCOL_VERSIONS: '1' },
+    env: { ...process.env, ...COOKIE, PLUGIN_PROTOCOL_VERSIONS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  child.out = '';
+  child.err = '';
+  child.stderr.on('data', (b) => { child.err += b; });
   t.after(() => child.kill());
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no handshake within 10s')), 10000);
-    readline.createInterface({ input: child.stdout }).once('line', (line) => {
+    child.stdout.on('data', (b) => {
+      child.out += b;
+      if (!child.out.includes('\n')) return;
       clearTimeout(timer);
-      resolve(line.split('|'));
+      resolve({ fields: child.out.split('\n')[0].split('|'), child });
     });
-    child.once('exit', (code) => reject(new Error(`plugin exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`plugin exited with ${code}: ${child.err}`)));
   });
 }
 
@@ -35,7 +42,7 @@ const call = (client, method, req) => new Promise((resolve, reject) => {
 });
 
 test('the handshake line and the calls of a resolver', async (t) => {
-  const fields = await start(t);
+  const { fields } = await start(t);
   assert.deepEqual(fields.slice(0, 3), ['1', '1', 'tcp']);
   assert.equal(fields[4], 'grpc');
   const creds = grpc.credentials.createInsecure();
@@ -80,4 +87,51 @@ test('the AutoMTLS certificate parses and is self-signed', () => {
   const cert = selfSignedCert();
   const x = new crypto.X509Certificate(cert.certDer);
   assert.ok(x.verify(x.publicKey));
+});
+
+test('with AutoMTLS: the announced certificate, the client certificate required', async (t) => {
+  const client = selfSignedCert();
+  const { fields, child } = await start(t, { PLUGIN_CLIENT_CERT: client.certPem, SPECTROAUTH_PLUGIN_LOG_LEVEL: 'trace' });
+  assert.equal(fields.length, 6);
+  // go-plugin decodes the sixth field with base64.RawStdEncoding: no padding.
+  assert.doesNotMatch(fields[5], /=/);
+  const server = new crypto.X509Certificate(Buffer.from(fields[5], 'base64'));
+  assert.ok(server.checkHost('localhost'));
+
+  const Plugin = grpc.makeGenericClientConstructor(proto.PluginService);
+  const mtls = new Plugin(fields[3], grpc.credentials.createSsl(
+    Buffer.from(server.toString()), Buffer.from(client.keyPem), Buffer.from(client.certPem)),
+  { 'grpc.ssl_target_name_override': 'localhost' });
+  const other = selfSignedCert();
+  const stranger = new Plugin(fields[3], grpc.credentials.createSsl(
+    Buffer.from(server.toString()), Buffer.from(other.keyPem), Buffer.from(other.certPem)),
+  { 'grpc.ssl_target_name_override': 'localhost' });
+  t.after(() => { mtls.close(); stranger.close(); });
+  assert.equal((await call(mtls, 'Describe', {})).name, 'fixture');
+  await assert.rejects(call(stranger, 'Describe', {}));
+
+  // stdout carries the handshake alone; stderr hclog JSON lines.
+  assert.equal(child.out.split('\n').filter(Boolean).length, 1);
+  const lines = child.err.split('\n').filter(Boolean);
+  assert.ok(lines.length > 0, 'no log line at trace level');
+  for (const line of lines) {
+    const entry = JSON.parse(line);
+    assert.ok(entry['@level'] && entry['@message'], line);
+    assert.match(entry['@timestamp'], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  }
+});
+
+test('a host offering only another protocol version hears the plugin\'s own', async (t) => {
+  const { fields, child } = await start(t, { PLUGIN_PROTOCOL_VERSIONS: '2' });
+  assert.equal(fields[1], '1');
+  assert.match(child.err, /none of the plugin protocol versions/);
+});
+
+test('run by hand, without the handshake, the plugin says what it is and exits 1', () => {
+  const env = { ...process.env };
+  delete env.SPECTROAUTH_PLUGIN_MAGIC_COOKIE;
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'fixture-plugin.js')], { env, encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /is a spectroauth plugin/);
 });
