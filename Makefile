@@ -56,8 +56,12 @@ test-examples: daemon ## the example plugins: their tests, and `spectroauthd plu
 	cd examples/resolver-node && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  examples/resolver-node/make-wrapper.sh "$$tmp/resolver-node" >/dev/null && \
+	  echo "spectroauthd plugin test: examples/resolver-node" && \
 	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml | tee "$$tmp/out" && \
-	  grep -q ' 0 failed$$' "$$tmp/out"
+	  grep -q ' 0 failed$$' "$$tmp/out" && \
+	  echo "spectroauthd plugins: examples/resolver-node, sandboxed with its readPaths" && \
+	  PLUGIN="$$tmp/resolver-node" PLUGIN_SHA256=$$(sha256sum "$$tmp/resolver-node" | cut -d' ' -f1) REPO=$$(pwd -P) STORAGE_DIR="$$tmp/data" \
+	  $(BIN)/spectroauthd plugins -config examples/resolver-node/testdata/daemon.yaml >"$$tmp/plugins" || { cat "$$tmp/plugins"; exit 1; }
 
 E2E_NODE := host/e2e/testdata/node
 
