@@ -4,16 +4,20 @@
 // cannot drift from the protocol), the error convention of plugin.proto, and
 // helpers for google.protobuf.Struct and Backstage entity refs.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
 // Where proto/spectroauth/plugin/v1/*.proto live: SPECTROAUTH_PROTO_DIR when
-// set, else the repository's proto/ folder (this package is sdk/node in it).
-// Loading the repository's own files keeps this package from drifting from
-// the protocol.
-const PROTO_ROOT = process.env.SPECTROAUTH_PROTO_DIR || path.resolve(__dirname, '..', '..', '..', 'proto');
+// set; else this package's proto/ folder, which `npm pack` fills (prepack)
+// for a published copy; else, inside the repository (this package is
+// sdk/node), the repository's proto/ folder. Loading the protocol's own files
+// keeps this package from drifting from it.
+const bundled = path.resolve(__dirname, '..', 'proto');
+const PROTO_ROOT = process.env.SPECTROAUTH_PROTO_DIR ||
+  (fs.existsSync(path.join(bundled, 'spectroauth')) ? bundled : path.resolve(__dirname, '..', '..', '..', 'proto'));
 const PROTO_FILES = ['plugin.proto', 'resolver.proto', 'cluster.proto']
   .map((f) => `spectroauth/plugin/v1/${f}`);
 
@@ -96,10 +100,12 @@ function fromStruct(s) {
 
 // proto-loader names the kind in the spelling of the loaded definition:
 // "string_value" or "stringValue" (the bundled well-known types).
+// A Value built by hand (toValue) names no kind: its one field says it.
 function fromValue(v) {
-  if (!v || !v.kind) return null;
-  const value = v[v.kind];
-  switch (v.kind.replace(/_/g, '').toLowerCase()) {
+  const kind = v && (v.kind || Object.keys(v).find((k) => /value$/i.test(k) && v[k] !== undefined));
+  if (!kind) return null;
+  const value = v[kind];
+  switch (kind.replace(/_/g, '').toLowerCase()) {
     case 'stringvalue':
     case 'numbervalue':
     case 'boolvalue':

@@ -135,3 +135,28 @@ test('run by hand, without the handshake, the plugin says what it is and exits 1
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /is a spectroauth plugin/);
 });
+
+// invoke calls the grpc-js handler of method in svcs as grpc-js would.
+function invoke(svcs, method, request) {
+  const impl = svcs.map((s) => s.impl).find((i) => i[method]);
+  const call = { request, metadata: new grpc.Metadata(), on() {}, getDeadline: () => Infinity };
+  return new Promise((resolve, reject) => impl[method](call, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+test('strategies and listClusters: described, named, configured first', async () => {
+  const svcs = services({
+    name: 'clusters',
+    strategies: { oidc: async (req) => ({ token: `t-${req.options.audience}` }) },
+    listClusters: () => [{ name: 'one', server: 'https://one.example.com' }],
+  }, { debug() {} });
+  const info = await invoke(svcs, 'Describe', {});
+  assert.deepEqual(info.capabilities, ['CAPABILITY_CLUSTER_STRATEGY', 'CAPABILITY_CLUSTER_SOURCE']);
+  assert.deepEqual(info.strategies, ['oidc']);
+  await assert.rejects(invoke(svcs, 'ListClusters', {}), { code: grpc.status.FAILED_PRECONDITION });
+  await assert.rejects(invoke(svcs, 'Configure', { config: proto.toStruct({ x: 1 }) }), { details: /takes no configuration/ });
+  await invoke(svcs, 'Configure', { config: proto.toStruct({}) });
+  assert.deepEqual(await invoke(svcs, 'Credential', { strategy: 'oidc', options: proto.toStruct({ audience: 'k8s' }) }),
+    { credential: { token: 't-k8s' } });
+  await assert.rejects(invoke(svcs, 'Credential', { strategy: 'other' }), { code: grpc.status.INVALID_ARGUMENT });
+  assert.equal((await invoke(svcs, 'ListClusters', {})).clusters[0].name, 'one');
+});
