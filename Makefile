@@ -47,9 +47,14 @@ lint: ## go vet and gofmt
 test-unit: build ## Go tests with the race detector (the e2e package runs in test-e2e)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/host/e2e$$')
 
-test-node-sdk: ## the Node.js plugin SDK (sdk/node), with node's test runner
+test-node-sdk: daemon ## the Node.js plugin SDK (sdk/node): node's test runner, then the conformance suite over the wire
 	@[ -d sdk/node/node_modules ] || { echo "test-node-sdk: sdk/node/node_modules missing: cd sdk/node && npm ci --ignore-scripts"; exit 1; }
 	cd sdk/node && node --test test/serve.test.js
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' "$$(command -v node)" "$$(pwd -P)/sdk/node/test/fixture-plugin.js" >"$$tmp/fixture" && \
+	  chmod 0755 "$$tmp/fixture" && echo "spectroauthd plugin test: sdk/node/test/fixture-plugin.js" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml | tee "$$tmp/out" && \
+	  grep -q ' 0 failed$$' "$$tmp/out"
 
 test-examples: daemon ## the example plugins: their tests, and `spectroauthd plugin test` on the Node.js one
 	cd examples/resolver-go && $(GO) vet ./... && $(GO) test -race -count=1 ./...

@@ -50,28 +50,51 @@ function toStatus(err) {
   return proto.statusError(grpc.status.INTERNAL, (err && err.message) || String(err));
 }
 
-// A context for one call: its cancellation as an AbortSignal.
+// How much earlier than the daemon's deadline a handler's own runs out (as
+// the Go SDK's deadlineMargin): a tenth of the time left, 10 to 250 ms, so
+// that its answer, that it ran out of time, reaches the daemon in time.
+const deadlineMargin = (left) => Math.max(Math.min(left / 10, 250), 10);
+
+// A context for one call: an AbortSignal aborted when the daemon cancels the
+// call or when the handler's own deadline, a margin before the daemon's,
+// passes (then ranOutOfTime() is true).
 function callContext(call) {
   const ac = new AbortController();
+  let outOfTime = false;
   call.on('cancelled', () => ac.abort(new Error('the call was cancelled')));
   const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : Number(deadline) - Date.now();
+  const left = (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
   let timer;
-  if (Number.isFinite(ms)) {
-    timer = setTimeout(() => ac.abort(new Error('the call ran out of time')), Math.max(ms, 0));
+  if (Number.isFinite(left)) {
+    timer = setTimeout(() => {
+      outOfTime = true;
+      ac.abort(new Error('the plugin\'s own work ran out of time'));
+    }, Math.max(left - deadlineMargin(left), 0));
     timer.unref();
   }
-  return { ctx: { signal: ac.signal, metadata: call.metadata }, done: () => clearTimeout(timer) };
+  return {
+    ctx: { signal: ac.signal, metadata: call.metadata },
+    ranOutOfTime: () => outOfTime,
+    done: () => clearTimeout(timer),
+  };
 }
 
-// unary wraps an async handler as a grpc-js one.
+// unary wraps an async handler as a grpc-js one. A handler that fails after
+// its own deadline passed answers DEADLINE_EXCEEDED with the reason
+// ERROR_REASON_RAN_OUT_OF_TIME, whatever it threw, as the Go SDK does.
 function unary(fn) {
   return (call, callback) => {
-    const { ctx, done } = callContext(call);
+    const { ctx, ranOutOfTime, done } = callContext(call);
     Promise.resolve()
       .then(() => fn(call.request, ctx))
       .then((res) => { done(); callback(null, res || {}); },
-        (err) => { done(); callback(toStatus(err)); });
+        (err) => {
+          done();
+          callback(ranOutOfTime()
+            ? proto.statusError(grpc.status.DEADLINE_EXCEEDED, `the plugin's own work ran out of time: ${(err && err.message) || err}`,
+              { reason: 'ERROR_REASON_RAN_OUT_OF_TIME' })
+            : toStatus(err));
+        });
   };
 }
 

@@ -1,6 +1,6 @@
 'use strict';
 // A plugin for serve.test.js: one resolver and a configuration.
-const { serve, notFound, configError } = require('..');
+const { serve, notFound, configError, isEntityName } = require('..');
 
 let suffix = '';
 serve({
@@ -10,13 +10,21 @@ serve({
     if (config.suffix !== undefined && typeof config.suffix !== 'string') throw configError('suffix', 'must be a string');
     suffix = config.suffix || '';
   },
-  validateOptions({ options }) {
-    if (!options.domain) throw configError('domain', 'is required');
+  validateOptions({ name, options }) {
+    if (name === 'slow' && typeof options.wait !== 'boolean') throw configError('wait', 'must be true or false');
   },
   resolvers: {
+    // slow with the option wait answers only when the call ends: the
+    // daemon's deadline stops it.
+    slow: (req, ctx) => new Promise((resolve, reject) => {
+      if (!req.options.wait && req.profile.emailVerified) return resolve({ userEntityRef: 'user:default/quick' });
+      if (!req.options.wait) return reject(notFound('unverified'));
+      ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+    }),
     byEmail(req) {
-      if (!req.profile.emailVerified) throw notFound('unverified');
-      return { userEntityRef: `user:default/${req.profile.email.split('@')[0]}${suffix}` };
+      const name = `${req.profile.email.split('@')[0]}${suffix}`;
+      if (!req.profile.emailVerified || !isEntityName(name)) throw notFound('unverified, or no entity name');
+      return { userEntityRef: `user:default/${name}` };
     },
   },
 });

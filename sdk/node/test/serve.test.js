@@ -37,8 +37,8 @@ function start(t, env = {}) {
   });
 }
 
-const call = (client, method, req) => new Promise((resolve, reject) => {
-  client[method](req, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res)));
+const call = (client, method, req, ms = 5000) => new Promise((resolve, reject) => {
+  client[method](req, { deadline: Date.now() + ms }, (err, res) => (err ? reject(err) : resolve(res)));
 });
 
 test('the handshake line and the calls of a resolver', async (t) => {
@@ -54,7 +54,7 @@ test('the handshake line and the calls of a resolver', async (t) => {
 
   const info = await call(plugin, 'Describe', {});
   assert.equal(info.name, 'fixture');
-  assert.deepEqual(info.resolvers, ['byEmail']);
+  assert.deepEqual(info.resolvers, ['slow', 'byEmail']);
   assert.deepEqual(info.capabilities, ['CAPABILITY_RESOLVER', 'CAPABILITY_CONFIGURE', 'CAPABILITY_VALIDATE_OPTIONS']);
 
   const req = { resolver: 'byEmail', profile: { email: 'jdoe@example.com', emailVerified: true } };
@@ -70,8 +70,11 @@ test('the handshake line and the calls of a resolver', async (t) => {
     { code: grpc.status.NOT_FOUND });
   await assert.rejects(call(resolver, 'Resolve', { ...req, resolver: 'other' }),
     { code: grpc.status.INVALID_ARGUMENT, details: /Resolver/ });
-  await assert.rejects(call(plugin, 'ValidateOptions', { role: 'CAPABILITY_RESOLVER', name: 'byEmail', options: proto.toStruct({}) }),
-    { code: grpc.status.INVALID_ARGUMENT, details: /domain/ });
+  await assert.rejects(call(plugin, 'ValidateOptions', { role: 'CAPABILITY_RESOLVER', name: 'slow', options: proto.toStruct({}) }),
+    { code: grpc.status.INVALID_ARGUMENT, details: /wait/ });
+  await call(plugin, 'ValidateOptions', { role: 'CAPABILITY_RESOLVER', name: 'byEmail', options: proto.toStruct({}) });
+  await assert.rejects(call(resolver, 'Resolve', { resolver: 'slow', options: proto.toStruct({ wait: true }) }, 300),
+    (err) => err.code === grpc.status.DEADLINE_EXCEEDED);
   await assert.rejects(call(plugin, 'ValidateOptions', { role: 'CAPABILITY_CLUSTER_SOURCE', name: '' }),
     { code: grpc.status.INVALID_ARGUMENT, details: /no CLUSTER_SOURCE role/ });
 });
