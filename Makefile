@@ -18,7 +18,7 @@ endif
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
+.PHONY: all build daemon plugins run test test-unit test-examples test-node-sdk test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
 
 all: build
 
@@ -38,7 +38,7 @@ plugins:
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)
 
-test: lint proto-check test-unit test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
+test: lint proto-check test-unit test-node-sdk test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -47,9 +47,34 @@ lint: ## go vet and gofmt
 test-unit: build ## Go tests with the race detector (the e2e package runs in test-e2e)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/host/e2e$$')
 
-test-examples: ## the example plugins, each its own Go module
+# $(NODE_READY) DIR...: succeeds when node and the node_modules of each DIR
+# are there; else says why and fails the shell under CI (where .ci/run
+# installs them), or returns 1 so that the recipe skips its Node.js part.
+NODE_READY = node_ready() { why=; for d in "$$@"; do [ -d "$$d/node_modules" ] || why="$$d/node_modules missing (cd $$d && npm ci --ignore-scripts)"; done; \
+  command -v node >/dev/null 2>&1 || why="node not found (install Node.js 20+)"; [ -z "$$why" ] && return 0; \
+  if [ -n "$$CI" ]; then echo "$@: FAIL: $$why" >&2; exit 1; fi; echo "$@: SKIP: $$why"; return 1; }; node_ready
+
+test-node-sdk: daemon ## the Node.js plugin SDK (sdk/node): node's test runner, then the conformance suite over the wire
+	@$(NODE_READY) sdk/node || exit 0; \
+	  echo "cd sdk/node && node --test test/serve.test.js" && (cd sdk/node && node --test test/serve.test.js) && \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' "$$(command -v node)" "$$(pwd -P)/sdk/node/test/fixture-plugin.js" >"$$tmp/fixture" && \
+	  chmod 0755 "$$tmp/fixture" && echo "spectroauthd plugin test: sdk/node/test/fixture-plugin.js" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml | tee "$$tmp/out" && \
+	  grep -q ' 0 failed$$' "$$tmp/out"
+
+test-examples: daemon ## the example plugins: their tests, and `spectroauthd plugin test` on the Node.js one
 	cd examples/resolver-go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd examples/resolver-node && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	@$(NODE_READY) sdk/node examples/resolver-node || exit 0; \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  examples/resolver-node/make-wrapper.sh "$$tmp/resolver-node" >/dev/null && \
+	  echo "spectroauthd plugin test: examples/resolver-node" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml | tee "$$tmp/out" && \
+	  grep -q ' 0 failed$$' "$$tmp/out" && \
+	  echo "spectroauthd plugins: examples/resolver-node, sandboxed with its readPaths" && \
+	  PLUGIN="$$tmp/resolver-node" PLUGIN_SHA256=$$(sha256sum "$$tmp/resolver-node" | cut -d' ' -f1) REPO=$$(pwd -P) STORAGE_DIR="$$tmp/data" \
+	  $(BIN)/spectroauthd plugins -config examples/resolver-node/testdata/daemon.yaml >"$$tmp/plugins" || { cat "$$tmp/plugins"; exit 1; }
 
 E2E_NODE := host/e2e/testdata/node
 

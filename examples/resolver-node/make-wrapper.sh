@@ -13,8 +13,9 @@
 # files next to itself, and what it runs must be named by absolute path. The
 # digest covers the wrapper alone, so the wrapper pins, by absolute path, the
 # node binary (NODE, default: the node on PATH, symbolic links resolved) and
-# this folder's plugin.js. Those, and everything plugin.js loads (lib/, wire/,
-# node_modules/, the repository's proto/ folder), are not hashed by the daemon:
+# this folder's plugin.js. Those, and everything plugin.js loads (node_modules/,
+# the SDK in sdk/node that it links to, the repository's proto/ folder), are
+# not hashed by the daemon:
 # keep them as the daemon's own binary is kept, owned by root and writable by
 # no one else. This script refuses to pin files that group or others may
 # write.
@@ -33,6 +34,7 @@ fi
 node=$(readlink -f "$node")
 dir=$(cd "$(dirname "$0")" && pwd -P)
 proto=$(cd "$dir/../../proto" 2>/dev/null && pwd -P || true)
+sdk=$(cd "$dir/node_modules/@spectroauth/plugin-sdk" 2>/dev/null && pwd -P || true)
 
 if [ ! -f "$node" ] || [ ! -x "$node" ]; then
   echo "make-wrapper.sh: $node is not an executable file" >&2
@@ -42,11 +44,15 @@ if [ ! -d "$dir/node_modules" ]; then
   echo "make-wrapper.sh: $dir/node_modules is missing: run npm ci --ignore-scripts in $dir first" >&2
   exit 1
 fi
+if [ -z "$sdk" ] || [ ! -d "$sdk/node_modules" ]; then
+  echo "make-wrapper.sh: @spectroauth/plugin-sdk or its node_modules is missing: run npm ci --ignore-scripts in $dir/../../sdk/node and in $dir" >&2
+  exit 1
+fi
 if [ -z "$proto" ] || [ ! -f "$proto/spectroauth/plugin/v1/resolver.proto" ]; then
   echo "make-wrapper.sh: the protocol's .proto files are not at $dir/../../proto" >&2
   exit 1
 fi
-writable=$(find "$node" "$dir/plugin.js" "$dir/package.json" "$dir/lib" "$dir/wire" "$dir/node_modules" "$proto" \
+writable=$(find "$node" "$dir/plugin.js" "$dir/package.json" "$dir/node_modules" "$sdk" "$proto" \
   -perm /022 ! -type l -print -quit)
 if [ -n "$writable" ]; then
   echo "make-wrapper.sh: $writable is writable by group or others: the daemon would run code anyone may change (chmod go-w)" >&2
@@ -70,4 +76,4 @@ chmod 0755 "$tmp"
 mv -f "$tmp" "$out"
 trap - EXIT
 printf 'sha256: %s\n' "$(sha256sum "$out" | cut -d' ' -f1)"
-printf 'readPaths: [%s, %s]\n' "$(q "$dir")" "$(q "$proto")"
+printf 'readPaths: [%s, %s, %s]\n' "$(q "$dir")" "$(q "$sdk")" "$(q "$proto")"

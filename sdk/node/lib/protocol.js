@@ -4,15 +4,20 @@
 // cannot drift from the protocol), the error convention of plugin.proto, and
 // helpers for google.protobuf.Struct and Backstage entity refs.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-// Where proto/spectroauth/plugin/v1/*.proto live: the repository's proto/
-// folder. A copy of this plugin kept elsewhere copies that folder along and
-// points here.
-const PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'proto');
+// Where proto/spectroauth/plugin/v1/*.proto live: SPECTROAUTH_PROTO_DIR when
+// set; else this package's proto/ folder, which `npm pack` fills (prepack)
+// for a published copy; else, inside the repository (this package is
+// sdk/node), the repository's proto/ folder. Loading the protocol's own files
+// keeps this package from drifting from it.
+const bundled = path.resolve(__dirname, '..', 'proto');
+const PROTO_ROOT = process.env.SPECTROAUTH_PROTO_DIR ||
+  (fs.existsSync(path.join(bundled, 'spectroauth')) ? bundled : path.resolve(__dirname, '..', '..', '..', 'proto'));
 const PROTO_FILES = ['plugin.proto', 'resolver.proto', 'cluster.proto']
   .map((f) => `spectroauth/plugin/v1/${f}`);
 
@@ -25,7 +30,7 @@ const MAX_ERROR_MESSAGE = 4 << 10;
 
 const definition = protoLoader.loadSync(PROTO_FILES, {
   includeDirs: [PROTO_ROOT],
-  keepCase: true, // field names as in the .proto files: user_entity_ref
+  keepCase: false, // JavaScript's spelling: userEntityRef, emailVerified
   enums: String, // 'CAPABILITY_RESOLVER'
   defaults: true,
   oneofs: true, // google.protobuf.Value says which kind it holds
@@ -95,10 +100,12 @@ function fromStruct(s) {
 
 // proto-loader names the kind in the spelling of the loaded definition:
 // "string_value" or "stringValue" (the bundled well-known types).
+// A Value built by hand (toValue) names no kind: its one field says it.
 function fromValue(v) {
-  if (!v || !v.kind) return null;
-  const value = v[v.kind];
-  switch (v.kind.replace(/_/g, '').toLowerCase()) {
+  const kind = v && (v.kind || Object.keys(v).find((k) => /value$/i.test(k) && v[k] !== undefined));
+  if (!kind) return null;
+  const value = v[kind];
+  switch (kind.replace(/_/g, '').toLowerCase()) {
     case 'stringvalue':
     case 'numbervalue':
     case 'boolvalue':
@@ -112,6 +119,26 @@ function fromValue(v) {
   }
 }
 
+// A plain value as a google.protobuf.Value (for proto-loader's encoder).
+function toValue(v) {
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  switch (typeof v) {
+    case 'string': return { stringValue: v };
+    case 'number': return { numberValue: v };
+    case 'boolean': return { boolValue: v };
+    case 'object': return { structValue: toStruct(v) };
+    default: return { stringValue: String(v) };
+  }
+}
+
+// A plain object as a google.protobuf.Struct.
+function toStruct(o) {
+  const fields = {};
+  for (const [k, v] of Object.entries(o || {})) fields[k] = toValue(v);
+  return { fields };
+}
+
 // Backstage's default naming rules for entity ref parts (sdk.EntityRef).
 const ENTITY_NAME = /^[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*$/;
 const ENTITY_NAMESPACE = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
@@ -122,11 +149,16 @@ module.exports = {
   PROTOCOL_VERSION,
   PluginService: v1.PluginService.service,
   ResolverService: v1.ResolverService.service,
+  ClusterStrategyService: v1.ClusterStrategyService.service,
+  ClusterSourceService: v1.ClusterSourceService.service,
+  PROTO_ROOT,
+  statusError,
   notFound,
   invalidConfig,
   invalidInput,
   notConfigured,
   fromStruct,
+  toStruct,
   isEntityName,
   isEntityNamespace,
 };
