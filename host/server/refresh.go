@@ -192,6 +192,7 @@ func setUpstream(sess *session.Session, t *upstream.Tokens) error {
 			return fmt.Errorf("encoding ID token claims: %w", err)
 		}
 	}
+	prev := sess.Upstream
 	sess.Upstream = session.UpstreamTokens{
 		IDToken:             t.IDToken,
 		AccessToken:         t.AccessToken,
@@ -201,6 +202,11 @@ func setUpstream(sess *session.Session, t *upstream.Tokens) error {
 		AccessTokenExpiry:   t.AccessTokenExpiry,
 		IDTokenExpiry:       t.IDTokenExpiry,
 		Claims:              claims,
+	}
+	if t.PaletteSessionToken != "" && t.PaletteSessionToken == prev.PaletteSessionToken {
+		// An upstream refresh that brought no new Palette session token
+		// keeps what its last renewal learnt of the current one.
+		sess.Upstream.PaletteSessionTokenExpiry = prev.PaletteSessionTokenExpiry
 	}
 	sess.Profile = session.Profile{Email: t.Profile.Email, DisplayName: t.Profile.DisplayName, Picture: t.Profile.Picture}
 	return nil
