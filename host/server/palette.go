@@ -47,25 +47,11 @@ func (s *Server) PaletteSession(ctx context.Context, us *UserSession, renew life
 // renewPalette renews the stored session's Palette session token when it is
 // still due, under the session's renewal lock when replicas share the store.
 func (s *Server) renewPalette(ctx context.Context, key session.Key, renew lifecycle.PaletteRenewal) (*session.Session, error) {
-	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
-		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
-		unlock, err := l.LockRenewal(lctx, key)
-		cancel()
-		if errors.Is(err, session.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
-		}
-		defer unlock()
-	}
-	sess, err := s.cfg.Sessions.Get(ctx, key)
-	if errors.Is(err, session.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
-	}
+	sess, unlock, err := s.lockAndRead(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("reading the session: %w", err)
+		return nil, err
 	}
+	defer unlock()
 	now := s.now()
 	if !lifecycle.PaletteTokenDue(sess.Upstream, lifecycle.PaletteRenewalMargin, now) {
 		return sess, nil

@@ -347,34 +347,48 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
 	ctx = context.WithoutCancel(ctx)
 	return s.flights.Do(key, func() (*session.Session, error) {
-		if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
-			// Other replicas renew this session too: one at a time, each
-			// re-reading what the last one stored.
-			lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
-			unlock, err := l.LockRenewal(lctx, key)
-			cancel()
-			if errors.Is(err, session.ErrNotFound) {
-				return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
-			}
-			defer unlock()
-		}
-		sess, err := s.cfg.Sessions.Get(ctx, key)
-		if errors.Is(err, session.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
-		}
+		sess, unlock, err := s.lockAndRead(ctx, key)
 		if err != nil {
-			// The store failing (a shared database restarting) says
-			// nothing against the session: keep the browser's cookie.
-			return nil, fmt.Errorf("reading the session: %w", err)
+			return nil, err
 		}
+		defer unlock()
 		if !s.upstreamDue(env, sess) && !s.backstageStale(sess) {
 			return sess, nil
 		}
 		return s.renew(ctx, env, key, sess)
 	})
+}
+
+// lockAndRead takes key's renewal lock when replicas share the store (other
+// replicas renew this session too: one at a time, each re-reading what the
+// last one stored), then reads the session. unlock must be called when err
+// is nil.
+func (s *Server) lockAndRead(ctx context.Context, key session.Key) (_ *session.Session, unlock func(), _ error) {
+	unlock = func() {}
+	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
+		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+		u, err := l.LockRenewal(lctx, key)
+		cancel()
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+		}
+		unlock = u
+	}
+	sess, err := s.cfg.Sessions.Get(ctx, key)
+	if errors.Is(err, session.ErrNotFound) {
+		unlock()
+		return nil, nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+	}
+	if err != nil {
+		unlock()
+		// The store failing (a shared database restarting) says nothing
+		// against the session: keep the browser's cookie.
+		return nil, nil, fmt.Errorf("reading the session: %w", err)
+	}
+	return sess, unlock, nil
 }
 
 // renewalLockWait bounds the wait for another replica's renewal of the same
