@@ -28,6 +28,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
 )
@@ -38,33 +39,11 @@ const RoutePrefix = "/api/auth/spectrocloud/palette/"
 // maxRequestBody bounds a forwarded request body.
 const maxRequestBody = 1 << 20
 
-// Rule allows one more method on a path prefix.
-type Rule struct {
-	// Method is an HTTP method, upper case.
-	Method string
-	// Prefix is a path such as /v1/spectroclusters; it matches itself and
-	// the paths below it.
-	Prefix string
-}
+// Rule allows one more method on a path prefix: a paletteApi.allow entry,
+// read by config.ParsePaletteRule.
+type Rule = config.PaletteRule
 
-// ParseRule reads a "METHOD /v1/path/prefix" rule.
-func ParseRule(s string) (Rule, error) {
-	method, prefix, ok := strings.Cut(strings.TrimSpace(s), " ")
-	prefix = strings.TrimSpace(prefix)
-	switch {
-	case !ok || method == "" || prefix == "":
-		return Rule{}, fmt.Errorf("%q is not of the form \"METHOD /v1/path/prefix\"", s)
-	case method != strings.ToUpper(method) || strings.ContainsAny(method, " \t/"):
-		return Rule{}, fmt.Errorf("%q: the method must be an upper-case HTTP method such as POST", s)
-	case !strings.HasPrefix(prefix, "/v1/") || path.Clean(prefix) != prefix:
-		return Rule{}, fmt.Errorf("%q: the prefix must be a clean path under /v1/, such as /v1/spectroclusters", s)
-	case deniedPath(prefix):
-		return Rule{}, fmt.Errorf("%q: /v1/auth is never reachable through this route", s)
-	}
-	return Rule{Method: method, Prefix: prefix}, nil
-}
-
-func (r Rule) matches(method, p string) bool {
+func matches(r Rule, method, p string) bool {
 	return r.Method == method && (p == r.Prefix || strings.HasPrefix(p, r.Prefix+"/"))
 }
 
@@ -159,7 +138,7 @@ func (h *Handler) allowed(method, p string) bool {
 		return true
 	}
 	for _, rule := range h.cfg.Allow {
-		if rule.matches(method, p) {
+		if matches(rule, method, p) {
 			return true
 		}
 	}
