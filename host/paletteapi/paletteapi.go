@@ -36,6 +36,9 @@ import (
 // RoutePrefix is where the route lives on the daemon.
 const RoutePrefix = "/api/auth/spectrocloud/palette/"
 
+// MaxResponseBytes bounds an answer of Palette the route passes on.
+const MaxResponseBytes = 8 << 20
+
 // maxRequestBody bounds a forwarded request body.
 const maxRequestBody = 1 << 20
 
