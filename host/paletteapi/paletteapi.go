@@ -166,7 +166,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, base *url.URL,
 		body = bytes.NewReader(b)
 	}
 	target := base.JoinPath(p)
-	target.RawQuery = r.URL.RawQuery
+	// env names the caller's Backstage environment to the daemon
+	// (BrowserSession); it is not Palette's.
+	q := r.URL.Query()
+	q.Del("env")
+	target.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, target.String(), body)
 	if err != nil {
 		return fmt.Errorf("building the Palette request: %w", err)
