@@ -73,6 +73,8 @@ type fakePalette struct {
 	// of the other calls.
 	renewals int
 	seen     []string
+	// query and project are the last call's query and ProjectUid header.
+	query, project string
 	// leak makes the projects answer quote the caller's token (a shape
 	// the spec does not describe: an explicit extra case).
 	leak bool
@@ -117,6 +119,7 @@ func (p *fakePalette) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := r.Header.Get("Authorization")
 	p.seen = append(p.seen, tok)
+	p.query, p.project = r.URL.RawQuery, r.Header.Get("ProjectUid")
 	if r.Header.Get("ApiKey") != "" {
 		p.t.Errorf("an API key was sent for a user's call")
 	}
@@ -308,6 +311,11 @@ func TestCallsPaletteAsTheUser(t *testing.T) {
 	}
 	if e.palette.renewals != 0 {
 		t.Errorf("a fresh token was renewed %d times", e.palette.renewals)
+	}
+	// The query goes on without the daemon's env; the project scope header too.
+	e.call(t, http.MethodGet, projects+"?env=development&filter=a", "Authorization", "Bearer "+aliceCLI, "ProjectUid", "p1", "Cookie", "x=y")
+	if e.palette.query != "filter=a" || e.palette.project != "p1" {
+		t.Errorf("Palette got query %q and ProjectUid %q, want filter=a and p1", e.palette.query, e.palette.project)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
@@ -61,7 +62,7 @@ func (s *Server) renewPalette(ctx context.Context, key session.Key, renew lifecy
 	switch {
 	case refused:
 		s.log.Warn("palette refused to renew the session's palette session token; it is dropped", "env", sess.Env, "user", sess.UserEntityRef, "session", key.String())
-		token, exp = "", now
+		token, exp = "", time.Time{}
 	case err != nil:
 		return nil, fmt.Errorf("renewing the palette session token: %w", err)
 	case token == "":
