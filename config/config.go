@@ -49,6 +49,7 @@ type Config struct {
 	// and -; "builtin" is reserved).
 	Plugins     map[string]Plugin `koanf:"plugins"`
 	Kubernetes  Kubernetes        `koanf:"kubernetes"`
+	PaletteAPI  PaletteAPI        `koanf:"paletteApi"`
 	Storage     Storage           `koanf:"storage"`
 	DevProvider DevProvider       `koanf:"devProvider"`
 
@@ -243,6 +244,23 @@ type Kubernetes struct {
 	// Catalog shapes the Backstage entities served at
 	// {baseUrl}/api/auth/spectrocloud/kubernetes/catalog-info.yaml.
 	Catalog Catalog `koanf:"catalog"`
+}
+
+// PaletteAPI configures {baseUrl}/api/auth/spectrocloud/palette/<path>:
+// calls to SpectroCloud Palette's REST API as the signed-in user, with the
+// Palette session token the provider handed out at sign-in.
+type PaletteAPI struct {
+	// Enabled mounts the route. Default false.
+	Enabled bool `koanf:"enabled"`
+	// URL is Palette's API (https://api.spectrocloud.com, or a dedicated
+	// console's origin) for every environment. Default: the origin of each
+	// environment's issuer.
+	URL string `koanf:"url"`
+	// Allow lists "METHOD /v1/path/prefix" rules for methods beyond GET and
+	// HEAD, e.g. "POST /v1/dashboard/spectroclusters/search".
+	Allow []string `koanf:"allow"`
+	// Timeout bounds each call to Palette. Default 10s.
+	Timeout time.Duration `koanf:"timeout"`
 }
 
 // Catalog configures the clusters' Backstage catalog entities (kind Resource,

@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	v.auth(c)
 	v.plugins(c)
 	v.kubernetes(c)
+	v.paletteAPI(c)
 	v.storage(c)
 	v.devProvider(c)
 	return v.errs.err()
@@ -392,6 +393,21 @@ func (v *validator) kubernetes(c *Config) {
 	v.required("kubernetes.audit.sink", k.Audit.Sink == "")
 	if v.required("kubernetes.catalog.owner", k.Catalog.Owner == "") && !entityRefRE.MatchString(k.Catalog.Owner) {
 		v.add("kubernetes.catalog.owner", "must be a Backstage entity ref such as group:default/platform, not %q", k.Catalog.Owner)
+	}
+}
+
+func (v *validator) paletteAPI(c *Config) {
+	p := c.PaletteAPI
+	if p.URL != "" {
+		v.url("paletteApi.url", p.URL, urlRule{https: true})
+	}
+	for i, a := range p.Allow {
+		if _, err := ParsePaletteRule(a); err != nil {
+			v.add(joinIndex("paletteApi.allow", i), "%v", err)
+		}
+	}
+	if p.Timeout < 0 {
+		v.add("paletteApi.timeout", "must not be negative")
 	}
 }
 

@@ -273,6 +273,9 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err := d.startKube(srv); err != nil {
 		return nil, err
 	}
+	if err := d.startPalette(srv, opts.HTTPClient); err != nil {
+		return nil, err
+	}
 	return srv, nil
 }
 

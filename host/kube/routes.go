@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
@@ -42,43 +41,38 @@ func (b *Broker) api(h func(http.ResponseWriter, *http.Request) error) http.Hand
 	})
 }
 
-// bearer returns the token of an "Authorization: Bearer" header.
-func bearer(r *http.Request) string {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(token)
-}
-
 // WrongTokenMessage is what POST credential answers a Backstage user token.
 const WrongTokenMessage = "A Backstage user token does not buy a cluster credential: Backstage hands it to every backend plugin. " +
 	"kubectl gets credentials with `spectroauthd kube-credential`, which holds its own command-line token; " +
 	"Backstage's Kubernetes plugin gets them through its own auth provider (see the README's Kubernetes section)"
 
-// session authenticates the caller: for a credential (credential true) only
-// with a command-line access token, otherwise with that or a Backstage user
-// token. Its errors carry the audit reason.
+// session authenticates the caller: for a credential (credential true) as
+// lifecycle.CredentialCallers does (a command-line access token or the
+// browser's session cookie), otherwise with a command-line access token or
+// a Backstage user token. Its errors carry the audit reason.
 func (b *Broker) session(r *http.Request, credential bool) (*lifecycle.UserSession, error) {
-	token := bearer(r)
-	if token == "" && credential && b.cfg.BrowserSessions != nil && r.Header.Get("Cookie") != "" {
-		return b.sessionResult(b.cfg.BrowserSessions(r))
-	}
-	if token == "" {
-		msg := "Missing token: send Authorization: Bearer <your Backstage token>; sign in again to get one"
-		if credential {
-			msg = "Missing token: send Authorization: Bearer <command-line access token>, as `spectroauthd kube-credential` does; sign in again to get one"
+	if credential {
+		us, err := lifecycle.CredentialCallers{CLISessions: b.cfg.CLISessions, BrowserSessions: b.cfg.BrowserSessions}.Authenticate(r)
+		switch {
+		case errors.Is(err, lifecycle.ErrNoCredential):
+			return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
+				"Missing token: send Authorization: Bearer <command-line access token>, as `spectroauthd kube-credential` does; sign in again to get one", nil)
+		case errors.Is(err, lifecycle.ErrBackstageToken):
+			return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonWrongToken, WrongTokenMessage, nil)
+		case errors.Is(err, lifecycle.ErrNotCLIToken):
+			return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
+				"Invalid token: send a command-line access token, as `spectroauthd kube-credential` does", nil)
 		}
-		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated, msg, nil)
+		return b.sessionResult(us, err)
+	}
+	token := lifecycle.BearerToken(r)
+	if token == "" {
+		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,
+			"Missing token: send Authorization: Bearer <your Backstage token>; sign in again to get one", nil)
 	}
 	sessions := b.cfg.Sessions
-	switch typ := identity.TokenType(token); {
-	case typ == identity.TypeCLIAccess:
+	if identity.TokenType(token) == identity.TypeCLIAccess {
 		sessions = b.cfg.CLISessions
-	case credential && (typ == identity.TypeUser || typ == identity.TypeLimitedUser):
-		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonWrongToken, WrongTokenMessage, nil)
-	case credential:
-		sessions = nil
 	}
 	if sessions == nil {
 		return nil, refusal(http.StatusUnauthorized, backstageerr.NameAuthentication, ReasonUnauthenticated,

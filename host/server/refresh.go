@@ -192,6 +192,7 @@ func setUpstream(sess *session.Session, t *upstream.Tokens) error {
 			return fmt.Errorf("encoding ID token claims: %w", err)
 		}
 	}
+	prev := sess.Upstream
 	sess.Upstream = session.UpstreamTokens{
 		IDToken:             t.IDToken,
 		AccessToken:         t.AccessToken,
@@ -201,6 +202,11 @@ func setUpstream(sess *session.Session, t *upstream.Tokens) error {
 		AccessTokenExpiry:   t.AccessTokenExpiry,
 		IDTokenExpiry:       t.IDTokenExpiry,
 		Claims:              claims,
+	}
+	if t.PaletteSessionToken != "" && t.PaletteSessionToken == prev.PaletteSessionToken {
+		// An upstream refresh that brought no new Palette session token
+		// keeps what its last renewal learnt of the current one.
+		sess.Upstream.PaletteSessionTokenExpiry = prev.PaletteSessionTokenExpiry
 	}
 	sess.Profile = session.Profile{Email: t.Profile.Email, DisplayName: t.Profile.DisplayName, Picture: t.Profile.Picture}
 	return nil
@@ -341,34 +347,48 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 func (s *Server) renewOnce(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
 	ctx = context.WithoutCancel(ctx)
 	return s.flights.Do(key, func() (*session.Session, error) {
-		if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
-			// Other replicas renew this session too: one at a time, each
-			// re-reading what the last one stored.
-			lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
-			unlock, err := l.LockRenewal(lctx, key)
-			cancel()
-			if errors.Is(err, session.ErrNotFound) {
-				return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
-			}
-			defer unlock()
-		}
-		sess, err := s.cfg.Sessions.Get(ctx, key)
-		if errors.Is(err, session.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %v", errSessionEnded, err)
-		}
+		sess, unlock, err := s.lockAndRead(ctx, key)
 		if err != nil {
-			// The store failing (a shared database restarting) says
-			// nothing against the session: keep the browser's cookie.
-			return nil, fmt.Errorf("reading the session: %w", err)
+			return nil, err
 		}
+		defer unlock()
 		if !s.upstreamDue(env, sess) && !s.backstageStale(sess) {
 			return sess, nil
 		}
 		return s.renew(ctx, env, key, sess)
 	})
+}
+
+// lockAndRead takes key's renewal lock when replicas share the store (other
+// replicas renew this session too: one at a time, each re-reading what the
+// last one stored), then reads the session. unlock must be called when err
+// is nil.
+func (s *Server) lockAndRead(ctx context.Context, key session.Key) (_ *session.Session, unlock func(), _ error) {
+	unlock = func() {}
+	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
+		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+		u, err := l.LockRenewal(lctx, key)
+		cancel()
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+		}
+		unlock = u
+	}
+	sess, err := s.cfg.Sessions.Get(ctx, key)
+	if errors.Is(err, session.ErrNotFound) {
+		unlock()
+		return nil, nil, fmt.Errorf("%w: %v", errSessionEnded, err)
+	}
+	if err != nil {
+		unlock()
+		// The store failing (a shared database restarting) says nothing
+		// against the session: keep the browser's cookie.
+		return nil, nil, fmt.Errorf("reading the session: %w", err)
+	}
+	return sess, unlock, nil
 }
 
 // renewalLockWait bounds the wait for another replica's renewal of the same

@@ -164,14 +164,18 @@ type Profile struct {
 // UpstreamTokens are the identity provider's tokens and what was read from
 // them. They are secrets: String redacts them.
 type UpstreamTokens struct {
-	IDToken             string          `json:"idToken,omitempty"`
-	AccessToken         string          `json:"accessToken,omitempty"`
-	RefreshToken        string          `json:"refreshToken,omitempty"`
-	PaletteSessionToken string          `json:"paletteSessionToken,omitempty"`
-	TokenType           string          `json:"tokenType,omitempty"`
-	AccessTokenExpiry   time.Time       `json:"accessTokenExpiry,omitzero"`
-	IDTokenExpiry       time.Time       `json:"idTokenExpiry,omitzero"`
-	Claims              json.RawMessage `json:"claims,omitempty"`
+	IDToken             string `json:"idToken,omitempty"`
+	AccessToken         string `json:"accessToken,omitempty"`
+	RefreshToken        string `json:"refreshToken,omitempty"`
+	PaletteSessionToken string `json:"paletteSessionToken,omitempty"`
+	// PaletteSessionTokenExpiry is when PaletteSessionToken runs out, as
+	// its last renewal learnt it; zero when unknown (read the token's exp,
+	// else renew it before use).
+	PaletteSessionTokenExpiry time.Time       `json:"paletteSessionTokenExpiry,omitzero"`
+	TokenType                 string          `json:"tokenType,omitempty"`
+	AccessTokenExpiry         time.Time       `json:"accessTokenExpiry,omitzero"`
+	IDTokenExpiry             time.Time       `json:"idTokenExpiry,omitzero"`
+	Claims                    json.RawMessage `json:"claims,omitempty"`
 	// IDTokenNotRenewed records that the last upstream refresh answered
 	// without a new ID token (OpenID Connect allows it), so asking again
 	// before the access token runs out would get the same answer.

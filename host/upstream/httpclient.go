@@ -76,3 +76,17 @@ func (b *boundedBody) tooLarge() error {
 }
 
 func (b *boundedBody) Close() error { return b.rc.Close() }
+
+// NewBackChannelClient is the client the provider uses for its back
+// channel (base's Transport, a per-request timeout, no redirects, no
+// cookies, bodies bounded to limit bytes), for other daemon parts that call
+// the provider's services, such as Palette's API.
+func NewBackChannelClient(base *http.Client, timeout time.Duration, limit int64) *http.Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	return newBackChannelClient(base, timeout, limit)
+}
