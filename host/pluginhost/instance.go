@@ -324,6 +324,11 @@ func (g *generation) info() sdk.Info {
 	return info
 }
 
+// msgUndeclaredTokens is the warning at start about a strategy plugin that
+// predates sdk.Plugin.StrategyTokens.
+const msgUndeclaredTokens = "plugin does not declare which of the user's tokens its strategies need, so they receive all of them " +
+	"(ID, access and Palette session token); rebuild it with a current SDK and set Plugin.StrategyTokens"
+
 // up publishes g as the generation that takes calls.
 func (in *instance) up(g *generation, restarted bool) {
 	info := g.info()
@@ -341,6 +346,9 @@ func (in *instance) up(g *generation, restarted bool) {
 	} else {
 		in.log.Info("plugin is up", "pid", g.runner.pid, "name", info.Name, "version", info.Version,
 			"protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
+		if info.Has(sdk.CapabilityClusterStrategy) && info.StrategyTokens == nil {
+			in.log.Warn(msgUndeclaredTokens, "name", info.Name, "strategies", info.Strategies)
+		}
 	}
 }
 
