@@ -138,6 +138,9 @@ const (
 	TokenPaletteSession Token = "PALETTE_SESSION"
 )
 
+// tokens are the tokens this SDK knows.
+var tokens = []Token{TokenID, TokenAccess, TokenPaletteSession}
+
 // Only returns s with the tokens not in tokens left empty: what a strategy
 // that declared tokens receives.
 func (s Session) Only(tokens []Token) Session {
@@ -178,6 +181,11 @@ func (i Info) Validate() error {
 	for _, name := range slices.Sorted(maps.Keys(i.StrategyTokens)) {
 		if !slices.Contains(i.Strategies, name) {
 			errs = append(errs, fmt.Errorf("plugin declares the tokens of strategy %q, which it does not list", name))
+		}
+		for _, t := range i.StrategyTokens[name] {
+			if !slices.Contains(tokens, t) {
+				errs = append(errs, fmt.Errorf("strategy %q declares token %q, which is none of %v", name, t, tokens))
+			}
 		}
 	}
 	return errors.Join(errs...)
