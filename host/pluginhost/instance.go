@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -580,7 +581,8 @@ func (in *instance) status() PluginStatus {
 		Version: in.info.Version, PluginName: in.info.Name, ProtocolVersion: in.protocol,
 		Capabilities: slices.Clone(in.info.Capabilities),
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
-		State: in.state, Restarts: in.restarts, PID: in.pid,
+		StrategyTokens: maps.Clone(in.info.StrategyTokens),
+		State:          in.state, Restarts: in.restarts, PID: in.pid,
 		Calls: in.calls.Load(), Failures: in.failures.Load(),
 		LogLinesDropped: in.stderr.limit.dropped.Load(),
 	}
