@@ -142,6 +142,7 @@ func (r pluginReport) print(w io.Writer) {
 		}
 		if slices.Contains(s.Capabilities, sdk.CapabilityClusterStrategy) {
 			line("strategies", list(s.Strategies))
+			line("receives", receives(s))
 		}
 		line("status", fmt.Sprintf("ok: started, described and configured; options of %d uses checked", r.uses))
 		return
@@ -150,6 +151,26 @@ func (r pluginReport) print(w io.Writer) {
 	for _, l := range strings.Split(r.err.Error(), "\n") {
 		fmt.Fprintf(w, "    %s\n", l)
 	}
+}
+
+// receives says which of the user's tokens each strategy of s gets.
+func receives(s pluginhost.PluginStatus) string {
+	if s.StrategyTokens == nil {
+		return "every token (ID, access, Palette session): the plugin declares none, as one built before the declaration"
+	}
+	var out []string
+	for _, name := range s.Strategies {
+		got := "no token"
+		if ts := s.StrategyTokens[name]; len(ts) > 0 {
+			names := make([]string, len(ts))
+			for i, t := range ts {
+				names[i] = string(t)
+			}
+			got = strings.Join(names, " + ")
+		}
+		out = append(out, name+": "+got)
+	}
+	return strings.Join(out, "; ")
 }
 
 // pluginDigest is `spectroauthd plugin-digest PATH`: it checks the binary

@@ -107,7 +107,7 @@ plugins:
 		{"lists", writeConfig("ok.yaml", digest, "{tag: x}"), 0, []string{
 			"tp\n", "  command:      " + bin, "  sha256:       ok " + digest, `  version:      1.0.0 (the plugin calls itself "testplugin")`,
 			"  capabilities: RESOLVER, CLUSTER_STRATEGY, CLUSTER_SOURCE, CONFIGURE, VALIDATE_OPTIONS",
-			"  resolvers:    byEmail, other", "  strategies:   token", "  status:       ok: started, described and configured; options of 1 uses checked",
+			"  resolvers:    byEmail, other", "  strategies:   token", "  receives:     token: no token", "  status:       ok: started, described and configured; options of 1 uses checked",
 		}, nil},
 		{"digest mismatch", writeConfig("mismatch.yaml", strings.Repeat("ab", 32), "{}"), 1, []string{
 			"  sha256:       MISMATCH: the file has " + digest + ", the configuration says " + strings.Repeat("ab", 32), "FAILED", "spectroauthd plugin-digest " + bin,

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Resolver maps a user who signed in upstream to a Backstage identity. A
@@ -113,6 +115,45 @@ type Info struct {
 	Resolvers []string
 	// Strategies lists its strategy names, when it is a ClusterStrategy.
 	Strategies []string
+	// StrategyTokens says which of the user's tokens each strategy needs
+	// (see Plugin.StrategyTokens); the host passes a strategy only those.
+	// A strategy missing from a non-nil map needs none. Nil means the
+	// plugin declares nothing (it predates the declaration): the host then
+	// passes every token, as before.
+	StrategyTokens map[string][]Token
+}
+
+// Token names one of the user's tokens in Session, for
+// Plugin.StrategyTokens.
+type Token string
+
+// The tokens a strategy may need. A newer SDK may add tokens; a host never
+// passes a token it does not know a strategy asked for.
+const (
+	// TokenID is Session.IDToken (with IDTokenExpiresAt).
+	TokenID Token = "ID"
+	// TokenAccess is Session.AccessToken.
+	TokenAccess Token = "ACCESS"
+	// TokenPaletteSession is Session.PaletteSessionToken.
+	TokenPaletteSession Token = "PALETTE_SESSION"
+)
+
+// tokens are the tokens this SDK knows.
+var tokens = []Token{TokenID, TokenAccess, TokenPaletteSession}
+
+// Only returns s with the tokens not in tokens left empty: what a strategy
+// that declared tokens receives.
+func (s Session) Only(tokens []Token) Session {
+	if !slices.Contains(tokens, TokenID) {
+		s.IDToken, s.IDTokenExpiresAt = "", time.Time{}
+	}
+	if !slices.Contains(tokens, TokenAccess) {
+		s.AccessToken = ""
+	}
+	if !slices.Contains(tokens, TokenPaletteSession) {
+		s.PaletteSessionToken = ""
+	}
+	return s
 }
 
 // Has reports whether the plugin offers c.
@@ -137,6 +178,16 @@ func (i Info) Validate() error {
 	}
 	errs = append(errs, checkNames("resolver", i.Resolvers, i.Has(CapabilityResolver))...)
 	errs = append(errs, checkNames("strategy", i.Strategies, i.Has(CapabilityClusterStrategy))...)
+	for _, name := range slices.Sorted(maps.Keys(i.StrategyTokens)) {
+		if !slices.Contains(i.Strategies, name) {
+			errs = append(errs, fmt.Errorf("plugin declares the tokens of strategy %q, which it does not list", name))
+		}
+		for _, t := range i.StrategyTokens[name] {
+			if !slices.Contains(tokens, t) {
+				errs = append(errs, fmt.Errorf("strategy %q declares token %q, which is none of %v", name, t, tokens))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -188,6 +239,12 @@ type Plugin struct {
 	// OptionsValidator checks the `options:` of its uses at the daemon's
 	// start.
 	OptionsValidator OptionsValidator
+	// StrategyTokens says, per strategy name, which of the user's tokens
+	// the strategy needs in CredentialRequest.Session. The host leaves every
+	// other token empty: a strategy not in the map gets none of them, only
+	// UserEntityRef, Subject and Claims. Keys must be strategies that
+	// ClusterStrategy lists.
+	StrategyTokens map[string][]Token
 
 	// Impl is the untyped form: a value implementing any of the interfaces
 	// above, used for the typed fields left unset. A method of Impl that is
@@ -287,6 +344,15 @@ func (p Plugin) Info() (Info, error) {
 	if p.ClusterStrategy != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityClusterStrategy)
 		info.Strategies = slices.Clone(p.ClusterStrategy.Strategies())
+		info.StrategyTokens = make(map[string][]Token, len(info.Strategies))
+		for _, name := range info.Strategies {
+			info.StrategyTokens[name] = slices.Clone(p.StrategyTokens[name])
+		}
+		for name := range p.StrategyTokens {
+			if !slices.Contains(info.Strategies, name) {
+				info.StrategyTokens[name] = nil // refused by Validate below
+			}
+		}
 	}
 	if p.ClusterSource != nil {
 		info.Capabilities = append(info.Capabilities, CapabilityClusterSource)

@@ -149,6 +149,13 @@ func (p pluginService) Describe(context.Context, *pluginv1.DescribeRequest) (*pl
 	for _, c := range i.Capabilities {
 		resp.Capabilities = append(resp.Capabilities, wire.CapabilityToProto(string(c)))
 	}
+	for _, name := range i.Strategies {
+		si := &pluginv1.StrategyInfo{Name: name}
+		for _, t := range i.StrategyTokens[name] {
+			si.Tokens = append(si.Tokens, wire.TokenToProto(string(t)))
+		}
+		resp.StrategyInfo = append(resp.StrategyInfo, si)
+	}
 	return resp, nil
 }
 

@@ -220,6 +220,10 @@ func TestPluginInfo(t *testing.T) {
 		}},
 		{name: "impl with a wrong signature", p: Plugin{Name: "x", Impl: wrongSignature{}},
 			wantErr: "has method ValidateOptions(context.Context, sdk.Options) error, but sdk.OptionsValidator needs ValidateOptions(context.Context, sdk.ValidateOptionsRequest) error"},
+		{name: "tokens of a strategy not listed", p: Plugin{Name: "x", Impl: everything{}, StrategyTokens: map[string][]Token{"nope": {TokenID}}},
+			wantErr: `declares the tokens of strategy "nope", which it does not list`},
+		{name: "unknown token", p: Plugin{Name: "x", Impl: everything{}, StrategyTokens: map[string][]Token{"s": {"REFRESH"}}},
+			wantErr: `declares token "REFRESH"`},
 		{name: "impl on its pointer only", p: Plugin{Name: "x", Impl: pointerResolver{}}, wantErr: "implements sdk.Resolver only on its pointer"},
 	}
 	for _, tt := range tests {

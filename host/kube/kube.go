@@ -39,7 +39,9 @@ import (
 const RoutePrefix = "/api/auth/spectrocloud/kubernetes/"
 
 // Strategy issues a user's credential for a cluster: one strategy of a
-// plugin, with its options, as the plugin host hands it out.
+// plugin, with its options, as the plugin host hands it out. The broker hands
+// it the whole session; the plugin host passes on only the tokens the
+// strategy declared (sdk.Plugin.StrategyTokens).
 type Strategy interface {
 	Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error)
 }

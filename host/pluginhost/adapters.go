@@ -101,12 +101,24 @@ type strategy struct {
 
 func (s *strategy) Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error) {
 	req.Strategy, req.Options = s.name, s.options
+	req.Session = passedSession(s.in.describe(), s.name, req.Session)
 	var cred sdk.Credential
 	err := s.in.do(ctx, "strategy "+s.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
 		cred, err = c.Credential(ctx, req)
 		return err
 	})
 	return cred, err
+}
+
+// passedSession is what strategy name of the plugin info describes receives
+// of session: only the tokens it declared, or every token when the plugin
+// declares none at all (it predates the declaration; the host warned at
+// start).
+func passedSession(info sdk.Info, name string, session sdk.Session) sdk.Session {
+	if info.StrategyTokens == nil {
+		return session
+	}
+	return session.Only(info.StrategyTokens[name])
 }
 
 // ClusterSource returns the cluster source of plugin pluginName, calling it

@@ -268,6 +268,10 @@ type PluginStatus struct {
 	Capabilities []sdk.Capability
 	// Resolvers and Strategies are the names it offers.
 	Resolvers, Strategies []string
+	// StrategyTokens are the user's tokens each strategy declares it needs,
+	// the only ones the host passes it; nil when the plugin declares none
+	// at all (it predates the declaration), and then gets every token.
+	StrategyTokens map[string][]sdk.Token
 	// State is where it is in its life.
 	State State
 	// Reason says why it is not up; empty when it is.

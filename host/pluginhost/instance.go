@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -324,6 +325,11 @@ func (g *generation) info() sdk.Info {
 	return info
 }
 
+// msgUndeclaredTokens is the warning at start about a strategy plugin that
+// predates sdk.Plugin.StrategyTokens.
+const msgUndeclaredTokens = "plugin does not declare which of the user's tokens its strategies need, so they receive all of them " +
+	"(ID, access and Palette session token); rebuild it with a current SDK and set Plugin.StrategyTokens"
+
 // up publishes g as the generation that takes calls.
 func (in *instance) up(g *generation, restarted bool) {
 	info := g.info()
@@ -341,6 +347,9 @@ func (in *instance) up(g *generation, restarted bool) {
 	} else {
 		in.log.Info("plugin is up", "pid", g.runner.pid, "name", info.Name, "version", info.Version,
 			"protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
+		if info.Has(sdk.CapabilityClusterStrategy) && info.StrategyTokens == nil {
+			in.log.Warn(msgUndeclaredTokens, "name", info.Name, "strategies", info.Strategies)
+		}
 	}
 }
 
@@ -572,7 +581,8 @@ func (in *instance) status() PluginStatus {
 		Version: in.info.Version, PluginName: in.info.Name, ProtocolVersion: in.protocol,
 		Capabilities: slices.Clone(in.info.Capabilities),
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
-		State: in.state, Restarts: in.restarts, PID: in.pid,
+		StrategyTokens: maps.Clone(in.info.StrategyTokens),
+		State:          in.state, Restarts: in.restarts, PID: in.pid,
 		Calls: in.calls.Load(), Failures: in.failures.Load(),
 		LogLinesDropped: in.stderr.limit.dropped.Load(),
 	}

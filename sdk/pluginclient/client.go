@@ -187,6 +187,24 @@ func (c *Client) Describe(ctx context.Context) (sdk.Info, error) {
 			info.Capabilities = append(info.Capabilities, sdk.Capability(name))
 		}
 	}
+	// A plugin that sends no strategy_info predates it: StrategyTokens
+	// stays nil and the host passes every token, as before.
+	for _, si := range resp.GetStrategyInfo() {
+		if info.StrategyTokens == nil {
+			info.StrategyTokens = map[string][]sdk.Token{}
+		}
+		if _, dup := info.StrategyTokens[si.GetName()]; dup {
+			return sdk.Info{}, fmt.Errorf("%w: description: strategy %q has two strategy_info entries", ErrInvalidResponse, si.GetName())
+		}
+		var tokens []sdk.Token
+		for _, t := range si.GetTokens() {
+			// Tokens from a newer protocol revision are never passed.
+			if name := wire.TokenName(t); name != "" {
+				tokens = append(tokens, sdk.Token(name))
+			}
+		}
+		info.StrategyTokens[si.GetName()] = tokens
+	}
 	if err := info.Validate(); err != nil {
 		return sdk.Info{}, fmt.Errorf("%w: description: %w", ErrInvalidResponse, err)
 	}

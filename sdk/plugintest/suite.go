@@ -35,7 +35,9 @@ type Suite struct {
 	// at least one ExpectFound and one ExpectNotFound case.
 	Resolve []ResolveCase
 	// Credential are the cases of a sdk.ClusterStrategy: for every strategy
-	// it offers, at least one ExpectFound case.
+	// it offers, at least one ExpectFound case. A case's Session reaches the
+	// strategy as the daemon passes it: with only the tokens the strategy
+	// declares (sdk.Plugin.StrategyTokens).
 	Credential []CredentialCase
 	// ListClusters are the cases of a sdk.ClusterSource: at least one
 	// ExpectFound case.
@@ -640,6 +642,16 @@ func jsonNormal(v map[string]any) any {
 	return out
 }
 
+// passedSession is what the daemon passes the strategy of req of its
+// Session: only the tokens the strategy declared (all of them when the plugin
+// declares none at all, as one built before the declaration existed).
+func (r *run) passedSession(req sdk.CredentialRequest) sdk.Session {
+	if r.info.StrategyTokens == nil {
+		return req.Session
+	}
+	return req.Session.Only(r.info.StrategyTokens[req.Strategy])
+}
+
 func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 	var names []string
 	var expects []Expect
@@ -647,6 +659,7 @@ func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 	for _, cc := range r.s.Credential {
 		names = append(names, cc.Request.Strategy)
 		expects = append(expects, cc.Expect)
+		cc.Request.Session = r.passedSession(cc.Request)
 		calls = append(calls, call{
 			name:   cc.Name,
 			expect: cc.Expect,

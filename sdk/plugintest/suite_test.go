@@ -75,6 +75,11 @@ func sampleSuite() plugintest.Suite {
 	}
 }
 
+// samplePlugin is the sample plugin; its strategy idToken declares the one
+// token it uses, and the suite passes it only that one, as the daemon does.
+var samplePlugin = sdk.Plugin{Name: "sample", Version: "1.0.0", Impl: &sample{},
+	StrategyTokens: map[string][]sdk.Token{"idToken": {sdk.TokenID}}}
+
 // serveEnv makes the test binary serve, as a plugin binary, the sample or
 // the broken plugin its value names.
 const serveEnv = "PLUGINTEST_SERVE"
@@ -84,9 +89,9 @@ func TestMain(m *testing.M) {
 	case "":
 		os.Exit(m.Run())
 	case "sample":
-		sdk.Serve(sdk.Plugin{Name: "sample", Version: "1.0.0", Impl: &sample{}})
+		sdk.Serve(samplePlugin)
 	default:
-		sdk.Serve(sdk.Plugin{Name: "broken", Impl: brokenPlugins[name].impl})
+		sdk.Serve(brokenPlugins[name].plugin())
 	}
 	os.Exit(0)
 }
@@ -99,11 +104,11 @@ func TestRunBinarySample(t *testing.T) {
 }
 
 func TestRunSample(t *testing.T) {
-	plugintest.Run(t, sdk.Plugin{Name: "sample", Version: "1.0.0", Impl: &sample{}}, sampleSuite())
+	plugintest.Run(t, samplePlugin, sampleSuite())
 }
 
 func TestStartServesThroughGRPC(t *testing.T) {
-	c := plugintest.Start(t, sdk.Plugin{Name: "sample", Impl: &sample{}})
+	c := plugintest.Start(t, samplePlugin)
 	ctx := context.Background()
 	req := sdk.ResolveRequest{Resolver: "emailLocalPart", Profile: sdk.Profile{Email: "jdoe@example.com"}}
 
@@ -129,11 +134,12 @@ func TestStartServesThroughGRPC(t *testing.T) {
 
 // brokenPlugins are the sample with one conformance bug each, and a piece of
 // what the suite must report about it.
-var brokenPlugins = map[string]struct {
-	impl any
-	edit func(*plugintest.Suite)
-	want string
-}{
+var brokenPlugins = map[string]brokenPlugin{
+	"uses a token it does not declare": {
+		impl:       &sample{},
+		undeclared: true,
+		want:       "got error invalid input Session.IDToken: is empty, want success",
+	},
 	"plain error for unknown user": {
 		impl: &plainNotFound{&sample{}},
 		want: "want an error wrapping sdk.ErrNotFound",
@@ -180,6 +186,21 @@ var brokenPlugins = map[string]struct {
 		edit: func(s *plugintest.Suite) { s.BadOptions = nil },
 		want: "Suite.BadOptions is empty",
 	},
+}
+
+type brokenPlugin struct {
+	impl       any
+	edit       func(*plugintest.Suite)
+	undeclared bool // the strategy does not declare the token it uses
+	want       string
+}
+
+func (b brokenPlugin) plugin() sdk.Plugin {
+	p := sdk.Plugin{Name: "broken", Impl: b.impl, StrategyTokens: samplePlugin.StrategyTokens}
+	if b.undeclared {
+		p.StrategyTokens = nil
+	}
+	return p
 }
 
 // wrongValidateOptions shadows the sample's ValidateOptions with one of
@@ -264,7 +285,7 @@ func TestRunBrokenHelper(t *testing.T) {
 		plugintest.RunBinary(t, os.Args[0], s)
 		return
 	}
-	plugintest.Run(t, sdk.Plugin{Name: "broken", Impl: b.impl}, s)
+	plugintest.Run(t, b.plugin(), s)
 }
 
 // TestRunCatchesBrokenPlugins checks that the suite fails each broken plugin
@@ -281,7 +302,7 @@ func TestRunCatchesBrokenPlugins(t *testing.T) {
 	// The same bugs, found over the wire in a plugin binary. (One that
 	// ignores its deadline is not among them: over the wire the SDK answers
 	// for it in time.)
-	for _, name := range []string{"plain error for unknown user", "config error without key", "missing not-found case"} {
+	for _, name := range []string{"plain error for unknown user", "config error without key", "missing not-found case", "uses a token it does not declare"} {
 		runs[name+binarySuffix] = brokenPlugins[name].want
 	}
 	for name, want := range runs {

@@ -63,7 +63,9 @@ type Strategy struct {
 // Plugin describes the plugin for sdk.Serve.
 func Plugin() sdk.Plugin {
 	s := &Strategy{}
-	return sdk.Plugin{Name: "oidc-cluster", ClusterStrategy: s, OptionsValidator: s}
+	return sdk.Plugin{Name: "oidc-cluster", ClusterStrategy: s, OptionsValidator: s,
+		// The cluster verifies the ID token itself; it needs nothing else.
+		StrategyTokens: map[string][]sdk.Token{StrategyName: {sdk.TokenID}}}
 }
 
 // What Plugin registers, checked by the compiler.

@@ -30,7 +30,11 @@ type Strategy struct {
 // Plugin describes the plugin for sdk.Serve.
 func Plugin() sdk.Plugin {
 	s := &Strategy{}
-	return sdk.Plugin{Name: "token-exchange", ClusterStrategy: s, Configurer: s, OptionsValidator: s}
+	return sdk.Plugin{Name: "token-exchange", ClusterStrategy: s, Configurer: s, OptionsValidator: s,
+		// It exchanges the ID or the access token, as the configuration's
+		// subjectTokenType says (known only after Describe); never the
+		// Palette session token.
+		StrategyTokens: map[string][]sdk.Token{StrategyName: {sdk.TokenID, sdk.TokenAccess}}}
 }
 
 // What Plugin registers, checked by the compiler.

@@ -62,7 +62,10 @@ func FromTimestamp(ts *timestamppb.Timestamp) time.Time {
 	return ts.AsTime()
 }
 
-const capabilityPrefix = "CAPABILITY_"
+const (
+	capabilityPrefix = "CAPABILITY_"
+	tokenPrefix      = "TOKEN_"
+)
 
 // CapabilityToProto maps a capability name (sdk.Capability) to the protocol's
 // enum value, which is the name prefixed with CAPABILITY_. Unknown names give
@@ -74,10 +77,29 @@ func CapabilityToProto(name string) pluginv1.Capability {
 // CapabilityName maps an enum value back to its capability name; a value
 // this revision of the protocol does not know gives "".
 func CapabilityName(c pluginv1.Capability) string {
-	if _, known := pluginv1.Capability_name[int32(c)]; !known || c == pluginv1.Capability_CAPABILITY_UNSPECIFIED {
+	return enumName(c, pluginv1.Capability_name, capabilityPrefix)
+}
+
+// TokenToProto maps a token name (sdk.Token) to the protocol's enum value,
+// the name prefixed with TOKEN_. Unknown names give TOKEN_UNSPECIFIED.
+func TokenToProto(name string) pluginv1.Token {
+	return pluginv1.Token(pluginv1.Token_value[tokenPrefix+name])
+}
+
+// TokenName maps an enum value back to its token name; a value this revision
+// of the protocol does not know gives "".
+func TokenName(t pluginv1.Token) string {
+	return enumName(t, pluginv1.Token_name, tokenPrefix)
+}
+
+// enumName is the name of the enum value v without prefix, or "" for the
+// zero value (UNSPECIFIED) and values not in names.
+func enumName[E ~int32](v E, names map[int32]string, prefix string) string {
+	name, known := names[int32(v)]
+	if !known || v == 0 {
 		return ""
 	}
-	return strings.TrimPrefix(c.String(), capabilityPrefix)
+	return strings.TrimPrefix(name, prefix)
 }
 
 // MaxErrorMessage bounds the error messages that cross the wire, in bytes: a

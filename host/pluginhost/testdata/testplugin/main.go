@@ -136,6 +136,11 @@ func (p *testPlugin) Credential(_ context.Context, req sdk.CredentialRequest) (s
 	if req.Session.Subject == "nobody" {
 		return sdk.Credential{}, sdk.ErrNotFound
 	}
+	if req.Cluster.Name == "echo" {
+		// Tells which of the user's tokens the host passed.
+		s := req.Session
+		return sdk.Credential{Token: fmt.Sprintf("id=%s;access=%s;palette=%s", s.IDToken, s.AccessToken, s.PaletteSessionToken)}, nil
+	}
 	return sdk.Credential{Token: "tok-" + req.Cluster.Name + "-" + req.Session.Subject, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
@@ -201,6 +206,14 @@ func snoop() map[string]any {
 // misbehave answers some Resolve calls with what the SDK would never send.
 func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	r, ok := req.(*pluginv1.ResolveRequest)
+	if info.FullMethod == pluginv1.PluginService_Describe_FullMethodName && os.Getenv("TESTPLUGIN_TOKENS") == "undeclared" {
+		// A plugin of an SDK that predates StrategyInfo.
+		resp, err := handler(ctx, req)
+		if d, ok := resp.(*pluginv1.DescribeResponse); ok {
+			d.StrategyInfo = nil
+		}
+		return resp, err
+	}
 	if !ok || info.FullMethod != pluginv1.ResolverService_Resolve_FullMethodName {
 		return handler(ctx, req)
 	}
@@ -225,6 +238,16 @@ func main() {
 	tp := &testPlugin{}
 	p := sdk.Plugin{Name: "testplugin", Version: version,
 		Resolver: tp, ClusterStrategy: tp, ClusterSource: tp, Configurer: tp, OptionsValidator: tp}
+	// TESTPLUGIN_TOKENS: the tokens strategy "token" declares, comma-separated
+	// ("ID,PALETTE_SESSION"); empty declares none; "undeclared" makes the
+	// plugin look like one that predates the declaration.
+	if ts := os.Getenv("TESTPLUGIN_TOKENS"); ts != "" && ts != "undeclared" {
+		var tokens []sdk.Token
+		for _, t := range strings.Split(ts, ",") {
+			tokens = append(tokens, sdk.Token(t))
+		}
+		p.StrategyTokens = map[string][]sdk.Token{"token": tokens}
+	}
 	if os.Getenv(sdk.Handshake.MagicCookieKey) == "" {
 		sdk.Serve(p) // explains that this is a plugin, and exits
 	}

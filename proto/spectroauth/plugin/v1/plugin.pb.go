@@ -131,6 +131,63 @@ func (Capability) EnumDescriptor() ([]byte, []int) {
 	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{0}
 }
 
+// Token names one of the user's tokens in Session.
+type Token int32
+
+const (
+	// Never sent.
+	Token_TOKEN_UNSPECIFIED Token = 0
+	// Session.id_token, the upstream ID token.
+	Token_TOKEN_ID Token = 1
+	// Session.access_token, the upstream access token.
+	Token_TOKEN_ACCESS Token = 2
+	// Session.palette_session_token, the Palette API session token.
+	Token_TOKEN_PALETTE_SESSION Token = 3
+)
+
+// Enum value maps for Token.
+var (
+	Token_name = map[int32]string{
+		0: "TOKEN_UNSPECIFIED",
+		1: "TOKEN_ID",
+		2: "TOKEN_ACCESS",
+		3: "TOKEN_PALETTE_SESSION",
+	}
+	Token_value = map[string]int32{
+		"TOKEN_UNSPECIFIED":     0,
+		"TOKEN_ID":              1,
+		"TOKEN_ACCESS":          2,
+		"TOKEN_PALETTE_SESSION": 3,
+	}
+)
+
+func (x Token) Enum() *Token {
+	p := new(Token)
+	*p = x
+	return p
+}
+
+func (x Token) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Token) Descriptor() protoreflect.EnumDescriptor {
+	return file_spectroauth_plugin_v1_plugin_proto_enumTypes[1].Descriptor()
+}
+
+func (Token) Type() protoreflect.EnumType {
+	return &file_spectroauth_plugin_v1_plugin_proto_enumTypes[1]
+}
+
+func (x Token) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Token.Descriptor instead.
+func (Token) EnumDescriptor() ([]byte, []int) {
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
+}
+
 // ErrorReason classifies a failed call; see ErrorDetail.
 type ErrorReason int32
 
@@ -178,11 +235,11 @@ func (x ErrorReason) String() string {
 }
 
 func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_spectroauth_plugin_v1_plugin_proto_enumTypes[1].Descriptor()
+	return file_spectroauth_plugin_v1_plugin_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorReason) Type() protoreflect.EnumType {
-	return &file_spectroauth_plugin_v1_plugin_proto_enumTypes[1]
+	return &file_spectroauth_plugin_v1_plugin_proto_enumTypes[2]
 }
 
 func (x ErrorReason) Number() protoreflect.EnumNumber {
@@ -191,7 +248,7 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
 }
 
 // DescribeRequest asks a plugin to describe itself.
@@ -247,7 +304,13 @@ type DescribeResponse struct {
 	Resolvers []string `protobuf:"bytes,5,rep,name=resolvers,proto3" json:"resolvers,omitempty"`
 	// The strategy names offered, when capabilities has
 	// CAPABILITY_CLUSTER_STRATEGY.
-	Strategies    []string `protobuf:"bytes,6,rep,name=strategies,proto3" json:"strategies,omitempty"`
+	Strategies []string `protobuf:"bytes,6,rep,name=strategies,proto3" json:"strategies,omitempty"`
+	// Which of the user's tokens each strategy needs, one entry per strategy
+	// of strategies. The daemon passes a strategy only the tokens its entry
+	// lists (a strategy without an entry, or with no tokens, gets none). A
+	// plugin that sends no entry at all predates this field: the daemon then
+	// passes every token, as before, and warns at start.
+	StrategyInfo  []*StrategyInfo `protobuf:"bytes,7,rep,name=strategy_info,json=strategyInfo,proto3" json:"strategy_info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +387,69 @@ func (x *DescribeResponse) GetStrategies() []string {
 	return nil
 }
 
+func (x *DescribeResponse) GetStrategyInfo() []*StrategyInfo {
+	if x != nil {
+		return x.StrategyInfo
+	}
+	return nil
+}
+
+// StrategyInfo says what one cluster strategy needs of the user's session.
+type StrategyInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The strategy's name, one of DescribeResponse.strategies.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The user's tokens the strategy needs in Session; the daemon leaves the
+	// others empty.
+	Tokens        []Token `protobuf:"varint,2,rep,packed,name=tokens,proto3,enum=spectroauth.plugin.v1.Token" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StrategyInfo) Reset() {
+	*x = StrategyInfo{}
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StrategyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StrategyInfo) ProtoMessage() {}
+
+func (x *StrategyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StrategyInfo.ProtoReflect.Descriptor instead.
+func (*StrategyInfo) Descriptor() ([]byte, []int) {
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StrategyInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StrategyInfo) GetTokens() []Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
 // ConfigureRequest carries a plugin's configuration.
 type ConfigureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -339,7 +465,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +477,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +490,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigureRequest) GetConfig() *structpb.Struct {
@@ -390,7 +516,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +528,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +541,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 // ValidateOptionsRequest asks whether options are acceptable.
@@ -434,7 +560,7 @@ type ValidateOptionsRequest struct {
 
 func (x *ValidateOptionsRequest) Reset() {
 	*x = ValidateOptionsRequest{}
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +572,7 @@ func (x *ValidateOptionsRequest) String() string {
 func (*ValidateOptionsRequest) ProtoMessage() {}
 
 func (x *ValidateOptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +585,7 @@ func (x *ValidateOptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateOptionsRequest.ProtoReflect.Descriptor instead.
 func (*ValidateOptionsRequest) Descriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ValidateOptionsRequest) GetRole() Capability {
@@ -492,7 +618,7 @@ type ValidateOptionsResponse struct {
 
 func (x *ValidateOptionsResponse) Reset() {
 	*x = ValidateOptionsResponse{}
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +630,7 @@ func (x *ValidateOptionsResponse) String() string {
 func (*ValidateOptionsResponse) ProtoMessage() {}
 
 func (x *ValidateOptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +643,7 @@ func (x *ValidateOptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateOptionsResponse.ProtoReflect.Descriptor instead.
 func (*ValidateOptionsResponse) Descriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 // ErrorDetail is attached to a failed call's gRPC status as a detail.
@@ -536,7 +662,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +674,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_spectroauth_plugin_v1_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +687,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ErrorDetail) GetReason() ErrorReason {
@@ -590,7 +716,7 @@ var File_spectroauth_plugin_v1_plugin_proto protoreflect.FileDescriptor
 const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\"spectroauth/plugin/v1/plugin.proto\x12\x15spectroauth.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\xf0\x01\n" +
+	"\x0fDescribeRequest\"\xba\x02\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
@@ -599,7 +725,11 @@ const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\tresolvers\x18\x05 \x03(\tR\tresolvers\x12\x1e\n" +
 	"\n" +
 	"strategies\x18\x06 \x03(\tR\n" +
-	"strategies\"h\n" +
+	"strategies\x12H\n" +
+	"\rstrategy_info\x18\a \x03(\v2#.spectroauth.plugin.v1.StrategyInfoR\fstrategyInfo\"X\n" +
+	"\fStrategyInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
+	"\x06tokens\x18\x02 \x03(\x0e2\x1c.spectroauth.plugin.v1.TokenR\x06tokens\"h\n" +
 	"\x10ConfigureRequest\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06config\x12#\n" +
 	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"\x13\n" +
@@ -620,7 +750,12 @@ const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x1bCAPABILITY_CLUSTER_STRATEGY\x10\x02\x12\x1d\n" +
 	"\x19CAPABILITY_CLUSTER_SOURCE\x10\x03\x12\x18\n" +
 	"\x14CAPABILITY_CONFIGURE\x10\x04\x12\x1f\n" +
-	"\x1bCAPABILITY_VALIDATE_OPTIONS\x10\x05*\xaa\x01\n" +
+	"\x1bCAPABILITY_VALIDATE_OPTIONS\x10\x05*Y\n" +
+	"\x05Token\x12\x15\n" +
+	"\x11TOKEN_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bTOKEN_ID\x10\x01\x12\x10\n" +
+	"\fTOKEN_ACCESS\x10\x02\x12\x19\n" +
+	"\x15TOKEN_PALETTE_SESSION\x10\x03*\xaa\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_REASON_NOT_FOUND\x10\x01\x12\x1f\n" +
@@ -644,37 +779,41 @@ func file_spectroauth_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 	return file_spectroauth_plugin_v1_plugin_proto_rawDescData
 }
 
-var file_spectroauth_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_spectroauth_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_spectroauth_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_spectroauth_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_spectroauth_plugin_v1_plugin_proto_goTypes = []any{
 	(Capability)(0),                 // 0: spectroauth.plugin.v1.Capability
-	(ErrorReason)(0),                // 1: spectroauth.plugin.v1.ErrorReason
-	(*DescribeRequest)(nil),         // 2: spectroauth.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil),        // 3: spectroauth.plugin.v1.DescribeResponse
-	(*ConfigureRequest)(nil),        // 4: spectroauth.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),       // 5: spectroauth.plugin.v1.ConfigureResponse
-	(*ValidateOptionsRequest)(nil),  // 6: spectroauth.plugin.v1.ValidateOptionsRequest
-	(*ValidateOptionsResponse)(nil), // 7: spectroauth.plugin.v1.ValidateOptionsResponse
-	(*ErrorDetail)(nil),             // 8: spectroauth.plugin.v1.ErrorDetail
-	(*structpb.Struct)(nil),         // 9: google.protobuf.Struct
+	(Token)(0),                      // 1: spectroauth.plugin.v1.Token
+	(ErrorReason)(0),                // 2: spectroauth.plugin.v1.ErrorReason
+	(*DescribeRequest)(nil),         // 3: spectroauth.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),        // 4: spectroauth.plugin.v1.DescribeResponse
+	(*StrategyInfo)(nil),            // 5: spectroauth.plugin.v1.StrategyInfo
+	(*ConfigureRequest)(nil),        // 6: spectroauth.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),       // 7: spectroauth.plugin.v1.ConfigureResponse
+	(*ValidateOptionsRequest)(nil),  // 8: spectroauth.plugin.v1.ValidateOptionsRequest
+	(*ValidateOptionsResponse)(nil), // 9: spectroauth.plugin.v1.ValidateOptionsResponse
+	(*ErrorDetail)(nil),             // 10: spectroauth.plugin.v1.ErrorDetail
+	(*structpb.Struct)(nil),         // 11: google.protobuf.Struct
 }
 var file_spectroauth_plugin_v1_plugin_proto_depIdxs = []int32{
-	0, // 0: spectroauth.plugin.v1.DescribeResponse.capabilities:type_name -> spectroauth.plugin.v1.Capability
-	9, // 1: spectroauth.plugin.v1.ConfigureRequest.config:type_name -> google.protobuf.Struct
-	0, // 2: spectroauth.plugin.v1.ValidateOptionsRequest.role:type_name -> spectroauth.plugin.v1.Capability
-	9, // 3: spectroauth.plugin.v1.ValidateOptionsRequest.options:type_name -> google.protobuf.Struct
-	1, // 4: spectroauth.plugin.v1.ErrorDetail.reason:type_name -> spectroauth.plugin.v1.ErrorReason
-	2, // 5: spectroauth.plugin.v1.PluginService.Describe:input_type -> spectroauth.plugin.v1.DescribeRequest
-	4, // 6: spectroauth.plugin.v1.PluginService.Configure:input_type -> spectroauth.plugin.v1.ConfigureRequest
-	6, // 7: spectroauth.plugin.v1.PluginService.ValidateOptions:input_type -> spectroauth.plugin.v1.ValidateOptionsRequest
-	3, // 8: spectroauth.plugin.v1.PluginService.Describe:output_type -> spectroauth.plugin.v1.DescribeResponse
-	5, // 9: spectroauth.plugin.v1.PluginService.Configure:output_type -> spectroauth.plugin.v1.ConfigureResponse
-	7, // 10: spectroauth.plugin.v1.PluginService.ValidateOptions:output_type -> spectroauth.plugin.v1.ValidateOptionsResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: spectroauth.plugin.v1.DescribeResponse.capabilities:type_name -> spectroauth.plugin.v1.Capability
+	5,  // 1: spectroauth.plugin.v1.DescribeResponse.strategy_info:type_name -> spectroauth.plugin.v1.StrategyInfo
+	1,  // 2: spectroauth.plugin.v1.StrategyInfo.tokens:type_name -> spectroauth.plugin.v1.Token
+	11, // 3: spectroauth.plugin.v1.ConfigureRequest.config:type_name -> google.protobuf.Struct
+	0,  // 4: spectroauth.plugin.v1.ValidateOptionsRequest.role:type_name -> spectroauth.plugin.v1.Capability
+	11, // 5: spectroauth.plugin.v1.ValidateOptionsRequest.options:type_name -> google.protobuf.Struct
+	2,  // 6: spectroauth.plugin.v1.ErrorDetail.reason:type_name -> spectroauth.plugin.v1.ErrorReason
+	3,  // 7: spectroauth.plugin.v1.PluginService.Describe:input_type -> spectroauth.plugin.v1.DescribeRequest
+	6,  // 8: spectroauth.plugin.v1.PluginService.Configure:input_type -> spectroauth.plugin.v1.ConfigureRequest
+	8,  // 9: spectroauth.plugin.v1.PluginService.ValidateOptions:input_type -> spectroauth.plugin.v1.ValidateOptionsRequest
+	4,  // 10: spectroauth.plugin.v1.PluginService.Describe:output_type -> spectroauth.plugin.v1.DescribeResponse
+	7,  // 11: spectroauth.plugin.v1.PluginService.Configure:output_type -> spectroauth.plugin.v1.ConfigureResponse
+	9,  // 12: spectroauth.plugin.v1.PluginService.ValidateOptions:output_type -> spectroauth.plugin.v1.ValidateOptionsResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_spectroauth_plugin_v1_plugin_proto_init() }
@@ -687,8 +826,8 @@ func file_spectroauth_plugin_v1_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spectroauth_plugin_v1_plugin_proto_rawDesc), len(file_spectroauth_plugin_v1_plugin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
