@@ -270,7 +270,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if srv.AllowsOrigin(cfg.Server.BaseURL) {
 		srv.Handle("/", demo.Handler())
 	}
-	if err := d.startKube(srv); err != nil {
+	if err := d.startKube(srv, opts.HTTPClient); err != nil {
 		return nil, err
 	}
 	if err := d.startPalette(srv, opts.HTTPClient); err != nil {

@@ -4,18 +4,23 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/spectroauth/spectroauth/config"
 	"github.com/spectroauth/spectroauth/host/kube"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/paletteapi"
 	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/upstream"
 	"github.com/spectroauth/spectroauth/sdk"
 )
 
 // startKube builds the Kubernetes credential broker from kubernetes:, mounts
 // its routes on srv and starts cluster discovery. Strategies and sources are
 // the plugin host's; Close stops discovery before it stops the plugins.
-func (d *Daemon) startKube(srv *server.Server) error {
+func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
 	k := d.cfg.Kubernetes
 	audit, err := kube.OpenAuditLog(k.Audit.Sink)
 	if err != nil {
@@ -71,6 +76,18 @@ func (d *Daemon) startKube(srv *server.Server) error {
 	}
 	if d.metrics != nil {
 		kcfg.Decided = d.metrics.KubeCredentialDecided
+	}
+	// Strategies that receive the Palette session token get it renewed
+	// first, as paletteApi's route does.
+	client := upstream.NewBackChannelClient(base, d.cfg.PaletteAPI.Timeout, paletteapi.MaxResponseBytes)
+	kcfg.RenewPaletteToken = func(ctx context.Context, us *lifecycle.UserSession) (*lifecycle.UserSession, error) {
+		baseURL, err := d.paletteBaseURL(us.Env)
+		if err != nil {
+			return nil, err
+		}
+		return srv.PaletteSession(ctx, us, func(ctx context.Context, token string) (string, time.Time, error) {
+			return paletteapi.Refresh(ctx, client, baseURL, token)
+		})
 	}
 	broker, err := kube.New(kcfg)
 	if err != nil {

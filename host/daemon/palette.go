@@ -20,28 +20,6 @@ func (d *Daemon) startPalette(srv *server.Server, base *http.Client) error {
 	if !pc.Enabled {
 		return nil
 	}
-	var fixed *url.URL
-	if pc.URL != "" {
-		u, err := url.Parse(pc.URL)
-		if err != nil {
-			return fmt.Errorf("paletteApi.url: %w", err)
-		}
-		fixed = u
-	}
-	baseURL := func(env string) (*url.URL, error) {
-		if fixed != nil {
-			return fixed, nil
-		}
-		pe, ok := d.cfg.Auth.Providers.SpectroCloud[env]
-		if !ok {
-			return nil, fmt.Errorf("environment %q is not configured", env)
-		}
-		u, err := url.Parse(pe.Issuer)
-		if err != nil {
-			return nil, fmt.Errorf("auth.providers.spectrocloud.%s.issuer: %w", env, err)
-		}
-		return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
-	}
 	var allow []paletteapi.Rule
 	for i, a := range pc.Allow {
 		r, err := config.ParsePaletteRule(a)
@@ -53,7 +31,7 @@ func (d *Daemon) startPalette(srv *server.Server, base *http.Client) error {
 	h, err := paletteapi.New(paletteapi.Config{
 		Callers:        lifecycle.CredentialCallers{CLISessions: srv.CLISession, BrowserSessions: srv.BrowserSession},
 		PaletteSession: srv.PaletteSession,
-		BaseURL:        baseURL,
+		BaseURL:        d.paletteBaseURL,
 		Allow:          allow,
 		HTTPClient:     upstream.NewBackChannelClient(base, pc.Timeout, paletteapi.MaxResponseBytes),
 		Logger:         d.log.Named("palette-api"),
@@ -64,4 +42,25 @@ func (d *Daemon) startPalette(srv *server.Server, base *http.Client) error {
 	// CORS for Backstage's app, which calls with the session cookie.
 	srv.Handle(paletteapi.RoutePrefix, srv.CORS(h))
 	return nil
+}
+
+// paletteBaseURL is Palette's API for environment env: paletteApi.url, or
+// the origin of the environment's issuer.
+func (d *Daemon) paletteBaseURL(env string) (*url.URL, error) {
+	if raw := d.cfg.PaletteAPI.URL; raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("paletteApi.url: %w", err)
+		}
+		return u, nil
+	}
+	pe, ok := d.cfg.Auth.Providers.SpectroCloud[env]
+	if !ok {
+		return nil, fmt.Errorf("environment %q is not configured", env)
+	}
+	u, err := url.Parse(pe.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("auth.providers.spectrocloud.%s.issuer: %w", env, err)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }

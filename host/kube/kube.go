@@ -46,6 +46,15 @@ type Strategy interface {
 	Credential(ctx context.Context, req sdk.CredentialRequest) (sdk.Credential, error)
 }
 
+// TokenReceiver is the optional interface of a Strategy that tells which of
+// the user's tokens it is passed (the plugin host's strategies implement
+// it). The broker renews the Palette session token only for a strategy
+// that receives it; a Strategy without it is treated as receiving nothing
+// that needs renewing.
+type TokenReceiver interface {
+	Receives(token sdk.Token) bool
+}
+
 // Source lists clusters: a plugin's cluster source.
 type Source interface {
 	ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error)
@@ -124,6 +133,10 @@ type Config struct {
 	// path of Backstage's Kubernetes plugin, whose frontend hands the
 	// credential to the kubernetes backend only. Nil disables it.
 	BrowserSessions func(*http.Request) (*lifecycle.UserSession, error)
+	// RenewPaletteToken, when set, renews the session's Palette session
+	// token when it is near its end ((*server.Server).PaletteSession with
+	// Palette's refresh), before a strategy that receives it is called.
+	RenewPaletteToken func(ctx context.Context, us *lifecycle.UserSession) (*lifecycle.UserSession, error)
 	// Audit receives one event per credential grant or refusal. Required.
 	Audit *AuditLog
 	// Decided, when set, is told the outcome (OutcomeGranted or

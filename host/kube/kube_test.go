@@ -31,6 +31,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/kube"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -794,5 +795,70 @@ func TestCatalogLabelsAreValidBackstageLabels(t *testing.T) {
 	want := map[string]string{"env": "prod", "example.com/team": "sre", strings.Repeat("b", 63): "y", "sub.example.com/team-a": "z"}
 	if fmt.Sprint(e.Metadata.Labels) != fmt.Sprint(want) {
 		t.Errorf("labels = %v, want %v", e.Metadata.Labels, want)
+	}
+}
+
+// receiving is a strategy that says which tokens it is passed.
+type receiving struct {
+	*strategy
+	tokens []sdk.Token
+}
+
+func (r receiving) Receives(t sdk.Token) bool { return slices.Contains(r.tokens, t) }
+
+// The Palette session token lives 15 minutes: a strategy that receives it
+// gets it renewed first; one that does not costs no renewal; a renewal
+// that cannot be made is a 502, not a stale token handed on.
+func TestPaletteTokenRenewedForStrategiesThatReceiveIt(t *testing.T) {
+	tests := []struct {
+		name       string
+		tokens     []sdk.Token
+		renewErr   error
+		wantStatus int
+		wantRenews int
+		wantToken  string
+	}{
+		{"receives the Palette token", []sdk.Token{sdk.TokenID, sdk.TokenPaletteSession}, nil, http.StatusOK, 1, "renewed-palette-token"},
+		{"receives the ID token only", []sdk.Token{sdk.TokenID}, nil, http.StatusOK, 0, paletteTok},
+		{"renewal unavailable", []sdk.Token{sdk.TokenPaletteSession}, errors.New("palette refresh: status 503"), http.StatusBadGateway, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := handsIDToken()
+			renews := 0
+			renew := func(_ context.Context, us *lifecycle.UserSession) (*lifecycle.UserSession, error) {
+				renews++
+				if tt.renewErr != nil {
+					return nil, tt.renewErr
+				}
+				next := *us
+				tokens := *us.Tokens
+				tokens.PaletteSessionToken = "renewed-palette-token"
+				next.Tokens = &tokens
+				return &next, nil
+			}
+			b := bind("oidc", s)
+			b.Impl = receiving{strategy: s, tokens: tt.tokens}
+			f := newFixture(t, kube.Config{
+				Clusters:          []kube.Cluster{{Cluster: cluster(t, "prod"), Strategy: b}},
+				RenewPaletteToken: renew,
+			})
+			status, body := f.do(t, http.MethodPost, "credential", aliceToken, `{"cluster":"prod"}`)
+			if status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %v", status, tt.wantStatus, body)
+			}
+			if renews != tt.wantRenews {
+				t.Errorf("renewals = %d, want %d", renews, tt.wantRenews)
+			}
+			if tt.wantToken == "" {
+				if len(s.reqs) != 0 {
+					t.Errorf("the strategy was called with a token that could not be renewed")
+				}
+				return
+			}
+			if len(s.reqs) != 1 || s.reqs[0].Session.PaletteSessionToken != tt.wantToken {
+				t.Errorf("strategy got Palette token %q, want %q", s.reqs[0].Session.PaletteSessionToken, tt.wantToken)
+			}
+		})
 	}
 }

@@ -227,6 +227,9 @@ func (b *Broker) issue(r *http.Request, ev *AuditEvent) (sdk.Credential, error) 
 	ev.Strategy = e.strategy.Name()
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.CredentialTimeout)
 	defer cancel()
+	if us, err = b.freshPaletteToken(ctx, e.strategy, us); err != nil {
+		return cred, err
+	}
 	cred, err = e.strategy.Impl.Credential(ctx, sdk.CredentialRequest{
 		Strategy: e.strategy.Strategy,
 		Options:  e.strategy.Options,
@@ -242,6 +245,25 @@ func (b *Broker) issue(r *http.Request, ev *AuditEvent) (sdk.Credential, error) 
 		return sdk.Credential{}, b.strategyError(e, err)
 	}
 	return cred, nil
+}
+
+// freshPaletteToken renews the session's Palette session token before a
+// strategy that receives it is called (Palette's tokens live 15 minutes).
+// A refused renewal drops the token (the strategy then gets none); a
+// renewal that could not be made is a failure of the daemon's upstream.
+func (b *Broker) freshPaletteToken(ctx context.Context, s *StrategyBinding, us *lifecycle.UserSession) (*lifecycle.UserSession, error) {
+	tr, ok := s.Impl.(TokenReceiver)
+	if b.cfg.RenewPaletteToken == nil || !ok || !tr.Receives(sdk.TokenPaletteSession) ||
+		us.Tokens == nil || us.Tokens.PaletteSessionToken == "" {
+		return us, nil
+	}
+	renewed, err := b.cfg.RenewPaletteToken(ctx, us)
+	if err != nil {
+		b.log.Error("renewing the Palette session token failed", "strategy", s.Name(), "error", err)
+		return nil, refusal(http.StatusBadGateway, backstageerr.NameError, ReasonStrategyFailed,
+			"Your Palette session could not be renewed right now; try again shortly", err)
+	}
+	return renewed, nil
 }
 
 // strategyError classifies a strategy's error: a refusal the user should

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/sdk"
@@ -110,6 +111,15 @@ func (s *strategy) Credential(ctx context.Context, req sdk.CredentialRequest) (s
 	return cred, err
 }
 
+// Receives reports whether the strategy is passed token: what it declared,
+// or every token for a plugin that predates the declaration. The broker
+// renews the Palette session token before the call only for strategies
+// that receive it.
+func (s *strategy) Receives(token sdk.Token) bool {
+	info := s.in.describe()
+	return info.StrategyTokens == nil || slices.Contains(info.StrategyTokens[s.name], token)
+}
+
 // passedSession is what strategy name of the plugin info describes receives
 // of session: only the tokens it declared, or every token when the plugin
 // declares none at all (it predates the declaration; the host warned at
@@ -155,3 +165,6 @@ func (s *source) ListClusters(ctx context.Context, req sdk.ListClustersRequest) 
 
 // String names the resolver in logs: "catalog/emailMatchingUserEntityProfileEmail".
 func (r *resolver) String() string { return fmt.Sprintf("%s/%s", r.in.name, r.name) }
+
+// The broker finds out which tokens a strategy is passed by this method.
+var _ interface{ Receives(sdk.Token) bool } = (*strategy)(nil)
