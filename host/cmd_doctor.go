@@ -57,11 +57,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
-	if c.configPath == "" {
-		fmt.Fprintln(stderr, "doctor: -config FILE is required")
-		return 2
-	}
-	log, cfg, code := c.load("doctor", stderr)
+	log, cfg, code := c.loadRequired("doctor", stderr)
 	if code != 0 {
 		return code
 	}

@@ -28,11 +28,7 @@ func pluginsCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
-	if c.configPath == "" {
-		fmt.Fprintln(stderr, "plugins: -config FILE is required")
-		return 2
-	}
-	log, cfg, code := c.load("plugins", stderr)
+	log, cfg, code := c.loadRequired("plugins", stderr)
 	if code != 0 {
 		return code
 	}
