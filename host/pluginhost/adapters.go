@@ -24,10 +24,11 @@ func (h *Host) Resolver(pluginName, resolverName string, options map[string]any)
 	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityResolver, resolverName); err != nil {
 		return nil, err
 	}
-	return &resolver{in: in, name: resolverName, options: options}, nil
+	return &resolver{h: h, in: in, name: resolverName, options: options}, nil
 }
 
 type resolver struct {
+	h       *Host // the host whose calls these are
 	in      *instance
 	name    string
 	options sdk.Options
@@ -51,7 +52,7 @@ func (r *resolver) Resolve(ctx context.Context, in signin.Input) (signin.Identit
 		Groups:            in.Profile.Groups,
 	}
 	var id sdk.Identity
-	err := r.in.do(ctx, "resolver "+r.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
+	err := r.in.doVia(r.h, ctx, "resolver "+r.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
 		id, err = c.Resolve(ctx, req)
 		return err
 	})
@@ -91,10 +92,11 @@ func (h *Host) ClusterStrategy(pluginName, strategyName string, options map[stri
 	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityClusterStrategy, strategyName); err != nil {
 		return nil, err
 	}
-	return &strategy{in: in, name: strategyName, options: options}, nil
+	return &strategy{h: h, in: in, name: strategyName, options: options}, nil
 }
 
 type strategy struct {
+	h       *Host
 	in      *instance
 	name    string
 	options sdk.Options
@@ -104,7 +106,7 @@ func (s *strategy) Credential(ctx context.Context, req sdk.CredentialRequest) (s
 	req.Strategy, req.Options = s.name, s.options
 	req.Session = passedSession(s.in.describe(), s.name, req.Session)
 	var cred sdk.Credential
-	err := s.in.do(ctx, "strategy "+s.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
+	err := s.in.doVia(s.h, ctx, "strategy "+s.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
 		cred, err = c.Credential(ctx, req)
 		return err
 	})
@@ -142,10 +144,11 @@ func (h *Host) ClusterSource(pluginName string, options map[string]any) (Cluster
 	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityClusterSource, ""); err != nil {
 		return nil, err
 	}
-	return &source{in: in, options: options}, nil
+	return &source{h: h, in: in, options: options}, nil
 }
 
 type source struct {
+	h       *Host
 	in      *instance
 	options sdk.Options
 }
@@ -153,7 +156,7 @@ type source struct {
 func (s *source) ListClusters(ctx context.Context, req sdk.ListClustersRequest) ([]sdk.Cluster, error) {
 	req.Options = s.options
 	var clusters []sdk.Cluster
-	err := s.in.do(ctx, "cluster source", func(ctx context.Context, c *pluginclient.Client) (err error) {
+	err := s.in.doVia(s.h, ctx, "cluster source", func(ctx context.Context, c *pluginclient.Client) (err error) {
 		clusters, err = c.ListClusters(ctx, req)
 		return err
 	})

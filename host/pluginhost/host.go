@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -114,6 +115,51 @@ const closingBit = 1 << 40
 // bounds the start only; Close stops the plugins.
 func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) (*Host, error) {
 	opts.setDefaults()
+	h, _, err := startHost(ctx, plugins, opts, nil)
+	return h, err
+}
+
+// Reload is what Next did: the plugins it started anew, those it kept
+// running from the previous host (their binary digest and configuration
+// are unchanged), and those the previous host alone holds, which its
+// Close stops. Each list is sorted.
+type Reload struct {
+	Started, Kept, Stopping []string
+}
+
+// Next starts the host of a new configuration next to h, which keeps
+// serving: a plugin whose declaration (command, digest, arguments,
+// environment, configuration, timeout, read paths) is unchanged and which
+// is up is kept, shared by both hosts; every other plugin is started and
+// checked as Start does. Every use in opts.Uses is checked, on kept plugins
+// too. On success the caller swaps the new host in and then closes h, which
+// waits for h's calls in flight and stops the plugins the new host does not
+// keep. On failure h is unchanged and what Next started is stopped.
+// opts.Logger and the tuning of opts should be those of h.
+func (h *Host) Next(ctx context.Context, plugins map[string]config.Plugin, opts Options) (*Host, Reload, error) {
+	opts.protocols = h.opts.protocols
+	opts.setDefaults()
+	keep := map[string]*instance{}
+	for name, p := range plugins {
+		if in, ok := h.plugins[name]; ok && in.cur.Load() != nil && reflect.DeepEqual(in.cfg, p) {
+			keep[name] = in
+		}
+	}
+	next, r, err := startHost(ctx, plugins, opts, keep)
+	if err != nil {
+		return nil, Reload{}, err
+	}
+	for _, name := range h.names {
+		if _, ok := keep[name]; !ok {
+			r.Stopping = append(r.Stopping, name)
+		}
+	}
+	return next, r, nil
+}
+
+// startHost starts the host of plugins, keeping the instances of keep (already
+// running, held by another host) instead of starting them.
+func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Options, keep map[string]*instance) (*Host, Reload, error) {
 	h := &Host{
 		opts:    opts,
 		log:     opts.Logger.Named("plugins"),
@@ -135,35 +181,50 @@ func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) 
 		uses[u.Plugin] = append(uses[u.Plugin], u)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, Reload{}, errors.Join(errs...)
 	}
 
 	if len(h.names) > 0 {
 		h.isolate()
 	}
+	var r Reload
 	for _, name := range h.names {
+		if in, ok := keep[name]; ok {
+			h.plugins[name] = in
+			r.Kept = append(r.Kept, name)
+			continue
+		}
 		h.plugins[name] = newInstance(h, name, plugins[name])
+		r.Started = append(r.Started, name)
 	}
 	began := time.Now()
 	startErrs := make([]error, len(h.names))
 	var wg sync.WaitGroup
 	for i, name := range h.names {
-		wg.Go(func() { startErrs[i] = h.plugins[name].start(ctx, uses[name]) })
+		in := h.plugins[name]
+		if _, kept := keep[name]; kept {
+			wg.Go(func() { startErrs[i] = in.recheck(ctx, uses[name]) })
+			continue
+		}
+		wg.Go(func() { startErrs[i] = in.start(ctx, uses[name]) })
 	}
 	wg.Wait()
 	if err := errors.Join(startErrs...); err != nil {
-		for _, in := range h.plugins {
-			in.abort()
+		for _, name := range r.Started {
+			h.plugins[name].abort()
 		}
-		return nil, err
+		return nil, Reload{}, err
 	}
-	for _, in := range h.plugins {
-		in.supervise()
+	for _, name := range r.Started {
+		h.plugins[name].supervise()
 	}
-	if len(h.names) > 0 {
-		h.log.Info("plugins are up", "plugins", strings.Join(h.names, ","), "took", time.Since(began).Round(time.Millisecond))
+	for _, name := range r.Kept {
+		h.plugins[name].refs.Add(1)
 	}
-	return h, nil
+	if len(r.Started) > 0 {
+		h.log.Info("plugins are up", "plugins", strings.Join(r.Started, ","), "took", time.Since(began).Round(time.Millisecond))
+	}
+	return h, r, nil
 }
 
 // testHookNoLandlock, set by a test, runs plugins without Landlock.
@@ -225,6 +286,9 @@ func (h *Host) Close(ctx context.Context) error {
 		}
 		var wg sync.WaitGroup
 		for _, in := range h.plugins {
+			if in.refs.Add(-1) > 0 {
+				continue // a reloaded host kept it
+			}
 			wg.Go(func() { in.stop(ctx) })
 		}
 		wg.Wait()

@@ -79,6 +79,11 @@ type instance struct {
 	pid      int
 	last     *generation // the generation the supervisor holds
 
+	// refs counts the hosts that hold the instance: one, and one more for
+	// each reloaded host that kept it (Host.Next); the last host to close
+	// stops it.
+	refs atomic.Int32
+
 	cancel context.CancelFunc // stops the supervisor
 	done   chan struct{}      // closed when the supervisor returns
 }
@@ -117,13 +122,15 @@ func newInstance(h *Host, name string, cfg config.Plugin) *instance {
 	if timeout <= 0 {
 		timeout = config.DefaultPluginCallTimeout
 	}
-	return &instance{
+	in := &instance{
 		h: h, name: name, cfg: cfg, log: log, timeout: timeout,
 		stderr: &stderrForwarder{log: log, name: name, limit: newLogLimiter(log)},
 		stdout: &stdoutReporter{log: log},
 		state:  StateStarting,
 		done:   make(chan struct{}),
 	}
+	in.refs.Store(1)
+	return in
 }
 
 // start verifies the binary, starts the first process and checks the uses
@@ -177,7 +184,26 @@ func (in *instance) start(ctx context.Context, uses []Use) error {
 	in.mu.Lock()
 	in.last = g
 	in.mu.Unlock()
+	if err := in.checkUses(ctx, g, uses); err != nil {
+		return err
+	}
+	in.up(g, false)
+	return nil
+}
 
+// recheck checks the uses of a plugin that a reloaded host keeps running,
+// on its current process.
+func (in *instance) recheck(ctx context.Context, uses []Use) error {
+	g := in.cur.Load()
+	if g == nil {
+		return in.unavailable()
+	}
+	return in.checkUses(ctx, g, uses)
+}
+
+// checkUses checks that g offers every use of the plugin and has it
+// validate each use's options. Errors name the key of the use at fault.
+func (in *instance) checkUses(ctx context.Context, g *generation, uses []Use) error {
 	var errs []error
 	for _, u := range uses {
 		if err := checkOffered(in.name, g.info(), u.Role, u.Name); err != nil {
@@ -191,11 +217,7 @@ func (in *instance) start(ctx context.Context, uses []Use) error {
 			errs = append(errs, atKey(u.Key+".options", fmt.Errorf("plugin %q: %w", in.name, err)))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	in.up(g, false)
-	return nil
+	return errors.Join(errs...)
 }
 
 // pluginGOMAXPROCS is the GOMAXPROCS a plugin runs with unless its `env:`
@@ -606,10 +628,18 @@ func (in *instance) describe() sdk.Info {
 // down it fails at once with an *UnavailableError. op names the call in
 // errors ("resolve").
 func (in *instance) do(ctx context.Context, op string, fn func(context.Context, *pluginclient.Client) error) error {
-	if !in.h.enter() {
+	return in.doVia(in.h, ctx, op, fn)
+}
+
+// doVia is do, counted as a call of host h: the host whose adapter makes
+// it, which may not be the host that started the instance (a reloaded host
+// keeps the instances of unchanged plugins), so that closing h waits for
+// its own calls only.
+func (in *instance) doVia(h *Host, ctx context.Context, op string, fn func(context.Context, *pluginclient.Client) error) error {
+	if !h.enter() {
 		return in.closedError()
 	}
-	defer in.h.leave()
+	defer h.leave()
 	g := in.cur.Load()
 	if g == nil {
 		return in.unavailable()
