@@ -37,6 +37,10 @@ type Metrics struct {
 	kubeCredentials *prometheus.CounterVec
 	signIns         *prometheus.CounterVec
 	sessionsEnded   *prometheus.CounterVec
+
+	configReloads    *prometheus.CounterVec
+	configGeneration prometheus.Gauge
+	configLoaded     prometheus.Gauge
 }
 
 // New returns a registry with the Go runtime and process collectors and the
@@ -74,11 +78,27 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "sessions_ended_total",
 			Help: "Sessions the daemon ended, by environment and reason (refused, resolver-refused, signed-out, signed-out-everywhere, duplicate-cookies).",
 		}, []string{"env", "reason"}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "config", Name: "reloads_total",
+			Help: "Configuration reloads (SIGHUP, spectroauthd reload), by result: ok, or refused (the configuration did not load, a plugin did not start, or a setting that cannot change live changed; the old configuration serves on).",
+		}, []string{"result"}),
+		configGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "config", Name: "generation",
+			Help: "The configuration generation that serves: 1 at start, one more with every reload that took effect.",
+		}),
+		configLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
+			Help: "When the serving configuration generation took effect (the start, or the last reload that did), in seconds since the epoch.",
+		}),
+	}
+	for _, result := range []string{ReloadOK, ReloadRefused} {
+		m.configReloads.WithLabelValues(result) // both series exist from the start
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns, m.sessionsEnded,
+		m.configReloads, m.configGeneration, m.configLoaded,
 	)
 	return m
 }
@@ -203,6 +223,23 @@ func (m *Metrics) SessionEnded(env, reason string, n int) {
 // one of host/kube's Reason constants (a fixed set), empty for a grant.
 func (m *Metrics) KubeCredentialDecided(outcome, reason string) {
 	m.kubeCredentials.WithLabelValues(outcome, reason).Inc()
+}
+
+// The results of a configuration reload.
+const (
+	ReloadOK      = "ok"
+	ReloadRefused = "refused"
+)
+
+// ConfigReloaded counts a reload with result ReloadOK or ReloadRefused.
+func (m *Metrics) ConfigReloaded(result string) {
+	m.configReloads.WithLabelValues(result).Inc()
+}
+
+// ConfigServing records that configuration generation n serves since at.
+func (m *Metrics) ConfigServing(n uint64, at time.Time) {
+	m.configGeneration.Set(float64(n))
+	m.configLoaded.Set(float64(at.UnixNano()) / 1e9)
 }
 
 // RegisterPlugins adds the plugins' state and counters, read from status at

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -108,5 +109,25 @@ func BenchmarkMiddleware(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(w, req)
+	}
+}
+
+func TestConfigReloads(t *testing.T) {
+	m := New()
+	m.ConfigServing(1, time.Unix(1700000000, 0))
+	m.ConfigReloaded(ReloadRefused)
+	m.ConfigReloaded(ReloadOK)
+	m.ConfigReloaded(ReloadOK)
+	m.ConfigServing(2, time.Unix(1700000100, 500_000_000))
+	for result, want := range map[string]float64{ReloadOK: 2, ReloadRefused: 1} {
+		if got := testutil.ToFloat64(m.configReloads.WithLabelValues(result)); got != want {
+			t.Errorf("reloads_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.configGeneration); got != 2 {
+		t.Errorf("generation = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.configLoaded); got != 1700000100.5 {
+		t.Errorf("last reload = %v, want 1700000100.5", got)
 	}
 }
