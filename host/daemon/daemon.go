@@ -25,6 +25,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/demo"
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/kube"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/metrics"
@@ -54,6 +55,13 @@ type Options struct {
 	// Build identifies the running binary in /healthz and the build_info
 	// metric; its zero value reads "dev".
 	Build Build
+	// LoadConfig loads the configuration again for ReloadConfig (SIGHUP,
+	// the admin socket); nil when there is no file to reload.
+	LoadConfig func() (*config.Config, error)
+	// AdminSocket, when set, is the path of the admin socket that
+	// `spectroauthd reload` asks (see AdminSocketPath): served once the
+	// daemon is ready, removed by Close.
+	AdminSocket string
 }
 
 // Build identifies a binary: the version and commit the release stamped
@@ -80,22 +88,32 @@ type Daemon struct {
 	// notReady is the handler until the identity routes are up.
 	notReady *http.Handler
 	binary   Build
-	plugins  *pluginhost.Host // nil when no plugins are declared
 	metrics  *metrics.Metrics // nil unless server.metricsListen is set
 	metricsH *http.Server
 	// metricsAddr is where metricsH listens.
 	metricsAddr net.Addr
 
-	// stops end background work that calls plugins (cluster discovery);
-	// Close runs them before it drains and stops the plugins.
-	stops []func()
+	// gens holds the configuration generation that serves: plugins,
+	// sign-in chains, Kubernetes broker. Reload swaps it.
+	gens generations
+	// reloading serialises Reload and Close.
+	reloading sync.Mutex
+	// closed is set by Close, under reloading: no reload after it.
+	closed bool
+	// opts are the options Start was given.
+	opts Options
+	// kube is the broker configuration but for the clusters and sources,
+	// which each generation sets.
+	kube kube.Config
+	// admin serves the admin socket; nil without Options.AdminSocket.
+	admin *adminServer
 }
 
 // Start listens, serves, and then initialises everything that needs the
 // network (discovery may reach the embedded development provider on the
 // daemon's own listener). It returns when the daemon is ready or failed.
 func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err error) {
-	d := &Daemon{cfg: cfg, log: opts.Logger, served: make(chan error, 1)}
+	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, served: make(chan error, 1)}
 	if d.log == nil {
 		d.log = hclog.NewNullLogger()
 	}
@@ -162,6 +180,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	// than carrying it as resident memory until the heap grows into it.
 	debug.FreeOSMemory()
 	d.ready.Store(true)
+	if opts.AdminSocket != "" {
+		if d.admin, err = serveAdmin(opts.AdminSocket, d.log.Named("admin"), d.handleAdmin); err != nil {
+			return nil, err
+		}
+	}
 	d.log.Info("spectroauthd is ready", "listen", d.listener.Addr().String(), "baseUrl", cfg.Server.BaseURL)
 	return d, nil
 }
@@ -170,9 +193,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 // and the HTTP server.
 func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error) {
 	cfg := d.cfg
+	// The first configuration generation; Reload replaces it.
+	g := newGeneration(1, cfg)
+	d.gens.cur.Store(g)
 	// Plugins start in the background, in parallel, while the stores open;
 	// the sign-in chains need them.
-	waitPlugins := d.startPlugins(ctx)
+	waitPlugins := d.startPlugins(ctx, g)
 	defer waitPlugins() // so that Close finds them after an early return
 	st, err := d.openStorage(ctx)
 	if err != nil {
@@ -221,10 +247,14 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)
 	}
-	if d.metrics != nil && d.plugins != nil {
-		if err := d.metrics.RegisterPlugins(d.plugins.Plugins); err != nil {
+	if d.metrics != nil {
+		if err := d.metrics.RegisterPlugins(d.pluginStatus); err != nil {
 			return nil, fmt.Errorf("registering plugin metrics: %w", err)
 		}
+		d.metrics.ConfigServing(g.n, g.since)
+	}
+	if g.chains, err = buildChains(cfg, g.plugins); err != nil {
+		return nil, err
 	}
 	envs := map[string]*server.Env{}
 	for name, pe := range cfg.Auth.Providers.SpectroCloud {
@@ -254,8 +284,8 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 				return err
 			}
 		}
-		if d.plugins != nil {
-			return d.plugins.Ready()
+		if p := d.gens.load().plugins; p != nil {
+			return p.Ready()
 		}
 		return nil
 	}
@@ -270,7 +300,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if srv.AllowsOrigin(cfg.Server.BaseURL) {
 		srv.Handle("/", demo.Handler())
 	}
-	if err := d.startKube(srv, opts.HTTPClient); err != nil {
+	if err := d.startKube(srv, opts.HTTPClient, g); err != nil {
 		return nil, err
 	}
 	if err := d.startPalette(srv, opts.HTTPClient); err != nil {
@@ -288,27 +318,9 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	var chain signin.Chain
-	for i, ref := range pe.SignIn.Resolvers {
-		var r signin.Resolver
-		if ref.Plugin == config.BuiltinPlugin {
-			var ok bool
-			if r, ok = signin.Builtins[ref.Resolver]; !ok {
-				return nil, fmt.Errorf("%s.signIn.resolvers[%d].resolver: the builtin plugin offers no resolver %q", key, i, ref.Resolver)
-			}
-		} else {
-			if d.plugins == nil {
-				return nil, fmt.Errorf("%s.signIn.resolvers[%d].plugin: unknown plugin %q: not a key of plugins", key, i, ref.Plugin)
-			}
-			if r, err = d.plugins.Resolver(ref.Plugin, ref.Resolver, ref.Options); err != nil {
-				return nil, fmt.Errorf("%s.signIn.resolvers[%d]: %w", key, i, err)
-			}
-		}
-		chain = append(chain, signin.Step{Name: ref.Plugin + "/" + ref.Resolver, Resolver: r})
-	}
 	return &server.Env{
 		Upstream:        up,
-		SignIn:          chain,
+		SignIn:          chainOf{&d.gens, name},
 		Scopes:          pe.Scopes,
 		CallbackURL:     pe.CallbackURL,
 		RefreshMargin:   pe.RefreshMargin,
@@ -321,9 +333,44 @@ func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEn
 	}, nil
 }
 
+// buildChains builds the sign-in chain of every environment of cfg on
+// plugins (nil when none are declared).
+func buildChains(cfg *config.Config, plugins *pluginhost.Host) (map[string]signin.Chain, error) {
+	chains := map[string]signin.Chain{}
+	for name, pe := range cfg.Auth.Providers.SpectroCloud {
+		key := "auth.providers.spectrocloud." + name
+		var chain signin.Chain
+		for i, ref := range pe.SignIn.Resolvers {
+			var r signin.Resolver
+			if ref.Plugin == config.BuiltinPlugin {
+				var ok bool
+				if r, ok = signin.Builtins[ref.Resolver]; !ok {
+					return nil, fmt.Errorf("%s.signIn.resolvers[%d].resolver: the builtin plugin offers no resolver %q", key, i, ref.Resolver)
+				}
+			} else {
+				if plugins == nil {
+					return nil, fmt.Errorf("%s.signIn.resolvers[%d].plugin: unknown plugin %q: not a key of plugins", key, i, ref.Plugin)
+				}
+				var err error
+				if r, err = plugins.Resolver(ref.Plugin, ref.Resolver, ref.Options); err != nil {
+					return nil, fmt.Errorf("%s.signIn.resolvers[%d]: %w", key, i, err)
+				}
+			}
+			chain = append(chain, signin.Step{Name: ref.Plugin + "/" + ref.Resolver, Resolver: r})
+		}
+		chains[name] = chain
+	}
+	return chains, nil
+}
+
+// pluginOptions are the plugin host's options for cfg.
+func (d *Daemon) pluginOptions(cfg *config.Config) pluginhost.Options {
+	return pluginhost.Options{Logger: d.log, Uses: pluginhost.UsesFromConfig(cfg)}
+}
+
 // startPlugins starts the declared plugins in the background and returns a
-// function that waits for them (any number of times) and sets d.plugins.
-func (d *Daemon) startPlugins(ctx context.Context) func() error {
+// function that waits for them (any number of times) and sets g.plugins.
+func (d *Daemon) startPlugins(ctx context.Context, g *generation) func() error {
 	if len(d.cfg.Plugins) == 0 {
 		return func() error { return nil }
 	}
@@ -333,10 +380,7 @@ func (d *Daemon) startPlugins(ctx context.Context) func() error {
 	}
 	done := make(chan result, 1)
 	go func() {
-		h, err := pluginhost.Start(ctx, d.cfg.Plugins, pluginhost.Options{
-			Logger: d.log,
-			Uses:   pluginhost.UsesFromConfig(d.cfg),
-		})
+		h, err := pluginhost.Start(ctx, d.cfg.Plugins, d.pluginOptions(d.cfg))
 		done <- result{h, err}
 	}()
 	var (
@@ -346,7 +390,7 @@ func (d *Daemon) startPlugins(ctx context.Context) func() error {
 	return func() error {
 		once.Do(func() {
 			r := <-done
-			d.plugins, err = r.h, r.err
+			g.plugins, err = r.h, r.err
 		})
 		return err
 	}
@@ -427,8 +471,17 @@ func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
 // DevProvider is the embedded development provider, or nil.
 func (d *Daemon) DevProvider() *devprovider.Provider { return d.dev }
 
-// Plugins is the plugin host, or nil when no plugins are declared.
-func (d *Daemon) Plugins() *pluginhost.Host { return d.plugins }
+// Plugins is the plugin host of the serving configuration generation, or
+// nil when it declares no plugins. A reload replaces it.
+func (d *Daemon) Plugins() *pluginhost.Host { return d.gens.load().plugins }
+
+// pluginStatus describes the serving generation's plugins.
+func (d *Daemon) pluginStatus() []pluginhost.PluginStatus {
+	if p := d.gens.load().plugins; p != nil {
+		return p.Plugins()
+	}
+	return nil
+}
 
 // Wait blocks until the HTTP server stops.
 func (d *Daemon) Wait() error {
@@ -441,6 +494,14 @@ func (d *Daemon) Wait() error {
 
 // Close drains in-flight requests (bounded by ctx) and releases everything.
 func (d *Daemon) Close(ctx context.Context) error {
+	// The admin socket first: a reload it runs finishes, then no more
+	// come.
+	if d.admin != nil {
+		d.admin.close()
+	}
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	d.closed = true
 	var errs []error
 	if d.http != nil {
 		if err := d.http.Shutdown(ctx); err != nil {
@@ -453,14 +514,18 @@ func (d *Daemon) Close(ctx context.Context) error {
 		// Last scrapes may still see the drain; then the listener goes.
 		_ = d.metricsH.Close()
 	}
-	for _, stop := range d.stops {
-		stop()
-	}
-	d.stops = nil
-	// Sign-ins in flight have finished (or ctx is done): the plugins may go.
-	if d.plugins != nil {
-		if err := d.plugins.Close(ctx); err != nil {
-			errs = append(errs, err)
+	if g := d.gens.load(); g != nil {
+		// Discovery stops before the plugins drain: a listing in flight
+		// would otherwise hold the shutdown up until its deadline.
+		if g.broker != nil {
+			g.broker.Close()
+		}
+		// Sign-ins in flight have finished (or ctx is done): the plugins
+		// may go.
+		if g.plugins != nil {
+			if err := g.plugins.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {

@@ -12,15 +12,16 @@ import (
 	"github.com/spectroauth/spectroauth/host/kube"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/paletteapi"
+	"github.com/spectroauth/spectroauth/host/pluginhost"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/upstream"
 	"github.com/spectroauth/spectroauth/sdk"
 )
 
-// startKube builds the Kubernetes credential broker from kubernetes:, mounts
-// its routes on srv and starts cluster discovery. Strategies and sources are
-// the plugin host's; Close stops discovery before it stops the plugins.
-func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
+// startKube opens the Kubernetes audit log, builds the credential broker of
+// generation g from kubernetes:, mounts the routes on srv (they serve the
+// broker of whichever generation serves) and starts g's cluster discovery.
+func (d *Daemon) startKube(srv *server.Server, base *http.Client, g *generation) error {
 	k := d.cfg.Kubernetes
 	audit, err := kube.OpenAuditLog(k.Audit.Sink)
 	if err != nil {
@@ -28,44 +29,7 @@ func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
 	}
 	d.closers = append(d.closers, audit.Close)
 
-	var clusters []kube.Cluster
-	for i, c := range k.Clusters {
-		path := fmt.Sprintf("kubernetes.clusters[%d]", i)
-		cl := sdk.Cluster{Name: c.Name, Server: c.URL}
-		if c.CAData != "" {
-			if cl.CAData, err = base64.StdEncoding.DecodeString(c.CAData); err != nil {
-				return fmt.Errorf("%s.caData: %w", path, err)
-			}
-		}
-		s, err := d.clusterStrategy(path+".strategy", c.Strategy)
-		if err != nil {
-			return err
-		}
-		clusters = append(clusters, kube.Cluster{Cluster: cl, Strategy: s})
-	}
-
-	var sources []kube.SourceConfig
-	for i, s := range k.Sources {
-		path := fmt.Sprintf("kubernetes.sources[%d]", i)
-		if d.plugins == nil {
-			return fmt.Errorf("%s.plugin: unknown plugin %q: not a key of plugins", path, s.Plugin)
-		}
-		impl, err := d.plugins.ClusterSource(s.Plugin, s.Options)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		sources = append(sources, kube.SourceConfig{
-			Name:     fmt.Sprintf("%s (%s)", path, s.Plugin),
-			Impl:     impl,
-			Options:  s.Options,
-			Interval: s.Interval,
-			Strategy: d.sourceStrategies(path+".strategy", s.Strategy),
-		})
-	}
-
-	kcfg := kube.Config{
-		Clusters:        clusters,
-		Sources:         sources,
+	d.kube = kube.Config{
 		Sessions:        srv.UserSession,
 		CLISessions:     srv.CLISession,
 		BrowserSessions: srv.BrowserSession,
@@ -75,12 +39,12 @@ func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
 		Logger:          d.log.Named("kube"),
 	}
 	if d.metrics != nil {
-		kcfg.Decided = d.metrics.KubeCredentialDecided
+		d.kube.Decided = d.metrics.KubeCredentialDecided
 	}
 	// Strategies that receive the Palette session token get it renewed
 	// first, as paletteApi's route does.
 	client := upstream.NewBackChannelClient(base, d.cfg.PaletteAPI.Timeout, paletteapi.MaxResponseBytes)
-	kcfg.RenewPaletteToken = func(ctx context.Context, us *lifecycle.UserSession) (*lifecycle.UserSession, error) {
+	d.kube.RenewPaletteToken = func(ctx context.Context, us *lifecycle.UserSession) (*lifecycle.UserSession, error) {
 		baseURL, err := d.paletteBaseURL(us.Env)
 		if err != nil {
 			return nil, err
@@ -89,26 +53,76 @@ func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
 			return paletteapi.Refresh(ctx, client, baseURL, token)
 		})
 	}
-	broker, err := kube.New(kcfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes: %w", err)
+	if g.broker, err = d.newBroker(g); err != nil {
+		return err
 	}
 	// CORS for Backstage's app: its Kubernetes plugin asks for credentials
 	// from the browser, with the session cookie.
-	srv.Handle(kube.RoutePrefix, srv.CORS(broker))
-	broker.Start(context.Background())
-	// Discovery stops before the plugins drain: a listing in flight would
-	// otherwise hold the shutdown up until its deadline.
-	d.stops = append(d.stops, broker.Close)
+	srv.Handle(kube.RoutePrefix, srv.CORS(brokerOf{&d.gens}))
+	g.broker.Start(context.Background())
 	return nil
 }
 
+// newBroker builds the broker of g's kubernetes.clusters and
+// kubernetes.sources, bound to g's plugins; discovery starts with its Start.
+func (d *Daemon) newBroker(g *generation) (*kube.Broker, error) {
+	k := g.cfg.Kubernetes
+	b := binder{plugins: g.plugins}
+	var clusters []kube.Cluster
+	for i, c := range k.Clusters {
+		path := fmt.Sprintf("kubernetes.clusters[%d]", i)
+		cl := sdk.Cluster{Name: c.Name, Server: c.URL}
+		if c.CAData != "" {
+			var err error
+			if cl.CAData, err = base64.StdEncoding.DecodeString(c.CAData); err != nil {
+				return nil, fmt.Errorf("%s.caData: %w", path, err)
+			}
+		}
+		s, err := b.clusterStrategy(path+".strategy", c.Strategy)
+		if err != nil {
+			return nil, err
+		}
+		clusters = append(clusters, kube.Cluster{Cluster: cl, Strategy: s})
+	}
+
+	var sources []kube.SourceConfig
+	for i, s := range k.Sources {
+		path := fmt.Sprintf("kubernetes.sources[%d]", i)
+		if g.plugins == nil {
+			return nil, fmt.Errorf("%s.plugin: unknown plugin %q: not a key of plugins", path, s.Plugin)
+		}
+		impl, err := g.plugins.ClusterSource(s.Plugin, s.Options)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		sources = append(sources, kube.SourceConfig{
+			Name:     fmt.Sprintf("%s (%s)", path, s.Plugin),
+			Impl:     impl,
+			Options:  s.Options,
+			Interval: s.Interval,
+			Strategy: b.sourceStrategies(path+".strategy", s.Strategy),
+		})
+	}
+	kcfg := d.kube
+	kcfg.Clusters, kcfg.Sources = clusters, sources
+	broker, err := kube.New(kcfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return broker, nil
+}
+
+// binder binds configured strategies to a generation's plugins.
+type binder struct {
+	plugins *pluginhost.Host // nil when no plugin is declared
+}
+
 // clusterStrategy binds a configured strategy to the plugin host.
-func (d *Daemon) clusterStrategy(path string, ref config.StrategyRef) (*kube.StrategyBinding, error) {
-	if d.plugins == nil {
+func (b binder) clusterStrategy(path string, ref config.StrategyRef) (*kube.StrategyBinding, error) {
+	if b.plugins == nil {
 		return nil, fmt.Errorf("%s.plugin: unknown plugin %q: not a key of plugins", path, ref.Plugin)
 	}
-	impl, err := d.plugins.ClusterStrategy(ref.Plugin, ref.Strategy, ref.Options)
+	impl, err := b.plugins.ClusterStrategy(ref.Plugin, ref.Strategy, ref.Options)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -119,7 +133,7 @@ func (d *Daemon) clusterStrategy(path string, ref config.StrategyRef) (*kube.Str
 // the strategy the source suggests for a cluster, else the configured one,
 // both of the configured strategy plugin with its options. Nil when the
 // source has no strategy: its clusters are then catalogued only.
-func (d *Daemon) sourceStrategies(path string, ref config.StrategyRef) func(hint string) (*kube.StrategyBinding, error) {
+func (b binder) sourceStrategies(path string, ref config.StrategyRef) func(hint string) (*kube.StrategyBinding, error) {
 	if ref.Plugin == "" {
 		return nil
 	}
@@ -132,14 +146,14 @@ func (d *Daemon) sourceStrategies(path string, ref config.StrategyRef) func(hint
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if b, ok := bound[name]; ok {
-			return b, nil
+		if sb, ok := bound[name]; ok {
+			return sb, nil
 		}
-		b, err := d.clusterStrategy(path, config.StrategyRef{Plugin: ref.Plugin, Strategy: name, Options: ref.Options})
+		sb, err := b.clusterStrategy(path, config.StrategyRef{Plugin: ref.Plugin, Strategy: name, Options: ref.Options})
 		if err != nil {
 			return nil, err
 		}
-		bound[name] = b
-		return b, nil
+		bound[name] = sb
+		return sb, nil
 	}
 }

@@ -1,0 +1,33 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+)
+
+// peerIsOwner checks, with the kernel's SO_PEERCRED, that the process at
+// the other end of c runs as the daemon's user.
+func peerIsOwner(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	var (
+		cred    *syscall.Ucred
+		credErr error
+	)
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	if credErr != nil {
+		return fmt.Errorf("admin socket: reading the caller's credentials: %w", credErr)
+	}
+	if uid := os.Getuid(); int(cred.Uid) != uid {
+		return fmt.Errorf("admin socket: only the daemon's own user (uid %d) may use it, not uid %d", uid, cred.Uid)
+	}
+	return nil
+}
