@@ -5,6 +5,7 @@
 //	spectroauthd version                     print the version and commit this binary was built from
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
+//	spectroauthd reload -config FILE         have the running daemon reload its configuration
 //	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 //	spectroauthd plugin test -plugin PATH [-cases FILE]
@@ -141,6 +142,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "plugins":
 			return pluginsCmd(args[1:], stdout, stderr)
+		case "reload":
+			return reloadCmd(args[1:], stdout, stderr)
 		case "doctor":
 			return doctorCmd(args[1:], stdout, stderr)
 		case "plugin-digest":
@@ -187,6 +190,13 @@ Usage:
       provider's discovery, issuer, JWKS, client authentication and clock;
       the storage; every plugin; every Palette source's API key, projects
       and clusters with OIDC. Exits 1 if any check fails.
+  spectroauthd reload -config FILE | -socket PATH [-timeout 2m]
+      Have the running daemon reload its configuration (as SIGHUP does),
+      through its admin socket (storage.path/admin.sock), and print what it
+      did: "reloaded: N plugins started, M stopped". A refused reload (a
+      configuration that does not load, a plugin that does not start, a
+      setting that cannot change live) prints why and exits 1; the running
+      configuration serves on.
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.
@@ -231,7 +241,15 @@ func serve(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: log, Build: build()})
+	hup, stopHUP := hangups()
+	defer stopHUP()
+	opts := daemon.Options{Logger: log, Build: build()}
+	if c.configPath != "" {
+		path := c.configPath
+		opts.LoadConfig = func() (*config.Config, error) { return config.Load(path) }
+		opts.AdminSocket = daemon.AdminSocketPath(cfg)
+	}
+	d, err := daemon.Start(ctx, cfg, opts)
 	if err != nil {
 		log.Error("could not start", "error", err)
 		return 1
@@ -239,6 +257,7 @@ func serve(args []string, stderr io.Writer) int {
 	if c.configPath == "" {
 		log.Info("open " + cfg.Server.BaseURL + "/ and click \"Sign in with SpectroCloud\"")
 	}
+	go reloadOnHangup(ctx, hup, d)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- d.Wait() }()
 	select {

@@ -181,8 +181,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	debug.FreeOSMemory()
 	d.ready.Store(true)
 	if opts.AdminSocket != "" {
-		if d.admin, err = serveAdmin(opts.AdminSocket, d.log.Named("admin"), d.handleAdmin); err != nil {
-			return nil, err
+		// Without it the daemon still reloads on SIGHUP: say so, and serve.
+		var aerr error
+		if d.admin, aerr = serveAdmin(opts.AdminSocket, d.log.Named("admin"), d.handleAdmin); aerr != nil {
+			d.log.Warn("spectroauthd reload is unavailable (reload with SIGHUP and read the log)", "error", aerr)
 		}
 	}
 	d.log.Info("spectroauthd is ready", "listen", d.listener.Addr().String(), "baseUrl", cfg.Server.BaseURL)
