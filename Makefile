@@ -18,7 +18,7 @@ endif
 LDFLAGS := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)'
 
-.PHONY: all build daemon plugins run test test-unit test-examples test-node-sdk test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
+.PHONY: all build daemon plugins plugin-reload reload run test test-unit test-examples test-node-sdk test-e2e lint bench bench-postgres proto proto-check clean help release image test-release test-chart test-image fuzz fuzz-short soak
 
 all: build
 
@@ -34,6 +34,20 @@ daemon:
 plugins:
 	@mkdir -p $(BIN)/plugins
 	@for p in $(PLUGINS); do echo "go build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GOBUILD) -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+
+# The plugin author's inner loop against a daemon running CONFIG (make run
+# RUN_ARGS='-config CONFIG' in another terminal): rebuild one plugin of
+# plugins/, write its new digest into CONFIG, reload the daemon. Seconds.
+plugin-reload: ## rebuild plugins/PLUGIN, write its sha256 into CONFIG and reload the running daemon: make plugin-reload PLUGIN=claims CONFIG=dev.yaml
+	@[ -n "$(PLUGIN)" ] && [ -n "$(CONFIG)" ] || { echo "usage: make plugin-reload PLUGIN=name CONFIG=file (the running daemon's configuration)"; exit 2; }
+	@[ -x $(BIN)/spectroauthd ] || $(MAKE) --no-print-directory daemon
+	@mkdir -p $(BIN)/plugins
+	$(GOBUILD) -o $(BIN)/plugins/$(PLUGIN) ./plugins/$(PLUGIN)
+	$(BIN)/spectroauthd plugin reload -config $(CONFIG) $(PLUGIN)
+
+reload: ## have the daemon running CONFIG reload it (as SIGHUP): make reload CONFIG=dev.yaml
+	@[ -n "$(CONFIG)" ] || { echo "usage: make reload CONFIG=file (the running daemon's configuration)"; exit 2; }
+	$(BIN)/spectroauthd reload -config $(CONFIG)
 
 run: build ## build everything and start the daemon on its embedded development defaults
 	$(BIN)/spectroauthd $(RUN_ARGS)

@@ -41,11 +41,18 @@ func reloadCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		path = daemon.AdminSocketPath(cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	return askReload("reload", path, *timeout, stdout, stderr)
+}
+
+// askReload asks the daemon on the admin socket at path to reload and
+// prints its answer: exit status 0 when it reloaded, else 1, with why
+// after the command's name.
+func askReload(command, path string, timeout time.Duration, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	msg, err := daemon.AskReload(ctx, path)
 	if err != nil {
-		fmt.Fprintln(stderr, "reload:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", command, err)
 		return 1
 	}
 	fmt.Fprintln(stdout, msg)

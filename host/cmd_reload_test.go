@@ -530,4 +530,37 @@ func TestReload(t *testing.T) {
 			t.Fatalf("after SIGHUP the resolver runs version %q, want 2.0.0", v)
 		}
 	})
+
+	t.Run("plugin reload after a rebuild", func(t *testing.T) {
+		// The inner loop: the configured binary is replaced (as go build
+		// does), then one command writes the digest and reloads.
+		bin := filepath.Join(t.TempDir(), "tp")
+		install := func(src string) {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(bin+".new", b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(bin+".new", bin); err != nil {
+				t.Fatal(err)
+			}
+		}
+		install(v1)
+		r.writeConfig(bin, d1, "")
+		if code, out := r.reload(); code != 0 {
+			t.Fatalf("spectroauthd reload: exit %d, %s", code, out)
+		}
+		install(v2)
+		began := time.Now()
+		out, err := exec.Command(r.bin, "plugin", "reload", "-config", r.cfgPath, "tp").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "plugins.tp.sha256: "+d2) || !strings.Contains(string(out), "reloaded: 1 plugins started, 1 stopped") {
+			t.Fatalf("spectroauthd plugin reload: %v\n%s", err, out)
+		}
+		t.Logf("plugin reload took %s: %s", time.Since(began).Round(time.Millisecond), strings.TrimSpace(string(out)))
+		if v, _ := r.pluginOf(); v != "2.0.0" {
+			t.Fatalf("after plugin reload the resolver runs version %q, want 2.0.0", v)
+		}
+	})
 }

@@ -6,6 +6,8 @@
 //	spectroauthd check-config -config FILE   validate a configuration and exit
 //	spectroauthd plugins -config FILE        start, describe and stop the configured plugins
 //	spectroauthd reload -config FILE         have the running daemon reload its configuration
+//	spectroauthd plugin reload -config FILE NAME
+//	                                         write plugin NAME's new digest into FILE and reload
 //	spectroauthd doctor -config FILE         check a deployment live: provider, storage, plugins, Palette
 //	spectroauthd plugin-digest PATH          print the sha256: line of a plugin binary
 //	spectroauthd plugin test -plugin PATH [-cases FILE]
@@ -149,6 +151,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "plugin-digest":
 			return pluginDigest(args[1:], stdout, stderr)
 		case "plugin":
+			if len(args) > 1 && args[1] == "reload" {
+				return pluginReloadCmd(args[2:], stdout, stderr)
+			}
 			return pluginTestCmd(args[1:], stdout, stderr)
 		case "storage-copy":
 			return storageCopyCmd(args[1:], stdout, stderr)
@@ -197,6 +202,11 @@ Usage:
       configuration that does not load, a plugin that does not start, a
       setting that cannot change live) prints why and exits 1; the running
       configuration serves on.
+  spectroauthd plugin reload -config FILE [-socket PATH] NAME
+      The plugin author's inner loop, after a rebuild of plugin NAME:
+      write its binary's digest into plugins.NAME.sha256 of FILE (nothing
+      else in the file changes) and have the running daemon reload.
+      make plugin-reload PLUGIN=NAME CONFIG=FILE rebuilds and runs this.
   spectroauthd plugin-digest PATH
       Check a plugin binary as the daemon will and print the sha256: line
       for its configuration.

@@ -137,7 +137,7 @@ func (d *Daemon) handleAdmin(ctx context.Context, op string) (string, error) {
 	case "reload":
 		r, err := d.ReloadConfig(ctx)
 		if err != nil {
-			return "", fmt.Errorf("reload refused, the running configuration serves on: %w", err)
+			return "", fmt.Errorf("refused, the running configuration serves on: %w", err)
 		}
 		return r.String(), nil
 	}

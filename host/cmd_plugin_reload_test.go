@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSetPluginDigest(t *testing.T) {
+	const digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for name, tc := range map[string]struct {
+		in, want, err string
+		changed       bool
+	}{
+		"plain": {
+			in:      "# dev\nplugins:\n  tp:\n    command: bin/tp # built by make\n    sha256: aa   # old\n  other:\n    sha256: bb\n",
+			want:    "# dev\nplugins:\n  tp:\n    command: bin/tp # built by make\n    sha256: " + digest + "   # old\n  other:\n    sha256: bb\n",
+			changed: true,
+		},
+		"double-quoted": {
+			in:      "plugins:\n  tp: {command: bin/tp, sha256: \"aa\"}\n",
+			want:    "plugins:\n  tp: {command: bin/tp, sha256: \"" + digest + "\"}\n",
+			changed: true,
+		},
+		"single-quoted": {
+			in:      "plugins:\n  tp:\n    sha256: 'aa'\n",
+			want:    "plugins:\n  tp:\n    sha256: '" + digest + "'\n",
+			changed: true,
+		},
+		"unchanged": {
+			in:   "plugins:\n  tp:\n    sha256: " + digest + "\n",
+			want: "plugins:\n  tp:\n    sha256: " + digest + "\n",
+		},
+		"from the environment": {
+			in:  "plugins:\n  tp:\n    sha256: ${TP_SHA256}\n",
+			err: "variable of the daemon's environment",
+		},
+		"missing": {
+			in:  "plugins:\n  other:\n    sha256: aa\n",
+			err: "no plugins.tp.sha256 in the file",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(tc.in), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			changed, err := setPluginDigest(path, "tp", digest)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(path)
+			if string(got) != tc.want || changed != tc.changed {
+				t.Fatalf("changed %v, file:\n%s\nwant changed %v, file:\n%s", changed, got, tc.changed, tc.want)
+			}
+			if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {
+				t.Fatalf("mode %v, want 0640 kept", info.Mode().Perm())
+			}
+		})
+	}
+}
