@@ -3,8 +3,12 @@
 // and its plugins as child processes on loopback, a signed-in session, then a
 // bounded load on /refresh. It reports requests/s, latency percentiles, CPU
 // per request, resident memory, the number of calls that reached the
-// provider, cold start, and the memory 10,000 live sessions add. It writes a
-// table to stdout and the figures to a JSON file.
+// provider, cold start, and the memory 10,000 live sessions add; and the
+// figures of issue 13: the daemon CPU of one sign-in through a two-plugin
+// resolver chain, exec to /readyz with three plugins (several starts), and
+// a configuration reload that swaps a plugin under /refresh load (failed
+// requests: must be none). It writes a table to stdout and the figures to
+// a JSON file, and fails if a request failed during the reload.
 //
 //	go run ./host/loadbench -daemon bin/spectroauthd -plugins bin/plugins
 //	go run ./host/loadbench -storage postgres   # replicas' storage, on a throwaway local server
@@ -52,6 +56,8 @@ type options struct {
 	storage     string
 	out         string
 	keep        bool
+	starts      int
+	signIns     int
 }
 
 // Result is what one run measured; the JSON file holds it.
@@ -69,6 +75,30 @@ type Result struct {
 	Sessions        int        `json:"sessions"`
 	RSSWithSessions float64    `json:"rssReadyWithSessionsMB"`
 	SessionsAddMB   float64    `json:"sessionsAddMB"`
+	// ReadyStarts are exec-to-/readyz-200 times of separate starts (three
+	// plugins), in ms; ReadyMedianMillis their median.
+	ReadyStarts       []float64     `json:"readyStartsMillis"`
+	ReadyMedianMillis float64       `json:"readyMedianMillis"`
+	SignIn            SignInResult  `json:"signIn"`
+	SignInBuiltin     SignInResult  `json:"signInBuiltinResolver"`
+	Reload            ReloadFigures `json:"reloadUnderLoad"`
+}
+
+// SignInResult is the cost of sign-ins through the two-plugin chain.
+type SignInResult struct {
+	Chain            string  `json:"chain"`
+	SignIns          int     `json:"signIns"`
+	CPUMillisPerOne  float64 `json:"daemonCPUMillisPerSignIn"`
+	WallMillisPerOne float64 `json:"wallMillisPerSignIn"`
+}
+
+// ReloadFigures are a reload that restarts one plugin under /refresh load.
+type ReloadFigures struct {
+	Answer        string  `json:"answer"`
+	ReloadMillis  float64 `json:"reloadMillis"`
+	Requests      int     `json:"refreshRequests"`
+	Failed        int     `json:"refreshFailed"`
+	SignInAfterOK bool    `json:"signInAfterReloadOK"`
 }
 
 // LoadResult is the /refresh load.
@@ -100,6 +130,8 @@ func main() {
 	flag.StringVar(&o.storage, "storage", "file", "storage.type: file, or postgres on a throwaway PostgreSQL server (Debian's binaries; fsync off)")
 	flag.StringVar(&o.out, "out", "bench-results.json", "JSON results file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.IntVar(&o.starts, "starts", 7, "separate starts for the exec-to-ready figure")
+	flag.IntVar(&o.signIns, "sign-ins", 300, "sign-ins for the CPU-per-sign-in figure")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -208,9 +240,27 @@ func run(o options) error {
 		res.Load.UpstreamPerReq = float64(res.Load.UpstreamCalls) / float64(res.Load.Requests)
 	}
 	_ = jar
+	if err == nil {
+		res.SignIn, err = measureSignIns(o, base, d.Process.Pid)
+	}
+	if err == nil {
+		res.Reload, err = reloadUnderLoad(daemonPath, cfgPath, base, cookie)
+	}
+	if err == nil && res.Reload.Answer != "" {
+		// The same sign-ins through the built-in resolver alone, swapped
+		// in by a reload: what the two plugin calls add.
+		res.SignInBuiltin, err = builtinBaseline(o, daemonPath, cfgPath, base, d.Process.Pid)
+	}
 	stopDaemon(d)
 	if err != nil {
 		return err
+	}
+	if len(pluginNames) > 0 {
+		if res.ReadyStarts, err = readyStarts(daemonPath, cfgPath, base, filepath.Join(dir, "starts.log"), o.starts); err != nil {
+			return err
+		}
+		sorted := slices.Sorted(slices.Values(res.ReadyStarts))
+		res.ReadyMedianMillis = sorted[len(sorted)/2]
 	}
 
 	// Memory of live sessions: copy the signed-in session's file N times and
@@ -259,17 +309,22 @@ func writeConfig(path, base, port, issuer, storageYAML, pluginDir string) (strin
 	if err != nil {
 		return "", nil, err
 	}
-	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  metricsListen: 127.0.0.1:%s\n  baseUrl: %s\napp:\n  baseUrl: %s\n", port, metricsPort, base, base)
+	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:%s\n  metricsListen: 127.0.0.1:%s\n  baseUrl: %s\n", port, metricsPort, base)
+	// The sign-in figure signs in hundreds of times from one address.
+	b.WriteString("  rateLimits:\n    signInsPerClientPerMinute: 100000\n    signInBurst: 10000\n    codeExchangesPerSecond: 10000\n")
+	fmt.Fprintf(&b, "app:\n  baseUrl: %s\n", base)
 	resolver := "builtin/emailLocalPartMatchingUserEntityName"
-	resolverYAML := "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+	resolverYAML := builtinResolverYAML
 	var names []string
 	var plugins strings.Builder
-	for _, p := range []struct{ name, config string }{
-		{"claims", claimsConfigYAML},
-		{"backstage-catalog", "    config:\n      baseUrl: https://backstage.invalid/api/catalog\n      token: loadbench\n"},
-		{"oidc-cluster", "    config: {}\n"},
+	// Three plugins: the two steps of the sign-in chain (two processes of
+	// the claims binary) and a cluster strategy.
+	for _, p := range []struct{ name, binary, config string }{
+		{"claims-first", "claims", claimsFirstConfigYAML},
+		{"claims", "claims", claimsConfigYAML},
+		{"oidc-cluster", "oidc-cluster", "    config: {}\n"},
 	} {
-		bin := filepath.Join(pluginDir, p.name)
+		bin := filepath.Join(pluginDir, p.binary)
 		sum, err := fileSHA256(bin)
 		if err != nil {
 			continue // not built: measured without it
@@ -279,7 +334,7 @@ func writeConfig(path, base, port, issuer, storageYAML, pluginDir string) (strin
 		names = append(names, p.name)
 	}
 	if slices.Contains(names, "claims") {
-		resolver = "claims/" + claimsResolverName
+		resolver = "claims-first/" + claimsResolverName + " (not found), claims/" + claimsResolverName
 		resolverYAML = claimsResolverYAML
 	}
 	fmt.Fprintf(&b, `auth:
@@ -301,6 +356,9 @@ func writeConfig(path, base, port, issuer, storageYAML, pluginDir string) (strin
 	return resolver, names, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
+// builtinResolverYAML is the chain of the built-in resolver alone.
+const builtinResolverYAML = "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+
 // The claims plugin's resolver as the load runs it: a CEL mapping from the
 // ID token's claims, evaluated in the plugin on every resolution.
 const (
@@ -311,11 +369,27 @@ const (
           userEntityRef: '"user:default/" + claims.email.split("@")[0]'
           ownershipEntityRefs: 'claims.?groups.orValue([]).map(g, "group:default/" + g)'
 `
-	claimsResolverYAML = `            - plugin: claims
+	claimsResolverYAML = `            - plugin: claims-first
+              resolver: mapping
+              options:
+                mapping: partners
+            - plugin: claims
               resolver: mapping
               options:
                 mapping: bench
 `
+	// claimsFirstConfigYAML is the chain's first step: it applies to
+	// partners only, so for the benchmark's user it answers "not found"
+	// and the chain calls the second plugin. Its call timeout is what the
+	// reload figure changes (reloadToggle), which restarts it.
+	claimsFirstConfigYAML = `    callTimeout: 2s
+    config:
+      mappings:
+        partners:
+          match: 'claims.?email.orValue("").endsWith("@partner.example")'
+          userEntityRef: '"user:partner/" + claims.email.split("@")[0]'
+`
+	reloadToggleFrom, reloadToggleTo = "    callTimeout: 2s\n", "    callTimeout: 3s\n"
 )
 
 func fileSHA256(p string) (string, error) {
@@ -576,6 +650,22 @@ func printTable(w io.Writer, r Result) {
 		{"cold start to first JWKS 200", fmt.Sprintf("%.1f ms", r.ColdStartMillis)},
 		{"cold start to ready (plugins up)", fmt.Sprintf("%.1f ms", r.ReadyMillis)},
 		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
+	}
+	if r.SignInBuiltin.SignIns > 0 {
+		rows = append(rows, [2]string{"daemon CPU per sign-in (built-in resolver)", fmt.Sprintf("%.2f ms  (same daemon, chain swapped by a reload; the plugin calls add %.2f ms)",
+			r.SignInBuiltin.CPUMillisPerOne, r.SignIn.CPUMillisPerOne-r.SignInBuiltin.CPUMillisPerOne)})
+	}
+	if r.SignIn.SignIns > 0 {
+		rows = append(rows, [2]string{"daemon CPU per sign-in (two-plugin chain)", fmt.Sprintf("%.2f ms  (%d sign-ins, %.1f ms wall each; ≤ %.0f ms: %s)",
+			r.SignIn.CPUMillisPerOne, r.SignIn.SignIns, r.SignIn.WallMillisPerOne, targetSignInCPUMillis, verdict(r.SignIn.CPUMillisPerOne <= targetSignInCPUMillis))})
+	}
+	if len(r.ReadyStarts) > 0 {
+		rows = append(rows, [2]string{fmt.Sprintf("exec to /readyz, %d plugins (median)", len(r.PluginsAtStart)), fmt.Sprintf("%.1f ms  (%d starts: %v; < %.0f ms: %s)",
+			r.ReadyMedianMillis, len(r.ReadyStarts), r.ReadyStarts, targetReadyMillis, verdict(r.ReadyMedianMillis < targetReadyMillis))})
+	}
+	if r.Reload.Answer != "" {
+		rows = append(rows, [2]string{"reload under /refresh load", fmt.Sprintf("%d of %d requests failed, reload took %.0f ms: %s",
+			r.Reload.Failed, r.Reload.Requests, r.Reload.ReloadMillis, r.Reload.Answer)})
 	}
 	if r.Sessions > 0 {
 		rows = append(rows, [2]string{fmt.Sprintf("RSS with %d live sessions", r.Sessions), fmt.Sprintf("%.1f MB (+%.1f MB)", r.RSSWithSessions, r.SessionsAddMB)})
