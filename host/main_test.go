@@ -57,7 +57,7 @@ func TestCheckConfig(t *testing.T) {
 func TestHelpFlagExitsZero(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"check-config", "-h"}, {"plugins", "-h"}, {"plugin-digest", "-h"}, {"storage-copy", "-h"},
-		{"kube-credential", "-h"}, {"kubeconfig", "-h"}, {"login", "-h"}, {"logout", "-h"},
+		{"kube-credential", "-h"}, {"kubeconfig", "-h"}, {"login", "-h"}, {"logout", "-h"}, {"reload", "-h"}, {"plugin", "reload", "-h"},
 	} {
 		var stdout, stderr strings.Builder
 		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String()+stdout.String(), "-") {
