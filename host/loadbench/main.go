@@ -62,9 +62,13 @@ type options struct {
 
 // Result is what one run measured; the JSON file holds it.
 type Result struct {
-	Date            time.Time  `json:"date"`
-	GoVersion       string     `json:"goVersion"`
-	CPUs            int        `json:"cpus"`
+	Date      time.Time `json:"date"`
+	GoVersion string    `json:"goVersion"`
+	CPUs      int       `json:"cpus"`
+	// LoadAverage is the machine's 1-minute load average when the run
+	// began (/proc/loadavg): above the CPU count, other work shares the
+	// CPUs and every figure is inflated.
+	LoadAverage     string     `json:"loadAverage"`
 	Resolver        string     `json:"resolver"`
 	Storage         string     `json:"storage"`
 	PluginsAtStart  []string   `json:"pluginsAtStart"`
@@ -179,7 +183,7 @@ func run(o options) error {
 	go func() { _ = opServer.Serve(opListener) }()
 	defer opServer.Close()
 
-	res := Result{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Sessions: o.sessions, Storage: o.storage}
+	res := Result{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Sessions: o.sessions, Storage: o.storage, LoadAverage: loadAverage()}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	dataDir := filepath.Join(dir, "data")
 	var storageYAML string
@@ -636,11 +640,20 @@ func seedSessions(dir string, n int) error {
 	return nil
 }
 
+// loadAverage is the 1-minute load average of /proc/loadavg, or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func printTable(w io.Writer, r Result) {
 	l := r.Load
-	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs)
+	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs, load average %s at the start\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs, r.LoadAverage)
 	fmt.Fprintf(w, "resolver %s; plugins at start: %s; storage %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "), r.Storage)
 	rows := [][2]string{
 		{"/refresh requests/s", fmt.Sprintf("%.0f  (%d connections, %d requests, %d errors, %.1fs)", l.RequestsPerSec, l.Connections, l.Requests, l.Errors, l.Seconds)},
