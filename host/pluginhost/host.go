@@ -115,7 +115,7 @@ const closingBit = 1 << 40
 // bounds the start only; Close stops the plugins.
 func Start(ctx context.Context, plugins map[string]config.Plugin, opts Options) (*Host, error) {
 	opts.setDefaults()
-	h, _, err := startHost(ctx, plugins, opts, nil)
+	h, _, err := startHost(ctx, plugins, opts, nil, nil)
 	return h, err
 }
 
@@ -145,7 +145,7 @@ func (h *Host) Next(ctx context.Context, plugins map[string]config.Plugin, opts 
 			keep[name] = in
 		}
 	}
-	next, r, err := startHost(ctx, plugins, opts, keep)
+	next, r, err := startHost(ctx, plugins, opts, h, keep)
 	if err != nil {
 		return nil, Reload{}, err
 	}
@@ -158,8 +158,9 @@ func (h *Host) Next(ctx context.Context, plugins map[string]config.Plugin, opts 
 }
 
 // startHost starts the host of plugins, keeping the instances of keep (already
-// running, held by another host) instead of starting them.
-func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Options, keep map[string]*instance) (*Host, Reload, error) {
+// running, held by prev) instead of starting them. With prev, the daemon's
+// isolation is already in place: the new host takes prev's findings.
+func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Options, prev *Host, keep map[string]*instance) (*Host, Reload, error) {
 	h := &Host{
 		opts:    opts,
 		log:     opts.Logger.Named("plugins"),
@@ -184,7 +185,10 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 		return nil, Reload{}, errors.Join(errs...)
 	}
 
-	if len(h.names) > 0 {
+	switch {
+	case prev != nil:
+		h.landlock = prev.landlock
+	case len(h.names) > 0:
 		h.isolate()
 	}
 	var r Reload
