@@ -185,6 +185,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		var aerr error
 		if d.admin, aerr = serveAdmin(opts.AdminSocket, d.log.Named("admin"), d.handleAdmin); aerr != nil {
 			d.log.Warn("spectroauthd reload is unavailable (reload with SIGHUP and read the log)", "error", aerr)
+		} else {
+			d.log.Debug("admin socket: spectroauthd reload reaches this daemon", "path", opts.AdminSocket)
 		}
 	}
 	d.log.Info("spectroauthd is ready", "listen", d.listener.Addr().String(), "baseUrl", cfg.Server.BaseURL)
