@@ -413,6 +413,18 @@ func TestReload(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
+	// Sign-ins through the plugin chain go on during the swap too.
+	var signIns, signInFailures atomic.Int64
+	wg.Go(func() {
+		for i := 0; i < 10000 && !stop.Load(); i++ {
+			if _, err := r.signIn(); err != nil {
+				signInFailures.Add(1)
+				firstFailure.CompareAndSwap(nil, "sign-in: "+err.Error())
+				continue
+			}
+			signIns.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	r.writeConfig(v2, d2, "")
 	code, out := r.reload()
@@ -425,10 +437,13 @@ func TestReload(t *testing.T) {
 	if failed.Load() > 0 || ok.Load() == 0 {
 		t.Fatalf("/refresh under reload: %d ok, %d failed (first: %v)", ok.Load(), failed.Load(), firstFailure.Load())
 	}
+	if signInFailures.Load() > 0 || signIns.Load() == 0 {
+		t.Fatalf("sign-ins under reload: %d ok, %d failed (first: %v)", signIns.Load(), signInFailures.Load(), firstFailure.Load())
+	}
 	if notRdy.Load() > 0 {
 		t.Fatalf("/readyz was not 200 %d times during the reload", notRdy.Load())
 	}
-	t.Logf("/refresh during the reload: %d requests, none failed", ok.Load())
+	t.Logf("during the reload: %d /refresh requests and %d sign-ins, none failed", ok.Load(), signIns.Load())
 	v, newPID := r.pluginOf()
 	if v != "2.0.0" {
 		t.Fatalf("after the reload the resolver runs version %q, want 2.0.0", v)
