@@ -68,6 +68,9 @@ func TestNextKeepsAnUnchangedPlugin(t *testing.T) {
 	if err := h.Ready(); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
+	// The last host that holds it stops it.
+	closeHost(t, h)
+	waitFor(t, 5*time.Second, "the kept plugin to exit with the last host", func() bool { return processGone(pid) })
 }
 
 // TestNextSwapsAChangedPlugin: a new binary starts next to the old one;
