@@ -44,7 +44,7 @@ const (
 // reservedEnv are the environment variables go-plugin sets for the
 // handshake; a plugin's `env:` may not set them.
 var reservedEnv = []string{
-	sdk.Handshake.MagicCookieKey,
+	pluginclient.Handshake.MagicCookieKey,
 	"PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_CLIENT_CERT",
 	"PLUGIN_UNIX_SOCKET_DIR", "PLUGIN_UNIX_SOCKET_GROUP", "PLUGIN_MULTIPLEX_GRPC",
 }
@@ -251,7 +251,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
 	r.landlock = in.h.landlock
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		VersionedPlugins: in.h.opts.protocols,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),

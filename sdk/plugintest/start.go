@@ -33,6 +33,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/sdk"
 	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+	"github.com/spectroauth/spectroauth/sdk/pluginserver"
 )
 
 // startTimeout bounds how long the in-process plugin may take to serve.
@@ -49,7 +50,7 @@ const startTimeout = 10 * time.Second
 func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
 	t.Helper()
 	logger := testLogger(t)
-	cfg, err := sdk.NewServeConfig(p, logger)
+	cfg, err := pluginserver.NewServeConfig(p, logger)
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
@@ -81,7 +82,7 @@ func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
 		t.Fatalf("plugintest: plugin %q serves protocol version %d; this host speaks %d", p.Name, rc.ProtocolVersion, sdk.ProtocolVersion)
 	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		Plugins:          set,
 		Reattach:         rc,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -184,7 +185,7 @@ func StartBinary(t testing.TB, path string, args ...string) *pluginclient.Client
 	t.Helper()
 	logger := testLogger(t)
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		VersionedPlugins: pluginclient.VersionedPlugins(),
 		Cmd:              exec.Command(path, args...),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
