@@ -346,7 +346,7 @@ func (in *instance) up(g *generation, restarted bool) {
 		in.log.Info("plugin is up again", "pid", g.runner.pid, "restarts", in.restarts, "protocol_version", g.protocol)
 	} else {
 		in.log.Info("plugin is up", "pid", g.runner.pid, "name", info.Name, "version", info.Version,
-			"protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
+			"sdk_version", sdkVersion(info.SDKVersion), "protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
 		if info.Has(sdk.CapabilityClusterStrategy) && info.StrategyTokens == nil {
 			in.log.Warn(msgUndeclaredTokens, "name", info.Name, "strategies", info.Strategies)
 		}
@@ -578,7 +578,7 @@ func (in *instance) status() PluginStatus {
 	defer in.mu.Unlock()
 	s := PluginStatus{
 		Name: in.name, Command: in.cfg.Command,
-		Version: in.info.Version, PluginName: in.info.Name, ProtocolVersion: in.protocol,
+		Version: in.info.Version, SDKVersion: in.info.SDKVersion, PluginName: in.info.Name, ProtocolVersion: in.protocol,
 		Capabilities: slices.Clone(in.info.Capabilities),
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
 		StrategyTokens: maps.Clone(in.info.StrategyTokens),
@@ -687,4 +687,13 @@ func (e *timeoutError) Error() string { return e.msg + ": " + e.err.Error() }
 func (e *timeoutError) Unwrap() error { return e.err }
 func (e *timeoutError) Is(target error) bool {
 	return target == context.DeadlineExceeded
+}
+
+// sdkVersion is the SDK version a plugin reports, for the log: "unknown"
+// when it reports none.
+func sdkVersion(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
 }
