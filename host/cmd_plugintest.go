@@ -11,12 +11,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/spectroauth/spectroauth/sdk/plugintest"
+	"github.com/spectroauth/spectroauth/sdk/conformance"
 )
 
 // pluginTestCmd is `spectroauthd plugin test -plugin PATH [-cases FILE]`:
-// the conformance suite of sdk/plugintest against a built plugin binary in
-// any language, with the cases of FILE (YAML or JSON, plugintest.Suite's
+// the conformance suite of sdk/conformance (sdk/plugintest's, without package testing) against a built plugin binary in
+// any language, with the cases of FILE (YAML or JSON, conformance.Suite's
 // fields in any case: config, badConfigs, badOptions, resolve, credential,
 // listClusters; each case's expect is found, notFound or block). It prints
 // every failed check, then "N passed, M failed", and exits 1 if any failed.
@@ -36,7 +36,7 @@ func pluginTestCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: spectroauthd plugin test -plugin PATH [-cases FILE]")
 		return 2
 	}
-	var suite plugintest.Suite
+	var suite conformance.Suite
 	if *casesFile != "" {
 		var err error
 		if suite, err = readCases(*casesFile); err != nil {
@@ -49,7 +49,7 @@ func pluginTestCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "plugin test: %v\n", err)
 		return 1
 	}
-	res := plugintest.CheckBinary(stdout, bin, suite)
+	res := conformance.CheckBinary(stdout, bin, suite)
 	fmt.Fprintln(stdout, res)
 	if res.Failed > 0 {
 		return 1
@@ -57,10 +57,10 @@ func pluginTestCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// readCases reads a plugintest.Suite from a YAML or JSON file. YAML is read
+// readCases reads a conformance.Suite from a YAML or JSON file. YAML is read
 // through JSON, so that keys match the fields in any case, as in JSON.
-func readCases(path string) (plugintest.Suite, error) {
-	var s plugintest.Suite
+func readCases(path string) (conformance.Suite, error) {
+	var s conformance.Suite
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return s, fmt.Errorf("reading the cases: %w", err)

@@ -1,4 +1,4 @@
-package plugintest
+package conformance
 
 import (
 	"fmt"
@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Result counts the checks of CheckBinary: every check that has no checks
@@ -26,7 +25,7 @@ func (r Result) String() string { return fmt.Sprintf("%d passed, %d failed", r.P
 func CheckBinary(w io.Writer, path string, s Suite, args ...string) Result {
 	var res Result
 	rep := &report{w: w, name: "conformance", res: &res, mu: &sync.Mutex{}}
-	rep.do(func(t tester) {
+	rep.do(func(t Tester) {
 		c := StartBinary(t, path, args...)
 		info, ok := c.Info()
 		if !ok {
@@ -38,10 +37,10 @@ func CheckBinary(w io.Writer, path string, s Suite, args ...string) Result {
 }
 
 // report is one check of CheckBinary, a tester outside a Go test. Only the
-// methods the suite uses are implemented; the embedded testing.TB, nil, is
+// methods the suite uses are implemented; the embedded T, nil, is
 // there to satisfy the interface.
 type report struct {
-	testing.TB
+	T
 	w    io.Writer
 	name string
 	res  *Result
@@ -53,11 +52,11 @@ type report struct {
 	cleanups []func()
 }
 
-var _ tester = (*report)(nil)
+var _ Tester = (*report)(nil)
 
 // do runs f as this check, in a goroutine of its own (Fatalf ends it), then
 // its cleanups, and counts it.
-func (r *report) do(f func(tester)) bool {
+func (r *report) do(f func(Tester)) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -85,7 +84,8 @@ func (r *report) do(f func(tester)) bool {
 	return !r.failed
 }
 
-func (r *report) run(name string, f func(tester)) bool {
+// Run runs f as the check called name, a child of r.
+func (r *report) Run(name string, f func(Tester)) bool {
 	r.mu.Lock()
 	r.children++
 	r.mu.Unlock()
