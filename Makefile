@@ -70,7 +70,8 @@ test-node-sdk: daemon ## the Node.js plugin SDK (sdk/node): node's test runner, 
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' "$$(command -v node)" "$$(pwd -P)/sdk/node/test/fixture-plugin.js" >"$$tmp/fixture" && \
 	  chmod 0755 "$$tmp/fixture" && echo "spectroauthd plugin test: sdk/node/test/fixture-plugin.js" && \
-	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml | tee "$$tmp/out" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml \
+	    -read-path "$$(pwd -P)/sdk/node" -read-path "$$(pwd -P)/proto" | tee "$$tmp/out" && \
 	  grep -q ' 0 failed$$' "$$tmp/out"
 
 test-examples: daemon ## the example plugins: their tests, and `spectroauthd plugin test` on the Node.js one
@@ -80,7 +81,8 @@ test-examples: daemon ## the example plugins: their tests, and `spectroauthd plu
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  examples/resolver-node/make-wrapper.sh "$$tmp/resolver-node" >/dev/null && \
 	  echo "spectroauthd plugin test: examples/resolver-node" && \
-	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml | tee "$$tmp/out" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml \
+	    -read-path "$$(pwd -P)/examples/resolver-node" -read-path "$$(pwd -P)/sdk/node" -read-path "$$(pwd -P)/proto" | tee "$$tmp/out" && \
 	  grep -q ' 0 failed$$' "$$tmp/out" && \
 	  echo "spectroauthd plugins: examples/resolver-node, sandboxed with its readPaths" && \
 	  PLUGIN="$$tmp/resolver-node" PLUGIN_SHA256=$$(sha256sum "$$tmp/resolver-node" | cut -d' ' -f1) REPO=$$(pwd -P) STORAGE_DIR="$$tmp/data" \

@@ -41,6 +41,15 @@ func TestPluginTestCommand(t *testing.T) {
 	if err := os.WriteFile(unknown, []byte("resolv: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The daemon's runner verifies a binary before it runs it, as at start.
+	writable := filepath.Join(dir, "writable")
+	if b, err := os.ReadFile(bin); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(writable, b, 0o777); err != nil {
+		t.Fatal(err)
+	} else if err := os.Chmod(writable, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	summary := regexp.MustCompile(`(?m)^(\d+) passed, (\d+) failed$`)
 	for _, tc := range []struct {
 		name     string
@@ -55,6 +64,8 @@ func TestPluginTestCommand(t *testing.T) {
 		{name: "no cases", args: []string{"-plugin", bin}, code: 1, failed: true, out: "Suite.BadOptions is empty"},
 		{name: "unknown key", args: []string{"-plugin", bin, "-cases", unknown}, code: 1, err: `unknown field "resolv"`},
 		{name: "no plugin", args: nil, code: 2, err: "usage: spectroauthd plugin test"},
+		{name: "started by the daemon's runner", args: []string{"-plugin", writable}, code: 1, err: "is writable by group or others"},
+		{name: "bad env", args: []string{"-plugin", bin, "-env", "NOVALUE"}, code: 2, err: `-env "NOVALUE": want NAME=VALUE`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -81,6 +81,10 @@ type instance struct {
 
 	cancel context.CancelFunc // stops the supervisor
 	done   chan struct{}      // closed when the supervisor returns
+
+	// unconfigured, set by Launch, starts the plugin without handing it its
+	// configuration.
+	unconfigured bool
 }
 
 // generation is one process of a plugin.
@@ -298,9 +302,11 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	if err != nil {
 		return nil, fmt.Errorf("plugins.%s: starting %s: %w", in.name, in.path, err)
 	}
-	cfgErr := c.Configure(sctx, sdk.Config{InstanceName: in.name, Values: sdk.Options(in.cfg.Config)})
-	if cfgErr != nil {
-		return nil, atKey("plugins."+in.name+".config", fmt.Errorf("plugin %q refused its configuration: %w", in.name, cfgErr))
+	if !in.unconfigured {
+		cfgErr := c.Configure(sctx, sdk.Config{InstanceName: in.name, Values: sdk.Options(in.cfg.Config)})
+		if cfgErr != nil {
+			return nil, atKey("plugins."+in.name+".config", fmt.Errorf("plugin %q refused its configuration: %w", in.name, cfgErr))
+		}
 	}
 	rpc, err := pc.Client()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 )
 
 // Result counts the checks of CheckBinary: every check that has no checks
@@ -19,20 +21,25 @@ type Result struct {
 func (r Result) String() string { return fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed) }
 
 // CheckBinary runs the suite of RunBinary against the plugin binary at path
-// outside a Go test, for authors in any language (spectroauthd plugin test):
-// it writes each failed check, with what it found, to w, and returns the
-// counts.
+// outside a Go test, for authors in any language: it writes each failed
+// check, with what it found, to w, and returns the counts.
 func CheckBinary(w io.Writer, path string, s Suite, args ...string) Result {
+	return check(w, s, func(t Tester) *pluginclient.Client { return StartBinary(t, path, args...) })
+}
+
+// CheckClient runs the suite against the plugin c is a client of, started
+// by the caller (`spectroauthd plugin test` starts it through the daemon's
+// own runner), as CheckBinary does. c must be described (pluginclient.Open
+// does it) and not yet configured; the caller stops the plugin.
+func CheckClient(w io.Writer, c *pluginclient.Client, s Suite) Result {
+	return check(w, s, func(Tester) *pluginclient.Client { return c })
+}
+
+// check runs the suite on the client start returns, reporting to w.
+func check(w io.Writer, s Suite, start func(Tester) *pluginclient.Client) Result {
 	var res Result
 	rep := &report{w: w, name: "conformance", res: &res, mu: &sync.Mutex{}}
-	rep.do(func(t Tester) {
-		c := StartBinary(t, path, args...)
-		info, ok := c.Info()
-		if !ok {
-			t.Fatalf("plugin binary %s was not described", path)
-		}
-		runSuite(t, &run{info: info, c: c}, s)
-	})
+	rep.do(func(t Tester) { RunClient(t, start(t), s) })
 	return res
 }
 

@@ -197,10 +197,18 @@ func Run(t Tester, p sdk.Plugin, s Suite) {
 // says.
 func RunBinary(t Tester, path string, s Suite, args ...string) {
 	t.Helper()
-	c := StartBinary(t, path, args...)
+	RunClient(t, StartBinary(t, path, args...), s)
+}
+
+// RunClient checks the plugin c is a client of, started by the caller in
+// any way (the daemon's own runner, say), against the same suite as
+// RunBinary, every check over the wire. c must be described
+// (pluginclient.Open does it) and not yet configured.
+func RunClient(t Tester, c *pluginclient.Client, s Suite) {
+	t.Helper()
 	info, ok := c.Info()
 	if !ok {
-		t.Fatalf("plugintest: plugin binary %s was not described", path)
+		t.Fatalf("plugintest: the plugin was not described")
 	}
 	runSuite(t, &run{info: info, c: c}, s)
 }
