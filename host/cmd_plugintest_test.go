@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spectroauth/spectroauth/sdk"
 )
 
 // TestPluginTestCommand runs `spectroauthd plugin test` against the built
@@ -169,5 +171,29 @@ func TestThirdPartyResolver(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^(\d+) passed, 0 failed$`).FindStringSubmatch(stdout.String())
 	if code != 0 || m == nil || m[1] == "0" {
 		t.Errorf("spectroauthd plugin test: exit %d, stdout %q, stderr %q; want N passed, 0 failed", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestSDKRequiredAtItsVersion: the daemon and the examples require the SDK
+// module at its own version (sdk.Version), replaced by this checkout's sdk/,
+// so that build information and SBOMs name the SDK release they hold.
+func TestSDKRequiredAtItsVersion(t *testing.T) {
+	for file, replace := range map[string]string{
+		"../go.mod":                        "./sdk",
+		"../examples/resolver-go/go.mod":   "../../sdk",
+		"../examples/resolver-node/go.mod": "../../sdk",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"\tgithub.com/spectroauth/spectroauth/sdk v" + sdk.Version + "\n",
+			"\nreplace github.com/spectroauth/spectroauth/sdk => " + replace + "\n",
+		} {
+			if !strings.Contains(string(b), want) && !strings.Contains(string(b), "require "+strings.TrimPrefix(want, "\t")) {
+				t.Errorf("%s lacks %q", file, strings.TrimSpace(want))
+			}
+		}
 	}
 }
