@@ -81,8 +81,8 @@ func Serve(p Plugin) {
 }
 
 // newServeConfig returns the go-plugin configuration that Serve uses for p,
-// logging to logger (nil means hclog.Default()). sdk/pluginserver and
-// sdk/plugintest reach it through transport.NewServeConfig.
+// logging to logger (nil means hclog.Default()). sdk/pluginserver reaches it
+// through transport.NewServeConfig, which init sets.
 func newServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) {
 	if logger == nil {
 		logger = hclog.Default()
