@@ -54,12 +54,22 @@ run: build ## build everything and start the daemon on its embedded development 
 
 test: lint proto-check test-unit test-node-sdk test-examples test-chart test-release test-image test-e2e fuzz-short ## the whole suite (what CI runs)
 
-lint: ## go vet and gofmt
+# The Go modules built and tested with the daemon: the root module and the
+# plugin SDK, a module of its own (sdk/go.mod; the root requires it with a
+# replace). Examples and deploy/ tests are modules of their own too, run by
+# their targets.
+SDK := sdk
+
+lint: ## go vet (root and SDK modules) and gofmt; no example may import the daemon's packages
 	$(GO) vet ./...
+	cd $(SDK) && $(GO) vet ./...
+	@bad=$$(grep -rln --include='*.go' '"github.com/spectroauth/spectroauth/host' examples/ || true); \
+	  if [ -n "$$bad" ]; then echo "examples must use the SDK module only, not the daemon's host/ packages:"; echo "$$bad"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-test-unit: build ## Go tests with the race detector (the e2e package runs in test-e2e)
+test-unit: build ## Go tests with the race detector, root and SDK modules (the e2e package runs in test-e2e)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/host/e2e$$')
+	cd $(SDK) && $(GO) test -race -count=1 ./...
 
 # $(NODE_READY) DIR...: succeeds when node and the node_modules of each DIR
 # are there; else says why and fails the shell under CI (where .ci/run
@@ -74,7 +84,8 @@ test-node-sdk: daemon ## the Node.js plugin SDK (sdk/node): node's test runner, 
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' "$$(command -v node)" "$$(pwd -P)/sdk/node/test/fixture-plugin.js" >"$$tmp/fixture" && \
 	  chmod 0755 "$$tmp/fixture" && echo "spectroauthd plugin test: sdk/node/test/fixture-plugin.js" && \
-	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml | tee "$$tmp/out" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/fixture" -cases sdk/node/test/conformance.yaml \
+	    -read-path "$$(pwd -P)/sdk/node" -read-path "$$(pwd -P)/proto" | tee "$$tmp/out" && \
 	  grep -q ' 0 failed$$' "$$tmp/out"
 
 test-examples: daemon ## the example plugins: their tests, and `spectroauthd plugin test` on the Node.js one
@@ -84,7 +95,8 @@ test-examples: daemon ## the example plugins: their tests, and `spectroauthd plu
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  examples/resolver-node/make-wrapper.sh "$$tmp/resolver-node" >/dev/null && \
 	  echo "spectroauthd plugin test: examples/resolver-node" && \
-	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml | tee "$$tmp/out" && \
+	  $(BIN)/spectroauthd plugin test -plugin "$$tmp/resolver-node" -cases examples/resolver-node/conformance.yaml \
+	    -read-path "$$(pwd -P)/examples/resolver-node" -read-path "$$(pwd -P)/sdk/node" -read-path "$$(pwd -P)/proto" | tee "$$tmp/out" && \
 	  grep -q ' 0 failed$$' "$$tmp/out" && \
 	  echo "spectroauthd plugins: examples/resolver-node, sandboxed with its readPaths" && \
 	  PLUGIN="$$tmp/resolver-node" PLUGIN_SHA256=$$(sha256sum "$$tmp/resolver-node" | cut -d' ' -f1) REPO=$$(pwd -P) STORAGE_DIR="$$tmp/data" \
@@ -116,12 +128,13 @@ soak: build ## refreshes and sign-ins under injected faults (plugin killed, daem
 
 bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd $(SDK) && $(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./host/loadbench -daemon $(BIN)/spectroauthd -plugins $(BIN)/plugins -out bench-results.json
 
 bench-postgres: build ## the /refresh load benchmark on PostgreSQL storage (figures in bench-results-postgres.json)
 	$(GO) run ./host/loadbench -daemon $(BIN)/spectroauthd -plugins $(BIN)/plugins -storage postgres -out bench-results-postgres.json
 
-proto: ## regenerate proto/ Go code with buf (pinned, no network beyond the module proxy)
+proto: ## regenerate the Go code of proto/ into sdk/internal/pluginv1 with buf (pinned, no network beyond the module proxy)
 	proto/generate.sh
 
 proto-check: ## fail when the committed generated code is stale

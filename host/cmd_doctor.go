@@ -449,7 +449,11 @@ func (d *doctor) plugins(ctx context.Context, uses map[string][]pluginhost.Use) 
 		for i, c := range r.status.Capabilities {
 			caps[i] = string(c)
 		}
-		out = append(out, pass(name, "started and described: %s %s (%s); options of %d uses checked", r.status.PluginName, r.status.Version, strings.Join(caps, ", "), r.uses))
+		sdkVersion := r.status.SDKVersion
+		if sdkVersion == "" {
+			sdkVersion = "unknown"
+		}
+		out = append(out, pass(name, "started and described: %s %s, SDK %s (%s); options of %d uses checked", r.status.PluginName, r.status.Version, sdkVersion, strings.Join(caps, ", "), r.uses))
 	}
 	return out, byName
 }

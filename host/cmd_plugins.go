@@ -128,6 +128,7 @@ func (r pluginReport) print(w io.Writer) {
 	if r.started {
 		s := r.status
 		line("version", fmt.Sprintf("%s (the plugin calls itself %q)", s.Version, s.PluginName))
+		line("sdk", sdkLine(s.SDKVersion, s.ProtocolVersion))
 		caps := make([]string, len(s.Capabilities))
 		for i, c := range s.Capabilities {
 			caps[i] = string(c)
@@ -190,4 +191,13 @@ func pluginDigest(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "# %s\n", abs)
 	fmt.Fprintf(stdout, "sha256: %s\n", digest)
 	return 0
+}
+
+// sdkLine says which SDK a plugin is built with and the protocol version
+// negotiated with it.
+func sdkLine(sdkVersion string, protocol int) string {
+	if sdkVersion == "" {
+		sdkVersion = "unknown (the plugin does not report it: an older SDK, or none)"
+	}
+	return fmt.Sprintf("%s, protocol version %d", sdkVersion, protocol)
 }

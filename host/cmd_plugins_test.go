@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spectroauth/spectroauth/sdk"
 )
 
 func TestPluginDigest(t *testing.T) {
@@ -106,6 +108,7 @@ plugins:
 	}{
 		{"lists", writeConfig("ok.yaml", digest, "{tag: x}"), 0, []string{
 			"tp\n", "  command:      " + bin, "  sha256:       ok " + digest, `  version:      1.0.0 (the plugin calls itself "testplugin")`,
+			"  sdk:          " + sdk.Version + ", protocol version 1",
 			"  capabilities: RESOLVER, CLUSTER_STRATEGY, CLUSTER_SOURCE, CONFIGURE, VALIDATE_OPTIONS",
 			"  resolvers:    byEmail, other", "  strategies:   token", "  receives:     token: no token", "  status:       ok: started, described and configured; options of 1 uses checked",
 		}, nil},

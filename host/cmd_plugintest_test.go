@@ -6,8 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spectroauth/spectroauth/sdk"
 )
 
 // TestPluginTestCommand runs `spectroauthd plugin test` against the built
@@ -40,6 +43,15 @@ func TestPluginTestCommand(t *testing.T) {
 	if err := os.WriteFile(unknown, []byte("resolv: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The daemon's runner verifies a binary before it runs it, as at start.
+	writable := filepath.Join(dir, "writable")
+	if b, err := os.ReadFile(bin); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(writable, b, 0o777); err != nil {
+		t.Fatal(err)
+	} else if err := os.Chmod(writable, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	summary := regexp.MustCompile(`(?m)^(\d+) passed, (\d+) failed$`)
 	for _, tc := range []struct {
 		name     string
@@ -54,6 +66,8 @@ func TestPluginTestCommand(t *testing.T) {
 		{name: "no cases", args: []string{"-plugin", bin}, code: 1, failed: true, out: "Suite.BadOptions is empty"},
 		{name: "unknown key", args: []string{"-plugin", bin, "-cases", unknown}, code: 1, err: `unknown field "resolv"`},
 		{name: "no plugin", args: nil, code: 2, err: "usage: spectroauthd plugin test"},
+		{name: "started by the daemon's runner", args: []string{"-plugin", writable}, code: 1, err: "is writable by group or others"},
+		{name: "bad env", args: []string{"-plugin", bin, "-env", "NOVALUE"}, code: 2, err: `-env "NOVALUE": want NAME=VALUE`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -72,5 +86,116 @@ func TestPluginTestCommand(t *testing.T) {
 				t.Errorf("summary %q in %q, want some passed and failed=%v", m, stdout.String(), tc.failed)
 			}
 		})
+	}
+}
+
+// TestDaemonLinksNoTestSupport: the daemon runs the conformance suite
+// through sdk/conformance, not sdk/plugintest, so that none of its own or the
+// SDK's packages pulls package testing into the binary. (go-plugin's main
+// package imports testing itself, for its own test helpers; that is outside
+// this repository's hands, so the check is on who imports it.)
+func TestDaemonLinksNoTestSupport(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		if !strings.HasPrefix(pkg, "github.com/spectroauth/") {
+			continue
+		}
+		if pkg == "github.com/spectroauth/spectroauth/sdk/plugintest" {
+			t.Errorf("the daemon links %s, which imports package testing: use sdk/conformance", pkg)
+		}
+		if slices.Contains(strings.Fields(imports), "testing") {
+			t.Errorf("the daemon links %s, which imports package testing", pkg)
+		}
+	}
+}
+
+// TestThirdPartyResolver builds a resolver as a team outside this repository
+// would: examples/resolver-go copied out of the checkout, against the SDK
+// module alone (its replace pointing at this checkout's sdk/ stands in for
+// the released module; the module cache is shared, so no network is
+// needed). It must not need the daemon's module, must pass its own plugintest
+// run, and its binary `spectroauthd plugin test`.
+func TestThirdPartyResolver(t *testing.T) {
+	sdkDir, err := filepath.Abs("../sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"go.mod", "go.sum", "main.go", "main_test.go", "conformance.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../examples/resolver-go", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "go.mod" {
+			const replace = "replace github.com/spectroauth/spectroauth/sdk => ../../sdk"
+			if !strings.Contains(string(b), replace) {
+				t.Fatalf("examples/resolver-go/go.mod lacks %q", replace)
+			}
+			b = []byte(strings.Replace(string(b), replace, "replace github.com/spectroauth/spectroauth/sdk => "+sdkDir, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gocmd := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		// The environment's GOFLAGS and GOPROXY hold; -mod=mod comes last to
+		// win, so that go.sum may gain what the copy's build needs.
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	mods := gocmd("list", "-m", "all")
+	for _, line := range strings.Split(mods, "\n") {
+		if mod, _, _ := strings.Cut(line, " "); mod == "github.com/spectroauth/spectroauth" {
+			t.Fatalf("the resolver needs the daemon's module, not only the SDK's:\n%s", mods)
+		}
+	}
+	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v0.1.0 => "+sdkDir) {
+		t.Errorf("go list -m all = %s, want the SDK module replaced by %s", mods, sdkDir)
+	}
+	bin := filepath.Join(dir, "resolver")
+	gocmd("build", "-o", bin, ".")
+	if out := gocmd("test", "-count=1", "-run", "TestConformance", "."); !strings.Contains(out, "ok") {
+		t.Errorf("its own plugintest run: %s", out)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"plugin", "test", "-plugin", bin, "-cases", filepath.Join(dir, "conformance.yaml")}, &stdout, &stderr)
+	m := regexp.MustCompile(`(?m)^(\d+) passed, 0 failed$`).FindStringSubmatch(stdout.String())
+	if code != 0 || m == nil || m[1] == "0" {
+		t.Errorf("spectroauthd plugin test: exit %d, stdout %q, stderr %q; want N passed, 0 failed", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestSDKRequiredAtItsVersion: the daemon and the examples require the SDK
+// module at its own version (sdk.Version), replaced by this checkout's sdk/,
+// so that build information and SBOMs name the SDK release they hold.
+func TestSDKRequiredAtItsVersion(t *testing.T) {
+	for file, replace := range map[string]string{
+		"../go.mod":                        "./sdk",
+		"../examples/resolver-go/go.mod":   "../../sdk",
+		"../examples/resolver-node/go.mod": "../../sdk",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"\tgithub.com/spectroauth/spectroauth/sdk v" + sdk.Version + "\n",
+			"\nreplace github.com/spectroauth/spectroauth/sdk => " + replace + "\n",
+		} {
+			if !strings.Contains(string(b), want) && !strings.Contains(string(b), "require "+strings.TrimPrefix(want, "\t")) {
+				t.Errorf("%s lacks %q", file, strings.TrimSpace(want))
+			}
+		}
 	}
 }

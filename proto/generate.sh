@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the Go code of the plugin wire protocol from the .proto files.
 #
-#   proto/generate.sh            rewrite the generated files next to the .proto files
-#   proto/generate.sh OUTDIR     write them under OUTDIR instead (used by check-generated.sh)
+#   proto/generate.sh            rewrite the generated files in the SDK module
+#                                (sdk/internal/pluginv1, from the files' go_package)
+#   proto/generate.sh OUTDIR     write them under OUTDIR instead, as if it were the
+#                                SDK module's directory (used by check-generated.sh)
 #
 # Reproducible: buf, protoc-gen-go and protoc-gen-go-grpc are built from the
 # versions pinned in tools/buf/go.mod and tools/go.mod (the only network use is
@@ -27,9 +29,9 @@ export PATH="$bin:$PATH"
 
 buf lint
 if [ -z "$out" ]; then
+  out=$(cd ../sdk && pwd)
   # Start clean so that code of a removed .proto file does not linger.
-  find spectroauth -name '*.pb.go' -delete
-  buf generate
-else
-  buf generate --output "$out"
+  find "$out/internal" -name '*.pb.go' -delete
 fi
+buf generate --output "$out"
+

@@ -74,10 +74,42 @@
 // deadline of its own, no later than ctx's.
 //
 // Test a plugin with package sdk/plugintest, which runs it in-process over
-// the real transport and holds the conformance suite every plugin must pass.
+// the real transport and holds the conformance suite every plugin must pass;
+// `spectroauthd plugin test -plugin PATH` runs the same suite against a built
+// binary, in any language.
 //
-// Under the hood Serve speaks hashicorp/go-plugin's gRPC protocol, version
-// ProtocolVersion of the protobuf package spectroauth.plugin.v1 (see
-// proto/spectroauth/plugin/v1), which plugins in other languages can
-// implement directly. Package sdk/pluginclient is the daemon's side of it.
+// # Module and versions
+//
+// The SDK is a Go module of its own, github.com/spectroauth/spectroauth/sdk,
+// with its own semantic version (Version), released under Git tags
+// sdk/vX.Y.Z of the spectroauth repository; sdk/CHANGELOG.md says what each
+// release changed. A plugin requires the SDK module only, never the daemon's:
+//
+//	go get github.com/spectroauth/spectroauth/sdk@v0.1.0
+//
+// The compatibility promise, from 1.0.0 on: a minor or patch release does
+// not break a plugin that compiles against an earlier release of the same
+// major version. A minor release may add packages, functions, methods,
+// interfaces of optional behaviour, fields of structs (build them with field
+// names), constants (new Capability and Token values, new protocol
+// versions), and may relax what it checks; a patch release only fixes. A
+// change that would break a plugin's build or behaviour is a new major
+// version, with a new import path (.../sdk/v2). Before 1.0.0 a minor release
+// (0.2.0) may still break the API: CHANGELOG.md says how to move.
+//
+// What crosses the wire is versioned apart from the SDK: the plugin protocol
+// (ProtocolVersion; protobuf package spectroauth.plugin.v1 in proto/ of the
+// repository) is negotiated with the daemon at every start. A new release of
+// the SDK may add protocol versions (ProtocolVersions lists those it speaks)
+// but keeps speaking the old ones, and so does the daemon when it adds one: a
+// plugin does not have to be rebuilt when the daemon is upgraded, and a
+// daemon refuses, naming both sides' versions, a plugin it cannot speak to. A
+// plugin reports the SDK version it is built with (Info.SDKVersion), which
+// the daemon logs when it starts the plugin and `spectroauthd plugins` shows.
+//
+// Under the hood Serve speaks hashicorp/go-plugin's gRPC protocol, with
+// mutual TLS, which plugins in other languages can implement directly (see
+// the Node.js SDK in sdk/node). The generated protobuf code is internal to
+// this module; package sdk/pluginclient is the daemon's side of the protocol
+// and sdk/pluginserver the plugin side's transport, for tests of hosts.
 package sdk

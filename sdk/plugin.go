@@ -109,6 +109,10 @@ type Info struct {
 	Version string
 	// ProtocolVersion is the plugin protocol version it speaks.
 	ProtocolVersion int
+	// SDKVersion is the version of the SDK it is built with (Version, for
+	// this SDK); empty for a plugin whose SDK predates the field or that
+	// implements the protocol without an SDK.
+	SDKVersion string
 	// Capabilities lists what it offers, in a fixed order.
 	Capabilities []Capability
 	// Resolvers lists its resolver names, when it is a Resolver.
@@ -162,16 +166,16 @@ func (i Info) Has(c Capability) bool { return slices.Contains(i.Capabilities, c)
 // namePattern is the shape of plugin, resolver and strategy names.
 var namePatternRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,62}$`)
 
-// Validate checks that the description is coherent: valid, unique names, the
-// current ProtocolVersion, at least one role, and names listed exactly for
+// Validate checks that the description is coherent: valid, unique names, a
+// ProtocolVersion this SDK speaks (one of ProtocolVersions), at least one role, and names listed exactly for
 // the roles offered. Capabilities it does not know are allowed.
 func (i Info) Validate() error {
 	var errs []error
 	if !namePatternRe.MatchString(i.Name) {
 		errs = append(errs, fmt.Errorf("plugin name %q is not a letter followed by up to 62 letters, digits, '.', '_' or '-'", i.Name))
 	}
-	if i.ProtocolVersion != ProtocolVersion {
-		errs = append(errs, fmt.Errorf("plugin speaks protocol version %d, this SDK speaks %d", i.ProtocolVersion, ProtocolVersion))
+	if !slices.Contains(ProtocolVersions(), i.ProtocolVersion) {
+		errs = append(errs, fmt.Errorf("plugin speaks protocol version %d, this SDK speaks %v", i.ProtocolVersion, ProtocolVersions()))
 	}
 	if !i.Has(CapabilityResolver) && !i.Has(CapabilityClusterStrategy) && !i.Has(CapabilityClusterSource) {
 		errs = append(errs, errors.New("plugin offers none of Resolver, ClusterStrategy and ClusterSource"))
@@ -330,7 +334,7 @@ func (p Plugin) Info() (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: ProtocolVersion}
+	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: ProtocolVersion, SDKVersion: Version}
 	if info.Version == "" {
 		info.Version = "(devel)"
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {

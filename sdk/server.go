@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 
@@ -145,6 +145,7 @@ func (p pluginService) Describe(context.Context, *pluginv1.DescribeRequest) (*pl
 		ProtocolVersion: uint32(i.ProtocolVersion),
 		Resolvers:       i.Resolvers,
 		Strategies:      i.Strategies,
+		SdkVersion:      i.SDKVersion,
 	}
 	for _, c := range i.Capabilities {
 		resp.Capabilities = append(resp.Capabilities, wire.CapabilityToProto(string(c)))

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -236,13 +237,26 @@ func TestPluginInfo(t *testing.T) {
 			if fmt.Sprint(info.Capabilities) != fmt.Sprint(tt.wantCaps) {
 				t.Errorf("Capabilities = %v, want %v", info.Capabilities, tt.wantCaps)
 			}
-			if info.Version == "" || info.ProtocolVersion != ProtocolVersion || info.Name != tt.p.Name {
+			if info.Version == "" || info.ProtocolVersion != ProtocolVersion || info.SDKVersion != Version || info.Name != tt.p.Name {
 				t.Errorf("Info = %+v", info)
 			}
 		})
 	}
-	if err := (Info{Name: "x", ProtocolVersion: 2, Capabilities: []Capability{CapabilityClusterSource}}).Validate(); err == nil || !strings.Contains(err.Error(), "protocol version 2") {
-		t.Errorf("Validate of a version 2 description = %v", err)
+	// Every version the SDK speaks is valid, not only the newest: a
+	// description of version 1 stays valid once version 2 is added.
+	for _, v := range ProtocolVersions() {
+		if err := (Info{Name: "x", ProtocolVersion: v, Capabilities: []Capability{CapabilityClusterSource}}).Validate(); err != nil {
+			t.Errorf("Validate of a version %d description = %v", v, err)
+		}
+	}
+	if !slices.Contains(ProtocolVersions(), ProtocolVersion) || !slices.IsSorted(ProtocolVersions()) {
+		t.Errorf("ProtocolVersions() = %v: want ProtocolVersion %d among them, oldest first", ProtocolVersions(), ProtocolVersion)
+	}
+	for _, v := range []int{0, ProtocolVersion + 1} {
+		err := (Info{Name: "x", ProtocolVersion: v, Capabilities: []Capability{CapabilityClusterSource}}).Validate()
+		if want := fmt.Sprintf("protocol version %d", v); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate of a version %d description = %v, want an error with %q", v, err, want)
+		}
 	}
 	if err := (Info{Name: "x", ProtocolVersion: 1, Capabilities: []Capability{CapabilityClusterSource}, Resolvers: []string{"a"}}).Validate(); err == nil {
 		t.Error("Validate accepted resolver names without the resolver role")

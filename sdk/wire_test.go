@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 	"github.com/spectroauth/spectroauth/sdk/plugintest"
 )
 
@@ -224,11 +225,11 @@ func TestThePluginSideRefusesBadOutput(t *testing.T) {
 func TestMessageSizeLimit(t *testing.T) {
 	p := &scripted{resolve: func(context.Context, sdk.ResolveRequest) (sdk.Identity, error) { return jdoe, nil }}
 	c := plugintest.Start(t, sdk.Plugin{Name: "scripted", Impl: p})
-	big := strings.Repeat("x", sdk.MaxMessageSize)
+	big := strings.Repeat("x", pluginclient.MaxMessageSize)
 	if _, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r", Claims: sdk.Claims{"big": big}}); err == nil || !strings.Contains(err.Error(), "larger than max") {
 		t.Errorf("Resolve of a %d-byte request = %v, want refused for its size", len(big), err)
 	}
-	if _, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r", Claims: sdk.Claims{"big": big[:sdk.MaxMessageSize/2]}}); err != nil {
+	if _, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r", Claims: sdk.Claims{"big": big[:pluginclient.MaxMessageSize/2]}}); err != nil {
 		t.Errorf("Resolve of a 2 MiB request = %v, want success", err)
 	}
 }

@@ -24,7 +24,7 @@
 // /dev/null; its stderr is forwarded into the daemon's log under the
 // plugin's name, at the level of each line; stray stdout is logged as a
 // warning. Transport is gRPC with go-plugin's AutoMTLS, with
-// sdk.MaxMessageSize as the message limit both ways, and every call carries
+// pluginclient.MaxMessageSize as the message limit both ways, and every call carries
 // the plugin's callTimeout as its deadline.
 //
 // # Isolation

@@ -326,6 +326,10 @@ type PluginStatus struct {
 	SHA256 string
 	// Version is the version the plugin reports.
 	Version string
+	// SDKVersion is the version of the SDK the plugin reports it is built
+	// with; empty when it reports none (an SDK before Go SDK 0.1.0, or a
+	// plugin without an SDK).
+	SDKVersion string
 	// PluginName is the name the plugin gives itself.
 	PluginName string
 	// ProtocolVersion is the plugin protocol version negotiated with it: of

@@ -44,7 +44,7 @@ const (
 // reservedEnv are the environment variables go-plugin sets for the
 // handshake; a plugin's `env:` may not set them.
 var reservedEnv = []string{
-	sdk.Handshake.MagicCookieKey,
+	pluginclient.Handshake.MagicCookieKey,
 	"PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_CLIENT_CERT",
 	"PLUGIN_UNIX_SOCKET_DIR", "PLUGIN_UNIX_SOCKET_GROUP", "PLUGIN_MULTIPLEX_GRPC",
 }
@@ -86,6 +86,10 @@ type instance struct {
 
 	cancel context.CancelFunc // stops the supervisor
 	done   chan struct{}      // closed when the supervisor returns
+
+	// unconfigured, set by Launch, starts the plugin without handing it its
+	// configuration.
+	unconfigured bool
 }
 
 // generation is one process of a plugin.
@@ -273,7 +277,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
 	r.landlock = in.h.landlock
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		VersionedPlugins: in.h.opts.protocols,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
@@ -320,9 +324,11 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	if err != nil {
 		return nil, fmt.Errorf("plugins.%s: starting %s: %w", in.name, in.path, err)
 	}
-	cfgErr := c.Configure(sctx, sdk.Config{InstanceName: in.name, Values: sdk.Options(in.cfg.Config)})
-	if cfgErr != nil {
-		return nil, atKey("plugins."+in.name+".config", fmt.Errorf("plugin %q refused its configuration: %w", in.name, cfgErr))
+	if !in.unconfigured {
+		cfgErr := c.Configure(sctx, sdk.Config{InstanceName: in.name, Values: sdk.Options(in.cfg.Config)})
+		if cfgErr != nil {
+			return nil, atKey("plugins."+in.name+".config", fmt.Errorf("plugin %q refused its configuration: %w", in.name, cfgErr))
+		}
 	}
 	rpc, err := pc.Client()
 	if err != nil {
@@ -368,7 +374,7 @@ func (in *instance) up(g *generation, restarted bool) {
 		in.log.Info("plugin is up again", "pid", g.runner.pid, "restarts", in.restarts, "protocol_version", g.protocol)
 	} else {
 		in.log.Info("plugin is up", "pid", g.runner.pid, "name", info.Name, "version", info.Version,
-			"protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
+			"sdk_version", sdkVersion(info.SDKVersion), "protocol_version", g.protocol, "capabilities", capabilityList(info.Capabilities), "sha256", in.bin.digest)
 		if info.Has(sdk.CapabilityClusterStrategy) && info.StrategyTokens == nil {
 			in.log.Warn(msgUndeclaredTokens, "name", info.Name, "strategies", info.Strategies)
 		}
@@ -600,7 +606,7 @@ func (in *instance) status() PluginStatus {
 	defer in.mu.Unlock()
 	s := PluginStatus{
 		Name: in.name, Command: in.cfg.Command,
-		Version: in.info.Version, PluginName: in.info.Name, ProtocolVersion: in.protocol,
+		Version: in.info.Version, SDKVersion: in.info.SDKVersion, PluginName: in.info.Name, ProtocolVersion: in.protocol,
 		Capabilities: slices.Clone(in.info.Capabilities),
 		Resolvers:    slices.Clone(in.info.Resolvers), Strategies: slices.Clone(in.info.Strategies),
 		StrategyTokens: maps.Clone(in.info.StrategyTokens),
@@ -717,4 +723,13 @@ func (e *timeoutError) Error() string { return e.msg + ": " + e.err.Error() }
 func (e *timeoutError) Unwrap() error { return e.err }
 func (e *timeoutError) Is(target error) bool {
 	return target == context.DeadlineExceeded
+}
+
+// sdkVersion is the SDK version a plugin reports, for the log: "unknown"
+// when it reports none.
+func sdkVersion(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
 }

@@ -23,6 +23,8 @@
 
 const grpc = require('@grpc/grpc-js');
 const { serve: serveGoPlugin, Logger } = require('./lib/goplugin');
+// This SDK's version, reported in Describe (DescribeResponse.sdk_version).
+const SDK_VERSION = require('./package.json').version;
 const proto = require('./lib/protocol');
 
 // The roles of ValidateOptions, as the Go SDK names them (sdk.Capability).
@@ -150,6 +152,7 @@ function services(p, logger) {
       name: p.name,
       version: p.version || '',
       protocolVersion: proto.PROTOCOL_VERSION,
+      sdkVersion: SDK_VERSION,
       capabilities,
       resolvers: offered[ROLE_RESOLVER],
       strategies: offered[ROLE_CLUSTER_STRATEGY],

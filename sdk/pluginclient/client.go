@@ -7,7 +7,7 @@
 // sets and dial options, then Open it:
 //
 //	pc := plugin.NewClient(&plugin.ClientConfig{
-//		HandshakeConfig:  sdk.Handshake,
+//		HandshakeConfig:  pluginclient.Handshake,
 //		VersionedPlugins: pluginclient.VersionedPlugins(),
 //		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 //		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
@@ -41,10 +41,20 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
+	"github.com/spectroauth/spectroauth/sdk/internal/transport"
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
+
+// Handshake is the go-plugin handshake of the protocol, for
+// plugin.ClientConfig.HandshakeConfig. Its magic cookie is no security
+// measure: it only keeps a plugin binary from being run by hand by mistake.
+var Handshake = transport.Handshake
+
+// MaxMessageSize is the largest gRPC message either end of the protocol
+// sends or accepts, in bytes.
+const MaxMessageSize = transport.MaxMessageSize
 
 // ErrInvalidResponse is wrapped by the errors of calls whose answer breaks
 // the protocol: an invalid identity, credential, cluster list or description.
@@ -59,7 +69,7 @@ var ErrInvalidResponse = errors.New("plugin sent an invalid response")
 // here next to version 1, so that plugins built for version 1 keep working.
 func VersionedPlugins() map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{
-		sdk.ProtocolVersion: {sdk.PluginSetKey: grpcPlugin{}},
+		sdk.ProtocolVersion: {transport.PluginSetKey: grpcPlugin{}},
 	}
 }
 
@@ -75,19 +85,19 @@ var ErrProtocolVersion = errors.New("the plugin serves none of the plugin protoc
 
 // GRPCDialOptions returns the dial options of the protocol, for
 // plugin.ClientConfig.GRPCDialOptions: messages are limited to
-// sdk.MaxMessageSize (every call of a Client also sets this limit), and the
-// flow-control windows are fixed at sdk.FlowControlWindow.
+// MaxMessageSize (every call of a Client also sets this limit), and the
+// flow-control windows are fixed at the size of the largest message.
 func GRPCDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(callOptions...),
-		grpc.WithStaticStreamWindowSize(sdk.FlowControlWindow),
-		grpc.WithStaticConnWindowSize(sdk.FlowControlWindow),
+		grpc.WithStaticStreamWindowSize(transport.FlowControlWindow),
+		grpc.WithStaticConnWindowSize(transport.FlowControlWindow),
 	}
 }
 
 var callOptions = []grpc.CallOption{
-	grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize),
-	grpc.MaxCallSendMsgSize(sdk.MaxMessageSize),
+	grpc.MaxCallRecvMsgSize(transport.MaxMessageSize),
+	grpc.MaxCallSendMsgSize(transport.MaxMessageSize),
 }
 
 // grpcPlugin is the host side of the protocol in go-plugin's terms.
@@ -118,7 +128,7 @@ func Open(ctx context.Context, pc *plugin.Client) (*Client, error) {
 		}
 		return nil, fmt.Errorf("starting plugin: %w", err)
 	}
-	raw, err := rpc.Dispense(sdk.PluginSetKey)
+	raw, err := rpc.Dispense(transport.PluginSetKey)
 	if err != nil {
 		return nil, fmt.Errorf("starting plugin: %w", err)
 	}
@@ -178,6 +188,7 @@ func (c *Client) Describe(ctx context.Context) (sdk.Info, error) {
 		Name:            resp.GetName(),
 		Version:         resp.GetVersion(),
 		ProtocolVersion: int(resp.GetProtocolVersion()),
+		SDKVersion:      resp.GetSdkVersion(),
 		Resolvers:       resp.GetResolvers(),
 		Strategies:      resp.GetStrategies(),
 	}

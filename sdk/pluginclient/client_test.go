@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 )
 
 // fakePlugin is a plugin written straight against the generated code, as a
@@ -235,10 +235,10 @@ func TestOptionalCallsAndRoles(t *testing.T) {
 }
 
 func TestResponseSizeLimit(t *testing.T) {
-	refs := []string{"group:default/" + strings.Repeat("x", sdk.MaxMessageSize)}
+	refs := []string{"group:default/" + strings.Repeat("x", MaxMessageSize)}
 	c := serve(t, &fakePlugin{describe: resolverDescription(), identity: &pluginv1.Identity{UserEntityRef: "user:default/x", OwnershipEntityRefs: refs}})
 	_, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r"})
 	if err == nil || !strings.Contains(err.Error(), "ResourceExhausted") {
-		t.Fatalf("Resolve of a response over %d bytes = %v, want refused for its size", sdk.MaxMessageSize, err)
+		t.Fatalf("Resolve of a response over %d bytes = %v, want refused for its size", MaxMessageSize, err)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 

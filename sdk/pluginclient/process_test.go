@@ -18,6 +18,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/sdk"
 	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+	"github.com/spectroauth/spectroauth/sdk/pluginserver"
 )
 
 // helperEnv makes the test binary act as a plugin; its value says which.
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		sdk.Serve(sdk.Plugin{Name: "helper", Version: "1.2.3", Impl: helper{}})
 	case "v2":
 		// A plugin from a future SDK that speaks only protocol version 2.
-		cfg, err := sdk.NewServeConfig(sdk.Plugin{Name: "helper", Impl: helper{}}, nil)
+		cfg, err := pluginserver.NewServeConfig(sdk.Plugin{Name: "helper", Impl: helper{}}, nil)
 		if err != nil {
 			panic(err)
 		}
@@ -78,7 +79,7 @@ func startHelper(t *testing.T, which string) (*plugin.Client, *syncBuffer) {
 	cmd.Env = append(os.Environ(), helperEnv+"="+which)
 	logs := &syncBuffer{}
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		VersionedPlugins: pluginclient.VersionedPlugins(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 	"github.com/spectroauth/spectroauth/sdk/internal/wire"
 )
 

@@ -58,14 +58,14 @@ func sampleSuite() plugintest.Suite {
 		Credential: []plugintest.CredentialCase{{
 			Name:    "id token",
 			Request: sdk.CredentialRequest{Strategy: "idToken", Cluster: cluster, Session: session},
-			Check: func(t testing.TB, got sdk.Credential) {
+			Check: func(t plugintest.T, got sdk.Credential) {
 				if got.Token != session.IDToken || !got.ExpiresAt.Equal(session.IDTokenExpiresAt) {
 					t.Errorf("credential = %v, want the session's ID token", got)
 				}
 			},
 		}},
 		ListClusters: []plugintest.ListClustersCase{
-			{Name: "static", Check: func(t testing.TB, got []sdk.Cluster) {
+			{Name: "static", Check: func(t plugintest.T, got []sdk.Cluster) {
 				if len(got) != 1 || got[0].Name != "dev" || got[0].Labels["env"] != "dev" {
 					t.Errorf("clusters = %+v, want dev", got)
 				}

@@ -77,7 +77,7 @@ func TestConformance(t *testing.T) {
 		},
 		Credential: []plugintest.CredentialCase{
 			{Name: "hands the ID token", Request: request(good, sdk.Options{"clientId": "k8s-prod", "issuer": issuer}),
-				Check: func(t testing.TB, got sdk.Credential) {
+				Check: func(t plugintest.T, got sdk.Credential) {
 					if got.Token != good {
 						t.Errorf("token is not the ID token")
 					}

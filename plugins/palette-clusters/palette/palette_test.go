@@ -81,7 +81,7 @@ func TestConformance(t *testing.T) {
 		},
 		ListClusters: []plugintest.ListClustersCase{
 			{Name: "platform and tenant", Request: sdk.ListClustersRequest{Options: sdk.Options{"includeProjects": []any{"platform"}, "clusterTimeout": "2s", "strategy": "oidc"}},
-				Check: func(t testing.TB, got []sdk.Cluster) {
+				Check: func(t plugintest.T, got []sdk.Cluster) {
 					if want := []string{"dup", "platform-dev", "platform-prod", "shared-services"}; !slices.Equal(names(got), want) {
 						t.Errorf("clusters = %v, want %v", names(got), want)
 					}

@@ -184,7 +184,7 @@ func TestConformance(t *testing.T) {
 			{Request: opts(sdk.Options{"audience": "a", "scopes": "typo"}), Key: "scopes"},
 		},
 		Credential: []plugintest.CredentialCase{
-			{Name: "exchanged", Request: request("alice", "k8s-prod"), Check: func(t testing.TB, got sdk.Credential) {
+			{Name: "exchanged", Request: request("alice", "k8s-prod"), Check: func(t plugintest.T, got sdk.Credential) {
 				if !strings.Contains(got.Token, ".") || got.Token == request("alice", "k8s-prod").Session.IDToken {
 					t.Errorf("the credential is not the STS's token")
 				}

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 )
 
 // ToStruct converts a JSON-like map to a Struct. Values that structpb does not

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
+	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
 )
 
 func TestToStruct(t *testing.T) {

@@ -28,7 +28,7 @@ const { selfSignedCert } = require('./cert');
 // go-plugin's own protocol version: the first handshake field.
 const CORE_PROTOCOL_VERSION = 1;
 
-// The handshake every spectroauth plugin shares (sdk.Handshake in Go). The
+// The handshake every spectroauth plugin shares (pluginclient.Handshake in Go). The
 // cookie is no secret and no security measure: it only tells a plugin it was
 // started by the daemon rather than by hand.
 const MAGIC_COOKIE_KEY = 'SPECTROAUTH_PLUGIN_MAGIC_COOKIE';
@@ -37,7 +37,7 @@ const MAGIC_COOKIE_VALUE = '6f1d2c3b-spectroauth-plugin-d6a94e1c87b2';
 // sdk.LogLevelEnv: trace, debug, info (the default), warn or error.
 const LOG_LEVEL_ENV = 'SPECTROAUTH_PLUGIN_LOG_LEVEL';
 
-// sdk.MaxMessageSize: the largest message either end sends or accepts.
+// pluginclient.MaxMessageSize in Go: the largest message either end sends or accepts.
 const MAX_MESSAGE_SIZE = 4 << 20;
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];

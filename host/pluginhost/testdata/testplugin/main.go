@@ -47,10 +47,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	pluginv1 "github.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1"
 	"github.com/spectroauth/spectroauth/sdk"
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+	"github.com/spectroauth/spectroauth/sdk/pluginserver"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -203,35 +206,77 @@ func snoop() map[string]any {
 	return got
 }
 
+// The methods misbehave changes the answers of. The plugin reaches the
+// protocol's messages through protobuf reflection, by the field names of
+// proto/spectroauth/plugin/v1: the generated Go code is internal to the SDK.
+const (
+	describeMethod = "/spectroauth.plugin.v1.PluginService/Describe"
+	resolveMethod  = "/spectroauth.plugin.v1.ResolverService/Resolve"
+)
+
 // misbehave answers some Resolve calls with what the SDK would never send.
 func misbehave(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	r, ok := req.(*pluginv1.ResolveRequest)
-	if info.FullMethod == pluginv1.PluginService_Describe_FullMethodName && os.Getenv("TESTPLUGIN_TOKENS") == "undeclared" {
-		// A plugin of an SDK that predates StrategyInfo.
-		resp, err := handler(ctx, req)
-		if d, ok := resp.(*pluginv1.DescribeResponse); ok {
-			d.StrategyInfo = nil
-		}
+	resp, err := handler(ctx, req)
+	if err != nil {
 		return resp, err
 	}
-	if !ok || info.FullMethod != pluginv1.ResolverService_Resolve_FullMethodName {
-		return handler(ctx, req)
-	}
-	local, _, _ := strings.Cut(r.GetProfile().GetEmail(), "@")
-	switch local {
-	case "garbage":
-		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "this is not an entity ref"}}, nil
-	case "oversized":
-		refs := make([]string, 100)
-		for i := range refs {
-			refs[i] = fmt.Sprintf("group:default/g%d", i)
+	switch info.FullMethod {
+	case describeMethod:
+		if os.Getenv("TESTPLUGIN_TOKENS") == "undeclared" {
+			// A plugin of an SDK that predates StrategyInfo.
+			clearField(resp, "strategy_info")
 		}
-		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "user:default/x", OwnershipEntityRefs: refs}}, nil
-	case "huge":
-		extra, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", 5<<20)})
-		return &pluginv1.ResolveResponse{Identity: &pluginv1.Identity{UserEntityRef: "user:default/x", ExtraClaims: extra}}, nil
+	case resolveMethod:
+		email := get(get(req, "profile").Message(), "email").String()
+		local, _, _ := strings.Cut(email, "@")
+		id := get(resp, "identity").Message()
+		switch local {
+		case "garbage":
+			set(id, "user_entity_ref", protoreflect.ValueOfString("this is not an entity ref"))
+		case "oversized":
+			clearField(id, "ownership_entity_refs")
+			refs := id.Mutable(field(id, "ownership_entity_refs")).List()
+			for i := range 100 {
+				refs.Append(protoreflect.ValueOfString(fmt.Sprintf("group:default/g%d", i)))
+			}
+		case "huge":
+			extra, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", 5<<20)})
+			set(id, "extra_claims", protoreflect.ValueOfMessage(extra.ProtoReflect()))
+		}
 	}
-	return handler(ctx, req)
+	return resp, nil
+}
+
+// field returns the field called name of m's message type.
+func field(m protoreflect.Message, name protoreflect.Name) protoreflect.FieldDescriptor {
+	fd := m.Descriptor().Fields().ByName(name)
+	if fd == nil {
+		panic(fmt.Sprintf("testplugin: %s has no field %s", m.Descriptor().FullName(), name))
+	}
+	return fd
+}
+
+// get returns the field called name of the message msg (a proto.Message or a
+// protoreflect.Message).
+func get(msg any, name protoreflect.Name) protoreflect.Value {
+	m := reflectOf(msg)
+	return m.Get(field(m, name))
+}
+
+func set(m protoreflect.Message, name protoreflect.Name, v protoreflect.Value) {
+	m.Set(field(m, name), v)
+}
+
+func clearField(msg any, name protoreflect.Name) {
+	m := reflectOf(msg)
+	m.Clear(field(m, name))
+}
+
+func reflectOf(msg any) protoreflect.Message {
+	if m, ok := msg.(protoreflect.Message); ok {
+		return m
+	}
+	return msg.(proto.Message).ProtoReflect()
 }
 
 func main() {
@@ -248,14 +293,14 @@ func main() {
 		}
 		p.StrategyTokens = map[string][]sdk.Token{"token": tokens}
 	}
-	if os.Getenv(sdk.Handshake.MagicCookieKey) == "" {
+	if os.Getenv(pluginclient.Handshake.MagicCookieKey) == "" {
 		sdk.Serve(p) // explains that this is a plugin, and exits
 	}
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name: p.Name, Level: hclog.LevelFromString(os.Getenv(sdk.LogLevelEnv)), Output: stderr, JSONFormat: true,
 	})
 	hclog.SetDefault(logger)
-	cfg, err := sdk.NewServeConfig(p, logger)
+	cfg, err := pluginserver.NewServeConfig(p, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		os.Exit(1)

@@ -344,7 +344,7 @@ const file_spectroauth_plugin_v1_resolver_proto_rawDesc = "" +
 	"\x15ownership_entity_refs\x18\x02 \x03(\tR\x13ownershipEntityRefs\x12:\n" +
 	"\fextra_claims\x18\x03 \x01(\v2\x17.google.protobuf.StructR\vextraClaims2k\n" +
 	"\x0fResolverService\x12X\n" +
-	"\aResolve\x12%.spectroauth.plugin.v1.ResolveRequest\x1a&.spectroauth.plugin.v1.ResolveResponseBIZGgithub.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1;pluginv1b\x06proto3"
+	"\aResolve\x12%.spectroauth.plugin.v1.ResolveRequest\x1a&.spectroauth.plugin.v1.ResolveResponseBCZAgithub.com/spectroauth/spectroauth/sdk/internal/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_spectroauth_plugin_v1_resolver_proto_rawDescOnce sync.Once

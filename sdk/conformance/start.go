@@ -1,22 +1,13 @@
-// Package plugintest runs a spectroauth plugin inside a Go test, through the
-// same gRPC transport the daemon uses, and checks it against the conformance
-// suite every plugin must pass.
+// Package conformance is the conformance suite every spectroauth plugin must
+// pass, and what runs it: against a plugin served in this process (Run) or a
+// built plugin binary in any language (RunBinary, CheckBinary), over the
+// same gRPC transport, handshake and limits the daemon uses.
 //
-//	func TestConformance(t *testing.T) {
-//		plugintest.Run(t, sdk.Plugin{Name: "example", Resolver: &resolver{}}, plugintest.Suite{
-//			Config:     sdk.Options{"domain": "example.com"},
-//			BadConfigs: []plugintest.BadConfig{{Config: sdk.Options{"domain": 42}, Key: "domain"}},
-//			Resolve: []plugintest.ResolveCase{
-//				{Name: "known", Request: ..., Want: &sdk.Identity{...}},
-//				{Name: "unknown", Request: ..., Expect: plugintest.ExpectNotFound},
-//			},
-//		})
-//	}
-//
-// RunBinary runs the same suite against a built plugin binary, in any
-// language. Start and StartBinary give a test a host-side client of the
-// plugin for its own checks.
-package plugintest
+// In a Go test, use sdk/plugintest, which runs the suite in subtests of a
+// *testing.T. This package does not import package testing, so that a
+// program can run the suite outside a test: CheckBinary is what
+// `spectroauthd plugin test` runs, reporting to a writer.
+package conformance
 
 import (
 	"context"
@@ -24,7 +15,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +23,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/sdk"
 	"github.com/spectroauth/spectroauth/sdk/pluginclient"
+	"github.com/spectroauth/spectroauth/sdk/pluginserver"
 )
 
 // startTimeout bounds how long the in-process plugin may take to serve.
@@ -46,10 +37,10 @@ const startTimeout = 10 * time.Second
 //
 // The plugin's logs go to the test log at warn level and above; set
 // SPECTROAUTH_PLUGIN_LOG_LEVEL to see more.
-func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
+func Start(t T, p sdk.Plugin) *pluginclient.Client {
 	t.Helper()
 	logger := testLogger(t)
-	cfg, err := sdk.NewServeConfig(p, logger)
+	cfg, err := pluginserver.NewServeConfig(p, logger)
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
@@ -81,7 +72,7 @@ func Start(t testing.TB, p sdk.Plugin) *pluginclient.Client {
 		t.Fatalf("plugintest: plugin %q serves protocol version %d; this host speaks %d", p.Name, rc.ProtocolVersion, sdk.ProtocolVersion)
 	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		Plugins:          set,
 		Reattach:         rc,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -143,7 +134,7 @@ func (r inProcess) HostToPlugin(network, addr string) (string, string, error) {
 }
 
 // testLogger returns a logger that writes to t's log until t ends.
-func testLogger(t testing.TB) hclog.Logger {
+func testLogger(t T) hclog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop) // registered first: runs after the plugin has stopped
 	level := hclog.LevelFromString(os.Getenv(sdk.LogLevelEnv))
@@ -155,7 +146,7 @@ func testLogger(t testing.TB) hclog.Logger {
 
 type testWriter struct {
 	mu      sync.Mutex
-	t       testing.TB
+	t       T
 	stopped bool
 }
 
@@ -180,11 +171,11 @@ func (w *testWriter) stop() {
 // returns a client of it, already described; the plugin is not configured.
 // The process inherits the test's environment and is killed when the test
 // ends; its stderr goes to the test log.
-func StartBinary(t testing.TB, path string, args ...string) *pluginclient.Client {
+func StartBinary(t T, path string, args ...string) *pluginclient.Client {
 	t.Helper()
 	logger := testLogger(t)
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
+		HandshakeConfig:  pluginclient.Handshake,
 		VersionedPlugins: pluginclient.VersionedPlugins(),
 		Cmd:              exec.Command(path, args...),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},

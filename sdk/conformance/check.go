@@ -1,4 +1,4 @@
-package plugintest
+package conformance
 
 import (
 	"fmt"
@@ -7,7 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
+
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 )
 
 // Result counts the checks of CheckBinary: every check that has no checks
@@ -20,28 +21,33 @@ type Result struct {
 func (r Result) String() string { return fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed) }
 
 // CheckBinary runs the suite of RunBinary against the plugin binary at path
-// outside a Go test, for authors in any language (spectroauthd plugin test):
-// it writes each failed check, with what it found, to w, and returns the
-// counts.
+// outside a Go test, for authors in any language: it writes each failed
+// check, with what it found, to w, and returns the counts.
 func CheckBinary(w io.Writer, path string, s Suite, args ...string) Result {
+	return check(w, s, func(t Tester) *pluginclient.Client { return StartBinary(t, path, args...) })
+}
+
+// CheckClient runs the suite against the plugin c is a client of, started
+// by the caller (`spectroauthd plugin test` starts it through the daemon's
+// own runner), as CheckBinary does. c must be described (pluginclient.Open
+// does it) and not yet configured; the caller stops the plugin.
+func CheckClient(w io.Writer, c *pluginclient.Client, s Suite) Result {
+	return check(w, s, func(Tester) *pluginclient.Client { return c })
+}
+
+// check runs the suite on the client start returns, reporting to w.
+func check(w io.Writer, s Suite, start func(Tester) *pluginclient.Client) Result {
 	var res Result
 	rep := &report{w: w, name: "conformance", res: &res, mu: &sync.Mutex{}}
-	rep.do(func(t tester) {
-		c := StartBinary(t, path, args...)
-		info, ok := c.Info()
-		if !ok {
-			t.Fatalf("plugin binary %s was not described", path)
-		}
-		runSuite(t, &run{info: info, c: c}, s)
-	})
+	rep.do(func(t Tester) { RunClient(t, start(t), s) })
 	return res
 }
 
 // report is one check of CheckBinary, a tester outside a Go test. Only the
-// methods the suite uses are implemented; the embedded testing.TB, nil, is
+// methods the suite uses are implemented; the embedded T, nil, is
 // there to satisfy the interface.
 type report struct {
-	testing.TB
+	T
 	w    io.Writer
 	name string
 	res  *Result
@@ -53,11 +59,11 @@ type report struct {
 	cleanups []func()
 }
 
-var _ tester = (*report)(nil)
+var _ Tester = (*report)(nil)
 
 // do runs f as this check, in a goroutine of its own (Fatalf ends it), then
 // its cleanups, and counts it.
-func (r *report) do(f func(tester)) bool {
+func (r *report) do(f func(Tester)) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -85,7 +91,8 @@ func (r *report) do(f func(tester)) bool {
 	return !r.failed
 }
 
-func (r *report) run(name string, f func(tester)) bool {
+// Run runs f as the check called name, a child of r.
+func (r *report) Run(name string, f func(Tester)) bool {
 	r.mu.Lock()
 	r.children++
 	r.mu.Unlock()

@@ -1,4 +1,4 @@
-package plugintest
+package conformance
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/spectroauth/spectroauth/sdk"
@@ -136,7 +135,7 @@ type CredentialCase struct {
 	// Expect is the outcome.
 	Expect Expect
 	// Check, when set for ExpectFound, checks the credential further.
-	Check func(t testing.TB, got sdk.Credential)
+	Check func(t T, got sdk.Credential)
 }
 
 // ListClustersCase is a request to a cluster source and its expected
@@ -149,7 +148,7 @@ type ListClustersCase struct {
 	// Expect is the outcome: ExpectFound or ExpectBlock.
 	Expect Expect
 	// Check, when set for ExpectFound, checks the clusters further.
-	Check func(t testing.TB, got []sdk.Cluster)
+	Check func(t T, got []sdk.Cluster)
 }
 
 // blockDeadline is the deadline of calls to ExpectBlock cases.
@@ -162,7 +161,8 @@ const concurrency = 4
 // hugeString is the size of the strings of the bad-input checks.
 const hugeString = 64 << 10
 
-// Run checks p against the conformance suite, in subtests of t:
+// Run checks p against the conformance suite, in checks of t (subtests, in
+// a Go test: see sdk/plugintest):
 //
 //   - Describe: the plugin describes itself over the wire as p.Info does.
 //   - Configure: s.Config is accepted; every bad configuration is refused
@@ -177,7 +177,7 @@ const hugeString = 64 << 10
 //     never another error; the plugin returns promptly from a cancelled
 //     context and from an ExpectBlock case's deadline; the cases give the
 //     same outcomes when run concurrently.
-func Run(t *testing.T, p sdk.Plugin, s Suite) {
+func Run(t Tester, p sdk.Plugin, s Suite) {
 	t.Helper()
 	info, err := p.Info()
 	if err != nil {
@@ -186,7 +186,7 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 	if p, err = p.Typed(); err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
-	runSuite(goT{t}, &run{p: p, info: info, inProcess: true, c: Start(t, p)}, s)
+	runSuite(t, &run{p: p, info: info, inProcess: true, c: Start(t, p)}, s)
 }
 
 // RunBinary checks the plugin binary at path, written in any language,
@@ -195,33 +195,53 @@ func Run(t *testing.T, p sdk.Plugin, s Suite) {
 // see StartBinary) and makes every check over the wire, deadlines and
 // cancellation included. What the plugin offers is what its Describe call
 // says.
-func RunBinary(t *testing.T, path string, s Suite, args ...string) {
+func RunBinary(t Tester, path string, s Suite, args ...string) {
 	t.Helper()
-	c := StartBinary(t, path, args...)
+	RunClient(t, StartBinary(t, path, args...), s)
+}
+
+// RunClient checks the plugin c is a client of, started by the caller in
+// any way (the daemon's own runner, say), against the same suite as
+// RunBinary, every check over the wire. c must be described
+// (pluginclient.Open does it) and not yet configured.
+func RunClient(t Tester, c *pluginclient.Client, s Suite) {
+	t.Helper()
 	info, ok := c.Info()
 	if !ok {
-		t.Fatalf("plugintest: plugin binary %s was not described", path)
+		t.Fatalf("plugintest: the plugin was not described")
 	}
-	runSuite(goT{t}, &run{info: info, c: c}, s)
+	runSuite(t, &run{info: info, c: c}, s)
 }
 
-// tester is what the suite reports to: a *testing.T in a Go test (goT), a
-// report outside one (CheckBinary).
-type tester interface {
-	testing.TB
-	// run runs f as the check called name, as (*testing.T).Run does.
-	run(name string, f func(tester)) bool
+// T is what a check reports to and what the Check functions of cases get:
+// the methods of testing.TB the suite uses, so that a *testing.T is one, and
+// so is a check of CheckBinary, outside a Go test.
+type T interface {
+	Helper()
+	Log(args ...any)
+	Logf(format string, args ...any)
+	Error(args ...any)
+	Errorf(format string, args ...any)
+	// Fatal and Fatalf end the check (its goroutine), as testing.TB's do.
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Failed() bool
+	Name() string
+	Cleanup(f func())
 }
 
-// goT is a *testing.T as a tester.
-type goT struct{ *testing.T }
-
-func (g goT) run(name string, f func(tester)) bool {
-	return g.T.Run(name, func(t *testing.T) { f(goT{t}) })
+// Tester is a T that runs checks of its own: in a Go test, a *testing.T and
+// its subtests (sdk/plugintest adapts one); outside, a check of
+// CheckBinary.
+type Tester interface {
+	T
+	// Run runs f as the check called name, and reports whether it passed,
+	// as (*testing.T).Run does.
+	Run(name string, f func(Tester)) bool
 }
 
 // runSuite runs the suite of Run on r.
-func runSuite(t tester, r *run, s Suite) {
+func runSuite(t Tester, r *run, s Suite) {
 	t.Helper()
 	if s.Grace == 0 {
 		s.Grace = 2 * time.Second
@@ -231,8 +251,8 @@ func runSuite(t tester, r *run, s Suite) {
 	}
 	r.s = s
 	name := r.info.Name
-	t.run("Describe", r.describe)
-	t.run("Configure", r.configure)
+	t.Run("Describe", r.describe)
+	t.Run("Configure", r.configure)
 	if !r.configured {
 		t.Fatalf("the plugin refused Suite.Config, which the other checks need")
 	}
@@ -240,22 +260,22 @@ func runSuite(t tester, r *run, s Suite) {
 	// otherwise be skipped, and a plugin whose method has a wrong signature
 	// pass.
 	if r.info.Has(sdk.CapabilityValidateOptions) {
-		t.run("ValidateOptions", r.validateOptions)
+		t.Run("ValidateOptions", r.validateOptions)
 	} else if len(s.BadOptions) > 0 {
 		t.Errorf("Suite.BadOptions has cases but plugin %q has no sdk.OptionsValidator", name)
 	}
 	if r.info.Has(sdk.CapabilityResolver) {
-		t.run("Resolve", func(t tester) { r.resolve(t, r.p.Resolver) })
+		t.Run("Resolve", func(t Tester) { r.resolve(t, r.p.Resolver) })
 	} else if len(s.Resolve) > 0 {
 		t.Errorf("Suite.Resolve has cases but plugin %q has no sdk.Resolver", name)
 	}
 	if r.info.Has(sdk.CapabilityClusterStrategy) {
-		t.run("Credential", func(t tester) { r.credential(t, r.p.ClusterStrategy) })
+		t.Run("Credential", func(t Tester) { r.credential(t, r.p.ClusterStrategy) })
 	} else if len(s.Credential) > 0 {
 		t.Errorf("Suite.Credential has cases but plugin %q has no sdk.ClusterStrategy", name)
 	}
 	if r.info.Has(sdk.CapabilityClusterSource) {
-		t.run("ListClusters", func(t tester) { r.listClusters(t, r.p.ClusterSource) })
+		t.Run("ListClusters", func(t Tester) { r.listClusters(t, r.p.ClusterSource) })
 	} else if len(s.ListClusters) > 0 {
 		t.Errorf("Suite.ListClusters has cases but plugin %q has no sdk.ClusterSource", name)
 	}
@@ -273,13 +293,13 @@ type run struct {
 	configured bool // Suite.Config was accepted
 }
 
-func (r *run) ctx(t testing.TB) context.Context {
+func (r *run) ctx(t T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.CallTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func (r *run) describe(t tester) {
+func (r *run) describe(t Tester) {
 	got, err := r.c.Describe(r.ctx(t))
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
@@ -287,8 +307,8 @@ func (r *run) describe(t tester) {
 	if r.inProcess && !reflect.DeepEqual(normalizeInfo(got), normalizeInfo(r.info)) {
 		t.Errorf("Describe over the wire = %+v, want %+v", got, r.info)
 	}
-	if got.ProtocolVersion != sdk.ProtocolVersion {
-		t.Errorf("protocol version %d, want %d", got.ProtocolVersion, sdk.ProtocolVersion)
+	if !slices.Contains(sdk.ProtocolVersions(), got.ProtocolVersion) {
+		t.Errorf("protocol version %d, want one of %v", got.ProtocolVersion, sdk.ProtocolVersions())
 	}
 }
 
@@ -301,7 +321,7 @@ func normalizeInfo(i sdk.Info) sdk.Info {
 	return i
 }
 
-func (r *run) configure(t tester) {
+func (r *run) configure(t Tester) {
 	configurer := r.info.Has(sdk.CapabilityConfigure)
 	bad := r.s.BadConfigs
 	if !configurer {
@@ -317,12 +337,12 @@ func (r *run) configure(t tester) {
 		if name == "" {
 			name = bc.Key
 		}
-		t.run("bad/"+name, func(t tester) {
+		t.Run("bad/"+name, func(t Tester) {
 			err := r.c.Configure(r.ctx(t), sdk.Config{InstanceName: "conformance", Values: bc.Config})
 			checkConfigError(t, "Configure", err, bc.Key)
 		})
 	}
-	t.run("valid", func(t tester) {
+	t.Run("valid", func(t Tester) {
 		if err := r.c.Configure(r.ctx(t), sdk.Config{InstanceName: "conformance", Values: r.s.Config}); err != nil {
 			t.Fatalf("Configure(Suite.Config) = %v, want success", err)
 		}
@@ -330,7 +350,7 @@ func (r *run) configure(t tester) {
 	})
 }
 
-func checkConfigError(t testing.TB, call string, err error, key string) {
+func checkConfigError(t T, call string, err error, key string) {
 	t.Helper()
 	var ce *sdk.ConfigError
 	switch {
@@ -345,7 +365,7 @@ func checkConfigError(t testing.TB, call string, err error, key string) {
 	}
 }
 
-func (r *run) validateOptions(t tester) {
+func (r *run) validateOptions(t Tester) {
 	var good []sdk.ValidateOptionsRequest
 	for _, rc := range r.s.Resolve {
 		if rc.Expect == ExpectFound {
@@ -375,7 +395,7 @@ func (r *run) validateOptions(t tester) {
 		if name == "" {
 			name = bo.Key
 		}
-		t.run("bad/"+name, func(t tester) {
+		t.Run("bad/"+name, func(t Tester) {
 			checkConfigError(t, "ValidateOptions", r.c.ValidateOptions(r.ctx(t), bo.Request), bo.Key)
 		})
 	}
@@ -386,7 +406,7 @@ type call struct {
 	name   string
 	expect Expect
 	// remote calls the plugin through gRPC and checks a successful result.
-	remote func(ctx context.Context, t testing.TB) error
+	remote func(ctx context.Context, t T) error
 	// direct calls the implementation in-process.
 	direct func(ctx context.Context) error
 }
@@ -394,10 +414,10 @@ type call struct {
 // checkCalls runs the checks shared by every role: each case's outcome over
 // the wire, prompt return on a cancelled context and on the deadline of
 // ExpectBlock cases, and the same outcomes under concurrency.
-func (r *run) checkCalls(t tester, calls []call) {
-	t.run("Cases", func(t tester) {
+func (r *run) checkCalls(t Tester, calls []call) {
+	t.Run("Cases", func(t Tester) {
 		for _, c := range calls {
-			t.run(c.name, func(t tester) {
+			t.Run(c.name, func(t Tester) {
 				switch c.expect {
 				case ExpectFound:
 					if err := c.remote(r.ctx(t), t); err != nil {
@@ -416,7 +436,7 @@ func (r *run) checkCalls(t tester, calls []call) {
 			})
 		}
 	})
-	t.run("Cancelled", func(t tester) {
+	t.Run("Cancelled", func(t Tester) {
 		for _, c := range calls {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -425,7 +445,7 @@ func (r *run) checkCalls(t tester, calls []call) {
 			}
 		}
 	})
-	t.run("Concurrent", func(t tester) {
+	t.Run("Concurrent", func(t Tester) {
 		// Every found and not-found case, concurrency times, all at once.
 		errs := make([][]error, len(calls))
 		var wg sync.WaitGroup
@@ -456,7 +476,7 @@ func (r *run) checkCalls(t tester, calls []call) {
 
 // checkBlock checks that a deadline stops an ExpectBlock case, called
 // directly (the plugin itself returns) and through gRPC (the error says why).
-func (r *run) checkBlock(t tester, c call) {
+func (r *run) checkBlock(t Tester, c call) {
 	ctx, cancel := context.WithTimeout(context.Background(), blockDeadline)
 	defer cancel()
 	returned, err := within(blockDeadline+r.s.Grace, ctx, r.direct(t, c))
@@ -475,7 +495,7 @@ func (r *run) checkBlock(t tester, c call) {
 
 // direct returns the call of c straight to the implementation, in process;
 // for a binary, through gRPC.
-func (r *run) direct(t testing.TB, c call) func(context.Context) error {
+func (r *run) direct(t T, c call) func(context.Context) error {
 	if r.inProcess {
 		return c.direct
 	}
@@ -497,8 +517,8 @@ func within(d time.Duration, ctx context.Context, f func(context.Context) error)
 // checkBadInput calls the plugin with a request it may not be able to use:
 // it must return in time with a valid result, sdk.ErrNotFound or an
 // *sdk.InvalidInputError.
-func (r *run) checkBadInput(t tester, name string, remote func(ctx context.Context, t testing.TB) error) {
-	t.run(name, func(t tester) {
+func (r *run) checkBadInput(t Tester, name string, remote func(ctx context.Context, t T) error) {
+	t.Run(name, func(t Tester) {
 		ctx, cancel := context.WithTimeout(context.Background(), r.s.CallTimeout)
 		defer cancel()
 		err := remote(ctx, t)
@@ -510,7 +530,7 @@ func (r *run) checkBadInput(t tester, name string, remote func(ctx context.Conte
 }
 
 // coverage reports the names among offered that have no case of outcome e.
-func coverage(t tester, field, role string, offered, names []string, expects []Expect, e Expect) {
+func coverage(t Tester, field, role string, offered, names []string, expects []Expect, e Expect) {
 	for _, n := range offered {
 		found := false
 		for i := range names {
@@ -527,7 +547,7 @@ func coverage(t tester, field, role string, offered, names []string, expects []E
 	}
 }
 
-func (r *run) resolve(t tester, impl sdk.Resolver) {
+func (r *run) resolve(t Tester, impl sdk.Resolver) {
 	var names []string
 	var expects []Expect
 	var calls []call
@@ -537,7 +557,7 @@ func (r *run) resolve(t tester, impl sdk.Resolver) {
 		calls = append(calls, call{
 			name:   rc.Name,
 			expect: rc.Expect,
-			remote: func(ctx context.Context, t testing.TB) error {
+			remote: func(ctx context.Context, t T) error {
 				id, err := r.c.Resolve(ctx, rc.Request)
 				if err == nil && rc.Expect == ExpectFound {
 					checkIdentity(t, id, rc.Want)
@@ -550,20 +570,20 @@ func (r *run) resolve(t tester, impl sdk.Resolver) {
 			},
 		})
 	}
-	t.run("Coverage", func(t tester) {
+	t.Run("Coverage", func(t Tester) {
 		coverage(t, "Suite.Resolve", "resolver", r.info.Resolvers, names, expects, ExpectFound)
 		coverage(t, "Suite.Resolve", "resolver", r.info.Resolvers, names, expects, ExpectNotFound)
 	})
 	r.checkCalls(t, calls)
 
-	t.run("BadInput", func(t tester) {
+	t.Run("BadInput", func(t Tester) {
 		for _, name := range r.info.Resolvers {
 			base := sdk.ResolveRequest{Resolver: name}
 			if i := slices.IndexFunc(r.s.Resolve, func(rc ResolveCase) bool { return rc.Request.Resolver == name && rc.Expect == ExpectFound }); i >= 0 {
 				base = r.s.Resolve[i].Request
 			}
-			resolve := func(req sdk.ResolveRequest) func(context.Context, testing.TB) error {
-				return func(ctx context.Context, t testing.TB) error {
+			resolve := func(req sdk.ResolveRequest) func(context.Context, T) error {
+				return func(ctx context.Context, t T) error {
 					id, err := r.c.Resolve(ctx, req)
 					if err == nil {
 						checkIdentity(t, id, nil)
@@ -604,7 +624,7 @@ func hugeResolveRequest(base sdk.ResolveRequest) sdk.ResolveRequest {
 
 // checkIdentity checks an identity's refs (the client has validated them
 // too: this states the requirement) and compares it with want.
-func checkIdentity(t testing.TB, id sdk.Identity, want *sdk.Identity) {
+func checkIdentity(t T, id sdk.Identity, want *sdk.Identity) {
 	t.Helper()
 	for _, ref := range append([]string{id.UserEntityRef}, id.OwnershipEntityRefs...) {
 		if parsed, err := sdk.ParseEntityRef(ref); err != nil {
@@ -652,7 +672,7 @@ func (r *run) passedSession(req sdk.CredentialRequest) sdk.Session {
 	return req.Session.Only(r.info.StrategyTokens[req.Strategy])
 }
 
-func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
+func (r *run) credential(t Tester, impl sdk.ClusterStrategy) {
 	var names []string
 	var expects []Expect
 	var calls []call
@@ -663,7 +683,7 @@ func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 		calls = append(calls, call{
 			name:   cc.Name,
 			expect: cc.Expect,
-			remote: func(ctx context.Context, t testing.TB) error {
+			remote: func(ctx context.Context, t T) error {
 				cred, err := r.c.Credential(ctx, cc.Request)
 				if err == nil && cc.Expect == ExpectFound && cc.Check != nil {
 					cc.Check(t, cred)
@@ -676,19 +696,19 @@ func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 			},
 		})
 	}
-	t.run("Coverage", func(t tester) {
+	t.Run("Coverage", func(t Tester) {
 		coverage(t, "Suite.Credential", "strategy", r.info.Strategies, names, expects, ExpectFound)
 	})
 	r.checkCalls(t, calls)
 
-	t.run("BadInput", func(t tester) {
+	t.Run("BadInput", func(t Tester) {
 		for _, name := range r.info.Strategies {
 			base := sdk.CredentialRequest{Strategy: name}
 			if i := slices.IndexFunc(r.s.Credential, func(cc CredentialCase) bool { return cc.Request.Strategy == name && cc.Expect == ExpectFound }); i >= 0 {
 				base = r.s.Credential[i].Request
 			}
-			credential := func(req sdk.CredentialRequest) func(context.Context, testing.TB) error {
-				return func(ctx context.Context, t testing.TB) error {
+			credential := func(req sdk.CredentialRequest) func(context.Context, T) error {
+				return func(ctx context.Context, t T) error {
 					_, err := r.c.Credential(ctx, req)
 					return err
 				}
@@ -711,7 +731,7 @@ func (r *run) credential(t tester, impl sdk.ClusterStrategy) {
 	})
 }
 
-func (r *run) listClusters(t tester, impl sdk.ClusterSource) {
+func (r *run) listClusters(t Tester, impl sdk.ClusterSource) {
 	var calls []call
 	found := false
 	for _, lc := range r.s.ListClusters {
@@ -723,7 +743,7 @@ func (r *run) listClusters(t tester, impl sdk.ClusterSource) {
 		calls = append(calls, call{
 			name:   lc.Name,
 			expect: lc.Expect,
-			remote: func(ctx context.Context, t testing.TB) error {
+			remote: func(ctx context.Context, t T) error {
 				clusters, err := r.c.ListClusters(ctx, lc.Request)
 				if err == nil && lc.Expect == ExpectFound && lc.Check != nil {
 					lc.Check(t, clusters)

@@ -572,7 +572,7 @@ const file_spectroauth_plugin_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"Credential\x12(.spectroauth.plugin.v1.CredentialRequest\x1a).spectroauth.plugin.v1.CredentialResponse2\x7f\n" +
 	"\x14ClusterSourceService\x12g\n" +
-	"\fListClusters\x12*.spectroauth.plugin.v1.ListClustersRequest\x1a+.spectroauth.plugin.v1.ListClustersResponseBIZGgithub.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1;pluginv1b\x06proto3"
+	"\fListClusters\x12*.spectroauth.plugin.v1.ListClustersRequest\x1a+.spectroauth.plugin.v1.ListClustersResponseBCZAgithub.com/spectroauth/spectroauth/sdk/internal/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_spectroauth_plugin_v1_cluster_proto_rawDescOnce sync.Once

@@ -310,7 +310,12 @@ type DescribeResponse struct {
 	// lists (a strategy without an entry, or with no tokens, gets none). A
 	// plugin that sends no entry at all predates this field: the daemon then
 	// passes every token, as before, and warns at start.
-	StrategyInfo  []*StrategyInfo `protobuf:"bytes,7,rep,name=strategy_info,json=strategyInfo,proto3" json:"strategy_info,omitempty"`
+	StrategyInfo []*StrategyInfo `protobuf:"bytes,7,rep,name=strategy_info,json=strategyInfo,proto3" json:"strategy_info,omitempty"`
+	// The version of the SDK the plugin is built with, a semantic version
+	// ("0.1.0" for the Go SDK's first release), for the daemon's log and
+	// `spectroauthd plugins`. Empty from a plugin whose SDK predates the field,
+	// or that implements the protocol by hand.
+	SdkVersion    string `protobuf:"bytes,8,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,6 +397,13 @@ func (x *DescribeResponse) GetStrategyInfo() []*StrategyInfo {
 		return x.StrategyInfo
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
 }
 
 // StrategyInfo says what one cluster strategy needs of the user's session.
@@ -716,7 +728,7 @@ var File_spectroauth_plugin_v1_plugin_proto protoreflect.FileDescriptor
 const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\"spectroauth/plugin/v1/plugin.proto\x12\x15spectroauth.plugin.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\xba\x02\n" +
+	"\x0fDescribeRequest\"\xdb\x02\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
@@ -726,7 +738,9 @@ const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"strategies\x18\x06 \x03(\tR\n" +
 	"strategies\x12H\n" +
-	"\rstrategy_info\x18\a \x03(\v2#.spectroauth.plugin.v1.StrategyInfoR\fstrategyInfo\"X\n" +
+	"\rstrategy_info\x18\a \x03(\v2#.spectroauth.plugin.v1.StrategyInfoR\fstrategyInfo\x12\x1f\n" +
+	"\vsdk_version\x18\b \x01(\tR\n" +
+	"sdkVersion\"X\n" +
 	"\fStrategyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x06tokens\x18\x02 \x03(\x0e2\x1c.spectroauth.plugin.v1.TokenR\x06tokens\"h\n" +
@@ -765,7 +779,7 @@ const file_spectroauth_plugin_v1_plugin_proto_rawDesc = "" +
 	"\rPluginService\x12[\n" +
 	"\bDescribe\x12&.spectroauth.plugin.v1.DescribeRequest\x1a'.spectroauth.plugin.v1.DescribeResponse\x12^\n" +
 	"\tConfigure\x12'.spectroauth.plugin.v1.ConfigureRequest\x1a(.spectroauth.plugin.v1.ConfigureResponse\x12p\n" +
-	"\x0fValidateOptions\x12-.spectroauth.plugin.v1.ValidateOptionsRequest\x1a..spectroauth.plugin.v1.ValidateOptionsResponseBIZGgithub.com/spectroauth/spectroauth/proto/spectroauth/plugin/v1;pluginv1b\x06proto3"
+	"\x0fValidateOptions\x12-.spectroauth.plugin.v1.ValidateOptionsRequest\x1a..spectroauth.plugin.v1.ValidateOptionsResponseBCZAgithub.com/spectroauth/spectroauth/sdk/internal/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_spectroauth_plugin_v1_plugin_proto_rawDescOnce sync.Once
