@@ -20,6 +20,7 @@
 // Backstage token buys no credential at the daemon. Bearer-token credentials
 // only: a strategy that issues client certificates cannot go this way.
 import {
+  type OpenIdConnectApi,
   configApiRef,
   createApiFactory,
   discoveryApiRef,
@@ -50,7 +51,7 @@ export const kubernetesAuthProvidersApiFactory = createApiFactory({
     configApi: configApiRef,
   },
   factory: ({ googleAuthApi, microsoftAuthApi, spectroCloudAuthApi, discoveryApi, configApi }) => {
-    const oidcProviders: Record<string, { getIdToken(): Promise<string> }> = {
+    const oidcProviders: Record<string, OpenIdConnectApi> = {
       spectrocloud: spectroCloudAuthApi,
     };
     for (const cluster of SPECTROAUTH_CLUSTERS) {

@@ -5,10 +5,17 @@
 // window.e2e. The config comes from ./config.json, served by the Go test.
 import {
   ConfigReader,
+  FetchMiddlewares,
   FrontendHostDiscovery,
+  GoogleAuth,
+  MicrosoftAuth,
   OAuthRequestManager,
+  createFetchApi,
 } from '@backstage/core-app-api';
+import { UserIdentity } from '@backstage/core-components';
+import { KubernetesBackendClient } from '@backstage/plugin-kubernetes-react';
 import { spectroCloudAuthApiFactory } from '../../../../../examples/backstage/packages/app/src/apis';
+import { kubernetesAuthProvidersApiFactory } from '../../../../../examples/backstage/packages/app/src/kubernetes';
 import { spectroauthClusterCredential } from '../../../../../examples/backstage/packages/app/src/spectroauthCredential';
 
 declare global {
@@ -27,7 +34,16 @@ type E2E = {
   // Fetches a cluster's credential as the Kubernetes plugin's auth provider
   // in examples/backstage does (getIdToken of spectroauth-<cluster>).
   kubeCredential(cluster: string): Promise<{ ok: true; value: unknown } | { ok: false; name: string; message: string }>;
+  // Backstage's Kubernetes plugin as the app wires it: the real
+  // KubernetesAuthProviders from the example's kubernetesAuthProvidersApiFactory,
+  // and the real KubernetesBackendClient over the app's fetchApi (the
+  // signed-in user's Backstage token for the Backstage backend). op is
+  // getCredentials(authProvider), decorate(authProvider), getClusters(),
+  // proxy({clusterName, path, init}) or fetch(url, init) (the fetchApi alone).
+  kube(op: string, ...args: any[]): Promise<Outcome>;
 };
+
+type Outcome = { ok: true; value: unknown } | { ok: false; name: string; message: string };
 
 // What the page did, on the page itself: it shows in failure screenshots.
 function log(line: string) {
@@ -46,6 +62,36 @@ async function setup(): Promise<E2E> {
   const configApi = new ConfigReader(data, 'e2e');
   const discoveryApi = FrontendHostDiscovery.fromConfig(configApi);
   const oauthRequestApi = new OAuthRequestManager();
+  // The Kubernetes plugin's APIs, built once the user is signed in, as the
+  // app builds them from the identity its sign-in page yields.
+  let kubeApis: Promise<{ authProviders: any; client: KubernetesBackendClient; fetchApi: any }> | undefined;
+  const kubernetes = () => {
+    kubeApis ??= (async () => {
+      const bi = await auth.getBackstageIdentity({ optional: true });
+      if (!bi) throw new Error('not signed in');
+      const identityApi = UserIdentity.create({ identity: bi.identity, authApi: auth });
+      const fetchApi = createFetchApi({
+        middleware: [
+          FetchMiddlewares.resolvePluginProtocol({ discoveryApi }),
+          FetchMiddlewares.injectIdentityAuth({ identityApi, config: configApi }),
+        ],
+      });
+      const authProviders = kubernetesAuthProvidersApiFactory.factory({
+        googleAuthApi: GoogleAuth.create({ configApi, discoveryApi, oauthRequestApi }),
+        microsoftAuthApi: MicrosoftAuth.create({ configApi, discoveryApi, oauthRequestApi }),
+        spectroCloudAuthApi: auth,
+        discoveryApi,
+        configApi,
+      });
+      const client = new KubernetesBackendClient({ discoveryApi, fetchApi, kubernetesAuthProvidersApi: authProviders });
+      return { authProviders, client, fetchApi };
+    })();
+    kubeApis.catch(() => {
+      kubeApis = undefined;
+    });
+    return kubeApis;
+  };
+  const response = async (r: Response) => ({ status: r.status, body: await r.text() });
   const e2e: E2E = {
     config: data,
     authRequests: 0,
@@ -73,6 +119,39 @@ async function setup(): Promise<E2E> {
         return { ok: true, value };
       } catch (e: any) {
         log(`kubeCredential(${cluster}) → ${e?.name}: ${e?.message}`);
+        return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
+      }
+    },
+    async kube(op, ...args) {
+      const what = `kube.${op}(${args.map(a => JSON.stringify(a)).join(', ')})`;
+      try {
+        const k = await kubernetes();
+        let value: unknown;
+        switch (op) {
+          case 'getCredentials':
+            value = await k.authProviders.getCredentials(args[0]);
+            break;
+          case 'decorate':
+            value = await k.authProviders.decorateRequestBodyForAuth(args[0], {
+              entity: { apiVersion: 'backstage.io/v1alpha1', kind: 'Component', metadata: { name: 'e2e' } },
+            });
+            break;
+          case 'getClusters':
+            value = await k.client.getClusters();
+            break;
+          case 'proxy':
+            value = await response(await k.client.proxy(args[0]));
+            break;
+          case 'fetch':
+            value = await response(await k.fetchApi.fetch(args[0], args[1]));
+            break;
+          default:
+            throw new Error(`unknown op ${op}`);
+        }
+        log(`${what} → ok`);
+        return { ok: true, value: plain(value) };
+      } catch (e: any) {
+        log(`${what} → ${e?.name}: ${e?.message}`);
         return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
       }
     },
