@@ -220,7 +220,9 @@ func clusterAuthenticator(t *testing.T, issuer string, caPEM []byte) authenticat
 
 // cluster is the test Kubernetes API server (TLS): every request is
 // authenticated with kube-apiserver's authenticator; SelfSubjectReview
-// answers who the caller is. It records each request's outcome.
+// answers who the caller is; the pod list holds one pod, annotated with
+// whom the cluster authenticated, every other list (GET) is empty. It
+// records each request's outcome.
 type cluster struct {
 	srv  *httptest.Server
 	auth authenticator.Token
@@ -283,6 +285,17 @@ func (c *cluster) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Authenticated, rec.User = true, res.User.GetName()
+	if r.Method == http.MethodGet {
+		items := []any{}
+		if r.URL.Path == "/api/v1/pods" {
+			items = append(items, map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{
+				"name": "e2e", "namespace": "default", "labels": map[string]any{"backstage.io/kubernetes-id": "e2e"},
+				"annotations": map[string]any{"e2e/authenticated-as": res.User.GetName()},
+			}})
+		}
+		writeJSONResponse(w, http.StatusOK, map[string]any{"kind": "List", "apiVersion": "v1", "metadata": map[string]any{}, "items": items})
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
 		kubeStatus(w, http.StatusNotFound, "NotFound", "the server could not find the requested resource")
 		return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -69,6 +70,10 @@ kubernetes:
 	sts.trust(t, e.issuer, clientID)
 
 	be := startBackend(t, p, art, node, e.daemonURL, kubernetesBackendConfig(t, p, e, allowed.URL, api))
+	// The kubernetes backend serves only entities of the catalog: wait for
+	// the test's component to be there.
+	session, _ := e.signIn(t, allowed.URL)
+	waitEntity(t, be, session.BackstageIdentity.Token, "component/default/e2e")
 	for _, s := range []*testServer{allowed, disallowed} {
 		cfgs := e.appConfigs(t, s.URL)
 		for _, c := range cfgs {
@@ -127,8 +132,9 @@ kubernetes:
 				refused = append(refused, r.Error)
 			}
 		}
-		if len(users) == 0 {
-			t.Errorf("no request reached the cluster authenticated: %+v", api.requests())
+		// The proxied SelfSubjectReview and the plugin's fan-out (GETs).
+		if len(users) < 2 {
+			t.Errorf("%d requests reached the cluster authenticated, want the review and the plugin's reads: %+v", len(users), api.requests())
 		}
 		for _, u := range users {
 			if u != alice.ID {
@@ -198,10 +204,41 @@ kubernetes:
 	})
 }
 
+// e2eComponent is the catalog entity whose Kubernetes objects the plugin
+// reads (browser.mjs sends the same).
+const e2eComponent = `apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: e2e
+  namespace: default
+  annotations:
+    backstage.io/kubernetes-id: e2e
+spec:
+  type: service
+  owner: user:default/alice
+  lifecycle: production
+`
+
+// waitEntity polls the catalog until it serves the entity (kind/namespace/name).
+func waitEntity(t *testing.T, be *backend, token, ref string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body := be.get(t, "/api/catalog/entities/by-name/"+ref, bearer(token))
+		if status == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the catalog did not serve %s within 30s: %d %s\n%s", ref, status, body, be.proc.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // kubernetesBackendConfig writes the Backstage backend's configuration for
 // this test: the example's `staging` cluster (authProvider oidc,
 // oidcTokenProvider spectroauth-staging) pointed at the test API server,
-// and CORS for the app.
+// the test's component in the catalog, and CORS for the app.
 func kubernetesBackendConfig(t *testing.T, p paths, e *env, app string, api *cluster) string {
 	t.Helper()
 	k8s, _ := exampleAppConfig(t, p, e.daemonURL)["kubernetes"].(map[string]any)
@@ -220,8 +257,13 @@ func kubernetesBackendConfig(t *testing.T, p paths, e *env, app string, api *clu
 	staging["url"] = api.srv.URL
 	staging["caData"] = base64.StdEncoding.EncodeToString(api.caPEM())
 	k8s["clusterLocatorMethods"] = []any{map[string]any{"type": "config", "clusters": []any{staging}}}
+	entity := filepath.Join(t.TempDir(), "e2e-component.yaml")
+	if err := os.WriteFile(entity, []byte(e2eComponent), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := map[string]any{
 		"kubernetes": k8s,
+		"catalog":    map[string]any{"locations": []any{map[string]any{"type": "file", "target": entity}}},
 		"backend": map[string]any{"cors": map[string]any{
 			"origin":      app,
 			"methods":     []string{"GET", "HEAD", "PATCH", "POST", "PUT", "DELETE"},

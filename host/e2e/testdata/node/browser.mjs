@@ -449,6 +449,24 @@ await scenarioGroup('kubernetes', [
     same(r.status, 201, `SelfSubjectReview through the kubernetes backend (${r.body})`);
     same(JSON.parse(r.body).status?.userInfo?.username, kube.subject, 'user the cluster authenticated');
   }],
+  ['kubernetes: the plugin reads the entity\'s objects as the user', async (s, d) => {
+    // useKubernetesObjects, as the entity page's Kubernetes tab: the auth
+    // in the request body (auth.oidc), the backend's fan-out to the cluster.
+    const entity = {
+      apiVersion: 'backstage.io/v1alpha1',
+      kind: 'Component',
+      metadata: { name: 'e2e', namespace: 'default', annotations: { 'backstage.io/kubernetes-id': 'e2e' } },
+      spec: { type: 'service', owner: 'user:default/alice', lifecycle: 'production' },
+    };
+    const r = await mustKube(s, 'objects', entity);
+    d.objects = r;
+    same(r.error, null, 'useKubernetesObjects error');
+    const items = r.kubernetesObjects?.items ?? [];
+    same(items.map(i => i.cluster?.name), [kube.cluster], 'clusters answering');
+    same(items[0].errors, [], `errors fetching from ${kube.cluster}`);
+    const pods = items[0].resources.find(r => r.type === 'pods')?.resources ?? [];
+    same(pods.map(p => p.metadata?.annotations?.['e2e/authenticated-as']), [kube.subject], 'pods, each annotated by the cluster with whom it authenticated');
+  }],
   ['kubernetes: the cluster refuses other credentials', async (s, d) => {
     const url = `${kube.backend}/api/kubernetes/proxy/apis/authentication.k8s.io/v1/selfsubjectreviews`;
     const header = `Backstage-Kubernetes-Authorization-oidc-${kube.oidcTokenProvider}`;

@@ -13,7 +13,16 @@ import {
   createFetchApi,
 } from '@backstage/core-app-api';
 import { UserIdentity } from '@backstage/core-components';
-import { KubernetesBackendClient } from '@backstage/plugin-kubernetes-react';
+import {
+  KubernetesBackendClient,
+  kubernetesApiRef,
+  kubernetesAuthProvidersApiRef,
+  useKubernetesObjects,
+} from '@backstage/plugin-kubernetes-react';
+import type { Entity } from '@backstage/catalog-model';
+import { ApiProvider } from '@backstage/core-app-api';
+import { createElement, useEffect } from 'react';
+import { createRoot } from 'react-dom/client';
 import { spectroCloudAuthApiFactory } from '../../../../../examples/backstage/packages/app/src/apis';
 import { kubernetesAuthProvidersApiFactory } from '../../../../../examples/backstage/packages/app/src/kubernetes';
 import { spectroauthClusterCredential } from '../../../../../examples/backstage/packages/app/src/spectroauthCredential';
@@ -39,7 +48,9 @@ type E2E = {
   // and the real KubernetesBackendClient over the app's fetchApi (the
   // signed-in user's Backstage token for the Backstage backend). op is
   // getCredentials(authProvider), decorate(authProvider), getClusters(),
-  // proxy({clusterName, path, init}) or fetch(url, init) (the fetchApi alone).
+  // proxy({clusterName, path, init}), fetch(url, init) (the fetchApi alone)
+  // or objects(entity): what the plugin's useKubernetesObjects hook yields
+  // for the entity, rendered with the app's APIs.
   kube(op: string, ...args: any[]): Promise<Outcome>;
 };
 
@@ -53,6 +64,30 @@ function log(line: string) {
 
 function plain(v: unknown): unknown {
   return v === undefined ? null : JSON.parse(JSON.stringify(v));
+}
+
+// kubernetesObjects renders a component using the Kubernetes plugin's own
+// useKubernetesObjects hook (what the entity page's Kubernetes tab uses),
+// with the app's Kubernetes APIs, and returns its first answer.
+function kubernetesObjects(entity: Entity, client: KubernetesBackendClient, authProviders: unknown): Promise<unknown> {
+  const apis = new Map<string, unknown>([
+    [kubernetesApiRef.id, client],
+    [kubernetesAuthProvidersApiRef.id, authProviders],
+  ]);
+  const holder = { get: (ref: { id: string }) => apis.get(ref.id) as any };
+  const el = document.createElement('div');
+  document.body.appendChild(el);
+  const root = createRoot(el);
+  return new Promise<unknown>(resolve => {
+    function Objects() {
+      const { kubernetesObjects, loading, error } = useKubernetesObjects(entity, 60_000);
+      useEffect(() => {
+        if (!loading) resolve({ kubernetesObjects, error: error ?? null });
+      }, [loading, kubernetesObjects, error]);
+      return null;
+    }
+    root.render(createElement(ApiProvider, { apis: holder, children: createElement(Objects) }));
+  }).finally(() => setTimeout(() => root.unmount(), 0));
 }
 
 async function setup(): Promise<E2E> {
@@ -144,6 +179,9 @@ async function setup(): Promise<E2E> {
             break;
           case 'fetch':
             value = await response(await k.fetchApi.fetch(args[0], args[1]));
+            break;
+          case 'objects':
+            value = await kubernetesObjects(args[0], k.client, k.authProviders);
             break;
           default:
             throw new Error(`unknown op ${op}`);
