@@ -7,9 +7,12 @@ import {
   ConfigReader,
   FetchMiddlewares,
   FrontendHostDiscovery,
+  GitlabAuth,
   GoogleAuth,
   MicrosoftAuth,
   OAuthRequestManager,
+  OktaAuth,
+  OneLoginAuth,
   createFetchApi,
 } from '@backstage/core-app-api';
 import { UserIdentity } from '@backstage/core-components';
@@ -111,9 +114,14 @@ async function setup(): Promise<E2E> {
           FetchMiddlewares.injectIdentityAuth({ identityApi, config: configApi }),
         ],
       });
+      // The app's other auth APIs, as Backstage's default app provides them.
+      const authDeps = { configApi, discoveryApi, oauthRequestApi };
       const authProviders = kubernetesAuthProvidersApiFactory.factory({
-        googleAuthApi: GoogleAuth.create({ configApi, discoveryApi, oauthRequestApi }),
-        microsoftAuthApi: MicrosoftAuth.create({ configApi, discoveryApi, oauthRequestApi }),
+        gitlabAuthApi: GitlabAuth.create(authDeps),
+        googleAuthApi: GoogleAuth.create(authDeps),
+        microsoftAuthApi: MicrosoftAuth.create(authDeps),
+        oktaAuthApi: OktaAuth.create(authDeps),
+        oneloginAuthApi: OneLoginAuth.create(authDeps),
         spectroCloudAuthApi: auth,
         discoveryApi,
         configApi,
