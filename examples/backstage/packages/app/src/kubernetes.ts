@@ -9,7 +9,7 @@
 // - `spectrocloud`: the user's SpectroCloud ID token, for clusters that
 //   trust it (`authProvider: oidc`, `oidcTokenProvider: spectrocloud`).
 // - `spectroauth-<cluster>`, one per name in SPECTROAUTH_CLUSTERS below (the
-//   daemon's cluster names): the credential spectroauthd's strategy issues for
+//   daemon's cluster names, lower-cased in the provider name): the credential spectroauthd's strategy issues for
 //   that cluster (token exchange, a service account token, ... whatever the
 //   cluster's strategy is), for clusters with `authProvider: oidc` and
 //   `oidcTokenProvider: spectroauth-<cluster>`.
@@ -22,7 +22,7 @@
 // X-Requested-With. The plugin then sends it to the kubernetes backend only,
 // in the request body (auth.oidc[<name>], entity pages) or in the header
 // Backstage-Kubernetes-Authorization-oidc-<name> (the backend's proxy, which
-// lower-cases <name>: keep cluster names lower-case), and the backend hands
+// lower-cases <name>, hence lower-case provider names), and the backend hands
 // it to that cluster: no other backend plugin ever sees it, and the user's
 // Backstage token buys no credential at the daemon. Bearer-token
 // credentials only: a strategy that issues client certificates cannot go
@@ -84,7 +84,8 @@ export const kubernetesAuthProvidersApiFactory = createApiFactory({
       spectrocloud: spectroCloudAuthApi,
     };
     for (const cluster of SPECTROAUTH_CLUSTERS) {
-      oidcProviders[`spectroauth-${cluster}`] = spectroauthClusterCredential(discoveryApi, configApi, cluster);
+      // Lower-case: the backend's proxy reads the name lower-cased.
+      oidcProviders[`spectroauth-${cluster.toLowerCase()}`] = spectroauthClusterCredential(discoveryApi, configApi, cluster);
     }
     return new KubernetesAuthProviders({ googleAuthApi, microsoftAuthApi, oidcProviders });
   },
