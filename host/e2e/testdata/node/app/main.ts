@@ -1,9 +1,10 @@
-// The test page: "the app". It wires Backstage's own auth client exactly as
-// examples/backstage tells an admin to (the factory in
-// examples/backstage/packages/app/src/apis.ts, discovery from the app config
-// in examples/backstage/app-config.yaml) and exposes it to the driver as
-// window.e2e. The config comes from ./config.json, served by the Go test.
+// The test page: "the app". It wires Backstage's own auth client and
+// Kubernetes plugin APIs exactly as examples/backstage tells an admin to (the
+// factories in examples/backstage/packages/app/src/{apis,kubernetes}.ts,
+// discovery from the app config in examples/backstage/app-config.yaml) and
+// exposes them to the driver as window.e2e. The config comes from ./config.json, served by the Go test.
 import {
+  ApiProvider,
   ConfigReader,
   FetchMiddlewares,
   FrontendHostDiscovery,
@@ -17,13 +18,14 @@ import {
 } from '@backstage/core-app-api';
 import { UserIdentity } from '@backstage/core-components';
 import {
+  type KubernetesAuthProvidersApi,
   KubernetesBackendClient,
   kubernetesApiRef,
   kubernetesAuthProvidersApiRef,
   useKubernetesObjects,
 } from '@backstage/plugin-kubernetes-react';
 import type { Entity } from '@backstage/catalog-model';
-import { ApiProvider } from '@backstage/core-app-api';
+import type { FetchApi } from '@backstage/core-plugin-api';
 import { createElement, useEffect } from 'react';
 import { createRoot } from 'react-dom/client';
 import { spectroCloudAuthApiFactory } from '../../../../../examples/backstage/packages/app/src/apis';
@@ -36,16 +38,18 @@ declare global {
   }
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; name: string; message: string };
+
 type E2E = {
   config: unknown;
   // Calls a method of the auth API and returns a plain, JSON-safe result.
-  call(method: string, ...args: unknown[]): Promise<{ ok: true; value: unknown } | { ok: false; name: string; message: string }>;
+  call(method: string, ...args: unknown[]): Promise<Outcome>;
   // Starts a call without waiting for it (redirect flow navigates away).
   start(method: string, ...args: unknown[]): void;
   authRequests: number;
   // Fetches a cluster's credential as the Kubernetes plugin's auth provider
   // in examples/backstage does (getIdToken of spectroauth-<cluster>).
-  kubeCredential(cluster: string): Promise<{ ok: true; value: unknown } | { ok: false; name: string; message: string }>;
+  kubeCredential(cluster: string): Promise<Outcome>;
   // Backstage's Kubernetes plugin as the app wires it: the real
   // KubernetesAuthProviders from the example's kubernetesAuthProvidersApiFactory,
   // and the real KubernetesBackendClient over the app's fetchApi (the
@@ -57,8 +61,6 @@ type E2E = {
   kube(op: string, ...args: any[]): Promise<Outcome>;
 };
 
-type Outcome = { ok: true; value: unknown } | { ok: false; name: string; message: string };
-
 // What the page did, on the page itself: it shows in failure screenshots.
 function log(line: string) {
   const el = document.getElementById('log');
@@ -69,10 +71,25 @@ function plain(v: unknown): unknown {
   return v === undefined ? null : JSON.parse(JSON.stringify(v));
 }
 
+// attempt runs fn, logs how it went, and returns a JSON-safe outcome.
+async function attempt(what: string, fn: () => Promise<unknown>): Promise<Outcome> {
+  log(`${what} …`);
+  try {
+    const value = plain(await fn());
+    log(`${what} → ok`);
+    return { ok: true, value };
+  } catch (e: any) {
+    const name = String(e?.name ?? 'Error');
+    const message = String(e?.message ?? e);
+    log(`${what} → ${name}: ${message}`);
+    return { ok: false, name, message };
+  }
+}
+
 // kubernetesObjects renders a component using the Kubernetes plugin's own
 // useKubernetesObjects hook (what the entity page's Kubernetes tab uses),
 // with the app's Kubernetes APIs, and returns its first answer.
-function kubernetesObjects(entity: Entity, client: KubernetesBackendClient, authProviders: unknown): Promise<unknown> {
+function kubernetesObjects(entity: Entity, client: KubernetesBackendClient, authProviders: KubernetesAuthProvidersApi): Promise<unknown> {
   const apis = new Map<string, unknown>([
     [kubernetesApiRef.id, client],
     [kubernetesAuthProvidersApiRef.id, authProviders],
@@ -102,7 +119,7 @@ async function setup(): Promise<E2E> {
   const oauthRequestApi = new OAuthRequestManager();
   // The Kubernetes plugin's APIs, built once the user is signed in, as the
   // app builds them from the identity its sign-in page yields.
-  let kubeApis: Promise<{ authProviders: any; client: KubernetesBackendClient; fetchApi: any }> | undefined;
+  let kubeApis: Promise<{ authProviders: KubernetesAuthProvidersApi; client: KubernetesBackendClient; fetchApi: FetchApi }> | undefined;
   const kubernetes = () => {
     kubeApis ??= (async () => {
       const bi = await auth.getBackstageIdentity({ optional: true });
@@ -138,68 +155,39 @@ async function setup(): Promise<E2E> {
   const e2e: E2E = {
     config: data,
     authRequests: 0,
-    async call(method, ...args) {
-      const what = `${method}(${args.map(a => JSON.stringify(a)).join(', ')})`;
-      log(`${what} …`);
-      try {
-        const value = await (auth as any)[method](...args);
-        log(`${what} → ok`);
-        return { ok: true, value: plain(value) };
-      } catch (e: any) {
-        const name = String(e?.name ?? 'Error');
-        const message = String(e?.message ?? e);
-        log(`${what} → ${name}: ${message}`);
-        return { ok: false, name, message };
-      }
+    call(method, ...args) {
+      return attempt(`${method}(${args.map(a => JSON.stringify(a)).join(', ')})`, () => (auth as any)[method](...args));
     },
     start(method, ...args) {
       void e2e.call(method, ...args);
     },
-    async kubeCredential(cluster) {
-      try {
-        const value = await spectroauthClusterCredential(discoveryApi, configApi, cluster).getIdToken();
-        log(`kubeCredential(${cluster}) → ok`);
-        return { ok: true, value };
-      } catch (e: any) {
-        log(`kubeCredential(${cluster}) → ${e?.name}: ${e?.message}`);
-        return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
-      }
+    kubeCredential(cluster) {
+      return attempt(`kubeCredential(${cluster})`, () =>
+        spectroauthClusterCredential(discoveryApi, configApi, cluster).getIdToken(),
+      );
     },
-    async kube(op, ...args) {
-      const what = `kube.${op}(${args.map(a => JSON.stringify(a)).join(', ')})`;
-      try {
+    kube(op, ...args) {
+      return attempt(`kube.${op}(${args.map(a => JSON.stringify(a)).join(', ')})`, async () => {
         const k = await kubernetes();
-        let value: unknown;
         switch (op) {
           case 'getCredentials':
-            value = await k.authProviders.getCredentials(args[0]);
-            break;
+            return k.authProviders.getCredentials(args[0]);
           case 'decorate':
-            value = await k.authProviders.decorateRequestBodyForAuth(args[0], {
+            return k.authProviders.decorateRequestBodyForAuth(args[0], {
               entity: { apiVersion: 'backstage.io/v1alpha1', kind: 'Component', metadata: { name: 'e2e' } },
             });
-            break;
           case 'getClusters':
-            value = await k.client.getClusters();
-            break;
+            return k.client.getClusters();
           case 'proxy':
-            value = await response(await k.client.proxy(args[0]));
-            break;
+            return response(await k.client.proxy(args[0]));
           case 'fetch':
-            value = await response(await k.fetchApi.fetch(args[0], args[1]));
-            break;
+            return response(await k.fetchApi.fetch(args[0], args[1]));
           case 'objects':
-            value = await kubernetesObjects(args[0], k.client, k.authProviders);
-            break;
+            return kubernetesObjects(args[0], k.client, k.authProviders);
           default:
             throw new Error(`unknown op ${op}`);
         }
-        log(`${what} → ok`);
-        return { ok: true, value: plain(value) };
-      } catch (e: any) {
-        log(`${what} → ${e?.name}: ${e?.message}`);
-        return { ok: false, name: String(e?.name ?? 'Error'), message: String(e?.message ?? e) };
-      }
+      });
     },
   };
   // No sign-in dialog here: approve every queued auth request at once, as a
