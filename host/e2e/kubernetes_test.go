@@ -125,15 +125,20 @@ kubernetes:
 			t.Error("the STS exchanged no token")
 		}
 		var users, refused []string
+		events := false
 		for _, r := range api.requests() {
 			if r.Authenticated {
 				users = append(users, r.User)
+				events = events || r.Path == "/api/v1/namespaces/default/events"
 			} else {
 				refused = append(refused, r.Error)
 			}
 		}
-		// The proxied SelfSubjectReview and the plugin's fan-out (GETs).
-		if len(users) < 2 {
+		if !events {
+			t.Error("KubernetesProxyClient's events request did not reach the cluster authenticated")
+		}
+		// The proxied SelfSubjectReview and events, and the plugin's fan-out.
+		if len(users) < 3 {
 			t.Errorf("%d requests reached the cluster authenticated, want the review and the plugin's reads: %+v", len(users), api.requests())
 		}
 		for _, u := range users {

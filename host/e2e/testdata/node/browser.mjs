@@ -448,6 +448,9 @@ await scenarioGroup('kubernetes', [
     d.review = r;
     same(r.status, 201, `SelfSubjectReview through the kubernetes backend (${r.body})`);
     same(JSON.parse(r.body).status?.userInfo?.username, kube.subject, 'user the cluster authenticated');
+    // KubernetesProxyClient (the pod drawer's events) goes the same way.
+    const events = await mustKube(s, 'events', { clusterName: kube.cluster, involvedObjectName: 'e2e', namespace: 'default' });
+    same(events, [], 'events of pod e2e');
   }],
   ['kubernetes: the plugin reads the entity\'s objects as the user', async (s, d) => {
     // useKubernetesObjects, as the entity page's Kubernetes tab: the auth

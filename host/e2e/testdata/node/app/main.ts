@@ -20,6 +20,7 @@ import { UserIdentity } from '@backstage/core-components';
 import {
   type KubernetesAuthProvidersApi,
   KubernetesBackendClient,
+  KubernetesProxyClient,
   kubernetesApiRef,
   kubernetesAuthProvidersApiRef,
   useKubernetesObjects,
@@ -55,7 +56,8 @@ type E2E = {
   // and the real KubernetesBackendClient over the app's fetchApi (the
   // signed-in user's Backstage token for the Backstage backend). op is
   // getCredentials(authProvider), decorate(authProvider), getClusters(),
-  // proxy({clusterName, path, init}), fetch(url, init) (the fetchApi alone)
+  // proxy({clusterName, path, init}), events({clusterName, involvedObjectName,
+  // namespace}) (KubernetesProxyClient), fetch(url, init) (the fetchApi alone)
   // or objects(entity): what the plugin's useKubernetesObjects hook yields
   // for the entity, rendered with the app's APIs.
   kube(op: string, ...args: any[]): Promise<Outcome>;
@@ -180,6 +182,8 @@ async function setup(): Promise<E2E> {
             return k.client.getClusters();
           case 'proxy':
             return response(await k.client.proxy(args[0]));
+          case 'events':
+            return new KubernetesProxyClient({ kubernetesApi: k.client }).getEventsByInvolvedObjectName(args[0]);
           case 'fetch':
             return response(await k.fetchApi.fetch(args[0], args[1]));
           case 'objects':
