@@ -216,9 +216,10 @@ type backend struct {
 	proc *process
 }
 
-// startBackend starts host/e2e/testdata/node/backend.cjs with the example app config
-// and a test overlay, and waits until Backstage says it is ready.
-func startBackend(t *testing.T, p paths, art, node, daemonURL string) *backend {
+// startBackend starts host/e2e/testdata/node/backend.cjs with the example app config,
+// a test overlay and moreConfigs (files, later ones win), and waits until
+// Backstage says it is ready.
+func startBackend(t *testing.T, p paths, art, node, daemonURL string, moreConfigs ...string) *backend {
 	t.Helper()
 	port := freePort(t)
 	be := &backend{url: fmt.Sprintf("http://127.0.0.1:%d", port)}
@@ -238,11 +239,14 @@ app:
 		t.Fatal(err)
 	}
 	start := time.Now()
-	be.proc = startProcess(t, "backstage backend", filepath.Join(art, "backend.log"), p.node,
-		[]string{"SPECTROAUTH_URL=" + daemonURL, "NO_COLOR=1", "FORCE_COLOR=0"},
-		node, "backend.cjs",
+	argv := []string{node, "backend.cjs",
 		"--config", filepath.Join(p.repo, "examples", "backstage", "app-config.yaml"),
-		"--config", overlayPath)
+		"--config", overlayPath}
+	for _, c := range moreConfigs {
+		argv = append(argv, "--config", c)
+	}
+	be.proc = startProcess(t, "backstage backend", filepath.Join(art, "backend.log"), p.node,
+		[]string{"SPECTROAUTH_URL=" + daemonURL, "NO_COLOR=1", "FORCE_COLOR=0"}, argv...)
 	if err := waitHTTP(be.proc, be.url+"/.backstage/health/v1/readiness", 90*time.Second); err != nil {
 		t.Fatalf("Backstage backend did not get ready: %v\n%s", err, be.proc.tail())
 	}
@@ -305,20 +309,7 @@ func clone(m map[string]any) map[string]any { return maps.Clone(m) }
 // sign makes a compact ES256 JWS of claims with the Backstage user token type.
 func sign(t *testing.T, key *ecdsa.PrivateKey, kid string, claims map[string]any) string {
 	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("vnd.backstage.user"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
+	tok, err := signJWT(jose.ES256, key, kid, "vnd.backstage.user", claims)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,18 +21,10 @@ import (
 func TestBrowser(t *testing.T) {
 	p := locate(t)
 	node := needNode(t, p)
-	chromium := findChromium()
-	if chromium == "" {
-		skipf(t, "chromium not found (apt-get install chromium, or set SPECTROAUTH_E2E_CHROMIUM)")
-	}
+	chromium := needChromium(t)
 	art := artifactDir(t, p)
 
-	start := time.Now()
-	if err := runNode(t, p, node, time.Minute, filepath.Join(art, "build.log"), "build.mjs"); err != nil {
-		t.Fatalf("bundling the test page: %v\n%s", err, readTail(filepath.Join(art, "build.log"), 4000))
-	}
-	t.Logf("bundled the test page in %s", time.Since(start).Round(time.Millisecond))
-	dist := filepath.Join(p.node, "dist")
+	dist := bundleApp(t, p, node, art)
 
 	// Three origins serve the same page: the app (app.baseUrl), another one
 	// allowed by an extraAllowedOrigins glob (reached as app.e2e.localhost, which
@@ -81,6 +73,24 @@ func TestBrowser(t *testing.T) {
 			},
 		},
 	}
+	runBrowser(t, p, node, art, spec)
+}
+
+// bundleApp bundles the test page (node/build.mjs) and returns its folder.
+func bundleApp(t *testing.T, p paths, node, art string) string {
+	t.Helper()
+	start := time.Now()
+	if err := runNode(t, p, node, 2*time.Minute, filepath.Join(art, "build.log"), "build.mjs"); err != nil {
+		t.Fatalf("bundling the test page: %v\n%s", err, readTail(filepath.Join(art, "build.log"), 4000))
+	}
+	t.Logf("bundled the test page in %s", time.Since(start).Round(time.Millisecond))
+	return filepath.Join(p.node, "dist")
+}
+
+// runBrowser runs node/browser.mjs with spec and makes each scenario it
+// reports a subtest.
+func runBrowser(t *testing.T, p paths, node, art string, spec map[string]any) {
+	t.Helper()
 	if only := os.Getenv("SPECTROAUTH_E2E_ONLY"); only != "" {
 		spec["only"] = strings.Split(only, ",")
 	}
@@ -88,7 +98,7 @@ func TestBrowser(t *testing.T) {
 	resultsPath := filepath.Join(t.TempDir(), "results.json")
 	writeJSON(t, specPath, spec)
 
-	start = time.Now()
+	start := time.Now()
 	logPath := filepath.Join(art, "browser.log")
 	runErr := runNode(t, p, node, 3*time.Minute, logPath, "browser.mjs", specPath, resultsPath)
 	t.Logf("browser scenarios ran in %s", time.Since(start).Round(time.Millisecond))
@@ -135,6 +145,16 @@ func TestBrowser(t *testing.T) {
 	if t.Failed() {
 		t.Logf("daemon log: %s", filepath.Join(art, "daemon.log"))
 	}
+}
+
+// needChromium returns findChromium, or skips when there is none.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	c := findChromium()
+	if c == "" {
+		skipf(t, "chromium not found (apt-get install chromium, or set SPECTROAUTH_E2E_CHROMIUM)")
+	}
+	return c
 }
 
 // findChromium is $SPECTROAUTH_E2E_CHROMIUM, else chromium on PATH.

@@ -18,10 +18,7 @@ import (
 func TestDemoPage(t *testing.T) {
 	p := locate(t)
 	node := needNode(t, p)
-	chrome := findChromium()
-	if chrome == "" {
-		skipf(t, "chromium not found (apt-get install chromium, or set SPECTROAUTH_E2E_CHROMIUM)")
-	}
+	chrome := needChromium(t)
 	art := artifactDir(t, p)
 	port := strconv.Itoa(freePort(t))
 	base := "http://localhost:" + port

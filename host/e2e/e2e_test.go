@@ -160,15 +160,15 @@ func daemonBinary(t *testing.T, p paths) string {
 	return bin
 }
 
-// buildTestPlugin builds the plugin host's test plugin (a "token" cluster
-// strategy) and returns its path and SHA-256.
-func buildTestPlugin(t *testing.T, p paths) (string, string) {
+// buildPlugin builds the plugin in package pkg (relative to the
+// repository, e.g. ./plugins/token-exchange) and returns its path and SHA-256.
+func buildPlugin(t *testing.T, p paths, pkg string) (string, string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "testplugin")
-	cmd := exec.Command("go", "build", "-o", bin, "./host/pluginhost/testdata/testplugin")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = p.repo
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the test plugin: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
 	}
 	b, err := os.ReadFile(bin)
 	if err != nil {
@@ -196,6 +196,9 @@ type envOptions struct {
 	// kubernetes adds cluster "prod" whose strategy is the test plugin's
 	// "token" (credential tok-prod-<sub>).
 	kubernetes bool
+	// extraConfig is appended to the daemon's configuration (top-level
+	// keys not written otherwise, e.g. plugins and kubernetes).
+	extraConfig string
 }
 
 func startEnv(t *testing.T, p paths, art string, o envOptions) *env {
@@ -252,7 +255,7 @@ devProvider:
   enabled: false
 `, port, e.daemonURL, o.appBaseURL, yamlList(o.extraOrigins), envName, e.issuer, clientID, e.secret, e.dataDir)
 	if o.kubernetes {
-		plugin, digest := buildTestPlugin(t, p)
+		plugin, digest := buildPlugin(t, p, "./host/pluginhost/testdata/testplugin")
 		cfg += fmt.Sprintf(`plugins:
   tp:
     command: %q
@@ -266,6 +269,7 @@ kubernetes:
         strategy: token
 `, plugin, digest)
 	}
+	cfg += o.extraConfig
 	cfgPath := filepath.Join(t.TempDir(), "spectroauthd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
 // A minimal, unmodified Backstage backend (from npm) whose discovery sends
-// the `auth` plugin to spectroauthd. It runs the catalog (in-memory SQLite)
+// the `auth` plugin to spectroauthd. It runs the catalog (in-memory SQLite),
+// Backstage's Kubernetes backend (its clusters from the `kubernetes` config)
 // and one tiny plugin, `e2e`, that answers with what Backstage's own services
 // make of the caller:
 //   GET /api/e2e/whoami   httpAuth.credentials({allow: ['user']}) and
@@ -52,6 +53,7 @@ const e2ePlugin = createBackendPlugin({
 
 const backend = createBackend();
 backend.add(require('@backstage/plugin-catalog-backend'));
+backend.add(require('@backstage/plugin-kubernetes-backend'));
 backend.add(e2ePlugin);
 backend.start().catch(err => {
   console.error('backend failed to start', err);

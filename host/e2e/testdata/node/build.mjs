@@ -15,7 +15,12 @@ await build({
   format: 'iife',
   platform: 'browser',
   target: 'chrome120',
-  define: { 'process.env.NODE_ENV': '"production"' },
+  // global: Node's name for globalThis, which some of Backstage's
+  // dependencies use (Backstage's CLI bundler provides it too).
+  define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
+  // Backstage's components import images and fonts as URLs (as its CLI's
+  // bundler does); the test page shows none of them.
+  loader: { '.svg': 'dataurl', '.png': 'dataurl', '.woff': 'dataurl', '.woff2': 'dataurl' },
   // The example lives outside this folder: resolve its imports here.
   nodePaths: [path.join(here, 'node_modules')],
   outfile: path.join(out, 'app.js'),
