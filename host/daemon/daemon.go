@@ -244,6 +244,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
 		scfg.SessionEnded = d.metrics.SessionEnded
+		scfg.ClientRejected = d.metrics.ClientRejected
 	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {

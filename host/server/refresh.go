@@ -426,9 +426,16 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 		case err == nil:
 			s.backoff.Clear(key)
 			checked = true
-		case errors.Is(err, errProviderBackoff) || upstream.Unavailable(err):
+		case errors.Is(err, errProviderBackoff) || upstream.Unavailable(err) || upstream.ClientRejected(err):
 			if !errors.Is(err, errProviderBackoff) {
 				s.backoff.Set(key, s.now().Add(lifecycle.OutageBackoff))
+			}
+			if upstream.ClientRejected(err) {
+				// The daemon's own client id or secret is wrong: the
+				// operator's fault, not the user's. Every session would be
+				// signed out by it, so none is; say so loudly instead.
+				s.log.Error("the provider rejected the daemon's client credentials on a refresh (check clientId and clientSecret); sessions keep their current tokens while valid", "env", env.name, "error", err)
+				s.clientRejected(env.name)
 			}
 			if !s.now().Before(sess.Upstream.IDTokenExpiry) {
 				// Nothing to serve, but nothing against the session either:
@@ -438,7 +445,7 @@ func (s *Server) renew(ctx context.Context, env *Env, key session.Key, sess *ses
 			}
 			// The provider is unreachable but the tokens still hold: serve
 			// them and ask again after the backoff.
-			if !errors.Is(err, errProviderBackoff) {
+			if !errors.Is(err, errProviderBackoff) && !upstream.ClientRejected(err) {
 				s.log.Warn("the provider is unavailable; serving the session's current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
 			}
 		default:
@@ -538,6 +545,14 @@ func (s *Server) refused(ctx context.Context, env *Env, key session.Key, sess *s
 	s.log.Warn("session ended: refused", "audit", "session-ended", "reason", reason, "env", env.name, "user", sess.UserEntityRef, "session", key.String(), "error", cause)
 	s.sessionEnded(env.name, reason, 1)
 	return fmt.Errorf("%w: %s: %v", errSessionEnded, reason, cause)
+}
+
+// clientRejected counts a refusal of the daemon's client credentials
+// (Config.ClientRejected).
+func (s *Server) clientRejected(env string) {
+	if s.cfg.ClientRejected != nil {
+		s.cfg.ClientRejected(env)
+	}
 }
 
 // sessionEnded counts n ended sessions (Config.SessionEnded).

@@ -48,6 +48,9 @@ type fakeUpstream struct {
 	refuseUser bool
 	// noUserinfo: the provider has no userinfo endpoint.
 	noUserinfo bool
+	// editConfig, when set, edits the server's configuration
+	// (withServerConfig).
+	editConfig func(*server.Config)
 }
 
 func (u *fakeUpstream) providerCalls() int { u.mu.Lock(); defer u.mu.Unlock(); return u.calls }
@@ -192,6 +195,12 @@ func (f *fakeFixture) endedCount(reason string) int {
 	return f.ended[reason]
 }
 
+// withServerConfig is a newFakeFixture option that edits the server's
+// configuration before the server is built.
+func withServerConfig(edit func(*server.Config)) func(*fakeUpstream) {
+	return func(u *fakeUpstream) { u.editConfig = edit }
+}
+
 func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}, ended: map[string]int{}}
 	f.up = &fakeUpstream{now: f.now}
@@ -205,7 +214,7 @@ func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 		t.Fatal(err)
 	}
 	f.sessions = session.NewMemoryStore(session.Options{Now: f.now})
-	h, err := server.New(server.Config{
+	cfg := server.Config{
 		BaseURL:    base,
 		AppBaseURL: appOrigin,
 		Envs: map[string]*server.Env{"development": {
@@ -224,7 +233,11 @@ func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 			f.ended[reason] += n
 			f.mu.Unlock()
 		},
-	})
+	}
+	if f.up.editConfig != nil {
+		f.up.editConfig(&cfg)
+	}
+	h, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

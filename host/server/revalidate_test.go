@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -23,7 +25,6 @@ func TestRefusedRefreshEndsSession(t *testing.T) {
 		fmt.Errorf("upstream: refreshing tokens: %w: go-oidc: failed to verify signature", upstream.ErrInvalidIDToken),
 		fmt.Errorf("upstream: refreshing tokens: %w: the refreshed ID token names another subject than the session", upstream.ErrInvalidIDToken),
 		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusBadRequest, Code: "invalid_grant"},
-		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusUnauthorized, Code: "invalid_client"},
 	} {
 		t.Run(refusal.Error(), func(t *testing.T) {
 			f := newFakeFixture(t)
@@ -79,6 +80,51 @@ func TestOutageServesCurrentTokens(t *testing.T) {
 			}
 			if got := f.endedCount(server.EndRefused); got != 0 {
 				t.Fatalf("an outage ended %d sessions", got)
+			}
+		})
+	}
+}
+
+// A token endpoint that rejects the daemon's own client credentials
+// (invalid_client, unauthorized_client) says nothing about the user: the
+// session is served its current tokens while valid, asked again after the
+// backoff, and the rejection is counted and logged at ERROR.
+func TestClientRejectedIsNoRefusal(t *testing.T) {
+	for _, code := range []string{"invalid_client", "unauthorized_client"} {
+		t.Run(code, func(t *testing.T) {
+			var logs strings.Builder
+			var rejected []string
+			f := newFakeFixture(t, withServerConfig(func(c *server.Config) {
+				c.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+				c.ClientRejected = func(env string) { rejected = append(rejected, env) }
+			}))
+			b, handle := f.signIn()
+			f.advance(57 * time.Minute) // within the margin, the ID token still valid
+			f.up.setBlock(func(context.Context) error {
+				return &upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusUnauthorized, Code: code}
+			})
+			before := f.up.providerCalls()
+			for i := range 5 {
+				if got := f.refresh(b); got != http.StatusOK {
+					t.Fatalf("refresh %d with the client rejected: %d, want 200 (current tokens served)", i, got)
+				}
+			}
+			if got := f.up.providerCalls() - before; got != 1 {
+				t.Errorf("provider calls = %d, want 1 (then the outage backoff)", got)
+			}
+			if got := f.endedCount(server.EndRefused); got != 0 {
+				t.Errorf("a rejected client ended %d sessions", got)
+			}
+			if len(rejected) != 1 || rejected[0] != "development" {
+				t.Errorf("ClientRejected reports = %v, want [development]", rejected)
+			}
+			if !strings.Contains(logs.String(), "[ERROR]") || !strings.Contains(logs.String(), "clientSecret") {
+				t.Errorf("no ERROR line naming the client credentials:\n%s", logs.String())
+			}
+			f.up.setBlock(nil)
+			f.advance(time.Minute) // past the backoff, the secret fixed
+			if got := f.refresh(f.browserWithHandle(handle)); got != http.StatusOK {
+				t.Fatalf("refresh once the client is accepted again: %d, want 200", got)
 			}
 		})
 	}

@@ -131,6 +131,11 @@ type Config struct {
 	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
 	// metrics.
 	SessionEnded func(env, reason string, n int)
+	// ClientRejected, when set, is told each time env's provider rejects
+	// the daemon's own client credentials on a refresh (invalid_client,
+	// unauthorized_client): a misconfiguration, which ends no session. For
+	// metrics.
+	ClientRejected func(env string)
 	// ClientIP finds a request's client address for the rate limits (with
 	// server.trustedProxies); nil means the connection's peer.
 	ClientIP *ratelimit.ClientIP
