@@ -54,8 +54,8 @@ import (
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
-	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
 // CLI sign-in constants.
@@ -263,21 +263,16 @@ func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
 // cliSignInUpstream binds a command-line sign-in to this browser with the
 // nonce cookie and sends the browser to SpectroCloud.
 func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *Env, req cliRequest) error {
-	nonceBytes := make([]byte, 16)
-	if _, err := rand.Read(nonceBytes); err != nil {
-		return fmt.Errorf("making a nonce: %w", err)
-	}
-	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
-	env.cookies.setNonce(w, nonce, "")
-	req.Nonce, req.Env, req.Scope = nonce, env.name, joinScopes(requiredScopes, env.Scopes)
+	req.Env, req.Scope = env.Name(), joinScopes(requiredScopes, env.Scopes)
 	req.Issued = s.now().Unix()
-	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
-		RedirectURL:  env.CallbackURL,
-		State:        s.sealCLIState(req),
-		Nonce:        s.derive("oidc-nonce", nonce),
-		PKCEVerifier: s.derive("pkce-verifier", nonce),
-		Scopes:       strings.Fields(req.Scope),
+	nonce, target, err := s.lc.Begin(env, req.Scope, func(nonce string) string {
+		req.Nonce = nonce
+		return s.sealCLIState(req)
 	})
+	if err != nil {
+		return err
+	}
+	s.jar(env).setNonce(w, nonce, "")
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
@@ -301,14 +296,14 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 			return nil
 		}
 	}
-	cookieNonce := cookieValue(r, env.cookies.nonceName)
+	cookieNonce := cookieValue(r, s.jar(env).nonceName)
 	if cookieNonce == "" || !hmac.Equal([]byte(cookieNonce), []byte(req.Nonce)) {
 		writeCLIPage(w, http.StatusForbidden, "Sign-in refused", "This sign-in was not started in this browser. Run the command again.")
 		return nil
 	}
-	env.cookies.clearNonce(w, "")
-	if fresh, err := s.claimOnce(r.Context(), req.Nonce); err != nil {
-		s.log.Error("command-line sign-in failed: recording the sign-in response as used", "env", env.name, "error", err)
+	s.jar(env).clearNonce(w, "")
+	if fresh, err := s.lc.ClaimOnce(r.Context(), req.Nonce); err != nil {
+		s.log.Error("command-line sign-in failed: recording the sign-in response as used", "env", env.Name(), "error", err)
 		writeCLIPage(w, http.StatusInternalServerError, "Sign-in failed", "Sign-in failed; the daemon's log has the details. Run the command again.")
 		return nil
 	} else if !fresh {
@@ -316,14 +311,14 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	fail := func(code string, err error) error {
-		s.signInDone(env.name, "cli", err)
+		s.signInDone(env.Name(), "cli", err)
 		ae := backstageerr.As(err)
 		msg := ae.Message
 		if ae.Status >= 500 {
-			s.log.Error("command-line sign-in failed", "env", env.name, "error", err)
+			s.log.Error("command-line sign-in failed", "env", env.Name(), "error", err)
 			msg = "Sign-in failed; the daemon's log has the details"
 		} else {
-			s.log.Info("command-line sign-in refused", "env", env.name, "error", err)
+			s.log.Info("command-line sign-in refused", "env", env.Name(), "error", err)
 		}
 		if req.Device != "" {
 			s.device.finish(req.Device, "", s.now())
@@ -344,47 +339,37 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 	if code == "" {
 		return fail("invalid_request", backstageerr.Input("Authorization response has no code"))
 	}
-	if err := s.exchangeAllowed(); err != nil {
-		return fail("temporarily_unavailable", err)
-	}
-	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
-		s.derive("pkce-verifier", req.Nonce), s.derive("oidc-nonce", req.Nonce))
-	if err != nil {
-		return fail("access_denied", backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err))
-	}
-	if tokens.Scope == "" {
-		tokens.Scope = req.Scope
-	}
 	secret, err := session.NewHandle()
 	if err != nil {
 		return fail("server_error", err)
 	}
 	key := cliSessionKey(secret)
-	sess, err := s.newSession(r.Context(), env, key, tokens)
-	if err != nil {
+	sess, err := s.lc.Complete(r.Context(), env, lifecycle.Completion{Nonce: req.Nonce, Code: code, Scope: req.Scope, Kind: session.KindCLI, Key: key})
+	switch {
+	case errors.Is(err, lifecycle.ErrExchangeBudget):
+		return fail("temporarily_unavailable", err)
+	case errors.Is(err, lifecycle.ErrStoringSession):
+		return fail("server_error", err)
+	case err != nil:
 		return fail("access_denied", err)
 	}
-	sess.Kind = session.KindCLI
-	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
-		return fail("server_error", fmt.Errorf("storing the session: %w", err))
-	}
-	s.signInDone(env.name, "cli", nil)
+	s.signInDone(env.Name(), "cli", nil)
 	if req.Device != "" {
 		// The user confirmed by typing the code the terminal printed.
 		if !s.device.finish(req.Device, secret, s.now()) {
-			s.endSession(r.Context(), key)
+			s.lc.EndSession(r.Context(), key)
 			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The code expired meanwhile. Run the command again.")
 			return nil
 		}
-		s.log.Info("signed in from the command line (device code)", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+		s.log.Info("signed in from the command line (device code)", "env", env.Name(), "user", sess.UserEntityRef)
 		writeCLIPage(w, http.StatusOK, "Signed in", "You are signed in as "+sess.UserEntityRef+". Return to your terminal; you can close this window.")
 		return nil
 	}
-	s.log.Info("signed in from the command line; asking the user to confirm", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+	s.log.Info("signed in from the command line; asking the user to confirm", "env", env.Name(), "user", sess.UserEntityRef)
 	if err := s.showConsent(w, env, sess, cliCode{
-		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.name,
+		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.Name(),
 	}); err != nil {
-		s.endSession(r.Context(), key)
+		s.lc.EndSession(r.Context(), key)
 		return fail("server_error", err)
 	}
 	return nil
@@ -405,15 +390,15 @@ func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Sess
 	if err != nil {
 		return err
 	}
-	c.Cookie = s.derive("cli-consent-cookie", cookie)
+	c.Cookie = s.lc.Derive("cli-consent-cookie", cookie)
 	c.Expires = s.now().Add(CLIConsentLifetime)
 	sealed, id, err := s.sealCLI(c, cliConsentAAD)
 	if err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: consentCookie, Value: cookie, Path: env.cookies.path + "/cli/consent",
-		MaxAge: int(CLIConsentLifetime / time.Second), HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode,
+		Name: consentCookie, Value: cookie, Path: s.jar(env).path + "/cli/consent",
+		MaxAge: int(CLIConsentLifetime / time.Second), HttpOnly: true, Secure: s.jar(env).secure, SameSite: http.SameSiteStrictMode,
 	})
 	redirect, _ := url.Parse(c.RedirectURI)
 	who := sess.UserEntityRef
@@ -428,9 +413,9 @@ func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Sess
 		"Program": "spectroauthd (the Kubernetes sign-in for kubectl) on this computer, at " + redirect.Host,
 		"User":    who,
 		"Code":    cliwire.ConfirmationCode(c.Challenge),
-		"Action":  env.cookies.path + "/cli/consent",
+		"Action":  s.jar(env).path + "/cli/consent",
 		"Consent": sealed,
-		"CSRF":    s.derive("cli-consent-csrf", cookie+"\x00"+id),
+		"CSRF":    s.lc.Derive("cli-consent-csrf", cookie+"\x00"+id),
 	})
 }
 
@@ -484,19 +469,19 @@ func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
 		return refuse(http.StatusBadRequest, "The confirmation is invalid.")
 	}
 	cookie := cookieValue(r, consentCookie)
-	if cookie == "" || !hmac.Equal([]byte(s.derive("cli-consent-cookie", cookie)), []byte(c.Cookie)) {
+	if cookie == "" || !hmac.Equal([]byte(s.lc.Derive("cli-consent-cookie", cookie)), []byte(c.Cookie)) {
 		return refuse(http.StatusForbidden, "This confirmation does not come from the page the daemon showed this browser.")
 	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.derive("cli-consent-csrf", cookie+"\x00"+c.ID))) {
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.lc.Derive("cli-consent-csrf", cookie+"\x00"+c.ID))) {
 		return refuse(http.StatusForbidden, "The confirmation's CSRF token is wrong.")
 	}
-	http.SetCookie(w, &http.Cookie{Name: consentCookie, Path: env.cookies.path + "/cli/consent", MaxAge: -1, HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: consentCookie, Path: s.jar(env).path + "/cli/consent", MaxAge: -1, HttpOnly: true, Secure: s.jar(env).secure, SameSite: http.SameSiteStrictMode})
 	key := cliSessionKey(c.Handle)
 	if !s.now().Before(c.Expires) {
-		s.endSession(r.Context(), key)
+		s.lc.EndSession(r.Context(), key)
 		return refuse(http.StatusBadRequest, "The confirmation came too late.")
 	}
-	if fresh, err := s.claimOnce(r.Context(), "cli-consent:"+c.ID); err != nil {
+	if fresh, err := s.lc.ClaimOnce(r.Context(), "cli-consent:"+c.ID); err != nil {
 		return fmt.Errorf("recording the confirmation as used: %w", err)
 	} else if !fresh {
 		return refuse(http.StatusForbidden, "This sign-in was already confirmed or refused.")
@@ -506,8 +491,8 @@ func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
 	if r.PostForm.Get("decision") != "allow" {
-		s.endSession(r.Context(), key)
-		s.log.Info("command-line sign-in refused by the user", "env", env.name)
+		s.lc.EndSession(r.Context(), key)
+		s.log.Info("command-line sign-in refused by the user", "env", env.Name())
 		s.redirectLoopback(w, r, redirect, url.Values{"error": {"access_denied"}, "error_description": {"You refused the sign-in in the browser."}, "state": {c.State}})
 		return nil
 	}
@@ -517,7 +502,7 @@ func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("command-line sign-in confirmed by the user", "env", env.name)
+	s.log.Info("command-line sign-in confirmed by the user", "env", env.Name())
 	s.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {c.State}})
 	return nil
 }
@@ -698,7 +683,7 @@ func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenR
 	if !hmac.Equal([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.Challenge)) {
 		return nil, invalidGrant("code_verifier does not match the code_challenge", nil)
 	}
-	if fresh, err := s.claimOnce(ctx, "cli-code:"+c.ID); err != nil {
+	if fresh, err := s.lc.ClaimOnce(ctx, "cli-code:"+c.ID); err != nil {
 		return nil, fmt.Errorf("recording the code as used: %w", err)
 	} else if !fresh {
 		return nil, invalidGrant("the code was already used; sign in again", nil)
@@ -729,11 +714,11 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 	if sess.RefreshGeneration != presented {
 		return nil, s.cliReuse(ctx, env, key, sess)
 	}
-	if s.upstreamDue(env, sess) || s.backstageStale(sess) {
+	if s.lc.UpstreamDue(env, sess) || s.lc.Stale(sess) {
 		// Renewal re-runs the resolvers: a user no longer allowed in loses
 		// the session here.
-		if _, err := s.renewOnce(ctx, env, key); err != nil {
-			if errors.Is(err, errSessionEnded) {
+		if _, err := s.lc.Renew(ctx, env, key); err != nil {
+			if errors.Is(err, ErrSessionEnded) {
 				return nil, invalidGrant("the session has ended; sign in again", err)
 			}
 			return nil, err
@@ -742,8 +727,8 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 
 	s.cli.rotate.Lock()
 	defer s.cli.rotate.Unlock()
-	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
-		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+	if l, ok := s.lc.Store().(session.RenewalLocker); ok {
+		lctx, cancel := context.WithTimeout(ctx, lifecycle.RenewalLockWait)
 		unlock, err := l.LockRenewal(lctx, key)
 		cancel()
 		if errors.Is(err, session.ErrNotFound) {
@@ -769,7 +754,7 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 		return nil, fmt.Errorf("issuing the command-line access token: %w", err)
 	}
 	sess.RefreshGeneration++
-	if err := s.cfg.Sessions.Replace(ctx, key, sess); errors.Is(err, session.ErrNotFound) {
+	if err := s.lc.Store().Replace(ctx, key, sess); errors.Is(err, session.ErrNotFound) {
 		return nil, invalidGrant("the session has ended; sign in again", err)
 	} else if err != nil {
 		return nil, fmt.Errorf("storing the session: %w", err)
@@ -782,7 +767,7 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 
 // cliSessionOf reads a live command-line session and its environment.
 func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Session, *Env, error) {
-	sess, err := s.cfg.Sessions.Get(ctx, key)
+	sess, err := s.lc.Store().Get(ctx, key)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, nil, invalidGrant("the session has ended; sign in again", err)
 	} else if err != nil {
@@ -802,9 +787,9 @@ func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Se
 // presented again: either its holder or someone with a copy is replaying
 // it, and the daemon cannot tell which (RFC 9700 section 4.14.2).
 func (s *Server) cliReuse(ctx context.Context, env *Env, key session.Key, sess *session.Session) error {
-	s.log.Warn("a spent command-line refresh token was presented again; ending the session", "env", env.name, "user", sess.UserEntityRef, "session", key.String())
-	s.revokeUpstream(ctx, env, sess)
-	s.endSession(ctx, key)
+	s.log.Warn("a spent command-line refresh token was presented again; ending the session", "env", env.Name(), "user", sess.UserEntityRef, "session", key.String())
+	s.lc.RevokeUpstream(ctx, env, sess)
+	s.lc.EndSession(ctx, key)
 	return invalidGrant("the refresh token was already used, so the session was ended (a copy of it may be in someone else's hands); sign in again", nil)
 }
 
@@ -813,7 +798,7 @@ func (s *Server) cliReuse(ctx context.Context, env *Env, key session.Key, sess *
 // a spent token (reuse: end the session) from a made-up one (refuse).
 func (s *Server) cliRefreshToken(secret string, gen uint64) string {
 	g := strconv.FormatUint(gen, 10)
-	return cliRefreshPrefix + secret + "." + g + "." + s.derive("cli-refresh-token", secret+"."+g)
+	return cliRefreshPrefix + secret + "." + g + "." + s.lc.Derive("cli-refresh-token", secret+"."+g)
 }
 
 // parseCLIRefreshToken checks a refresh token's form and MAC.
@@ -830,7 +815,7 @@ func (s *Server) parseCLIRefreshToken(rt string) (secret string, gen uint64, err
 	if err != nil || strconv.FormatUint(gen, 10) != parts[1] {
 		return "", 0, errors.New("malformed generation")
 	}
-	if !hmac.Equal([]byte(parts[2]), []byte(s.derive("cli-refresh-token", parts[0]+"."+parts[1]))) {
+	if !hmac.Equal([]byte(parts[2]), []byte(s.lc.Derive("cli-refresh-token", parts[0]+"."+parts[1]))) {
 		return "", 0, errors.New("not issued by this daemon")
 	}
 	return parts[0], gen, nil
@@ -849,13 +834,13 @@ func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
 		return backstageerr.Input("refresh_token is not a command-line refresh token of this daemon")
 	}
 	key := cliSessionKey(secret)
-	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil && sess.Kind == session.KindCLI {
+	if sess, err := s.lc.Store().Get(r.Context(), key); err == nil && sess.Kind == session.KindCLI {
 		if env, ok := s.cfg.Envs[sess.Env]; ok {
-			s.revokeUpstream(r.Context(), env, sess)
+			s.lc.RevokeUpstream(r.Context(), env, sess)
 		}
 		s.log.Info("signed out from the command line", "env", sess.Env, "user", sess.UserEntityRef)
 	}
-	if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
+	if err := s.lc.Store().Delete(r.Context(), key); err != nil {
 		return fmt.Errorf("deleting the session: %w", err)
 	}
 	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{})

@@ -322,7 +322,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) err
 		s.writeTokenResponse(w, nil, &tokenError{Code: "slow_down", Description: "too many device sign-ins from this address; try again later", status: http.StatusTooManyRequests})
 		return nil
 	}
-	deviceCode, userCode, err := s.device.add(env.name, now)
+	deviceCode, userCode, err := s.device.add(env.Name(), now)
 	if err != nil {
 		return err
 	}
@@ -369,13 +369,13 @@ func (s *Server) writeDevicePage(w http.ResponseWriter, env *Env, status int, us
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: deviceCookie, Value: cookie, Path: env.cookies.path + "/cli/device",
-		MaxAge: int(DeviceCodeLifetime / time.Second), HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode,
+		Name: deviceCookie, Value: cookie, Path: s.jar(env).path + "/cli/device",
+		MaxAge: int(DeviceCodeLifetime / time.Second), HttpOnly: true, Secure: s.jar(env).secure, SameSite: http.SameSiteStrictMode,
 	})
 	setFormPageHeaders(w.Header(), "'self'")
 	w.WriteHeader(status)
 	return devicePage.Execute(w, map[string]string{
-		"Action": env.cookies.path + "/cli/device", "CSRF": s.derive("cli-device-csrf", cookie),
+		"Action": s.jar(env).path + "/cli/device", "CSRF": s.lc.Derive("cli-device-csrf", cookie),
 		"UserCode": userCode, "Message": message,
 	})
 }
@@ -405,7 +405,7 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request) error {
 		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "The form is malformed.")
 	}
 	cookie := cookieValue(r, deviceCookie)
-	if cookie == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.derive("cli-device-csrf", cookie))) {
+	if cookie == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.lc.Derive("cli-device-csrf", cookie))) {
 		return s.writeDevicePage(w, env, http.StatusForbidden, "", "This form was not served to this browser (CSRF check failed). Enter the code again.")
 	}
 	typed, now := r.PostForm.Get("user_code"), s.now()

@@ -1,13 +1,8 @@
 package server
 
 import (
-	"context"
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,8 +11,8 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
-	"github.com/spectroauth/spectroauth/host/signin"
-	"github.com/spectroauth/spectroauth/host/upstream"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/session"
 )
 
 // oauthState carries the facts of one sign-in through the provider, in
@@ -53,14 +48,9 @@ func (s *Server) encodeState(st oauthState) string {
 }
 
 // stateMAC authenticates a state's canonical form (for a Backstage state
-// url.Values.Encode, which sorts the keys, sig excluded) for one purpose.
-func (s *Server) stateMAC(purpose, canonical string) string {
-	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(canonical))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
+// url.Values.Encode, which sorts the keys, sig excluded) for one purpose,
+// with the flow key.
+func (s *Server) stateMAC(purpose, canonical string) string { return s.lc.Derive(purpose, canonical) }
 
 // maxStateSkew is how far in the future a state's time may lie (replicas'
 // clocks differ a little).
@@ -116,18 +106,6 @@ func decodeState(v url.Values) (oauthState, error) {
 	return st, nil
 }
 
-// derive binds a secret to the browser's nonce: the PKCE verifier and the
-// OpenID nonce of a sign-in are HMACs of the nonce cookie's value, so no
-// server-side state is kept between /start and the callback, replicas agree,
-// and neither value can be computed without the flow key.
-func (s *Server) derive(purpose, nonce string) string {
-	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(nonce))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
 // parseRedirectURL validates the redirect flow's return address.
 func (s *Server) parseRedirectURL(v string) (*url.URL, error) {
 	if v == "" {
@@ -168,28 +146,21 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	nonceBytes := make([]byte, 16)
-	if _, err := rand.Read(nonceBytes); err != nil {
-		return fmt.Errorf("making a nonce: %w", err)
-	}
-	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
-	env.cookies.setNonce(w, nonce, origin)
-
 	// What the app asks for, what this browser was granted before, what
 	// sign-in needs and what the operator adds (Backstage's scope union).
-	granted, _ := url.PathUnescape(cookieValue(r, env.cookies.scopeName))
+	granted, _ := url.PathUnescape(cookieValue(r, s.jar(env).scopeName))
 	scope := joinScopes(splitScope(q.Get("scope")), splitScope(granted), requiredScopes, env.Scopes)
-	st := oauthState{Nonce: nonce, Env: env.name, Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
-	if flow == "redirect" {
-		st.RedirectURL = q.Get("redirectUrl")
-	}
-	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
-		RedirectURL:  env.CallbackURL,
-		State:        s.encodeState(st),
-		Nonce:        s.derive("oidc-nonce", nonce),
-		PKCEVerifier: s.derive("pkce-verifier", nonce),
-		Scopes:       strings.Fields(scope),
+	nonce, target, err := s.lc.Begin(env, scope, func(nonce string) string {
+		st := oauthState{Nonce: nonce, Env: env.Name(), Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
+		if flow == "redirect" {
+			st.RedirectURL = q.Get("redirectUrl")
+		}
+		return s.encodeState(st)
 	})
+	if err != nil {
+		return err
+	}
+	s.jar(env).setNonce(w, nonce, origin)
 	w.Header().Set("Location", target)
 	w.Header().Set("Content-Length", "0")
 	w.Header().Set("Cache-Control", "no-store")
@@ -244,13 +215,13 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 
 	targetOrigin := s.origins.app
 	res, err := s.completeSignIn(r, w, env, params, st, &targetOrigin)
-	s.signInDone(env.name, "browser", err)
+	s.signInDone(env.Name(), "browser", err)
 	if err != nil {
 		ae := backstageerr.As(err)
 		if ae.Status >= 500 {
-			s.log.Error("sign-in failed", "env", env.name, "error", err)
+			s.log.Error("sign-in failed", "env", env.Name(), "error", err)
 		} else {
-			s.log.Info("sign-in refused", "env", env.name, "error", err)
+			s.log.Info("sign-in refused", "env", env.Name(), "error", err)
 		}
 		name, msg := ae.Name, ae.Message
 		if ae.Status >= 500 {
@@ -284,7 +255,7 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	var res signInResult
 	var err error
 	res.flow = st.Flow
-	if st.Env != env.name {
+	if st.Env != env.Name() {
 		return res, backstageerr.NotAllowed("OAuth state is for another environment")
 	}
 	if st.Flow == "redirect" {
@@ -302,15 +273,15 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 		}
 		*targetOrigin = o
 	}
-	cookieNonce := cookieValue(r, env.cookies.nonceName)
+	cookieNonce := cookieValue(r, s.jar(env).nonceName)
 	if cookieNonce == "" {
 		return res, backstageerr.NotAllowed("Auth response is missing cookie nonce")
 	}
 	if !hmac.Equal([]byte(cookieNonce), []byte(st.Nonce)) {
 		return res, backstageerr.NotAllowed("Invalid nonce")
 	}
-	env.cookies.clearNonce(w, st.Origin)
-	if fresh, err := s.claimOnce(r.Context(), st.Nonce); err != nil {
+	s.jar(env).clearNonce(w, st.Origin)
+	if fresh, err := s.lc.ClaimOnce(r.Context(), st.Nonce); err != nil {
 		return res, fmt.Errorf("recording the sign-in response as used: %w", err)
 	} else if !fresh {
 		return res, backstageerr.NotAllowed("This sign-in response was already used")
@@ -325,31 +296,16 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	if code == "" {
 		return res, backstageerr.Input("Authorization response has no code")
 	}
-	if err := s.exchangeAllowed(); err != nil {
-		return res, err
-	}
-	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
-		s.derive("pkce-verifier", st.Nonce), s.derive("oidc-nonce", st.Nonce))
-	if err != nil {
-		return res, backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err)
-	}
-	if tokens.Scope == "" {
-		tokens.Scope = st.Scope
-	}
-	handle, key, err := newHandle()
+	handle, key, err := lifecycle.NewHandle()
 	if err != nil {
 		return res, err
 	}
-	sess, err := s.newSession(r.Context(), env, key, tokens)
+	sess, err := s.lc.Complete(r.Context(), env, lifecycle.Completion{Nonce: st.Nonce, Code: code, Scope: st.Scope, Kind: session.KindBrowser, Key: key})
 	if err != nil {
 		return res, err
 	}
-	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
-		return res, fmt.Errorf("storing the session: %w", err)
-	}
-	env.cookies.setSession(w, handle, sess.Scope, *targetOrigin)
+	s.jar(env).setSession(w, handle, sess.Scope, *targetOrigin)
 	res.response = s.responseFor(sess)
-	s.log.Info("signed in", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
 	return res, nil
 }
 
@@ -372,28 +328,6 @@ func describeOAuthError(code, desc string) string {
 		return clean(code, 64)
 	}
 	return clean(code, 64) + " (" + clean(desc, 200) + ")"
-}
-
-// resolve runs the environment's sign-in chain. "No identity" is the user's
-// problem (403); anything else is ours.
-func (s *Server) resolve(ctx context.Context, env *Env, tokens *upstream.Tokens) (signin.Identity, error) {
-	p := tokens.Profile
-	id, err := env.SignIn.Resolve(ctx, signin.Input{
-		Env:    env.name,
-		Claims: tokens.Claims,
-		Profile: signin.Profile{
-			Email: p.Email, EmailVerified: p.EmailVerified, DisplayName: p.DisplayName, Picture: p.Picture,
-			Subject: p.Subject, Issuer: p.Issuer, PreferredUsername: p.PreferredUsername, Groups: p.Groups,
-		},
-	})
-	switch {
-	case err == nil:
-		return id, nil
-	case errors.Is(err, signin.ErrNoIdentity):
-		return id, backstageerr.NotAllowed("Failed to sign-in, unable to resolve user identity. Please verify that your catalog contains the expected User entities that would match your configured sign-in resolver.")
-	default:
-		return id, backstageerr.New(http.StatusInternalServerError, backstageerr.NameError, "Sign-in resolution failed", err)
-	}
 }
 
 func splitScope(s string) []string {

@@ -24,7 +24,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 )
 
@@ -32,7 +34,28 @@ import (
 var fuzzNow = time.Unix(1_800_000_000, 0)
 
 func fuzzStateServer() *Server {
-	return &Server{cfg: Config{FlowKey: []byte(strings.Repeat("k", 32))}, now: func() time.Time { return fuzzNow }}
+	now := func() time.Time { return fuzzNow }
+	return &Server{cfg: Config{FlowKey: []byte(strings.Repeat("k", 32))}, now: now, lc: fuzzLifecycle(now, nil)}
+}
+
+// fuzzLifecycle is a session lifecycle for the fuzz targets: the test flow
+// key, an environment that is never called, store (nil: in memory).
+func fuzzLifecycle(now func() time.Time, store session.Store) *lifecycle.Manager {
+	iss, err := identity.New(identity.Config{Issuer: "http://127.0.0.1/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: now})
+	if err != nil {
+		panic(err)
+	}
+	if store == nil {
+		store = session.NewMemoryStore(session.Options{SweepInterval: -1})
+	}
+	m, err := lifecycle.New(lifecycle.Config{
+		Envs:     map[string]*Env{"development": {SessionDuration: time.Hour}},
+		Identity: iss, Sessions: store, FlowKey: []byte(strings.Repeat("k", 32)), Now: now,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // genuineState is the state /start makes for a popup sign-in.
@@ -369,13 +392,10 @@ func FuzzOpenCLICode(f *testing.F) {
 // 400, never a server error.
 func FuzzCLITokenForm(f *testing.F) {
 	s := &Server{
-		cfg: Config{
-			FlowKey:  []byte(strings.Repeat("k", 32)),
-			Sessions: session.NewMemoryStore(session.Options{SweepInterval: -1}),
-		},
-		log:  hclog.NewNullLogger(),
-		now:  time.Now,
-		used: &usedNonces{},
+		cfg: Config{FlowKey: []byte(strings.Repeat("k", 32))},
+		log: hclog.NewNullLogger(),
+		now: time.Now,
+		lc:  fuzzLifecycle(time.Now, nil),
 	}
 	f.Fuzz(func(t *testing.T, contentType, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/api/auth/spectrocloud/cli/token", strings.NewReader(body))

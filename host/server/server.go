@@ -2,15 +2,17 @@
 // routes (start, handler/frame, refresh, logout) for the spectrocloud
 // provider, the identity routes (JWKS, OpenID configuration, user info) and
 // the health checks, exactly as Backstage's own auth backend answers them.
+//
+// The routes are a thin HTTP front end over the session lifecycle
+// (host/lifecycle): cookies, CORS, origins and Backstage's wire format are
+// here; begin, complete, renew, revalidate and end are there.
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,72 +22,27 @@ import (
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
-	"github.com/spectroauth/spectroauth/host/signin"
-	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
 // ProviderID is the Backstage auth provider id the daemon serves.
-const ProviderID = "spectrocloud"
+const ProviderID = lifecycle.ProviderID
 
 // requiredScopes are always requested: the sign-in needs an ID token with a profile.
 var requiredScopes = []string{"openid", "profile", "email"}
 
-// Upstream is the SpectroCloud OpenID Connect client of one environment
-// (*upstream.Provider).
-type Upstream interface {
-	AuthCodeURL(upstream.AuthRequest) string
-	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
-	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
-	Revoke(ctx context.Context, t *upstream.Tokens) error
-	// CheckUserinfo revalidates a session without a refresh grant; it
-	// answers upstream.ErrNoUserinfo when the provider has no userinfo.
-	CheckUserinfo(ctx context.Context, t *upstream.Tokens) error
-	CheckAuthorizationResponseIssuer(iss string) error
-}
+// Upstream is lifecycle.Upstream: the SpectroCloud OpenID Connect client of
+// one environment.
+type Upstream = lifecycle.Upstream
 
-// Env is one Backstage environment of the provider.
-type Env struct {
-	// Upstream is the environment's SpectroCloud client.
-	Upstream Upstream
-	// SignIn resolves the Backstage identity.
-	SignIn signin.Resolver
-	// Scopes are requested on top of what the app asks for.
-	Scopes []string
-	// CallbackURL is the redirect URI registered with SpectroCloud.
-	CallbackURL string
-	// RefreshMargin: upstream tokens are refreshed when they have less left.
-	RefreshMargin time.Duration
-	// SessionDuration bounds a session and the refresh cookie.
-	SessionDuration time.Duration
-	// RevalidateInterval: each session asks the provider at least this
-	// often (its refresh grant, or userinfo without one), however long its
-	// ID token lives; zero means DefaultRevalidateInterval.
-	RevalidateInterval time.Duration
-	// LogoutURL, when https or localhost, is returned from /logout so the app
-	// navigates there (e.g. the provider's end-session page).
-	LogoutURL string
-	// TrustEmailWithoutVerifiedClaim accepts email when email_verified is absent.
-	TrustEmailWithoutVerifiedClaim bool
+// Env is lifecycle.Env: one Backstage environment of the provider.
+type Env = lifecycle.Env
 
-	name    string
-	cookies *cookieJar
-}
+// DefaultRevalidateInterval is Env.RevalidateInterval's default.
+const DefaultRevalidateInterval = lifecycle.DefaultRevalidateInterval
 
-// DefaultRevalidateInterval is Env.RevalidateInterval's default: at most
-// four provider calls per session-hour.
-const DefaultRevalidateInterval = 15 * time.Minute
-
-func (e *Env) revalidateInterval() time.Duration {
-	if e.RevalidateInterval > 0 {
-		return e.RevalidateInterval
-	}
-	return DefaultRevalidateInterval
-}
-
-// policy is the environment's renewal policy.
-func (e *Env) policy() lifecycle.Policy {
-	return lifecycle.Policy{RefreshMargin: e.RefreshMargin, RevalidateInterval: e.revalidateInterval()}
-}
+// OnceSet is lifecycle.OnceSet: single-use values remembered until they
+// expire.
+type OnceSet = lifecycle.OnceSet
 
 // Config is everything the HTTP layer needs.
 type Config struct {
@@ -154,7 +111,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Server is the HTTP side of the daemon.
+// Server is the HTTP side of the daemon: Backstage's routes in front of
+// the session lifecycle (host/lifecycle).
 type Server struct {
 	cfg      Config
 	authBase string // {BaseURL}/api/auth
@@ -162,13 +120,9 @@ type Server struct {
 	log      hclog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
-	used     OnceSet
-	// usedCodes holds spent command-line codes apart from used sign-in
-	// responses, when the sets are in memory (bounded); nil means used
-	// holds both (a shared set, which forgets nothing early).
-	usedCodes OnceSet
-	flights   lifecycle.Flights
-	backoff   lifecycle.Backoff
+	lc       *lifecycle.Manager
+	// jars holds each environment's cookies, by environment name.
+	jars map[string]*cookieJar
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
@@ -192,20 +146,47 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	for name, env := range cfg.Envs {
-		env.name = name
 		if env.CallbackURL == "" {
 			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
 		}
 		if env.SessionDuration <= 0 {
 			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
 		}
-		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
+	}
+	s.lc, err = lifecycle.New(lifecycle.Config{
+		Envs:                  cfg.Envs,
+		Identity:              cfg.Identity,
+		Sessions:              cfg.Sessions,
+		FlowKey:               cfg.FlowKey,
+		UsedOnce:              cfg.UsedOnce,
+		IncludeOwnershipClaim: cfg.IncludeOwnershipClaim,
+		ExchangeBudget:        s.cfg.ExchangeBudget,
+		ExchangeRefused: func() {
+			s.refusedLog.warn(s, "sign-ins refused: over server.rateLimits.codeExchangesPerSecond")
+		},
+		SessionEnded:   cfg.SessionEnded,
+		ClientRejected: cfg.ClientRejected,
+		Logger:         s.log,
+		Now:            s.now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.jars = make(map[string]*cookieJar, len(cfg.Envs))
+	for name, env := range cfg.Envs {
+		if s.jars[name], err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
 			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
 		}
 	}
 	s.routes()
 	return s, nil
 }
+
+// Lifecycle is the session lifecycle the server's routes front.
+func (s *Server) Lifecycle() *lifecycle.Manager { return s.lc }
+
+// jar is env's cookies.
+func (s *Server) jar(env *Env) *cookieJar { return s.jars[env.Name()] }
 
 // NewIdentityHandler serves only what Backstage backends need to verify the
 // daemon's tokens (JWKS, OpenID configuration, user info) and the health
@@ -236,10 +217,6 @@ func newServer(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		mux:      http.NewServeMux(),
-		used:     cfg.UsedOnce,
-	}
-	if s.used == nil {
-		s.used, s.usedCodes = &usedNonces{}, &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -384,93 +361,4 @@ func (s *Server) signInDone(env, client string, err error) {
 		}
 	}
 	s.cfg.SignInDone(env, client, outcome)
-}
-
-// OnceSet remembers single-use values until they expire: the nonce of each
-// completed sign-in and the id of each redeemed command-line code.
-// Implementations must be safe for concurrent use, and atomic: of two
-// concurrent claims of one id, one wins.
-type OnceSet interface {
-	// Claim records id until expires and reports whether it was fresh: not
-	// recorded yet, or recorded with an expiry that is not after now.
-	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
-}
-
-// claimOnce claims id for as long as a nonce cookie lives. Command-line
-// codes (ids "cli-code:…") go to a set of their own when the set is the
-// in-memory one: its bound forgets the oldest entries early, and sign-in
-// responses, however many, must never make it forget a spent code.
-func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
-	now := s.now()
-	if s.usedCodes != nil && strings.HasPrefix(id, cliCodeOncePrefix) {
-		return s.usedCodes.Claim(ctx, id, now, now.Add(nonceMaxAge))
-	}
-	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
-}
-
-// cliCodeOncePrefix starts the used-once id of a command-line code.
-const cliCodeOncePrefix = "cli-code:"
-
-// maxUsedNonces bounds how many used nonces are remembered. Anyone can make
-// the daemon remember one (a made-up state with a matching made-up nonce
-// cookie), so beyond it the oldest are forgotten early: a replay still needs
-// the victim's nonce cookie and an authorization code the provider has not
-// redeemed yet.
-const maxUsedNonces = 1 << 16
-
-// usedNonces is the in-memory OnceSet: it remembers the nonces of completed
-// sign-ins until their cookie would have expired, so a state is accepted
-// once by this process.
-type usedNonces struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-	// order holds the remembered nonces in claim order, which is expiry
-	// order: expired ones leave from the front without a walk of them all.
-	order []usedNonce
-}
-
-type usedNonce struct {
-	nonce string
-	exp   time.Time
-}
-
-// Claim implements OnceSet; it never fails.
-func (u *usedNonces) Claim(_ context.Context, id string, now, expires time.Time) (bool, error) {
-	return u.claimUntil(id, now, expires), nil
-}
-
-// claim records nonce for nonceMaxAge and reports whether it was fresh.
-func (u *usedNonces) claim(nonce string, now time.Time) bool {
-	return u.claimUntil(nonce, now, now.Add(nonceMaxAge))
-}
-
-// claimUntil records nonce until exp and reports whether it was fresh.
-// Claims come with a constant lifetime, so the queue is in expiry order.
-func (u *usedNonces) claimUntil(nonce string, now, exp time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.seen == nil {
-		u.seen = make(map[string]time.Time)
-	}
-	for len(u.order) > 0 && !now.Before(u.order[0].exp) {
-		u.dropOldest()
-	}
-	if exp, ok := u.seen[nonce]; ok && now.Before(exp) {
-		return false
-	}
-	for len(u.order) >= maxUsedNonces {
-		u.dropOldest()
-	}
-	u.seen[nonce] = exp
-	u.order = append(u.order, usedNonce{nonce, exp})
-	return true
-}
-
-func (u *usedNonces) dropOldest() {
-	head := u.order[0]
-	u.order[0] = usedNonce{}
-	u.order = u.order[1:]
-	if exp, ok := u.seen[head.nonce]; ok && exp.Equal(head.exp) {
-		delete(u.seen, head.nonce)
-	}
 }
