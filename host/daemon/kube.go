@@ -67,7 +67,7 @@ func (d *Daemon) startKube(srv *server.Server, base *http.Client) error {
 		Clusters:        clusters,
 		Sources:         sources,
 		Sessions:        srv.UserSession,
-		CLISessions:     srv.CLISession,
+		CLISessions:     d.cli.Session,
 		BrowserSessions: srv.BrowserSession,
 		Audit:           audit,
 		CatalogOwner:    k.Catalog.Owner,

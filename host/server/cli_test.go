@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/cliauth"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
@@ -164,7 +165,7 @@ func TestCLISignIn(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	us, err := f.server.CLISession(ctx, access)
+	us, err := f.cli.Session(ctx, access)
 	if err != nil || us.Session.UserEntityRef != "user:default/alice" || us.Tokens.IDToken == "" || us.Session.Kind != session.KindCLI {
 		t.Fatalf("CLISession(access_token) = %v, %v", us, err)
 	}
@@ -179,7 +180,7 @@ func TestCLISignIn(t *testing.T) {
 		t.Fatalf("refresh grant: %d %v", status, again)
 	}
 	rt2 := again["refresh_token"].(string)
-	if _, err := f.server.CLISession(ctx, again["access_token"].(string)); err != nil {
+	if _, err := f.cli.Session(ctx, again["access_token"].(string)); err != nil {
 		t.Errorf("CLISession(refreshed token): %v", err)
 	}
 	secret := strings.Split(rt2, ".")[1]
@@ -213,7 +214,7 @@ func TestCLISignIn(t *testing.T) {
 	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt3}}); status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "sign in again") {
 		t.Errorf("refresh after logout: %d %v", status, body)
 	}
-	if _, err := f.server.CLISession(ctx, access3); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.cli.Session(ctx, access3); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("CLISession after logout = %v, want ErrSessionEnded", err)
 	}
 }
@@ -239,7 +240,7 @@ func TestCLIRefreshTokenReuseEndsSession(t *testing.T) {
 	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("the newest refresh token after reuse: %d %v", status, body)
 	}
-	if _, err := f.server.CLISession(context.Background(), access2); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.cli.Session(context.Background(), access2); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("CLISession after reuse = %v, want ErrSessionEnded", err)
 	}
 }
@@ -276,7 +277,7 @@ func TestCLIAndBrowserSessionsDoNotMix(t *testing.T) {
 	if r := refresh(b, f); r.StatusCode != http.StatusOK {
 		t.Errorf("the browser session did not survive: %d", r.StatusCode)
 	}
-	if _, err := f.server.CLISession(context.Background(), backstageToken); !errors.Is(err, server.ErrUnauthenticated) {
+	if _, err := f.cli.Session(context.Background(), backstageToken); !errors.Is(err, server.ErrUnauthenticated) {
 		t.Errorf("CLISession(Backstage token) = %v, want ErrUnauthenticated", err)
 	}
 
@@ -299,7 +300,7 @@ func TestCLICodeExpires(t *testing.T) {
 	l := newLoopback(t)
 	p := newPKCE("c")
 	q := cliSignIn(t, f, newBrowser(t), l, "s", p)
-	f.advance(server.CLICodeLifetime + time.Second)
+	f.advance(cliauth.CLICodeLifetime + time.Second)
 	status, body := tokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}})
 	if status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "expired") {
 		t.Errorf("an expired code: %d %v", status, body)
@@ -537,7 +538,7 @@ func TestCLIConsent(t *testing.T) {
 	t.Run("too late", func(t *testing.T) {
 		b := newBrowser(t)
 		form := consentPage(b)
-		f.advance(server.CLIConsentLifetime + time.Second)
+		f.advance(cliauth.CLIConsentLifetime + time.Second)
 		res := b.post(f.url(form.Action), withDecision(form.Fields, "allow"), true)
 		if res.StatusCode != http.StatusBadRequest || reachedLoopback(res) {
 			t.Errorf("late confirmation: %d", res.StatusCode)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/cliauth"
 )
 
 var userCodeFormat = regexp.MustCompile(`^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$`)
@@ -32,7 +32,7 @@ func deviceAuthorization(t *testing.T, f *fixture) map[string]any {
 
 func devicePoll(t *testing.T, f *fixture, deviceCode string) (int, map[string]any) {
 	t.Helper()
-	return tokenRequest(t, f, url.Values{"grant_type": {server.DeviceGrantType}, "device_code": {deviceCode}})
+	return tokenRequest(t, f, url.Values{"grant_type": {cliauth.DeviceGrantType}, "device_code": {deviceCode}})
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -85,7 +85,7 @@ func TestDeviceFlow(t *testing.T) {
 	if status != http.StatusOK || !strings.HasPrefix(tok["refresh_token"].(string), "scli1.") || tok["user"] != "user:default/alice" {
 		t.Fatalf("poll after sign-in: %d %v", status, tok)
 	}
-	if _, err := f.server.CLISession(context.Background(), tok["access_token"].(string)); err != nil {
+	if _, err := f.cli.Session(context.Background(), tok["access_token"].(string)); err != nil {
 		t.Errorf("CLISession(device flow token): %v", err)
 	}
 	f.advance(11 * time.Second)
@@ -112,7 +112,7 @@ func TestDeviceFlowRefusals(t *testing.T) {
 	})
 	t.Run("expired", func(t *testing.T) {
 		da := deviceAuthorization(t, f)
-		f.advance(server.DeviceCodeLifetime + time.Second)
+		f.advance(cliauth.DeviceCodeLifetime + time.Second)
 		if _, body := devicePoll(t, f, da["device_code"].(string)); body["error"] != "expired_token" {
 			t.Errorf("poll after expiry: %v", body)
 		}

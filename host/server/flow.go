@@ -29,8 +29,7 @@ type oauthState struct {
 
 // Purposes of the flow key's state MACs, so that no MAC serves two uses.
 const (
-	stateMACPurpose    = "oauth-state-v1"
-	cliStateMACPurpose = "cli-state-v1"
+	stateMACPurpose = "oauth-state-v1"
 )
 
 func (s *Server) encodeState(st oauthState) string {
@@ -76,20 +75,12 @@ func (s *Server) openState(raw string) (oauthState, error) {
 	}
 	ts, err := strconv.ParseInt(v.Get("ts"), 10, 64)
 	issued := time.Unix(ts, 0)
-	if err != nil || !s.stateFresh(issued) {
+	if err != nil || !s.lc.FlowFresh(issued) {
 		return oauthState{}, backstageerr.NotAllowed("OAuth state has expired; sign in again")
 	}
 	st, err := decodeState(v)
 	st.Issued = issued
 	return st, err
-}
-
-// stateFresh reports whether a state made at issued may still come back:
-// within a nonce cookie's lifetime, and not from the future beyond the
-// replicas' clock skew.
-func (s *Server) stateFresh(issued time.Time) bool {
-	now := s.now()
-	return now.Sub(issued) <= nonceMaxAge && issued.Sub(now) <= maxStateSkew
 }
 
 func decodeState(v url.Values) (oauthState, error) {
@@ -149,7 +140,7 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	// What the app asks for, what this browser was granted before, what
 	// sign-in needs and what the operator adds (Backstage's scope union).
 	granted, _ := url.PathUnescape(cookieValue(r, s.jar(env).scopeName))
-	scope := joinScopes(splitScope(q.Get("scope")), splitScope(granted), requiredScopes, env.Scopes)
+	scope := lifecycle.JoinScopes(splitScope(q.Get("scope")), splitScope(granted), lifecycle.RequiredScopes, env.Scopes)
 	nonce, target, err := s.lc.Begin(env, scope, func(nonce string) string {
 		st := oauthState{Nonce: nonce, Env: env.Name(), Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
 		if flow == "redirect" {
@@ -189,14 +180,13 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if raw := params.Get("state"); strings.HasPrefix(raw, cliStatePrefix) {
-		// The same rule for the command line: a state it did not make
-		// costs one HMAC.
-		req, err := s.openCLIState(raw)
-		if err != nil {
-			return err
+	raw := params.Get("state")
+	for _, cb := range s.callbacks {
+		if strings.HasPrefix(raw, cb.prefix) {
+			// Another front end's sign-in (the command line's): the same
+			// rule, a state it did not make costs one HMAC.
+			return cb.handle(w, r, params)
 		}
-		return s.cliCallback(w, r, params, req)
 	}
 	// A state this daemon did not make is refused here, as an HTTP error
 	// logged at debug: before any provider call, any write, any INFO line.
@@ -287,7 +277,7 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 		return res, backstageerr.NotAllowed("This sign-in response was already used")
 	}
 	if e := params.Get("error"); e != "" {
-		return res, backstageerr.Authentication("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description")))
+		return res, backstageerr.Authentication("SpectroCloud refused the sign-in: %s", lifecycle.DescribeProviderError(e, params.Get("error_description")))
 	}
 	if err := env.Upstream.CheckAuthorizationResponseIssuer(params.Get("iss")); err != nil {
 		return res, backstageerr.NotAllowed("Authorization response came from an unexpected issuer").WithCause(err)
@@ -309,42 +299,6 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	return res, nil
 }
 
-// describeOAuthError keeps the provider's error code and a bounded, printable
-// description; it is shown to the user.
-func describeOAuthError(code, desc string) string {
-	clean := func(s string, n int) string {
-		s = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return -1
-			}
-			return r
-		}, s)
-		if len(s) > n {
-			s = s[:n]
-		}
-		return s
-	}
-	if desc == "" {
-		return clean(code, 64)
-	}
-	return clean(code, 64) + " (" + clean(desc, 200) + ")"
-}
-
 func splitScope(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '|' || r == '\t' || r == '\n' })
-}
-
-// joinScopes is the ordered union of scope lists.
-func joinScopes(lists ...[]string) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, l := range lists {
-		for _, sc := range l {
-			if sc != "" && !seen[sc] {
-				seen[sc] = true
-				out = append(out, sc)
-			}
-		}
-	}
-	return strings.Join(out, " ")
 }

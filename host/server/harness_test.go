@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/spectroauth/spectroauth/host/cliauth"
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
@@ -48,9 +49,12 @@ type fixture struct {
 	dataDir  string
 	sessions *session.FileStore
 	server   *server.Server
-	opWrap   func(http.Handler) http.Handler
-	mu       sync.Mutex
-	clock    time.Time // zero: real time
+	// cli is the command-line routes, mounted on server as the daemon
+	// mounts them.
+	cli    *cliauth.Handler
+	opWrap func(http.Handler) http.Handler
+	mu     sync.Mutex
+	clock  time.Time // zero: real time
 }
 
 type fixtureOptions struct {
@@ -191,6 +195,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.server = h
+	if f.cli, err = cliauth.Mount(cliauth.Config{Lifecycle: h.Lifecycle(), Front: h, Logger: o.logger}); err != nil {
+		t.Fatal(err)
+	}
 	f.srv.Config.Handler = h
 	f.srv.Start()
 	t.Cleanup(f.srv.Close)

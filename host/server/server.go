@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -26,9 +27,6 @@ import (
 
 // ProviderID is the Backstage auth provider id the daemon serves.
 const ProviderID = lifecycle.ProviderID
-
-// requiredScopes are always requested: the sign-in needs an ID token with a profile.
-var requiredScopes = []string{"openid", "profile", "email"}
 
 // Upstream is lifecycle.Upstream: the SpectroCloud OpenID Connect client of
 // one environment.
@@ -102,9 +100,6 @@ type Config struct {
 	// ExchangeBudget bounds the calls to the provider's token endpoint, all
 	// clients together; nil means DefaultExchangeBudget.
 	ExchangeBudget *ratelimit.Budget
-	// DeviceInterval is the polling interval of the command line's device
-	// sign-in; default DefaultDeviceInterval.
-	DeviceInterval time.Duration
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
@@ -126,8 +121,14 @@ type Server struct {
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
-	cli        cliState
-	device     *deviceGrants
+	// callbacks are the other front ends' sign-ins that complete at the
+	// provider callback, by state prefix (HandleCallbackStates).
+	callbacks []stateCallback
+}
+
+type stateCallback struct {
+	prefix string
+	handle func(http.ResponseWriter, *http.Request, url.Values) error
 }
 
 // New checks cfg and builds the routes.
@@ -181,6 +182,54 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	return s, nil
 }
+
+// The command-line routes (host/cliauth) are mounted on the server and
+// share its callback, cookies, error bodies and limits.
+var _ interface {
+	Handle(string, http.Handler)
+	API(func(http.ResponseWriter, *http.Request) error) http.Handler
+	HandleCallbackStates(string, func(http.ResponseWriter, *http.Request, url.Values) error)
+} = (*Server)(nil)
+
+// API adapts a handler that returns an error to Backstage's error body, as
+// the provider routes have it.
+func (s *Server) API(h func(http.ResponseWriter, *http.Request) error) http.Handler { return s.api(h) }
+
+// Limited applies the sign-in rate limit (server.rateLimits) to h.
+func (s *Server) Limited(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return s.limited(h)
+}
+
+// HandleCallbackStates sends the provider callbacks whose state starts with
+// prefix to h (the command line's sign-ins). Call it before serving.
+func (s *Server) HandleCallbackStates(prefix string, h func(http.ResponseWriter, *http.Request, url.Values) error) {
+	s.callbacks = append(s.callbacks, stateCallback{prefix, h})
+}
+
+// SetNonce binds a sign-in of env to the browser with the nonce cookie the
+// callback reads.
+func (s *Server) SetNonce(w http.ResponseWriter, env *Env, nonce string) {
+	s.jar(env).setNonce(w, nonce, "")
+}
+
+// ClearNonce clears env's nonce cookie.
+func (s *Server) ClearNonce(w http.ResponseWriter, env *Env) { s.jar(env).clearNonce(w, "") }
+
+// Nonce reads env's nonce cookie, "" without one.
+func (s *Server) Nonce(r *http.Request, env *Env) string { return cookieValue(r, s.jar(env).nonceName) }
+
+// CookieScope is the path env's cookies live under and whether they are
+// Secure.
+func (s *Server) CookieScope(env *Env) (path string, secure bool) {
+	j := s.jar(env)
+	return j.path, j.secure
+}
+
+// SignInDone reports a sign-in's outcome (Config.SignInDone).
+func (s *Server) SignInDone(env, client string, err error) { s.signInDone(env, client, err) }
+
+// AuthBase is {BaseURL}/api/auth.
+func (s *Server) AuthBase() string { return s.authBase }
 
 // Lifecycle is the session lifecycle the server's routes front.
 func (s *Server) Lifecycle() *lifecycle.Manager { return s.lc }
@@ -254,7 +303,6 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
-	s.cliRoutes()
 	s.identityRoutes()
 	// Everything else under /api/auth: CORS preflights, unknown providers and routes.
 	s.mux.Handle("/api/auth/", s.cors(s.api(func(w http.ResponseWriter, r *http.Request) error {

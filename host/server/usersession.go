@@ -29,13 +29,6 @@ func (s *Server) UserSession(ctx context.Context, backstageToken string) (*UserS
 	return s.lc.UserSession(ctx, backstageToken)
 }
 
-// CLISession authenticates a command-line access token (audience
-// CLIAudience) and returns its command-line session, renewed as
-// UserSession does.
-func (s *Server) CLISession(ctx context.Context, accessToken string) (*UserSession, error) {
-	return s.lc.CLISession(ctx, accessToken, s.CLIAudience())
-}
-
 // BrowserSession authenticates a call from Backstage's app in the browser
 // exactly as /refresh does: an allowed Origin, X-Requested-With (which makes
 // the browser ask a CORS preflight first), and the HttpOnly refresh cookie
