@@ -168,11 +168,12 @@ func idTokenClaims(idToken string) (map[string]any, error) {
 	return claims, nil
 }
 
-// Refresh returns the session behind key, refreshing what is stale:
-// upstream tokens only when they are within the margin of expiry, the
-// Backstage token (and with it the sign-in resolution) only when less than
-// half its lifetime is left. The common case touches no disk, no plugin and
-// no provider.
+// Refresh returns the session behind key (a browser's /refresh),
+// refreshing what is stale: the provider is asked only when env's Policy
+// says it is due (the ID token within the margin, or revalidateInterval
+// since its last answer), the Backstage token (and with it the sign-in
+// resolution) re-issued only when less than half its lifetime is left. The
+// common case touches no disk, no plugin and no provider.
 func (m *Manager) Refresh(ctx context.Context, env *Env, key session.Key) (*session.Session, error) {
 	sess, err := m.cfg.Sessions.Get(ctx, key)
 	if err != nil {
