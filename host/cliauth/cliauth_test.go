@@ -1,21 +1,19 @@
 package cliauth
 
 import (
-	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/lifecycle/lifecycletest"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/session/sessiontest"
 	"github.com/spectroauth/spectroauth/host/signin"
@@ -56,57 +54,10 @@ func (f *testFront) CookieScope(*lifecycle.Env) (string, bool) {
 func (f *testFront) SignInDone(string, string, error) {}
 func (f *testFront) AuthBase() string                 { return "http://127.0.0.1/api/auth" }
 
-// scriptedUpstream answers exchanges with tokens for alice and refreshes
-// with refresh (new tokens when nil), and counts what reaches it.
-type scriptedUpstream struct {
-	now func() time.Time
-
-	mu                            sync.Mutex
-	refresh                       error
-	exchanges, refreshes, revoked int
-}
-
-func (u *scriptedUpstream) tokens() *upstream.Tokens {
-	exp := u.now().Add(72 * time.Hour)
-	claims := map[string]any{"sub": "alice", "email": "alice@example.com", "email_verified": true, "exp": float64(exp.Unix())}
-	payload, _ := json.Marshal(claims)
-	return &upstream.Tokens{
-		IDToken: "e30." + base64.RawURLEncoding.EncodeToString(payload) + ".sig", AccessToken: "at", RefreshToken: "rt",
-		IDTokenExpiry: exp, Claims: claims, Profile: upstream.ProfileFromClaims(claims, false),
-	}
-}
-
-func (u *scriptedUpstream) AuthCodeURL(upstream.AuthRequest) string {
-	return "https://op.invalid/authorize"
-}
-func (u *scriptedUpstream) Exchange(context.Context, string, string, string, string) (*upstream.Tokens, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.exchanges++
-	return u.tokens(), nil
-}
-func (u *scriptedUpstream) Refresh(context.Context, *upstream.Tokens) (*upstream.Tokens, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.refreshes++
-	if u.refresh != nil {
-		return nil, u.refresh
-	}
-	return u.tokens(), nil
-}
-func (u *scriptedUpstream) Revoke(context.Context, *upstream.Tokens) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.revoked++
-	return nil
-}
-func (u *scriptedUpstream) CheckUserinfo(context.Context, *upstream.Tokens) error { return nil }
-func (u *scriptedUpstream) CheckAuthorizationResponseIssuer(string) error         { return nil }
-
 type unitFixture struct {
 	h     *Handler
 	front *testFront
-	up    *scriptedUpstream
+	up    *lifecycletest.Upstream
 	clock *sessiontest.Clock
 	store session.Store
 }
@@ -117,7 +68,7 @@ type unitFixture struct {
 func newUnitFixture(t *testing.T) *unitFixture {
 	t.Helper()
 	f := &unitFixture{clock: sessiontest.NewClock(), front: &testFront{mux: http.NewServeMux(), callbacks: map[string]func(http.ResponseWriter, *http.Request, url.Values) error{}}}
-	f.up = &scriptedUpstream{now: f.clock.Now}
+	f.up = lifecycletest.NewUpstream(f.clock.Now, "alice")
 	iss, err := identity.New(identity.Config{Issuer: "http://127.0.0.1/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +99,7 @@ func (f *unitFixture) signedIn(t *testing.T) string {
 		t.Fatal(err)
 	}
 	env, _ := f.h.lc.Env("development")
-	if _, err := f.h.lc.Complete(t.Context(), env, lifecycle.Completion{Nonce: "n", Code: "c", Kind: session.KindCLI, Key: cliSessionKey(secret)}); err != nil {
+	if _, err := f.h.lc.Complete(t.Context(), env, lifecycle.Completion{Nonce: "n", Code: lifecycletest.GoodCode, Kind: session.KindCLI, Key: cliSessionKey(secret)}); err != nil {
 		t.Fatal(err)
 	}
 	return secret
@@ -177,8 +128,8 @@ func TestMountClaimsCLICallbacks(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/api/auth/spectrocloud/handler/frame", nil)
 	r.AddCookie(&http.Cookie{Name: "nonce", Value: "n"})
 	err := cb(httptest.NewRecorder(), r, url.Values{"state": {forged}, "code": {"c"}})
-	if backstageerr.As(err).Status != http.StatusForbidden || f.up.exchanges != 0 {
-		t.Fatalf("forged command-line state: %v, %d exchanges; want 403 and none", err, f.up.exchanges)
+	if exchanges, _, _ := f.up.Counts(); backstageerr.As(err).Status != http.StatusForbidden || exchanges != 0 {
+		t.Fatalf("forged command-line state: %v, %d exchanges; want 403 and none", err, exchanges)
 	}
 }
 
@@ -210,8 +161,8 @@ func TestTokenEndpointRotatesAndEndsOnReuse(t *testing.T) {
 	if _, err := f.h.Session(t.Context(), access); !errors.Is(err, lifecycle.ErrSessionEnded) {
 		t.Errorf("Session after reuse = %v, want ErrSessionEnded", err)
 	}
-	if f.up.revoked != 1 {
-		t.Errorf("upstream revocations = %d, want 1", f.up.revoked)
+	if _, _, revoked := f.up.Counts(); revoked != 1 {
+		t.Errorf("upstream revocations = %d, want 1", revoked)
 	}
 }
 
@@ -223,14 +174,14 @@ func TestTokenEndpointRevalidatesThroughLifecycle(t *testing.T) {
 	secret := f.signedIn(t)
 	tok := f.h.cliRefreshToken(secret, 0)
 	code, res := f.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}})
-	if code != http.StatusOK || f.up.refreshes != 0 {
-		t.Fatalf("grant within the interval: %d, %d provider calls", code, f.up.refreshes)
+	if _, refreshes, _ := f.up.Counts(); code != http.StatusOK || refreshes != 0 {
+		t.Fatalf("grant within the interval: %d, %d provider calls", code, refreshes)
 	}
 	f.clock.Advance(lifecycle.DefaultRevalidateInterval)
-	f.up.refresh = &upstream.TokenError{Op: "refreshing tokens", StatusCode: 400, Code: "invalid_grant"}
+	f.up.SetRefreshErr(&upstream.TokenError{Op: "refreshing tokens", StatusCode: 400, Code: "invalid_grant"})
 	code, res = f.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {res["refresh_token"].(string)}})
-	if code != http.StatusBadRequest || res["error"] != "invalid_grant" || f.up.refreshes != 1 {
-		t.Fatalf("grant after the provider refused: %d %v, %d provider calls", code, res, f.up.refreshes)
+	if _, refreshes, _ := f.up.Counts(); code != http.StatusBadRequest || res["error"] != "invalid_grant" || refreshes != 1 {
+		t.Fatalf("grant after the provider refused: %d %v, %d provider calls", code, res, refreshes)
 	}
 	if _, err := f.store.Get(t.Context(), cliSessionKey(secret)); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("the refused session is still stored: %v", err)

@@ -2,8 +2,6 @@ package lifecycle_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -15,79 +13,12 @@ import (
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/lifecycle/lifecycletest"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/session/sessiontest"
 	"github.com/spectroauth/spectroauth/host/signin"
 	"github.com/spectroauth/spectroauth/host/upstream"
 )
-
-// fakeUpstream is a provider the test scripts, with no HTTP: it counts what
-// reaches it and answers refreshes with refresh (new tokens when nil).
-type fakeUpstream struct {
-	now func() time.Time
-
-	mu        sync.Mutex
-	authReqs  []upstream.AuthRequest
-	exchanges int
-	refreshes int
-	revoked   int
-	refresh   error // the next refreshes' answer, nil for new tokens
-	// ttl is the ID tokens' lifetime.
-	ttl time.Duration
-	// sub is the subject of the ID tokens.
-	sub string
-}
-
-func (u *fakeUpstream) tokens() *upstream.Tokens {
-	exp := u.now().Add(u.ttl)
-	claims := map[string]any{"sub": u.sub, "email": u.sub + "@example.com", "email_verified": true, "exp": float64(exp.Unix())}
-	payload, _ := json.Marshal(claims)
-	enc := base64.RawURLEncoding.EncodeToString
-	return &upstream.Tokens{
-		IDToken: enc([]byte(`{"alg":"RS256"}`)) + "." + enc(payload) + ".sig", AccessToken: "at", RefreshToken: "rt",
-		TokenType: "Bearer", IDTokenExpiry: exp, Claims: claims, Profile: upstream.ProfileFromClaims(claims, false),
-	}
-}
-
-func (u *fakeUpstream) AuthCodeURL(a upstream.AuthRequest) string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.authReqs = append(u.authReqs, a)
-	return "https://op.invalid/authorize"
-}
-
-func (u *fakeUpstream) Exchange(_ context.Context, code, _, verifier, nonce string) (*upstream.Tokens, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.exchanges++
-	if code != "good-code" || verifier == "" || nonce == "" {
-		return nil, &upstream.TokenError{Op: "exchanging the code", StatusCode: 400, Code: "invalid_grant"}
-	}
-	return u.tokens(), nil
-}
-
-func (u *fakeUpstream) Refresh(context.Context, *upstream.Tokens) (*upstream.Tokens, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.refreshes++
-	if u.refresh != nil {
-		return nil, u.refresh
-	}
-	return u.tokens(), nil
-}
-
-func (u *fakeUpstream) Revoke(context.Context, *upstream.Tokens) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.revoked++
-	return nil
-}
-
-func (u *fakeUpstream) CheckUserinfo(context.Context, *upstream.Tokens) error { return nil }
-
-func (u *fakeUpstream) CheckAuthorizationResponseIssuer(string) error { return nil }
-
-func (u *fakeUpstream) count(n *int) int { u.mu.Lock(); defer u.mu.Unlock(); return *n }
 
 // resolverFunc adapts a function to signin.Resolver.
 type resolverFunc func(signin.Input) (signin.Identity, error)
@@ -101,7 +32,7 @@ func (f resolverFunc) Resolve(_ context.Context, in signin.Input) (signin.Identi
 type harness struct {
 	m        *lifecycle.Manager
 	env      *lifecycle.Env
-	up       *fakeUpstream
+	up       *lifecycletest.Upstream
 	clock    *sessiontest.Clock
 	store    session.Store
 	mu       sync.Mutex
@@ -112,7 +43,7 @@ type harness struct {
 func newHarness(t *testing.T, edit func(*lifecycle.Config)) *harness {
 	t.Helper()
 	h := &harness{clock: sessiontest.NewClock(), ended: map[string]int{}}
-	h.up = &fakeUpstream{now: h.clock.Now, ttl: 72 * time.Hour, sub: "alice"}
+	h.up = lifecycletest.NewUpstream(h.clock.Now, "alice")
 	iss, err := identity.New(identity.Config{Issuer: "http://127.0.0.1/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +88,7 @@ func (h *harness) signIn(t *testing.T) (string, session.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.m.Complete(t.Context(), h.env, lifecycle.Completion{Nonce: nonce, Code: "good-code", Key: key}); err != nil {
+	if _, err := h.m.Complete(t.Context(), h.env, lifecycle.Completion{Nonce: nonce, Code: lifecycletest.GoodCode, Key: key}); err != nil {
 		t.Fatal(err)
 	}
 	return handle, key
@@ -180,7 +111,7 @@ func TestBegin(t *testing.T) {
 	if err != nil || url == "" || nonce == "" || inState != nonce {
 		t.Fatalf("Begin = %q, %q, %v (state saw %q)", nonce, url, err, inState)
 	}
-	a := h.up.authReqs[0]
+	a := h.up.AuthRequests()[0]
 	if a.State != "st-"+nonce || a.Nonce != h.m.Derive("oidc-nonce", nonce) || a.PKCEVerifier != h.m.Derive("pkce-verifier", nonce) ||
 		strings.Join(a.Scopes, " ") != "openid profile" || a.Nonce == nonce {
 		t.Fatalf("authorization request %+v", a)
@@ -212,9 +143,9 @@ func TestComplete(t *testing.T) {
 		status    int
 		exchanges int
 	}{
-		{"resolvers refuse", "mallory", "good-code", false, http.StatusForbidden, 1},
+		{"resolvers refuse", "mallory", lifecycletest.GoodCode, false, http.StatusForbidden, 1},
 		{"provider refuses the code", "alice", "bad-code", false, http.StatusUnauthorized, 1},
-		{"exchange budget spent", "alice", "good-code", true, http.StatusTooManyRequests, 0},
+		{"exchange budget spent", "alice", lifecycletest.GoodCode, true, http.StatusTooManyRequests, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, func(c *lifecycle.Config) {
@@ -222,7 +153,7 @@ func TestComplete(t *testing.T) {
 					c.ExchangeBudget = ratelimit.NewBudget(1e-9, 0, time.Now)
 				}
 			})
-			h.up.sub = tc.sub
+			h.up.SetSubject(tc.sub)
 			_, key, _ := lifecycle.NewHandle()
 			_, err := h.m.Complete(t.Context(), h.env, lifecycle.Completion{Nonce: "n", Code: tc.code, Key: key})
 			if got := backstageerr.As(err).Status; got != tc.status {
@@ -231,7 +162,7 @@ func TestComplete(t *testing.T) {
 			if tc.budget != errors.Is(err, lifecycle.ErrExchangeBudget) {
 				t.Errorf("ErrExchangeBudget: %v", err)
 			}
-			if got := h.up.count(&h.up.exchanges); got != tc.exchanges {
+			if got, _, _ := h.up.Counts(); got != tc.exchanges {
 				t.Errorf("code exchanges = %d, want %d", got, tc.exchanges)
 			}
 			if _, err := h.store.Get(t.Context(), key); !errors.Is(err, session.ErrNotFound) {
@@ -267,10 +198,10 @@ func TestRefresh(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := h.up.count(&h.up.refreshes); got != 0 {
+			if _, got, _ := h.up.Counts(); got != 0 {
 				t.Fatalf("provider asked %d times within the interval", got)
 			}
-			h.up.refresh = tc.answer
+			h.up.SetRefreshErr(tc.answer)
 			h.clock.Advance(5 * time.Minute) // the interval is up
 			for range 3 {
 				_, err := h.m.Refresh(ctx, h.env, key)
@@ -278,7 +209,7 @@ func TestRefresh(t *testing.T) {
 					t.Fatalf("Refresh: %v, session ended: want %v", err, tc.ended)
 				}
 			}
-			if got := h.up.count(&h.up.refreshes); got != 1 {
+			if _, got, _ := h.up.Counts(); got != 1 {
 				t.Errorf("provider asked %d times, want 1", got)
 			}
 			if _, err := h.store.Get(ctx, key); tc.ended != errors.Is(err, session.ErrNotFound) {
@@ -291,7 +222,7 @@ func TestRefresh(t *testing.T) {
 			if got := h.endedCount(lifecycle.EndRefused); got != wantEnded {
 				t.Errorf("ended as refused = %d, want %d", got, wantEnded)
 			}
-			if got := h.up.count(&h.up.revoked); got != wantRevoked {
+			if _, _, got := h.up.Counts(); got != wantRevoked {
 				t.Errorf("revocations = %d, want %d", got, wantRevoked)
 			}
 			if got := h.rejectedCount(); got != tc.rejected {
@@ -309,7 +240,7 @@ func TestEnd(t *testing.T) {
 	ctx := t.Context()
 	a1, _ := h.signIn(t)
 	a2, a2key := h.signIn(t)
-	h.up.sub = "bob"
+	h.up.SetSubject("bob")
 	_, bkey := h.signIn(t)
 
 	if err := h.m.EndNamed(ctx, h.env, []string{a1}, lifecycle.EndSignedOut); err != nil {
@@ -321,7 +252,7 @@ func TestEnd(t *testing.T) {
 	if _, err := h.store.Get(ctx, a2key); err != nil {
 		t.Fatalf("signing out one session ended another: %v", err)
 	}
-	h.up.sub = "alice"
+	h.up.SetSubject("alice")
 	a3, a3key := h.signIn(t)
 	if err := h.m.SignOutEverywhere(ctx, h.env, []string{a2}); err != nil {
 		t.Fatal(err)
@@ -337,7 +268,7 @@ func TestEnd(t *testing.T) {
 	if got := h.endedCount(lifecycle.EndSignedOutEverywhere); got != 2 {
 		t.Errorf("signed out everywhere = %d, want 2", got)
 	}
-	if got := h.up.count(&h.up.revoked); got != 3 {
+	if _, _, got := h.up.Counts(); got != 3 {
 		t.Errorf("revocations = %d, want 3", got)
 	}
 	if err := h.m.SignOutEverywhere(ctx, h.env, []string{a3}); backstageerr.As(err).Status != http.StatusUnauthorized {
