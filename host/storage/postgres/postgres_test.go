@@ -18,6 +18,8 @@ import (
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/identity/identitytest"
 	"github.com/spectroauth/spectroauth/host/internal/pgtest"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/lifecycle/oncetest"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/session/sessiontest"
 )
@@ -55,6 +57,15 @@ func TestSessionStoreConformance(t *testing.T) {
 	sessiontest.Run(t, func(t *testing.T, now func() time.Time) session.Store {
 		db, _ := open(t, Options{Now: now})
 		return db.Sessions()
+	})
+}
+
+// The used-once set shared by replicas passes the suite the in-memory one
+// passes, seen from two replicas.
+func TestOnceSetConformance(t *testing.T) {
+	oncetest.Run(t, func(t *testing.T) (a, b lifecycle.OnceSet) {
+		db, dsn := open(t, Options{})
+		return db.UsedOnce(), replica(t, dsn, Options{}).UsedOnce()
 	})
 }
 
