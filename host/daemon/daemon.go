@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/cliauth"
 	"github.com/spectroauth/spectroauth/host/demo"
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
@@ -89,6 +90,7 @@ type Daemon struct {
 	notReady *http.Handler
 	binary   Build
 	metrics  *metrics.Metrics // nil unless server.metricsListen is set
+	cli      *cliauth.Handler // the command-line routes, once built
 	metricsH *http.Server
 	// metricsAddr is where metricsH listens.
 	metricsAddr net.Addr
@@ -278,6 +280,7 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if d.metrics != nil {
 		scfg.SignInDone = d.metrics.SignInDone
 		scfg.SessionEnded = d.metrics.SessionEnded
+		scfg.ClientRejected = d.metrics.ClientRejected
 	}
 	scfg.Ready = func() error {
 		if !d.ready.Load() {
@@ -295,6 +298,10 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	}
 	srv, err := server.New(scfg)
 	if err != nil {
+		return nil, err
+	}
+	// The command-line and device sign-in routes, over the same lifecycle.
+	if d.cli, err = cliauth.Mount(cliauth.Config{Lifecycle: srv.Lifecycle(), Front: srv, Logger: d.log.Named("cli")}); err != nil {
 		return nil, err
 	}
 	// The test page at / signs in from the daemon's own origin: serve it

@@ -31,7 +31,7 @@ func (d *Daemon) startKube(srv *server.Server, base *http.Client, g *generation)
 
 	d.kube = kube.Config{
 		Sessions:        srv.UserSession,
-		CLISessions:     srv.CLISession,
+		CLISessions:     d.cli.Session,
 		BrowserSessions: srv.BrowserSession,
 		Audit:           audit,
 		CatalogOwner:    k.Catalog.Owner,

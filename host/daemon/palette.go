@@ -29,7 +29,7 @@ func (d *Daemon) startPalette(srv *server.Server, base *http.Client) error {
 		allow = append(allow, r)
 	}
 	h, err := paletteapi.New(paletteapi.Config{
-		Callers:        lifecycle.CredentialCallers{CLISessions: srv.CLISession, BrowserSessions: srv.BrowserSession},
+		Callers:        lifecycle.CredentialCallers{CLISessions: d.cli.Session, BrowserSessions: srv.BrowserSession},
 		PaletteSession: srv.PaletteSession,
 		BaseURL:        d.paletteBaseURL,
 		Allow:          allow,

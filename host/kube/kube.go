@@ -124,7 +124,7 @@ type Config struct {
 	// reveal no secret (clusters, catalog-info.yaml). Required.
 	Sessions SessionFunc
 	// CLISessions authenticates command-line access tokens
-	// ((*server.Server).CLISession): the only callers POST credential
+	// ((*cliauth.Handler).Session): the only callers POST credential
 	// serves. Nil means no caller gets a credential.
 	CLISessions SessionFunc
 	// BrowserSessions authenticates Backstage's app in the user's browser

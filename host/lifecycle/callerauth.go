@@ -32,7 +32,7 @@ var (
 // Kubernetes credential route and the Palette API route share.
 type CredentialCallers struct {
 	// CLISessions authenticates command-line access tokens
-	// ((*server.Server).CLISession). Nil refuses every bearer token.
+	// ((*cliauth.Handler).Session). Nil refuses every bearer token.
 	CLISessions func(ctx context.Context, accessToken string) (*UserSession, error)
 	// BrowserSessions authenticates a call from Backstage's app in the
 	// browser ((*server.Server).BrowserSession: allowed origin,

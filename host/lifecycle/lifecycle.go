@@ -1,12 +1,23 @@
-// Package lifecycle holds the session lifecycle's policy and machinery,
-// apart from any HTTP front end: when a session must go back to the
-// provider (renewal and revalidation), when its Backstage token is re-issued,
-// one renewal per session at a time (Flights), and the backoff of sessions
-// whose provider is unavailable (Backoff).
+// Package lifecycle owns the session lifecycle, apart from any HTTP front
+// end (issue 11, "Where it lives"; Dex's server/ split is the model):
 //
-// It is the first part of the session lifecycle lifted out of host/server
-// (issue 11, "Where it lives"): begin, complete, end and sign out
-// everywhere still live there.
+//   - begin and complete a sign-in (Manager.Begin, Manager.Complete: the
+//     PKCE verifier and ID token nonce derived from the flow key, the code
+//     exchange, the resolver chain, the Backstage token, the stored
+//     session), with used-once sets (OnceSet, ClaimOnce);
+//   - renew and revalidate (Policy decides when the provider is due;
+//     Manager.Refresh, Manager.Renew, Manager.SessionOf: one renewal per
+//     session at a time in the process (Flights) and across replicas (the
+//     store's renewal lease, LockAndRead), the outage Backoff, refusal
+//     versus outage);
+//   - end (Manager.EndNamed, Manager.EndSession, upstream revocation) and
+//     sign out everywhere (Manager.SignOutEverywhere, EndUserSessions);
+//   - Palette session tokens (Manager.PaletteSession).
+//
+// Sessions stay behind session.Store (file, memory and PostgreSQL pass one
+// conformance suite, host/session/sessiontest). host/server (Backstage's
+// routes), host/cliauth (the command-line and device routes) and host/kube
+// are thin HTTP front ends over a Manager.
 package lifecycle
 
 import (

@@ -37,6 +37,7 @@ type Metrics struct {
 	kubeCredentials *prometheus.CounterVec
 	signIns         *prometheus.CounterVec
 	sessionsEnded   *prometheus.CounterVec
+	clientRejected  *prometheus.CounterVec
 
 	configReloads    *prometheus.CounterVec
 	configGeneration prometheus.Gauge
@@ -78,6 +79,10 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "sessions_ended_total",
 			Help: "Sessions the daemon ended, by environment and reason (refused, resolver-refused, signed-out, signed-out-everywhere, duplicate-cookies).",
 		}, []string{"env", "reason"}),
+		clientRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "upstream", Name: "client_rejected_total",
+			Help: "Refreshes the provider answered invalid_client or unauthorized_client, by environment: the daemon's client id or secret is wrong. Sessions are kept; alert on any increase.",
+		}, []string{"env"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "config", Name: "reloads_total",
 			Help: "Configuration reloads (SIGHUP, spectroauthd reload), by result: ok, or refused (the configuration did not load, a plugin did not start, or a setting that cannot change live changed; the old configuration serves on).",
@@ -97,7 +102,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns, m.sessionsEnded,
+		m.httpRequests, m.httpDuration, m.upstreamRequests, m.upstreamDuration, m.kubeCredentials, m.signIns, m.sessionsEnded, m.clientRejected,
 		m.configReloads, m.configGeneration, m.configLoaded,
 	)
 	return m
@@ -217,6 +222,12 @@ func (m *Metrics) SignInDone(env, client, outcome string) {
 // SessionEnded counts n sessions the daemon ended (server.Config.SessionEnded).
 func (m *Metrics) SessionEnded(env, reason string, n int) {
 	m.sessionsEnded.WithLabelValues(env, reason).Add(float64(n))
+}
+
+// ClientRejected counts one refusal of the daemon's client credentials
+// (server.Config.ClientRejected).
+func (m *Metrics) ClientRejected(env string) {
+	m.clientRejected.WithLabelValues(env).Inc()
 }
 
 // KubeCredentialDecided counts one answered credential request. reason is

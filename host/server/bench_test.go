@@ -10,12 +10,12 @@ import (
 // BenchmarkRefresh is the /refresh hot path in-process: a signed-in session
 // whose tokens need nothing renewed, as on every Backstage page load.
 func BenchmarkRefresh(b *testing.B) {
-	f := newFixture(b, fixtureOptions{refreshTokens: true})
+	f := newFixture(b, fixtureOptions{RefreshTokens: true})
 	br := newBrowser(b)
 	signIn(b, f, br)
-	u, _ := url.Parse(f.url("/api/auth/spectrocloud/refresh"))
+	u, _ := url.Parse(f.URL("/api/auth/spectrocloud/refresh"))
 	var cookie *http.Cookie
-	for _, c := range br.client.Jar.Cookies(u) {
+	for _, c := range br.Client.Jar.Cookies(u) {
 		if c.Name == "spectrocloud-refresh-token" {
 			cookie = c
 		}
@@ -30,7 +30,7 @@ func BenchmarkRefresh(b *testing.B) {
 			req.Header.Set("Origin", appOrigin)
 			req.AddCookie(cookie)
 			rec := httptest.NewRecorder()
-			f.server.ServeHTTP(rec, req)
+			f.Server.ServeHTTP(rec, req)
 			if rec.Code != http.StatusOK {
 				b.Fatalf("refresh: %d", rec.Code)
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -30,7 +31,7 @@ type cookieJar struct {
 // browser's own rule: no other host (a sibling subdomain) can set one.
 const hostCookiePrefix = "__Host-"
 
-const nonceMaxAge = 10 * time.Minute
+const nonceMaxAge = lifecycle.FlowLifetime
 
 func newCookieJar(providerID, callbackURL, defaultAppOrigin string, sessionDuration time.Duration, hostPrefixed bool) (*cookieJar, error) {
 	u, err := url.Parse(callbackURL)

@@ -14,22 +14,22 @@ import (
 // rawCall sends a script call (refresh or logout) with exactly the given
 // Cookie header, as a browser holding planted cookies sends it.
 func (f *fakeFixture) rawCall(method, path, cookie string) *http.Response {
-	f.t.Helper()
-	req, _ := http.NewRequest(method, f.srv.URL+path, nil)
+	f.T.Helper()
+	req, _ := http.NewRequest(method, f.Srv.URL+path, nil)
 	req.Header.Set("X-Requested-With", "XMLHttpRequest")
 	req.Header.Set("Origin", appOrigin)
 	req.Header.Set("Cookie", cookie)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
-	f.t.Cleanup(func() { res.Body.Close() })
+	f.T.Cleanup(func() { res.Body.Close() })
 	return res
 }
 
 func (f *fakeFixture) live(handle string) bool {
 	key, _ := session.KeyOf(handle)
-	_, err := f.sessions.Get(context.Background(), key)
+	_, err := f.Sessions.Get(context.Background(), key)
 	return err == nil
 }
 
@@ -89,16 +89,16 @@ func TestSignOutEverywhere(t *testing.T) {
 	other, elsewhere := f.signIn()
 	ctx := context.Background()
 	cli, bob := sessiontest.Key(t), sessiontest.Key(t)
-	cliSess := sessiontest.Sample(f.now(), "alice") // a command-line session of the same user
-	if err := f.sessions.Put(ctx, cli, cliSess); err != nil {
+	cliSess := sessiontest.Sample(f.Now(), "alice") // a command-line session of the same user
+	if err := f.Sessions.Put(ctx, cli, cliSess); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.sessions.Put(ctx, bob, sessiontest.Sample(f.now(), "bob")); err != nil {
+	if err := f.Sessions.Put(ctx, bob, sessiontest.Sample(f.Now(), "bob")); err != nil {
 		t.Fatal(err)
 	}
 
 	// Same checks as logout: the header is required.
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+logoutPath+"&everywhere=true", nil)
+	req, _ := http.NewRequest(http.MethodPost, f.Srv.URL+logoutPath+"&everywhere=true", nil)
 	req.Header.Set("Cookie", "spectrocloud-refresh-token="+here)
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("sign out everywhere without X-Requested-With: %v %v", err, res)
@@ -114,10 +114,10 @@ func TestSignOutEverywhere(t *testing.T) {
 	if f.live(here) || f.live(elsewhere) {
 		t.Fatal("a browser session of the user survived sign out everywhere")
 	}
-	if _, err := f.sessions.Get(ctx, cli); !errors.Is(err, session.ErrNotFound) {
+	if _, err := f.Sessions.Get(ctx, cli); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("the user's command-line session survived: %v", err)
 	}
-	if _, err := f.sessions.Get(ctx, bob); err != nil {
+	if _, err := f.Sessions.Get(ctx, bob); err != nil {
 		t.Fatalf("another user's session was ended: %v", err)
 	}
 	if got := f.refresh(other); got != http.StatusUnauthorized {

@@ -1,13 +1,8 @@
 package server
 
 import (
-	"context"
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,8 +11,8 @@ import (
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
-	"github.com/spectroauth/spectroauth/host/signin"
-	"github.com/spectroauth/spectroauth/host/upstream"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
+	"github.com/spectroauth/spectroauth/host/session"
 )
 
 // oauthState carries the facts of one sign-in through the provider, in
@@ -34,8 +29,7 @@ type oauthState struct {
 
 // Purposes of the flow key's state MACs, so that no MAC serves two uses.
 const (
-	stateMACPurpose    = "oauth-state-v1"
-	cliStateMACPurpose = "cli-state-v1"
+	stateMACPurpose = "oauth-state-v1"
 )
 
 func (s *Server) encodeState(st oauthState) string {
@@ -53,14 +47,9 @@ func (s *Server) encodeState(st oauthState) string {
 }
 
 // stateMAC authenticates a state's canonical form (for a Backstage state
-// url.Values.Encode, which sorts the keys, sig excluded) for one purpose.
-func (s *Server) stateMAC(purpose, canonical string) string {
-	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(canonical))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
+// url.Values.Encode, which sorts the keys, sig excluded) for one purpose,
+// with the flow key.
+func (s *Server) stateMAC(purpose, canonical string) string { return s.lc.Derive(purpose, canonical) }
 
 // maxStateSkew is how far in the future a state's time may lie (replicas'
 // clocks differ a little).
@@ -86,20 +75,12 @@ func (s *Server) openState(raw string) (oauthState, error) {
 	}
 	ts, err := strconv.ParseInt(v.Get("ts"), 10, 64)
 	issued := time.Unix(ts, 0)
-	if err != nil || !s.stateFresh(issued) {
+	if err != nil || !s.lc.FlowFresh(issued) {
 		return oauthState{}, backstageerr.NotAllowed("OAuth state has expired; sign in again")
 	}
 	st, err := decodeState(v)
 	st.Issued = issued
 	return st, err
-}
-
-// stateFresh reports whether a state made at issued may still come back:
-// within a nonce cookie's lifetime, and not from the future beyond the
-// replicas' clock skew.
-func (s *Server) stateFresh(issued time.Time) bool {
-	now := s.now()
-	return now.Sub(issued) <= nonceMaxAge && issued.Sub(now) <= maxStateSkew
 }
 
 func decodeState(v url.Values) (oauthState, error) {
@@ -114,18 +95,6 @@ func decodeState(v url.Values) (oauthState, error) {
 		return oauthState{}, backstageerr.NotAllowed("OAuth state is invalid, missing nonce")
 	}
 	return st, nil
-}
-
-// derive binds a secret to the browser's nonce: the PKCE verifier and the
-// OpenID nonce of a sign-in are HMACs of the nonce cookie's value, so no
-// server-side state is kept between /start and the callback, replicas agree,
-// and neither value can be computed without the flow key.
-func (s *Server) derive(purpose, nonce string) string {
-	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(nonce))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // parseRedirectURL validates the redirect flow's return address.
@@ -168,28 +137,21 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	nonceBytes := make([]byte, 16)
-	if _, err := rand.Read(nonceBytes); err != nil {
-		return fmt.Errorf("making a nonce: %w", err)
-	}
-	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
-	env.cookies.setNonce(w, nonce, origin)
-
 	// What the app asks for, what this browser was granted before, what
 	// sign-in needs and what the operator adds (Backstage's scope union).
-	granted, _ := url.PathUnescape(cookieValue(r, env.cookies.scopeName))
-	scope := joinScopes(splitScope(q.Get("scope")), splitScope(granted), requiredScopes, env.Scopes)
-	st := oauthState{Nonce: nonce, Env: env.name, Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
-	if flow == "redirect" {
-		st.RedirectURL = q.Get("redirectUrl")
-	}
-	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
-		RedirectURL:  env.CallbackURL,
-		State:        s.encodeState(st),
-		Nonce:        s.derive("oidc-nonce", nonce),
-		PKCEVerifier: s.derive("pkce-verifier", nonce),
-		Scopes:       strings.Fields(scope),
+	granted, _ := url.PathUnescape(cookieValue(r, s.jar(env).scopeName))
+	scope := lifecycle.JoinScopes(splitScope(q.Get("scope")), splitScope(granted), lifecycle.RequiredScopes, env.Scopes)
+	nonce, target, err := s.lc.Begin(env, scope, func(nonce string) string {
+		st := oauthState{Nonce: nonce, Env: env.Name(), Origin: origin, Flow: flow, Scope: scope, Issued: s.now()}
+		if flow == "redirect" {
+			st.RedirectURL = q.Get("redirectUrl")
+		}
+		return s.encodeState(st)
 	})
+	if err != nil {
+		return err
+	}
+	s.jar(env).setNonce(w, nonce, origin)
 	w.Header().Set("Location", target)
 	w.Header().Set("Content-Length", "0")
 	w.Header().Set("Cache-Control", "no-store")
@@ -218,14 +180,13 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if raw := params.Get("state"); strings.HasPrefix(raw, cliStatePrefix) {
-		// The same rule for the command line: a state it did not make
-		// costs one HMAC.
-		req, err := s.openCLIState(raw)
-		if err != nil {
-			return err
+	raw := params.Get("state")
+	for _, cb := range s.callbacks {
+		if strings.HasPrefix(raw, cb.prefix) {
+			// Another front end's sign-in (the command line's): the same
+			// rule, a state it did not make costs one HMAC.
+			return cb.handle(w, r, params)
 		}
-		return s.cliCallback(w, r, params, req)
 	}
 	// A state this daemon did not make is refused here, as an HTTP error
 	// logged at debug: before any provider call, any write, any INFO line.
@@ -244,13 +205,13 @@ func (s *Server) frame(w http.ResponseWriter, r *http.Request) error {
 
 	targetOrigin := s.origins.app
 	res, err := s.completeSignIn(r, w, env, params, st, &targetOrigin)
-	s.signInDone(env.name, "browser", err)
+	s.signInDone(env.Name(), "browser", err)
 	if err != nil {
 		ae := backstageerr.As(err)
 		if ae.Status >= 500 {
-			s.log.Error("sign-in failed", "env", env.name, "error", err)
+			s.log.Error("sign-in failed", "env", env.Name(), "error", err)
 		} else {
-			s.log.Info("sign-in refused", "env", env.name, "error", err)
+			s.log.Info("sign-in refused", "env", env.Name(), "error", err)
 		}
 		name, msg := ae.Name, ae.Message
 		if ae.Status >= 500 {
@@ -284,7 +245,7 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	var res signInResult
 	var err error
 	res.flow = st.Flow
-	if st.Env != env.name {
+	if st.Env != env.Name() {
 		return res, backstageerr.NotAllowed("OAuth state is for another environment")
 	}
 	if st.Flow == "redirect" {
@@ -302,21 +263,21 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 		}
 		*targetOrigin = o
 	}
-	cookieNonce := cookieValue(r, env.cookies.nonceName)
+	cookieNonce := cookieValue(r, s.jar(env).nonceName)
 	if cookieNonce == "" {
 		return res, backstageerr.NotAllowed("Auth response is missing cookie nonce")
 	}
 	if !hmac.Equal([]byte(cookieNonce), []byte(st.Nonce)) {
 		return res, backstageerr.NotAllowed("Invalid nonce")
 	}
-	env.cookies.clearNonce(w, st.Origin)
-	if fresh, err := s.claimOnce(r.Context(), st.Nonce); err != nil {
+	s.jar(env).clearNonce(w, st.Origin)
+	if fresh, err := s.lc.ClaimOnce(r.Context(), st.Nonce); err != nil {
 		return res, fmt.Errorf("recording the sign-in response as used: %w", err)
 	} else if !fresh {
 		return res, backstageerr.NotAllowed("This sign-in response was already used")
 	}
 	if e := params.Get("error"); e != "" {
-		return res, backstageerr.Authentication("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description")))
+		return res, backstageerr.Authentication("SpectroCloud refused the sign-in: %s", lifecycle.DescribeProviderError(e, params.Get("error_description")))
 	}
 	if err := env.Upstream.CheckAuthorizationResponseIssuer(params.Get("iss")); err != nil {
 		return res, backstageerr.NotAllowed("Authorization response came from an unexpected issuer").WithCause(err)
@@ -325,92 +286,19 @@ func (s *Server) completeSignIn(r *http.Request, w http.ResponseWriter, env *Env
 	if code == "" {
 		return res, backstageerr.Input("Authorization response has no code")
 	}
-	if err := s.exchangeAllowed(); err != nil {
-		return res, err
-	}
-	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
-		s.derive("pkce-verifier", st.Nonce), s.derive("oidc-nonce", st.Nonce))
-	if err != nil {
-		return res, backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err)
-	}
-	if tokens.Scope == "" {
-		tokens.Scope = st.Scope
-	}
-	handle, key, err := newHandle()
+	handle, key, err := lifecycle.NewHandle()
 	if err != nil {
 		return res, err
 	}
-	sess, err := s.newSession(r.Context(), env, key, tokens)
+	sess, err := s.lc.Complete(r.Context(), env, lifecycle.Completion{Nonce: st.Nonce, Code: code, Scope: st.Scope, Kind: session.KindBrowser, Key: key})
 	if err != nil {
 		return res, err
 	}
-	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
-		return res, fmt.Errorf("storing the session: %w", err)
-	}
-	env.cookies.setSession(w, handle, sess.Scope, *targetOrigin)
+	s.jar(env).setSession(w, handle, sess.Scope, *targetOrigin)
 	res.response = s.responseFor(sess)
-	s.log.Info("signed in", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
 	return res, nil
-}
-
-// describeOAuthError keeps the provider's error code and a bounded, printable
-// description; it is shown to the user.
-func describeOAuthError(code, desc string) string {
-	clean := func(s string, n int) string {
-		s = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return -1
-			}
-			return r
-		}, s)
-		if len(s) > n {
-			s = s[:n]
-		}
-		return s
-	}
-	if desc == "" {
-		return clean(code, 64)
-	}
-	return clean(code, 64) + " (" + clean(desc, 200) + ")"
-}
-
-// resolve runs the environment's sign-in chain. "No identity" is the user's
-// problem (403); anything else is ours.
-func (s *Server) resolve(ctx context.Context, env *Env, tokens *upstream.Tokens) (signin.Identity, error) {
-	p := tokens.Profile
-	id, err := env.SignIn.Resolve(ctx, signin.Input{
-		Env:    env.name,
-		Claims: tokens.Claims,
-		Profile: signin.Profile{
-			Email: p.Email, EmailVerified: p.EmailVerified, DisplayName: p.DisplayName, Picture: p.Picture,
-			Subject: p.Subject, Issuer: p.Issuer, PreferredUsername: p.PreferredUsername, Groups: p.Groups,
-		},
-	})
-	switch {
-	case err == nil:
-		return id, nil
-	case errors.Is(err, signin.ErrNoIdentity):
-		return id, backstageerr.NotAllowed("Failed to sign-in, unable to resolve user identity. Please verify that your catalog contains the expected User entities that would match your configured sign-in resolver.")
-	default:
-		return id, backstageerr.New(http.StatusInternalServerError, backstageerr.NameError, "Sign-in resolution failed", err)
-	}
 }
 
 func splitScope(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '|' || r == '\t' || r == '\n' })
-}
-
-// joinScopes is the ordered union of scope lists.
-func joinScopes(lists ...[]string) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, l := range lists {
-		for _, sc := range l {
-			if sc != "" && !seen[sc] {
-				seen[sc] = true
-				out = append(out, sc)
-			}
-		}
-	}
-	return strings.Join(out, " ")
 }

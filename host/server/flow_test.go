@@ -12,10 +12,8 @@ import (
 	"time"
 )
 
-func base64URLDecode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
-
 func TestPopupSignInRefreshLogout(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
+	f := newFixture(t, fixtureOptions{RefreshTokens: true})
 	b := newBrowser(t)
 
 	res := signIn(t, f, b)
@@ -43,7 +41,7 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 		t.Errorf("identity = %v", ident)
 	}
 	claims := jwtClaims(t, bi["token"].(string))
-	if claims["sub"] != "user:default/alice" || claims["aud"] != "backstage" || claims["iss"] != f.url("/api/auth") {
+	if claims["sub"] != "user:default/alice" || claims["aud"] != "backstage" || claims["iss"] != f.URL("/api/auth") {
 		t.Errorf("backstage token claims = %v", claims)
 	}
 	if _, ok := claims["ent"]; ok {
@@ -51,9 +49,9 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 	}
 
 	// The refresh cookie is an opaque handle, HttpOnly, on the provider path.
-	u, _ := url.Parse(f.url("/api/auth/spectrocloud/refresh"))
+	u, _ := url.Parse(f.URL("/api/auth/spectrocloud/refresh"))
 	var handle string
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if c.Name == "spectrocloud-refresh-token" {
 			handle = c.Value
 		}
@@ -63,7 +61,7 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 	}
 
 	// Refresh serves the same session without calling the provider.
-	f.op.ResetCounters()
+	f.OP.ResetCounters()
 	r := refresh(b, f)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("refresh: %d", r.StatusCode)
@@ -75,12 +73,12 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 	if rr["backstageIdentity"].(map[string]any)["token"] != bi["token"] {
 		t.Errorf("refresh re-issued a fresh Backstage token without need")
 	}
-	if c := f.op.Counters(); c.Token != 0 || c.JWKS != 0 || c.Userinfo != 0 {
+	if c := f.OP.Counters(); c.Token != 0 || c.JWKS != 0 || c.Userinfo != 0 {
 		t.Errorf("refresh called the provider: %+v", c)
 	}
 
 	// Ownership is served from /v1/userinfo.
-	req, _ := http.NewRequest(http.MethodGet, f.url("/api/auth/v1/userinfo"), nil)
+	req, _ := http.NewRequest(http.MethodGet, f.URL("/api/auth/v1/userinfo"), nil)
 	req.Header.Set("Authorization", "Bearer "+bi["token"].(string))
 	ui, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -92,7 +90,7 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 	}
 
 	// Logout ends the session and clears the cookie.
-	lo := b.do(http.MethodPost, f.url("/api/auth/spectrocloud/logout?env=development"), false,
+	lo := b.Do(http.MethodPost, f.URL("/api/auth/spectrocloud/logout?env=development"), false,
 		"X-Requested-With", "XMLHttpRequest", "Origin", appOrigin)
 	if lo.StatusCode != http.StatusOK {
 		t.Fatalf("logout: %d", lo.StatusCode)
@@ -102,21 +100,21 @@ func TestPopupSignInRefreshLogout(t *testing.T) {
 	}
 	// Even with the old cookie value replayed, the session is gone.
 	nb := newBrowser(t)
-	nb.client.Jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: handle}})
+	nb.Client.Jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: handle}})
 	if got := refresh(nb, f); got.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("refresh with a logged-out handle: %d", got.StatusCode)
 	}
 }
 
 func TestRefreshRenewsUpstreamNearExpiry(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true, idTokenTTL: time.Hour})
+	f := newFixture(t, fixtureOptions{RefreshTokens: true, IDTokenTTL: time.Hour})
 	b := newBrowser(t)
 	first := signIn(t, f, b)
 	firstID := first["providerInfo"].(map[string]any)["idToken"]
 
 	// Within the margin of the ID token's expiry, refresh goes upstream once.
-	f.advance(56 * time.Minute)
-	f.op.ResetCounters()
+	f.Advance(56 * time.Minute)
+	f.OP.ResetCounters()
 	r := refresh(b, f)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("refresh: %d %s", r.StatusCode, mustRead(r))
@@ -125,28 +123,28 @@ func TestRefreshRenewsUpstreamNearExpiry(t *testing.T) {
 	if got["providerInfo"].(map[string]any)["idToken"] == firstID {
 		t.Errorf("ID token was not renewed near expiry")
 	}
-	if c := f.op.Counters(); c.Refresh != 1 {
+	if c := f.OP.Counters(); c.Refresh != 1 {
 		t.Errorf("provider refreshes = %d, want 1 (%+v)", c.Refresh, c)
 	}
 }
 
 func TestSessionSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	f := newFixture(t, fixtureOptions{refreshTokens: true, dataDir: dir})
+	f := newFixture(t, fixtureOptions{RefreshTokens: true, DataDir: dir})
 	b := newBrowser(t)
 	first := signIn(t, f, b)
 	token := first["backstageIdentity"].(map[string]any)["token"]
-	f.srv.Close()
-	_ = f.sessions.Close()
+	f.Srv.Close()
+	_ = f.Sessions.Close()
 
 	// A new daemon on the same address and data directory.
-	g := newFixture(t, fixtureOptions{dataDir: dir, op: f, addr: f.srv.Listener.Addr().String()})
+	g := newFixture(t, fixtureOptions{DataDir: dir, OP: f, Addr: f.Srv.Listener.Addr().String()})
 	r := refresh(b, g)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("refresh after restart: %d %s", r.StatusCode, mustRead(r))
 	}
 	// The token issued before the restart still verifies against the new JWKS.
-	req, _ := http.NewRequest(http.MethodGet, g.url("/api/auth/v1/userinfo"), nil)
+	req, _ := http.NewRequest(http.MethodGet, g.URL("/api/auth/v1/userinfo"), nil)
 	req.Header.Set("Authorization", "Bearer "+token.(string))
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -162,13 +160,13 @@ func TestRedirectFlow(t *testing.T) {
 	b := newBrowser(t)
 	q := url.Values{"scope": {scope}, "origin": {appOrigin}, "redirectUrl": {appOrigin + "/catalog?x=1"}, "flow": {"redirect"}, "env": {"development"}}
 	// Follow everything up to the daemon's final redirect back to the app.
-	b.client.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+	b.Client.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), appOrigin) {
 			return http.ErrUseLastResponse
 		}
 		return nil
 	}
-	res := b.get(startURL(f, q))
+	res := b.Get(startURL(f, q))
 	if res.StatusCode != http.StatusFound || res.Header.Get("Location") != appOrigin+"/catalog?x=1" {
 		t.Fatalf("redirect flow ended with %d to %q: %s", res.StatusCode, res.Header.Get("Location"), mustRead(res))
 	}
@@ -179,10 +177,10 @@ func TestRedirectFlow(t *testing.T) {
 
 func TestSignInWithUnverifiedEmailIsRefused(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	if err := f.op.SetSelectedUser("bob"); err != nil {
+	if err := f.OP.SetSelectedUser("bob"); err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := frameMessage(t, newBrowser(t).get(startURL(f, popupQuery())))
+	msg, _ := frameMessage(t, newBrowser(t).Get(startURL(f, popupQuery())))
 	e, ok := msg["error"].(map[string]any)
 	if !ok || e["name"] != "NotAllowedError" {
 		t.Fatalf("want an in-band NotAllowedError, got %v", msg)
@@ -209,8 +207,8 @@ func TestTamperedIDTokenIsRefused(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, fixtureOptions{wrapOP: tamperIDToken(t, tc.tamper)})
-			msg, _ := frameMessage(t, newBrowser(t).get(startURL(f, popupQuery())))
+			f := newFixture(t, fixtureOptions{WrapOP: tamperIDToken(t, tc.tamper)})
+			msg, _ := frameMessage(t, newBrowser(t).Get(startURL(f, popupQuery())))
 			if msg["error"] == nil {
 				t.Fatalf("sign-in with a tampered ID token succeeded: %v", msg)
 			}
@@ -218,11 +216,11 @@ func TestTamperedIDTokenIsRefused(t *testing.T) {
 	}
 	t.Run("expired", func(t *testing.T) {
 		var op *fixture
-		f := newFixture(t, fixtureOptions{wrapOP: func(h http.Handler) http.Handler {
+		f := newFixture(t, fixtureOptions{WrapOP: func(h http.Handler) http.Handler {
 			return tamperIDToken(t, func(claims map[string]any, _ string) string {
 				claims["exp"] = time.Now().Add(-time.Hour).Unix()
 				claims["iat"] = time.Now().Add(-2 * time.Hour).Unix()
-				tok, err := op.op.SignClaims(claims)
+				tok, err := op.OP.SignClaims(claims)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -230,7 +228,7 @@ func TestTamperedIDTokenIsRefused(t *testing.T) {
 			})(h)
 		}})
 		op = f
-		msg, _ := frameMessage(t, newBrowser(t).get(startURL(f, popupQuery())))
+		msg, _ := frameMessage(t, newBrowser(t).Get(startURL(f, popupQuery())))
 		if msg["error"] == nil {
 			t.Fatalf("sign-in with an expired ID token succeeded: %v", msg)
 		}

@@ -53,12 +53,12 @@ func (s *countingStore) Put(ctx context.Context, k session.Key, v *session.Sessi
 func TestForgedCallbacksCostNothing(t *testing.T) {
 	once := &countingOnce{seen: map[string]bool{}}
 	store := &countingStore{Store: session.NewMemoryStore(session.Options{})}
-	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store, signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
-	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
+	f := newFixture(t, fixtureOptions{UsedOnce: once, Sessions: store, SignInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
+	frameURL, _ := url.Parse(f.URL("/api/auth/spectrocloud/handler"))
 
 	b := newBrowser(t)
 	genuine, _ := url.Parse(authorize(t, f, b, popupQuery()))
-	f.op.ResetCounters()
+	f.OP.ResetCounters()
 
 	forge := func(v url.Values) string { return encodeHexState(v) }
 	var forged []string
@@ -76,18 +76,18 @@ func TestForgedCallbacksCostNothing(t *testing.T) {
 	for _, state := range forged {
 		fb := newBrowser(t)
 		nonce := decodeHexState(t, state).Get("nonce")
-		fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
-		res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
+		fb.Client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
+		res := fb.Get(f.URL("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
 		if res.StatusCode != http.StatusForbidden {
 			t.Fatalf("forged state: %d, want 403", res.StatusCode)
 		}
 	}
 	// A genuine state past the nonce cookie's lifetime.
-	f.advance(11 * time.Minute)
-	if res := b.get(genuine.String()); res.StatusCode != http.StatusForbidden {
+	f.Advance(11 * time.Minute)
+	if res := b.Get(genuine.String()); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("expired state: %d, want 403", res.StatusCode)
 	}
-	if c := f.op.Counters(); c.Token != 0 {
+	if c := f.OP.Counters(); c.Token != 0 {
 		t.Errorf("token endpoint calls for forged callbacks = %d, want 0", c.Token)
 	}
 	if n := once.claims.Load(); n != 0 {
@@ -98,9 +98,7 @@ func TestForgedCallbacksCostNothing(t *testing.T) {
 	}
 
 	// The daemon's own states still work.
-	f.mu.Lock()
-	f.clock = time.Time{}
-	f.mu.Unlock()
+	f.RealTime()
 	signIn(t, f, newBrowser(t))
 	if n := once.claims.Load(); n != 1 {
 		t.Errorf("used-once claims for one sign-in = %d, want 1", n)
@@ -113,11 +111,11 @@ func TestForgedCallbacksCostNothing(t *testing.T) {
 func TestForgedCLICallbacksCostNothing(t *testing.T) {
 	once := &countingOnce{seen: map[string]bool{}}
 	store := &countingStore{Store: session.NewMemoryStore(session.Options{})}
-	f := newFixture(t, fixtureOptions{usedOnce: once, sessions: store, signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
-	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
+	f := newFixture(t, fixtureOptions{UsedOnce: once, Sessions: store, SignInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
+	frameURL, _ := url.Parse(f.URL("/api/auth/spectrocloud/handler"))
 	l := newLoopback(t)
 
-	res := newBrowser(t).do(http.MethodGet, cliStartURL(f, l.redirectURI(), "s", newPKCE("forged")), true)
+	res := newBrowser(t).Do(http.MethodGet, cliStartURL(f, l.RedirectURI(), "s", newPKCE("forged")), true)
 	upstreamURL, err := url.Parse(res.Header.Get("Location"))
 	if res.StatusCode != http.StatusFound || err != nil {
 		t.Fatalf("cli/start: %d %v", res.StatusCode, err)
@@ -138,7 +136,7 @@ func TestForgedCLICallbacksCostNothing(t *testing.T) {
 	}
 	altered := maps.Clone(req)
 	altered["r"] = "http://127.0.0.1:1/callback"
-	madeUp := map[string]any{"n": "made-up", "e": req["e"], "r": l.redirectURI(), "s": "s", "c": req["c"]}
+	madeUp := map[string]any{"n": "made-up", "e": req["e"], "r": l.RedirectURI(), "s": "s", "c": req["c"]}
 	cases := map[string]string{
 		"made up":             encode(madeUp),
 		"made up with a MAC":  encode(madeUp) + "." + sig,
@@ -147,27 +145,27 @@ func TestForgedCLICallbacksCostNothing(t *testing.T) {
 		"with another MAC":    encode(req) + ".AAAA",
 		"with a MAC appended": genuine + "." + sig,
 	}
-	f.op.ResetCounters()
+	f.OP.ResetCounters()
 	for name, state := range cases {
 		fb := newBrowser(t)
 		nonce, _ := req["n"].(string)
 		if name == "made up" || name == "made up with a MAC" {
 			nonce = "made-up"
 		}
-		fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
-		res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
+		fb.Client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
+		res := fb.Get(f.URL("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(state)))
 		if res.StatusCode != http.StatusForbidden {
 			t.Errorf("%s: %d, want 403", name, res.StatusCode)
 		}
 	}
 	// The genuine state past the nonce cookie's lifetime.
-	f.advance(11 * time.Minute)
+	f.Advance(11 * time.Minute)
 	fb := newBrowser(t)
-	fb.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: req["n"].(string), Path: "/api/auth/spectrocloud/handler"}})
-	if res := fb.get(f.url("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(genuine))); res.StatusCode != http.StatusForbidden {
+	fb.Client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: req["n"].(string), Path: "/api/auth/spectrocloud/handler"}})
+	if res := fb.Get(f.URL("/api/auth/spectrocloud/handler/frame?code=made-up&state=" + url.QueryEscape(genuine))); res.StatusCode != http.StatusForbidden {
 		t.Errorf("expired CLI state: %d, want 403", res.StatusCode)
 	}
-	if c := f.op.Counters(); c.Token != 0 {
+	if c := f.OP.Counters(); c.Token != 0 {
 		t.Errorf("token endpoint calls for forged CLI callbacks = %d, want 0", c.Token)
 	}
 	if n := once.claims.Load(); n != 0 {

@@ -13,12 +13,12 @@ import (
 // a request carrying that session's exact handle gets a 200, and nothing
 // made up gets a server error.
 func FuzzRefreshCookie(f *testing.F) {
-	fx := newFixture(f, fixtureOptions{refreshTokens: true})
+	fx := newFixture(f, fixtureOptions{RefreshTokens: true})
 	b := newBrowser(f)
 	signIn(f, fx, b)
-	u, _ := url.Parse(fx.url("/api/auth/spectrocloud/refresh"))
+	u, _ := url.Parse(fx.URL("/api/auth/spectrocloud/refresh"))
 	var handle string
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if c.Name == "spectrocloud-refresh-token" {
 			handle = c.Value
 		}
@@ -33,7 +33,7 @@ func FuzzRefreshCookie(f *testing.F) {
 		r.Header.Set("Origin", origin)
 		r.Header.Set("Cookie", cookie)
 		rec := httptest.NewRecorder()
-		fx.server.ServeHTTP(rec, r)
+		fx.Server.ServeHTTP(rec, r)
 		if rec.Code >= 500 {
 			t.Fatalf("cookie %q, origin %q: %d %s", cookie, origin, rec.Code, rec.Body)
 		}

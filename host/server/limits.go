@@ -30,15 +30,6 @@ func (s *Server) limited(h func(http.ResponseWriter, *http.Request) error) func(
 	}
 }
 
-// exchangeAllowed takes one code exchange from the global budget.
-func (s *Server) exchangeAllowed() error {
-	if s.cfg.ExchangeBudget.Allow() {
-		return nil
-	}
-	s.refusedLog.warn(s, "sign-ins refused: over server.rateLimits.codeExchangesPerSecond")
-	return backstageerr.New(http.StatusTooManyRequests, backstageerr.NameError, "Too many sign-ins right now; try again shortly", nil)
-}
-
 // sampler lets one log line through per minute and counts the rest.
 type sampler struct {
 	mu     sync.Mutex

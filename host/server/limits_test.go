@@ -14,10 +14,10 @@ func TestSignInRoutesAreRateLimitedPerClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, fixtureOptions{clientIP: trusted, signInLimit: ratelimit.NewPerClient(1, 3, 100, nil)})
+	f := newFixture(t, fixtureOptions{ClientIP: trusted, SignInLimit: ratelimit.NewPerClient(1, 3, 100, nil)})
 	start := func(client string) int {
 		b := newBrowser(t)
-		res := b.do(http.MethodGet, startURL(f, popupQuery()), true, "X-Forwarded-For", client)
+		res := b.Do(http.MethodGet, startURL(f, popupQuery()), true, "X-Forwarded-For", client)
 		return res.StatusCode
 	}
 	for i := range 3 {
@@ -40,14 +40,14 @@ func TestSignInRoutesAreRateLimitedPerClient(t *testing.T) {
 // Code exchanges share one budget: beyond it a sign-in is refused before
 // the provider's token endpoint is called.
 func TestCodeExchangeBudget(t *testing.T) {
-	f := newFixture(t, fixtureOptions{exchangeBudget: ratelimit.NewBudget(0.001, 1, nil)})
+	f := newFixture(t, fixtureOptions{ExchangeBudget: ratelimit.NewBudget(0.001, 1, nil)})
 	signIn(t, f, newBrowser(t))
-	f.op.ResetCounters()
-	msg, _ := frameMessage(t, newBrowser(t).get(startURL(f, popupQuery())))
+	f.OP.ResetCounters()
+	msg, _ := frameMessage(t, newBrowser(t).Get(startURL(f, popupQuery())))
 	if msg["error"] == nil {
 		t.Fatal("a sign-in over the exchange budget succeeded")
 	}
-	if c := f.op.Counters(); c.Token != 0 {
+	if c := f.OP.Counters(); c.Token != 0 {
 		t.Fatalf("token endpoint calls over the budget = %d, want 0", c.Token)
 	}
 }

@@ -57,12 +57,12 @@ func clearsSessionCookie(res *http.Response) bool {
 // The same holds for routes that take a Backstage token: a failed read is
 // unavailability, not ErrSessionEnded.
 func TestSessionStoreOutageDoesNotEndSessions(t *testing.T) {
-	first := newFixture(t, fixtureOptions{refreshTokens: true, idTokenTTL: time.Hour})
+	first := newFixture(t, fixtureOptions{RefreshTokens: true, IDTokenTTL: time.Hour})
 	br := newBrowser(t)
 	signIn(t, first, br)
-	store := &outageStore{Store: first.sessions}
-	replica := newFixture(t, fixtureOptions{op: first, sessions: store})
-	replica.advance(56 * time.Minute) // within the margin: the refresh renews
+	store := &outageStore{Store: first.Sessions}
+	replica := newFixture(t, fixtureOptions{OP: first, Sessions: store})
+	replica.Advance(56 * time.Minute) // within the margin: the refresh renews
 
 	store.downOnLock.Store(true)
 	r := refresh(br, replica)
@@ -81,11 +81,11 @@ func TestSessionStoreOutageDoesNotEndSessions(t *testing.T) {
 	token := decodeJSON(t, r)["backstageIdentity"].(map[string]any)["token"].(string)
 
 	store.down.Store(true)
-	if _, err := replica.server.UserSession(context.Background(), token); err == nil || errors.Is(err, server.ErrSessionEnded) {
+	if _, err := replica.Server.UserSession(context.Background(), token); err == nil || errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("UserSession while the store is down: %v; want an error that is not ErrSessionEnded", err)
 	}
 	store.down.Store(false)
-	if _, err := replica.server.UserSession(context.Background(), token); err != nil {
+	if _, err := replica.Server.UserSession(context.Background(), token); err != nil {
 		t.Errorf("UserSession once the store is back: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 func TestSignInOutcomesAreReported(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
-	f := newFixture(t, fixtureOptions{signInDone: func(env, client, outcome string) {
+	f := newFixture(t, fixtureOptions{SignInDone: func(env, client, outcome string) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, env+"/"+client+"/"+outcome)
@@ -29,7 +29,7 @@ func TestSignInOutcomesAreReported(t *testing.T) {
 		q := cb.Query()
 		edit(q)
 		cb.RawQuery = q.Encode()
-		b.get(cb.String()).Body.Close()
+		b.Get(cb.String()).Body.Close()
 	}
 	mu.Lock()
 	defer mu.Unlock()

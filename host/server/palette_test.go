@@ -16,24 +16,24 @@ import (
 // than the margin left, stored, and dropped when Palette refuses it or the
 // session ends.
 func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
-	f.advance(0) // freeze the daemon's clock
+	f := newFixture(t, fixtureOptions{RefreshTokens: true})
+	f.Advance(0) // freeze the daemon's clock
 	b := newBrowser(t)
 	res := signIn(t, f, b)
 	token := res["backstageIdentity"].(map[string]any)["token"].(string)
 	ctx := context.Background()
-	us, err := f.server.UserSession(ctx, token)
+	us, err := f.Server.UserSession(ctx, token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The provider handed out a Palette session token at sign-in.
-	sess, err := f.sessions.Get(ctx, us.Key)
+	sess, err := f.Sessions.Get(ctx, us.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sess.Upstream.PaletteSessionToken = "palette-0"
-	sess.Upstream.PaletteSessionTokenExpiry = f.now().Add(lifecycle.PaletteSessionLifetime)
-	if err := f.sessions.Replace(ctx, us.Key, sess); err != nil {
+	sess.Upstream.PaletteSessionTokenExpiry = f.Now().Add(lifecycle.PaletteSessionLifetime)
+	if err := f.Sessions.Replace(ctx, us.Key, sess); err != nil {
 		t.Fatal(err)
 	}
 
@@ -48,11 +48,11 @@ func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
 	}
 	use := func() (*server.UserSession, error) {
 		t.Helper()
-		us, err := f.server.UserSession(ctx, token)
+		us, err := f.Server.UserSession(ctx, token)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return f.server.PaletteSession(ctx, us, renew)
+		return f.Server.PaletteSession(ctx, us, renew)
 	}
 
 	for _, step := range []struct {
@@ -67,7 +67,7 @@ func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
 		{"renewed token: 15 minutes again", 10 * time.Minute, "palette-1", 1},
 		{"renewed again near its end", 4 * time.Minute, "palette-2", 2},
 	} {
-		f.advance(step.advance)
+		f.Advance(step.advance)
 		got, err := use()
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
@@ -75,7 +75,7 @@ func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
 		if got.Tokens.PaletteSessionToken != step.wantToken || len(calls) != step.wantCalls {
 			t.Fatalf("%s: token %q after %d renewals, want %q after %d", step.name, got.Tokens.PaletteSessionToken, len(calls), step.wantToken, step.wantCalls)
 		}
-		if stored, _ := f.sessions.Get(ctx, us.Key); stored.Upstream.PaletteSessionToken != step.wantToken {
+		if stored, _ := f.Sessions.Get(ctx, us.Key); stored.Upstream.PaletteSessionToken != step.wantToken {
 			t.Fatalf("%s: stored token %q, want %q", step.name, stored.Upstream.PaletteSessionToken, step.wantToken)
 		}
 	}
@@ -84,7 +84,7 @@ func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
 	}
 
 	// Palette refuses: the token is dropped, the session stays.
-	f.advance(14 * time.Minute)
+	f.Advance(14 * time.Minute)
 	refuse = true
 	if _, err := use(); !errors.Is(err, lifecycle.ErrPaletteTokenRefused) {
 		t.Fatalf("refused renewal: err = %v", err)
@@ -95,13 +95,13 @@ func TestPaletteSessionRenewsBeforeExpiry(t *testing.T) {
 	}
 
 	// Signing out drops the session and its Palette token with it.
-	b.do(http.MethodPost, f.url("/api/auth/spectrocloud/logout?env=development"), false, "X-Requested-With", "XMLHttpRequest")
-	if _, err := f.server.PaletteSession(ctx, got, renew); err != nil {
+	b.Do(http.MethodPost, f.URL("/api/auth/spectrocloud/logout?env=development"), false, "X-Requested-With", "XMLHttpRequest")
+	if _, err := f.Server.PaletteSession(ctx, got, renew); err != nil {
 		t.Fatalf("a session without a token needs no renewal: %v", err)
 	}
 	got.Session.Upstream.PaletteSessionToken = "palette-x"
 	got.Session.Upstream.PaletteSessionTokenExpiry = time.Time{}
-	if _, err := f.server.PaletteSession(ctx, got, renew); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.Server.PaletteSession(ctx, got, renew); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("after sign-out: err = %v, want ErrSessionEnded", err)
 	}
 	if len(calls) != 3 {

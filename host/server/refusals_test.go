@@ -16,10 +16,10 @@ func authorize(t *testing.T, f *fixture, b *browser, q url.Values) string {
 	t.Helper()
 	next := startURL(f, q)
 	for i := 0; i < 10; i++ {
-		if strings.HasPrefix(next, f.url("/api/auth/spectrocloud/handler/frame")) {
+		if strings.HasPrefix(next, f.URL("/api/auth/spectrocloud/handler/frame")) {
 			return next
 		}
-		res := b.do(http.MethodGet, next, true)
+		res := b.Do(http.MethodGet, next, true)
 		loc, err := res.Location()
 		if err != nil {
 			t.Fatalf("no redirect from %s (%d): %s", next, res.StatusCode, mustRead(res))
@@ -66,7 +66,7 @@ func TestStartRefusals(t *testing.T) {
 			if path == "" {
 				path = "/api/auth/spectrocloud/start"
 			}
-			res := newBrowser(t).do(http.MethodGet, f.url(path+"?"+tc.q.Encode()), true)
+			res := newBrowser(t).Do(http.MethodGet, f.URL(path+"?"+tc.q.Encode()), true)
 			if res.StatusCode != tc.status {
 				t.Fatalf("status = %d, want %d: %s", res.StatusCode, tc.status, mustRead(res))
 			}
@@ -89,7 +89,7 @@ func TestStartRefusals(t *testing.T) {
 
 func TestStartSetsNonceCookieAndPKCE(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	res := newBrowser(t).do(http.MethodGet, startURL(f, popupQuery()), true)
+	res := newBrowser(t).Do(http.MethodGet, startURL(f, popupQuery()), true)
 	var nonce *http.Cookie
 	for _, c := range res.Cookies() {
 		if c.Name == "spectrocloud-nonce" {
@@ -112,7 +112,7 @@ func TestStartSetsNonceCookieAndPKCE(t *testing.T) {
 			t.Errorf("scope %q lacks %s", q.Get("scope"), s)
 		}
 	}
-	if q.Get("redirect_uri") != f.url("/api/auth/spectrocloud/handler/frame") {
+	if q.Get("redirect_uri") != f.URL("/api/auth/spectrocloud/handler/frame") {
 		t.Errorf("redirect_uri = %q", q.Get("redirect_uri"))
 	}
 }
@@ -123,9 +123,9 @@ func TestStartSetsNonceCookieAndPKCE(t *testing.T) {
 func TestStartKeepsGrantedScopes(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	b := newBrowser(t)
-	u, _ := url.Parse(f.url("/api/auth/spectrocloud/start"))
-	b.client.Jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-granted-scope", Value: "openid%20groups:read", Path: "/api/auth/spectrocloud"}})
-	res := b.do(http.MethodGet, startURL(f, url.Values{"env": {"development"}, "scope": {"catalog:read"}}), true)
+	u, _ := url.Parse(f.URL("/api/auth/spectrocloud/start"))
+	b.Client.Jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-granted-scope", Value: "openid%20groups:read", Path: "/api/auth/spectrocloud"}})
+	res := b.Do(http.MethodGet, startURL(f, url.Values{"env": {"development"}, "scope": {"catalog:read"}}), true)
 	loc, err := res.Location()
 	if err != nil {
 		t.Fatal(err)
@@ -140,10 +140,10 @@ func TestStartKeepsGrantedScopes(t *testing.T) {
 
 func TestFrameRefusals(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	frameURL, _ := url.Parse(f.url("/api/auth/spectrocloud/handler"))
+	frameURL, _ := url.Parse(f.URL("/api/auth/spectrocloud/handler"))
 
 	t.Run("missing state is an HTTP error", func(t *testing.T) {
-		res := newBrowser(t).get(f.url("/api/auth/spectrocloud/handler/frame?code=x"))
+		res := newBrowser(t).Get(f.URL("/api/auth/spectrocloud/handler/frame?code=x"))
 		if res.StatusCode != http.StatusForbidden {
 			t.Fatalf("status = %d", res.StatusCode)
 		}
@@ -165,30 +165,30 @@ func TestFrameRefusals(t *testing.T) {
 	t.Run("missing nonce cookie", func(t *testing.T) {
 		b := newBrowser(t)
 		cb := authorize(t, f, b, popupQuery())
-		inBand(t, newBrowser(t).get(cb), "NotAllowedError", "missing cookie nonce")
+		inBand(t, newBrowser(t).Get(cb), "NotAllowedError", "missing cookie nonce")
 	})
 	t.Run("wrong nonce cookie", func(t *testing.T) {
 		b := newBrowser(t)
 		cb := authorize(t, f, b, popupQuery())
-		b.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: "not-the-nonce", Path: "/api/auth/spectrocloud/handler"}})
-		inBand(t, b.get(cb), "NotAllowedError", "Invalid nonce")
+		b.Client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: "not-the-nonce", Path: "/api/auth/spectrocloud/handler"}})
+		inBand(t, b.Get(cb), "NotAllowedError", "Invalid nonce")
 	})
 	t.Run("state replay", func(t *testing.T) {
 		b := newBrowser(t)
 		cb := authorize(t, f, b, popupQuery())
 		nonce := ""
-		for _, c := range b.client.Jar.Cookies(frameURL) {
+		for _, c := range b.Client.Jar.Cookies(frameURL) {
 			if c.Name == "spectrocloud-nonce" {
 				nonce = c.Value
 			}
 		}
-		m, _ := frameMessage(t, b.get(cb))
+		m, _ := frameMessage(t, b.Get(cb))
 		if m["error"] != nil {
 			t.Fatalf("first use failed: %v", m)
 		}
 		// The attacker replays the same response with the nonce cookie restored.
-		b.client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
-		inBand(t, b.get(cb), "NotAllowedError", "already used")
+		b.Client.Jar.SetCookies(frameURL, []*http.Cookie{{Name: "spectrocloud-nonce", Value: nonce, Path: "/api/auth/spectrocloud/handler"}})
+		inBand(t, b.Get(cb), "NotAllowedError", "already used")
 	})
 	t.Run("state tampered to another origin", func(t *testing.T) {
 		b := newBrowser(t)
@@ -198,11 +198,11 @@ func TestFrameRefusals(t *testing.T) {
 		st.Set("origin", "https://evil.com")
 		q.Set("state", encodeHexState(st))
 		cb.RawQuery = q.Encode()
-		f.op.ResetCounters()
-		if res := b.get(cb.String()); res.StatusCode != http.StatusForbidden {
+		f.OP.ResetCounters()
+		if res := b.Get(cb.String()); res.StatusCode != http.StatusForbidden {
 			t.Fatalf("tampered state: %d, want 403", res.StatusCode)
 		}
-		if c := f.op.Counters(); c.Token != 0 {
+		if c := f.OP.Counters(); c.Token != 0 {
 			t.Fatalf("a tampered state reached the token endpoint %d times", c.Token)
 		}
 	})
@@ -213,7 +213,7 @@ func TestFrameRefusals(t *testing.T) {
 		q.Del("code")
 		q.Set("error", "access_denied")
 		cb.RawQuery = q.Encode()
-		inBand(t, b.get(cb.String()), "AuthenticationError", "access_denied")
+		inBand(t, b.Get(cb.String()), "AuthenticationError", "access_denied")
 	})
 	t.Run("forged code", func(t *testing.T) {
 		b := newBrowser(t)
@@ -221,7 +221,7 @@ func TestFrameRefusals(t *testing.T) {
 		q := cb.Query()
 		q.Set("code", "forged")
 		cb.RawQuery = q.Encode()
-		inBand(t, b.get(cb.String()), "AuthenticationError", "Could not complete")
+		inBand(t, b.Get(cb.String()), "AuthenticationError", "Could not complete")
 	})
 	t.Run("redirect flow error goes back to the app", func(t *testing.T) {
 		b := newBrowser(t)
@@ -229,7 +229,7 @@ func TestFrameRefusals(t *testing.T) {
 		q.Set("flow", "redirect")
 		q.Set("redirectUrl", appOrigin+"/catalog")
 		cb := authorize(t, f, b, q)
-		res := newBrowser(t).do(http.MethodGet, cb, true)
+		res := newBrowser(t).Do(http.MethodGet, cb, true)
 		loc, _ := res.Location()
 		if res.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(loc.String(), appOrigin+"?error=") {
 			t.Fatalf("want a redirect to the app with an error, got %d %v", res.StatusCode, loc)
@@ -274,7 +274,7 @@ func TestRefreshAndLogoutRefusals(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	b := newBrowser(t)
 	signIn(t, f, b)
-	refreshURL := f.url("/api/auth/spectrocloud/refresh?optional&env=development")
+	refreshURL := f.URL("/api/auth/spectrocloud/refresh?optional&env=development")
 	for _, tc := range []struct {
 		name        string
 		method, url string
@@ -286,10 +286,10 @@ func TestRefreshAndLogoutRefusals(t *testing.T) {
 		{name: "refresh without X-Requested-With", method: "GET", url: refreshURL, header: []string{"Origin", appOrigin}, status: 401, cors: true},
 		{name: "refresh without a session", method: "GET", url: refreshURL, header: []string{"X-Requested-With", "XMLHttpRequest", "Origin", appOrigin}, fresh: true, status: 401, cors: true},
 		{name: "refresh from a disallowed origin", method: "GET", url: refreshURL, header: []string{"X-Requested-With", "XMLHttpRequest", "Origin", "https://evil.com"}, status: 403},
-		{name: "refresh without env", method: "GET", url: f.url("/api/auth/spectrocloud/refresh"), header: []string{"X-Requested-With", "XMLHttpRequest"}, status: 400},
-		{name: "refresh unknown env", method: "GET", url: f.url("/api/auth/spectrocloud/refresh?env=prod"), header: []string{"X-Requested-With", "XMLHttpRequest"}, status: 404},
-		{name: "logout without X-Requested-With", method: "POST", url: f.url("/api/auth/spectrocloud/logout?env=development"), status: 401},
-		{name: "logout from a disallowed origin", method: "POST", url: f.url("/api/auth/spectrocloud/logout?env=development"), header: []string{"X-Requested-With", "XMLHttpRequest", "Origin", "https://evil.com"}, status: 403},
+		{name: "refresh without env", method: "GET", url: f.URL("/api/auth/spectrocloud/refresh"), header: []string{"X-Requested-With", "XMLHttpRequest"}, status: 400},
+		{name: "refresh unknown env", method: "GET", url: f.URL("/api/auth/spectrocloud/refresh?env=prod"), header: []string{"X-Requested-With", "XMLHttpRequest"}, status: 404},
+		{name: "logout without X-Requested-With", method: "POST", url: f.URL("/api/auth/spectrocloud/logout?env=development"), status: 401},
+		{name: "logout from a disallowed origin", method: "POST", url: f.URL("/api/auth/spectrocloud/logout?env=development"), header: []string{"X-Requested-With", "XMLHttpRequest", "Origin", "https://evil.com"}, status: 403},
 		{name: "refresh works", method: "GET", url: refreshURL, header: []string{"X-Requested-With", "XMLHttpRequest", "Origin", appOrigin}, status: 200, cors: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,7 +297,7 @@ func TestRefreshAndLogoutRefusals(t *testing.T) {
 			if tc.fresh {
 				br = newBrowser(t)
 			}
-			res := br.do(tc.method, tc.url, true, tc.header...)
+			res := br.Do(tc.method, tc.url, true, tc.header...)
 			if res.StatusCode != tc.status {
 				t.Fatalf("status = %d, want %d: %s", res.StatusCode, tc.status, mustRead(res))
 			}
@@ -323,7 +323,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"https://evil.com", http.StatusForbidden},
 	} {
 		t.Run(tc.origin, func(t *testing.T) {
-			res := newBrowser(t).do(http.MethodOptions, f.url("/api/auth/spectrocloud/refresh?optional&env=development"), true,
+			res := newBrowser(t).Do(http.MethodOptions, f.URL("/api/auth/spectrocloud/refresh?optional&env=development"), true,
 				"Origin", tc.origin, "Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "x-requested-with")
 			if res.StatusCode != tc.status {
 				t.Fatalf("status = %d, want %d", res.StatusCode, tc.status)
@@ -352,13 +352,13 @@ func (failingOnce) Claim(context.Context, string, time.Time, time.Time) (bool, e
 // store is down), it refuses the sign-in rather than risk accepting a
 // replay: no session, no cookie.
 func TestSignInRefusedWhenUsedOnceSetFails(t *testing.T) {
-	f := newFixture(t, fixtureOptions{usedOnce: failingOnce{}})
+	f := newFixture(t, fixtureOptions{UsedOnce: failingOnce{}})
 	b := newBrowser(t)
-	m, _ := frameMessage(t, b.get(authorize(t, f, b, popupQuery())))
+	m, _ := frameMessage(t, b.Get(authorize(t, f, b, popupQuery())))
 	if _, ok := m["error"].(map[string]any); !ok {
 		t.Fatalf("sign-in went through without being recorded as used: %v", m)
 	}
-	if n := f.sessions.Len(); n != 0 {
+	if n := f.Sessions.Len(); n != 0 {
 		t.Fatalf("%d sessions stored", n)
 	}
 }

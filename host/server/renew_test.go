@@ -48,6 +48,9 @@ type fakeUpstream struct {
 	refuseUser bool
 	// noUserinfo: the provider has no userinfo endpoint.
 	noUserinfo bool
+	// editConfig, when set, edits the server's configuration
+	// (withServerConfig).
+	editConfig func(*server.Config)
 }
 
 func (u *fakeUpstream) providerCalls() int { u.mu.Lock(); defer u.mu.Unlock(); return u.calls }
@@ -174,11 +177,11 @@ func (r *flakyResolver) Resolve(context.Context, signin.Input) (signin.Identity,
 // fakeFixture is the daemon's HTTP layer in front of fakeUpstream, with a
 // clock the test moves.
 type fakeFixture struct {
-	t        *testing.T
+	T        *testing.T
 	up       *fakeUpstream
 	resolver *flakyResolver
-	srv      *httptest.Server
-	sessions session.Store
+	Srv      *httptest.Server
+	Sessions session.Store
 	mu       sync.Mutex
 	clock    time.Time
 	// ended counts SessionEnded reports by reason.
@@ -192,20 +195,26 @@ func (f *fakeFixture) endedCount(reason string) int {
 	return f.ended[reason]
 }
 
+// withServerConfig is a newFakeFixture option that edits the server's
+// configuration before the server is built.
+func withServerConfig(edit func(*server.Config)) func(*fakeUpstream) {
+	return func(u *fakeUpstream) { u.editConfig = edit }
+}
+
 func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
-	f := &fakeFixture{t: t, clock: time.Now(), resolver: &flakyResolver{}, ended: map[string]int{}}
-	f.up = &fakeUpstream{now: f.now}
+	f := &fakeFixture{T: t, clock: time.Now(), resolver: &flakyResolver{}, ended: map[string]int{}}
+	f.up = &fakeUpstream{now: f.Now}
 	for _, o := range opts {
 		o(f.up)
 	}
-	f.srv = httptest.NewUnstartedServer(nil)
-	base := "http://" + f.srv.Listener.Addr().String()
-	iss, err := identity.New(identity.Config{Issuer: base + "/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: f.now})
+	f.Srv = httptest.NewUnstartedServer(nil)
+	base := "http://" + f.Srv.Listener.Addr().String()
+	iss, err := identity.New(identity.Config{Issuer: base + "/api/auth", KeyStore: identity.NewMemoryKeyStore(), Now: f.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.sessions = session.NewMemoryStore(session.Options{Now: f.now})
-	h, err := server.New(server.Config{
+	f.Sessions = session.NewMemoryStore(session.Options{Now: f.Now})
+	cfg := server.Config{
 		BaseURL:    base,
 		AppBaseURL: appOrigin,
 		Envs: map[string]*server.Env{"development": {
@@ -216,31 +225,35 @@ func newFakeFixture(t *testing.T, opts ...func(*fakeUpstream)) *fakeFixture {
 		}},
 		Identity: iss,
 		UserInfo: identity.NewMemoryUserInfoStore(),
-		Sessions: f.sessions,
+		Sessions: f.Sessions,
 		FlowKey:  []byte(strings.Repeat("k", 32)),
-		Now:      f.now,
+		Now:      f.Now,
 		SessionEnded: func(_, reason string, n int) {
 			f.mu.Lock()
 			f.ended[reason] += n
 			f.mu.Unlock()
 		},
-	})
+	}
+	if f.up.editConfig != nil {
+		f.up.editConfig(&cfg)
+	}
+	h, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv.Config.Handler = h
-	f.srv.Start()
-	t.Cleanup(f.srv.Close)
+	f.Srv.Config.Handler = h
+	f.Srv.Start()
+	t.Cleanup(f.Srv.Close)
 	return f
 }
 
-func (f *fakeFixture) now() time.Time {
+func (f *fakeFixture) Now() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.clock
 }
 
-func (f *fakeFixture) advance(d time.Duration) {
+func (f *fakeFixture) Advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.clock = f.clock.Add(d)
@@ -249,44 +262,44 @@ func (f *fakeFixture) advance(d time.Duration) {
 // signIn runs /start and the callback in a fresh browser and returns it
 // with its session handle.
 func (f *fakeFixture) signIn() (*browser, string) {
-	f.t.Helper()
-	b := newBrowser(f.t)
-	res := b.do(http.MethodGet, f.srv.URL+"/api/auth/spectrocloud/start?"+popupQuery().Encode(), true)
+	f.T.Helper()
+	b := newBrowser(f.T)
+	res := b.Do(http.MethodGet, f.Srv.URL+"/api/auth/spectrocloud/start?"+popupQuery().Encode(), true)
 	loc, err := res.Location()
 	if err != nil {
-		f.t.Fatalf("start: %d", res.StatusCode)
+		f.T.Fatalf("start: %d", res.StatusCode)
 	}
-	cb := f.srv.URL + "/api/auth/spectrocloud/handler/frame?code=c&state=" + url.QueryEscape(loc.Query().Get("state"))
-	msg, _ := frameMessage(f.t, b.get(cb))
+	cb := f.Srv.URL + "/api/auth/spectrocloud/handler/frame?code=c&state=" + url.QueryEscape(loc.Query().Get("state"))
+	msg, _ := frameMessage(f.T, b.Get(cb))
 	if msg["error"] != nil {
-		f.t.Fatalf("sign-in: %v", msg["error"])
+		f.T.Fatalf("sign-in: %v", msg["error"])
 	}
-	u, _ := url.Parse(f.srv.URL + "/api/auth/spectrocloud")
-	for _, c := range b.client.Jar.Cookies(u) {
+	u, _ := url.Parse(f.Srv.URL + "/api/auth/spectrocloud")
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if c.Name == "spectrocloud-refresh-token" {
 			return b, c.Value
 		}
 	}
-	f.t.Fatal("no refresh cookie after sign-in")
+	f.T.Fatal("no refresh cookie after sign-in")
 	return nil, ""
 }
 
 func (f *fakeFixture) refreshCtx(ctx context.Context, b *browser) (*http.Response, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/api/auth/spectrocloud/refresh?optional&env=development", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.Srv.URL+"/api/auth/spectrocloud/refresh?optional&env=development", nil)
 	req.Header.Set("X-Requested-With", "XMLHttpRequest")
 	req.Header.Set("Origin", appOrigin)
-	res, err := b.client.Do(req)
+	res, err := b.Client.Do(req)
 	if err == nil {
-		f.t.Cleanup(func() { res.Body.Close() })
+		f.T.Cleanup(func() { res.Body.Close() })
 	}
 	return res, err
 }
 
 func (f *fakeFixture) refresh(b *browser) int {
-	f.t.Helper()
+	f.T.Helper()
 	res, err := f.refreshCtx(context.Background(), b)
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	return res.StatusCode
 }
@@ -294,9 +307,9 @@ func (f *fakeFixture) refresh(b *browser) int {
 // browserWithHandle is a browser holding only a session cookie.
 func (f *fakeFixture) browserWithHandle(handle string) *browser {
 	jar, _ := cookiejar.New(nil)
-	u, _ := url.Parse(f.srv.URL + "/api/auth/spectrocloud")
+	u, _ := url.Parse(f.Srv.URL + "/api/auth/spectrocloud")
 	jar.SetCookies(u, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: handle, Path: "/api/auth/spectrocloud"}})
-	return &browser{t: f.t, client: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	return &browser{T: f.T, Client: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
 }
 
 // A refresh that rotated the provider's refresh token keeps the new one even
@@ -306,7 +319,7 @@ func TestRotatedRefreshTokenSurvivesFailedReissue(t *testing.T) {
 	f := newFakeFixture(t)
 	b, _ := f.signIn()
 
-	f.advance(56 * time.Minute) // within the margin: refresh goes upstream
+	f.Advance(56 * time.Minute) // within the margin: refresh goes upstream
 	f.resolver.set(true)
 	if got := f.refresh(b); got != http.StatusUnauthorized {
 		t.Fatalf("refresh with the resolver down: %d, want 401", got)
@@ -341,7 +354,7 @@ func (f *fakeFixture) blockRefresh() (entered, release chan struct{}) {
 func TestCancelledRefreshDoesNotEndSession(t *testing.T) {
 	f := newFakeFixture(t)
 	b, _ := f.signIn()
-	f.advance(2 * time.Hour) // the ID token has expired; the session has not
+	f.Advance(2 * time.Hour) // the ID token has expired; the session has not
 
 	entered, release := f.blockRefresh()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -367,7 +380,7 @@ func TestCancelledRefreshDoesNotEndSession(t *testing.T) {
 func TestLogoutDuringRenewalEndsSession(t *testing.T) {
 	f := newFakeFixture(t)
 	b, handle := f.signIn()
-	f.advance(56 * time.Minute)
+	f.Advance(56 * time.Minute)
 
 	entered, release := f.blockRefresh()
 	status := make(chan int, 1)
@@ -380,7 +393,7 @@ func TestLogoutDuringRenewalEndsSession(t *testing.T) {
 		status <- res.StatusCode
 	}()
 	<-entered
-	res := b.do(http.MethodPost, f.srv.URL+"/api/auth/spectrocloud/logout?env=development", false, "X-Requested-With", "XMLHttpRequest")
+	res := b.Do(http.MethodPost, f.Srv.URL+"/api/auth/spectrocloud/logout?env=development", false, "X-Requested-With", "XMLHttpRequest")
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("logout: %d", res.StatusCode)
 	}
@@ -407,13 +420,13 @@ func TestLogoutDuringRenewalEndsSession(t *testing.T) {
 func TestNoReissueWhenNothingChangedUpstream(t *testing.T) {
 	f := newFakeFixture(t, func(u *fakeUpstream) { u.noRefresh, u.idTTL = true, 2*time.Hour })
 	b, _ := f.signIn()
-	f.advance(2*time.Hour - 4*time.Minute) // within the margin; the Backstage token is stale
+	f.Advance(2*time.Hour - 4*time.Minute) // within the margin; the Backstage token is stale
 	if got := f.refresh(b); got != http.StatusOK {
 		t.Fatalf("refresh: %d", got)
 	}
 	calls := f.resolver.count()
 	for range 5 {
-		f.advance(10 * time.Second)
+		f.Advance(10 * time.Second)
 		if got := f.refresh(b); got != http.StatusOK {
 			t.Fatalf("refresh: %d", got)
 		}
@@ -429,7 +442,7 @@ func TestNoReissueWhenNothingChangedUpstream(t *testing.T) {
 func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 	f := newFakeFixture(t)
 	b, handle := f.signIn()
-	f.advance(2 * time.Hour)
+	f.Advance(2 * time.Hour)
 
 	for _, outage := range []error{
 		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusServiceUnavailable},
@@ -441,7 +454,7 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 			t.Fatalf("refresh during an outage (%v): %d, want 401", outage, got)
 		}
 		// The provider is asked again after the outage backoff only.
-		f.advance(31 * time.Second)
+		f.Advance(31 * time.Second)
 	}
 	f.up.setBlock(nil)
 	if got := f.refresh(b); got != http.StatusOK {
@@ -449,7 +462,7 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 	}
 
 	// A refusal does end it.
-	f.advance(2 * time.Hour)
+	f.Advance(2 * time.Hour)
 	f.up.mu.Lock()
 	f.up.valid = "revoked-at-the-provider"
 	f.up.mu.Unlock()
@@ -469,7 +482,7 @@ func TestProviderOutageAfterExpiryKeepsSession(t *testing.T) {
 func TestRefreshWithoutNewIDTokenAsksOnce(t *testing.T) {
 	f := newFakeFixture(t, func(u *fakeUpstream) { u.keepIDToken = true })
 	b, _ := f.signIn()
-	f.advance(57 * time.Minute) // within the 5-minute margin of the ID token
+	f.Advance(57 * time.Minute) // within the 5-minute margin of the ID token
 	for i := range 5 {
 		if got := f.refresh(b); got != http.StatusOK {
 			t.Fatalf("refresh %d: %d", i, got)

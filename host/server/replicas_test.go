@@ -66,19 +66,19 @@ func TestReplicasRenewASessionOneAtATime(t *testing.T) {
 		})
 	}
 	// Sign in on one daemon; two replicas then share its session store.
-	first := newFixture(t, fixtureOptions{refreshTokens: true, idTokenTTL: time.Hour, wrapOP: slowRefresh})
+	first := newFixture(t, fixtureOptions{RefreshTokens: true, IDTokenTTL: time.Hour, WrapOP: slowRefresh})
 	br := newBrowser(t)
 	signIn(t, first, br)
-	shared := &lockingStore{Store: first.sessions, held: map[session.Key]chan struct{}{}}
+	shared := &lockingStore{Store: first.Sessions, held: map[session.Key]chan struct{}{}}
 	replicas := []*fixture{
-		newFixture(t, fixtureOptions{op: first, sessions: shared}),
-		newFixture(t, fixtureOptions{op: first, sessions: shared}),
+		newFixture(t, fixtureOptions{OP: first, Sessions: shared}),
+		newFixture(t, fixtureOptions{OP: first, Sessions: shared}),
 	}
 
 	for _, f := range replicas {
-		f.advance(56 * time.Minute)
+		f.Advance(56 * time.Minute)
 	}
-	first.op.ResetCounters()
+	first.OP.ResetCounters()
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
 	for i, f := range replicas {
@@ -97,7 +97,7 @@ func TestReplicasRenewASessionOneAtATime(t *testing.T) {
 	// (The second replica goes upstream too: the daemons' clocks were moved
 	// on, the provider's was not, so the renewed ID token looks as close to
 	// its expiry as the old one did.)
-	if c := first.op.Counters(); c.Refresh != 2 {
+	if c := first.OP.Counters(); c.Refresh != 2 {
 		t.Errorf("provider refreshes = %d, want 2, one after the other", c.Refresh)
 	}
 	shared.mu.Lock()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -23,12 +25,11 @@ func TestRefusedRefreshEndsSession(t *testing.T) {
 		fmt.Errorf("upstream: refreshing tokens: %w: go-oidc: failed to verify signature", upstream.ErrInvalidIDToken),
 		fmt.Errorf("upstream: refreshing tokens: %w: the refreshed ID token names another subject than the session", upstream.ErrInvalidIDToken),
 		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusBadRequest, Code: "invalid_grant"},
-		&upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusUnauthorized, Code: "invalid_client"},
 	} {
 		t.Run(refusal.Error(), func(t *testing.T) {
 			f := newFakeFixture(t)
 			b, handle := f.signIn()
-			f.advance(57 * time.Minute) // within the margin, the ID token still valid
+			f.Advance(57 * time.Minute) // within the margin, the ID token still valid
 			f.up.setBlock(func(context.Context) error { return refusal })
 			res, err := f.refreshCtx(context.Background(), b)
 			if err != nil {
@@ -66,7 +67,7 @@ func TestOutageServesCurrentTokens(t *testing.T) {
 		t.Run(outage.Error(), func(t *testing.T) {
 			f := newFakeFixture(t)
 			b, _ := f.signIn()
-			f.advance(57 * time.Minute)
+			f.Advance(57 * time.Minute)
 			f.up.setBlock(func(context.Context) error { return outage })
 			before := f.up.providerCalls()
 			for i := range 10 {
@@ -79,6 +80,51 @@ func TestOutageServesCurrentTokens(t *testing.T) {
 			}
 			if got := f.endedCount(server.EndRefused); got != 0 {
 				t.Fatalf("an outage ended %d sessions", got)
+			}
+		})
+	}
+}
+
+// A token endpoint that rejects the daemon's own client credentials
+// (invalid_client, unauthorized_client) says nothing about the user: the
+// session is served its current tokens while valid, asked again after the
+// backoff, and the rejection is counted and logged at ERROR.
+func TestClientRejectedIsNoRefusal(t *testing.T) {
+	for _, code := range []string{"invalid_client", "unauthorized_client"} {
+		t.Run(code, func(t *testing.T) {
+			var logs strings.Builder
+			var rejected []string
+			f := newFakeFixture(t, withServerConfig(func(c *server.Config) {
+				c.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+				c.ClientRejected = func(env string) { rejected = append(rejected, env) }
+			}))
+			b, handle := f.signIn()
+			f.Advance(57 * time.Minute) // within the margin, the ID token still valid
+			f.up.setBlock(func(context.Context) error {
+				return &upstream.TokenError{Op: "refreshing tokens", StatusCode: http.StatusUnauthorized, Code: code}
+			})
+			before := f.up.providerCalls()
+			for i := range 5 {
+				if got := f.refresh(b); got != http.StatusOK {
+					t.Fatalf("refresh %d with the client rejected: %d, want 200 (current tokens served)", i, got)
+				}
+			}
+			if got := f.up.providerCalls() - before; got != 1 {
+				t.Errorf("provider calls = %d, want 1 (then the outage backoff)", got)
+			}
+			if got := f.endedCount(server.EndRefused); got != 0 {
+				t.Errorf("a rejected client ended %d sessions", got)
+			}
+			if len(rejected) != 1 || rejected[0] != "development" {
+				t.Errorf("ClientRejected reports = %v, want [development]", rejected)
+			}
+			if !strings.Contains(logs.String(), "[ERROR]") || !strings.Contains(logs.String(), "clientSecret") {
+				t.Errorf("no ERROR line naming the client credentials:\n%s", logs.String())
+			}
+			f.up.setBlock(nil)
+			f.Advance(time.Minute) // past the backoff, the secret fixed
+			if got := f.refresh(f.browserWithHandle(handle)); got != http.StatusOK {
+				t.Fatalf("refresh once the client is accepted again: %d, want 200", got)
 			}
 		})
 	}
@@ -101,7 +147,7 @@ func TestRevokedUpstreamLosesSessionWithinInterval(t *testing.T) {
 			b, _ := f.signIn()
 			// An hour of refreshes every 30 s: four provider calls.
 			for range 120 {
-				f.advance(30 * time.Second)
+				f.Advance(30 * time.Second)
 				if got := f.refresh(b); got != http.StatusOK {
 					t.Fatalf("refresh: %d", got)
 				}
@@ -112,7 +158,7 @@ func TestRevokedUpstreamLosesSessionWithinInterval(t *testing.T) {
 			f.up.disableUser()
 			answered := 0
 			for range 30 { // 15 minutes
-				f.advance(30 * time.Second)
+				f.Advance(30 * time.Second)
 				if f.refresh(b) == http.StatusOK {
 					answered++
 				} else {
@@ -138,12 +184,12 @@ func TestSessionWithoutGrantEndsWithIDToken(t *testing.T) {
 	f := newFakeFixture(t, func(u *fakeUpstream) { u.noRefresh, u.noUserinfo, u.idTTL = true, true, 40*time.Minute })
 	b, _ := f.signIn()
 	for range 39 {
-		f.advance(time.Minute)
+		f.Advance(time.Minute)
 		if got := f.refresh(b); got != http.StatusOK {
 			t.Fatalf("refresh before the ID token expired: %d", got)
 		}
 	}
-	f.advance(2 * time.Minute)
+	f.Advance(2 * time.Minute)
 	if got := f.refresh(b); got != http.StatusUnauthorized {
 		t.Fatalf("refresh after the ID token expired: %d, want 401", got)
 	}
@@ -154,24 +200,24 @@ func TestSessionWithoutGrantEndsWithIDToken(t *testing.T) {
 // although the ID token would live for hours; the /refresh calls before it
 // cost the provider nothing.
 func TestRevokedAtProviderEndsSessionAfterInterval(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true, idTokenTTL: 12 * time.Hour})
+	f := newFixture(t, fixtureOptions{RefreshTokens: true, IDTokenTTL: 12 * time.Hour})
 	b := newBrowser(t)
 	token := signIn(t, f, b)["backstageIdentity"].(map[string]any)["token"].(string)
-	f.op.ResetCounters()
+	f.OP.ResetCounters()
 	for range 10 {
-		f.advance(time.Minute)
+		f.Advance(time.Minute)
 		if r := refresh(b, f); r.StatusCode != http.StatusOK {
 			t.Fatalf("refresh: %d", r.StatusCode)
 		}
 	}
-	if c := f.op.Counters(); c.Refresh != 0 {
+	if c := f.OP.Counters(); c.Refresh != 0 {
 		t.Fatalf("provider refreshes within the interval = %d, want 0", c.Refresh)
 	}
 
 	// Revoke the session's refresh token at the provider.
-	u, _ := url.Parse(f.url("/api/auth/spectrocloud"))
+	u, _ := url.Parse(f.URL("/api/auth/spectrocloud"))
 	var handle string
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if c.Name == "spectrocloud-refresh-token" {
 			handle = c.Value
 		}
@@ -180,11 +226,11 @@ func TestRevokedAtProviderEndsSessionAfterInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := f.sessions.Get(context.Background(), key)
+	sess, err := f.Sessions.Get(context.Background(), key)
 	if err != nil || sess.Upstream.RefreshToken == "" {
 		t.Fatalf("session: %v (refresh token present: %v)", err, sess != nil && sess.Upstream.RefreshToken != "")
 	}
-	req, _ := http.NewRequest(http.MethodPost, f.op.Issuer()+"/revoke",
+	req, _ := http.NewRequest(http.MethodPost, f.OP.Issuer()+"/revoke",
 		strings.NewReader(url.Values{"token": {sess.Upstream.RefreshToken}, "token_type_hint": {"refresh_token"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(clientID, secret)
@@ -194,18 +240,18 @@ func TestRevokedAtProviderEndsSessionAfterInterval(t *testing.T) {
 	}
 	res.Body.Close()
 
-	f.advance(6 * time.Minute) // 16 minutes since sign-in: revalidation is due
+	f.Advance(6 * time.Minute) // 16 minutes since sign-in: revalidation is due
 	// Cluster credentials go through the same session: refused too.
-	if _, err := f.server.UserSession(context.Background(), token); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.Server.UserSession(context.Background(), token); !errors.Is(err, server.ErrSessionEnded) {
 		t.Fatalf("user session (cluster credentials) after revocation upstream: %v, want ErrSessionEnded", err)
 	}
 	if r := refresh(b, f); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("refresh after revocation upstream and the interval: %d, want 401", r.StatusCode)
 	}
-	if c := f.op.Counters(); c.Refresh != 1 {
+	if c := f.OP.Counters(); c.Refresh != 1 {
 		t.Errorf("provider refreshes = %d, want 1", c.Refresh)
 	}
-	if _, err := f.sessions.Get(context.Background(), key); !errors.Is(err, session.ErrNotFound) {
+	if _, err := f.Sessions.Get(context.Background(), key); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("the session is still stored: %v", err)
 	}
 }

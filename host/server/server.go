@@ -2,15 +2,18 @@
 // routes (start, handler/frame, refresh, logout) for the spectrocloud
 // provider, the identity routes (JWKS, OpenID configuration, user info) and
 // the health checks, exactly as Backstage's own auth backend answers them.
+//
+// The routes are a thin HTTP front end over the session lifecycle
+// (host/lifecycle): cookies, CORS, origins and Backstage's wire format are
+// here; begin, complete, renew, revalidate and end are there.
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,72 +23,24 @@ import (
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
-	"github.com/spectroauth/spectroauth/host/signin"
-	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
 // ProviderID is the Backstage auth provider id the daemon serves.
-const ProviderID = "spectrocloud"
+const ProviderID = lifecycle.ProviderID
 
-// requiredScopes are always requested: the sign-in needs an ID token with a profile.
-var requiredScopes = []string{"openid", "profile", "email"}
+// Upstream is lifecycle.Upstream: the SpectroCloud OpenID Connect client of
+// one environment.
+type Upstream = lifecycle.Upstream
 
-// Upstream is the SpectroCloud OpenID Connect client of one environment
-// (*upstream.Provider).
-type Upstream interface {
-	AuthCodeURL(upstream.AuthRequest) string
-	Exchange(ctx context.Context, code, redirectURL, pkceVerifier, expectedNonce string) (*upstream.Tokens, error)
-	Refresh(ctx context.Context, t *upstream.Tokens) (*upstream.Tokens, error)
-	Revoke(ctx context.Context, t *upstream.Tokens) error
-	// CheckUserinfo revalidates a session without a refresh grant; it
-	// answers upstream.ErrNoUserinfo when the provider has no userinfo.
-	CheckUserinfo(ctx context.Context, t *upstream.Tokens) error
-	CheckAuthorizationResponseIssuer(iss string) error
-}
+// Env is lifecycle.Env: one Backstage environment of the provider.
+type Env = lifecycle.Env
 
-// Env is one Backstage environment of the provider.
-type Env struct {
-	// Upstream is the environment's SpectroCloud client.
-	Upstream Upstream
-	// SignIn resolves the Backstage identity.
-	SignIn signin.Resolver
-	// Scopes are requested on top of what the app asks for.
-	Scopes []string
-	// CallbackURL is the redirect URI registered with SpectroCloud.
-	CallbackURL string
-	// RefreshMargin: upstream tokens are refreshed when they have less left.
-	RefreshMargin time.Duration
-	// SessionDuration bounds a session and the refresh cookie.
-	SessionDuration time.Duration
-	// RevalidateInterval: each session asks the provider at least this
-	// often (its refresh grant, or userinfo without one), however long its
-	// ID token lives; zero means DefaultRevalidateInterval.
-	RevalidateInterval time.Duration
-	// LogoutURL, when https or localhost, is returned from /logout so the app
-	// navigates there (e.g. the provider's end-session page).
-	LogoutURL string
-	// TrustEmailWithoutVerifiedClaim accepts email when email_verified is absent.
-	TrustEmailWithoutVerifiedClaim bool
+// DefaultRevalidateInterval is Env.RevalidateInterval's default.
+const DefaultRevalidateInterval = lifecycle.DefaultRevalidateInterval
 
-	name    string
-	cookies *cookieJar
-}
-
-// DefaultRevalidateInterval is Env.RevalidateInterval's default: at most
-// four provider calls per session-hour.
-const DefaultRevalidateInterval = 15 * time.Minute
-
-func (e *Env) revalidateInterval() time.Duration {
-	if e.RevalidateInterval > 0 {
-		return e.RevalidateInterval
-	}
-	return DefaultRevalidateInterval
-}
-
-// policy is the environment's renewal policy.
-func (e *Env) policy() lifecycle.Policy {
-	return lifecycle.Policy{RefreshMargin: e.RefreshMargin, RevalidateInterval: e.revalidateInterval()}
-}
+// OnceSet is lifecycle.OnceSet: single-use values remembered until they
+// expire.
+type OnceSet = lifecycle.OnceSet
 
 // Config is everything the HTTP layer needs.
 type Config struct {
@@ -131,6 +86,11 @@ type Config struct {
 	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
 	// metrics.
 	SessionEnded func(env, reason string, n int)
+	// ClientRejected, when set, is told each time env's provider rejects
+	// the daemon's own client credentials on a refresh (invalid_client,
+	// unauthorized_client): a misconfiguration, which ends no session. For
+	// metrics.
+	ClientRejected func(env string)
 	// ClientIP finds a request's client address for the rate limits (with
 	// server.trustedProxies); nil means the connection's peer.
 	ClientIP *ratelimit.ClientIP
@@ -140,16 +100,14 @@ type Config struct {
 	// ExchangeBudget bounds the calls to the provider's token endpoint, all
 	// clients together; nil means DefaultExchangeBudget.
 	ExchangeBudget *ratelimit.Budget
-	// DeviceInterval is the polling interval of the command line's device
-	// sign-in; default DefaultDeviceInterval.
-	DeviceInterval time.Duration
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
 
-// Server is the HTTP side of the daemon.
+// Server is the HTTP side of the daemon: Backstage's routes in front of
+// the session lifecycle (host/lifecycle).
 type Server struct {
 	cfg      Config
 	authBase string // {BaseURL}/api/auth
@@ -157,18 +115,20 @@ type Server struct {
 	log      hclog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
-	used     OnceSet
-	// usedCodes holds spent command-line codes apart from used sign-in
-	// responses, when the sets are in memory (bounded); nil means used
-	// holds both (a shared set, which forgets nothing early).
-	usedCodes OnceSet
-	flights   lifecycle.Flights
-	backoff   lifecycle.Backoff
+	lc       *lifecycle.Manager
+	// jars holds each environment's cookies, by environment name.
+	jars map[string]*cookieJar
 	// refusedLog samples the log lines of rate-limit refusals.
 	refusedLog sampler
 	oidcConf   []byte
-	cli        cliState
-	device     *deviceGrants
+	// callbacks are the other front ends' sign-ins that complete at the
+	// provider callback, by state prefix (HandleCallbackStates).
+	callbacks []stateCallback
+}
+
+type stateCallback struct {
+	prefix string
+	handle func(http.ResponseWriter, *http.Request, url.Values) error
 }
 
 // New checks cfg and builds the routes.
@@ -187,20 +147,95 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	for name, env := range cfg.Envs {
-		env.name = name
 		if env.CallbackURL == "" {
 			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
 		}
 		if env.SessionDuration <= 0 {
 			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
 		}
-		if env.cookies, err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
+	}
+	s.lc, err = lifecycle.New(lifecycle.Config{
+		Envs:                  cfg.Envs,
+		Identity:              cfg.Identity,
+		Sessions:              cfg.Sessions,
+		FlowKey:               cfg.FlowKey,
+		UsedOnce:              cfg.UsedOnce,
+		IncludeOwnershipClaim: cfg.IncludeOwnershipClaim,
+		ExchangeBudget:        s.cfg.ExchangeBudget,
+		ExchangeRefused: func() {
+			s.refusedLog.warn(s, "sign-ins refused: over server.rateLimits.codeExchangesPerSecond")
+		},
+		SessionEnded:   cfg.SessionEnded,
+		ClientRejected: cfg.ClientRejected,
+		Logger:         s.log,
+		Now:            s.now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.jars = make(map[string]*cookieJar, len(cfg.Envs))
+	for name, env := range cfg.Envs {
+		if s.jars[name], err = newCookieJar(ProviderID, env.CallbackURL, s.origins.app, env.SessionDuration, cfg.HostPrefixedCookies); err != nil {
 			return nil, fmt.Errorf("server: environment %s: callback URL: %w", name, err)
 		}
 	}
 	s.routes()
 	return s, nil
 }
+
+// The command-line routes (host/cliauth) are mounted on the server and
+// share its callback, cookies, error bodies and limits.
+var _ interface {
+	Handle(string, http.Handler)
+	API(func(http.ResponseWriter, *http.Request) error) http.Handler
+	HandleCallbackStates(string, func(http.ResponseWriter, *http.Request, url.Values) error)
+} = (*Server)(nil)
+
+// API adapts a handler that returns an error to Backstage's error body, as
+// the provider routes have it.
+func (s *Server) API(h func(http.ResponseWriter, *http.Request) error) http.Handler { return s.api(h) }
+
+// Limited applies the sign-in rate limit (server.rateLimits) to h.
+func (s *Server) Limited(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return s.limited(h)
+}
+
+// HandleCallbackStates sends the provider callbacks whose state starts with
+// prefix to h (the command line's sign-ins). Call it before serving.
+func (s *Server) HandleCallbackStates(prefix string, h func(http.ResponseWriter, *http.Request, url.Values) error) {
+	s.callbacks = append(s.callbacks, stateCallback{prefix, h})
+}
+
+// SetNonce binds a sign-in of env to the browser with the nonce cookie the
+// callback reads.
+func (s *Server) SetNonce(w http.ResponseWriter, env *Env, nonce string) {
+	s.jar(env).setNonce(w, nonce, "")
+}
+
+// ClearNonce clears env's nonce cookie.
+func (s *Server) ClearNonce(w http.ResponseWriter, env *Env) { s.jar(env).clearNonce(w, "") }
+
+// Nonce reads env's nonce cookie, "" without one.
+func (s *Server) Nonce(r *http.Request, env *Env) string { return cookieValue(r, s.jar(env).nonceName) }
+
+// CookieScope is the path env's cookies live under and whether they are
+// Secure.
+func (s *Server) CookieScope(env *Env) (path string, secure bool) {
+	j := s.jar(env)
+	return j.path, j.secure
+}
+
+// SignInDone reports a sign-in's outcome (Config.SignInDone).
+func (s *Server) SignInDone(env, client string, err error) { s.signInDone(env, client, err) }
+
+// AuthBase is {BaseURL}/api/auth.
+func (s *Server) AuthBase() string { return s.authBase }
+
+// Lifecycle is the session lifecycle the server's routes front.
+func (s *Server) Lifecycle() *lifecycle.Manager { return s.lc }
+
+// jar is env's cookies.
+func (s *Server) jar(env *Env) *cookieJar { return s.jars[env.Name()] }
 
 // NewIdentityHandler serves only what Backstage backends need to verify the
 // daemon's tokens (JWKS, OpenID configuration, user info) and the health
@@ -231,10 +266,6 @@ func newServer(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		mux:      http.NewServeMux(),
-		used:     cfg.UsedOnce,
-	}
-	if s.used == nil {
-		s.used, s.usedCodes = &usedNonces{}, &usedNonces{}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -272,7 +303,6 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"refresh", s.cors(s.api(s.refresh)))
 	s.mux.Handle("POST "+p+"logout", s.cors(s.api(s.logout)))
-	s.cliRoutes()
 	s.identityRoutes()
 	// Everything else under /api/auth: CORS preflights, unknown providers and routes.
 	s.mux.Handle("/api/auth/", s.cors(s.api(func(w http.ResponseWriter, r *http.Request) error {
@@ -379,93 +409,4 @@ func (s *Server) signInDone(env, client string, err error) {
 		}
 	}
 	s.cfg.SignInDone(env, client, outcome)
-}
-
-// OnceSet remembers single-use values until they expire: the nonce of each
-// completed sign-in and the id of each redeemed command-line code.
-// Implementations must be safe for concurrent use, and atomic: of two
-// concurrent claims of one id, one wins.
-type OnceSet interface {
-	// Claim records id until expires and reports whether it was fresh: not
-	// recorded yet, or recorded with an expiry that is not after now.
-	Claim(ctx context.Context, id string, now, expires time.Time) (bool, error)
-}
-
-// claimOnce claims id for as long as a nonce cookie lives. Command-line
-// codes (ids "cli-code:…") go to a set of their own when the set is the
-// in-memory one: its bound forgets the oldest entries early, and sign-in
-// responses, however many, must never make it forget a spent code.
-func (s *Server) claimOnce(ctx context.Context, id string) (bool, error) {
-	now := s.now()
-	if s.usedCodes != nil && strings.HasPrefix(id, cliCodeOncePrefix) {
-		return s.usedCodes.Claim(ctx, id, now, now.Add(nonceMaxAge))
-	}
-	return s.used.Claim(ctx, id, now, now.Add(nonceMaxAge))
-}
-
-// cliCodeOncePrefix starts the used-once id of a command-line code.
-const cliCodeOncePrefix = "cli-code:"
-
-// maxUsedNonces bounds how many used nonces are remembered. Anyone can make
-// the daemon remember one (a made-up state with a matching made-up nonce
-// cookie), so beyond it the oldest are forgotten early: a replay still needs
-// the victim's nonce cookie and an authorization code the provider has not
-// redeemed yet.
-const maxUsedNonces = 1 << 16
-
-// usedNonces is the in-memory OnceSet: it remembers the nonces of completed
-// sign-ins until their cookie would have expired, so a state is accepted
-// once by this process.
-type usedNonces struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-	// order holds the remembered nonces in claim order, which is expiry
-	// order: expired ones leave from the front without a walk of them all.
-	order []usedNonce
-}
-
-type usedNonce struct {
-	nonce string
-	exp   time.Time
-}
-
-// Claim implements OnceSet; it never fails.
-func (u *usedNonces) Claim(_ context.Context, id string, now, expires time.Time) (bool, error) {
-	return u.claimUntil(id, now, expires), nil
-}
-
-// claim records nonce for nonceMaxAge and reports whether it was fresh.
-func (u *usedNonces) claim(nonce string, now time.Time) bool {
-	return u.claimUntil(nonce, now, now.Add(nonceMaxAge))
-}
-
-// claimUntil records nonce until exp and reports whether it was fresh.
-// Claims come with a constant lifetime, so the queue is in expiry order.
-func (u *usedNonces) claimUntil(nonce string, now, exp time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.seen == nil {
-		u.seen = make(map[string]time.Time)
-	}
-	for len(u.order) > 0 && !now.Before(u.order[0].exp) {
-		u.dropOldest()
-	}
-	if exp, ok := u.seen[nonce]; ok && now.Before(exp) {
-		return false
-	}
-	for len(u.order) >= maxUsedNonces {
-		u.dropOldest()
-	}
-	u.seen[nonce] = exp
-	u.order = append(u.order, usedNonce{nonce, exp})
-	return true
-}
-
-func (u *usedNonces) dropOldest() {
-	head := u.order[0]
-	u.order[0] = usedNonce{}
-	u.order = u.order[1:]
-	if exp, ok := u.seen[head.nonce]; ok && exp.Equal(head.exp) {
-		delete(u.seen, head.nonce)
-	}
 }

@@ -45,13 +45,13 @@ func TestUserInfoStoreFailureIsNotNotFound(t *testing.T) {
 	var logBuf bytes.Buffer
 	logs := func() string { logMu.Lock(); defer logMu.Unlock(); return logBuf.String() }
 	f := newFixture(t, fixtureOptions{
-		userInfo: func(s identity.UserInfoStore) identity.UserInfoStore { store.UserInfoStore = s; return store },
-		logger:   hclog.New(&hclog.LoggerOptions{Output: &logBuf, Mutex: &logMu}),
+		UserInfo: func(s identity.UserInfoStore) identity.UserInfoStore { store.UserInfoStore = s; return store },
+		Logger:   hclog.New(&hclog.LoggerOptions{Output: &logBuf, Mutex: &logMu}),
 	})
 	token := signIn(t, f, newBrowser(t))["backstageIdentity"].(map[string]any)["token"].(string)
 	get := func() *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, f.url("/api/auth/v1/userinfo"), nil)
+		req, _ := http.NewRequest(http.MethodGet, f.URL("/api/auth/v1/userinfo"), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

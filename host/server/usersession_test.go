@@ -10,7 +10,7 @@ import (
 )
 
 func TestUserSessionFromBackstageToken(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
+	f := newFixture(t, fixtureOptions{RefreshTokens: true})
 	b := newBrowser(t)
 	res := signIn(t, f, b)
 	token := res["backstageIdentity"].(map[string]any)["token"].(string)
@@ -19,7 +19,7 @@ func TestUserSessionFromBackstageToken(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	us, err := f.server.UserSession(ctx, token)
+	us, err := f.Server.UserSession(ctx, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,13 +36,13 @@ func TestUserSessionFromBackstageToken(t *testing.T) {
 		"limited token":     limitedToken(t, token),
 		"provider ID token": us.Tokens.IDToken,
 	} {
-		if _, err := f.server.UserSession(ctx, tok); !errors.Is(err, server.ErrUnauthenticated) {
+		if _, err := f.Server.UserSession(ctx, tok); !errors.Is(err, server.ErrUnauthenticated) {
 			t.Errorf("%s: err = %v, want ErrUnauthenticated", name, err)
 		}
 	}
 
-	b.do(http.MethodPost, f.url("/api/auth/spectrocloud/logout?env=development"), false, "X-Requested-With", "XMLHttpRequest")
-	if _, err := f.server.UserSession(ctx, token); !errors.Is(err, server.ErrSessionEnded) {
+	b.Do(http.MethodPost, f.URL("/api/auth/spectrocloud/logout?env=development"), false, "X-Requested-With", "XMLHttpRequest")
+	if _, err := f.Server.UserSession(ctx, token); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("after logout: err = %v, want ErrSessionEnded", err)
 	}
 }

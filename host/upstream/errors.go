@@ -106,3 +106,15 @@ func Unavailable(err error) bool {
 	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrResponseTooLarge) ||
 		errors.Is(err, ErrRedirectNotFollowed) || errors.Is(err, ErrKeysUnavailable)
 }
+
+// ClientRejected reports whether err is the provider refusing the daemon
+// itself rather than the user's tokens: the token endpoint answered
+// invalid_client (the client id or secret is wrong, or the client was
+// deleted) or unauthorized_client (the client may not use the grant). It
+// is the operator's configuration to fix, not a verdict on any session, so
+// sessions treat it like an outage (keep serving their current tokens
+// while valid) and the daemon logs it as an error and counts it.
+func ClientRejected(err error) bool {
+	var te *TokenError
+	return errors.As(err, &te) && (te.Code == "invalid_client" || te.Code == "unauthorized_client")
+}

@@ -655,6 +655,10 @@ func TestClientSecretPost(t *testing.T) {
 	if !errors.As(err, &te) || te.Code != "invalid_client" {
 		t.Fatalf("basic auth for a post client: %v", err)
 	}
+	// The daemon's own misconfiguration, not a verdict on a user's tokens.
+	if !ClientRejected(err) || IsInvalidGrant(err) {
+		t.Errorf("invalid_client: ClientRejected = %v, IsInvalidGrant = %v; want true, false", ClientRejected(err), IsInvalidGrant(err))
+	}
 	assertNoSecrets(t, err, "poster-secret")
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/spectroauth/spectroauth/host/cliauth"
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
@@ -63,6 +64,8 @@ type Daemon struct {
 	ClientID string
 	// Server is the daemon's HTTP side.
 	Server *server.Server
+	// CLI is the command-line routes, mounted on Server.
+	CLI *cliauth.Handler
 	// Broker is the Kubernetes broker, mounted on Server.
 	Broker *kube.Broker
 	// URL is the daemon's base URL (http on 127.0.0.1).
@@ -165,10 +168,13 @@ func Start(t testing.TB, o Options) *Daemon {
 		UserInfo: userInfo,
 		Sessions: sessions,
 		FlowKey:  []byte(strings.Repeat("f", 32)),
-		// The device sign-in's polling, as short as the protocol allows.
-		DeviceInterval: time.Second,
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The command-line routes; the device sign-in's polling as short as
+	// the protocol allows.
+	if d.CLI, err = cliauth.Mount(cliauth.Config{Lifecycle: d.Server.Lifecycle(), Front: d.Server, DeviceInterval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	var clusters []kube.Cluster
@@ -179,7 +185,7 @@ func Start(t testing.TB, o Options) *Daemon {
 		Clusters:        clusters,
 		Sources:         o.Sources,
 		Sessions:        d.Server.UserSession,
-		CLISessions:     d.Server.CLISession,
+		CLISessions:     d.CLI.Session,
 		BrowserSessions: d.Server.BrowserSession,
 		Audit:           kube.NewAuditLog(d.Audit),
 	})

@@ -1,4 +1,4 @@
-package server
+package cliauth
 
 // Command-line sign-in (RFC 8252, OAuth 2.0 for native apps): a program on
 // the user's machine (spectroauthd kube-credential) listens on a loopback
@@ -54,8 +54,8 @@ import (
 	"github.com/spectroauth/spectroauth/host/identity"
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
-	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
 // CLI sign-in constants.
@@ -63,6 +63,9 @@ const (
 	// cliStatePrefix marks the upstream state of a command-line sign-in; a
 	// Backstage state is hex, which never contains it.
 	cliStatePrefix = "cli."
+	// cliStateMACPurpose is the purpose of the flow key's MAC over a
+	// command-line state, so that no MAC serves two uses.
+	cliStateMACPurpose = "cli-state-v1"
 	// CLICodeLifetime is how long a one-time code may wait to be redeemed.
 	CLICodeLifetime = time.Minute
 	// maxCLIState bounds the client's state parameter.
@@ -79,7 +82,7 @@ const (
 	// cliRefreshPrefix starts every command-line refresh token.
 	cliRefreshPrefix = "scli1."
 	// consentCookie binds the consent page to the browser it was shown in.
-	consentCookie = ProviderID + "-cli-consent"
+	consentCookie = lifecycle.ProviderID + "-cli-consent"
 )
 
 // cliRequest is what the CLI asked for, carried through SpectroCloud in the
@@ -106,13 +109,13 @@ func (c cliRequest) encode() string {
 // sealCLIState is the upstream state of a command-line sign-in: the
 // request, then a MAC with the flow key, so that the callback refuses a
 // state the daemon did not make before any provider call or any write.
-func (s *Server) sealCLIState(req cliRequest) string {
+func (h *Handler) sealCLIState(req cliRequest) string {
 	body := req.encode()
-	return body + "." + s.stateMAC(cliStateMACPurpose, body)
+	return body + "." + h.lc.Derive(cliStateMACPurpose, body)
 }
 
 // openCLIState checks a command-line state's MAC and age, then decodes it.
-func (s *Server) openCLIState(raw string) (cliRequest, error) {
+func (h *Handler) openCLIState(raw string) (cliRequest, error) {
 	body, sig, found := strings.Cut(raw, ".")
 	if found {
 		// The prefix holds the first dot: the MAC follows the second.
@@ -120,11 +123,11 @@ func (s *Server) openCLIState(raw string) (cliRequest, error) {
 		rest, sig, found = strings.Cut(sig, ".")
 		body += "." + rest
 	}
-	if !found || len(raw) > 8<<10 || !hmac.Equal([]byte(sig), []byte(s.stateMAC(cliStateMACPurpose, body))) {
+	if !found || len(raw) > 8<<10 || !hmac.Equal([]byte(sig), []byte(h.lc.Derive(cliStateMACPurpose, body))) {
 		return cliRequest{}, backstageerr.NotAllowed("OAuth state was not issued by this service")
 	}
 	req, _ := parseCLIState(body)
-	if req.Nonce == "" || !s.stateFresh(time.Unix(req.Issued, 0)) {
+	if req.Nonce == "" || !h.lc.FlowFresh(time.Unix(req.Issued, 0)) {
 		return cliRequest{}, backstageerr.NotAllowed("OAuth state has expired; run the command again")
 	}
 	return req, nil
@@ -167,20 +170,20 @@ type cliState struct {
 	rotate sync.Mutex
 }
 
-func (s *Server) cliRoutes() {
+func (h *Handler) routes() {
 	p := "/api/auth/{provider}/cli/"
-	s.mux.Handle("GET "+p+"start", s.api(s.limited(s.cliStart)))
-	s.mux.Handle("POST "+p+"consent", s.api(s.limited(s.cliConsent)))
-	s.mux.Handle("GET "+p+"consent", s.api(func(w http.ResponseWriter, _ *http.Request) error {
+	h.front.Handle("GET "+p+"start", h.front.API(h.front.Limited(h.cliStart)))
+	h.front.Handle("POST "+p+"consent", h.front.API(h.front.Limited(h.cliConsent)))
+	h.front.Handle("GET "+p+"consent", h.front.API(func(w http.ResponseWriter, _ *http.Request) error {
 		writeCLIPage(w, http.StatusMethodNotAllowed, "Sign-in refused", "Confirm the sign-in on the page the daemon showed you; run the command again.")
 		return nil
 	}))
-	s.mux.Handle("POST "+p+"token", s.api(s.limited(s.cliToken)))
-	s.device = newDeviceGrants(s.cfg.DeviceInterval)
-	s.mux.Handle("POST "+p+"device_authorization", s.api(s.deviceAuthorization))
-	s.mux.Handle("GET "+p+"device", s.api(s.deviceVerify))
-	s.mux.Handle("POST "+p+"device", s.api(s.deviceEnter))
-	s.mux.Handle("POST "+p+"logout", s.api(s.cliLogout))
+	h.front.Handle("POST "+p+"token", h.front.API(h.front.Limited(h.cliToken)))
+	h.device = newDeviceGrants(h.cfg.DeviceInterval)
+	h.front.Handle("POST "+p+"device_authorization", h.front.API(h.deviceAuthorization))
+	h.front.Handle("GET "+p+"device", h.front.API(h.deviceVerify))
+	h.front.Handle("POST "+p+"device", h.front.API(h.deviceEnter))
+	h.front.Handle("POST "+p+"logout", h.front.API(h.cliLogout))
 }
 
 // loopbackRedirect checks a native app's redirect URI: exactly
@@ -220,28 +223,28 @@ func validChallenge(c string) bool {
 }
 
 // cliEnv picks the environment: the one named, or the only one there is.
-func (s *Server) cliEnv(name string) (*Env, error) {
-	if name == "" && len(s.cfg.Envs) == 1 {
-		for _, e := range s.cfg.Envs {
+func (h *Handler) cliEnv(name string) (*lifecycle.Env, error) {
+	if name == "" && len(h.lc.Envs()) == 1 {
+		for _, e := range h.lc.Envs() {
 			return e, nil
 		}
 	}
 	if name == "" {
-		names := make([]string, 0, len(s.cfg.Envs))
-		for n := range s.cfg.Envs {
+		names := make([]string, 0, len(h.lc.Envs()))
+		for n := range h.lc.Envs() {
 			names = append(names, n)
 		}
 		slices.Sort(names)
 		return nil, backstageerr.Input("Several environments are configured (%s): choose one with env", strings.Join(names, ", "))
 	}
-	return s.env(name)
+	return h.env(name)
 }
 
 // cliStart answers GET cli/start: check the request, bind it to this
 // browser with the nonce cookie, and send the browser to SpectroCloud.
-func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) cliStart(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	env, err := s.cliEnv(q.Get("env"))
+	env, err := h.cliEnv(q.Get("env"))
 	if err != nil {
 		return err
 	}
@@ -255,29 +258,24 @@ func (s *Server) cliStart(w http.ResponseWriter, r *http.Request) error {
 	if q.Get("code_challenge_method") != "S256" || !validChallenge(q.Get("code_challenge")) {
 		return backstageerr.Input("PKCE is required: code_challenge_method=S256 and a code_challenge of 43 base64url characters")
 	}
-	return s.cliSignInUpstream(w, r, env, cliRequest{
+	return h.cliSignInUpstream(w, r, env, cliRequest{
 		RedirectURI: q.Get("redirect_uri"), State: state, Challenge: q.Get("code_challenge"),
 	})
 }
 
 // cliSignInUpstream binds a command-line sign-in to this browser with the
 // nonce cookie and sends the browser to SpectroCloud.
-func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *Env, req cliRequest) error {
-	nonceBytes := make([]byte, 16)
-	if _, err := rand.Read(nonceBytes); err != nil {
-		return fmt.Errorf("making a nonce: %w", err)
-	}
-	nonce := base64.RawURLEncoding.EncodeToString(nonceBytes)
-	env.cookies.setNonce(w, nonce, "")
-	req.Nonce, req.Env, req.Scope = nonce, env.name, joinScopes(requiredScopes, env.Scopes)
-	req.Issued = s.now().Unix()
-	target := env.Upstream.AuthCodeURL(upstream.AuthRequest{
-		RedirectURL:  env.CallbackURL,
-		State:        s.sealCLIState(req),
-		Nonce:        s.derive("oidc-nonce", nonce),
-		PKCEVerifier: s.derive("pkce-verifier", nonce),
-		Scopes:       strings.Fields(req.Scope),
+func (h *Handler) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *lifecycle.Env, req cliRequest) error {
+	req.Env, req.Scope = env.Name(), lifecycle.JoinScopes(lifecycle.RequiredScopes, env.Scopes)
+	req.Issued = h.now().Unix()
+	nonce, target, err := h.lc.Begin(env, req.Scope, func(nonce string) string {
+		req.Nonce = nonce
+		return h.sealCLIState(req)
 	})
+	if err != nil {
+		return err
+	}
+	h.front.SetNonce(w, env, nonce)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
@@ -287,8 +285,8 @@ func (s *Server) cliSignInUpstream(w http.ResponseWriter, r *http.Request, env *
 // Until the request is known to come from the browser that started it,
 // errors are a page; after that they go to the program's loopback address,
 // which shows them in the terminal.
-func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.Values, req cliRequest) error {
-	env, ok := s.cfg.Envs[req.Env]
+func (h *Handler) cliCallback(w http.ResponseWriter, r *http.Request, params url.Values, req cliRequest) error {
+	env, ok := h.lc.Envs()[req.Env]
 	if req.Nonce == "" || !ok {
 		writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The sign-in state is invalid. Run the command again.")
 		return nil
@@ -301,14 +299,14 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 			return nil
 		}
 	}
-	cookieNonce := cookieValue(r, env.cookies.nonceName)
+	cookieNonce := h.front.Nonce(r, env)
 	if cookieNonce == "" || !hmac.Equal([]byte(cookieNonce), []byte(req.Nonce)) {
 		writeCLIPage(w, http.StatusForbidden, "Sign-in refused", "This sign-in was not started in this browser. Run the command again.")
 		return nil
 	}
-	env.cookies.clearNonce(w, "")
-	if fresh, err := s.claimOnce(r.Context(), req.Nonce); err != nil {
-		s.log.Error("command-line sign-in failed: recording the sign-in response as used", "env", env.name, "error", err)
+	h.front.ClearNonce(w, env)
+	if fresh, err := h.lc.ClaimOnce(r.Context(), req.Nonce); err != nil {
+		h.log.Error("command-line sign-in failed: recording the sign-in response as used", "env", env.Name(), "error", err)
 		writeCLIPage(w, http.StatusInternalServerError, "Sign-in failed", "Sign-in failed; the daemon's log has the details. Run the command again.")
 		return nil
 	} else if !fresh {
@@ -316,26 +314,26 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 		return nil
 	}
 	fail := func(code string, err error) error {
-		s.signInDone(env.name, "cli", err)
+		h.front.SignInDone(env.Name(), "cli", err)
 		ae := backstageerr.As(err)
 		msg := ae.Message
 		if ae.Status >= 500 {
-			s.log.Error("command-line sign-in failed", "env", env.name, "error", err)
+			h.log.Error("command-line sign-in failed", "env", env.Name(), "error", err)
 			msg = "Sign-in failed; the daemon's log has the details"
 		} else {
-			s.log.Info("command-line sign-in refused", "env", env.name, "error", err)
+			h.log.Info("command-line sign-in refused", "env", env.Name(), "error", err)
 		}
 		if req.Device != "" {
-			s.device.finish(req.Device, "", s.now())
+			h.device.finish(req.Device, "", h.now())
 			writeCLIPage(w, http.StatusOK, "Sign-in failed", msg+". The command in your terminal stops; run it again.")
 			return nil
 		}
 		v := url.Values{"error": {code}, "error_description": {msg}, "state": {req.State}}
-		s.redirectLoopback(w, r, redirect, v)
+		h.redirectLoopback(w, r, redirect, v)
 		return nil
 	}
 	if e := params.Get("error"); e != "" {
-		return fail("access_denied", backstageerr.Authentication("SpectroCloud refused the sign-in: %s", describeOAuthError(e, params.Get("error_description"))))
+		return fail("access_denied", backstageerr.Authentication("SpectroCloud refused the sign-in: %s", lifecycle.DescribeProviderError(e, params.Get("error_description"))))
 	}
 	if err := env.Upstream.CheckAuthorizationResponseIssuer(params.Get("iss")); err != nil {
 		return fail("access_denied", backstageerr.NotAllowed("Authorization response came from an unexpected issuer").WithCause(err))
@@ -344,47 +342,37 @@ func (s *Server) cliCallback(w http.ResponseWriter, r *http.Request, params url.
 	if code == "" {
 		return fail("invalid_request", backstageerr.Input("Authorization response has no code"))
 	}
-	if err := s.exchangeAllowed(); err != nil {
-		return fail("temporarily_unavailable", err)
-	}
-	tokens, err := env.Upstream.Exchange(r.Context(), code, env.CallbackURL,
-		s.derive("pkce-verifier", req.Nonce), s.derive("oidc-nonce", req.Nonce))
-	if err != nil {
-		return fail("access_denied", backstageerr.Authentication("Could not complete the sign-in with SpectroCloud").WithCause(err))
-	}
-	if tokens.Scope == "" {
-		tokens.Scope = req.Scope
-	}
 	secret, err := session.NewHandle()
 	if err != nil {
 		return fail("server_error", err)
 	}
 	key := cliSessionKey(secret)
-	sess, err := s.newSession(r.Context(), env, key, tokens)
-	if err != nil {
+	sess, err := h.lc.Complete(r.Context(), env, lifecycle.Completion{Nonce: req.Nonce, Code: code, Scope: req.Scope, Kind: session.KindCLI, Key: key})
+	switch {
+	case errors.Is(err, lifecycle.ErrExchangeBudget):
+		return fail("temporarily_unavailable", err)
+	case errors.Is(err, lifecycle.ErrStoringSession):
+		return fail("server_error", err)
+	case err != nil:
 		return fail("access_denied", err)
 	}
-	sess.Kind = session.KindCLI
-	if err := s.cfg.Sessions.Put(r.Context(), key, sess); err != nil {
-		return fail("server_error", fmt.Errorf("storing the session: %w", err))
-	}
-	s.signInDone(env.name, "cli", nil)
+	h.front.SignInDone(env.Name(), "cli", nil)
 	if req.Device != "" {
 		// The user confirmed by typing the code the terminal printed.
-		if !s.device.finish(req.Device, secret, s.now()) {
-			s.endSession(r.Context(), key)
+		if !h.device.finish(req.Device, secret, h.now()) {
+			h.lc.EndSession(r.Context(), key)
 			writeCLIPage(w, http.StatusBadRequest, "Sign-in failed", "The code expired meanwhile. Run the command again.")
 			return nil
 		}
-		s.log.Info("signed in from the command line (device code)", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
+		h.log.Info("signed in from the command line (device code)", "env", env.Name(), "user", sess.UserEntityRef)
 		writeCLIPage(w, http.StatusOK, "Signed in", "You are signed in as "+sess.UserEntityRef+". Return to your terminal; you can close this window.")
 		return nil
 	}
-	s.log.Info("signed in from the command line; asking the user to confirm", "env", env.name, "user", sess.UserEntityRef, "sub", tokens.Profile.Subject)
-	if err := s.showConsent(w, env, sess, cliCode{
-		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.name,
+	h.log.Info("signed in from the command line; asking the user to confirm", "env", env.Name(), "user", sess.UserEntityRef)
+	if err := h.showConsent(w, env, sess, cliCode{
+		Handle: secret, Challenge: req.Challenge, RedirectURI: req.RedirectURI, State: req.State, Env: env.Name(),
 	}); err != nil {
-		s.endSession(r.Context(), key)
+		h.lc.EndSession(r.Context(), key)
 		return fail("server_error", err)
 	}
 	return nil
@@ -400,20 +388,20 @@ func cliSessionKey(secret string) session.Key {
 // user, the confirmation code, and a form to confirm or refuse. The form is
 // sealed (it names the session) and bound to this browser by a cookie and to
 // the sign-in by a CSRF token.
-func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Session, c cliCode) error {
+func (h *Handler) showConsent(w http.ResponseWriter, env *lifecycle.Env, sess *session.Session, c cliCode) error {
 	cookie, err := randomToken()
 	if err != nil {
 		return err
 	}
-	c.Cookie = s.derive("cli-consent-cookie", cookie)
-	c.Expires = s.now().Add(CLIConsentLifetime)
-	sealed, id, err := s.sealCLI(c, cliConsentAAD)
+	c.Cookie = h.lc.Derive("cli-consent-cookie", cookie)
+	c.Expires = h.now().Add(CLIConsentLifetime)
+	sealed, id, err := h.sealCLI(c, cliConsentAAD)
 	if err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: consentCookie, Value: cookie, Path: env.cookies.path + "/cli/consent",
-		MaxAge: int(CLIConsentLifetime / time.Second), HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode,
+		Name: consentCookie, Value: cookie, Path: h.cookiePath(env) + "/cli/consent",
+		MaxAge: int(CLIConsentLifetime / time.Second), HttpOnly: true, Secure: h.cookieSecure(env), SameSite: http.SameSiteStrictMode,
 	})
 	redirect, _ := url.Parse(c.RedirectURI)
 	who := sess.UserEntityRef
@@ -428,9 +416,9 @@ func (s *Server) showConsent(w http.ResponseWriter, env *Env, sess *session.Sess
 		"Program": "spectroauthd (the Kubernetes sign-in for kubectl) on this computer, at " + redirect.Host,
 		"User":    who,
 		"Code":    cliwire.ConfirmationCode(c.Challenge),
-		"Action":  env.cookies.path + "/cli/consent",
+		"Action":  h.cookiePath(env) + "/cli/consent",
 		"Consent": sealed,
-		"CSRF":    s.derive("cli-consent-csrf", cookie+"\x00"+id),
+		"CSRF":    h.lc.Derive("cli-consent-csrf", cookie+"\x00"+id),
 	})
 }
 
@@ -466,7 +454,7 @@ func setFormPageHeaders(h http.Header, formAction string) {
 // page. Only a confirmation from the browser the page was shown in, with
 // the page's CSRF token, within CLIConsentLifetime, once, sends a code to the
 // program.
-func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) cliConsent(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	refuse := func(status int, msg string) error {
 		writeCLIPage(w, status, "Sign-in refused", msg+" Run the command again.")
@@ -475,28 +463,28 @@ func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return refuse(http.StatusBadRequest, "The confirmation is malformed.")
 	}
-	c, err := s.openCLI(r.PostForm.Get("consent"), cliConsentAAD)
+	c, err := h.openCLI(r.PostForm.Get("consent"), cliConsentAAD)
 	if err != nil {
 		return refuse(http.StatusBadRequest, "The confirmation is invalid.")
 	}
-	env, ok := s.cfg.Envs[c.Env]
+	env, ok := h.lc.Envs()[c.Env]
 	if !ok {
 		return refuse(http.StatusBadRequest, "The confirmation is invalid.")
 	}
 	cookie := cookieValue(r, consentCookie)
-	if cookie == "" || !hmac.Equal([]byte(s.derive("cli-consent-cookie", cookie)), []byte(c.Cookie)) {
+	if cookie == "" || !hmac.Equal([]byte(h.lc.Derive("cli-consent-cookie", cookie)), []byte(c.Cookie)) {
 		return refuse(http.StatusForbidden, "This confirmation does not come from the page the daemon showed this browser.")
 	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.derive("cli-consent-csrf", cookie+"\x00"+c.ID))) {
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.lc.Derive("cli-consent-csrf", cookie+"\x00"+c.ID))) {
 		return refuse(http.StatusForbidden, "The confirmation's CSRF token is wrong.")
 	}
-	http.SetCookie(w, &http.Cookie{Name: consentCookie, Path: env.cookies.path + "/cli/consent", MaxAge: -1, HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: consentCookie, Path: h.cookiePath(env) + "/cli/consent", MaxAge: -1, HttpOnly: true, Secure: h.cookieSecure(env), SameSite: http.SameSiteStrictMode})
 	key := cliSessionKey(c.Handle)
-	if !s.now().Before(c.Expires) {
-		s.endSession(r.Context(), key)
+	if !h.now().Before(c.Expires) {
+		h.lc.EndSession(r.Context(), key)
 		return refuse(http.StatusBadRequest, "The confirmation came too late.")
 	}
-	if fresh, err := s.claimOnce(r.Context(), "cli-consent:"+c.ID); err != nil {
+	if fresh, err := h.lc.ClaimOnce(r.Context(), "cli-consent:"+c.ID); err != nil {
 		return fmt.Errorf("recording the confirmation as used: %w", err)
 	} else if !fresh {
 		return refuse(http.StatusForbidden, "This sign-in was already confirmed or refused.")
@@ -506,19 +494,19 @@ func (s *Server) cliConsent(w http.ResponseWriter, r *http.Request) error {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
 	if r.PostForm.Get("decision") != "allow" {
-		s.endSession(r.Context(), key)
-		s.log.Info("command-line sign-in refused by the user", "env", env.name)
-		s.redirectLoopback(w, r, redirect, url.Values{"error": {"access_denied"}, "error_description": {"You refused the sign-in in the browser."}, "state": {c.State}})
+		h.lc.EndSession(r.Context(), key)
+		h.log.Info("command-line sign-in refused by the user", "env", env.Name())
+		h.redirectLoopback(w, r, redirect, url.Values{"error": {"access_denied"}, "error_description": {"You refused the sign-in in the browser."}, "state": {c.State}})
 		return nil
 	}
-	sealed, _, err := s.sealCLI(cliCode{
-		Handle: c.Handle, Challenge: c.Challenge, RedirectURI: c.RedirectURI, Expires: s.now().Add(CLICodeLifetime),
+	sealed, _, err := h.sealCLI(cliCode{
+		Handle: c.Handle, Challenge: c.Challenge, RedirectURI: c.RedirectURI, Expires: h.now().Add(CLICodeLifetime),
 	}, cliCodeAAD)
 	if err != nil {
 		return err
 	}
-	s.log.Info("command-line sign-in confirmed by the user", "env", env.name)
-	s.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {c.State}})
+	h.log.Info("command-line sign-in confirmed by the user", "env", env.Name())
+	h.redirectLoopback(w, r, redirect, url.Values{"code": {sealed}, "state": {c.State}})
 	return nil
 }
 
@@ -530,7 +518,7 @@ func randomToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func (s *Server) redirectLoopback(w http.ResponseWriter, r *http.Request, redirect *url.URL, v url.Values) {
+func (h *Handler) redirectLoopback(w http.ResponseWriter, r *http.Request, redirect *url.URL, v url.Values) {
 	u := *redirect
 	q := u.Query()
 	for k, vals := range v {
@@ -542,16 +530,8 @@ func (s *Server) redirectLoopback(w http.ResponseWriter, r *http.Request, redire
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
-// cliCodeKey derives the code sealing key from the flow key, so replicas
-// that share the flow key redeem each other's codes.
-func (s *Server) cliCodeKey() []byte {
-	m := hmac.New(sha256.New, s.cfg.FlowKey)
-	m.Write([]byte("cli-code-key\x00"))
-	return m.Sum(nil)
-}
-
-func (s *Server) cliAEAD() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(s.cliCodeKey())
+func (h *Handler) cliAEAD() (cipher.AEAD, error) {
+	block, err := aes.NewCipher(h.lc.FlowKeyDerived("cli-code-key"))
 	if err != nil {
 		return nil, err
 	}
@@ -560,8 +540,8 @@ func (s *Server) cliAEAD() (cipher.AEAD, error) {
 
 // sealCLI encrypts and authenticates c for purpose aad (cliCodeAAD or
 // cliConsentAAD) under a fresh id: only this daemon (and its replicas) can
-// read or make one, and one purpose's blob is never another's.
-func (s *Server) sealCLI(c cliCode, aad string) (sealed, id string, err error) {
+// read or make one, and one purpose's blob is never another'h.
+func (h *Handler) sealCLI(c cliCode, aad string) (sealed, id string, err error) {
 	idb := make([]byte, 16)
 	if _, err := rand.Read(idb); err != nil {
 		return "", "", fmt.Errorf("making a code: %w", err)
@@ -571,7 +551,7 @@ func (s *Server) sealCLI(c cliCode, aad string) (sealed, id string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	aead, err := s.cliAEAD()
+	aead, err := h.cliAEAD()
 	if err != nil {
 		return "", "", err
 	}
@@ -582,13 +562,13 @@ func (s *Server) sealCLI(c cliCode, aad string) (sealed, id string, err error) {
 	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte(aad))), c.ID, nil
 }
 
-func (s *Server) openCLI(sealed, aad string) (cliCode, error) {
+func (h *Handler) openCLI(sealed, aad string) (cliCode, error) {
 	var c cliCode
 	raw, err := base64.RawURLEncoding.DecodeString(sealed)
 	if err != nil || len(sealed) > 4096 {
 		return c, errors.New("malformed code")
 	}
-	aead, err := s.cliAEAD()
+	aead, err := h.cliAEAD()
 	if err != nil {
 		return c, err
 	}
@@ -638,57 +618,53 @@ type cliTokenResponse struct {
 	Env  string `json:"env"`
 }
 
-// CLIAudience is the "aud" of command-line access tokens: the Kubernetes
-// credential broker's routes.
-func (s *Server) CLIAudience() string { return s.authBase + "/" + ProviderID + "/kubernetes" }
-
 // cliToken answers POST cli/token.
-func (s *Server) cliToken(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) cliToken(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	var res *cliTokenResponse
 	err := r.ParseForm()
 	if err == nil {
 		switch gt := r.PostForm.Get("grant_type"); gt {
 		case "authorization_code":
-			res, err = s.redeemCLICode(r.Context(), r.PostForm)
+			res, err = h.redeemCLICode(r.Context(), r.PostForm)
 		case "refresh_token":
-			res, err = s.refreshCLI(r.Context(), r.PostForm.Get("refresh_token"))
+			res, err = h.refreshCLI(r.Context(), r.PostForm.Get("refresh_token"))
 		case DeviceGrantType:
-			res, err = s.deviceTokens(r)
+			res, err = h.deviceTokens(r)
 		default:
 			err = &tokenError{Code: "unsupported_grant_type", Description: "grant_type must be authorization_code, refresh_token or " + DeviceGrantType, status: http.StatusBadRequest}
 		}
 	} else {
 		err = &tokenError{Code: "invalid_request", Description: "the body must be a form", status: http.StatusBadRequest, cause: err}
 	}
-	s.writeTokenResponse(w, res, err)
+	h.writeTokenResponse(w, res, err)
 	return nil
 }
 
 // writeTokenResponse answers a token request: res, or err as RFC 6749
 // section 5.2 says.
-func (s *Server) writeTokenResponse(w http.ResponseWriter, res any, err error) {
+func (h *Handler) writeTokenResponse(w http.ResponseWriter, res any, err error) {
 	w.Header().Set("Pragma", "no-cache")
 	var te *tokenError
 	switch {
 	case err == nil:
 		backstageerr.WriteJSON(w, http.StatusOK, res)
 	case errors.As(err, &te):
-		s.log.Debug("command-line token request refused", "error", err)
+		h.log.Debug("command-line token request refused", "error", err)
 		backstageerr.WriteJSON(w, te.status, te)
 	default:
-		s.log.Error("command-line token request failed", "error", err)
+		h.log.Error("command-line token request failed", "error", err)
 		backstageerr.WriteJSON(w, http.StatusInternalServerError, &tokenError{Code: "server_error", Description: "the daemon's log has the details"})
 	}
 }
 
 // redeemCLICode exchanges a one-time code for the session's first tokens.
-func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenResponse, error) {
-	c, err := s.openCLI(form.Get("code"), cliCodeAAD)
+func (h *Handler) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenResponse, error) {
+	c, err := h.openCLI(form.Get("code"), cliCodeAAD)
 	if err != nil {
 		return nil, invalidGrant("the code is invalid", err)
 	}
-	if !s.now().Before(c.Expires) {
+	if !h.now().Before(c.Expires) {
 		return nil, invalidGrant("the code has expired; sign in again", nil)
 	}
 	if form.Get("redirect_uri") != c.RedirectURI {
@@ -698,52 +674,52 @@ func (s *Server) redeemCLICode(ctx context.Context, form url.Values) (*cliTokenR
 	if !hmac.Equal([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.Challenge)) {
 		return nil, invalidGrant("code_verifier does not match the code_challenge", nil)
 	}
-	if fresh, err := s.claimOnce(ctx, "cli-code:"+c.ID); err != nil {
+	if fresh, err := h.lc.ClaimOnce(ctx, "cli-code:"+c.ID); err != nil {
 		return nil, fmt.Errorf("recording the code as used: %w", err)
 	} else if !fresh {
 		return nil, invalidGrant("the code was already used; sign in again", nil)
 	}
-	return s.cliGrant(ctx, c.Handle, 0)
+	return h.cliGrant(ctx, c.Handle, 0)
 }
 
 // refreshCLI rotates a command-line refresh token: new access token, new
 // refresh token, the presented one spent.
-func (s *Server) refreshCLI(ctx context.Context, refreshToken string) (*cliTokenResponse, error) {
-	secret, gen, err := s.parseCLIRefreshToken(refreshToken)
+func (h *Handler) refreshCLI(ctx context.Context, refreshToken string) (*cliTokenResponse, error) {
+	secret, gen, err := h.parseCLIRefreshToken(refreshToken)
 	if err != nil {
 		return nil, invalidGrant("refresh_token is not a command-line refresh token of this daemon", err)
 	}
-	return s.cliGrant(ctx, secret, gen)
+	return h.cliGrant(ctx, secret, gen)
 }
 
 // cliGrant issues the tokens of generation presented+1 of the session whose
 // secret is given, after renewing what is stale as /refresh does. presented
 // must be the session's current generation (0 for the code's redemption):
 // anything else is a spent token, and ends the session.
-func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) (*cliTokenResponse, error) {
+func (h *Handler) cliGrant(ctx context.Context, secret string, presented uint64) (*cliTokenResponse, error) {
 	key := cliSessionKey(secret)
-	sess, env, err := s.cliSessionOf(ctx, key)
+	sess, env, err := h.cliSessionOf(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	if sess.RefreshGeneration != presented {
-		return nil, s.cliReuse(ctx, env, key, sess)
+		return nil, h.cliReuse(ctx, env, key, sess)
 	}
-	if s.upstreamDue(env, sess) || s.backstageStale(sess) {
+	if h.lc.UpstreamDue(env, sess) || h.lc.Stale(sess) {
 		// Renewal re-runs the resolvers: a user no longer allowed in loses
 		// the session here.
-		if _, err := s.renewOnce(ctx, env, key); err != nil {
-			if errors.Is(err, errSessionEnded) {
+		if _, err := h.lc.Renew(ctx, env, key); err != nil {
+			if errors.Is(err, lifecycle.ErrSessionEnded) {
 				return nil, invalidGrant("the session has ended; sign in again", err)
 			}
 			return nil, err
 		}
 	}
 
-	s.cli.rotate.Lock()
-	defer s.cli.rotate.Unlock()
-	if l, ok := s.cfg.Sessions.(session.RenewalLocker); ok {
-		lctx, cancel := context.WithTimeout(ctx, renewalLockWait)
+	h.cli.rotate.Lock()
+	defer h.cli.rotate.Unlock()
+	if l, ok := h.lc.Store().(session.RenewalLocker); ok {
+		lctx, cancel := context.WithTimeout(ctx, lifecycle.RenewalLockWait)
 		unlock, err := l.LockRenewal(lctx, key)
 		cancel()
 		if errors.Is(err, session.ErrNotFound) {
@@ -754,35 +730,35 @@ func (s *Server) cliGrant(ctx context.Context, secret string, presented uint64) 
 		}
 		defer unlock()
 	}
-	if sess, env, err = s.cliSessionOf(ctx, key); err != nil {
+	if sess, env, err = h.cliSessionOf(ctx, key); err != nil {
 		return nil, err
 	}
 	if sess.RefreshGeneration != presented {
-		return nil, s.cliReuse(ctx, env, key, sess)
+		return nil, h.cliReuse(ctx, env, key, sess)
 	}
 	// Sign first, store second: a failure leaves the presented token valid.
-	tok, err := s.cfg.Identity.IssueAccess(ctx, identity.AccessClaims{
-		Type: identity.TypeCLIAccess, Subject: sess.UserEntityRef, Audience: s.CLIAudience(),
+	tok, err := h.lc.Identity().IssueAccess(ctx, identity.AccessClaims{
+		Type: identity.TypeCLIAccess, Subject: sess.UserEntityRef, Audience: h.Audience(),
 		SessionID: key.String(), Lifetime: CLIAccessLifetime,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("issuing the command-line access token: %w", err)
 	}
 	sess.RefreshGeneration++
-	if err := s.cfg.Sessions.Replace(ctx, key, sess); errors.Is(err, session.ErrNotFound) {
+	if err := h.lc.Store().Replace(ctx, key, sess); errors.Is(err, session.ErrNotFound) {
 		return nil, invalidGrant("the session has ended; sign in again", err)
 	} else if err != nil {
 		return nil, fmt.Errorf("storing the session: %w", err)
 	}
 	return &cliTokenResponse{
-		AccessToken: tok.Raw, TokenType: "Bearer", ExpiresIn: secondsLeft(tok.ExpiresAt, s.now()),
-		RefreshToken: s.cliRefreshToken(secret, sess.RefreshGeneration), User: sess.UserEntityRef, Env: sess.Env,
+		AccessToken: tok.Raw, TokenType: "Bearer", ExpiresIn: secondsLeft(tok.ExpiresAt, h.now()),
+		RefreshToken: h.cliRefreshToken(secret, sess.RefreshGeneration), User: sess.UserEntityRef, Env: sess.Env,
 	}, nil
 }
 
 // cliSessionOf reads a live command-line session and its environment.
-func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Session, *Env, error) {
-	sess, err := s.cfg.Sessions.Get(ctx, key)
+func (h *Handler) cliSessionOf(ctx context.Context, key session.Key) (*session.Session, *lifecycle.Env, error) {
+	sess, err := h.lc.Store().Get(ctx, key)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, nil, invalidGrant("the session has ended; sign in again", err)
 	} else if err != nil {
@@ -791,7 +767,7 @@ func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Se
 	if sess.Kind != session.KindCLI {
 		return nil, nil, invalidGrant("not a command-line session", nil)
 	}
-	env, ok := s.cfg.Envs[sess.Env]
+	env, ok := h.lc.Envs()[sess.Env]
 	if !ok {
 		return nil, nil, invalidGrant("the session's environment is no longer configured; sign in again", nil)
 	}
@@ -801,23 +777,23 @@ func (s *Server) cliSessionOf(ctx context.Context, key session.Key) (*session.Se
 // cliReuse ends a session whose spent refresh token (or redeemed code) was
 // presented again: either its holder or someone with a copy is replaying
 // it, and the daemon cannot tell which (RFC 9700 section 4.14.2).
-func (s *Server) cliReuse(ctx context.Context, env *Env, key session.Key, sess *session.Session) error {
-	s.log.Warn("a spent command-line refresh token was presented again; ending the session", "env", env.name, "user", sess.UserEntityRef, "session", key.String())
-	s.revokeUpstream(ctx, env, sess)
-	s.endSession(ctx, key)
+func (h *Handler) cliReuse(ctx context.Context, env *lifecycle.Env, key session.Key, sess *session.Session) error {
+	h.log.Warn("a spent command-line refresh token was presented again; ending the session", "env", env.Name(), "user", sess.UserEntityRef, "session", key.String())
+	h.lc.RevokeUpstream(ctx, env, sess)
+	h.lc.EndSession(ctx, key)
 	return invalidGrant("the refresh token was already used, so the session was ended (a copy of it may be in someone else's hands); sign in again", nil)
 }
 
 // cliRefreshToken is generation gen's refresh token of the session whose
 // secret is given: scli1.<secret>.<gen>.<MAC>. The MAC lets the daemon tell
 // a spent token (reuse: end the session) from a made-up one (refuse).
-func (s *Server) cliRefreshToken(secret string, gen uint64) string {
+func (h *Handler) cliRefreshToken(secret string, gen uint64) string {
 	g := strconv.FormatUint(gen, 10)
-	return cliRefreshPrefix + secret + "." + g + "." + s.derive("cli-refresh-token", secret+"."+g)
+	return cliRefreshPrefix + secret + "." + g + "." + h.lc.Derive("cli-refresh-token", secret+"."+g)
 }
 
 // parseCLIRefreshToken checks a refresh token's form and MAC.
-func (s *Server) parseCLIRefreshToken(rt string) (secret string, gen uint64, err error) {
+func (h *Handler) parseCLIRefreshToken(rt string) (secret string, gen uint64, err error) {
 	rest, ok := strings.CutPrefix(rt, cliRefreshPrefix)
 	parts := strings.Split(rest, ".")
 	if !ok || len(parts) != 3 || len(rt) > 512 {
@@ -830,7 +806,7 @@ func (s *Server) parseCLIRefreshToken(rt string) (secret string, gen uint64, err
 	if err != nil || strconv.FormatUint(gen, 10) != parts[1] {
 		return "", 0, errors.New("malformed generation")
 	}
-	if !hmac.Equal([]byte(parts[2]), []byte(s.derive("cli-refresh-token", parts[0]+"."+parts[1]))) {
+	if !hmac.Equal([]byte(parts[2]), []byte(h.lc.Derive("cli-refresh-token", parts[0]+"."+parts[1]))) {
 		return "", 0, errors.New("not issued by this daemon")
 	}
 	return parts[0], gen, nil
@@ -839,23 +815,23 @@ func (s *Server) parseCLIRefreshToken(rt string) (secret string, gen uint64, err
 // cliLogout answers POST cli/logout: revoke upstream where the provider
 // supports it and end the session, whatever generation of its refresh token
 // is presented. Unknown sessions are no error.
-func (s *Server) cliLogout(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		return backstageerr.Input("The body must be a form")
 	}
-	secret, _, err := s.parseCLIRefreshToken(r.PostForm.Get("refresh_token"))
+	secret, _, err := h.parseCLIRefreshToken(r.PostForm.Get("refresh_token"))
 	if err != nil {
 		return backstageerr.Input("refresh_token is not a command-line refresh token of this daemon")
 	}
 	key := cliSessionKey(secret)
-	if sess, err := s.cfg.Sessions.Get(r.Context(), key); err == nil && sess.Kind == session.KindCLI {
-		if env, ok := s.cfg.Envs[sess.Env]; ok {
-			s.revokeUpstream(r.Context(), env, sess)
+	if sess, err := h.lc.Store().Get(r.Context(), key); err == nil && sess.Kind == session.KindCLI {
+		if env, ok := h.lc.Envs()[sess.Env]; ok {
+			h.lc.RevokeUpstream(r.Context(), env, sess)
 		}
-		s.log.Info("signed out from the command line", "env", sess.Env, "user", sess.UserEntityRef)
+		h.log.Info("signed out from the command line", "env", sess.Env, "user", sess.UserEntityRef)
 	}
-	if err := s.cfg.Sessions.Delete(r.Context(), key); err != nil {
+	if err := h.lc.Store().Delete(r.Context(), key); err != nil {
 		return fmt.Errorf("deleting the session: %w", err)
 	}
 	backstageerr.WriteJSON(w, http.StatusOK, map[string]string{})

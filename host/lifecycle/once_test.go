@@ -1,4 +1,4 @@
-package server
+package lifecycle
 
 import (
 	"strconv"
@@ -7,15 +7,15 @@ import (
 )
 
 func TestUsedNoncesRefuseReplayUntilExpiry(t *testing.T) {
-	var u usedNonces
+	var u UsedNonces
 	now := time.Now()
 	if !u.claim("a", now) {
 		t.Fatal("first claim refused")
 	}
-	if u.claim("a", now.Add(nonceMaxAge-time.Second)) {
+	if u.claim("a", now.Add(FlowLifetime-time.Second)) {
 		t.Fatal("replay within the nonce's lifetime accepted")
 	}
-	if !u.claim("a", now.Add(nonceMaxAge)) {
+	if !u.claim("a", now.Add(FlowLifetime)) {
 		t.Fatal("claim after the nonce cookie expired refused")
 	}
 }
@@ -24,7 +24,7 @@ func TestUsedNoncesRefuseReplayUntilExpiry(t *testing.T) {
 // matching made-up cookie), so what it remembers is bounded, and
 // remembering costs the same however much is remembered.
 func TestUsedNoncesBounded(t *testing.T) {
-	var u usedNonces
+	var u UsedNonces
 	now := time.Now()
 	for i := range 3 * maxUsedNonces {
 		if !u.claim("n"+strconv.Itoa(i), now) {
@@ -43,7 +43,7 @@ func TestUsedNoncesBounded(t *testing.T) {
 		t.Fatal("replay of the newest nonce accepted")
 	}
 	// Expired ones leave without a claim having to walk them all.
-	if !u.claim("late", now.Add(nonceMaxAge)) {
+	if !u.claim("late", now.Add(FlowLifetime)) {
 		t.Fatal("fresh nonce refused")
 	}
 	if n := len(u.seen); n != 1 {
@@ -54,17 +54,17 @@ func TestUsedNoncesBounded(t *testing.T) {
 // However many sign-in responses are claimed (each needs a state the daemon
 // made), a spent command-line code is never forgotten early.
 func TestSpentCLICodeSurvivesFloodOfSignIns(t *testing.T) {
-	s := &Server{used: &usedNonces{}, usedCodes: &usedNonces{}, now: time.Now}
+	s := &Manager{used: &UsedNonces{}, usedCodes: &UsedNonces{}, now: time.Now}
 	ctx := t.Context()
-	if fresh, _ := s.claimOnce(ctx, cliCodeOncePrefix+"code-1"); !fresh {
+	if fresh, _ := s.ClaimOnce(ctx, CLICodeOncePrefix+"code-1"); !fresh {
 		t.Fatal("first redemption refused")
 	}
 	for i := range maxUsedNonces + 1000 {
-		if _, err := s.claimOnce(ctx, "nonce-"+strconv.Itoa(i)); err != nil {
+		if _, err := s.ClaimOnce(ctx, "nonce-"+strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if fresh, _ := s.claimOnce(ctx, cliCodeOncePrefix+"code-1"); fresh {
+	if fresh, _ := s.ClaimOnce(ctx, CLICodeOncePrefix+"code-1"); fresh {
 		t.Fatal("a spent command-line code was accepted again after a flood of sign-in responses")
 	}
 }

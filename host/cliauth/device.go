@@ -1,4 +1,4 @@
-package server
+package cliauth
 
 // Device authorization grant (RFC 8628), served by the daemon itself, for
 // a command line without a local browser (over SSH, in a container):
@@ -41,6 +41,7 @@ import (
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 )
 
 // Device grant limits.
@@ -300,52 +301,52 @@ func clientAddr(r *http.Request) string {
 }
 
 // deviceAuthorization answers POST cli/device_authorization.
-func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) deviceAuthorization(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		s.writeTokenResponse(w, nil, &tokenError{Code: "invalid_request", Description: "the body must be a form", status: http.StatusBadRequest})
+		h.writeTokenResponse(w, nil, &tokenError{Code: "invalid_request", Description: "the body must be a form", status: http.StatusBadRequest})
 		return nil
 	}
-	env, err := s.cliEnv(r.PostForm.Get("env"))
+	env, err := h.cliEnv(r.PostForm.Get("env"))
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	s.device.mu.Lock()
-	limited := s.device.starts.count(clientAddr(r), now) >= maxDeviceStartsPerClient
+	now := h.now()
+	h.device.mu.Lock()
+	limited := h.device.starts.count(clientAddr(r), now) >= maxDeviceStartsPerClient
 	if !limited {
-		s.device.starts.add(clientAddr(r), now)
+		h.device.starts.add(clientAddr(r), now)
 	}
-	s.device.mu.Unlock()
+	h.device.mu.Unlock()
 	if limited {
 		w.Header().Set("Retry-After", "60")
-		s.writeTokenResponse(w, nil, &tokenError{Code: "slow_down", Description: "too many device sign-ins from this address; try again later", status: http.StatusTooManyRequests})
+		h.writeTokenResponse(w, nil, &tokenError{Code: "slow_down", Description: "too many device sign-ins from this address; try again later", status: http.StatusTooManyRequests})
 		return nil
 	}
-	deviceCode, userCode, err := s.device.add(env.name, now)
+	deviceCode, userCode, err := h.device.add(env.Name(), now)
 	if err != nil {
 		return err
 	}
-	verify := s.authBase + "/" + ProviderID + "/cli/device"
+	verify := h.authBase + "/" + lifecycle.ProviderID + "/cli/device"
 	w.Header().Set("Cache-Control", "no-store")
-	s.writeTokenResponse(w, &cliwire.DeviceAuthorization{
+	h.writeTokenResponse(w, &cliwire.DeviceAuthorization{
 		DeviceCode: deviceCode, UserCode: formatUserCode(userCode),
 		VerificationURI: verify, VerificationURIComplete: verify + "?" + url.Values{"user_code": {formatUserCode(userCode)}}.Encode(),
-		ExpiresIn: int64(DeviceCodeLifetime / time.Second), Interval: int64(s.device.interval / time.Second),
+		ExpiresIn: int64(DeviceCodeLifetime / time.Second), Interval: int64(h.device.interval / time.Second),
 	}, nil)
 	return nil
 }
 
 // deviceTokens answers a device_code token request.
-func (s *Server) deviceTokens(r *http.Request) (*cliTokenResponse, error) {
-	secret, err := s.device.poll(r.PostForm.Get("device_code"), s.now())
+func (h *Handler) deviceTokens(r *http.Request) (*cliTokenResponse, error) {
+	secret, err := h.device.poll(r.PostForm.Get("device_code"), h.now())
 	if err != nil {
 		return nil, err
 	}
-	return s.cliGrant(r.Context(), secret, 0)
+	return h.cliGrant(r.Context(), secret, 0)
 }
 
-const deviceCookie = ProviderID + "-device-csrf"
+const deviceCookie = lifecycle.ProviderID + "-device-csrf"
 
 var devicePage = template.Must(template.New("device").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in a device — spectroauth</title></head>
@@ -363,26 +364,26 @@ if you started the command yourself.</p>
 `))
 
 // writeDevicePage answers the verification page with a fresh CSRF cookie.
-func (s *Server) writeDevicePage(w http.ResponseWriter, env *Env, status int, userCode, message string) error {
+func (h *Handler) writeDevicePage(w http.ResponseWriter, env *lifecycle.Env, status int, userCode, message string) error {
 	cookie, err := randomToken()
 	if err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: deviceCookie, Value: cookie, Path: env.cookies.path + "/cli/device",
-		MaxAge: int(DeviceCodeLifetime / time.Second), HttpOnly: true, Secure: env.cookies.secure, SameSite: http.SameSiteStrictMode,
+		Name: deviceCookie, Value: cookie, Path: h.cookiePath(env) + "/cli/device",
+		MaxAge: int(DeviceCodeLifetime / time.Second), HttpOnly: true, Secure: h.cookieSecure(env), SameSite: http.SameSiteStrictMode,
 	})
 	setFormPageHeaders(w.Header(), "'self'")
 	w.WriteHeader(status)
 	return devicePage.Execute(w, map[string]string{
-		"Action": env.cookies.path + "/cli/device", "CSRF": s.derive("cli-device-csrf", cookie),
+		"Action": h.cookiePath(env) + "/cli/device", "CSRF": h.lc.Derive("cli-device-csrf", cookie),
 		"UserCode": userCode, "Message": message,
 	})
 }
 
 // deviceVerify answers GET cli/device: the page where the user enters the code.
-func (s *Server) deviceVerify(w http.ResponseWriter, r *http.Request) error {
-	env, err := s.cliEnv(r.URL.Query().Get("env"))
+func (h *Handler) deviceVerify(w http.ResponseWriter, r *http.Request) error {
+	env, err := h.cliEnv(r.URL.Query().Get("env"))
 	if err != nil {
 		return err
 	}
@@ -390,42 +391,42 @@ func (s *Server) deviceVerify(w http.ResponseWriter, r *http.Request) error {
 	if len(code) > 32 {
 		code = ""
 	}
-	return s.writeDevicePage(w, env, http.StatusOK, code, "")
+	return h.writeDevicePage(w, env, http.StatusOK, code, "")
 }
 
 // deviceEnter answers POST cli/device: check the code and send the browser
 // to SpectroCloud for the grant's sign-in.
-func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) deviceEnter(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 16<<10)
-	env, err := s.cliEnv(r.URL.Query().Get("env"))
+	env, err := h.cliEnv(r.URL.Query().Get("env"))
 	if err != nil {
 		return err
 	}
 	if err := r.ParseForm(); err != nil {
-		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "The form is malformed.")
+		return h.writeDevicePage(w, env, http.StatusBadRequest, "", "The form is malformed.")
 	}
 	cookie := cookieValue(r, deviceCookie)
-	if cookie == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.derive("cli-device-csrf", cookie))) {
-		return s.writeDevicePage(w, env, http.StatusForbidden, "", "This form was not served to this browser (CSRF check failed). Enter the code again.")
+	if cookie == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.lc.Derive("cli-device-csrf", cookie))) {
+		return h.writeDevicePage(w, env, http.StatusForbidden, "", "This form was not served to this browser (CSRF check failed). Enter the code again.")
 	}
-	typed, now := r.PostForm.Get("user_code"), s.now()
+	typed, now := r.PostForm.Get("user_code"), h.now()
 	deny := r.PostForm.Get("decision") == "deny"
-	g, ok, limited := s.device.enter(clientAddr(r), typed, deny, now)
+	g, ok, limited := h.device.enter(clientAddr(r), typed, deny, now)
 	switch {
 	case limited:
-		s.log.Warn("device sign-in: too many wrong codes; refusing entries for now", "client", clientAddr(r))
+		h.log.Warn("device sign-in: too many wrong codes; refusing entries for now", "client", clientAddr(r))
 		w.Header().Set("Retry-After", "600")
-		return s.writeDevicePage(w, env, http.StatusTooManyRequests, "", "Too many wrong codes. Wait a few minutes, then try again.")
+		return h.writeDevicePage(w, env, http.StatusTooManyRequests, "", "Too many wrong codes. Wait a few minutes, then try again.")
 	case !ok:
-		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "That code is unknown, already used or has expired. Check the code in your terminal.")
+		return h.writeDevicePage(w, env, http.StatusBadRequest, "", "That code is unknown, already used or has expired. Check the code in your terminal.")
 	case deny:
 		writeCLIPage(w, http.StatusOK, "Sign-in refused", "The command in your terminal was told so.")
 		return nil
 	}
-	genv, found := s.cfg.Envs[g.env]
+	genv, found := h.lc.Envs()[g.env]
 	if !found {
-		s.device.finish(g.key, "", now)
-		return s.writeDevicePage(w, env, http.StatusBadRequest, "", "That code's environment is no longer configured.")
+		h.device.finish(g.key, "", now)
+		return h.writeDevicePage(w, env, http.StatusBadRequest, "", "That code's environment is no longer configured.")
 	}
-	return s.cliSignInUpstream(w, r, genv, cliRequest{Device: g.key})
+	return h.cliSignInUpstream(w, r, genv, cliRequest{Device: g.key})
 }

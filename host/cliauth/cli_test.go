@@ -1,151 +1,51 @@
-package server_test
+package cliauth_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/spectroauth/spectroauth/host/cliauth"
 	"github.com/spectroauth/spectroauth/host/identity"
+	"github.com/spectroauth/spectroauth/host/internal/authtest"
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
 	"github.com/spectroauth/spectroauth/host/internal/ratelimit"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 )
 
-// loopback is the command-line program's redirect listener.
-type loopback struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	last url.Values
-}
-
-func newLoopback(t *testing.T) *loopback {
-	l := &loopback{}
-	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.last = r.URL.Query()
-		l.mu.Unlock()
-		_, _ = io.WriteString(w, "you may close this window")
-	}))
-	t.Cleanup(l.srv.Close)
-	return l
-}
-
-func (l *loopback) redirectURI() string { return l.srv.URL + "/callback" }
-
-func (l *loopback) query() url.Values {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.last
-}
-
-type pkce struct{ verifier, challenge string }
-
-func newPKCE(seed string) pkce {
-	v := strings.Repeat(seed, 64)[:64]
-	sum := sha256.Sum256([]byte(v))
-	return pkce{verifier: v, challenge: base64.RawURLEncoding.EncodeToString(sum[:])}
-}
-
-func cliStartURL(f *fixture, redirect, state string, p pkce) string {
-	return f.url("/api/auth/spectrocloud/cli/start?" + url.Values{
-		"redirect_uri": {redirect}, "state": {state}, "code_challenge": {p.challenge}, "code_challenge_method": {"S256"},
-	}.Encode())
-}
-
-// cliSignIn runs the browser side, allowing the sign-in on the consent
-// page, and returns what reached the loopback.
-func cliSignIn(t *testing.T, f *fixture, b *browser, l *loopback, state string, p pkce) url.Values {
-	t.Helper()
-	res := b.get(cliStartURL(f, l.redirectURI(), state, p))
-	if res.Request.URL.Host != l.srv.Listener.Addr().String() {
-		form := consentForm(t, res)
-		if form.Code != cliwire.ConfirmationCode(p.challenge) {
-			t.Errorf("the consent page shows %q, the program printed %q", form.Code, cliwire.ConfirmationCode(p.challenge))
-		}
-		res = b.post(f.url(form.Action), withDecision(form.Fields, "allow"), false)
-	}
-	if res.StatusCode != http.StatusOK || res.Request.URL.Host != l.srv.Listener.Addr().String() {
-		body, _ := io.ReadAll(res.Body)
-		t.Fatalf("the browser ended at %s with %d, not at the loopback: %s", res.Request.URL, res.StatusCode, body)
-	}
-	return l.query()
-}
-
-// consentForm reads the consent page the browser ended at.
-func consentForm(t *testing.T, res *http.Response) cliwire.ConsentForm {
-	t.Helper()
-	page, _ := io.ReadAll(res.Body)
-	form, err := cliwire.ParseConsentPage(page)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("the browser ended at %s with %d, not at the consent page: %s", res.Request.URL, res.StatusCode, page)
-	}
-	return form
-}
-
-func withDecision(v url.Values, decision string) url.Values {
-	out := url.Values{}
-	for k, vs := range v {
-		out[k] = vs
-	}
-	out.Set("decision", decision)
-	return out
-}
-
-func tokenRequest(t *testing.T, f *fixture, form url.Values) (int, map[string]any) {
-	t.Helper()
-	res, err := http.PostForm(f.url("/api/auth/spectrocloud/cli/token"), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("token response Cache-Control = %q", cc)
-	}
-	var m map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, m
-}
-
 func TestCLISignIn(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
-	b := newBrowser(t)
-	l := newLoopback(t)
-	p := newPKCE("a")
-	q := cliSignIn(t, f, b, l, "cli-state-1", p)
+	f := authtest.NewFixture(t, authtest.Options{RefreshTokens: true})
+	b := authtest.NewBrowser(t)
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("a")
+	q := authtest.CLISignIn(t, f, b, l, "cli-state-1", p)
 	if q.Get("state") != "cli-state-1" || q.Get("code") == "" || q.Get("error") != "" {
 		t.Fatalf("loopback got %v", q)
 	}
-	u, _ := url.Parse(f.srv.URL)
-	for _, c := range b.client.Jar.Cookies(&url.URL{Scheme: "http", Host: u.Host, Path: "/api/auth/spectrocloud/refresh"}) {
+	u, _ := url.Parse(f.Srv.URL)
+	for _, c := range b.Client.Jar.Cookies(&url.URL{Scheme: "http", Host: u.Host, Path: "/api/auth/spectrocloud/refresh"}) {
 		if strings.HasPrefix(c.Name, "spectrocloud-refresh-token") {
 			t.Errorf("a command-line sign-in signed the browser in too (%s)", c.Name)
 		}
 	}
 
-	redeem := url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}}
+	redeem := url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.Verifier}, "redirect_uri": {l.RedirectURI()}}
 	for name, form := range map[string]url.Values{
-		"wrong verifier":     {"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {newPKCE("b").verifier}, "redirect_uri": {l.redirectURI()}},
-		"wrong redirect_uri": {"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.srv.URL + "/other"}},
-		"forged code":        {"grant_type": {"authorization_code"}, "code": {q.Get("code")[:20] + "AAAA" + q.Get("code")[24:]}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}},
+		"wrong verifier":     {"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {authtest.NewPKCE("b").Verifier}, "redirect_uri": {l.RedirectURI()}},
+		"wrong redirect_uri": {"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.Verifier}, "redirect_uri": {l.Srv.URL + "/other"}},
+		"forged code":        {"grant_type": {"authorization_code"}, "code": {q.Get("code")[:20] + "AAAA" + q.Get("code")[24:]}, "code_verifier": {p.Verifier}, "redirect_uri": {l.RedirectURI()}},
 	} {
-		if status, body := tokenRequest(t, f, form); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		if status, body := authtest.TokenRequest(t, f, form); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Errorf("%s: %d %v", name, status, body)
 		}
 	}
-	status, tok := tokenRequest(t, f, redeem)
+	status, tok := authtest.TokenRequest(t, f, redeem)
 	if status != http.StatusOK {
 		t.Fatalf("redeeming the code: %d %v", status, tok)
 	}
@@ -154,32 +54,32 @@ func TestCLISignIn(t *testing.T) {
 		tok["expires_in"].(float64) <= 0 || tok["expires_in"].(float64) > 15*60 || !strings.HasPrefix(rt, "scli1.") {
 		t.Errorf("token response = %v", tok)
 	}
-	if status, body := tokenRequest(t, f, redeem); status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "already used") {
+	if status, body := authtest.TokenRequest(t, f, redeem); status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "already used") {
 		t.Errorf("a code redeemed twice: %d %v", status, body)
 	}
 	// The access token is the command line's own, for the broker only.
-	if h, c := jwtHeader(t, access), jwtClaims(t, access); h["typ"] != identity.TypeCLIAccess ||
-		c["aud"] != f.url("/api/auth/spectrocloud/kubernetes") || c["exp"].(float64)-c["iat"].(float64) > 15*60 {
+	if h, c := authtest.JWTHeader(t, access), authtest.JWTClaims(t, access); h["typ"] != identity.TypeCLIAccess ||
+		c["aud"] != f.URL("/api/auth/spectrocloud/kubernetes") || c["exp"].(float64)-c["iat"].(float64) > 15*60 {
 		t.Errorf("access token header %v claims %v", h, c)
 	}
 
 	ctx := context.Background()
-	us, err := f.server.CLISession(ctx, access)
+	us, err := f.CLI.Session(ctx, access)
 	if err != nil || us.Session.UserEntityRef != "user:default/alice" || us.Tokens.IDToken == "" || us.Session.Kind != session.KindCLI {
 		t.Fatalf("CLISession(access_token) = %v, %v", us, err)
 	}
-	if _, err := f.server.UserSession(ctx, access); !errors.Is(err, server.ErrUnauthenticated) {
+	if _, err := f.Server.UserSession(ctx, access); !errors.Is(err, server.ErrUnauthenticated) {
 		t.Errorf("UserSession(command-line token) = %v, want ErrUnauthenticated", err)
 	}
 
 	// The refresh token rotates on every use.
-	f.advance(40 * time.Minute)
-	status, again := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	f.Advance(40 * time.Minute)
+	status, again := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 	if status != http.StatusOK || again["access_token"] == access || again["refresh_token"] == rt || again["refresh_token"] == nil {
 		t.Fatalf("refresh grant: %d %v", status, again)
 	}
 	rt2 := again["refresh_token"].(string)
-	if _, err := f.server.CLISession(ctx, again["access_token"].(string)); err != nil {
+	if _, err := f.CLI.Session(ctx, again["access_token"].(string)); err != nil {
 		t.Errorf("CLISession(refreshed token): %v", err)
 	}
 	secret := strings.Split(rt2, ".")[1]
@@ -190,30 +90,30 @@ func TestCLISignIn(t *testing.T) {
 		"unknown":       {"grant_type": {"refresh_token"}, "refresh_token": {"scli1." + strings.Repeat("A", 43) + ".1." + strings.Repeat("A", 43)}},
 		"leading zeros": {"grant_type": {"refresh_token"}, "refresh_token": {strings.Replace(rt2, ".2.", ".02.", 1)}},
 	} {
-		if status, body := tokenRequest(t, f, form); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		if status, body := authtest.TokenRequest(t, f, form); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Errorf("%s: %d %v", name, status, body)
 		}
 	}
-	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"password"}}); status != http.StatusBadRequest || body["error"] != "unsupported_grant_type" {
+	if status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"password"}}); status != http.StatusBadRequest || body["error"] != "unsupported_grant_type" {
 		t.Errorf("password grant: %d %v", status, body)
 	}
 	// Made-up tokens did not end the session.
-	status, again = tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}})
+	status, again = authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}})
 	if status != http.StatusOK {
 		t.Fatalf("refresh after refusals: %d %v", status, again)
 	}
 	rt3, access3 := again["refresh_token"].(string), again["access_token"].(string)
 
 	// Sign out from the command line ends the session everywhere.
-	res, err := http.PostForm(f.url("/api/auth/spectrocloud/cli/logout"), url.Values{"refresh_token": {rt3}})
+	res, err := http.PostForm(f.URL("/api/auth/spectrocloud/cli/logout"), url.Values{"refresh_token": {rt3}})
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("logout: %v %v", res, err)
 	}
 	res.Body.Close()
-	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt3}}); status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "sign in again") {
+	if status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt3}}); status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "sign in again") {
 		t.Errorf("refresh after logout: %d %v", status, body)
 	}
-	if _, err := f.server.CLISession(ctx, access3); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.CLI.Session(ctx, access3); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("CLISession after logout = %v, want ErrSessionEnded", err)
 	}
 }
@@ -221,25 +121,25 @@ func TestCLISignIn(t *testing.T) {
 // A spent refresh token presented again ends the session (RFC 9700 section
 // 4.14.2): its holder and whoever copied it both have to sign in again.
 func TestCLIRefreshTokenReuseEndsSession(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
-	l := newLoopback(t)
-	p := newPKCE("r")
-	q := cliSignIn(t, f, newBrowser(t), l, "s", p)
-	_, tok := tokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}})
+	f := authtest.NewFixture(t, authtest.Options{RefreshTokens: true})
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("r")
+	q := authtest.CLISignIn(t, f, authtest.NewBrowser(t), l, "s", p)
+	_, tok := authtest.TokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.Verifier}, "redirect_uri": {l.RedirectURI()}})
 	rt1 := tok["refresh_token"].(string)
-	status, tok2 := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	status, tok2 := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
 	if status != http.StatusOK {
 		t.Fatalf("first refresh: %d %v", status, tok2)
 	}
 	rt2, access2 := tok2["refresh_token"].(string), tok2["access_token"].(string)
-	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}}); status != http.StatusBadRequest ||
+	if status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}}); status != http.StatusBadRequest ||
 		body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "already used") {
 		t.Fatalf("spent refresh token: %d %v", status, body)
 	}
-	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	if status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("the newest refresh token after reuse: %d %v", status, body)
 	}
-	if _, err := f.server.CLISession(context.Background(), access2); !errors.Is(err, server.ErrSessionEnded) {
+	if _, err := f.CLI.Session(context.Background(), access2); !errors.Is(err, server.ErrSessionEnded) {
 		t.Errorf("CLISession after reuse = %v, want ErrSessionEnded", err)
 	}
 }
@@ -247,14 +147,14 @@ func TestCLIRefreshTokenReuseEndsSession(t *testing.T) {
 // A browser session's handle is never a command-line refresh token, and a
 // command-line session is never reachable with the refresh cookie.
 func TestCLIAndBrowserSessionsDoNotMix(t *testing.T) {
-	f := newFixture(t, fixtureOptions{refreshTokens: true})
-	b := newBrowser(t)
-	resp := signIn(t, f, b)
+	f := authtest.NewFixture(t, authtest.Options{RefreshTokens: true})
+	b := authtest.NewBrowser(t)
+	resp := authtest.SignIn(t, f, b)
 	backstageToken := resp["backstageIdentity"].(map[string]any)["token"].(string)
-	u, _ := url.Parse(f.srv.URL)
+	u, _ := url.Parse(f.Srv.URL)
 	refreshURL := &url.URL{Scheme: "http", Host: u.Host, Path: "/api/auth/spectrocloud/refresh"}
 	var handle string
-	for _, c := range b.client.Jar.Cookies(refreshURL) {
+	for _, c := range b.Client.Jar.Cookies(refreshURL) {
 		if c.Name == "spectrocloud-refresh-token" {
 			handle = c.Value
 		}
@@ -262,10 +162,10 @@ func TestCLIAndBrowserSessionsDoNotMix(t *testing.T) {
 	if handle == "" {
 		t.Fatal("no refresh cookie after the browser sign-in")
 	}
-	if status, body := tokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {handle}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	if status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {handle}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("browser handle as a CLI refresh token: %d %v", status, body)
 	}
-	res, err := http.PostForm(f.url("/api/auth/spectrocloud/cli/logout"), url.Values{"refresh_token": {handle}})
+	res, err := http.PostForm(f.URL("/api/auth/spectrocloud/cli/logout"), url.Values{"refresh_token": {handle}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,87 +173,87 @@ func TestCLIAndBrowserSessionsDoNotMix(t *testing.T) {
 	if res.StatusCode != http.StatusBadRequest {
 		t.Errorf("CLI logout with a browser handle: %d", res.StatusCode)
 	}
-	if r := refresh(b, f); r.StatusCode != http.StatusOK {
+	if r := authtest.Refresh(b, f); r.StatusCode != http.StatusOK {
 		t.Errorf("the browser session did not survive: %d", r.StatusCode)
 	}
-	if _, err := f.server.CLISession(context.Background(), backstageToken); !errors.Is(err, server.ErrUnauthenticated) {
+	if _, err := f.CLI.Session(context.Background(), backstageToken); !errors.Is(err, server.ErrUnauthenticated) {
 		t.Errorf("CLISession(Backstage token) = %v, want ErrUnauthenticated", err)
 	}
 
-	l := newLoopback(t)
-	p := newPKCE("m")
-	q := cliSignIn(t, f, newBrowser(t), l, "s", p)
-	_, tok := tokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}})
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("m")
+	q := authtest.CLISignIn(t, f, authtest.NewBrowser(t), l, "s", p)
+	_, tok := authtest.TokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.Verifier}, "redirect_uri": {l.RedirectURI()}})
 	rt := tok["refresh_token"].(string)
 	for _, v := range []string{rt, strings.Split(rt, ".")[1]} {
-		other := newBrowser(t)
-		other.client.Jar.SetCookies(refreshURL, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: v, Path: "/api/auth/spectrocloud"}})
-		if r := refresh(other, f); r.StatusCode != http.StatusUnauthorized {
+		other := authtest.NewBrowser(t)
+		other.Client.Jar.SetCookies(refreshURL, []*http.Cookie{{Name: "spectrocloud-refresh-token", Value: v, Path: "/api/auth/spectrocloud"}})
+		if r := authtest.Refresh(other, f); r.StatusCode != http.StatusUnauthorized {
 			t.Errorf("refresh cookie %.12s…: %d, want 401", v, r.StatusCode)
 		}
 	}
 }
 
 func TestCLICodeExpires(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	l := newLoopback(t)
-	p := newPKCE("c")
-	q := cliSignIn(t, f, newBrowser(t), l, "s", p)
-	f.advance(server.CLICodeLifetime + time.Second)
-	status, body := tokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.verifier}, "redirect_uri": {l.redirectURI()}})
+	f := authtest.NewFixture(t, authtest.Options{})
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("c")
+	q := authtest.CLISignIn(t, f, authtest.NewBrowser(t), l, "s", p)
+	f.Advance(cliauth.CLICodeLifetime + time.Second)
+	status, body := authtest.TokenRequest(t, f, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "code_verifier": {p.Verifier}, "redirect_uri": {l.RedirectURI()}})
 	if status != http.StatusBadRequest || !strings.Contains(body["error_description"].(string), "expired") {
 		t.Errorf("an expired code: %d %v", status, body)
 	}
 }
 
 func TestCLISignInRefusals(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	l := newLoopback(t)
-	p := newPKCE("d")
+	f := authtest.NewFixture(t, authtest.Options{})
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("d")
 	for name, tc := range map[string]struct {
 		redirect, state string
-		p               pkce
+		p               authtest.PKCE
 		method          string
 		want            string
 	}{
-		"https redirect":    {strings.Replace(l.redirectURI(), "http:", "https:", 1), "s", p, "S256", "redirect_uri must be"},
-		"localhost":         {strings.Replace(l.redirectURI(), "127.0.0.1", "localhost", 1), "s", p, "S256", "loopback IP"},
+		"https redirect":    {strings.Replace(l.RedirectURI(), "http:", "https:", 1), "s", p, "S256", "redirect_uri must be"},
+		"localhost":         {strings.Replace(l.RedirectURI(), "127.0.0.1", "localhost", 1), "s", p, "S256", "loopback IP"},
 		"remote host":       {"http://198.51.100.7:8080/callback", "s", p, "S256", "loopback IP"},
 		"no port":           {"http://127.0.0.1/callback", "s", p, "S256", "port"},
-		"no state":          {l.redirectURI(), "", p, "S256", "state is required"},
-		"plain PKCE":        {l.redirectURI(), "s", p, "plain", "PKCE is required"},
-		"no challenge":      {l.redirectURI(), "s", pkce{}, "S256", "PKCE is required"},
-		"huge state":        {l.redirectURI(), strings.Repeat("s", 300), p, "S256", "state is required"},
-		"fragment redirect": {l.redirectURI() + "#x", "s", p, "S256", "redirect_uri must be"},
+		"no state":          {l.RedirectURI(), "", p, "S256", "state is required"},
+		"plain PKCE":        {l.RedirectURI(), "s", p, "plain", "PKCE is required"},
+		"no challenge":      {l.RedirectURI(), "s", authtest.PKCE{}, "S256", "PKCE is required"},
+		"huge state":        {l.RedirectURI(), strings.Repeat("s", 300), p, "S256", "state is required"},
+		"fragment redirect": {l.RedirectURI() + "#x", "s", p, "S256", "redirect_uri must be"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			u := f.url("/api/auth/spectrocloud/cli/start?" + url.Values{
-				"redirect_uri": {tc.redirect}, "state": {tc.state}, "code_challenge": {tc.p.challenge}, "code_challenge_method": {tc.method},
+			u := f.URL("/api/auth/spectrocloud/cli/start?" + url.Values{
+				"redirect_uri": {tc.redirect}, "state": {tc.state}, "code_challenge": {tc.p.Challenge}, "code_challenge_method": {tc.method},
 			}.Encode())
-			res := newBrowser(t).do(http.MethodGet, u, true)
-			body := decodeJSON(t, res)
+			res := authtest.NewBrowser(t).Do(http.MethodGet, u, true)
+			body := authtest.DecodeJSON(t, res)
 			if res.StatusCode != http.StatusBadRequest || !strings.Contains(body["error"].(map[string]any)["message"].(string), tc.want) {
 				t.Errorf("%d %v, want 400 saying %q", res.StatusCode, body, tc.want)
 			}
 		})
 	}
-	if res := newBrowser(t).do(http.MethodGet, f.url("/api/auth/spectrocloud/cli/start?env=staging"), true); res.StatusCode != http.StatusNotFound {
+	if res := authtest.NewBrowser(t).Do(http.MethodGet, f.URL("/api/auth/spectrocloud/cli/start?env=staging"), true); res.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown env: %d", res.StatusCode)
 	}
 
 	t.Run("callback in another browser", func(t *testing.T) {
-		start := newBrowser(t)
-		res := start.do(http.MethodGet, cliStartURL(f, l.redirectURI(), "s", p), true)
+		start := authtest.NewBrowser(t)
+		res := start.Do(http.MethodGet, authtest.CLIStartURL(f, l.RedirectURI(), "s", p), true)
 		authorize := res.Header.Get("Location")
 		// The provider's side runs in the first browser; the callback lands
 		// in a second one that never started a sign-in.
-		res = start.do(http.MethodGet, authorize, true)
+		res = start.Do(http.MethodGet, authorize, true)
 		callback := resolve(res)
 		for res.StatusCode/100 == 3 && !strings.HasSuffix(strings.SplitN(callback, "?", 2)[0], "/handler/frame") {
-			res = start.do(http.MethodGet, callback, true)
+			res = start.Do(http.MethodGet, callback, true)
 			callback = resolve(res)
 		}
-		res = newBrowser(t).do(http.MethodGet, callback, true)
+		res = authtest.NewBrowser(t).Do(http.MethodGet, callback, true)
 		body, _ := io.ReadAll(res.Body)
 		if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "not started in this browser") {
 			t.Errorf("callback without the nonce cookie: %d %s", res.StatusCode, body)
@@ -361,11 +261,11 @@ func TestCLISignInRefusals(t *testing.T) {
 	})
 
 	t.Run("user without identity", func(t *testing.T) {
-		if err := f.op.SetSelectedUser("bob"); err != nil {
+		if err := f.OP.SetSelectedUser("bob"); err != nil {
 			t.Fatal(err)
 		}
-		defer func() { _ = f.op.SetSelectedUser("alice") }()
-		q := cliSignIn(t, f, newBrowser(t), l, "s2", p)
+		defer func() { _ = f.OP.SetSelectedUser("alice") }()
+		q := authtest.CLISignIn(t, f, authtest.NewBrowser(t), l, "s2", p)
 		if q.Get("code") != "" || q.Get("error") != "access_denied" || q.Get("state") != "s2" ||
 			!strings.Contains(q.Get("error_description"), "unable to resolve user identity") {
 			t.Errorf("loopback got %v", q)
@@ -383,11 +283,11 @@ func resolve(res *http.Response) string {
 // or http://[::1]:PORT/callback: no other loopback address, no name, no
 // other path, nothing an attacker could make resolve or route elsewhere.
 func TestCLILoopbackRedirectOnly(t *testing.T) {
-	f := newFixture(t, fixtureOptions{signInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
-	p := newPKCE("l")
+	f := authtest.NewFixture(t, authtest.Options{SignInLimit: ratelimit.NewPerClient(6000, 1000, 10, nil)})
+	p := authtest.NewPKCE("l")
 	start := func(redirect string) *http.Response {
-		return newBrowser(t).do(http.MethodGet, f.url("/api/auth/spectrocloud/cli/start?"+url.Values{
-			"redirect_uri": {redirect}, "state": {"s"}, "code_challenge": {p.challenge}, "code_challenge_method": {"S256"},
+		return authtest.NewBrowser(t).Do(http.MethodGet, f.URL("/api/auth/spectrocloud/cli/start?"+url.Values{
+			"redirect_uri": {redirect}, "state": {"s"}, "code_challenge": {p.Challenge}, "code_challenge_method": {"S256"},
 		}.Encode()), true)
 	}
 	for _, ok := range []string{"http://127.0.0.1:49152/callback", "http://[::1]:49152/callback", "http://127.0.0.1:1/callback", "http://[::1]:65535/callback"} {
@@ -426,7 +326,7 @@ func TestCLILoopbackRedirectOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := start(tc.redirect)
-			body := decodeJSON(t, res)
+			body := authtest.DecodeJSON(t, res)
 			msg, _ := body["error"].(map[string]any)["message"].(string)
 			if res.StatusCode != http.StatusBadRequest || !strings.Contains(msg, tc.want) {
 				t.Errorf("%d %q, want 400 saying %q", res.StatusCode, msg, tc.want)
@@ -438,58 +338,58 @@ func TestCLILoopbackRedirectOnly(t *testing.T) {
 // No code leaves the daemon without the user's confirmation on the consent
 // page, posted from the browser it was shown in, with its CSRF token, once.
 func TestCLIConsent(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	l := newLoopback(t)
-	p := newPKCE("k")
+	f := authtest.NewFixture(t, authtest.Options{})
+	l := authtest.NewLoopback(t)
+	p := authtest.NewPKCE("k")
 	// consentPage runs a sign-in up to the consent page.
-	consentPage := func(b *browser) cliwire.ConsentForm {
+	consentPage := func(b *authtest.Browser) cliwire.ConsentForm {
 		t.Helper()
-		res := b.get(cliStartURL(f, l.redirectURI(), "st", p))
+		res := b.Get(authtest.CLIStartURL(f, l.RedirectURI(), "st", p))
 		h := res.Header
 		if h.Get("X-Frame-Options") != "DENY" || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
 			h.Get("Cache-Control") != "no-store" {
 			t.Errorf("consent page headers: %v", h)
 		}
-		form := consentForm(t, res)
-		if form.Code != cliwire.ConfirmationCode(p.challenge) || form.Fields.Get("csrf") == "" || form.Fields.Get("consent") == "" {
+		form := authtest.ConsentForm(t, res)
+		if form.Code != cliwire.ConfirmationCode(p.Challenge) || form.Fields.Get("csrf") == "" || form.Fields.Get("consent") == "" {
 			t.Errorf("consent form = %+v", form)
 		}
 		return form
 	}
 	reachedLoopback := func(res *http.Response) bool {
-		return res.Request.URL.Host == l.srv.Listener.Addr().String() || strings.Contains(res.Header.Get("Location"), l.srv.Listener.Addr().String())
+		return res.Request.URL.Host == l.Srv.Listener.Addr().String() || strings.Contains(res.Header.Get("Location"), l.Srv.Listener.Addr().String())
 	}
 
 	t.Run("page names program, user and code", func(t *testing.T) {
-		page := newBrowser(t).get(cliStartURL(f, l.redirectURI(), "st", p))
+		page := authtest.NewBrowser(t).Get(authtest.CLIStartURL(f, l.RedirectURI(), "st", p))
 		body, _ := io.ReadAll(page.Body)
-		for _, want := range []string{"spectroauthd", l.srv.Listener.Addr().String(), "user:default/alice", "alice@example.com", cliwire.ConfirmationCode(p.challenge)} {
+		for _, want := range []string{"spectroauthd", l.Srv.Listener.Addr().String(), "user:default/alice", "alice@example.com", cliwire.ConfirmationCode(p.Challenge)} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("the consent page does not show %q", want)
 			}
 		}
-		if l.query() != nil {
-			t.Errorf("the loopback was called before any confirmation: %v", l.query())
+		if l.Query() != nil {
+			t.Errorf("the loopback was called before any confirmation: %v", l.Query())
 		}
 	})
 
-	b := newBrowser(t)
+	b := authtest.NewBrowser(t)
 	form := consentPage(b)
-	action := f.url(form.Action)
+	action := f.URL(form.Action)
 	for _, tc := range []struct {
 		name   string
-		b      *browser
+		b      *authtest.Browser
 		fields url.Values
 		status int
 		want   string
 	}{
 		{"no CSRF token", b, url.Values{"consent": {form.Fields.Get("consent")}, "decision": {"allow"}}, http.StatusForbidden, "CSRF"},
 		{"wrong CSRF token", b, url.Values{"consent": {form.Fields.Get("consent")}, "csrf": {strings.Repeat("A", 43)}, "decision": {"allow"}}, http.StatusForbidden, "CSRF"},
-		{"another browser", newBrowser(t), withDecision(form.Fields, "allow"), http.StatusForbidden, "does not come from the page"},
+		{"another browser", authtest.NewBrowser(t), authtest.WithDecision(form.Fields, "allow"), http.StatusForbidden, "does not come from the page"},
 		{"forged form", b, url.Values{"consent": {"AAAA" + form.Fields.Get("consent")[4:]}, "csrf": {form.Fields.Get("csrf")}, "decision": {"allow"}}, http.StatusBadRequest, "invalid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := tc.b.post(action, tc.fields, true)
+			res := tc.b.Post(action, tc.fields, true)
 			body, _ := io.ReadAll(res.Body)
 			if res.StatusCode != tc.status || !strings.Contains(string(body), tc.want) || reachedLoopback(res) {
 				t.Errorf("%d %s, want %d saying %q", res.StatusCode, body, tc.status, tc.want)
@@ -497,37 +397,37 @@ func TestCLIConsent(t *testing.T) {
 		})
 	}
 	t.Run("GET is no confirmation", func(t *testing.T) {
-		res := b.do(http.MethodGet, action+"?"+withDecision(form.Fields, "allow").Encode(), true)
+		res := b.Do(http.MethodGet, action+"?"+authtest.WithDecision(form.Fields, "allow").Encode(), true)
 		if res.StatusCode != http.StatusMethodNotAllowed || reachedLoopback(res) {
 			t.Errorf("GET consent: %d", res.StatusCode)
 		}
 	})
-	if q := l.query(); q != nil {
+	if q := l.Query(); q != nil {
 		t.Fatalf("a refused confirmation reached the loopback: %v", q)
 	}
 
 	t.Run("allow, once", func(t *testing.T) {
-		res := b.post(action, withDecision(form.Fields, "allow"), true)
+		res := b.Post(action, authtest.WithDecision(form.Fields, "allow"), true)
 		loc, _ := url.Parse(res.Header.Get("Location"))
-		if res.StatusCode != http.StatusFound || loc.Host != l.srv.Listener.Addr().String() || loc.Query().Get("code") == "" || loc.Query().Get("state") != "st" {
+		if res.StatusCode != http.StatusFound || loc.Host != l.Srv.Listener.Addr().String() || loc.Query().Get("code") == "" || loc.Query().Get("state") != "st" {
 			t.Fatalf("allow: %d %s", res.StatusCode, loc)
 		}
 		if res.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("allow answer Cache-Control = %q", res.Header.Get("Cache-Control"))
 		}
 		// Replaying the confirmation (its cookie is gone, and it is spent).
-		replay := newBrowser(t)
-		replay.client.Jar = b.client.Jar
-		again := replay.post(action, withDecision(form.Fields, "allow"), true)
+		replay := authtest.NewBrowser(t)
+		replay.Client.Jar = b.Client.Jar
+		again := replay.Post(action, authtest.WithDecision(form.Fields, "allow"), true)
 		if again.StatusCode/100 == 3 || again.StatusCode == http.StatusOK {
 			t.Errorf("a replayed confirmation: %d", again.StatusCode)
 		}
 	})
 
 	t.Run("deny", func(t *testing.T) {
-		b := newBrowser(t)
+		b := authtest.NewBrowser(t)
 		form := consentPage(b)
-		res := b.post(f.url(form.Action), withDecision(form.Fields, "deny"), true)
+		res := b.Post(f.URL(form.Action), authtest.WithDecision(form.Fields, "deny"), true)
 		loc, _ := url.Parse(res.Header.Get("Location"))
 		if res.StatusCode != http.StatusFound || loc.Query().Get("code") != "" || loc.Query().Get("error") != "access_denied" {
 			t.Errorf("deny: %d %s", res.StatusCode, loc)
@@ -535,10 +435,10 @@ func TestCLIConsent(t *testing.T) {
 	})
 
 	t.Run("too late", func(t *testing.T) {
-		b := newBrowser(t)
+		b := authtest.NewBrowser(t)
 		form := consentPage(b)
-		f.advance(server.CLIConsentLifetime + time.Second)
-		res := b.post(f.url(form.Action), withDecision(form.Fields, "allow"), true)
+		f.Advance(cliauth.CLIConsentLifetime + time.Second)
+		res := b.Post(f.URL(form.Action), authtest.WithDecision(form.Fields, "allow"), true)
 		if res.StatusCode != http.StatusBadRequest || reachedLoopback(res) {
 			t.Errorf("late confirmation: %d", res.StatusCode)
 		}
