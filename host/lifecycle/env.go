@@ -28,8 +28,8 @@ type Env struct {
 	// Upstream is the environment's SpectroCloud client.
 	Upstream Upstream
 	// SignIn resolves the Backstage identity. It is only ever called
-	// through its interface, so a reload can hand in a resolver that swaps
-	// its chain underneath (SwappableResolver).
+	// through its interface, so a reload can hand in a resolver that reads
+	// the serving configuration generation (host/daemon).
 	SignIn signin.Resolver
 	// Scopes are requested on top of what the app asks for.
 	Scopes []string
