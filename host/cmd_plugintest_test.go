@@ -113,63 +113,118 @@ func TestDaemonLinksNoTestSupport(t *testing.T) {
 	}
 }
 
-// TestThirdPartyResolver builds a resolver as a team outside this repository
-// would: examples/resolver-go copied out of the checkout, against the SDK
-// module alone (its replace pointing at this checkout's sdk/ stands in for
-// the released module; the module cache is shared, so no network is
-// needed). It must not need the daemon's module, must pass its own plugintest
-// run, and its binary `spectroauthd plugin test`.
-func TestThirdPartyResolver(t *testing.T) {
+// thirdParty is an example plugin copied out of the checkout, as a team
+// outside this repository holds its plugin: its own Go module, whose replace
+// points at this checkout's sdk/, standing in for the released SDK module
+// (the module cache is shared, so no network is needed).
+type thirdParty struct {
+	t           *testing.T
+	dir, sdkDir string
+}
+
+// copyExample copies the files of examples/<example> into a folder of t's.
+func copyExample(t *testing.T, example string, files ...string) *thirdParty {
+	t.Helper()
 	sdkDir, err := filepath.Abs("../sdk")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	for _, name := range []string{"go.mod", "go.sum", "main.go", "main_test.go", "conformance.yaml"} {
-		b, err := os.ReadFile(filepath.Join("../examples/resolver-go", name))
+	p := &thirdParty{t: t, dir: t.TempDir(), sdkDir: sdkDir}
+	for _, name := range files {
+		b, err := os.ReadFile(filepath.Join("../examples", example, name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if name == "go.mod" {
 			const replace = "replace github.com/spectroauth/spectroauth/sdk => ../../sdk"
 			if !strings.Contains(string(b), replace) {
-				t.Fatalf("examples/resolver-go/go.mod lacks %q", replace)
+				t.Fatalf("examples/%s/go.mod lacks %q", example, replace)
 			}
 			b = []byte(strings.Replace(string(b), replace, "replace github.com/spectroauth/spectroauth/sdk => "+sdkDir, 1))
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		p.write(name, b)
 	}
-	gocmd := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		// The environment's GOFLAGS and GOPROXY hold; -mod=mod comes last to
-		// win, so that go.sum may gain what the copy's build needs.
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
+	return p
+}
+
+// write writes a file of the copy, readable by all, writable by its owner
+// only (as make-wrapper.sh wants what it pins).
+func (p *thirdParty) write(name string, b []byte) {
+	p.t.Helper()
+	if err := os.WriteFile(filepath.Join(p.dir, name), b, 0o644); err != nil {
+		p.t.Fatal(err)
 	}
-	mods := gocmd("list", "-m", "all")
+}
+
+// edit replaces what re matches in the copy's file name by repl, which must
+// match.
+func (p *thirdParty) edit(name string, re *regexp.Regexp, repl string) {
+	p.t.Helper()
+	src, err := os.ReadFile(filepath.Join(p.dir, name))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if !re.Match(src) {
+		p.t.Fatalf("the example's %s no longer matches %s", name, re)
+	}
+	p.write(name, re.ReplaceAll(src, []byte(repl)))
+}
+
+// gocmd runs the go command in the copy and returns its output.
+func (p *thirdParty) gocmd(args ...string) string {
+	p.t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = p.dir
+	// The environment's GOFLAGS and GOPROXY hold; -mod=mod comes last to
+	// win, so that go.sum may gain what the copy's build needs.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// copyResolverGo copies examples/resolver-go (copyExample).
+func copyResolverGo(t *testing.T) *thirdParty {
+	return copyExample(t, "resolver-go", "go.mod", "go.sum", "main.go", "main_test.go", "conformance.yaml")
+}
+
+// releaseGo sets the version the Go resolver copy reports (sdk.Plugin's
+// Version in main.go: the example has no build flag for it) and builds it
+// into place at out, as its authors would release a new version.
+func (p *thirdParty) releaseGo(version, out string) {
+	p.t.Helper()
+	p.edit("main.go", regexp.MustCompile(`(sdk\.Plugin\{Name: "email-domain", Version: )"[^"]*"`), `${1}"`+version+`"`)
+	p.gocmd("build", "-o", out+".new", ".")
+	if err := os.Rename(out+".new", out); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TestThirdPartyResolver builds a resolver as a team outside this repository
+// would (copyResolverGo). It must not need the daemon's module, must pass
+// its own plugintest run, and its binary `spectroauthd plugin test`.
+// TestThirdPartyResolverReload has the daemon load it and roll out a new
+// version of it without a restart.
+func TestThirdPartyResolver(t *testing.T) {
+	p := copyResolverGo(t)
+	mods := p.gocmd("list", "-m", "all")
 	for _, line := range strings.Split(mods, "\n") {
 		if mod, _, _ := strings.Cut(line, " "); mod == "github.com/spectroauth/spectroauth" {
 			t.Fatalf("the resolver needs the daemon's module, not only the SDK's:\n%s", mods)
 		}
 	}
-	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v0.1.0 => "+sdkDir) {
-		t.Errorf("go list -m all = %s, want the SDK module replaced by %s", mods, sdkDir)
+	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v0.1.0 => "+p.sdkDir) {
+		t.Errorf("go list -m all = %s, want the SDK module replaced by %s", mods, p.sdkDir)
 	}
-	bin := filepath.Join(dir, "resolver")
-	gocmd("build", "-o", bin, ".")
-	if out := gocmd("test", "-count=1", "-run", "TestConformance", "."); !strings.Contains(out, "ok") {
+	bin := filepath.Join(p.dir, "resolver")
+	p.gocmd("build", "-o", bin, ".")
+	if out := p.gocmd("test", "-count=1", "-run", "TestConformance", "."); !strings.Contains(out, "ok") {
 		t.Errorf("its own plugintest run: %s", out)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"plugin", "test", "-plugin", bin, "-cases", filepath.Join(dir, "conformance.yaml")}, &stdout, &stderr)
+	code := run([]string{"plugin", "test", "-plugin", bin, "-cases", filepath.Join(p.dir, "conformance.yaml")}, &stdout, &stderr)
 	m := regexp.MustCompile(`(?m)^(\d+) passed, 0 failed$`).FindStringSubmatch(stdout.String())
 	if code != 0 || m == nil || m[1] == "0" {
 		t.Errorf("spectroauthd plugin test: exit %d, stdout %q, stderr %q; want N passed, 0 failed", code, stdout.String(), stderr.String())

@@ -43,6 +43,15 @@ type reloadRig struct {
 	log       *bytes.Buffer
 	logMu     *sync.Mutex
 	providerL net.Listener
+	plugin    rigPlugin
+}
+
+// rigPlugin is the plugin the rig's configuration declares and signs in
+// through.
+type rigPlugin struct {
+	name, resolver string
+	options        string // the resolver's options, a YAML flow mapping, or ""
+	entry          string // more keys of plugins.<name>: lines indented by four spaces, each ending in a newline
 }
 
 // buildReloadBinaries builds the daemon and the test plugin in two versions.
@@ -54,6 +63,13 @@ func buildReloadBinaries(t *testing.T, dir string) (daemonBin string, plugins ma
 	for v, p := range plugins {
 		builds = append(builds, []string{"-ldflags", "-X main.version=" + v, "-o", p, "./pluginhost/testdata/testplugin"})
 	}
+	goBuilds(t, builds...)
+	return daemonBin, plugins
+}
+
+// goBuilds runs go build with each of builds' arguments, at once.
+func goBuilds(t *testing.T, builds ...[]string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(builds))
 	for i, args := range builds {
@@ -71,7 +87,6 @@ func buildReloadBinaries(t *testing.T, dir string) (daemonBin string, plugins ma
 			t.Fatal(err)
 		}
 	}
-	return daemonBin, plugins
 }
 
 func digestOf(t *testing.T, path string) string {
@@ -97,7 +112,8 @@ func freeLoopbackPort(t *testing.T) string {
 // newReloadRig starts the provider and writes nothing yet.
 func newReloadRig(t *testing.T, bin string) *reloadRig {
 	t.Helper()
-	r := &reloadRig{t: t, dir: t.TempDir(), bin: bin, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	r := &reloadRig{t: t, dir: t.TempDir(), bin: bin, log: &bytes.Buffer{}, logMu: &sync.Mutex{},
+		plugin: rigPlugin{name: "tp", resolver: "byEmail"}}
 	r.cfgPath = filepath.Join(r.dir, "config.yaml")
 	r.base = "http://127.0.0.1:" + freeLoopbackPort(t)
 	r.metrics = "127.0.0.1:" + freeLoopbackPort(t)
@@ -128,10 +144,14 @@ func newReloadRig(t *testing.T, bin string) *reloadRig {
 	return r
 }
 
-// writeConfig writes the daemon's configuration with plugin tp at command
+// writeConfig writes the daemon's configuration with r.plugin at command
 // and digest; extra is appended as is.
 func (r *reloadRig) writeConfig(command, digest, extra string) {
 	r.t.Helper()
+	var options string
+	if r.plugin.options != "" {
+		options = "\n              options: " + r.plugin.options
+	}
 	cfg := fmt.Sprintf(`server:
   listen: %s
   baseUrl: %s
@@ -152,17 +172,18 @@ auth:
         scopes: [openid, profile, email, offline_access]
         signIn:
           resolvers:
-            - plugin: tp
-              resolver: byEmail
+            - plugin: %[6]s
+              resolver: %[7]s%[8]s
 plugins:
-  tp:
-    command: %s
-    sha256: %s
+  %[6]s:
+    command: %[9]s
+    sha256: %[10]s
     callTimeout: 5s
-storage:
+%[11]sstorage:
   type: file
-  path: %s
-%s`, strings.TrimPrefix(r.base, "http://"), r.base, r.metrics, r.base, r.issuer, command, digest, filepath.Join(r.dir, "data"), extra)
+  path: %[12]s
+%[13]s`, strings.TrimPrefix(r.base, "http://"), r.base, r.metrics, r.base, r.issuer,
+		r.plugin.name, r.plugin.resolver, options, command, digest, r.plugin.entry, filepath.Join(r.dir, "data"), extra)
 	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
 		r.t.Fatal(err)
 	}

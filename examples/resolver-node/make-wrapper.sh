@@ -14,7 +14,7 @@
 # digest covers the wrapper alone, so the wrapper pins, by absolute path, the
 # node binary (NODE, default: the node on PATH, symbolic links resolved) and
 # this folder's plugin.js. Those, and everything plugin.js loads (node_modules/,
-# the SDK in sdk/node that it links to, the repository's proto/ folder), are
+# the SDK in sdk/node that it links to, the .proto files the SDK loads), are
 # not hashed by the daemon:
 # keep them as the daemon's own binary is kept, owned by root and writable by
 # no one else. This script refuses to pin files that group or others may
@@ -33,8 +33,15 @@ if [ -z "$node" ]; then
 fi
 node=$(readlink -f "$node")
 dir=$(cd "$(dirname "$0")" && pwd -P)
-proto=$(cd "$dir/../../proto" 2>/dev/null && pwd -P || true)
 sdk=$(cd "$dir/node_modules/@spectroauth/plugin-sdk" 2>/dev/null && pwd -P || true)
+# The .proto files the SDK loads, where it looks for them (sdk/node's
+# lib/protocol.js): its own proto/ folder in a published package, else the
+# repository's proto/ beside a checkout's sdk/node.
+proto=
+if [ -n "$sdk" ]; then
+  if [ -d "$sdk/proto/spectroauth" ]; then proto=$sdk/proto
+  else proto=$(cd "$sdk/../../proto" 2>/dev/null && pwd -P || true); fi
+fi
 
 if [ ! -f "$node" ] || [ ! -x "$node" ]; then
   echo "make-wrapper.sh: $node is not an executable file" >&2
@@ -49,7 +56,7 @@ if [ -z "$sdk" ] || [ ! -d "$sdk/node_modules" ]; then
   exit 1
 fi
 if [ -z "$proto" ] || [ ! -f "$proto/spectroauth/plugin/v1/resolver.proto" ]; then
-  echo "make-wrapper.sh: the protocol's .proto files are not at $dir/../../proto" >&2
+  echo "make-wrapper.sh: the protocol's .proto files are neither in $sdk/proto nor in $sdk/../../proto" >&2
   exit 1
 fi
 writable=$(find "$node" "$dir/plugin.js" "$dir/package.json" "$dir/node_modules" "$sdk" "$proto" \
