@@ -54,17 +54,47 @@ type rigPlugin struct {
 	entry          string // more keys of plugins.<name>: lines indented by four spaces, each ending in a newline
 }
 
-// buildReloadBinaries builds the daemon and the test plugin in two versions.
+// buildReloadBinaries builds the daemon (daemonBinary) and the test plugin
+// in two versions.
 func buildReloadBinaries(t *testing.T, dir string) (daemonBin string, plugins map[string]string) {
 	t.Helper()
-	daemonBin = filepath.Join(dir, "spectroauthd")
 	plugins = map[string]string{"1.0.0": filepath.Join(dir, "tp-v1"), "2.0.0": filepath.Join(dir, "tp-v2")}
-	builds := [][]string{{"-o", daemonBin, "."}}
+	var builds [][]string
 	for v, p := range plugins {
 		builds = append(builds, []string{"-ldflags", "-X main.version=" + v, "-o", p, "./pluginhost/testdata/testplugin"})
 	}
 	goBuilds(t, builds...)
-	return daemonBin, plugins
+	return daemonBinary(t), plugins
+}
+
+// built is the daemon binary that the tests running it share: linking it
+// costs seconds of CPU.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// daemonBinary returns the daemon, built once for the package's tests and
+// removed after them.
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "spectroauthd-test-"); built.err != nil {
+			return
+		}
+		afterTests = append(afterTests, func() { _ = os.RemoveAll(built.dir) })
+		built.bin = filepath.Join(built.dir, "spectroauthd")
+		cmd := exec.Command("go", "build", "-o", built.bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("building the daemon: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
 }
 
 // goBuilds runs go build with each of builds' arguments, at once.

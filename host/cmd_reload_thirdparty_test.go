@@ -112,12 +112,10 @@ func TestThirdPartyResolverReload(t *testing.T) {
 		t.Skip("builds and runs the daemon")
 	}
 	p := copyResolverGo(t)
-	daemonBin := filepath.Join(t.TempDir(), "spectroauthd")
-	goBuilds(t, []string{"-o", daemonBin, "."})
 	bin := filepath.Join(t.TempDir(), "email-domain")
 	p.releaseGo("1.0.0", bin)
 
-	r := newReloadRig(t, daemonBin)
+	r := newReloadRig(t, daemonBinary(t))
 	r.plugin = rigPlugin{name: "email-domain", resolver: "emailDomainToUser", options: "{domain: example.com}"}
 	r.writeConfig(bin, digestOf(t, bin), "")
 	r.start()
@@ -201,9 +199,7 @@ func TestNodeResolverReload(t *testing.T) {
 		t.Fatalf("spectroauthd plugin test: exit %d, stdout %q, stderr %q; want N passed, 0 failed", code, stdout.String(), stderr.String())
 	}
 
-	daemonBin := filepath.Join(t.TempDir(), "spectroauthd")
-	goBuilds(t, []string{"-o", daemonBin, "."})
-	r := newReloadRig(t, daemonBin)
+	r := newReloadRig(t, daemonBinary(t))
 	entry := func(readPaths string) string {
 		return "    readPaths: " + readPaths + "\n    config: {namespace: people}\n"
 	}

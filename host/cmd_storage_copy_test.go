@@ -23,7 +23,17 @@ import (
 	"github.com/spectroauth/spectroauth/host/session"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// afterTests are run once the package's tests are done: clean-ups of what
+// several tests share.
+var afterTests []func()
+
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	for _, f := range afterTests {
+		f()
+	}
+	os.Exit(code)
+}
 
 // dataDir is the data directory a daemon on file storage left, with a
 // signing key and a session holding tokens added. It returns the key's
