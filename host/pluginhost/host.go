@@ -203,14 +203,17 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 	}
 	began := time.Now()
 	startErrs := make([]error, len(h.names))
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		bins binaries
+	)
 	for i, name := range h.names {
 		in := h.plugins[name]
 		if _, kept := keep[name]; kept {
 			wg.Go(func() { startErrs[i] = in.recheck(ctx, uses[name]) })
 			continue
 		}
-		wg.Go(func() { startErrs[i] = in.start(ctx, uses[name]) })
+		wg.Go(func() { startErrs[i] = in.start(ctx, uses[name], &bins) })
 	}
 	wg.Wait()
 	if err := errors.Join(startErrs...); err != nil {
