@@ -202,6 +202,11 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 		r.Started = append(r.Started, name)
 	}
 	began := time.Now()
+	if len(r.Started) > 0 {
+		// The daemon's certificate for the plugins' mutual TLS is made
+		// once, while the first binaries are verified.
+		go func() { _, _ = hostCertificate() }()
+	}
 	startErrs := make([]error, len(h.names))
 	var (
 		wg   sync.WaitGroup

@@ -285,6 +285,10 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	if err != nil {
 		return nil, fmt.Errorf("plugins.%s: creating the plugin's working directory: %w", in.name, err)
 	}
+	hc, err := hostCertificate()
+	if err != nil {
+		return nil, fmt.Errorf("plugins.%s: %w", in.name, err)
+	}
 	r := newProcRunner(in.name, in.path, binary, in.cfg.Args, in.stderr, in.stdout)
 	r.workDir = workDir
 	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
@@ -294,16 +298,21 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 		VersionedPlugins: in.h.opts.protocols,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  pluginclient.GRPCDialOptions(),
-		AutoMTLS:         true,
-		SkipHostEnv:      true,
+		// Mutual TLS as go-plugin's AutoMTLS makes it, with the daemon's
+		// certificate made once (hostcert.go); the runner passes it to the
+		// plugin in PLUGIN_CLIENT_CERT.
+		TLSConfig:   hc.clientTLS(),
+		SkipHostEnv: true,
 		// go-plugin's socket directory, inside the working directory: the
 		// one directory the plugin may write.
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: workDir},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, socketDir string) (runner.Runner, error) {
 			// spec.Env holds only what go-plugin needs (SkipHostEnv):
-			// handshake cookie, protocol versions, client certificate,
-			// socket directory. It comes last so that it wins.
+			// handshake cookie, protocol versions, socket directory; then
+			// the daemon's certificate, as AutoMTLS would add it. They come
+			// last so that they win.
 			r.env = append(slices.Clone(in.env), spec.Env...)
+			r.env = append(r.env, "PLUGIN_CLIENT_CERT="+hc.pem)
 			if _, ok := in.cfg.Env["TMPDIR"]; !ok {
 				r.env = append(r.env, "TMPDIR="+workDir)
 			}
