@@ -205,8 +205,12 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	began := time.Now()
 	waitPlugins := d.startPlugins(ctx, g)
 	defer waitPlugins() // so that Close finds them after an early return
-	waitEnvs := d.buildEnvs(ctx, opts)
+	// Discovery is cut short when the start fails early (the deferred
+	// calls run last first: cancel, then wait).
+	dctx, cancelDiscovery := context.WithCancel(ctx)
+	waitEnvs := d.buildEnvs(dctx, opts)
 	defer waitEnvs()
+	defer cancelDiscovery()
 	st, err := d.openStorage(ctx)
 	if err != nil {
 		return nil, err
@@ -254,21 +258,21 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	d.closers = append(d.closers, sessions.Close)
 	sessionsAt := time.Now()
 
-	envs, err := waitEnvs()
-	if err != nil {
-		return nil, err
-	}
-	discoveredAt := time.Now()
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)
+	}
+	pluginsAt := time.Now()
+	envs, discoveredAt, err := waitEnvs()
+	if err != nil {
+		return nil, err
 	}
 	// Where the start went (each from the start of build): the parts run
 	// in parallel, so the last to end sets the time to ready.
 	d.log.Debug("start phases", "storage", storageAt.Sub(began).Round(time.Microsecond),
 		"keys", keysAt.Sub(began).Round(time.Microsecond),
 		"sessions", sessionsAt.Sub(began).Round(time.Microsecond),
-		"providers_discovered", discoveredAt.Sub(began).Round(time.Microsecond),
-		"plugins_up", time.Since(began).Round(time.Microsecond))
+		"plugins_up", pluginsAt.Sub(began).Round(time.Microsecond),
+		"providers_discovered", discoveredAt.Sub(began).Round(time.Microsecond))
 	if d.metrics != nil {
 		if err := d.metrics.RegisterPlugins(d.pluginStatus); err != nil {
 			return nil, fmt.Errorf("registering plugin metrics: %w", err)
@@ -326,12 +330,13 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 // buildEnvs builds the provider environment of every
 // auth.providers.spectrocloud entry in the background, each discovering its
 // provider in parallel, and returns a function that waits for them (any
-// number of times). Discovery may reach the embedded development provider,
-// which the listener already serves.
-func (d *Daemon) buildEnvs(ctx context.Context, opts Options) func() (map[string]*server.Env, error) {
+// number of times), and when the last was done. Discovery may reach the
+// embedded development provider, which the listener already serves.
+func (d *Daemon) buildEnvs(ctx context.Context, opts Options) func() (map[string]*server.Env, time.Time, error) {
 	type result struct {
 		name string
 		env  *server.Env
+		at   time.Time
 		err  error
 	}
 	all := d.cfg.Auth.Providers.SpectroCloud
@@ -339,20 +344,24 @@ func (d *Daemon) buildEnvs(ctx context.Context, opts Options) func() (map[string
 	for name, pe := range all {
 		go func() {
 			env, err := d.buildEnv(ctx, name, pe, opts)
-			done <- result{name, env, err}
+			done <- result{name, env, time.Now(), err}
 		}()
 	}
 	var (
 		once sync.Once
 		envs map[string]*server.Env
+		last time.Time
 		err  error
 	)
-	return func() (map[string]*server.Env, error) {
+	return func() (map[string]*server.Env, time.Time, error) {
 		once.Do(func() {
 			envs = make(map[string]*server.Env, len(all))
 			var errs []error
 			for range all {
 				r := <-done
+				if r.at.After(last) {
+					last = r.at
+				}
 				if r.err != nil {
 					errs = append(errs, r.err)
 					continue
@@ -361,7 +370,7 @@ func (d *Daemon) buildEnvs(ctx context.Context, opts Options) func() (map[string
 			}
 			err = errors.Join(errs...)
 		})
-		return envs, err
+		return envs, last, err
 	}
 }
 
