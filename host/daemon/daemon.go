@@ -202,14 +202,22 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	// The first configuration generation; Reload replaces it.
 	g := newGeneration(1, cfg)
 	d.gens.cur.Store(g)
-	// Plugins start in the background, in parallel, while the stores open;
-	// the sign-in chains need them.
+	// Plugins start in the background, in parallel, while the providers
+	// are discovered and the stores open; the sign-in chains need them.
+	began := time.Now()
 	waitPlugins := d.startPlugins(ctx, g)
 	defer waitPlugins() // so that Close finds them after an early return
+	// Discovery is cut short when the start fails early (the deferred
+	// calls run last first: cancel, then wait).
+	dctx, cancelDiscovery := context.WithCancel(ctx)
+	waitEnvs := d.buildEnvs(dctx, opts)
+	defer waitEnvs()
+	defer cancelDiscovery()
 	st, err := d.openStorage(ctx)
 	if err != nil {
 		return nil, err
 	}
+	storageAt := time.Now()
 	keys, userInfo := st.keys, st.userInfo
 	issuer, err := identity.New(identity.Config{
 		Issuer:   strings.TrimSuffix(cfg.Server.BaseURL, "/") + "/api/auth",
@@ -243,16 +251,30 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	}
 	d.handler.Store(&early)
 
+	keysAt := time.Now()
 	sessions, flowKey, err := st.openSessions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	d.sessions = sessions
 	d.closers = append(d.closers, sessions.Close)
+	sessionsAt := time.Now()
 
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)
 	}
+	pluginsAt := time.Now()
+	envs, discoveredAt, err := waitEnvs()
+	if err != nil {
+		return nil, err
+	}
+	// Where the start went (each from the start of build): the parts run
+	// in parallel, so the last to end sets the time to ready.
+	d.log.Debug("start phases", "storage", storageAt.Sub(began).Round(time.Microsecond),
+		"keys", keysAt.Sub(began).Round(time.Microsecond),
+		"sessions", sessionsAt.Sub(began).Round(time.Microsecond),
+		"plugins_up", pluginsAt.Sub(began).Round(time.Microsecond),
+		"providers_discovered", discoveredAt.Sub(began).Round(time.Microsecond))
 	if d.metrics != nil {
 		if err := d.metrics.RegisterPlugins(d.pluginStatus); err != nil {
 			return nil, fmt.Errorf("registering plugin metrics: %w", err)
@@ -261,14 +283,6 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	}
 	if g.chains, err = buildChains(cfg, g.plugins); err != nil {
 		return nil, err
-	}
-	envs := map[string]*server.Env{}
-	for name, pe := range cfg.Auth.Providers.SpectroCloud {
-		env, err := d.buildEnv(ctx, name, pe, opts)
-		if err != nil {
-			return nil, err
-		}
-		envs[name] = env
 	}
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
 	if scfg.ClientIP, err = ratelimit.NewClientIP(cfg.Server.TrustedProxies); err != nil {
@@ -318,6 +332,53 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 		return nil, err
 	}
 	return srv, nil
+}
+
+// buildEnvs builds the provider environment of every
+// auth.providers.spectrocloud entry in the background, each discovering its
+// provider in parallel, and returns a function that waits for them (any
+// number of times), and when the last was done. Discovery may reach the
+// embedded development provider, which the listener already serves.
+func (d *Daemon) buildEnvs(ctx context.Context, opts Options) func() (map[string]*server.Env, time.Time, error) {
+	type result struct {
+		name string
+		env  *server.Env
+		at   time.Time
+		err  error
+	}
+	all := d.cfg.Auth.Providers.SpectroCloud
+	done := make(chan result, len(all))
+	for name, pe := range all {
+		go func() {
+			env, err := d.buildEnv(ctx, name, pe, opts)
+			done <- result{name, env, time.Now(), err}
+		}()
+	}
+	var (
+		once sync.Once
+		envs map[string]*server.Env
+		last time.Time
+		err  error
+	)
+	return func() (map[string]*server.Env, time.Time, error) {
+		once.Do(func() {
+			envs = make(map[string]*server.Env, len(all))
+			var errs []error
+			for range all {
+				r := <-done
+				if r.at.After(last) {
+					last = r.at
+				}
+				if r.err != nil {
+					errs = append(errs, r.err)
+					continue
+				}
+				envs[r.name] = r.env
+			}
+			err = errors.Join(errs...)
+		})
+		return envs, last, err
+	}
 }
 
 func (d *Daemon) buildEnv(ctx context.Context, name string, pe config.ProviderEnv, opts Options) (*server.Env, error) {

@@ -58,7 +58,17 @@ type options struct {
 	keep        bool
 	starts      int
 	signIns     int
+	// logLevel is the daemon's -log-level.
+	logLevel string
+	// only, when not empty, are the parts to run (see parts).
+	only map[string]bool
 }
+
+// parts are what -only may name.
+var parts = []string{"refresh", "signin", "reload", "starts", "sessions"}
+
+// runs reports whether the part is to run.
+func (o options) runs(part string) bool { return len(o.only) == 0 || o.only[part] }
 
 // Result is what one run measured; the JSON file holds it.
 type Result struct {
@@ -81,11 +91,18 @@ type Result struct {
 	SessionsAddMB   float64    `json:"sessionsAddMB"`
 	// ReadyStarts are exec-to-/readyz-200 times of separate starts (three
 	// plugins), in ms; ReadyMedianMillis their median.
-	ReadyStarts       []float64     `json:"readyStartsMillis"`
-	ReadyMedianMillis float64       `json:"readyMedianMillis"`
-	SignIn            SignInResult  `json:"signIn"`
-	SignInBuiltin     SignInResult  `json:"signInBuiltinResolver"`
-	Reload            ReloadFigures `json:"reloadUnderLoad"`
+	ReadyStarts       []float64 `json:"readyStartsMillis"`
+	ReadyMedianMillis float64   `json:"readyMedianMillis"`
+	// ReadyCPU is, for each of those starts, the CPU (user and system) the
+	// daemon and its plugin processes had used when /readyz first
+	// answered 200, in ms: what a start costs whatever else runs on the
+	// machine (clock-tick resolution, 10 ms). ReadyCPUMedianMillis is its
+	// median.
+	ReadyCPU             []float64     `json:"readyCPUMillis"`
+	ReadyCPUMedianMillis float64       `json:"readyCPUMedianMillis"`
+	SignIn               SignInResult  `json:"signIn"`
+	SignInBuiltin        SignInResult  `json:"signInBuiltinResolver"`
+	Reload               ReloadFigures `json:"reloadUnderLoad"`
 }
 
 // SignInResult is the cost of sign-ins through the two-plugin chain.
@@ -136,7 +153,19 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	flag.IntVar(&o.starts, "starts", 7, "separate starts for the exec-to-ready figure")
 	flag.IntVar(&o.signIns, "sign-ins", 300, "sign-ins for the CPU-per-sign-in figure")
+	flag.StringVar(&o.logLevel, "daemon-log-level", "warn", "the daemon's -log-level; debug logs where each start went (with -keep, in the temporary directory's starts-N.log)")
+	only := flag.String("only", "", "comma-separated parts to run, of "+strings.Join(parts, ", ")+" (default all); e.g. -only signin,starts on a busy machine")
 	flag.Parse()
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			if !slices.Contains(parts, p) {
+				fmt.Fprintf(os.Stderr, "loadbench: -only: %q is none of %s\n", p, strings.Join(parts, ", "))
+				os.Exit(2)
+			}
+			o.only[p] = true
+		}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)
@@ -217,7 +246,7 @@ func run(o options) error {
 	res.Resolver, res.PluginsAtStart = resolver, pluginNames
 
 	// Cold start: process start to the first 200 on the JWKS route.
-	d, cold, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon.log"))
+	d, cold, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon.log"), o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -236,21 +265,25 @@ func run(o options) error {
 		stopDaemon(d)
 		return fmt.Errorf("signing in: %w", err)
 	}
-	op.ResetCounters()
-	res.Load, err = load(o, base, cookie, d.Process.Pid)
-	c := op.Counters()
-	res.Load.UpstreamCalls = int(c.Discovery + c.Authorize + c.Token + c.Refresh + c.JWKS + c.Userinfo + c.Revocation + c.Introspection)
-	if res.Load.Requests > 0 {
-		res.Load.UpstreamPerReq = float64(res.Load.UpstreamCalls) / float64(res.Load.Requests)
-	}
 	_ = jar
-	if err == nil {
+	if o.runs("refresh") {
+		op.ResetCounters()
+		res.Load, err = load(o, base, cookie, d.Process.Pid)
+		c := op.Counters()
+		res.Load.UpstreamCalls = int(c.Discovery + c.Authorize + c.Token + c.Refresh + c.JWKS + c.Userinfo + c.Revocation + c.Introspection)
+		if res.Load.Requests > 0 {
+			res.Load.UpstreamPerReq = float64(res.Load.UpstreamCalls) / float64(res.Load.Requests)
+		}
+	}
+	if err == nil && o.runs("signin") {
 		res.SignIn, err = measureSignIns(o, base, d.Process.Pid)
 	}
-	if err == nil {
+	if err == nil && o.runs("reload") {
 		res.Reload, err = reloadUnderLoad(daemonPath, cfgPath, base, cookie)
 	}
-	if err == nil && res.Reload.Answer != "" {
+	// The built-in baseline is swapped in by a reload, which the reload
+	// part checks; with -only signin it is swapped in all the same.
+	if err == nil && o.runs("signin") && (res.Reload.Answer != "" || (!o.runs("reload") && slices.Contains(pluginNames, "claims"))) {
 		// The same sign-ins through the built-in resolver alone, swapped
 		// in by a reload: what the two plugin calls add.
 		res.SignInBuiltin, err = builtinBaseline(o, daemonPath, cfgPath, base, d.Process.Pid)
@@ -259,21 +292,23 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if len(pluginNames) > 0 {
-		if res.ReadyStarts, err = readyStarts(daemonPath, cfgPath, base, filepath.Join(dir, "starts.log"), o.starts); err != nil {
+	if len(pluginNames) > 0 && o.runs("starts") {
+		if res.ReadyStarts, res.ReadyCPU, err = readyStarts(daemonPath, cfgPath, base, dir, o.logLevel, o.starts); err != nil {
 			return err
 		}
 		sorted := slices.Sorted(slices.Values(res.ReadyStarts))
 		res.ReadyMedianMillis = sorted[len(sorted)/2]
+		sorted = slices.Sorted(slices.Values(res.ReadyCPU))
+		res.ReadyCPUMedianMillis = sorted[len(sorted)/2]
 	}
 
 	// Memory of live sessions: copy the signed-in session's file N times and
 	// start again on that data directory.
-	if o.sessions > 0 {
+	if o.sessions > 0 && o.runs("sessions") {
 		if err := seedSessions(filepath.Join(dataDir, "sessions"), o.sessions); err != nil {
 			return fmt.Errorf("seeding sessions: %w", err)
 		}
-		d, _, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon2.log"))
+		d, _, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon2.log"), o.logLevel)
 		if err != nil {
 			return err
 		}
@@ -409,12 +444,12 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func startDaemon(bin, cfg, base, logPath string) (*exec.Cmd, time.Duration, error) {
+func startDaemon(bin, cfg, base, logPath, logLevel string) (*exec.Cmd, time.Duration, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(bin, "-config", cfg, "-log-level", "warn", "-log-format", "json")
+	cmd := exec.Command(bin, "-config", cfg, "-log-level", logLevel, "-log-format", "json")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	client := &http.Client{Timeout: time.Second}
 	t0 := time.Now()
@@ -585,6 +620,29 @@ func cpuTicks(pid int) int64 {
 	return u + k
 }
 
+// childrenCPUTicks is the user+system CPU time of pid's child processes
+// that still run, in clock ticks.
+func childrenCPUTicks(pid int) int64 {
+	entries, _ := os.ReadDir("/proc")
+	var sum int64
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			sum += cpuTicks(child)
+		}
+	}
+	return sum
+}
+
 // rssMB reads a memory field (VmRSS, VmHWM) of /proc/pid/status in MB.
 func rssMB(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -655,15 +713,20 @@ func printTable(w io.Writer, r Result) {
 	l := r.Load
 	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs, load average %s at the start\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs, r.LoadAverage)
 	fmt.Fprintf(w, "resolver %s; plugins at start: %s; storage %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "), r.Storage)
-	rows := [][2]string{
-		{"/refresh requests/s", fmt.Sprintf("%.0f  (%d connections, %d requests, %d errors, %.1fs)", l.RequestsPerSec, l.Connections, l.Requests, l.Errors, l.Seconds)},
-		{"/refresh latency p50 / p90 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f ms", l.P50Millis, l.P90Millis, l.P99Millis, l.MaxMillis)},
-		{"daemon CPU per request", fmt.Sprintf("%.0f µs", l.CPUMicrosPerReq)},
-		{"upstream IdP calls during the load", fmt.Sprintf("%d (%.4f per request)", l.UpstreamCalls, l.UpstreamPerReq)},
+	var rows [][2]string
+	if l.Requests > 0 {
+		rows = append(rows, [][2]string{
+			{"/refresh requests/s", fmt.Sprintf("%.0f  (%d connections, %d requests, %d errors, %.1fs)", l.RequestsPerSec, l.Connections, l.Requests, l.Errors, l.Seconds)},
+			{"/refresh latency p50 / p90 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f ms", l.P50Millis, l.P90Millis, l.P99Millis, l.MaxMillis)},
+			{"daemon CPU per request", fmt.Sprintf("%.0f µs", l.CPUMicrosPerReq)},
+			{"upstream IdP calls during the load", fmt.Sprintf("%d (%.4f per request)", l.UpstreamCalls, l.UpstreamPerReq)},
+		}...)
+	}
+	rows = append(rows, [][2]string{
 		{"cold start to first JWKS 200", fmt.Sprintf("%.1f ms", r.ColdStartMillis)},
 		{"cold start to ready (plugins up)", fmt.Sprintf("%.1f ms", r.ReadyMillis)},
 		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
-	}
+	}...)
 	if r.SignInBuiltin.SignIns > 0 {
 		rows = append(rows, [2]string{"daemon CPU per sign-in (built-in resolver)", fmt.Sprintf("%.2f ms  (same daemon, chain swapped by a reload; the plugin calls add %.2f ms)",
 			r.SignInBuiltin.CPUMillisPerOne, r.SignIn.CPUMillisPerOne-r.SignInBuiltin.CPUMillisPerOne)})
@@ -674,7 +737,8 @@ func printTable(w io.Writer, r Result) {
 	}
 	if len(r.ReadyStarts) > 0 {
 		rows = append(rows, [2]string{fmt.Sprintf("exec to /readyz, %d plugins (median)", len(r.PluginsAtStart)), fmt.Sprintf("%.1f ms  (%d starts: %v; < %.0f ms: %s)",
-			r.ReadyMedianMillis, len(r.ReadyStarts), r.ReadyStarts, targetReadyMillis, verdict(r.ReadyMedianMillis < targetReadyMillis))})
+			r.ReadyMedianMillis, len(r.ReadyStarts), r.ReadyStarts, targetReadyMillis, verdict(r.ReadyMedianMillis < targetReadyMillis))},
+			[2]string{"CPU to /readyz, daemon + plugins (median)", fmt.Sprintf("%.0f ms  (%v)", r.ReadyCPUMedianMillis, r.ReadyCPU)})
 	}
 	if r.Reload.Answer != "" {
 		rows = append(rows, [2]string{"reload under /refresh load", fmt.Sprintf("%d of %d requests failed, reload took %.0f ms: %s",

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,29 +120,34 @@ func reloadUnderLoad(daemonPath, cfgPath, base string, cookie *http.Cookie) (Rel
 
 // readyStarts starts the daemon n times and returns, for each start, the
 // time from exec to the first 200 of /readyz (plugins up, provider
-// discovered, sessions loaded), polled every millisecond.
-func readyStarts(daemonPath, cfgPath, base, logPath string, n int) ([]float64, error) {
+// discovered, sessions loaded), polled every millisecond. The daemon logs
+// each start at logLevel into dir's starts-N.log. It also returns the CPU
+// the daemon and its plugins had used by then, in ms.
+func readyStarts(daemonPath, cfgPath, base, dir, logLevel string, n int) (wall, cpu []float64, _ error) {
 	client := &http.Client{Timeout: time.Second}
-	var out []float64
-	for range n {
+	for i := range n {
+		logPath := filepath.Join(dir, fmt.Sprintf("starts-%d.log", i+1))
 		logf, err := os.Create(logPath)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		cmd := exec.Command(daemonPath, "-config", cfgPath, "-log-level", "warn", "-log-format", "json")
+		cmd := exec.Command(daemonPath, "-config", cfgPath, "-log-level", logLevel, "-log-format", "json")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
 			logf.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		ready := time.Duration(0)
+		ready, ticks := time.Duration(0), int64(0)
 		for time.Since(t0) < 30*time.Second {
 			if res, err := client.Get(base + "/readyz"); err == nil {
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
 				if res.StatusCode == http.StatusOK {
 					ready = time.Since(t0)
+					own, children := cpuTicks(cmd.Process.Pid), childrenCPUTicks(cmd.Process.Pid)
+					ticks = own + children
+					fmt.Fprintf(os.Stderr, "start %d: ready after %s; CPU: daemon %d ms, plugins %d ms\n", i+1, ready.Round(time.Millisecond), own*1000/clockTicks, children*1000/clockTicks)
 					break
 				}
 			}
@@ -151,11 +157,12 @@ func readyStarts(daemonPath, cfgPath, base, logPath string, n int) ([]float64, e
 		logf.Close()
 		if ready == 0 {
 			log, _ := os.ReadFile(logPath)
-			return nil, fmt.Errorf("daemon not ready within 30s; its log:\n%s", log)
+			return nil, nil, fmt.Errorf("daemon not ready within 30s; its log:\n%s", log)
 		}
-		out = append(out, ms(ready))
+		wall = append(wall, ms(ready))
+		cpu = append(cpu, float64(ticks)*1000/clockTicks)
 	}
-	return out, nil
+	return wall, cpu, nil
 }
 
 // builtinBaseline reloads the daemon onto the built-in resolver alone and

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type verifiedBinary struct {
 	fd int
 	// script reports that the binary starts with "#!".
 	script bool
+	// refs counts the plugins that run it (see binaries); the last close
+	// releases the memfd.
+	refs atomic.Int32
 }
 
 // scriptFD is the descriptor a script's memfd has in its child.
@@ -80,8 +84,16 @@ func (b *verifiedBinary) extraFiles() []*os.File {
 	return nil
 }
 
-// close releases the memfd.
-func (b *verifiedBinary) close() error { return b.mem.Close() }
+// share counts one more plugin that runs b.
+func (b *verifiedBinary) share(n int32) { b.refs.Add(n) }
+
+// close releases the memfd once no other plugin runs it.
+func (b *verifiedBinary) close() error {
+	if b.refs.Add(-1) > 0 {
+		return nil
+	}
+	return b.mem.Close()
+}
 
 // testHookVerified, when set by a test, runs after a binary has been
 // verified and before it is first executed.
@@ -136,6 +148,7 @@ func verifyBinary(name, path, wantHex string) (_ *verifiedBinary, err error) {
 		return nil, &digestMismatchError{path: path, got: got, want: wantHex}
 	}
 	b := &verifiedBinary{path: path, digest: got, mem: ro, fd: int(ro.Fd()), script: script}
+	b.refs.Store(1)
 	if testHookVerified != nil {
 		testHookVerified(path)
 	}

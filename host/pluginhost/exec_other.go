@@ -14,6 +14,7 @@ type verifiedBinary struct{ path, digest string }
 
 func (b *verifiedBinary) execPath() string { return b.path }
 func (b *verifiedBinary) close() error     { return nil }
+func (b *verifiedBinary) share(int32)      {}
 
 func (b *verifiedBinary) extraFiles() []*os.File { return nil }
 

@@ -202,15 +202,23 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 		r.Started = append(r.Started, name)
 	}
 	began := time.Now()
+	if len(r.Started) > 0 {
+		// The daemon's certificate for the plugins' mutual TLS is made
+		// once, while the first binaries are verified.
+		go func() { _, _ = hostCertificate() }()
+	}
 	startErrs := make([]error, len(h.names))
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		bins binaries
+	)
 	for i, name := range h.names {
 		in := h.plugins[name]
 		if _, kept := keep[name]; kept {
 			wg.Go(func() { startErrs[i] = in.recheck(ctx, uses[name]) })
 			continue
 		}
-		wg.Go(func() { startErrs[i] = in.start(ctx, uses[name]) })
+		wg.Go(func() { startErrs[i] = in.start(ctx, uses[name], &bins) })
 	}
 	wg.Wait()
 	if err := errors.Join(startErrs...); err != nil {

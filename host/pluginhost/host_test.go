@@ -1033,3 +1033,48 @@ func closeWithin(t *testing.T, h *Host, limit time.Duration, hangs string) {
 		t.Fatal(hangs)
 	}
 }
+
+// TestSharedBinary: two plugins of one binary (as the two steps of a
+// resolver chain) are verified once and run from one memfd; one of them
+// crashes and restarts from it while the other keeps answering, and the
+// memfd is released once both are stopped.
+func TestSharedBinary(t *testing.T) {
+	verified := 0
+	testHookVerified = func(string) { verified++ }
+	t.Cleanup(func() { testHookVerified = nil })
+	opts, _ := testOptions(t)
+	opts.BackoffMin = 10 * time.Millisecond
+	cfg := pluginConfig(t)
+	h := start(t, map[string]config.Plugin{"tp": cfg, "tp2": cfg}, opts)
+	if verified != 1 {
+		t.Errorf("the binary was verified %d times for two plugins, want once", verified)
+	}
+	bin := h.plugins["tp"].bin
+	if h.plugins["tp2"].bin != bin {
+		t.Fatal("the plugins run from two copies")
+	}
+	other, err := h.Resolver("tp2", "byEmail", map[string]any{"tag": "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := pidOf(t, h)
+	if _, err := resolve(t, h, "crash"); err == nil {
+		t.Fatal("the crash call did not fail")
+	}
+	if _, err := other.Resolve(context.Background(), signin.Input{Profile: signin.Profile{Email: "ok@example.com", EmailVerified: true}}); err != nil {
+		t.Errorf("the other plugin, while the first restarts: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the restart", func() bool {
+		st := h.plugins["tp"].status()
+		return st.Restarts == 1 && st.State == StateUp
+	})
+	if newPID := pidOf(t, h); newPID == pid {
+		t.Error("same pid after a restart")
+	}
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bin.mem.Stat(); err == nil {
+		t.Error("the memfd is still open after both plugins stopped")
+	}
+}

@@ -29,7 +29,8 @@ func Launch(ctx context.Context, name string, cfg config.Plugin, opts Options) (
 	in := newInstance(h, name, cfg)
 	in.unconfigured = true
 	h.plugins[name] = in
-	if err := in.start(ctx, nil); err != nil {
+	var bins binaries
+	if err := in.start(ctx, nil, &bins); err != nil {
 		in.abort()
 		return nil, nil, err
 	}

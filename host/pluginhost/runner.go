@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -44,9 +45,12 @@ type procRunner struct {
 	sandbox  sandbox
 	landlock int
 
-	bin       *verifiedBinary // what runs, set by Start
-	pid       int             // set by Start
-	handshake *io.PipeReader  // stdout as go-plugin sees it: the handshake line
+	bin *verifiedBinary // what runs, set by Start
+	pid int             // set by Start
+	// execAt is when the process was executed, set by Start: the start
+	// phases logged at debug are measured from it.
+	execAt    time.Time
+	handshake *io.PipeReader // stdout as go-plugin sees it: the handshake line
 	// offered is the plugin protocol version of the handshake line, 0
 	// until it is read or when it is no number; set before go-plugin reads
 	// the line.
@@ -141,7 +145,7 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("executing plugin binary %s (verified copy %s): %w", r.bin.path, r.bin.execPath(), err)
 	}
 	r.mu.Lock()
-	r.cmd, r.pid = cmd, cmd.Process.Pid
+	r.cmd, r.pid, r.execAt = cmd, cmd.Process.Pid, time.Now()
 	killed := r.killed
 	r.mu.Unlock()
 	if killed {

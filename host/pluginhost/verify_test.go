@@ -6,10 +6,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -106,5 +110,66 @@ func TestCopyToMemfdStopsAtTheLimit(t *testing.T) {
 	defer dst.Close()
 	if n, err := copyToMemfd(dst, src, 4097); n != 4097 || err != nil {
 		t.Errorf("copied %d bytes, %v; want 4097", n, err)
+	}
+}
+
+// TestBinariesVerifyEachOnce: plugins of one start that run the same file
+// with the same digest share one verification and one memfd, which stays
+// open until the last of them closes it; a different digest of the same
+// file is verified on its own and fails on its own.
+func TestBinariesVerifyEachOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plugin")
+	content := []byte("\x7fELF not really, but bytes to hash")
+	if err := os.WriteFile(path, content, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	digest := hex.EncodeToString(sum[:])
+	verified := 0
+	testHookVerified = func(string) { verified++ }
+	t.Cleanup(func() { testHookVerified = nil })
+
+	var bs binaries
+	const users = 4
+	got := make([]*verifiedBinary, users)
+	errs := make([]error, users)
+	var wg sync.WaitGroup
+	for i := range users {
+		digest := digest
+		if i%2 == 1 {
+			digest = strings.ToUpper(digest) // the same digest, spelled otherwise
+		}
+		wg.Go(func() { got[i], errs[i] = bs.verify("p"+strconv.Itoa(i), path, digest) })
+	}
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil {
+			t.Fatalf("plugin %d: %v", i, errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("plugin %d got a memfd of its own", i)
+		}
+	}
+	if verified != 1 {
+		t.Errorf("the binary was verified %d times, want once", verified)
+	}
+	wrong := strings.Repeat("0", 64)
+	var dm *digestMismatchError
+	if _, err := bs.verify("other", path, wrong); !errors.As(err, &dm) {
+		t.Errorf("another digest of the same file: %v, want a digest mismatch", err)
+	}
+	for i := range users - 1 {
+		if err := got[i].close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := got[0].mem.Stat(); err != nil {
+			t.Fatalf("after %d of %d closes the memfd is gone: %v", i+1, users, err)
+		}
+	}
+	if err := got[0].close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := got[0].mem.Stat(); err == nil {
+		t.Error("the memfd is still open after every plugin closed it")
 	}
 }
