@@ -435,6 +435,33 @@ func TestRefresh(t *testing.T) {
 	if _, err := refresh(tok2.RefreshToken); err == nil {
 		t.Fatal("refresh token of a replayed chain still works")
 	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 1 {
+		t.Errorf("chains revoked = %d, want 1", got)
+	}
+}
+
+// With StableRefreshTokens (SpectroCloud's documented behaviour) the grant
+// answers the same refresh token, which keeps working: a client that lost
+// the answer (killed before storing it) still holds a valid token.
+func TestStableRefreshTokens(t *testing.T) {
+	e := newEnv(t, "", false, func(c *devprovider.Config) { c.RefreshTokens, c.StableRefreshTokens = true, true })
+	rt := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	if rt == "" {
+		t.Fatal("no refresh token")
+	}
+	cfg := e.oauth2Config()
+	for i := range 3 {
+		tok, err := cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: rt}).Token()
+		if err != nil {
+			t.Fatalf("refresh %d with the same token: %v", i+1, err)
+		}
+		if tok.RefreshToken != rt {
+			t.Fatalf("refresh %d rotated the refresh token", i+1)
+		}
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 0 {
+		t.Errorf("chains revoked = %d, want 0", got)
+	}
 }
 
 func TestNoRefreshTokenWithoutOfflineAccess(t *testing.T) {

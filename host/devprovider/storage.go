@@ -33,7 +33,10 @@ type storage struct {
 	// rotated remembers refresh tokens replaced by rotation, by family, so
 	// that replaying one revokes the family (RFC 9700 section 4.14.2).
 	rotated map[string]string
-	keys    []*signingKey // last is current
+	// chainsRevoked counts the families revoked because a rotated token
+	// was replayed (Counters.RefreshChainsRevoked).
+	chainsRevoked int64
+	keys          []*signingKey // last is current
 }
 
 var (
@@ -431,7 +434,7 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 }
 
 // CreateAccessAndRefreshTokens issues a refresh token on the code flow and
-// rotates it on every refresh.
+// rotates it on every refresh (unless Config.StableRefreshTokens).
 func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -451,10 +454,14 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 		}
 		delete(s.refreshTokens, current)
 		delete(s.accessTokens, old.accessTokenID)
-		s.rotated[current] = old.family
 		*newRT = *old
-		newRT.token = randomID()
-		newRT.expiration = time.Now().Add(s.cfg.RefreshTokenLifetime)
+		if s.cfg.StableRefreshTokens {
+			newRT.token = current
+		} else {
+			s.rotated[current] = old.family
+			newRT.token = randomID()
+			newRT.expiration = time.Now().Add(s.cfg.RefreshTokenLifetime)
+		}
 		newRT.scopes = slices.Clone(r.GetScopes())
 	default:
 		return "", "", time.Time{}, fmt.Errorf("refresh tokens are not issued for %T", req)
@@ -488,11 +495,16 @@ func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (o
 }
 
 func (s *storage) revokeFamilyLocked(family string) {
+	revoked := false
 	for tok, rt := range s.refreshTokens {
 		if rt.family == family {
 			delete(s.accessTokens, rt.accessTokenID)
 			delete(s.refreshTokens, tok)
+			revoked = true
 		}
+	}
+	if revoked {
+		s.chainsRevoked++
 	}
 }
 
@@ -652,3 +664,9 @@ func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([
 }
 
 func (s *storage) Health(context.Context) error { return nil }
+
+func (s *storage) chainsRevokedCount() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chainsRevoked
+}
