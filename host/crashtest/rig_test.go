@@ -62,6 +62,9 @@ type rigOptions struct {
 	// revoke a chain whose rotated token is replayed); by default it
 	// answers with the same one, as SpectroCloud documents.
 	rotate bool
+	// reuseGrace, with rotate, keeps a rotated token usable that long
+	// (devprovider.Config.RefreshReuseGrace).
+	reuseGrace time.Duration
 }
 
 // browserAgent is the User-Agent of the test's browser (signIn), which
@@ -147,6 +150,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		AutoApprove:         users[0],
 		RefreshTokens:       true,
 		StableRefreshTokens: !o.rotate,
+		RefreshReuseGrace:   o.reuseGrace,
 		IDTokenLifetime:     time.Hour,
 		AllowInsecure:       true,
 	})

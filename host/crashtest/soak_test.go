@@ -49,7 +49,9 @@ import (
 //
 // SOAK_FAULTS (a comma-separated list of the above) picks some. The
 // provider renews refresh tokens as SpectroCloud documents (the same
-// token); SOAK_ROTATE=1 makes it rotate them instead. Sessions are
+// token); SOAK_ROTATE=1 makes it rotate them instead, and
+// SOAK_REUSE_GRACE (a duration) then keeps a rotated token usable that
+// long, as providers with a reuse interval do. Sessions are
 // revalidated with the provider every minute (the least
 // revalidateInterval).
 //
@@ -76,6 +78,9 @@ func TestSoak(t *testing.T) {
 	pluginHang := envDuration(t, "SOAK_PLUGIN_HANG", 8*time.Second)
 	var o rigOptions
 	o.rotate = os.Getenv("SOAK_ROTATE") == "1"
+	if os.Getenv("SOAK_REUSE_GRACE") != "" {
+		o.reuseGrace = envDuration(t, "SOAK_REUSE_GRACE", 0)
+	}
 	faults := []string{"provider-down", "provider-slow", "sigterm", "sigkill"}
 	var pg *pgtest.Server
 	switch st := os.Getenv("SOAK_STORAGE"); st {
@@ -349,8 +354,8 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost (%d of them to refresh token rotation)",
 		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions), min(lost, lostToRotation))
 	c := r.op.Counters()
-	t.Logf("soak: the provider (refresh tokens rotated: %v) answered %d refresh grants (revalidations and renewals); while down it left %d of the daemon's requests unanswered; while slow it answered %d past the daemon's upstream timeout (%s) and %d within it",
-		o.rotate, c.Refresh, r.opUnanswered.Load(), r.opLate.Load(), upstream.DefaultTimeout, r.opOnTime.Load())
+	t.Logf("soak: the provider (refresh tokens rotated: %v, reuse grace %s) answered %d refresh grants (revalidations and renewals); while down it left %d of the daemon's requests unanswered; while slow it answered %d past the daemon's upstream timeout (%s) and %d within it",
+		o.rotate, o.reuseGrace, c.Refresh, r.opUnanswered.Load(), r.opLate.Load(), upstream.DefaultTimeout, r.opOnTime.Load())
 	if hangs.Load() > 0 {
 		t.Logf("soak: the plugin hung %d times for %s; the daemon restarted it after %d of them (three calls in a row past its call deadline), the others it resumed", hangs.Load(), pluginHang, hangRestarts.Load())
 	}

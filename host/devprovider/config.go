@@ -53,6 +53,12 @@ type Config struct {
 	// until it expires. SpectroCloud documents no rotation (its session
 	// renewal keeps the same session), so tests that model it set this.
 	StableRefreshTokens bool
+	// RefreshReuseGrace, with rotation, keeps a rotated refresh token
+	// usable for this long after its rotation (once more: using it
+	// rotates again, and the token it was rotated to stays valid too), as
+	// providers with a "reuse interval" do; after it, a replay revokes the
+	// chain. Zero: a rotated token is spent at once.
+	RefreshReuseGrace time.Duration
 	// IDTokenLifetime defaults to DefaultIDTokenLifetime.
 	IDTokenLifetime time.Duration
 	// AccessTokenLifetime defaults to DefaultAccessTokenLifetime.

@@ -386,6 +386,9 @@ type refreshToken struct {
 	amr           []string
 	expiration    time.Time
 	accessTokenID string
+	// graceUntil, on a token already rotated, is until when it is still
+	// accepted (Config.RefreshReuseGrace).
+	graceUntil time.Time
 }
 
 type refreshTokenRequest struct{ rt *refreshToken }
@@ -455,10 +458,17 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 		delete(s.refreshTokens, current)
 		delete(s.accessTokens, old.accessTokenID)
 		*newRT = *old
+		newRT.graceUntil = time.Time{}
 		if s.cfg.StableRefreshTokens {
 			newRT.token = current
 		} else {
 			s.rotated[current] = old.family
+			if s.cfg.RefreshReuseGrace > 0 && old.graceUntil.IsZero() {
+				// Still accepted for a while; its access token is gone.
+				spent := *old
+				spent.accessTokenID, spent.graceUntil = "", time.Now().Add(s.cfg.RefreshReuseGrace)
+				s.refreshTokens[current] = &spent
+			}
 			newRT.token = randomID()
 			newRT.expiration = time.Now().Add(s.cfg.RefreshTokenLifetime)
 		}
@@ -475,12 +485,13 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if family, replayed := s.rotated[token]; replayed {
+	rt, ok := s.refreshTokens[token]
+	inGrace := ok && !rt.graceUntil.IsZero() && time.Now().Before(rt.graceUntil)
+	if family, replayed := s.rotated[token]; replayed && !inGrace {
 		s.revokeFamilyLocked(family)
 		s.cfg.Logger.Warn("rotated refresh token replayed; revoked its chain")
 		return nil, errors.New("refresh token was already used")
 	}
-	rt, ok := s.refreshTokens[token]
 	if !ok {
 		return nil, errors.New("refresh token invalid")
 	}
