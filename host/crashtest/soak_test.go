@@ -134,6 +134,11 @@ func TestSoak(t *testing.T) {
 	var (
 		smu      sync.Mutex
 		sessions []sess
+		// rotatedAway are the sessions a rotating provider revoked (a
+		// 401 outside a fault window, with as many chains revoked), and
+		// rotatedAwayRefreshes the 401s they answered since.
+		rotatedAway          = map[string]bool{}
+		rotatedAwayRefreshes atomic.Int64
 	)
 	for i := range 2 * len(users) {
 		h, err := r.signIn(context.Background(), users[i%len(users)])
@@ -179,6 +184,23 @@ func TestSoak(t *testing.T) {
 		}
 	}
 
+	// lostToRotation reports whether the session behind handle, which
+	// answered 401 outside a fault window, is one the provider revoked: a
+	// rotated refresh token the daemon never stored was replayed (counted
+	// apart, see RefreshChainsRevoked).
+	lostToRotation := func(handle string) bool {
+		smu.Lock()
+		defer smu.Unlock()
+		if rotatedAway[handle] {
+			return true
+		}
+		if int64(len(rotatedAway)) < r.op.Counters().RefreshChainsRevoked {
+			rotatedAway[handle] = true
+			return true
+		}
+		return false
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -212,6 +234,8 @@ func TestSoak(t *testing.T) {
 					t.Errorf("worker %d: a session of %s refreshed as %q", w, s.user, user)
 				case status == 0:
 					record("no answer: "+transportError(user), t0)
+				case status == http.StatusUnauthorized && !inWindow() && lostToRotation(s.handle):
+					rotatedAwayRefreshes.Add(1)
 				default:
 					record("HTTP "+strconv.Itoa(status), t0)
 				}
@@ -320,7 +344,7 @@ func TestSoak(t *testing.T) {
 	// A rotating provider revokes the chain of a session whose rotated
 	// token it saw again: the daemon was killed before storing the new one
 	// (or gave up on a late answer). Those are counted apart.
-	lostToRotation := int(r.op.Counters().RefreshChainsRevoked)
+	rotationLosses := int(r.op.Counters().RefreshChainsRevoked)
 	end := measure(r, cur.Load())
 
 	emu.Lock()
@@ -351,8 +375,8 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %s storage, %d refreshes and %d sign-ins in %s (%.0f/s), %d faults (%s, in turn, every %s)",
 		storage, refreshes.Load(), signIns.Load(), elapsed.Round(time.Second), float64(refreshes.Load()+signIns.Load())/elapsed.Seconds(),
 		faultCount.Load(), strings.Join(faults, ", "), every)
-	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost (%d of them to refresh token rotation)",
-		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions), min(lost, lostToRotation))
+	t.Logf("soak: %d wrong answers, %d errors inside fault windows (%s), %d outside, %d of %d sessions lost (%d of them to refresh token rotation, whose refreshes then answered 401 %d times outside the windows)",
+		wrong.Load(), errs, strings.Join(kinds, "; "), len(outside), lost, len(sessions), min(lost, rotationLosses), rotatedAwayRefreshes.Load())
 	c := r.op.Counters()
 	t.Logf("soak: the provider (refresh tokens rotated: %v, reuse grace %s) answered %d refresh grants (revalidations and renewals); while down it left %d of the daemon's requests unanswered; while slow it answered %d past the daemon's upstream timeout (%s) and %d within it",
 		o.rotate, o.reuseGrace, c.Refresh, r.opUnanswered.Load(), r.opLate.Load(), upstream.DefaultTimeout, r.opOnTime.Load())
@@ -373,8 +397,8 @@ func TestSoak(t *testing.T) {
 	if len(outside) > 0 {
 		t.Errorf("errors outside the fault windows: %q", outside)
 	}
-	if lost > lostToRotation {
-		t.Errorf("%d sessions lost (%d of them to refresh token rotation)", lost, min(lost, lostToRotation))
+	if lost > rotationLosses {
+		t.Errorf("%d sessions lost (%d of them to refresh token rotation)", lost, min(lost, rotationLosses))
 	}
 	if len(afterPGRestart) > 0 {
 		t.Errorf("operations that started after PostgreSQL was back failed (a pooled connection the restart ended was not retried): %q", afterPGRestart)
