@@ -178,7 +178,8 @@ func TestSoak(t *testing.T) {
 		if inWindow() {
 			inFault[*faultKind.Load()+": "+what]++
 		} else if len(outside) < 20 {
-			outside = append(outside, what)
+			outside = append(outside, fmt.Sprintf("%s (%.1fs after the %s window)", what,
+				time.Duration(time.Now().UnixNano()-faultUntil.Load()).Seconds(), *faultKind.Load()))
 		} else {
 			outside = append(outside[:19], "…")
 		}

@@ -334,7 +334,27 @@ func (s *Server) refreshSession(ctx context.Context, env *Env, key session.Key) 
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
 	// only once, and a page with many tabs refreshes together.
-	return s.renewOnce(ctx, env, key)
+	renewed, err := s.renewOnce(ctx, env, key)
+	if errors.Is(err, errRenewalLockWait) && s.stillServes(sess) {
+		// Another replica's renewal (or the lease of one that died
+		// renewing, until it runs out) holds the session: that says
+		// nothing against it, so its current tokens are served, as while
+		// the provider is unreachable.
+		s.log.Warn("the session's renewal is held elsewhere; serving its current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
+		return sess, nil
+	}
+	return renewed, err
+}
+
+// errRenewalLockWait: the session's renewal lock could not be taken
+// (another replica holds it past renewalLockWait, or the store failed).
+var errRenewalLockWait = errors.New("waiting for another replica's renewal of the session")
+
+// stillServes reports whether sess's tokens still hold at now: its ID token
+// and its Backstage token have not expired.
+func (s *Server) stillServes(sess *session.Session) bool {
+	now := s.now()
+	return now.Before(sess.Upstream.IDTokenExpiry) && sess.Backstage != nil && now.Before(sess.Backstage.ExpiresAt)
 }
 
 // renewOnce renews the session under its flight, re-reading it first: a
@@ -373,7 +393,7 @@ func (s *Server) lockAndRead(ctx context.Context, key session.Key) (_ *session.S
 			return nil, nil, fmt.Errorf("%w: %v", errSessionEnded, err)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+			return nil, nil, fmt.Errorf("%w: %w", errRenewalLockWait, err)
 		}
 		unlock = u
 	}
