@@ -248,7 +248,11 @@ func TestSoak(t *testing.T) {
 		faultCount          atomic.Int64
 		hangs, hangRestarts atomic.Int64
 		pgRestartTook       atomic.Int64 // nanoseconds, all restarts
-		fwg                 sync.WaitGroup
+		// downtime holds, per signal, how long each stop and the
+		// following start until /readyz took.
+		dmu      sync.Mutex
+		downtime = map[string][][2]time.Duration{}
+		fwg      sync.WaitGroup
 	)
 	fwg.Go(func() {
 		for i := 0; ; i++ {
@@ -316,7 +320,9 @@ func TestSoak(t *testing.T) {
 				if kind == "sigkill" {
 					sig = syscall.SIGKILL
 				}
+				t0 := time.Now()
 				d.stop(sig)
+				t1 := time.Now()
 				nd, err := launch(r.bin, r.cfg, r.base, filepath.Join(r.dir, fmt.Sprintf("soak-%02d.log", i+1)))
 				if err != nil {
 					t.Errorf("restart after %s: %v", kind, err)
@@ -324,6 +330,9 @@ func TestSoak(t *testing.T) {
 					return
 				}
 				cur.Store(nd)
+				dmu.Lock()
+				downtime[kind] = append(downtime[kind], [2]time.Duration{t1.Sub(t0), time.Since(t1)})
+				dmu.Unlock()
 			}
 			faultCount.Add(1)
 			faultUntil.Store(time.Now().Add(time.Second).UnixNano())
@@ -386,6 +395,17 @@ func TestSoak(t *testing.T) {
 	}
 	if pg != nil {
 		t.Logf("soak: PostgreSQL restarts took %s in all", time.Duration(pgRestartTook.Load()).Round(time.Millisecond))
+	}
+	for _, kind := range []string{"sigterm", "sigkill"} {
+		if ds := downtime[kind]; len(ds) > 0 {
+			var stop, start, worst time.Duration
+			for _, d := range ds {
+				stop, start, worst = stop+d[0], start+d[1], max(worst, d[0]+d[1])
+			}
+			n := time.Duration(len(ds))
+			t.Logf("soak: %s ×%d: the daemon took on average %s to exit and %s to get ready again (longest stop and start %s)",
+				kind, len(ds), (stop / n).Round(time.Millisecond), (start / n).Round(time.Millisecond), worst.Round(time.Millisecond))
+		}
 	}
 	t.Logf("soak: idle daemon before the load: %s; the last daemon, idle after the load: %s", idle, end)
 	fdSlack := 8
