@@ -121,9 +121,10 @@ fuzz: ## every fuzz target for FUZZTIME (default 5m) each; FUZZ=regexp picks tar
 
 SOAK_REFRESHES   ?= 1000000
 SOAK_FAULT_EVERY ?= 5s
+SOAK_STORAGE     ?= file
 
-soak: build ## refreshes and sign-ins under injected faults (plugin killed, daemon SIGTERM/SIGKILL); SOAK_REFRESHES, SOAK_FAULT_EVERY
-	SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd SOAK_PLUGINS=$(CURDIR)/$(BIN)/plugins SOAK_REFRESHES=$(SOAK_REFRESHES) SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) \
+soak: build ## refreshes and sign-ins under injected faults (plugin killed and hung, provider down and slow, PostgreSQL restarted, daemon SIGTERM/SIGKILL); SOAK_REFRESHES, SOAK_FAULT_EVERY, SOAK_STORAGE=file|postgres, SOAK_FAULTS
+	SPECTROAUTHD=$(CURDIR)/$(BIN)/spectroauthd SOAK_PLUGINS=$(CURDIR)/$(BIN)/plugins SOAK_REFRESHES=$(SOAK_REFRESHES) SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) SOAK_STORAGE=$(SOAK_STORAGE) \
 		$(GO) test -count=1 -run '^TestSoak$$' -timeout 3h -v ./host/crashtest
 
 bench: build ## Go benchmarks, then the /refresh load benchmark (table on stdout, figures in bench-results.json)

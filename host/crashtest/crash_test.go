@@ -24,7 +24,7 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 	if testing.Short() {
 		iterations = 5
 	}
-	r := newRig(t, "", "")
+	r := newRig(t, rigOptions{})
 	type signedIn struct{ handle, user string }
 	var confirmed []signedIn // sessions whose sign-in answered
 	kills, filesRead := 0, 0

@@ -26,6 +26,7 @@ import (
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 	"github.com/spectroauth/spectroauth/host/session"
+	"github.com/spectroauth/spectroauth/host/upstream"
 )
 
 const cookieName = "spectrocloud-refresh-token"
@@ -34,36 +35,72 @@ const cookieName = "spectrocloud-refresh-token"
 var users = []string{"alice", "bob", "carol", "dave"}
 
 // rig is a real OpenID provider in this process and the configuration of a
-// daemon on file storage that trusts it; the daemon itself is started and
-// killed by the tests.
+// daemon that trusts it; the daemon itself is started and killed by the
+// tests.
 type rig struct {
 	bin, cfg, base, dir, dataDir string
 	metrics                      string // the daemon's /metrics URL
 	op                           *devprovider.Provider
 	signInMu                     sync.Mutex // SetSelectedUser, then the sign-in
-	// opDown makes the provider stop answering the daemon (see
-	// providerGate); the browser's requests still reach it.
-	opDown atomic.Bool
-	// opUnanswered counts the daemon's requests providerGate left
-	// unanswered.
-	opUnanswered atomic.Int64
+	// opDown makes the provider stop answering the daemon, opSlow answer
+	// it late (see gate); the browser's requests still reach it.
+	opDown, opSlow atomic.Bool
+	// opUnanswered counts the daemon's requests gate left unanswered;
+	// opLate and opOnTime those it delayed past and within the daemon's
+	// upstream timeout; opDelaying those it is delaying now.
+	opUnanswered, opLate, opOnTime, opDelaying atomic.Int64
+}
+
+// rigOptions shape the daemon and the provider of a rig.
+type rigOptions struct {
+	// resolver replaces the built-in resolver when not empty (YAML list
+	// items under signIn.resolvers); extra is appended (plugins).
+	resolver, extra string
+	// storage replaces file storage when not empty (a storage: block).
+	storage string
+	// rotate makes the provider rotate refresh tokens on every use (and
+	// revoke a chain whose rotated token is replayed); by default it
+	// answers with the same one, as SpectroCloud documents.
+	rotate bool
+	// reuseGrace, with rotate, keeps a rotated token usable that long
+	// (devprovider.Config.RefreshReuseGrace).
+	reuseGrace time.Duration
 }
 
 // browserAgent is the User-Agent of the test's browser (signIn), which
-// providerGate lets through while the provider is down for the daemon.
+// gate lets through while the provider is down or slow for the daemon.
 const browserAgent = "crashtest-browser"
 
-// providerGate is the provider as the daemon sees it: while down is set,
-// every request but the browser's (discovery, keys, token, userinfo,
-// revocation: the back channel) has its connection closed unanswered, as a
-// provider that crashed or a network partition between daemon and
-// provider would. The browser still reaches the login pages, so a
-// sign-in gets as far as the daemon's callback and the daemon's answer is
-// what the test sees.
-func providerGate(op http.Handler, down *atomic.Bool, unanswered *atomic.Int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() && r.UserAgent() != browserAgent {
-			unanswered.Add(1)
+// clientTimeout bounds the test's requests to the daemon: longer than any
+// wait the daemon itself bounds (upstream.DefaultTimeout, a plugin's call
+// timeout), so that the daemon's own answer is what the test sees.
+const clientTimeout = 2 * upstream.DefaultTimeout
+
+// Delays of the provider while slow, in turn: past the daemon's upstream
+// timeout (the daemon gives up first) and well within it.
+const (
+	lateDelay   = upstream.DefaultTimeout + time.Second
+	onTimeDelay = upstream.DefaultTimeout / 5
+)
+
+// gate is the provider as the daemon sees it. While opDown is set, every
+// request but the browser's (discovery, keys, token, userinfo, revocation:
+// the back channel) has its connection closed unanswered, as a provider
+// that crashed or a network partition between daemon and provider would.
+// While opSlow is set, each such request is answered, in turn, lateDelay
+// or onTimeDelay late (the provider then does the work: a refresh grant
+// answered after the daemon gave up still happened). The browser still
+// reaches the login pages at once, so a sign-in gets as far as the
+// daemon's callback and the daemon's answer is what the test sees.
+func (r *rig) gate(op http.Handler) http.Handler {
+	var n atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.UserAgent() == browserAgent {
+			op.ServeHTTP(w, req)
+			return
+		}
+		if r.opDown.Load() {
+			r.opUnanswered.Add(1)
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {
 					_ = conn.Close()
@@ -72,13 +109,24 @@ func providerGate(op http.Handler, down *atomic.Bool, unanswered *atomic.Int64) 
 			}
 			panic(http.ErrAbortHandler)
 		}
-		op.ServeHTTP(w, r)
+		if r.opSlow.Load() {
+			r.opDelaying.Add(1)
+			defer r.opDelaying.Add(-1)
+			delay := onTimeDelay
+			if n.Add(1)%2 == 1 {
+				delay = lateDelay
+				r.opLate.Add(1)
+			} else {
+				r.opOnTime.Add(1)
+			}
+			time.Sleep(delay)
+		}
+		op.ServeHTTP(w, req)
 	})
 }
 
-// newRig writes the daemon's configuration. extraYAML is appended (plugins);
-// resolverYAML replaces the built-in resolver when not empty.
-func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
+// newRig writes the daemon's configuration.
+func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	r := &rig{bin: daemonBinary(t), dir: t.TempDir()}
 	r.dataDir = filepath.Join(r.dir, "data")
@@ -96,22 +144,27 @@ func newRig(t *testing.T, resolverYAML, extraYAML string) *rig {
 		us = append(us, devprovider.User{Username: u, Email: u + "@example.com", EmailVerified: &yes, GivenName: u, Groups: []string{"dev"}})
 	}
 	r.op, err = devprovider.New(devprovider.Config{
-		Issuer:          issuer,
-		Clients:         []devprovider.Client{{ID: "crash", Secret: "crash-secret", RedirectURIs: []string{r.base + "/api/auth/spectrocloud/handler/frame"}}},
-		Users:           us,
-		AutoApprove:     users[0],
-		RefreshTokens:   true,
-		IDTokenLifetime: time.Hour,
-		AllowInsecure:   true,
+		Issuer:              issuer,
+		Clients:             []devprovider.Client{{ID: "crash", Secret: "crash-secret", RedirectURIs: []string{r.base + "/api/auth/spectrocloud/handler/frame"}}},
+		Users:               us,
+		AutoApprove:         users[0],
+		RefreshTokens:       true,
+		StableRefreshTokens: !o.rotate,
+		RefreshReuseGrace:   o.reuseGrace,
+		IDTokenLifetime:     time.Hour,
+		AllowInsecure:       true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opSrv := &http.Server{Handler: providerGate(r.op, &r.opDown, &r.opUnanswered), ReadHeaderTimeout: 5 * time.Second}
+	opSrv := &http.Server{Handler: r.gate(r.op), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = opSrv.Serve(opL) }()
 	t.Cleanup(func() { _ = opSrv.Close() })
-	if resolverYAML == "" {
-		resolverYAML = "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+	if o.resolver == "" {
+		o.resolver = "            - plugin: builtin\n              resolver: emailLocalPartMatchingUserEntityName\n"
+	}
+	if o.storage == "" {
+		o.storage = fmt.Sprintf("storage:\n  type: file\n  path: %s\n", r.dataDir)
 	}
 	r.cfg = filepath.Join(r.dir, "config.yaml")
 	writeFile(t, r.cfg, fmt.Sprintf(`server:
@@ -135,10 +188,7 @@ auth:
         revalidateInterval: 1m
         signIn:
           resolvers:
-%sstorage:
-  type: file
-  path: %s
-%s`, port, metricsPort, r.base, r.base, issuer, resolverYAML, r.dataDir, extraYAML))
+%s%s%s`, port, metricsPort, r.base, r.base, issuer, o.resolver, o.storage, o.extra))
 	return r
 }
 
@@ -279,7 +329,7 @@ func (d *daemon) log() string {
 // frame page (the client's confirmation) has arrived.
 func signIn(ctx context.Context, base string) (string, error) {
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+	c := &http.Client{Jar: jar, Timeout: clientTimeout}
 	q := url.Values{"scope": {"openid profile email"}, "origin": {base}, "flow": {"popup"}, "env": {"development"}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/auth/spectrocloud/start?"+q.Encode(), nil)
 	req.Header.Set("User-Agent", browserAgent) // kept across redirects
@@ -307,7 +357,7 @@ func refresh(base, handle string) (int, string) {
 	req.Header.Set("X-Requested-With", "XMLHttpRequest")
 	req.Header.Set("Origin", base)
 	req.Header.Set("Cookie", cookieName+"="+handle)
-	res, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	res, err := (&http.Client{Timeout: clientTimeout}).Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

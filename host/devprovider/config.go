@@ -45,8 +45,20 @@ type Config struct {
 	Users []User
 	// RefreshTokens makes the provider issue refresh tokens to clients that
 	// request the offline_access scope. Refresh tokens rotate on every use,
-	// and re-using a rotated one revokes the whole chain.
+	// and re-using a rotated one revokes the whole chain, unless
+	// StableRefreshTokens is set.
 	RefreshTokens bool
+	// StableRefreshTokens makes the refresh grant answer with the refresh
+	// token it was given instead of a rotated one; the token stays valid
+	// until it expires. SpectroCloud documents no rotation (its session
+	// renewal keeps the same session), so tests that model it set this.
+	StableRefreshTokens bool
+	// RefreshReuseGrace, with rotation, keeps a rotated refresh token
+	// usable for this long after its rotation (once more: using it
+	// rotates again, and the token it was rotated to stays valid too), as
+	// providers with a "reuse interval" do; after it, a replay revokes the
+	// chain. Zero: a rotated token is spent at once.
+	RefreshReuseGrace time.Duration
 	// IDTokenLifetime defaults to DefaultIDTokenLifetime.
 	IDTokenLifetime time.Duration
 	// AccessTokenLifetime defaults to DefaultAccessTokenLifetime.

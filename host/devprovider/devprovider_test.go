@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -434,6 +435,76 @@ func TestRefresh(t *testing.T) {
 	}
 	if _, err := refresh(tok2.RefreshToken); err == nil {
 		t.Fatal("refresh token of a replayed chain still works")
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 1 {
+		t.Errorf("chains revoked = %d, want 1", got)
+	}
+}
+
+// With StableRefreshTokens (SpectroCloud's documented behaviour) the grant
+// answers the same refresh token, which keeps working: a client that lost
+// the answer (killed before storing it) still holds a valid token.
+func TestStableRefreshTokens(t *testing.T) {
+	e := newEnv(t, "", false, func(c *devprovider.Config) { c.RefreshTokens, c.StableRefreshTokens = true, true })
+	rt := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	if rt == "" {
+		t.Fatal("no refresh token")
+	}
+	cfg := e.oauth2Config()
+	for i := range 3 {
+		tok, err := cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: rt}).Token()
+		if err != nil {
+			t.Fatalf("refresh %d with the same token: %v", i+1, err)
+		}
+		if tok.RefreshToken != rt {
+			t.Fatalf("refresh %d rotated the refresh token", i+1)
+		}
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 0 {
+		t.Errorf("chains revoked = %d, want 0", got)
+	}
+}
+
+// With RefreshReuseGrace a rotated token works once more within the grace
+// (a client killed before storing the rotated one recovers), and the
+// token it was first rotated to stays valid; after the grace, a replay
+// revokes the chain.
+func TestRefreshReuseGrace(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	e := newEnv(t, "", false, func(c *devprovider.Config) { c.RefreshTokens, c.RefreshReuseGrace = true, grace })
+	rt1 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	cfg := e.oauth2Config()
+	refresh := func(rt string) (*oauth2.Token, error) {
+		return cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: rt}).Token()
+	}
+	lost, err := refresh(rt1) // the answer a killed client never stored
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := refresh(rt1)
+	if err != nil {
+		t.Fatalf("the rotated token within the grace: %v", err)
+	}
+	if again.RefreshToken == rt1 || again.RefreshToken == lost.RefreshToken {
+		t.Fatal("the reuse did not rotate")
+	}
+	if _, err := refresh(lost.RefreshToken); err != nil {
+		t.Fatalf("the token of the first rotation: %v", err)
+	}
+	if _, err := refresh(rt1); err == nil {
+		t.Fatal("a rotated token was accepted twice within the grace")
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 1 {
+		t.Errorf("chains revoked = %d, want 1", got)
+	}
+
+	rt2 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	if _, err := refresh(rt2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(grace + 50*time.Millisecond)
+	if _, err := refresh(rt2); err == nil {
+		t.Fatal("a rotated token was accepted after the grace")
 	}
 }
 

@@ -78,6 +78,9 @@ type Counters struct {
 	Revocation    int64
 	Introspection int64
 	EndSession    int64
+	// RefreshChainsRevoked counts refresh token chains (one per sign-in)
+	// revoked because a rotated refresh token was replayed.
+	RefreshChainsRevoked int64
 }
 
 // New builds a Provider. The Config is copied.
@@ -361,6 +364,8 @@ func (p *Provider) Counters() Counters {
 		Revocation:    c.revocation.Load(),
 		Introspection: c.introspection.Load(),
 		EndSession:    c.endSession.Load(),
+
+		RefreshChainsRevoked: p.st.chainsRevokedCount(),
 	}
 }
 

@@ -33,7 +33,10 @@ type storage struct {
 	// rotated remembers refresh tokens replaced by rotation, by family, so
 	// that replaying one revokes the family (RFC 9700 section 4.14.2).
 	rotated map[string]string
-	keys    []*signingKey // last is current
+	// chainsRevoked counts the families revoked because a rotated token
+	// was replayed (Counters.RefreshChainsRevoked).
+	chainsRevoked int64
+	keys          []*signingKey // last is current
 }
 
 var (
@@ -383,6 +386,9 @@ type refreshToken struct {
 	amr           []string
 	expiration    time.Time
 	accessTokenID string
+	// graceUntil, on a token already rotated, is until when it is still
+	// accepted (Config.RefreshReuseGrace).
+	graceUntil time.Time
 }
 
 type refreshTokenRequest struct{ rt *refreshToken }
@@ -431,7 +437,7 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 }
 
 // CreateAccessAndRefreshTokens issues a refresh token on the code flow and
-// rotates it on every refresh.
+// rotates it on every refresh (unless Config.StableRefreshTokens).
 func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -451,10 +457,21 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 		}
 		delete(s.refreshTokens, current)
 		delete(s.accessTokens, old.accessTokenID)
-		s.rotated[current] = old.family
 		*newRT = *old
-		newRT.token = randomID()
-		newRT.expiration = time.Now().Add(s.cfg.RefreshTokenLifetime)
+		newRT.graceUntil = time.Time{}
+		if s.cfg.StableRefreshTokens {
+			newRT.token = current
+		} else {
+			s.rotated[current] = old.family
+			if s.cfg.RefreshReuseGrace > 0 && old.graceUntil.IsZero() {
+				// Still accepted for a while; its access token is gone.
+				spent := *old
+				spent.accessTokenID, spent.graceUntil = "", time.Now().Add(s.cfg.RefreshReuseGrace)
+				s.refreshTokens[current] = &spent
+			}
+			newRT.token = randomID()
+			newRT.expiration = time.Now().Add(s.cfg.RefreshTokenLifetime)
+		}
 		newRT.scopes = slices.Clone(r.GetScopes())
 	default:
 		return "", "", time.Time{}, fmt.Errorf("refresh tokens are not issued for %T", req)
@@ -468,12 +485,13 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if family, replayed := s.rotated[token]; replayed {
+	rt, ok := s.refreshTokens[token]
+	inGrace := ok && !rt.graceUntil.IsZero() && time.Now().Before(rt.graceUntil)
+	if family, replayed := s.rotated[token]; replayed && !inGrace {
 		s.revokeFamilyLocked(family)
 		s.cfg.Logger.Warn("rotated refresh token replayed; revoked its chain")
 		return nil, errors.New("refresh token was already used")
 	}
-	rt, ok := s.refreshTokens[token]
 	if !ok {
 		return nil, errors.New("refresh token invalid")
 	}
@@ -488,11 +506,16 @@ func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (o
 }
 
 func (s *storage) revokeFamilyLocked(family string) {
+	revoked := false
 	for tok, rt := range s.refreshTokens {
 		if rt.family == family {
 			delete(s.accessTokens, rt.accessTokenID)
 			delete(s.refreshTokens, tok)
+			revoked = true
 		}
+	}
+	if revoked {
+		s.chainsRevoked++
 	}
 }
 
@@ -652,3 +675,9 @@ func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([
 }
 
 func (s *storage) Health(context.Context) error { return nil }
+
+func (s *storage) chainsRevokedCount() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chainsRevoked
+}

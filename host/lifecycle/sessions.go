@@ -190,7 +190,27 @@ func (m *Manager) Refresh(ctx context.Context, env *Env, key session.Key) (*sess
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
 	// only once, and a page with many tabs refreshes together.
-	return m.Renew(ctx, env, key)
+	renewed, err := m.Renew(ctx, env, key)
+	if errors.Is(err, errRenewalHeld) && m.stillServes(sess) {
+		// Another replica's renewal (or the lease of one that died
+		// renewing, until it runs out) holds the session: that says
+		// nothing against it, so its current tokens are served, as while
+		// the provider is unreachable.
+		m.log.Warn("the session's renewal is held elsewhere; serving its current tokens", "env", env.name, "user", sess.UserEntityRef, "error", err)
+		return sess, nil
+	}
+	return renewed, err
+}
+
+// errRenewalHeld: the session's renewal lock could not be taken (another
+// replica holds it past RenewalLockWait, or the store failed).
+var errRenewalHeld = errors.New("waiting for another replica's renewal of the session")
+
+// stillServes reports whether sess's tokens still hold now: its ID token and
+// its Backstage token have not expired.
+func (m *Manager) stillServes(sess *session.Session) bool {
+	now := m.now()
+	return now.Before(sess.Upstream.IDTokenExpiry) && sess.Backstage != nil && now.Before(sess.Backstage.ExpiresAt)
 }
 
 // Renew renews the session under its flight, re-reading it first: a
@@ -229,7 +249,7 @@ func (m *Manager) LockAndRead(ctx context.Context, key session.Key) (_ *session.
 			return nil, nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
+			return nil, nil, fmt.Errorf("%w: %w", errRenewalHeld, err)
 		}
 		unlock = u
 	}
