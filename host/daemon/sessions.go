@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/spectroauth/spectroauth/config"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/storage/postgres"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -80,12 +83,16 @@ func ListUserSessions(ctx context.Context, cfg *config.Config, userEntityRef str
 }
 
 // RevokeUserSessions ends every session of userEntityRef in the configured
-// storage (sign out everywhere, by an operator) and logs an audit line. The
-// upstream tokens are revoked first where the environment's provider has a
-// revocation endpoint and can be reached (failures are logged: the sessions
-// end here anyway). On PostgreSQL every replica refuses the sessions at
-// once; a daemon on file storage keeps them in memory and refuses them at
-// their next renewal, within the environment's revalidateInterval.
+// storage (sign out everywhere, by an operator) through the session
+// lifecycle, as the user's own sign out everywhere does
+// (lifecycle.Manager.EndUserSessions): the upstream tokens are revoked
+// first where the environment's provider has a revocation endpoint and can
+// be reached (failures are logged: the sessions end here anyway), then the
+// sessions deleted and an audit line logged. On PostgreSQL every replica
+// refuses the sessions at once; a daemon on file storage keeps them in
+// memory and refuses them at their next renewal, within the environment's
+// revalidateInterval. The daemon's ended-sessions metric is not counted:
+// this command is another process.
 func RevokeUserSessions(ctx context.Context, cfg *config.Config, userEntityRef string, log hclog.Logger) (int, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -95,51 +102,96 @@ func RevokeUserSessions(ctx context.Context, cfg *config.Config, userEntityRef s
 		return 0, err
 	}
 	defer closeStore()
-	entries, err := store.ListByUser(ctx, userEntityRef)
-	if err != nil {
-		return 0, fmt.Errorf("listing the sessions of %s: %w", userEntityRef, err)
-	}
-	providers := map[string]*upstream.Provider{}
-	for _, e := range entries {
-		p, ok := providers[e.Session.Env]
-		if !ok {
-			p = revocationProvider(ctx, cfg, e.Session.Env, log)
-			providers[e.Session.Env] = p
-		}
-		if p == nil {
-			continue
-		}
-		u := e.Session.Upstream
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := p.Revoke(rctx, &upstream.Tokens{RefreshToken: u.RefreshToken, AccessToken: u.AccessToken})
-		cancel()
-		if err != nil {
-			log.Warn("upstream revocation failed; the session is ended here anyway", "env", e.Session.Env, "session", e.Key.String(), "error", err)
-		}
-	}
-	n, err := store.DeleteByUser(ctx, userEntityRef)
-	if err != nil {
-		return n, fmt.Errorf("deleting the sessions of %s: %w", userEntityRef, err)
-	}
-	log.Info("signed out everywhere", "audit", "sessions-revoked", "by", "operator", "user", userEntityRef, "sessions", n)
-	return n, nil
+	return endUserSessions(ctx, store, operatorEnvs(cfg, log), userEntityRef, log)
 }
 
-// revocationProvider is env's provider client for revocation, or nil when
-// the environment is not configured or its provider cannot be reached.
-func revocationProvider(ctx context.Context, cfg *config.Config, env string, log hclog.Logger) *upstream.Provider {
-	pe, ok := cfg.Auth.Providers.SpectroCloud[env]
-	if !ok {
-		return nil
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ucfg := upstreamConfig(pe)
-	ucfg.Logger = log.Named("upstream").With("env", env)
-	p, err := upstream.New(dctx, ucfg)
+// endUserSessions ends userEntityRef's sessions in store with the
+// lifecycle's operator sign out everywhere.
+func endUserSessions(ctx context.Context, store session.Store, envs map[string]*lifecycle.Env, userEntityRef string, log hclog.Logger) (int, error) {
+	op, err := lifecycle.NewOperator(lifecycle.OperatorConfig{Envs: envs, Sessions: store, Logger: log})
 	if err != nil {
-		log.Warn("the provider could not be reached; upstream tokens are not revoked", "env", env, "error", err)
+		return 0, err
+	}
+	return op.EndUserSessions(ctx, userEntityRef)
+}
+
+// operatorEnvs are cfg's environments as the operator's sign out
+// everywhere needs them: each with a provider client that reaches the
+// provider only when a session of its environment is revoked.
+func operatorEnvs(cfg *config.Config, log hclog.Logger) map[string]*lifecycle.Env {
+	envs := make(map[string]*lifecycle.Env, len(cfg.Auth.Providers.SpectroCloud))
+	for name, pe := range cfg.Auth.Providers.SpectroCloud {
+		envs[name] = &lifecycle.Env{
+			Upstream:                       &revocationUpstream{env: name, cfg: upstreamConfig(pe), log: log},
+			TrustEmailWithoutVerifiedClaim: pe.TrustEmailWithoutVerifiedClaim,
+		}
+	}
+	return envs
+}
+
+// operatorTimeout bounds the operator's provider discovery and each
+// revocation.
+const operatorTimeout = 10 * time.Second
+
+// revocationUpstream is an environment's provider client for revocation
+// only: it discovers the provider at its first revocation (so environments
+// without sessions of the user cost nothing), and when the provider cannot
+// be reached it says so once and revokes nothing. Not for sign-in.
+type revocationUpstream struct {
+	env string
+	cfg upstream.Config
+	log hclog.Logger
+
+	once sync.Once
+	p    *upstream.Provider
+}
+
+var _ lifecycle.Upstream = (*revocationUpstream)(nil)
+
+// errRevocationOnly: the operator's provider client only revokes.
+var errRevocationOnly = errors.New("the operator's provider client only revokes tokens")
+
+// provider discovers the provider once; nil when it cannot be reached.
+func (r *revocationUpstream) provider(ctx context.Context) *upstream.Provider {
+	r.once.Do(func() {
+		dctx, cancel := context.WithTimeout(ctx, operatorTimeout)
+		defer cancel()
+		r.cfg.Logger = r.log.Named("upstream").With("env", r.env)
+		p, err := upstream.New(dctx, r.cfg)
+		if err != nil {
+			r.log.Warn("the provider could not be reached; upstream tokens are not revoked", "env", r.env, "error", err)
+			return
+		}
+		r.p = p
+	})
+	return r.p
+}
+
+// Revoke revokes t at the provider, if it can be reached.
+func (r *revocationUpstream) Revoke(ctx context.Context, t *upstream.Tokens) error {
+	p := r.provider(ctx)
+	if p == nil {
 		return nil
 	}
-	return p
+	rctx, cancel := context.WithTimeout(ctx, operatorTimeout)
+	defer cancel()
+	return p.Revoke(rctx, t)
+}
+
+func (r *revocationUpstream) AuthCodeURL(upstream.AuthRequest) string { return "" }
+
+func (r *revocationUpstream) Exchange(context.Context, string, string, string, string) (*upstream.Tokens, error) {
+	return nil, errRevocationOnly
+}
+
+func (r *revocationUpstream) Refresh(context.Context, *upstream.Tokens) (*upstream.Tokens, error) {
+	return nil, errRevocationOnly
+}
+
+func (r *revocationUpstream) CheckUserinfo(context.Context, *upstream.Tokens) error {
+	return errRevocationOnly
+}
+
+func (r *revocationUpstream) CheckAuthorizationResponseIssuer(string) error {
+	return errRevocationOnly
 }
