@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // tempMarker is part of every temporary file name this package creates:
@@ -55,7 +56,13 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("atomicfile: closing temporary file for %s: %w", path, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	// rename(2) itself, not os.Rename: os.Rename first lstats the target to
+	// refuse replacing a directory, a check that only matters when the
+	// source is a directory too (rename(2) replaces an empty directory only
+	// by a directory, and fails with EISDIR here). tmp is always a regular
+	// file, so the lstat is a wasted directory lookup on every write.
+	if err = syscall.Rename(tmp, path); err != nil {
+		err = &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
 		return fmt.Errorf("atomicfile: renaming temporary file over %s: %w", path, err)
 	}
 	if err = SyncDir(dir); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -79,6 +80,19 @@ func TestWriteFileErrorLeavesNothing(t *testing.T) {
 	assertNoTemp(t, dir)
 	if b, err := os.ReadFile(filepath.Join(target, "inner")); err != nil || string(b) != "keep" {
 		t.Fatalf("directory content changed: %q, %v", b, err)
+	}
+
+	// An empty directory is not replaced either.
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(empty, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile over an empty directory succeeded")
+	}
+	assertNoTemp(t, dir)
+	if fi, err := os.Stat(empty); err != nil || !fi.IsDir() {
+		t.Fatalf("empty directory replaced: %v, %v", fi, err)
 	}
 }
 
@@ -231,6 +245,21 @@ func assertNoTemp(t *testing.T, dir string) {
 	for _, e := range entries {
 		if IsTemp(e.Name()) {
 			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
+
+// BenchmarkWriteFileNew writes a new file each time, as a sign-in's
+// session does.
+func BenchmarkWriteFileNew(b *testing.B) {
+	dir := b.TempDir()
+	data := bytes.Repeat([]byte("x"), 2048)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := WriteFile(filepath.Join(dir, strconv.Itoa(i)), data, 0o600); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
