@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,6 +40,21 @@ type adminAnswer struct {
 
 // adminTimeout bounds one admin request, a reload's plugin starts included.
 const adminTimeout = 2 * time.Minute
+
+// adminReadTimeout bounds how long a caller may take to send its request,
+// and adminMaxRequest its size: a request is one short JSON line.
+const (
+	adminReadTimeout = 10 * time.Second
+	adminMaxRequest  = 4 << 10
+)
+
+// sameUser refuses a caller whose uid is not the daemon's own.
+func sameUser(peer, own int) error {
+	if peer != own {
+		return fmt.Errorf("admin socket: only the daemon's own user (uid %d) may use it, not uid %d", own, peer)
+	}
+	return nil
+}
 
 // adminServer serves the admin socket: a Unix socket, mode 0600, that only
 // the daemon's own user may use (the kernel's peer credentials are checked
@@ -98,21 +114,22 @@ func (a *adminServer) serve(handle func(ctx context.Context, op string) (string,
 }
 
 func (a *adminServer) answer(c *net.UnixConn, handle func(ctx context.Context, op string) (string, error)) {
-	_ = c.SetDeadline(time.Now().Add(adminTimeout))
+	_ = c.SetDeadline(time.Now().Add(adminReadTimeout))
 	if err := peerIsOwner(c); err != nil {
 		a.log.Warn("admin socket: connection refused", "error", err)
 		_ = json.NewEncoder(c).Encode(adminAnswer{Message: err.Error()})
 		return
 	}
 	var req adminRequest
-	line, err := bufio.NewReader(c).ReadBytes('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, adminMaxRequest)).ReadBytes('\n')
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
 	var ans adminAnswer
 	if err != nil {
-		ans.Message = "admin socket: a request is one JSON line: " + err.Error()
+		ans.Message = fmt.Sprintf("admin socket: a request is one JSON line of at most %d bytes: %v", adminMaxRequest, err)
 	} else {
+		_ = c.SetDeadline(time.Now().Add(adminTimeout))
 		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 		msg, err := handle(ctx, req.Op)
 		cancel()

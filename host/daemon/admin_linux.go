@@ -26,8 +26,5 @@ func peerIsOwner(c *net.UnixConn) error {
 	if credErr != nil {
 		return fmt.Errorf("admin socket: reading the caller's credentials: %w", credErr)
 	}
-	if uid := os.Getuid(); int(cred.Uid) != uid {
-		return fmt.Errorf("admin socket: only the daemon's own user (uid %d) may use it, not uid %d", uid, cred.Uid)
-	}
-	return nil
+	return sameUser(int(cred.Uid), os.Getuid())
 }
