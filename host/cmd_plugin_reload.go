@@ -8,12 +8,10 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spectroauth/spectroauth/config"
-	"github.com/spectroauth/spectroauth/host/daemon"
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
 )
@@ -28,8 +26,8 @@ func pluginReloadCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("plugin reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the running daemon's configuration file; its plugins.NAME.sha256 is rewritten")
-	socket := fs.String("socket", "", "the admin socket, instead of the one in the configuration's storage.path")
-	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the daemon's answer")
+	var a adminFlags
+	a.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
@@ -63,11 +61,7 @@ func pluginReloadCmd(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "plugins.%s.sha256: unchanged, %s\n", name, digest)
 	}
-	path := *socket
-	if path == "" {
-		path = daemon.AdminSocketPath(cfg)
-	}
-	return askReload("plugin reload", path, *timeout, stdout, stderr)
+	return a.askReload("plugin reload", cfg, stdout, stderr)
 }
 
 // setPluginDigest writes digest as the value of plugins.<name>.sha256 in

@@ -51,6 +51,9 @@ func TestSetPluginDigest(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one saying %q", err, tc.err)
 				}
+				if got, _ := os.ReadFile(path); string(got) != tc.in || changed {
+					t.Fatalf("a refused rewrite changed the file (changed %v):\n%s", changed, got)
+				}
 				return
 			}
 			if err != nil {

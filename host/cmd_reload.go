@@ -21,34 +21,49 @@ func reloadCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "the daemon's configuration file: its storage.path holds the admin socket")
-	socket := fs.String("socket", "", "the admin socket, instead of the one -config names")
-	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the daemon's answer")
+	var a adminFlags
+	a.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
-	path := *socket
-	if path == "" {
+	var cfg *config.Config
+	if a.socket == "" {
 		if *configPath == "" {
 			fmt.Fprintln(stderr, "reload: -config FILE or -socket PATH is required")
 			return 2
 		}
 		// Only storage.path is needed here; the daemon itself loads and
 		// checks the whole file, and says what is wrong with it.
-		cfg, err := config.LoadUnvalidated(*configPath)
-		if err != nil {
+		var err error
+		if cfg, err = config.LoadUnvalidated(*configPath); err != nil {
 			fmt.Fprintf(stderr, "reload: reading storage.path from %s: %v\n", *configPath, err)
 			return 1
 		}
-		path = daemon.AdminSocketPath(cfg)
 	}
-	return askReload("reload", path, *timeout, stdout, stderr)
+	return a.askReload("reload", cfg, stdout, stderr)
 }
 
-// askReload asks the daemon on the admin socket at path to reload and
-// prints its answer: exit status 0 when it reloaded, else 1, with why
-// after the command's name.
-func askReload(command, path string, timeout time.Duration, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+// adminFlags are the flags of the commands that talk to the running
+// daemon's admin socket.
+type adminFlags struct {
+	socket  string
+	timeout time.Duration
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.socket, "socket", "", "the admin socket, instead of the one in the configuration's storage.path")
+	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "how long to wait for the daemon's answer")
+}
+
+// askReload asks the daemon on the admin socket (-socket, else the one of
+// cfg's storage.path) to reload and prints its answer: exit status 0 when
+// it reloaded, else 1, with why after the command's name.
+func (a *adminFlags) askReload(command string, cfg *config.Config, stdout, stderr io.Writer) int {
+	path := a.socket
+	if path == "" {
+		path = daemon.AdminSocketPath(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	msg, err := daemon.AskReload(ctx, path)
 	if err != nil {
