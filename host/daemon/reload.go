@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -117,7 +118,7 @@ func (d *Daemon) reload(ctx context.Context, cfg *config.Config) (ReloadResult, 
 	case len(cfg.Plugins) == 0:
 	case old.plugins == nil:
 		next.plugins, err = pluginhost.Start(ctx, cfg.Plugins, d.pluginOptions(cfg))
-		r.Started = slices.Sorted(mapKeys(cfg.Plugins))
+		r.Started = slices.Sorted(maps.Keys(cfg.Plugins))
 	default:
 		next.plugins, r, err = old.plugins.Next(ctx, cfg.Plugins, d.pluginOptions(cfg))
 	}
@@ -187,16 +188,6 @@ func (d *Daemon) retire(prev *generation) {
 	}
 }
 
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // fixedChanges lists the key paths, outside reloadable, whose values
 // differ between a and b, sorted.
 func fixedChanges(a, b *config.Config) []string {
@@ -227,7 +218,7 @@ func diffValues(a, b reflect.Value, path string, out *[]string) {
 				keys[k.String()] = true
 			}
 		}
-		for _, k := range slices.Sorted(mapKeys(keys)) {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
 			av, bv := a.MapIndex(reflect.ValueOf(k)), b.MapIndex(reflect.ValueOf(k))
 			if !av.IsValid() || !bv.IsValid() {
 				*out = append(*out, joinPath(path, k))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -157,20 +158,23 @@ func (h *Host) Next(ctx context.Context, plugins map[string]config.Plugin, opts 
 	return next, r, nil
 }
 
+// newHost is a host of opts (defaults set) for the plugins names, sorted,
+// none of them started yet.
+func newHost(opts Options, names []string) *Host {
+	return &Host{
+		opts:    opts,
+		log:     opts.Logger.Named("plugins"),
+		plugins: make(map[string]*instance, len(names)),
+		names:   names,
+		drained: make(chan struct{}),
+	}
+}
+
 // startHost starts the host of plugins, keeping the instances of keep (already
 // running, held by prev) instead of starting them. With prev, the daemon's
 // isolation is already in place: the new host takes prev's findings.
 func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Options, prev *Host, keep map[string]*instance) (*Host, Reload, error) {
-	h := &Host{
-		opts:    opts,
-		log:     opts.Logger.Named("plugins"),
-		plugins: make(map[string]*instance, len(plugins)),
-		drained: make(chan struct{}),
-	}
-	for name := range plugins {
-		h.names = append(h.names, name)
-	}
-	slices.Sort(h.names)
+	h := newHost(opts, slices.Sorted(maps.Keys(plugins)))
 
 	uses := map[string][]Use{}
 	var errs []error

@@ -18,13 +18,7 @@ import (
 // opts.Logger receives its log lines, as Start's does.
 func Launch(ctx context.Context, name string, cfg config.Plugin, opts Options) (c *pluginclient.Client, stop func(), err error) {
 	opts.setDefaults()
-	h := &Host{
-		opts:    opts,
-		log:     opts.Logger.Named("plugins"),
-		plugins: map[string]*instance{},
-		names:   []string{name},
-		drained: make(chan struct{}),
-	}
+	h := newHost(opts, []string{name})
 	h.isolate()
 	in := newInstance(h, name, cfg)
 	in.unconfigured = true
