@@ -86,16 +86,6 @@ var quietCommands = map[string]bool{"plugins": true, "storage-copy": true, "doct
 // logger and the configuration. When either fails it prints why, prefixed
 // with the command's name, and returns the exit status: 2 for a bad log
 // flag, 1 for a configuration that is not valid; else 0.
-// loadRequired is load for commands that need a configuration file: without
-// -config it says so and answers exit status 2.
-func (c *commonFlags) loadRequired(name string, stderr io.Writer) (hclog.Logger, *config.Config, int) {
-	if c.configPath == "" {
-		fmt.Fprintf(stderr, "%s: -config FILE is required\n", name)
-		return nil, nil, 2
-	}
-	return c.load(name, stderr)
-}
-
 func (c *commonFlags) load(name string, stderr io.Writer) (hclog.Logger, *config.Config, int) {
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -108,6 +98,16 @@ func (c *commonFlags) load(name string, stderr io.Writer) (hclog.Logger, *config
 		return nil, nil, 1
 	}
 	return log, cfg, 0
+}
+
+// loadRequired is load for commands that need a configuration file: without
+// -config it says so and answers exit status 2.
+func (c *commonFlags) loadRequired(name string, stderr io.Writer) (hclog.Logger, *config.Config, int) {
+	if c.configPath == "" {
+		fmt.Fprintf(stderr, "%s: -config FILE is required\n", name)
+		return nil, nil, 2
+	}
+	return c.load(name, stderr)
 }
 
 func (c *commonFlags) logger(stderr io.Writer) (hclog.Logger, error) {
