@@ -71,19 +71,7 @@ func reloadUnderLoad(daemonPath, cfgPath, base string, cookie *http.Cookie) (Rel
 	for range 8 {
 		wg.Go(func() {
 			for i := 0; i < 1_000_000 && !stop.Load(); i++ {
-				req, _ := http.NewRequest(http.MethodGet, target, nil)
-				req.Header.Set("X-Requested-With", "XMLHttpRequest")
-				req.Header.Set("Origin", base)
-				req.AddCookie(cookie)
-				res, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", res.StatusCode)
-					}
-				}
-				if err != nil {
+				if _, err := refresh(client, target, base, cookie); err != nil {
 					failed.Add(1)
 					first.CompareAndSwap(nil, err.Error())
 					continue
