@@ -1,13 +1,18 @@
 package pluginhost
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/spectroauth/spectroauth/config"
 )
 
 // TestHostCertificate: the daemon's certificate for the plugins' mutual
@@ -90,4 +95,31 @@ func TestHostCertificate(t *testing.T) {
 	if err := handshake(hc, stranger); err == nil {
 		t.Error("the daemon accepted a plugin certificate it did not pin")
 	}
+}
+
+// TestPinnedPluginCertificate: a real plugin process whose handshake line
+// names another certificate than the one its TLS server presents is
+// refused: the host pins the line's certificate, and the start fails.
+func TestPinnedPluginCertificate(t *testing.T) {
+	opts, _ := testOptions(t)
+	cfg := pluginConfig(t)
+	cfg.Env = map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h, err := Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
+	if err == nil {
+		_ = h.Close(context.Background())
+		t.Fatal("a plugin whose TLS certificate is not the one of its handshake line was started")
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Start = %v, want a certificate verification failure", err)
+	}
+
+	// The same plugin, honest, starts: the refusal is the certificate's.
+	cfg.Env = nil
+	h, err = Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
+	if err != nil {
+		t.Fatalf("the honest plugin: %v", err)
+	}
+	_ = h.Close(context.Background())
 }

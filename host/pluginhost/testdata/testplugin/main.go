@@ -29,6 +29,9 @@
 //
 // ListClusters lists one cluster, after the source option listDelay.
 //
+// TESTPLUGIN_LIE_CERT, when set, puts another certificate than the one its
+// TLS server presents into its handshake line.
+//
 // TESTPLUGIN_PROTOCOL (a comma-separated list, "99" or "1,2") sets the plugin
 // protocol versions it serves instead of sdk.ProtocolVersion; each serves
 // the same services.
@@ -324,6 +327,9 @@ func main() {
 			}
 			cfg.VersionedPlugins[n] = set
 		}
+	}
+	if os.Getenv("TESTPLUGIN_LIE_CERT") != "" {
+		lieAboutCertificate()
 	}
 	plugin.Serve(cfg)
 }
