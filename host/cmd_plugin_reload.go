@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -66,8 +67,15 @@ func pluginReloadCmd(args []string, stdout, stderr io.Writer) int {
 
 // setPluginDigest writes digest as the value of plugins.<name>.sha256 in
 // the YAML file at path, in place: every other byte of the file (comments,
-// order, quoting) stays. It reports whether the file changed.
+// order, quoting) stays, and so do its mode and, if path is a symlink, the
+// link. It reports whether the file changed.
 func setPluginDigest(path, name, digest string) (bool, error) {
+	// A configuration file reached through a symlink is rewritten where
+	// it is, not replaced by a copy at the link.
+	path, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false, err
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return false, err

@@ -69,3 +69,27 @@ func TestSetPluginDigest(t *testing.T) {
 		})
 	}
 }
+
+// TestSetPluginDigestThroughSymlink: a configuration reached through a
+// symlink is rewritten in its target file; the link stays a link.
+func TestSetPluginDigestThroughSymlink(t *testing.T) {
+	const digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target.yaml")
+	if err := os.WriteFile(target, []byte("plugins:\n  tp:\n    sha256: aa\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := setPluginDigest(link, "tp", digest); err != nil || !changed {
+		t.Fatalf("setPluginDigest = %v, %v", changed, err)
+	}
+	if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v, %v", info, err)
+	}
+	if got, _ := os.ReadFile(target); string(got) != "plugins:\n  tp:\n    sha256: "+digest+"\n" {
+		t.Fatalf("the target file holds:\n%s", got)
+	}
+}

@@ -26,7 +26,7 @@ func lieAboutCertificate() {
 		fmt.Fprintln(os.Stderr, "TESTPLUGIN_LIE_CERT:", err)
 		os.Exit(1)
 	}
-	real := os.Stdout
+	stdout := os.Stdout
 	r, w, err := os.Pipe()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "TESTPLUGIN_LIE_CERT:", err)
@@ -40,8 +40,8 @@ func lieAboutCertificate() {
 		if len(fields) >= 6 {
 			fields[5] = other
 		}
-		fmt.Fprintln(real, strings.Join(fields, "|"))
-		_, _ = io.Copy(real, br)
+		fmt.Fprintln(stdout, strings.Join(fields, "|"))
+		_, _ = io.Copy(stdout, br)
 	}()
 }
 
