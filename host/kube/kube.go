@@ -268,8 +268,14 @@ func (b *Broker) loop(ctx context.Context, i int) {
 	src := b.cfg.Sources[i]
 	t := time.NewTicker(src.Interval)
 	defer t.Stop()
+	// A source that Refresh has just listed (a reload lists every source
+	// before the swap) is listed again after its interval, not at once.
+	skip := b.reg.listed(i)
 	for {
-		_ = b.refreshSource(ctx, i)
+		if !skip {
+			_ = b.refreshSource(ctx, i)
+		}
+		skip = false
 		select {
 		case <-ctx.Done():
 			return

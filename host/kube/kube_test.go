@@ -523,6 +523,41 @@ func TestSourcesRefreshOnInterval(t *testing.T) {
 	}
 }
 
+// A reload lists every source before the swap (Refresh), then starts the
+// loops: a source already listed waits for its interval instead of being
+// listed twice at once (a Palette API call each).
+func TestStartAfterRefreshListsOnce(t *testing.T) {
+	listed := &source{clusters: []sdk.Cluster{{Name: "one", Server: "https://one.example.com"}}}
+	failing := &source{err: errors.New("palette unreachable")}
+	f := newFixture(t, kube.Config{Sources: []kube.SourceConfig{
+		{Name: "listed", Impl: listed, Interval: time.Hour},
+		{Name: "failing", Impl: failing, Interval: time.Hour},
+	}})
+	_ = f.broker.Refresh(context.Background())
+	failing.set(nil, nil)
+	f.broker.Start(context.Background())
+	defer f.broker.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		failing.mu.Lock()
+		calls := failing.calls
+		failing.mu.Unlock()
+		if calls == 2 {
+			break // the source without a good list is listed again at once
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the source whose Refresh failed was listed %d times, want 2", calls)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	listed.mu.Lock()
+	defer listed.mu.Unlock()
+	if listed.calls != 1 {
+		t.Errorf("the source Refresh listed was listed %d times, want 1 until its interval", listed.calls)
+	}
+}
+
 func TestCatalog(t *testing.T) {
 	ca := testCA(t)
 	f := newFixture(t, kube.Config{

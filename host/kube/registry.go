@@ -56,6 +56,13 @@ func (r *registry) init(static []*entry, sources int, log hclog.Logger) {
 
 func (r *registry) load() *snapshot { return r.cur.Load() }
 
+// listed reports whether source i has a good list (Refresh gave it one).
+func (r *registry) listed(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sources[i] != nil
+}
+
 // update replaces source i's clusters.
 func (r *registry) update(i int, entries []*entry) {
 	r.mu.Lock()
