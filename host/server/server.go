@@ -28,15 +28,8 @@ import (
 // ProviderID is the Backstage auth provider id the daemon serves.
 const ProviderID = lifecycle.ProviderID
 
-// Upstream is lifecycle.Upstream: the SpectroCloud OpenID Connect client of
-// one environment.
-type Upstream = lifecycle.Upstream
-
 // Env is lifecycle.Env: one Backstage environment of the provider.
 type Env = lifecycle.Env
-
-// DefaultRevalidateInterval is Env.RevalidateInterval's default.
-const DefaultRevalidateInterval = lifecycle.DefaultRevalidateInterval
 
 // OnceSet is lifecycle.OnceSet: single-use values remembered until they
 // expire.
@@ -82,9 +75,8 @@ type Config struct {
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
 	// SessionEnded, when set, is told of sessions the daemon ended: n
-	// sessions of env for reason (EndRefused, EndResolverRefused,
-	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
-	// metrics.
+	// sessions of env for reason (lifecycle.EndRefused and the other
+	// lifecycle.End* reasons). For metrics.
 	SessionEnded func(env, reason string, n int)
 	// ClientRejected, when set, is told each time env's provider rejects
 	// the daemon's own client credentials on a refresh (invalid_client,
