@@ -705,7 +705,7 @@ func (h *Handler) cliGrant(ctx context.Context, secret string, presented uint64)
 	if sess.RefreshGeneration != presented {
 		return nil, h.cliReuse(ctx, env, key, sess)
 	}
-	if h.lc.UpstreamDue(env, sess) || h.lc.Stale(sess) {
+	if h.lc.Due(env, sess) {
 		// Renewal re-runs the resolvers: a user no longer allowed in loses
 		// the session here.
 		if _, err := h.lc.Renew(ctx, env, key); err != nil {

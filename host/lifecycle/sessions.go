@@ -185,7 +185,7 @@ func (m *Manager) Refresh(ctx context.Context, env *Env, key session.Key) (*sess
 	if sess.Env != env.name {
 		return nil, fmt.Errorf("the session belongs to environment %q", sess.Env)
 	}
-	if !m.UpstreamDue(env, sess) && !m.Stale(sess) {
+	if !m.Due(env, sess) {
 		return sess, nil
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
@@ -228,7 +228,7 @@ func (m *Manager) Renew(ctx context.Context, env *Env, key session.Key) (*sessio
 			return nil, err
 		}
 		defer unlock()
-		if !m.UpstreamDue(env, sess) && !m.Stale(sess) {
+		if !m.Due(env, sess) {
 			return sess, nil
 		}
 		return m.renew(ctx, env, key, sess)
@@ -278,8 +278,18 @@ func (m *Manager) UpstreamDue(env *Env, sess *session.Session) bool {
 	return env.Policy().UpstreamDue(sess, m.now())
 }
 
+// Stale reports whether the session's Backstage token must be re-issued
+// now (BackstageStale).
 func (m *Manager) Stale(sess *session.Session) bool {
 	return BackstageStale(sess, m.cfg.Identity.Lifetime(), m.now())
+}
+
+// Due reports whether the session needs renewing (Renew): the provider is
+// due (UpstreamDue) or the Backstage token is stale (Stale), both judged
+// at one reading of the clock. /refresh calls it every time.
+func (m *Manager) Due(env *Env, sess *session.Session) bool {
+	now := m.now()
+	return env.Policy().UpstreamDue(sess, now) || BackstageStale(sess, m.cfg.Identity.Lifetime(), now)
 }
 
 // renew does the slow part of a refresh under the session's flight.
