@@ -125,27 +125,17 @@ type stateCallback struct {
 
 // New checks cfg and builds the routes.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.FlowKey) < 32 {
-		return nil, errors.New("server: flow key must be at least 32 bytes")
-	}
-	if len(cfg.Envs) == 0 {
-		return nil, errors.New("server: no provider environment configured")
-	}
-	if cfg.Sessions == nil {
-		return nil, errors.New("server: a session store is required")
-	}
 	s, err := newServer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	for name, env := range cfg.Envs {
+	for _, env := range cfg.Envs {
 		if env.CallbackURL == "" {
 			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
 		}
-		if env.SessionDuration <= 0 {
-			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
-		}
 	}
+	// lifecycle.New checks the flow key, the environments (their session
+	// durations) and the session store.
 	s.lc, err = lifecycle.New(lifecycle.Config{
 		Envs:                  cfg.Envs,
 		Identity:              cfg.Identity,
