@@ -705,7 +705,7 @@ func (h *Handler) cliGrant(ctx context.Context, secret string, presented uint64)
 	if sess.RefreshGeneration != presented {
 		return nil, h.cliReuse(ctx, env, key, sess)
 	}
-	if h.lc.UpstreamDue(env, sess) || h.lc.Stale(sess) {
+	if h.lc.Due(env, sess) {
 		// Renewal re-runs the resolvers: a user no longer allowed in loses
 		// the session here.
 		if _, err := h.lc.Renew(ctx, env, key); err != nil {
@@ -718,19 +718,16 @@ func (h *Handler) cliGrant(ctx context.Context, secret string, presented uint64)
 
 	h.cli.rotate.Lock()
 	defer h.cli.rotate.Unlock()
-	if l, ok := h.lc.Store().(session.RenewalLocker); ok {
-		lctx, cancel := context.WithTimeout(ctx, lifecycle.RenewalLockWait)
-		unlock, err := l.LockRenewal(lctx, key)
-		cancel()
-		if errors.Is(err, session.ErrNotFound) {
-			return nil, invalidGrant("the session has ended; sign in again", err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("waiting for another replica's renewal of the session: %w", err)
-		}
-		defer unlock()
+	// Other replicas rotate this session too: one at a time, each
+	// re-reading what the last one stored.
+	sess, unlock, err := h.lc.LockAndRead(ctx, key)
+	if errors.Is(err, lifecycle.ErrSessionEnded) {
+		return nil, invalidGrant("the session has ended; sign in again", err)
+	} else if err != nil {
+		return nil, err
 	}
-	if sess, env, err = h.cliSessionOf(ctx, key); err != nil {
+	defer unlock()
+	if env, err = h.cliEnvOf(sess); err != nil {
 		return nil, err
 	}
 	if sess.RefreshGeneration != presented {
@@ -764,14 +761,24 @@ func (h *Handler) cliSessionOf(ctx context.Context, key session.Key) (*session.S
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("reading the session: %w", err)
 	}
+	env, err := h.cliEnvOf(sess)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, env, nil
+}
+
+// cliEnvOf checks that sess is a command-line session and returns its
+// environment.
+func (h *Handler) cliEnvOf(sess *session.Session) (*lifecycle.Env, error) {
 	if sess.Kind != session.KindCLI {
-		return nil, nil, invalidGrant("not a command-line session", nil)
+		return nil, invalidGrant("not a command-line session", nil)
 	}
 	env, ok := h.lc.Envs()[sess.Env]
 	if !ok {
-		return nil, nil, invalidGrant("the session's environment is no longer configured; sign in again", nil)
+		return nil, invalidGrant("the session's environment is no longer configured; sign in again", nil)
 	}
-	return sess, env, nil
+	return env, nil
 }
 
 // cliReuse ends a session whose spent refresh token (or redeemed code) was

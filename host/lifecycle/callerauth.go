@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-
 	"fmt"
 	"net/http"
 	"strings"

@@ -204,9 +204,13 @@ func TestRefresh(t *testing.T) {
 			h.up.SetRefreshErr(tc.answer)
 			h.clock.Advance(5 * time.Minute) // the interval is up
 			for range 3 {
-				_, err := h.m.Refresh(ctx, h.env, key)
+				sess, err := h.m.Refresh(ctx, h.env, key)
 				if tc.ended != errors.Is(err, lifecycle.ErrSessionEnded) || (!tc.ended && err != nil) {
 					t.Fatalf("Refresh: %v, session ended: want %v", err, tc.ended)
+				}
+				if !tc.ended && (sess == nil || sess.Upstream.IDToken == "" || sess.Backstage == nil ||
+					!h.clock.Now().Before(sess.Upstream.IDTokenExpiry) || !h.clock.Now().Before(sess.Backstage.ExpiresAt)) {
+					t.Fatalf("Refresh served %+v, want a session whose tokens still hold", sess)
 				}
 			}
 			if _, got, _ := h.up.Counts(); got != 1 {

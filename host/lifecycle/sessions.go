@@ -185,7 +185,7 @@ func (m *Manager) Refresh(ctx context.Context, env *Env, key session.Key) (*sess
 	if sess.Env != env.name {
 		return nil, fmt.Errorf("the session belongs to environment %q", sess.Env)
 	}
-	if !m.UpstreamDue(env, sess) && !m.Stale(sess) {
+	if !m.Due(env, sess) {
 		return sess, nil
 	}
 	// One refresh per session at a time: a rotated refresh token may be used
@@ -228,7 +228,7 @@ func (m *Manager) Renew(ctx context.Context, env *Env, key session.Key) (*sessio
 			return nil, err
 		}
 		defer unlock()
-		if !m.UpstreamDue(env, sess) && !m.Stale(sess) {
+		if !m.Due(env, sess) {
 			return sess, nil
 		}
 		return m.renew(ctx, env, key, sess)
@@ -271,15 +271,25 @@ func (m *Manager) LockAndRead(ctx context.Context, key session.Key) (_ *session.
 // session; the page's next refresh tries again.
 const RenewalLockWait = 15 * time.Second
 
-// UpstreamDue reports whether the provider must be asked about the session
-// now (Policy.UpstreamDue). Plain time comparisons: /refresh
-// calls it every time.
-func (m *Manager) UpstreamDue(env *Env, sess *session.Session) bool {
+// upstreamDue reports whether the provider must be asked about the session
+// now (Policy.UpstreamDue).
+func (m *Manager) upstreamDue(env *Env, sess *session.Session) bool {
 	return env.Policy().UpstreamDue(sess, m.now())
 }
 
-func (m *Manager) Stale(sess *session.Session) bool {
+// stale reports whether the session's Backstage token must be re-issued
+// now (BackstageStale).
+func (m *Manager) stale(sess *session.Session) bool {
 	return BackstageStale(sess, m.cfg.Identity.Lifetime(), m.now())
+}
+
+// Due reports whether the session needs renewing (Renew): the provider is
+// due (Policy.UpstreamDue) or the Backstage token is stale
+// (BackstageStale), both judged at one reading of the clock. /refresh
+// calls it every time.
+func (m *Manager) Due(env *Env, sess *session.Session) bool {
+	now := m.now()
+	return env.Policy().UpstreamDue(sess, now) || BackstageStale(sess, m.cfg.Identity.Lifetime(), now)
 }
 
 // renew does the slow part of a refresh under the session's flight.
@@ -289,7 +299,7 @@ func (m *Manager) renew(ctx context.Context, env *Env, key session.Key, sess *se
 		return nil, err
 	}
 	refreshedUpstream, checked := false, false
-	if m.UpstreamDue(env, sess) {
+	if m.upstreamDue(env, sess) {
 		var err error
 		if m.backoff.Waiting(key, m.now()) {
 			// The provider failed this session a moment ago: do not ask it
@@ -331,7 +341,7 @@ func (m *Manager) renew(ctx context.Context, env *Env, key session.Key, sess *se
 			return nil, m.refused(ctx, env, key, sess, EndRefused, err)
 		}
 	}
-	if !checked && !m.Stale(sess) {
+	if !checked && !m.stale(sess) {
 		// Nothing new upstream (the provider was not due, or is
 		// unreachable) and the Backstage token has time left: serve the
 		// session as it is, without the resolvers or a write.
@@ -611,7 +621,7 @@ func (m *Manager) SessionOf(ctx context.Context, key session.Key, subject string
 	if subject != "" && sess.UserEntityRef != subject {
 		return nil, fmt.Errorf("%w: the session belongs to another user", ErrUnauthenticated)
 	}
-	if m.UpstreamDue(env, sess) {
+	if m.upstreamDue(env, sess) {
 		if sess, err = m.Renew(ctx, env, key); err != nil {
 			return nil, err
 		}

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/spectroauth/spectroauth/host/server"
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/session/sessiontest"
 )
@@ -59,7 +59,7 @@ func TestDuplicateSessionCookiesRefused(t *testing.T) {
 	if f.live(victim) || f.live(planted) {
 		t.Fatal("sessions named by duplicate cookies outlived the refusal")
 	}
-	if got := f.endedCount(server.EndDuplicateCookies); got != 2 {
+	if got := f.endedCount(lifecycle.EndDuplicateCookies); got != 2 {
 		t.Errorf("sessions ended for duplicate cookies = %d, want 2", got)
 	}
 }
@@ -123,7 +123,7 @@ func TestSignOutEverywhere(t *testing.T) {
 	if got := f.refresh(other); got != http.StatusUnauthorized {
 		t.Fatalf("refresh in the other browser: %d, want 401", got)
 	}
-	if got := f.endedCount(server.EndSignedOutEverywhere); got != 3 {
+	if got := f.endedCount(lifecycle.EndSignedOutEverywhere); got != 3 {
 		t.Errorf("sessions ended everywhere = %d, want 3", got)
 	}
 	// Without a live session there is no one to sign out.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -90,21 +89,6 @@ func secondsLeft(t, now time.Time) int64 {
 	return int64(d)
 }
 
-// Reasons a session ends, as SessionEnded reports them (lifecycle's).
-const (
-	EndRefused             = lifecycle.EndRefused
-	EndResolverRefused     = lifecycle.EndResolverRefused
-	EndSignedOut           = lifecycle.EndSignedOut
-	EndSignedOutEverywhere = lifecycle.EndSignedOutEverywhere
-	EndDuplicateCookies    = lifecycle.EndDuplicateCookies
-)
-
-// EndUserSessions ends every session of userEntityRef in every environment
-// (sign out everywhere): (*lifecycle.Manager).EndUserSessions.
-func (s *Server) EndUserSessions(ctx context.Context, userEntityRef, by string) (int, error) {
-	return s.lc.EndUserSessions(ctx, userEntityRef, by)
-}
-
 // scriptCall checks what Backstage requires of the app's script calls
 // (/refresh and /logout): the X-Requested-With header, which browsers never
 // send cross-site without a CORS preflight, and an allowed Origin when one
@@ -131,7 +115,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	if duplicate {
 		// Which session is ours cannot be told: end every one named and
 		// clear every copy, rather than serve another user's session.
-		s.lc.EndNamed(r.Context(), env, handles, EndDuplicateCookies)
+		s.lc.EndNamed(r.Context(), env, handles, lifecycle.EndDuplicateCookies)
 		s.jar(env).clearPlanted(w, origin)
 		return refreshFailed(backstageerr.Authentication("Duplicate session cookies"))
 	}
@@ -173,7 +157,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		if err := s.lc.SignOutEverywhere(r.Context(), env, handles); err != nil {
 			return err
 		}
-	} else if err := s.lc.EndNamed(r.Context(), env, handles, EndSignedOut); err != nil {
+	} else if err := s.lc.EndNamed(r.Context(), env, handles, lifecycle.EndSignedOut); err != nil {
 		return err
 	}
 	if duplicate {

@@ -28,16 +28,29 @@ func (heldStore) LockRenewal(ctx context.Context, key session.Key) (func(), erro
 func TestRefreshServesSessionWhileRenewalHeldElsewhere(t *testing.T) {
 	first := newFixture(t, fixtureOptions{RefreshTokens: true, IDTokenTTL: time.Hour})
 	br := newBrowser(t)
-	signIn(t, first, br)
+	signedIn := signIn(t, first, br)
 	replica := newFixture(t, fixtureOptions{OP: first, Sessions: heldStore{first.Sessions}})
 
 	replica.Advance(56 * time.Minute) // within the margin: the refresh would renew
+	first.OP.ResetCounters()
 	r := refresh(br, replica)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("refresh while another replica holds the renewal: %d, want 200 with the current tokens", r.StatusCode)
 	}
 	if clearsSessionCookie(r) {
 		t.Error("the session cookie was cleared")
+	}
+	// Served as it is: the lock is the only thing that keeps two replicas
+	// from spending the same rotated refresh token, so nothing is renewed
+	// without it.
+	got := decodeJSON(t, r)
+	for _, k := range [][2]string{{"providerInfo", "idToken"}, {"backstageIdentity", "token"}} {
+		if want := signedIn[k[0]].(map[string]any)[k[1]]; got[k[0]].(map[string]any)[k[1]] != want {
+			t.Errorf("%s.%s changed without the renewal lock", k[0], k[1])
+		}
+	}
+	if c := first.OP.Counters(); c.Refresh != 0 {
+		t.Errorf("provider refreshes without the renewal lock = %d, want 0", c.Refresh)
 	}
 
 	replica.Advance(5 * time.Minute) // the ID token has expired

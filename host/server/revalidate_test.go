@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/spectroauth/spectroauth/host/lifecycle"
 	"github.com/spectroauth/spectroauth/host/server"
 	"github.com/spectroauth/spectroauth/host/session"
 	"github.com/spectroauth/spectroauth/host/upstream"
@@ -48,7 +49,7 @@ func TestRefusedRefreshEndsSession(t *testing.T) {
 			if revoked != 1 {
 				t.Errorf("upstream revocations = %d, want 1", revoked)
 			}
-			if got := f.endedCount(server.EndRefused); got != 1 {
+			if got := f.endedCount(lifecycle.EndRefused); got != 1 {
 				t.Errorf("sessions ended as refused = %d, want 1", got)
 			}
 		})
@@ -78,7 +79,7 @@ func TestOutageServesCurrentTokens(t *testing.T) {
 			if got := f.up.providerCalls() - before; got != 1 {
 				t.Fatalf("provider calls during the outage = %d, want 1", got)
 			}
-			if got := f.endedCount(server.EndRefused); got != 0 {
+			if got := f.endedCount(lifecycle.EndRefused); got != 0 {
 				t.Fatalf("an outage ended %d sessions", got)
 			}
 		})
@@ -112,7 +113,7 @@ func TestClientRejectedIsNoRefusal(t *testing.T) {
 			if got := f.up.providerCalls() - before; got != 1 {
 				t.Errorf("provider calls = %d, want 1 (then the outage backoff)", got)
 			}
-			if got := f.endedCount(server.EndRefused); got != 0 {
+			if got := f.endedCount(lifecycle.EndRefused); got != 0 {
 				t.Errorf("a rejected client ended %d sessions", got)
 			}
 			if len(rejected) != 1 || rejected[0] != "development" {
@@ -168,7 +169,7 @@ func TestRevokedUpstreamLosesSessionWithinInterval(t *testing.T) {
 			if answered >= 30 {
 				t.Fatal("a user disabled upstream kept the session past revalidateInterval")
 			}
-			if got := f.endedCount(server.EndRefused); got != 1 {
+			if got := f.endedCount(lifecycle.EndRefused); got != 1 {
 				t.Errorf("sessions ended as refused = %d, want 1", got)
 			}
 			if got := f.up.providerCalls(); got != 5 {

@@ -28,15 +28,8 @@ import (
 // ProviderID is the Backstage auth provider id the daemon serves.
 const ProviderID = lifecycle.ProviderID
 
-// Upstream is lifecycle.Upstream: the SpectroCloud OpenID Connect client of
-// one environment.
-type Upstream = lifecycle.Upstream
-
 // Env is lifecycle.Env: one Backstage environment of the provider.
 type Env = lifecycle.Env
-
-// DefaultRevalidateInterval is Env.RevalidateInterval's default.
-const DefaultRevalidateInterval = lifecycle.DefaultRevalidateInterval
 
 // OnceSet is lifecycle.OnceSet: single-use values remembered until they
 // expire.
@@ -82,9 +75,8 @@ type Config struct {
 	// (the daemon or a dependency failed). For metrics.
 	SignInDone func(env, client, outcome string)
 	// SessionEnded, when set, is told of sessions the daemon ended: n
-	// sessions of env for reason (EndRefused, EndResolverRefused,
-	// EndSignedOut, EndSignedOutEverywhere, EndDuplicateCookies). For
-	// metrics.
+	// sessions of env for reason (lifecycle.EndRefused and the other
+	// lifecycle.End* reasons). For metrics.
 	SessionEnded func(env, reason string, n int)
 	// ClientRejected, when set, is told each time env's provider rejects
 	// the daemon's own client credentials on a refresh (invalid_client,
@@ -133,27 +125,17 @@ type stateCallback struct {
 
 // New checks cfg and builds the routes.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.FlowKey) < 32 {
-		return nil, errors.New("server: flow key must be at least 32 bytes")
-	}
-	if len(cfg.Envs) == 0 {
-		return nil, errors.New("server: no provider environment configured")
-	}
-	if cfg.Sessions == nil {
-		return nil, errors.New("server: a session store is required")
-	}
 	s, err := newServer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	for name, env := range cfg.Envs {
+	for _, env := range cfg.Envs {
 		if env.CallbackURL == "" {
 			env.CallbackURL = s.authBase + "/" + ProviderID + "/handler/frame"
 		}
-		if env.SessionDuration <= 0 {
-			return nil, fmt.Errorf("server: environment %s: session duration must be positive", name)
-		}
 	}
+	// lifecycle.New checks the flow key, the environments (their session
+	// durations) and the session store.
 	s.lc, err = lifecycle.New(lifecycle.Config{
 		Envs:                  cfg.Envs,
 		Identity:              cfg.Identity,
