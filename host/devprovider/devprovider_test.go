@@ -499,12 +499,21 @@ func TestRefreshReuseGrace(t *testing.T) {
 	}
 
 	rt2 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
-	if _, err := refresh(rt2); err != nil {
+	tok2, err := refresh(rt2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(grace + 50*time.Millisecond)
 	if _, err := refresh(rt2); err == nil {
 		t.Fatal("a rotated token was accepted after the grace")
+	}
+	// The replay after the grace revoked the chain: the token rt2 was
+	// rotated to is gone too.
+	if _, err := refresh(tok2.RefreshToken); err == nil {
+		t.Fatal("the chain of a token replayed after the grace still works")
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 2 {
+		t.Errorf("chains revoked = %d, want 2", got)
 	}
 }
 
