@@ -224,7 +224,7 @@ func TestThirdPartyResolver(t *testing.T) {
 			t.Fatalf("the resolver needs the daemon's module, not only the SDK's:\n%s", mods)
 		}
 	}
-	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v0.1.0 => "+p.sdkDir) {
+	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v"+sdk.Version+" => "+p.sdkDir) {
 		t.Errorf("go list -m all = %s, want the SDK module replaced by %s", mods, p.sdkDir)
 	}
 	bin := filepath.Join(p.dir, "resolver")
