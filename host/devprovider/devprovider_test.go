@@ -849,3 +849,36 @@ func TestRequireLoopback(t *testing.T) {
 		})
 	}
 }
+
+// Only the client a refresh token was issued to, with its secret, may use
+// it, a rotated one within the grace included: another client of the
+// provider is refused, and so is a wrong secret; the owner's refresh
+// still works after both.
+func TestRefreshGrantOnlyForItsClient(t *testing.T) {
+	e := newEnv(t, "", false, func(c *devprovider.Config) {
+		c.RefreshTokens, c.RefreshReuseGrace = true, time.Minute
+		c.Clients = append(c.Clients, devprovider.Client{ID: "other", Secret: "other-secret", RedirectURIs: c.Clients[0].RedirectURIs})
+	})
+	rt1 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	owner := e.oauth2Config()
+	refresh := func(cfg *oauth2.Config, rt string) error {
+		_, err := cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: rt}).Token()
+		return err
+	}
+	if err := refresh(owner, rt1); err != nil { // rt1 is now rotated, within its grace
+		t.Fatal(err)
+	}
+	other := e.oauth2Config()
+	other.ClientID, other.ClientSecret = "other", "other-secret"
+	if err := refresh(other, rt1); err == nil {
+		t.Error("another client used the rotated refresh token")
+	}
+	wrong := e.oauth2Config()
+	wrong.ClientSecret = "not-the-secret"
+	if err := refresh(wrong, rt1); err == nil {
+		t.Error("a wrong client secret used the rotated refresh token")
+	}
+	if err := refresh(owner, rt1); err != nil {
+		t.Errorf("the owner's reuse within the grace, after the others were refused: %v", err)
+	}
+}
