@@ -35,9 +35,10 @@ type storage struct {
 	// the rotated token would have expired: an expired token is refused
 	// anyway, so it is forgotten (pruneLocked).
 	rotated map[string]rotatedToken
-	// pruneAt is the number of remembered tokens (live, spent within a
-	// grace, rotated) past which the next rotation drops the expired ones;
-	// it follows what is left, so pruning costs O(1) amortised.
+	// pruneAt is the number of tokens held (access, refresh live or spent
+	// within a grace, rotated) past which the next token issued drops the
+	// expired ones; it follows what is left, so pruning costs O(1)
+	// amortised.
 	pruneAt int
 	// chainsRevoked counts the families revoked because a rotated token
 	// was replayed (Counters.RefreshChainsRevoked).
@@ -405,8 +406,8 @@ type rotatedToken struct {
 	expiration time.Time
 }
 
-// minPruneAt is the least number of remembered refresh tokens before a
-// rotation looks for expired ones to forget.
+// minPruneAt is the least number of tokens held before issuing one looks
+// for expired ones to forget.
 const minPruneAt = 1024
 
 type refreshTokenRequest struct{ rt *refreshToken }
@@ -451,6 +452,7 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	at := s.newAccessTokenLocked(req, "")
+	s.maybePruneLocked()
 	return at.id, at.expiration, nil
 }
 
@@ -497,17 +499,33 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 	at := s.newAccessTokenLocked(req, newRT.token)
 	newRT.accessTokenID = at.id
 	s.refreshTokens[newRT.token] = newRT
-	if len(s.refreshTokens)+len(s.rotated) >= s.pruneAt {
-		s.pruneLocked(time.Now())
-	}
+	s.maybePruneLocked()
 	return at.id, newRT.token, at.expiration, nil
 }
 
-// pruneLocked forgets what can no longer be used: expired refresh tokens
-// (with their access tokens), tokens spent whose grace is over, and
-// rotated tokens past their expiration. A spent token past its grace is
-// still in rotated, so replaying it still revokes its family.
+// remembered is how many tokens the provider holds.
+func (s *storage) remembered() int {
+	return len(s.accessTokens) + len(s.refreshTokens) + len(s.rotated)
+}
+
+// maybePruneLocked prunes once the provider holds pruneAt tokens.
+func (s *storage) maybePruneLocked() {
+	if s.remembered() >= s.pruneAt {
+		s.pruneLocked(time.Now())
+	}
+}
+
+// pruneLocked forgets what can no longer be used: expired access tokens,
+// expired refresh tokens (with their access tokens), tokens spent whose
+// grace is over, and rotated tokens past their expiration. A spent token
+// past its grace is still in rotated, so replaying it still revokes its
+// family.
 func (s *storage) pruneLocked(now time.Time) {
+	for id, at := range s.accessTokens {
+		if now.After(at.expiration) {
+			delete(s.accessTokens, id)
+		}
+	}
 	for tok, rt := range s.refreshTokens {
 		if now.After(rt.expiration) || (!rt.graceUntil.IsZero() && !now.Before(rt.graceUntil)) {
 			delete(s.accessTokens, rt.accessTokenID)
@@ -519,7 +537,7 @@ func (s *storage) pruneLocked(now time.Time) {
 			delete(s.rotated, tok)
 		}
 	}
-	s.pruneAt = max(minPruneAt, 2*(len(s.refreshTokens)+len(s.rotated)))
+	s.pruneAt = max(minPruneAt, 2*s.remembered())
 }
 
 func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {

@@ -112,3 +112,31 @@ func TestRotatedRefreshTokensArePruned(t *testing.T) {
 		t.Fatal("the chain of a replayed token still works")
 	}
 }
+
+// Access tokens issued without a refresh token (no offline_access) are
+// forgotten too once expired: a provider signing people in for hours stays
+// bounded.
+func TestExpiredAccessTokensArePruned(t *testing.T) {
+	s := newStorage(&Config{AccessTokenLifetime: time.Hour, Logger: hclog.NewNullLogger()}, nil)
+	ctx := context.Background()
+	req := &authRequest{clientID: "c", userID: "u"}
+	for range minPruneAt - 1 {
+		if _, _, err := s.CreateAccessToken(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	for _, at := range s.accessTokens {
+		at.expiration = time.Now().Add(-time.Second)
+	}
+	s.mu.Unlock()
+	id, _, err := s.CreateAccessToken(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.accessTokens); n != 1 || s.accessTokens[id] == nil {
+		t.Fatalf("%d access tokens held after pruning, want only the live one", n)
+	}
+}
