@@ -99,16 +99,25 @@ func TestDaemonLinksNoTestSupport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
+	var linked []string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, imports, _ := strings.Cut(line, " ")
 		if !strings.HasPrefix(pkg, "github.com/spectroauth/") {
 			continue
 		}
+		linked = append(linked, pkg)
 		if pkg == "github.com/spectroauth/spectroauth/sdk/plugintest" {
 			t.Errorf("the daemon links %s, which imports package testing: use sdk/conformance", pkg)
 		}
 		if slices.Contains(strings.Fields(imports), "testing") {
 			t.Errorf("the daemon links %s, which imports package testing", pkg)
+		}
+	}
+	// The check ran over the daemon's own packages, the conformance suite
+	// among them (not over an empty or foreign list).
+	for _, want := range []string{"github.com/spectroauth/spectroauth/host", "github.com/spectroauth/spectroauth/sdk/conformance"} {
+		if !slices.Contains(linked, want) {
+			t.Errorf("go list -deps of the daemon lacks %s: %v", want, linked)
 		}
 	}
 }
@@ -215,7 +224,7 @@ func TestThirdPartyResolver(t *testing.T) {
 			t.Fatalf("the resolver needs the daemon's module, not only the SDK's:\n%s", mods)
 		}
 	}
-	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v0.1.0 => "+p.sdkDir) {
+	if !strings.Contains(mods, "github.com/spectroauth/spectroauth/sdk v"+sdk.Version+" => "+p.sdkDir) {
 		t.Errorf("go list -m all = %s, want the SDK module replaced by %s", mods, p.sdkDir)
 	}
 	bin := filepath.Join(p.dir, "resolver")

@@ -2,6 +2,7 @@ package crashtest_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -351,7 +352,10 @@ func signIn(ctx context.Context, base string) (string, error) {
 	return "", fmt.Errorf("no %s cookie after sign-in", cookieName)
 }
 
-// refresh asks /refresh for the session's Backstage identity.
+// refresh asks /refresh for the session's Backstage identity: it returns
+// the status and the identity's userEntityRef, which on a 200 must be the
+// Backstage token's subject too (else it returns what differs, which is no
+// user's reference, so a token for another user is caught as one).
 func refresh(base, handle string) (int, string) {
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/spectrocloud/refresh?optional&scope=openid%20profile%20email&env=development", nil)
 	req.Header.Set("X-Requested-With", "XMLHttpRequest")
@@ -364,13 +368,39 @@ func refresh(base, handle string) (int, string) {
 	defer res.Body.Close()
 	var body struct {
 		BackstageIdentity struct {
+			Token    string `json:"token"`
 			Identity struct {
 				UserEntityRef string `json:"userEntityRef"`
 			} `json:"identity"`
 		} `json:"backstageIdentity"`
 	}
 	_ = json.NewDecoder(res.Body).Decode(&body)
-	return res.StatusCode, body.BackstageIdentity.Identity.UserEntityRef
+	user := body.BackstageIdentity.Identity.UserEntityRef
+	if res.StatusCode == http.StatusOK {
+		if sub := tokenSubject(body.BackstageIdentity.Token); sub != user {
+			return res.StatusCode, fmt.Sprintf("identity %q with a token for %q", user, sub)
+		}
+	}
+	return res.StatusCode, user
+}
+
+// tokenSubject returns the sub claim of a JWT's payload, unverified (the
+// soak checks whose token it is; the e2e tests verify the signature), or
+// "" when it has none.
+func tokenSubject(jwt string) string {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	_ = json.Unmarshal(payload, &claims)
+	return claims.Sub
 }
 
 // daemonBinary is $SPECTROAUTHD (make's bin/spectroauthd when set) or a

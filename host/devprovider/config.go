@@ -57,7 +57,12 @@ type Config struct {
 	// usable for this long after its rotation (once more: using it
 	// rotates again, and the token it was rotated to stays valid too), as
 	// providers with a "reuse interval" do; after it, a replay revokes the
-	// chain. Zero: a rotated token is spent at once.
+	// chain. Zero: a rotated token is spent at once. The cost, as with
+	// those providers: within the grace, whoever holds the rotated token
+	// (only with the client's credentials: the grant authenticates the
+	// client it was issued to) gets a second valid chain, which lives until
+	// a spent token of the family is replayed after its grace. Rotated
+	// tokens are remembered until their expiration, then forgotten.
 	RefreshReuseGrace time.Duration
 	// IDTokenLifetime defaults to DefaultIDTokenLifetime.
 	IDTokenLifetime time.Duration

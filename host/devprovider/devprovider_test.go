@@ -499,12 +499,21 @@ func TestRefreshReuseGrace(t *testing.T) {
 	}
 
 	rt2 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
-	if _, err := refresh(rt2); err != nil {
+	tok2, err := refresh(rt2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(grace + 50*time.Millisecond)
 	if _, err := refresh(rt2); err == nil {
 		t.Fatal("a rotated token was accepted after the grace")
+	}
+	// The replay after the grace revoked the chain: the token rt2 was
+	// rotated to is gone too.
+	if _, err := refresh(tok2.RefreshToken); err == nil {
+		t.Fatal("the chain of a token replayed after the grace still works")
+	}
+	if got := e.op.Counters().RefreshChainsRevoked; got != 2 {
+		t.Errorf("chains revoked = %d, want 2", got)
 	}
 }
 
@@ -838,5 +847,38 @@ func TestRequireLoopback(t *testing.T) {
 				t.Errorf("error %q does not name the address", err)
 			}
 		})
+	}
+}
+
+// Only the client a refresh token was issued to, with its secret, may use
+// it, a rotated one within the grace included: another client of the
+// provider is refused, and so is a wrong secret; the owner's refresh
+// still works after both.
+func TestRefreshGrantOnlyForItsClient(t *testing.T) {
+	e := newEnv(t, "", false, func(c *devprovider.Config) {
+		c.RefreshTokens, c.RefreshReuseGrace = true, time.Minute
+		c.Clients = append(c.Clients, devprovider.Client{ID: "other", Secret: "other-secret", RedirectURIs: c.Clients[0].RedirectURIs})
+	})
+	rt1 := e.codeFlow(oidc.ScopeOpenID, "email", oidc.ScopeOfflineAccess).token.RefreshToken
+	owner := e.oauth2Config()
+	refresh := func(cfg *oauth2.Config, rt string) error {
+		_, err := cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: rt}).Token()
+		return err
+	}
+	if err := refresh(owner, rt1); err != nil { // rt1 is now rotated, within its grace
+		t.Fatal(err)
+	}
+	other := e.oauth2Config()
+	other.ClientID, other.ClientSecret = "other", "other-secret"
+	if err := refresh(other, rt1); err == nil {
+		t.Error("another client used the rotated refresh token")
+	}
+	wrong := e.oauth2Config()
+	wrong.ClientSecret = "not-the-secret"
+	if err := refresh(wrong, rt1); err == nil {
+		t.Error("a wrong client secret used the rotated refresh token")
+	}
+	if err := refresh(owner, rt1); err != nil {
+		t.Errorf("the owner's reuse within the grace, after the others were refused: %v", err)
 	}
 }

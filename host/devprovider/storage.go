@@ -30,9 +30,16 @@ type storage struct {
 	codes         map[string]string // code -> auth request ID
 	accessTokens  map[string]*accessToken
 	refreshTokens map[string]*refreshToken
-	// rotated remembers refresh tokens replaced by rotation, by family, so
-	// that replaying one revokes the family (RFC 9700 section 4.14.2).
-	rotated map[string]string
+	// rotated remembers refresh tokens replaced by rotation, so that
+	// replaying one revokes its family (RFC 9700 section 4.14.2), until
+	// the rotated token would have expired: an expired token is refused
+	// anyway, so it is forgotten (pruneLocked).
+	rotated map[string]rotatedToken
+	// pruneAt is the number of tokens held (access, refresh live or spent
+	// within a grace, rotated) past which the next token issued drops the
+	// expired ones; it follows what is left, so pruning costs O(1)
+	// amortised.
+	pruneAt int
 	// chainsRevoked counts the families revoked because a rotated token
 	// was replayed (Counters.RefreshChainsRevoked).
 	chainsRevoked int64
@@ -54,7 +61,8 @@ func newStorage(cfg *Config, key *rsa.PrivateKey) *storage {
 		codes:         map[string]string{},
 		accessTokens:  map[string]*accessToken{},
 		refreshTokens: map[string]*refreshToken{},
-		rotated:       map[string]string{},
+		rotated:       map[string]rotatedToken{},
+		pruneAt:       minPruneAt,
 	}
 	for i := range cfg.Clients {
 		s.clients[cfg.Clients[i].ID] = &client{Client: cfg.Clients[i], cfg: cfg}
@@ -391,6 +399,17 @@ type refreshToken struct {
 	graceUntil time.Time
 }
 
+// rotatedToken is what is remembered of a refresh token replaced by
+// rotation: its family, to revoke on a replay, until its expiration.
+type rotatedToken struct {
+	family     string
+	expiration time.Time
+}
+
+// minPruneAt is the least number of tokens held before issuing one looks
+// for expired ones to forget.
+const minPruneAt = 1024
+
 type refreshTokenRequest struct{ rt *refreshToken }
 
 var _ op.RefreshTokenRequest = (*refreshTokenRequest)(nil)
@@ -433,6 +452,7 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	at := s.newAccessTokenLocked(req, "")
+	s.maybePruneLocked()
 	return at.id, at.expiration, nil
 }
 
@@ -462,7 +482,7 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 		if s.cfg.StableRefreshTokens {
 			newRT.token = current
 		} else {
-			s.rotated[current] = old.family
+			s.rotated[current] = rotatedToken{family: old.family, expiration: old.expiration}
 			if s.cfg.RefreshReuseGrace > 0 && old.graceUntil.IsZero() {
 				// Still accepted for a while; its access token is gone.
 				spent := *old
@@ -479,7 +499,45 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 	at := s.newAccessTokenLocked(req, newRT.token)
 	newRT.accessTokenID = at.id
 	s.refreshTokens[newRT.token] = newRT
+	s.maybePruneLocked()
 	return at.id, newRT.token, at.expiration, nil
+}
+
+// remembered is how many tokens the provider holds.
+func (s *storage) remembered() int {
+	return len(s.accessTokens) + len(s.refreshTokens) + len(s.rotated)
+}
+
+// maybePruneLocked prunes once the provider holds pruneAt tokens.
+func (s *storage) maybePruneLocked() {
+	if s.remembered() >= s.pruneAt {
+		s.pruneLocked(time.Now())
+	}
+}
+
+// pruneLocked forgets what can no longer be used: expired access tokens,
+// expired refresh tokens (with their access tokens), tokens spent whose
+// grace is over, and rotated tokens past their expiration. A spent token
+// past its grace is still in rotated, so replaying it still revokes its
+// family.
+func (s *storage) pruneLocked(now time.Time) {
+	for id, at := range s.accessTokens {
+		if now.After(at.expiration) {
+			delete(s.accessTokens, id)
+		}
+	}
+	for tok, rt := range s.refreshTokens {
+		if now.After(rt.expiration) || (!rt.graceUntil.IsZero() && !now.Before(rt.graceUntil)) {
+			delete(s.accessTokens, rt.accessTokenID)
+			delete(s.refreshTokens, tok)
+		}
+	}
+	for tok, r := range s.rotated {
+		if now.After(r.expiration) {
+			delete(s.rotated, tok)
+		}
+	}
+	s.pruneAt = max(minPruneAt, 2*s.remembered())
 }
 
 func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {
@@ -487,8 +545,8 @@ func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (o
 	defer s.mu.Unlock()
 	rt, ok := s.refreshTokens[token]
 	inGrace := ok && !rt.graceUntil.IsZero() && time.Now().Before(rt.graceUntil)
-	if family, replayed := s.rotated[token]; replayed && !inGrace {
-		s.revokeFamilyLocked(family)
+	if r, replayed := s.rotated[token]; replayed && !inGrace {
+		s.revokeFamilyLocked(r.family)
 		s.cfg.Logger.Warn("rotated refresh token replayed; revoked its chain")
 		return nil, errors.New("refresh token was already used")
 	}

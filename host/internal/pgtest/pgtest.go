@@ -123,15 +123,22 @@ func SharedServer(t testing.TB) *Server {
 		shared, sharedErr = Start(bin)
 	})
 	if sharedSkip != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pgtest: %s (CI is set, so this fails rather than skips)", sharedSkip)
-		}
-		t.Skipf("pgtest: SKIP: %s", sharedSkip)
+		skipUnlessCI(t, sharedSkip)
 	}
 	if sharedErr != nil {
 		t.Fatalf("pgtest: %v", sharedErr)
 	}
 	return shared
+}
+
+// skipUnlessCI skips t because PostgreSQL is missing (why), or fails it
+// under CI, where .ci/run installs PostgreSQL and a missing one is a bug.
+func skipUnlessCI(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("pgtest: %s (CI is set, so this fails rather than skips)", why)
+	}
+	t.Skipf("pgtest: SKIP: %s", why)
 }
 
 // NewServer starts a server of t's own (not the package's shared one), for
@@ -141,10 +148,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, why := FindBin()
 	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pgtest: %s (CI is set, so this fails rather than skips)", why)
-		}
-		t.Skipf("pgtest: SKIP: %s", why)
+		skipUnlessCI(t, why)
 	}
 	s, err := StartWith(bin, opts)
 	if err != nil {
