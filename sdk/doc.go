@@ -85,7 +85,7 @@
 // sdk/vX.Y.Z of the spectroauth repository; sdk/CHANGELOG.md says what each
 // release changed. A plugin requires the SDK module only, never the daemon's:
 //
-//	go get github.com/spectroauth/spectroauth/sdk@v0.1.0
+//	go get github.com/spectroauth/spectroauth/sdk@v0.2.0
 //
 // The compatibility promise, from 1.0.0 on: a minor or patch release does
 // not break a plugin that compiles against an earlier release of the same
@@ -109,7 +109,15 @@
 //
 // Under the hood Serve speaks hashicorp/go-plugin's gRPC protocol, with
 // mutual TLS, which plugins in other languages can implement directly (see
-// the Node.js SDK in sdk/node). The generated protobuf code is internal to
+// the Node.js SDK in sdk/node). Started by the daemon (which sets
+// pluginclient.CertLineEnv), a plugin makes its own P-256 key and
+// self-signed certificate and announces the certificate on a line of its
+// own before go-plugin's handshake line (pluginclient.CertLinePrefix);
+// otherwise go-plugin's AutoMTLS makes a P-521 one, announced in the
+// handshake line, which costs several milliseconds of CPU more on both
+// sides at every start. Either way the private keys never leave their
+// process, each side pins the other's certificate, and both lines travel on
+// the plugin's stdout, which only the daemon reads. The generated protobuf code is internal to
 // this module; package sdk/pluginclient is the daemon's side of the protocol
 // and sdk/pluginserver the plugin side's transport, for tests of hosts.
 package sdk

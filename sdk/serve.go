@@ -95,7 +95,7 @@ func newServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) 
 	for _, v := range ProtocolVersions() {
 		sets[v] = plugin.PluginSet{transport.PluginSetKey: &grpcPlugin{srv: srv}}
 	}
-	return &plugin.ServeConfig{
+	cfg := &plugin.ServeConfig{
 		HandshakeConfig:  transport.Handshake,
 		VersionedPlugins: sets,
 		// The SDK's options come first, so that options passed in (go-plugin
@@ -110,7 +110,11 @@ func newServeConfig(p Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) 
 			}, opts...)...)
 		},
 		Logger: logger,
-	}, nil
+	}
+	// A P-256 certificate, announced on the certificate line, when the
+	// daemon reads it; AutoMTLS otherwise (certline.go).
+	cfg.TLSProvider = certLineTLS(cfg)
+	return cfg, nil
 }
 
 // grpcPlugin is the plugin side of the protocol in go-plugin's terms.

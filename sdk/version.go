@@ -5,4 +5,4 @@ package sdk
 // version promises, and sdk/CHANGELOG.md for what changed). A plugin reports
 // it in its Describe answer (Info.SDKVersion), so that the daemon's log and
 // `spectroauthd plugins` show which SDK a plugin is built with.
-const Version = "0.1.0"
+const Version = "0.2.0"

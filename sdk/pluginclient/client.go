@@ -31,6 +31,7 @@ package pluginclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -55,6 +56,31 @@ var Handshake = transport.Handshake
 // MaxMessageSize is the largest gRPC message either end of the protocol
 // sends or accepts, in bytes.
 const MaxMessageSize = transport.MaxMessageSize
+
+// CertLineEnv is the environment variable a host sets to "1" when it reads a
+// plugin's TLS certificate from the certificate line (CertLinePrefix), which
+// the plugin then writes to stdout before go-plugin's handshake line, whose
+// certificate field it leaves empty. Plugins of SDK 0.2.0 and later do so,
+// with a P-256 certificate; others, and plugins the variable is not set
+// for, put the certificate in the handshake line as go-plugin's AutoMTLS
+// does. A host that sets it must pin the line's certificate, as go-plugin
+// pins the handshake line's, and refuse a plugin that announces none.
+const CertLineEnv = transport.CertLineEnv
+
+// CertLinePrefix starts the certificate line; the certificate follows, DER
+// in base64 standard encoding without padding, as in go-plugin's handshake
+// line.
+const CertLinePrefix = transport.CertLinePrefix
+
+// MaxCertLine bounds the certificate line, newline excluded, in bytes.
+const MaxCertLine = transport.MaxCertLine
+
+// NewCertificate makes a P-256 key and a self-signed certificate for the
+// protocol's mutual TLS, as go-plugin's AutoMTLS makes its P-521 ones (a CA
+// for localhost, for client and server authentication), and as a plugin of
+// this SDK makes its own: for a host's side, passed to the plugin in
+// PLUGIN_CLIENT_CERT.
+func NewCertificate() (tls.Certificate, error) { return transport.NewCertificate() }
 
 // ErrInvalidResponse is wrapped by the errors of calls whose answer breaks
 // the protocol: an invalid identity, credential, cluster list or description.

@@ -20,7 +20,10 @@ import (
 // with, logging to logger (nil means hclog.Default()): the protocol's
 // handshake, one plugin set per version of sdk.ProtocolVersions, and a gRPC
 // server with the protocol's message limits that turns a panic of a call into
-// an error. Pass it to plugin.Serve, changed as needed; GRPCServer adds the
+// an error, and a TLSProvider that serves with a P-256 certificate announced
+// on the certificate line when the daemon asks for it
+// (pluginclient.CertLineEnv), and leaves TLS to go-plugin's AutoMTLS
+// otherwise. Pass it to plugin.Serve, changed as needed; GRPCServer adds the
 // options it is given after the SDK's own.
 func NewServeConfig(p sdk.Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) {
 	return transport.NewServeConfig(p, logger)

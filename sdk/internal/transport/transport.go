@@ -43,3 +43,27 @@ var Handshake = plugin.HandshakeConfig{
 // sets it when it is initialized; it takes any because this package cannot
 // import sdk.
 var NewServeConfig func(p any, logger hclog.Logger) (*plugin.ServeConfig, error)
+
+// The certificate line: how a plugin of this SDK tells the daemon its TLS
+// certificate when the daemon says it reads it (CertLineEnv), instead of in
+// go-plugin's handshake line, where go-plugin's AutoMTLS puts a P-521
+// certificate of its own making.
+//
+// The plugin makes a P-256 key and a self-signed certificate, configures its
+// TLS server itself (go-plugin's ServeConfig.TLSProvider), requiring and
+// verifying the daemon's client certificate of PLUGIN_CLIENT_CERT, and
+// writes the line CertLinePrefix + the certificate (DER, base64 standard
+// encoding without padding) to stdout before go-plugin writes its
+// handshake line, whose certificate field is then empty. The daemon pins the
+// certificate as the one root of that plugin's connection, as go-plugin
+// would pin the handshake line's.
+const (
+	// CertLineEnv is the environment variable the daemon sets to "1" to say
+	// it reads the certificate line.
+	CertLineEnv = "SPECTROAUTH_PLUGIN_CERT_LINE"
+	// CertLinePrefix starts the certificate line.
+	CertLinePrefix = "spectroauth-plugin-cert|"
+	// MaxCertLine bounds the certificate line, newline excluded, in bytes:
+	// a P-256 certificate for localhost takes about 700.
+	MaxCertLine = 4096
+)
