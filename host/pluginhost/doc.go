@@ -23,7 +23,9 @@
 // environment (client secrets, but also PATH and HOME) is never passed on. Its stdin is
 // /dev/null; its stderr is forwarded into the daemon's log under the
 // plugin's name, at the level of each line; stray stdout is logged as a
-// warning. Transport is gRPC with go-plugin's AutoMTLS, with
+// warning. Transport is gRPC with mutual TLS as go-plugin's AutoMTLS makes
+// it, with P-256 keys on both sides for plugins of SDK 0.2.0 and later
+// (hostcert.go, certline.go), with
 // pluginclient.MaxMessageSize as the message limit both ways, and every call carries
 // the plugin's callTimeout as its deadline.
 //

@@ -6,11 +6,17 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 
 	"github.com/spectroauth/spectroauth/config"
 )
@@ -97,29 +103,85 @@ func TestHostCertificate(t *testing.T) {
 	}
 }
 
-// TestPinnedPluginCertificate: a real plugin process whose handshake line
-// names another certificate than the one its TLS server presents is
-// refused: the host pins the line's certificate, and the start fails.
-func TestPinnedPluginCertificate(t *testing.T) {
-	opts, _ := testOptions(t)
-	cfg := pluginConfig(t)
-	cfg.Env = map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "1"}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+// peerKey returns the key type of the certificate the plugin tp of h
+// presented on its connection, as the daemon sees it.
+func peerKey(t *testing.T, h *Host) string {
+	t.Helper()
+	g := h.plugins["tp"].cur.Load()
+	if g == nil {
+		t.Fatal("the plugin is down")
+	}
+	var p peer.Peer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h, err := Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
-	if err == nil {
-		_ = h.Close(context.Background())
-		t.Fatal("a plugin whose TLS certificate is not the one of its handshake line was started")
+	if _, err := g.health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
+		t.Fatalf("health check: %v", err)
 	}
-	if !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("Start = %v, want a certificate verification failure", err)
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		t.Fatalf("the connection to the plugin is not mutual TLS: %#v", p.AuthInfo)
 	}
+	return keyName(info.State.PeerCertificates[0])
+}
 
-	// The same plugin, honest, starts: the refusal is the certificate's.
-	cfg.Env = nil
-	h, err = Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
-	if err != nil {
-		t.Fatalf("the honest plugin: %v", err)
+// TestPluginCertificate: a plugin of this SDK started by the daemon
+// announces a P-256 certificate on the certificate line, which the daemon
+// pins; a plugin of an older SDK (go-plugin's AutoMTLS, the certificate in
+// the handshake line, P-521) still starts. A plugin whose announced
+// certificate is not the one its TLS server presents is refused, and so is
+// one whose certificate line is malformed, that announces its certificate
+// twice, or none: the start fails with a message naming the plugin.
+func TestPluginCertificate(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]config.Secret
+		key     string // the key of the certificate the daemon sees
+		refused string // the start fails with this in its message
+	}{
+		{name: "certificate line", key: "ECDSA P-256"},
+		{name: "handshake line (SDK before 0.2.0)", env: map[string]config.Secret{"TESTPLUGIN_LEGACY_TLS": "1"}, key: "ECDSA P-521"},
+		{name: "certificate line names another certificate", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "other"},
+			refused: "tls: failed to verify certificate: x509: certificate signed by unknown authority"},
+		{name: "handshake line names another certificate",
+			env:     map[string]config.Secret{"TESTPLUGIN_LEGACY_TLS": "1", "TESTPLUGIN_LIE_CERT": "other"},
+			refused: "tls: failed to verify certificate: x509: certificate signed by unknown authority"},
+		{name: "malformed certificate line", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "malformed"},
+			refused: `plugins.tp: plugin "tp" (%s) refused: its certificate line is not base64`},
+		{name: "certificate in both lines", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "both"},
+			refused: `plugins.tp: plugin "tp" (%s) refused: it announced its certificate both on the certificate line and in go-plugin's handshake line`},
+		{name: "no certificate", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "none"},
+			refused: `plugins.tp: plugin "tp" (%s) refused: it announced no TLS certificate`},
+		{name: "no certificate (SDK before 0.2.0)",
+			env:     map[string]config.Secret{"TESTPLUGIN_LEGACY_TLS": "1", "TESTPLUGIN_LIE_CERT": "none"},
+			refused: `plugins.tp: plugin "tp" (%s) refused: it announced no TLS certificate`},
 	}
-	_ = h.Close(context.Background())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts, _ := testOptions(t)
+			cfg := pluginConfig(t)
+			cfg.Env = tt.env
+			if tt.refused == "" {
+				h := start(t, map[string]config.Plugin{"tp": cfg}, opts)
+				if got := peerKey(t, h); got != tt.key {
+					t.Errorf("the plugin's certificate has a %s key, want %s", got, tt.key)
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			h, err := Start(ctx, map[string]config.Plugin{"tp": cfg}, opts)
+			if err == nil {
+				_ = h.Close(context.Background())
+				t.Fatal("the plugin was started")
+			}
+			t.Logf("Start: %v", err)
+			want := tt.refused
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, cfg.Command)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("Start = %v\nwant an error with %s", err, want)
+			}
+		})
+	}
 }

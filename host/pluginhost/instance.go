@@ -46,7 +46,7 @@ const (
 var reservedEnv = []string{
 	pluginclient.Handshake.MagicCookieKey,
 	"PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_CLIENT_CERT",
-	"PLUGIN_UNIX_SOCKET_DIR", "PLUGIN_UNIX_SOCKET_GROUP", "PLUGIN_MULTIPLEX_GRPC",
+	"PLUGIN_UNIX_SOCKET_DIR", "PLUGIN_UNIX_SOCKET_GROUP", "PLUGIN_MULTIPLEX_GRPC", pluginclient.CertLineEnv,
 }
 
 // instance is one configured plugin and its supervisor.
@@ -294,6 +294,10 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 		return nil, fmt.Errorf("plugins.%s: %w", in.name, err)
 	}
 	r := newProcRunner(in.name, in.path, binary, in.cfg.Args, in.stderr, in.stdout)
+	// This process's own TLS configuration: the runner pins the plugin's
+	// certificate on it from the certificate line, or go-plugin from the
+	// handshake line.
+	r.tls = hc.clientTLS()
 	r.workDir = workDir
 	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
 	r.landlock = in.h.landlock
@@ -305,7 +309,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 		// Mutual TLS as go-plugin's AutoMTLS makes it, with the daemon's
 		// certificate made once (hostcert.go); the runner passes it to the
 		// plugin in PLUGIN_CLIENT_CERT.
-		TLSConfig:   hc.clientTLS(),
+		TLSConfig:   r.tls,
 		SkipHostEnv: true,
 		// go-plugin's socket directory, inside the working directory: the
 		// one directory the plugin may write.
@@ -316,7 +320,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 			// the daemon's certificate, as AutoMTLS would add it. They come
 			// last so that they win.
 			r.env = append(slices.Clone(in.env), spec.Env...)
-			r.env = append(r.env, "PLUGIN_CLIENT_CERT="+hc.pem)
+			r.env = append(r.env, "PLUGIN_CLIENT_CERT="+hc.pem, pluginclient.CertLineEnv+"=1")
 			if _, ok := in.cfg.Env["TMPDIR"]; !ok {
 				r.env = append(r.env, "TMPDIR="+workDir)
 			}
@@ -341,6 +345,9 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	sctx, cancel := context.WithTimeout(ctx, in.h.opts.StartTimeout)
 	defer cancel()
 	c, err := pluginclient.Open(sctx, pc)
+	if rerr := r.refusal(); rerr != nil {
+		return nil, fmt.Errorf("plugins.%s: %w", in.name, rerr)
+	}
 	if errors.Is(err, pluginclient.ErrProtocolVersion) {
 		return nil, fmt.Errorf("plugins.%s: %w", in.name, &ProtocolVersionError{
 			Plugin: in.name, Path: in.path, Offered: int(r.offered.Load()),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,13 @@ type procRunner struct {
 	// phases logged at debug are measured from it.
 	execAt    time.Time
 	handshake *io.PipeReader // stdout as go-plugin sees it: the handshake line
+	// tls is this process's TLS configuration, go-plugin's
+	// ClientConfig.TLSConfig, on which the certificate of the certificate
+	// line is pinned (certline.go); set before Start.
+	tls *tls.Config
+	// refused is why the plugin was refused for how it announced its TLS
+	// certificate, set before go-plugin's stdout ends.
+	refused atomic.Pointer[error]
 	// offered is the plugin protocol version of the handshake line, 0
 	// until it is read or when it is no number; set before go-plugin reads
 	// the line.
@@ -158,26 +166,47 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 	hsR, hsW := io.Pipe()
 	r.handshake = hsR
 	go func() {
-		first := true
+		first, pinned := true, false
 		readLines(outR, func(line []byte, cut bool) {
-			if first {
-				// go-plugin reads the handshake line with a bufio.Scanner,
-				// which stops at a line of 64 KiB without reading the
-				// rest: a longer line would block this write, and this
-				// goroutine and outR with it, forever. A line that long is
-				// no handshake; go-plugin gets EOF instead. Nothing after
-				// the first line is go-plugin's.
-				first = false
-				if !cut && len(line) < maxHandshakeLine {
-					r.offered.Store(int64(handshakeVersion(line)))
-					_, _ = hsW.Write(append(line, '\n'))
-				} else {
-					r.stdout.report(line)
-				}
-				hsW.Close()
+			if !first {
+				r.stdout.report(line)
 				return
 			}
-			r.stdout.report(line)
+			if !pinned && isCertLine(line) {
+				// The plugin's certificate, before the handshake line
+				// (certline.go): pinned, and kept from go-plugin.
+				cert, err := parseCertLine(line, cut)
+				if err != nil {
+					first = false
+					r.refuse(err)
+					hsW.Close()
+					return
+				}
+				pinCert(r.tls, cert)
+				pinned = true
+				return
+			}
+			// go-plugin reads the handshake line with a bufio.Scanner,
+			// which stops at a line of 64 KiB without reading the
+			// rest: a longer line would block this write, and this
+			// goroutine and outR with it, forever. A line that long is
+			// no handshake; go-plugin gets EOF instead. Nothing after
+			// the handshake line is go-plugin's.
+			first = false
+			switch {
+			case cut || len(line) >= maxHandshakeLine:
+				r.stdout.report(line)
+			case r.tls == nil:
+				r.refuse(errors.New("the daemon has no TLS configuration to pin its certificate on"))
+			default:
+				if err := checkHandshakeCert(line, pinned); err != nil {
+					r.refuse(err)
+					break
+				}
+				r.offered.Store(int64(handshakeVersion(line)))
+				_, _ = hsW.Write(append(line, '\n'))
+			}
+			hsW.Close()
 		})
 		outR.Close()
 		hsW.Close()
@@ -220,6 +249,21 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		hsW.Close()
 		logW.Close()
 	}()
+	return nil
+}
+
+// refuse records why the plugin is refused for its TLS certificate; the
+// caller then ends go-plugin's stdout, which fails the start.
+func (r *procRunner) refuse(why error) {
+	err := fmt.Errorf("plugin %q (%s) refused: %w", r.name, r.path, why)
+	r.refused.CompareAndSwap(nil, &err)
+}
+
+// refusal is why the plugin was refused for its TLS certificate, or nil.
+func (r *procRunner) refusal() error {
+	if err := r.refused.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
 
@@ -296,6 +340,9 @@ func (r *procRunner) ID() string {
 
 // Diagnose explains why a plugin may fail the handshake.
 func (r *procRunner) Diagnose(context.Context) string {
+	if err := r.refusal(); err != nil {
+		return err.Error()
+	}
 	msg := fmt.Sprintf("The plugin binary %s did not start a go-plugin gRPC server: it must be a spectroauth plugin (built with sdk.Serve, or speaking go-plugin's handshake), for %s/%s, and print nothing on stdout before the handshake line.", r.path, runtime.GOOS, runtime.GOARCH)
 	select {
 	case <-r.exited:

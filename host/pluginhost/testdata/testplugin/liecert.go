@@ -14,13 +14,20 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spectroauth/spectroauth/sdk/pluginclient"
 )
 
-// lieAboutCertificate, for TESTPLUGIN_LIE_CERT, makes go-plugin's handshake
-// line carry another certificate than the one the plugin's TLS server
-// presents: the host, which pins the line's certificate, must refuse the
-// connection.
-func lieAboutCertificate() {
+// lieAboutCertificate, for TESTPLUGIN_LIE_CERT, rewrites how the plugin
+// announces its TLS certificate on stdout (the certificate line of the SDK,
+// or go-plugin's handshake line when there is none): the host must refuse
+// each of these.
+//
+//	other      another certificate than the one the TLS server presents
+//	malformed  a certificate line that is not base64
+//	both       the certificate line's certificate in the handshake line too
+//	none       no certificate line (and none in the handshake line)
+func lieAboutCertificate(how string) {
 	other, err := otherCertificate()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "TESTPLUGIN_LIE_CERT:", err)
@@ -36,9 +43,31 @@ func lieAboutCertificate() {
 	go func() {
 		br := bufio.NewReader(r)
 		line, _ := br.ReadString('\n')
-		fields := strings.Split(strings.TrimSuffix(line, "\n"), "|")
+		line = strings.TrimSuffix(line, "\n")
+		var announced string
+		if cert, ok := strings.CutPrefix(line, pluginclient.CertLinePrefix); ok {
+			announced = cert
+			switch how {
+			case "other":
+				fmt.Fprintln(stdout, pluginclient.CertLinePrefix+other)
+			case "malformed":
+				fmt.Fprintln(stdout, pluginclient.CertLinePrefix+"%%not base64%%")
+			case "both":
+				fmt.Fprintln(stdout, line)
+			}
+			line, _ = br.ReadString('\n')
+			line = strings.TrimSuffix(line, "\n")
+		}
+		fields := strings.Split(line, "|")
 		if len(fields) >= 6 {
-			fields[5] = other
+			switch {
+			case how == "both":
+				fields[5] = announced
+			case how == "other" && announced == "":
+				fields[5] = other
+			case how == "none":
+				fields[5] = ""
+			}
 		}
 		fmt.Fprintln(stdout, strings.Join(fields, "|"))
 		_, _ = io.Copy(stdout, br)

@@ -328,8 +328,13 @@ func main() {
 			cfg.VersionedPlugins[n] = set
 		}
 	}
-	if os.Getenv("TESTPLUGIN_LIE_CERT") != "" {
-		lieAboutCertificate()
+	if os.Getenv("TESTPLUGIN_LEGACY_TLS") != "" {
+		// A plugin of an SDK before 0.2.0: go-plugin's AutoMTLS, its
+		// certificate in the handshake line.
+		os.Unsetenv(pluginclient.CertLineEnv)
+	}
+	if how := os.Getenv("TESTPLUGIN_LIE_CERT"); how != "" {
+		lieAboutCertificate(how)
 	}
 	plugin.Serve(cfg)
 }
