@@ -20,7 +20,7 @@ require (
 	github.com/knadh/koanf/v2 v2.4.1
 	github.com/mattn/go-isatty v0.0.17
 	github.com/prometheus/client_golang v1.24.0
-	github.com/spectroauth/spectroauth/sdk v0.1.0
+	github.com/spectroauth/spectroauth/sdk v0.2.0
 	github.com/zitadel/oidc/v3 v3.52.0
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/net v0.60.0

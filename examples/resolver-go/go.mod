@@ -2,7 +2,7 @@ module github.com/spectroauth/spectroauth/examples/resolver-go
 
 go 1.26.0
 
-require github.com/spectroauth/spectroauth/sdk v0.1.0
+require github.com/spectroauth/spectroauth/sdk v0.2.0
 
 require (
 	github.com/fatih/color v1.13.0 // indirect
@@ -22,6 +22,6 @@ require (
 )
 
 // Inside this repository, the SDK in the checkout stands in for its release
-// (tag sdk/v0.1.0). A resolver of your own drops this line and requires the
+// (tag sdk/v0.2.0). A resolver of your own drops this line and requires the
 // released version: go get github.com/spectroauth/spectroauth/sdk@v0.1.0
 replace github.com/spectroauth/spectroauth/sdk => ../../sdk

@@ -3,7 +3,7 @@ module github.com/spectroauth/spectroauth/examples/resolver-node
 go 1.26.0
 
 require (
-	github.com/spectroauth/spectroauth/sdk v0.1.0
+	github.com/spectroauth/spectroauth/sdk v0.2.0
 	go.yaml.in/yaml/v3 v3.0.5
 )
 
@@ -26,5 +26,5 @@ require (
 
 // The test runs the conformance suite of sdk/plugintest. Inside this
 // repository, the SDK in the checkout stands in for its release (tag
-// sdk/v0.1.0); elsewhere, drop this line and require the released version.
+// sdk/v0.2.0); elsewhere, drop this line and require the released version.
 replace github.com/spectroauth/spectroauth/sdk => ../../sdk
