@@ -130,7 +130,7 @@ func peerKey(t *testing.T, h *Host) string {
 // the handshake line, P-521) still starts. A plugin whose announced
 // certificate is not the one its TLS server presents is refused, and so is
 // one whose certificate line is malformed, that announces its certificate
-// twice, or none: the start fails with a message naming the plugin.
+// twice (on two lines, or on both), or none: the start fails with a message naming the plugin.
 func TestPluginCertificate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -149,6 +149,8 @@ func TestPluginCertificate(t *testing.T) {
 			refused: `plugins.tp: plugin "tp" (%s) refused: its certificate line is not base64`},
 		{name: "certificate in both lines", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "both"},
 			refused: `plugins.tp: plugin "tp" (%s) refused: it announced its certificate both on the certificate line and in go-plugin's handshake line`},
+		{name: "two certificate lines", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "twice"},
+			refused: `plugins.tp: plugin "tp" (%s) refused: it wrote two certificate lines`},
 		{name: "no certificate", env: map[string]config.Secret{"TESTPLUGIN_LIE_CERT": "none"},
 			refused: `plugins.tp: plugin "tp" (%s) refused: it announced no TLS certificate`},
 		{name: "no certificate (SDK before 0.2.0)",

@@ -172,10 +172,13 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 				r.stdout.report(line)
 				return
 			}
-			if !pinned && isCertLine(line) {
+			if isCertLine(line) {
 				// The plugin's certificate, before the handshake line
 				// (certline.go): pinned, and kept from go-plugin.
 				cert, err := parseCertLine(line, cut)
+				if err == nil && pinned {
+					err = errors.New("it wrote two certificate lines")
+				}
 				if err != nil {
 					first = false
 					r.refuse(err)

@@ -27,6 +27,7 @@ import (
 //	malformed  a certificate line that is not base64
 //	both       the certificate line's certificate in the handshake line too
 //	none       no certificate line (and none in the handshake line)
+//	twice      the certificate line twice
 func lieAboutCertificate(how string) {
 	other, err := otherCertificate()
 	if err != nil {
@@ -53,6 +54,9 @@ func lieAboutCertificate(how string) {
 			case "malformed":
 				fmt.Fprintln(stdout, pluginclient.CertLinePrefix+"%%not base64%%")
 			case "both":
+				fmt.Fprintln(stdout, line)
+			case "twice":
+				fmt.Fprintln(stdout, line)
 				fmt.Fprintln(stdout, line)
 			}
 			line, _ = br.ReadString('\n')
