@@ -106,7 +106,7 @@ func ParseConfig(values sdk.Options) (*Config, error) {
 	if len(mappings) == 0 {
 		return nil, sdk.ConfigErrorf("mappings", "is required: define at least one mapping")
 	}
-	env, err := newEnv()
+	env, err := sharedEnv()
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}

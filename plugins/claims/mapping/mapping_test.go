@@ -385,3 +385,42 @@ func TestResolveNeedsConfigure(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Every Configure of the process compiles in one CEL environment, built in
+// the background from Plugin: configurations configured at once, good and
+// bad, keep apart, and a bad expression fails its Configure as ever.
+func TestConfiguresShareOneEnvironment(t *testing.T) {
+	_ = Plugin() // starts building the environment, as main does
+	a, err := sharedEnv()
+	if err != nil {
+		t.Fatalf("building the CEL environment: %v", err)
+	}
+	if b, _ := sharedEnv(); a != b {
+		t.Fatal("sharedEnv built a second environment")
+	}
+	good := sdk.Options{"mappings": map[string]any{"staff": staff(), "contractors": contractors()}}
+	bad := staff()
+	bad["userEntityRef"] = `"user:default/" + warm`
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			m, _, err := configure(t, good)
+			if err != nil {
+				t.Errorf("Configure: %v", err)
+				return
+			}
+			id, err := m.Resolve(context.Background(), request("staff", sdk.Claims{"email": "alice@example.com", "groups": []any{"backstage-users"}}))
+			if err != nil || id.UserEntityRef != "user:default/alice" {
+				t.Errorf("Resolve: %+v, %v", id, err)
+			}
+		})
+		wg.Go(func() {
+			_, _, err := configure(t, sdk.Options{"mappings": map[string]any{"staff": bad}})
+			var ce *sdk.ConfigError
+			if !errors.As(err, &ce) || ce.Key != "mappings.staff.userEntityRef" || !strings.Contains(err.Error(), "undeclared reference") {
+				t.Errorf("got %v, want mappings.staff.userEntityRef: undeclared reference", err)
+			}
+		})
+	}
+	wg.Wait()
+}
