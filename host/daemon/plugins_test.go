@@ -132,3 +132,27 @@ func TestPluginStartFailureNamesTheKey(t *testing.T) {
 		t.Fatalf("Start = %v", err)
 	}
 }
+
+// TestPluginStartFailureComesFirst: the parts of the daemon that need no
+// plugin are built while the plugins start, but when a plugin fails as
+// well as something built meanwhile (here the provider's discovery), the
+// start still reports the plugin, as when the plugins were waited for first.
+func TestPluginStartFailureComesFirst(t *testing.T) {
+	path, _ := buildTestPlugin(t)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "http://" + closed.Addr().String()
+	closed.Close()
+	_, _, err = startDevWith(t, func(cfg *config.Config) {
+		usePlugin(path, strings.Repeat("0", 64))(cfg)
+		cfg.DevProvider.Enabled = false
+		dev := cfg.Auth.Providers.SpectroCloud["development"]
+		dev.Issuer = nowhere
+		cfg.Auth.Providers.SpectroCloud["development"] = dev
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "starting plugins: plugins.tp.sha256: plugin binary "+path+" has SHA-256") {
+		t.Fatalf("Start = %v", err)
+	}
+}
