@@ -123,7 +123,7 @@ func (c Cluster) Validate() error {
 			errs = append(errs, fmt.Errorf("CAData: %w", err))
 		}
 	}
-	if c.Strategy != "" && !namePatternRe.MatchString(c.Strategy) {
+	if c.Strategy != "" && !isName(c.Strategy) {
 		errs = append(errs, fmt.Errorf("Strategy %q is not a valid strategy name", truncate(c.Strategy)))
 	}
 	if n := len(c.Labels) + len(c.Annotations); n > maxClusterMeta {
