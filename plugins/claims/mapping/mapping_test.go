@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -423,4 +424,16 @@ func TestConfiguresShareOneEnvironment(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// isMappingName accepts exactly what the pattern it replaces accepts.
+func TestIsMappingNameMatchesItsPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,62}$`)
+	for _, s := range []string{"", "a", "Z", "0", "9lives", "-a", "_a", "a-", "a_b-C9", "staff", "a.b", "a b", "é", "a\n",
+		"a" + strings.Repeat("b", 62), "a" + strings.Repeat("b", 63), "a" + strings.Repeat("-", 62),
+	} {
+		if got, want := isMappingName(s), re.MatchString(s); got != want {
+			t.Errorf("isMappingName(%q) = %v, want %v", s, got, want)
+		}
+	}
 }
