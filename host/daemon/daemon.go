@@ -125,6 +125,24 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		}
 	}()
 
+	// The first configuration generation; Reload replaces it. Its plugins
+	// take longest to start, so they are launched first, in the background
+	// and in parallel, while the rest of the daemon is set up; the sign-in
+	// chains wait for them. On a failed start, what was launched is stopped
+	// (the deferred calls run last first: cancel and wait, then Close).
+	began := time.Now()
+	g := newGeneration(1, cfg)
+	d.gens.cur.Store(g)
+	pctx, cancelPlugins := context.WithCancel(ctx)
+	waitPlugins := d.startPlugins(pctx, g)
+	defer func() {
+		if err != nil {
+			cancelPlugins()
+		}
+		_ = waitPlugins() // so that Close finds them
+		cancelPlugins()   // the start is over: ctx bounds nothing more
+	}()
+
 	if d.binary = opts.Build; d.binary.Version == "" {
 		d.binary.Version = "dev"
 	}
@@ -172,7 +190,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}
 	go func() { d.served <- d.http.Serve(d.listener) }()
 
-	srv, err := d.build(ctx, opts)
+	srv, err := d.build(ctx, opts, g, began, waitPlugins)
 	if err != nil {
 		return nil, err
 	}
@@ -197,17 +215,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 }
 
 // build creates the stores, the identity issuer, the provider environments
-// and the HTTP server.
-func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error) {
+// and the HTTP server of generation g, whose plugins Start launched at
+// began; waitPlugins waits for them.
+func (d *Daemon) build(ctx context.Context, opts Options, g *generation, began time.Time, waitPlugins func() error) (*server.Server, error) {
 	cfg := d.cfg
-	// The first configuration generation; Reload replaces it.
-	g := newGeneration(1, cfg)
-	d.gens.cur.Store(g)
-	// Plugins start in the background, in parallel, while the providers
-	// are discovered and the stores open; the sign-in chains need them.
-	began := time.Now()
-	waitPlugins := d.startPlugins(ctx, g)
-	defer waitPlugins() // so that Close finds them after an early return
 	// Discovery is cut short when the start fails early (the deferred
 	// calls run last first: cancel, then wait).
 	dctx, cancelDiscovery := context.WithCancel(ctx)

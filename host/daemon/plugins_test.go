@@ -156,3 +156,44 @@ func TestPluginStartFailureComesFirst(t *testing.T) {
 		t.Fatalf("Start = %v", err)
 	}
 }
+
+// TestEarlyFailureStopsLaunchedPlugins: the plugins are launched first,
+// before the listeners are opened; when a later step fails the start (here
+// the metrics address is taken), the start reports that step and no plugin
+// process is left behind.
+func TestEarlyFailureStopsLaunchedPlugins(t *testing.T) {
+	path, digest := buildTestPlugin(t)
+	if kids := childPIDs(t); len(kids) > 0 {
+		t.Fatalf("child processes before the start: %v", kids)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, _, err = startDevWith(t, func(cfg *config.Config) {
+		usePlugin(path, digest)(cfg)
+		cfg.Server.MetricsListen = busy.Addr().String()
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "listening on server.metricsListen "+busy.Addr().String()) {
+		t.Fatalf("Start = %v", err)
+	}
+	if kids := childPIDs(t); len(kids) > 0 {
+		t.Fatalf("processes left behind by the failed start: %v", kids)
+	}
+}
+
+// childPIDs lists the test process's children.
+func childPIDs(t *testing.T) []string {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	var kids []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	return kids
+}
