@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -45,6 +46,11 @@ func Dump(c *Config) ([]byte, error) {
 type dumper struct {
 	redact  bool
 	origins map[string][]string
+	// decodeOnly makes nodes that are decoded and never printed (the
+	// defaults layer of Load): a scalar needs only its tag and value, and
+	// skips the encode and parse round trip that picks its printed style,
+	// most of what Load spent on its defaults.
+	decodeOnly bool
 }
 
 // node renders v at a key path. opaque marks values whose meaning the schema
@@ -57,15 +63,15 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 	t := v.Type()
 	switch {
 	case t == durationType:
-		return scalar(formatDuration(time.Duration(v.Int()))), true
+		return d.scalar(formatDuration(time.Duration(v.Int()))), true
 	case t == secretType:
 		if v.String() == "" {
 			return nil, false
 		}
 		if d.redact {
-			return scalar(RedactedText), true
+			return d.scalar(RedactedText), true
 		}
-		return scalar(v.String()), true
+		return d.scalar(v.String()), true
 	}
 	switch t.Kind() {
 	case reflect.Interface:
@@ -92,7 +98,7 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 			}
 			child, ok := d.node(v.Field(i), joinKey(path, key), f.Tag.Get("redact") == "substituted")
 			if ok {
-				m.Content = append(m.Content, scalar(key), child)
+				m.Content = append(m.Content, d.scalar(key), child)
 			}
 		}
 		return m, len(m.Content) > 0
@@ -116,7 +122,7 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 			if hide && d.redact {
 				child = d.hideAll(child)
 			}
-			m.Content = append(m.Content, scalar(k), child)
+			m.Content = append(m.Content, d.scalar(k), child)
 		}
 		return m, true
 	case reflect.Slice, reflect.Array:
@@ -134,15 +140,20 @@ func (d dumper) node(v reflect.Value, path string, opaque bool) (*yaml.Node, boo
 		return s, true
 	case reflect.String:
 		if v.String() == "" {
-			return scalar(""), opaque
+			return d.scalar(""), opaque
 		}
 		if d.redact && opaque && len(d.origins[path]) > 0 {
-			return scalar(RedactedText), true
+			return d.scalar(RedactedText), true
 		}
-		return scalar(v.String()), true
+		return d.scalar(v.String()), true
 	case reflect.Bool:
 		if !v.Bool() && !opaque {
 			return nil, false
+		}
+	}
+	if d.decodeOnly {
+		if n, ok := plainScalar(v); ok {
+			return n, true
 		}
 	}
 	n := &yaml.Node{}
@@ -191,6 +202,32 @@ func emptyLike(v reflect.Value) *yaml.Node {
 		return n
 	}
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
+}
+
+// scalar is scalar(s), or for a decodeOnly dumper the string node that
+// decodes as s, whatever it would look like printed.
+func (d dumper) scalar(s string) *yaml.Node {
+	if d.decodeOnly {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+	}
+	return scalar(s)
+}
+
+// plainScalar is the node that decodes as v, a boolean or a number, or
+// false for another kind.
+func plainScalar(v reflect.Value) (*yaml.Node, bool) {
+	n := &yaml.Node{Kind: yaml.ScalarNode}
+	switch v.Kind() {
+	case reflect.Bool:
+		n.Tag, n.Value = "!!bool", strconv.FormatBool(v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n.Tag, n.Value = "!!int", strconv.FormatInt(v.Int(), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n.Tag, n.Value = "!!int", strconv.FormatUint(v.Uint(), 10)
+	default:
+		return nil, false
+	}
+	return n, true
 }
 
 // scalar is a YAML string node, quoted when it would otherwise read as another type.

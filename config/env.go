@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // EnvPrefix starts every environment variable that overrides a key.
@@ -24,14 +25,17 @@ const (
 	indexMark = "\x00"
 )
 
-// kubernetesServiceLink matches the variables Kubernetes puts in every
+// kubernetesServiceLink, compiled on first use (only SPECTROAUTH_ variables
+// need it), matches the variables Kubernetes puts in every
 // container of a namespace for each Service (enableServiceLinks, on by
 // default): for a Service named spectroauth or spectroauth-something,
 // SPECTROAUTH[_SOMETHING]_SERVICE_HOST, _SERVICE_PORT[_NAME], _PORT and
 // _PORT_<n>_<proto>[_PROTO|_PORT|_ADDR]. They are not overrides (no key has
 // those names, and overrides separate levels with __), and must not stop
 // the daemon.
-var kubernetesServiceLink = regexp.MustCompile(`^SPECTROAUTH(_[A-Z0-9]+)*_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9]+)*|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+var kubernetesServiceLink = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^SPECTROAUTH(_[A-Z0-9]+)*_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9]+)*|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+})
 
 // envMapper maps SPECTROAUTH_ variable names to key paths, against the schema
 // and the configuration loaded so far (for the spelling of existing map keys
@@ -46,7 +50,7 @@ type envMapper struct {
 // transform is the env provider's TransformFunc: it returns the koanf key
 // (segments joined by envDelim, list indices marked) or "" to skip the variable.
 func (m *envMapper) transform(name, value string) (string, any) {
-	if kubernetesServiceLink.MatchString(name) {
+	if kubernetesServiceLink().MatchString(name) {
 		return "", nil
 	}
 	segs, path, err := envKeyPath(name, m.loaded)

@@ -133,7 +133,7 @@ func LoadUnvalidated(path string, opts ...Option) (*Config, error) {
 
 // defaultsMap is Defaults() as a koanf layer.
 func defaultsMap() (map[string]any, error) {
-	node, _ := dumper{}.node(reflect.ValueOf(Defaults()).Elem(), "", false)
+	node, _ := dumper{decodeOnly: true}.node(reflect.ValueOf(Defaults()).Elem(), "", false)
 	m := map[string]any{}
 	if err := node.Decode(&m); err != nil {
 		return nil, err

@@ -260,3 +260,40 @@ func TestDefaultsHasNoPerMapValues(t *testing.T) {
 		t.Error("Defaults alone must not validate: it has no baseUrl and no provider")
 	}
 }
+
+// The defaults layer is made of nodes built for decoding only; they decode
+// as the nodes Dump prints do, for the defaults and for full configurations
+// (every kind of value, strings that read as other types among them).
+func TestDecodeOnlyNodesDecodeAsPrinted(t *testing.T) {
+	values := map[string]*Config{"Defaults()": Defaults()}
+	files, _ := filepath.Glob(filepath.Join("examples", "*.yaml"))
+	for _, file := range append(files, filepath.Join("testdata", "valid.yaml"), filepath.Join("testdata", "explicit-zero.yaml")) {
+		env := exampleEnv()
+		env["CLIENT_SECRET"], env["CATALOG_TOKEN"] = "example-SECRET", "example-catalog-SECRET"
+		c, err := Load(file, WithEnv(env))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		values[file] = c
+	}
+	for name, c := range values {
+		decode := func(d dumper) map[string]any {
+			node, _ := d.node(reflect.ValueOf(c).Elem(), "", false)
+			m := map[string]any{}
+			if err := node.Decode(&m); err != nil {
+				t.Fatalf("%s: decoding: %v", name, err)
+			}
+			return m
+		}
+		if got, want := decode(dumper{decodeOnly: true}), decode(dumper{}); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decode-only nodes decode as\n%v\nwant\n%v", name, got, want)
+		}
+	}
+	// Strings that would read as other types stay strings.
+	for _, s := range []string{"true", "no", "1", "0x10", "1.5", "null", "~", "", "a: b", "- x", "#c", "line\nline"} {
+		var got any
+		if err := (dumper{decodeOnly: true}).scalar(s).Decode(&got); err != nil || got != s {
+			t.Errorf("scalar %q decodes as %#v (%v)", s, got, err)
+		}
+	}
+}

@@ -18,13 +18,52 @@ import (
 )
 
 var (
-	pluginNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 	// entityRefRE is [kind:][namespace/]name with Backstage's name characters.
 	entityRefRE   = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*:)?([a-z0-9]+([-_.][a-z0-9]+)*/)?[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$`)
-	sha256RE      = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	originLabelRE = regexp.MustCompile(`^[A-Za-z0-9*-]+$`)
 )
+
+// The names below are checked by hand rather than by regular expressions:
+// compiling a bounded repetition ({0,252}) builds a program as long as the
+// bound, which every start of the daemon paid for in its package
+// initialisation, before it could launch its plugins.
+
+// isPluginName reports whether s is a plugin name: ^[a-z0-9][a-z0-9-]{0,62}$.
+func isPluginName(s string) bool {
+	return isName(s, 63, func(c byte, first bool) bool {
+		return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && !first
+	})
+}
+
+// isClusterName reports whether s is a cluster name:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$.
+func isClusterName(s string) bool {
+	return isName(s, 253, func(c byte, first bool) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			(c == '.' || c == '_' || c == '-') && !first
+	})
+}
+
+// isHexSHA256 reports whether s is a SHA-256 digest in hex: ^[0-9a-fA-F]{64}$.
+func isHexSHA256(s string) bool {
+	return isName(s, 64, func(c byte, _ bool) bool {
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+	}) && len(s) == 64
+}
+
+// isName reports whether s has 1 to maxLen bytes, each of which ok allows
+// (told whether it is the first).
+func isName(s string, maxLen int, ok func(c byte, first bool) bool) bool {
+	if s == "" || len(s) > maxLen {
+		return false
+	}
+	for i := range len(s) {
+		if !ok(s[i], i == 0) {
+			return false
+		}
+	}
+	return true
+}
 
 var (
 	tokenEndpointAuthMethods = []string{"client_secret_basic", "client_secret_post"}
@@ -332,13 +371,13 @@ func (v *validator) plugins(c *Config) {
 		switch {
 		case name == BuiltinPlugin:
 			v.add(path, "the name %q is reserved for the resolvers compiled into the daemon", BuiltinPlugin)
-		case !pluginNameRE.MatchString(name):
+		case !isPluginName(name):
 			v.add(path, "a plugin name is 1 to 63 lowercase letters, digits and -, starting with a letter or digit")
 		}
 		v.required(path+".command", p.Command == "")
 		if p.SHA256 == "" {
 			v.add(path+".sha256", "required: the SHA-256 digest of the binary, 64 hex characters (sha256sum prints it)")
-		} else if !sha256RE.MatchString(p.SHA256) {
+		} else if !isHexSHA256(p.SHA256) {
 			v.add(path+".sha256", "must be 64 hex characters: the SHA-256 digest of the binary")
 		}
 		switch {
@@ -366,7 +405,7 @@ func (v *validator) kubernetes(c *Config) {
 	for i, cl := range k.Clusters {
 		path := joinIndex("kubernetes.clusters", i)
 		if v.required(path+".name", cl.Name == "") {
-			if !clusterNameRE.MatchString(cl.Name) {
+			if !isClusterName(cl.Name) {
 				v.add(path+".name", "a cluster name is letters, digits, ., _ and -, starting with a letter or digit")
 			} else if prev, dup := seen[cl.Name]; dup {
 				v.add(path+".name", "duplicate cluster name %q (also %s)", cl.Name, prev)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -406,6 +407,34 @@ func TestIsLoopbackListen(t *testing.T) {
 	} {
 		if got := IsLoopbackListen(addr); got != want {
 			t.Errorf("IsLoopbackListen(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// The hand-written name checks accept exactly what the regular expressions
+// they replace accept.
+func TestNameChecksMatchTheirPatterns(t *testing.T) {
+	long := func(n int, c string) string { return strings.Repeat(c, n) }
+	inputs := []string{"", "a", "A", "0", "-", ".", "_", "a-", "-a", "a.b", "a_b", "A-b.c_d", "claims", "oidc-cluster",
+		"my plugin", "a/b", "é", "a\x00", "a\n", "ab-", "9lives", "Upper",
+		long(63, "a"), long(64, "a"), "a" + long(62, "-"), "a" + long(63, "-"),
+		long(253, "b"), long(254, "b"), "x" + long(252, "."), "x" + long(253, "."),
+		long(64, "f"), long(63, "f"), long(65, "f"), long(64, "F"), long(63, "0") + "g", long(64, "A") + "\n",
+	}
+	for _, tc := range []struct {
+		name    string
+		pattern string
+		check   func(string) bool
+	}{
+		{"isPluginName", `^[a-z0-9][a-z0-9-]{0,62}$`, isPluginName},
+		{"isClusterName", `^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`, isClusterName},
+		{"isHexSHA256", `^[0-9a-fA-F]{64}$`, isHexSHA256},
+	} {
+		re := regexp.MustCompile(tc.pattern)
+		for _, s := range inputs {
+			if got, want := tc.check(s), re.MatchString(s); got != want {
+				t.Errorf("%s(%q) = %v, want %v (%s)", tc.name, s, got, want, tc.pattern)
+			}
 		}
 	}
 }

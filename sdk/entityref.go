@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // MaxEntityRefLength is the longest entity ref an Identity may carry.
@@ -27,11 +28,17 @@ type EntityRef struct {
 // Backstage's default rules for the parts of an entity ref: kind is a letter
 // then letters and digits; namespace is a DNS label; name is alphanumeric runs
 // joined by single '-', '_' or '.'. Each part is at most 63 characters.
+// They are compiled on first use, not in every process's start.
 var (
-	kindPattern      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
-	namespacePattern = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
-	namePattern      = regexp.MustCompile(`^[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*$`)
+	kindPattern      = lazyPattern(`^[A-Za-z][A-Za-z0-9]*$`)
+	namespacePattern = lazyPattern(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
+	namePattern      = lazyPattern(`^[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*$`)
 )
+
+// lazyPattern compiles expr the first time the function it returns is called.
+func lazyPattern(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 const maxEntityRefPart = 63
 
@@ -90,9 +97,9 @@ func (r EntityRef) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q is not %s", part, value, rule))
 		}
 	}
-	check("kind", r.Kind, kindPattern, "a letter followed by letters and digits")
-	check("namespace", r.Namespace, namespacePattern, "lower-case letters and digits joined by '-'")
-	check("name", r.Name, namePattern, "letters and digits joined by single '-', '_' or '.'")
+	check("kind", r.Kind, kindPattern(), "a letter followed by letters and digits")
+	check("namespace", r.Namespace, namespacePattern(), "lower-case letters and digits joined by '-'")
+	check("name", r.Name, namePattern(), "letters and digits joined by single '-', '_' or '.'")
 	return errors.Join(errs...)
 }
 

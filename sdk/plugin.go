@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -163,15 +162,30 @@ func (s Session) Only(tokens []Token) Session {
 // Has reports whether the plugin offers c.
 func (i Info) Has(c Capability) bool { return slices.Contains(i.Capabilities, c) }
 
-// namePattern is the shape of plugin, resolver and strategy names.
-var namePatternRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,62}$`)
+// isName reports whether s has the shape of plugin, resolver and strategy
+// names: ^[A-Za-z][A-Za-z0-9._-]{0,62}$. It is checked by hand: compiling
+// that pattern's bounded repetition cost every process that links the SDK
+// (the daemon and each plugin) a share of its start.
+func isName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks that the description is coherent: valid, unique names, a
 // ProtocolVersion this SDK speaks (one of ProtocolVersions), at least one role, and names listed exactly for
 // the roles offered. Capabilities it does not know are allowed.
 func (i Info) Validate() error {
 	var errs []error
-	if !namePatternRe.MatchString(i.Name) {
+	if !isName(i.Name) {
 		errs = append(errs, fmt.Errorf("plugin name %q is not a letter followed by up to 62 letters, digits, '.', '_' or '-'", i.Name))
 	}
 	if !slices.Contains(ProtocolVersions(), i.ProtocolVersion) {
@@ -205,7 +219,7 @@ func checkNames(kind string, names []string, offered bool) []error {
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
-		if !namePatternRe.MatchString(n) {
+		if !isName(n) {
 			errs = append(errs, fmt.Errorf("%s name %q is not a letter followed by up to 62 letters, digits, '.', '_' or '-'", kind, n))
 		}
 		if seen[n] {

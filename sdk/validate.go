@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -102,7 +101,7 @@ func (c Credential) Validate() error {
 	return errors.Join(errs...)
 }
 
-var clusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+var clusterNamePattern = lazyPattern(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
 
 // Validate checks the cluster: a Name of letters, digits, '.', '_' and '-'
 // (at most 253); an https Server URL with a host and no credentials, query
@@ -110,7 +109,7 @@ var clusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z
 // a valid name; bounded labels, annotations, title and description.
 func (c Cluster) Validate() error {
 	var errs []error
-	if len(c.Name) > maxClusterName || !clusterNamePattern.MatchString(c.Name) {
+	if len(c.Name) > maxClusterName || !clusterNamePattern().MatchString(c.Name) {
 		errs = append(errs, fmt.Errorf("Name %q is not letters, digits, '.', '_' and '-' (at most %d, starting and ending with a letter or digit)", truncate(c.Name), maxClusterName))
 	}
 	if u, err := url.Parse(c.Server); err != nil {
@@ -123,7 +122,7 @@ func (c Cluster) Validate() error {
 			errs = append(errs, fmt.Errorf("CAData: %w", err))
 		}
 	}
-	if c.Strategy != "" && !namePatternRe.MatchString(c.Strategy) {
+	if c.Strategy != "" && !isName(c.Strategy) {
 		errs = append(errs, fmt.Errorf("Strategy %q is not a valid strategy name", truncate(c.Strategy)))
 	}
 	if n := len(c.Labels) + len(c.Annotations); n > maxClusterMeta {

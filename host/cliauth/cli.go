@@ -412,7 +412,7 @@ func (h *Handler) showConsent(w http.ResponseWriter, env *lifecycle.Env, sess *s
 	// program's loopback address.
 	setFormPageHeaders(w.Header(), "'self' http://"+redirect.Host)
 	w.WriteHeader(http.StatusOK)
-	return consentPage.Execute(w, map[string]string{
+	return consentPage().Execute(w, map[string]string{
 		"Program": "spectroauthd (the Kubernetes sign-in for kubectl) on this computer, at " + redirect.Host,
 		"User":    who,
 		"Code":    cliwire.ConfirmationCode(c.Challenge),
@@ -422,7 +422,10 @@ func (h *Handler) showConsent(w http.ResponseWriter, env *lifecycle.Env, sess *s
 	})
 }
 
-var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
+// consentPage asks the signed-in user to confirm a command-line sign-in. Parsed on
+// first use, not at every start of the daemon.
+var consentPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("consent").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Confirm the sign-in — spectroauth</title></head>
 <body><h1>Confirm the command-line sign-in</h1>
 <p>A program asks to sign in with your SpectroCloud account: <strong>{{.Program}}</strong>.</p>
@@ -436,6 +439,7 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form></body></html>
 `))
+})
 
 // setFormPageHeaders are the headers of the daemon's own pages that hold a
 // form (consent, device code): HTML, never cached, never framed, posting
@@ -845,10 +849,14 @@ func (h *Handler) cliLogout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-var cliPage = template.Must(template.New("cli").Parse(`<!doctype html>
+// cliPage tells the user how a command-line sign-in ended. Parsed on
+// first use, not at every start of the daemon.
+var cliPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("cli").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}} — spectroauth</title></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
 `))
+})
 
 // writeCLIPage answers the browser of a command-line sign-in.
 func writeCLIPage(w http.ResponseWriter, status int, title, message string) {
@@ -858,5 +866,5 @@ func writeCLIPage(w http.ResponseWriter, status int, title, message string) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	_ = cliPage.Execute(w, map[string]string{"Title": title, "Message": message})
+	_ = cliPage().Execute(w, map[string]string{"Title": title, "Message": message})
 }

@@ -348,7 +348,10 @@ func (h *Handler) deviceTokens(r *http.Request) (*cliTokenResponse, error) {
 
 const deviceCookie = lifecycle.ProviderID + "-device-csrf"
 
-var devicePage = template.Must(template.New("device").Parse(`<!doctype html>
+// devicePage asks for the code a device sign-in shows. Parsed on
+// first use, not at every start of the daemon.
+var devicePage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("device").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in a device — spectroauth</title></head>
 <body><h1>Sign in a command-line program</h1>
 {{if .Message}}<p><strong>{{.Message}}</strong></p>{{end}}
@@ -362,6 +365,7 @@ if you started the command yourself.</p>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form></body></html>
 `))
+})
 
 // writeDevicePage answers the verification page with a fresh CSRF cookie.
 func (h *Handler) writeDevicePage(w http.ResponseWriter, env *lifecycle.Env, status int, userCode, message string) error {
@@ -375,7 +379,7 @@ func (h *Handler) writeDevicePage(w http.ResponseWriter, env *lifecycle.Env, sta
 	})
 	setFormPageHeaders(w.Header(), "'self'")
 	w.WriteHeader(status)
-	return devicePage.Execute(w, map[string]string{
+	return devicePage().Execute(w, map[string]string{
 		"Action": h.cookiePath(env) + "/cli/device", "CSRF": h.lc.Derive("cli-device-csrf", cookie),
 		"UserCode": userCode, "Message": message,
 	})

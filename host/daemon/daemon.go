@@ -125,6 +125,24 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		}
 	}()
 
+	// The first configuration generation; Reload replaces it. Its plugins
+	// take longest to start, so they are launched first, in the background
+	// and in parallel, while the rest of the daemon is set up; the sign-in
+	// chains wait for them. On a failed start, what was launched is stopped
+	// (the deferred calls run last first: cancel and wait, then Close).
+	began := time.Now()
+	g := newGeneration(1, cfg)
+	d.gens.cur.Store(g)
+	pctx, cancelPlugins := context.WithCancel(ctx)
+	waitPlugins := d.startPlugins(pctx, g)
+	defer func() {
+		if err != nil {
+			cancelPlugins()
+		}
+		_ = waitPlugins() // so that Close finds them
+		cancelPlugins()   // the start is over: ctx bounds nothing more
+	}()
+
 	if d.binary = opts.Build; d.binary.Version == "" {
 		d.binary.Version = "dev"
 	}
@@ -172,16 +190,17 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}
 	go func() { d.served <- d.http.Serve(d.listener) }()
 
-	srv, err := d.build(ctx, opts)
+	srv, err := d.build(ctx, opts, g, began, waitPlugins)
 	if err != nil {
 		return nil, err
 	}
 	var h http.Handler = srv
 	d.handler.Store(&h)
-	// Loading sessions and keys leaves garbage behind; hand it back now rather
-	// than carrying it as resident memory until the heap grows into it.
-	debug.FreeOSMemory()
 	d.ready.Store(true)
+	// Loading sessions and keys leaves garbage behind; hand it back now rather
+	// than carrying it as resident memory until the heap grows into it. A
+	// collection takes milliseconds: not before /readyz says ready.
+	go debug.FreeOSMemory()
 	if opts.AdminSocket != "" {
 		// Without it the daemon still reloads on SIGHUP: say so, and serve.
 		var aerr error
@@ -196,17 +215,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 }
 
 // build creates the stores, the identity issuer, the provider environments
-// and the HTTP server.
-func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error) {
+// and the HTTP server of generation g, whose plugins Start launched at
+// began; waitPlugins waits for them.
+func (d *Daemon) build(ctx context.Context, opts Options, g *generation, began time.Time, waitPlugins func() error) (*server.Server, error) {
 	cfg := d.cfg
-	// The first configuration generation; Reload replaces it.
-	g := newGeneration(1, cfg)
-	d.gens.cur.Store(g)
-	// Plugins start in the background, in parallel, while the providers
-	// are discovered and the stores open; the sign-in chains need them.
-	began := time.Now()
-	waitPlugins := d.startPlugins(ctx, g)
-	defer waitPlugins() // so that Close finds them after an early return
 	// Discovery is cut short when the start fails early (the deferred
 	// calls run last first: cancel, then wait).
 	dctx, cancelDiscovery := context.WithCancel(ctx)
@@ -260,21 +272,30 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	d.closers = append(d.closers, sessions.Close)
 	sessionsAt := time.Now()
 
+	// What needs no plugin is built while they start; the sign-in chains,
+	// the plugin metrics and the Kubernetes broker wait for them. A plugin
+	// that fails to start is what a failed start reports, as when the
+	// plugins were waited for first.
+	pluginsFailed := func(err error) error {
+		if perr := waitPlugins(); perr != nil {
+			return fmt.Errorf("starting plugins: %w", perr)
+		}
+		return err
+	}
+	envs, discoveredAt, err := waitEnvs()
+	if err != nil {
+		return nil, pluginsFailed(err)
+	}
+	srv, err := d.newServer(scfg, envs, sessions, flowKey, st)
+	if err != nil {
+		return nil, pluginsFailed(err)
+	}
+	serverAt := time.Now()
+
 	if err := waitPlugins(); err != nil {
 		return nil, fmt.Errorf("starting plugins: %w", err)
 	}
 	pluginsAt := time.Now()
-	envs, discoveredAt, err := waitEnvs()
-	if err != nil {
-		return nil, err
-	}
-	// Where the start went (each from the start of build): the parts run
-	// in parallel, so the last to end sets the time to ready.
-	d.log.Debug("start phases", "storage", storageAt.Sub(began).Round(time.Microsecond),
-		"keys", keysAt.Sub(began).Round(time.Microsecond),
-		"sessions", sessionsAt.Sub(began).Round(time.Microsecond),
-		"plugins_up", pluginsAt.Sub(began).Round(time.Microsecond),
-		"providers_discovered", discoveredAt.Sub(began).Round(time.Microsecond))
 	if d.metrics != nil {
 		if err := d.metrics.RegisterPlugins(d.pluginStatus); err != nil {
 			return nil, fmt.Errorf("registering plugin metrics: %w", err)
@@ -284,6 +305,27 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	if g.chains, err = buildChains(cfg, g.plugins); err != nil {
 		return nil, err
 	}
+	if err := d.startKube(srv, opts.HTTPClient, g); err != nil {
+		return nil, err
+	}
+	// Where the start went (each from the start of build): the parts run
+	// in parallel, so the last to end sets the time to ready.
+	d.log.Debug("start phases", "storage", storageAt.Sub(began).Round(time.Microsecond),
+		"keys", keysAt.Sub(began).Round(time.Microsecond),
+		"sessions", sessionsAt.Sub(began).Round(time.Microsecond),
+		"providers_discovered", discoveredAt.Sub(began).Round(time.Microsecond),
+		"server", serverAt.Sub(began).Round(time.Microsecond),
+		"plugins_up", pluginsAt.Sub(began).Round(time.Microsecond),
+		"built", time.Since(began).Round(time.Microsecond))
+	return srv, nil
+}
+
+// newServer builds the HTTP server of scfg with the provider environments
+// and stores of the start, its command-line routes, the test page and the
+// Palette API: all of the daemon but what needs the plugins.
+func (d *Daemon) newServer(scfg server.Config, envs map[string]*server.Env, sessions session.Store, flowKey []byte, st *storage) (*server.Server, error) {
+	cfg, opts := d.cfg, d.opts
+	var err error
 	scfg.Envs, scfg.Sessions, scfg.FlowKey, scfg.UsedOnce = envs, sessions, flowKey, st.usedOnce
 	if scfg.ClientIP, err = ratelimit.NewClientIP(cfg.Server.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("server.trustedProxies: %w", err)
@@ -324,9 +366,6 @@ func (d *Daemon) build(ctx context.Context, opts Options) (*server.Server, error
 	// auth.extraAllowedOrigins). Elsewhere it could only fail.
 	if srv.AllowsOrigin(cfg.Server.BaseURL) {
 		srv.Handle("/", demo.Handler())
-	}
-	if err := d.startKube(srv, opts.HTTPClient, g); err != nil {
-		return nil, err
 	}
 	if err := d.startPalette(srv, opts.HTTPClient); err != nil {
 		return nil, err

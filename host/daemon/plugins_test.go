@@ -132,3 +132,68 @@ func TestPluginStartFailureNamesTheKey(t *testing.T) {
 		t.Fatalf("Start = %v", err)
 	}
 }
+
+// TestPluginStartFailureComesFirst: the parts of the daemon that need no
+// plugin are built while the plugins start, but when a plugin fails as
+// well as something built meanwhile (here the provider's discovery), the
+// start still reports the plugin, as when the plugins were waited for first.
+func TestPluginStartFailureComesFirst(t *testing.T) {
+	path, _ := buildTestPlugin(t)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "http://" + closed.Addr().String()
+	closed.Close()
+	_, _, err = startDevWith(t, func(cfg *config.Config) {
+		usePlugin(path, strings.Repeat("0", 64))(cfg)
+		cfg.DevProvider.Enabled = false
+		dev := cfg.Auth.Providers.SpectroCloud["development"]
+		dev.Issuer = nowhere
+		cfg.Auth.Providers.SpectroCloud["development"] = dev
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "starting plugins: plugins.tp.sha256: plugin binary "+path+" has SHA-256") {
+		t.Fatalf("Start = %v", err)
+	}
+}
+
+// TestEarlyFailureStopsLaunchedPlugins: the plugins are launched first,
+// before the listeners are opened; when a later step fails the start (here
+// the metrics address is taken), the start reports that step and no plugin
+// process is left behind.
+func TestEarlyFailureStopsLaunchedPlugins(t *testing.T) {
+	path, digest := buildTestPlugin(t)
+	if kids := childPIDs(t); len(kids) > 0 {
+		t.Fatalf("child processes before the start: %v", kids)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, _, err = startDevWith(t, func(cfg *config.Config) {
+		usePlugin(path, digest)(cfg)
+		cfg.Server.MetricsListen = busy.Addr().String()
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "listening on server.metricsListen "+busy.Addr().String()) {
+		t.Fatalf("Start = %v", err)
+	}
+	if kids := childPIDs(t); len(kids) > 0 {
+		t.Fatalf("processes left behind by the failed start: %v", kids)
+	}
+}
+
+// childPIDs lists the test process's children.
+func childPIDs(t *testing.T) []string {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	var kids []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	return kids
+}

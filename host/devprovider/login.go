@@ -7,12 +7,15 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"sync"
 )
 
 // loginPage lists the users as buttons. Each form carries the
 // authorization request ID and a token bound to it with an HMAC key only the
-// provider knows, so another site cannot complete a login (CSRF).
-var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+// provider knows, so another site cannot complete a login (CSRF). Parsed on
+// first use, not at every start of the daemon.
+var loginPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Development OpenID provider — not for production</title>
@@ -32,6 +35,7 @@ small{color:#555}
 {{end}}</form>
 </body></html>
 `))
+})
 
 var loggedOutPage = []byte(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Signed out — development OpenID provider</title></head>
@@ -76,7 +80,7 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		setPageHeaders(w)
-		_ = loginPage.Execute(w, map[string]any{
+		_ = loginPage().Execute(w, map[string]any{
 			"Action":        p.cfg.Issuer + loginPath,
 			"AuthRequestID": id,
 			"CSRF":          p.csrfToken(id),

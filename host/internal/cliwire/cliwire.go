@@ -8,6 +8,7 @@ import (
 	"html"
 	"net/url"
 	"regexp"
+	"sync"
 )
 
 // CallbackPath is the path of the program's loopback redirect URI; the
@@ -54,22 +55,26 @@ type ConsentForm struct {
 	Code string
 }
 
-var (
-	formAction  = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
-	hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
-	shownCode   = regexp.MustCompile(`<strong id="code">([^<]+)</strong>`)
-)
+// consentPatterns read the consent page; compiled on first use, as only
+// the command-line client reads that page, never the daemon's start.
+var consentPatterns = sync.OnceValue(func() (p struct{ formAction, hiddenField, shownCode *regexp.Regexp }) {
+	p.formAction = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
+	p.hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+	p.shownCode = regexp.MustCompile(`<strong id="code">([^<]+)</strong>`)
+	return p
+})
 
 // ParseConsentPage reads the consent page's form, for programs that drive
 // a sign-in without a person (tests, headless end-to-end runs).
 func ParseConsentPage(page []byte) (ConsentForm, error) {
-	a := formAction.FindSubmatch(page)
-	c := shownCode.FindSubmatch(page)
+	re := consentPatterns()
+	a := re.formAction.FindSubmatch(page)
+	c := re.shownCode.FindSubmatch(page)
 	if a == nil || c == nil {
 		return ConsentForm{}, errors.New("not the daemon's consent page")
 	}
 	f := ConsentForm{Action: html.UnescapeString(string(a[1])), Fields: url.Values{}, Code: html.UnescapeString(string(c[1]))}
-	for _, m := range hiddenField.FindAllSubmatch(page, -1) {
+	for _, m := range re.hiddenField.FindAllSubmatch(page, -1) {
 		f.Fields.Set(string(m[1]), html.UnescapeString(string(m[2])))
 	}
 	return f, nil

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/internal/cliwire"
@@ -156,10 +157,14 @@ func (c *Client) saveSession(tok *tokenResponse) (*session, error) {
 	return s, nil
 }
 
-var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
+// callbackPage tells the user, in the browser, how the sign-in ended. Parsed on
+// first use, not at every start of the daemon.
+var callbackPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("cb").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}} — spectroauth</title></head>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
 `))
+})
 
 // callbackHandler accepts the first redirect that carries the right state.
 func callbackHandler(state string, results chan<- callbackResult) http.Handler {
@@ -169,7 +174,7 @@ func callbackHandler(state string, results chan<- callbackResult) http.Handler {
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Content-Security-Policy", "default-src 'none'")
 			w.WriteHeader(status)
-			_ = callbackPage.Execute(w, map[string]string{"Title": title, "Message": msg})
+			_ = callbackPage().Execute(w, map[string]string{"Title": title, "Message": msg})
 		}
 		if r.URL.Path != cliwire.CallbackPath {
 			http.NotFound(w, r)

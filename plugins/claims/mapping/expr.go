@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -41,6 +42,30 @@ func newEnv() (*cel.Env, error) {
 		cel.ParserExpressionSizeLimit(maxExpressionLength),
 	)
 }
+
+// sharedEnv is the process's one CEL environment: every configuration
+// compiles in it, as a cel.Env is safe for concurrent use and its
+// expressions cannot change it. Building it, with the type checker and the
+// function dispatcher its first compilation builds, is most of the cost of
+// a first Configure; Plugin has it built in the background while the
+// daemon connects (warmEnv), so Configure mostly finds it ready. The
+// expressions of a configuration are still compiled, and their errors
+// reported, by Configure.
+var sharedEnv = sync.OnceValues(func() (*cel.Env, error) {
+	env, err := newEnv()
+	if err != nil {
+		return nil, err
+	}
+	// One compilation (check and plan) builds what the environment builds
+	// lazily on its first use.
+	if _, err := compile(env, "warm-up", `claims.size() + profile.size() >= 0`, cel.BoolType, DefaultCostLimit); err != nil {
+		return nil, err
+	}
+	return env, nil
+})
+
+// warmEnv builds sharedEnv in the background.
+func warmEnv() { go func() { _, _ = sharedEnv() }() }
 
 // expr is a compiled expression of one key of a mapping.
 type expr struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -76,7 +75,22 @@ type example struct {
 // errDenied is wrapped by the refusal of a mapping's policy.
 var errDenied = errors.New("sign-in refused by the mapping's policy")
 
-var mappingNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,62}$`)
+// isMappingName reports whether s is a mapping name:
+// ^[A-Za-z][A-Za-z0-9_-]{0,62}$, checked by hand: compiling that pattern
+// at package initialisation was a share of every start of the plugin.
+func isMappingName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseConfig checks and compiles the plugin's `config:` block. Errors are
 // *sdk.ConfigError values naming the key.
@@ -106,13 +120,13 @@ func ParseConfig(values sdk.Options) (*Config, error) {
 	if len(mappings) == 0 {
 		return nil, sdk.ConfigErrorf("mappings", "is required: define at least one mapping")
 	}
-	env, err := newEnv()
+	env, err := sharedEnv()
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(mappings)) {
 		key := "mappings." + name
-		if !mappingNameRe.MatchString(name) {
+		if !isMappingName(name) {
 			return nil, sdk.ConfigErrorf(key, "%q is not a mapping name: a letter, then up to 62 letters, digits, '-' or '_'", name)
 		}
 		block, err := mappings.Sub(name)

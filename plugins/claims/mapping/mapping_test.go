@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -383,5 +384,56 @@ func TestCostLimitAndTimeout(t *testing.T) {
 func TestResolveNeedsConfigure(t *testing.T) {
 	if _, err := New().Resolve(context.Background(), request("", sdk.Claims{})); err == nil || !strings.Contains(err.Error(), "not configured") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// Every Configure of the process compiles in one CEL environment, built in
+// the background from Plugin: configurations configured at once, good and
+// bad, keep apart, and a bad expression fails its Configure as ever.
+func TestConfiguresShareOneEnvironment(t *testing.T) {
+	_ = Plugin() // starts building the environment, as main does
+	a, err := sharedEnv()
+	if err != nil {
+		t.Fatalf("building the CEL environment: %v", err)
+	}
+	if b, _ := sharedEnv(); a != b {
+		t.Fatal("sharedEnv built a second environment")
+	}
+	good := sdk.Options{"mappings": map[string]any{"staff": staff(), "contractors": contractors()}}
+	bad := staff()
+	bad["userEntityRef"] = `"user:default/" + warm`
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			m, _, err := configure(t, good)
+			if err != nil {
+				t.Errorf("Configure: %v", err)
+				return
+			}
+			id, err := m.Resolve(context.Background(), request("staff", sdk.Claims{"email": "alice@example.com", "groups": []any{"backstage-users"}}))
+			if err != nil || id.UserEntityRef != "user:default/alice" {
+				t.Errorf("Resolve: %+v, %v", id, err)
+			}
+		})
+		wg.Go(func() {
+			_, _, err := configure(t, sdk.Options{"mappings": map[string]any{"staff": bad}})
+			var ce *sdk.ConfigError
+			if !errors.As(err, &ce) || ce.Key != "mappings.staff.userEntityRef" || !strings.Contains(err.Error(), "undeclared reference") {
+				t.Errorf("got %v, want mappings.staff.userEntityRef: undeclared reference", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// isMappingName accepts exactly what the pattern it replaces accepts.
+func TestIsMappingNameMatchesItsPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,62}$`)
+	for _, s := range []string{"", "a", "Z", "0", "9lives", "-a", "_a", "a-", "a_b-C9", "staff", "a.b", "a b", "é", "a\n",
+		"a" + strings.Repeat("b", 62), "a" + strings.Repeat("b", 63), "a" + strings.Repeat("-", 62),
+	} {
+		if got, want := isMappingName(s), re.MatchString(s); got != want {
+			t.Errorf("isMappingName(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

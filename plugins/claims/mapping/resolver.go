@@ -26,6 +26,9 @@ const optMapping = "mapping"
 
 // Plugin returns the plugin, ready for sdk.Serve.
 func Plugin() sdk.Plugin {
+	// The CEL environment is built while the daemon connects and describes
+	// the plugin, rather than when the configuration arrives.
+	warmEnv()
 	m := New()
 	return sdk.Plugin{Name: PluginName, Resolver: m, Configurer: m, OptionsValidator: m}
 }
