@@ -455,6 +455,7 @@ func BenchmarkWriteFileNew(b *testing.B) {
 			}
 			defer d.Close()
 			b.ReportAllocs()
+			cpu := startCPU(b)
 			i := 0
 			for b.Loop() {
 				i++
@@ -462,6 +463,7 @@ func BenchmarkWriteFileNew(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu.report()
 		})
 	}
 }
@@ -486,11 +488,13 @@ func BenchmarkWriteFile(b *testing.B) {
 			defer d.Close()
 			p := filepath.Join(dir, "f")
 			b.ReportAllocs()
+			cpu := startCPU(b)
 			for b.Loop() {
 				if err := bc.write(d, p); err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu.report()
 		})
 	}
 }
