@@ -343,8 +343,8 @@ func (s *FileStore) Sweep(ctx context.Context) (int, error) {
 		mu.Lock()
 		// A Put may have replaced it with a live session meanwhile.
 		if v, ok := s.index.Load(key); ok && v.(*Session).Expired(now) {
-			err := os.Remove(s.path(key))
-			if err == nil || errors.Is(err, fs.ErrNotExist) {
+			err := s.d.Unlink(fileName(key))
+			if err == nil {
 				s.index.CompareAndDelete(key, v)
 				removed++
 			} else if firstErr == nil {

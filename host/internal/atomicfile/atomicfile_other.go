@@ -3,7 +3,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -95,6 +97,18 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode) error {
 // Remove deletes the directory's entry name and makes the deletion
 // durable. A name that does not exist is not an error.
 func (d *Dir) Remove(name string) error { return d.do(name, Remove) }
+
+// Unlink deletes the directory's entry name without syncing the
+// directory: call Sync after a batch of them. A name that does not exist
+// is not an error.
+func (d *Dir) Unlink(name string) error {
+	return d.do(name, func(p string) error {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("atomicfile: removing %s: %w", p, err)
+		}
+		return nil
+	})
+}
 
 // Sync fsyncs the directory.
 func (d *Dir) Sync() error {

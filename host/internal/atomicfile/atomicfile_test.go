@@ -348,6 +348,17 @@ func TestDirRemovedAndCreatedAgain(t *testing.T) {
 	if err := MkdirPrivate(dir); err != nil {
 		t.Fatal(err)
 	}
+	// A file the new directory has (restored from a backup, say) is
+	// removed there, not looked for in the removed one.
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
+		t.Fatalf("file in the directory created again not removed: %v", err)
+	}
 	if err := d.WriteFile("c", []byte("3"), 0o600); err != nil {
 		t.Fatalf("WriteFile into the directory created again: %v", err)
 	}

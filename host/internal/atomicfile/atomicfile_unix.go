@@ -216,8 +216,10 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode) error {
 		if err == nil || retried || !errors.Is(err, unix.ENOENT) {
 			return err
 		}
-		if rerr := d.reopenIfRemoved(fd); rerr != nil {
+		if again, rerr := d.reopenIfRemoved(fd); rerr != nil {
 			return errors.Join(err, rerr)
+		} else if !again {
+			return err
 		}
 	}
 }
@@ -225,19 +227,43 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode) error {
 // Remove deletes the directory's entry name and makes the deletion
 // durable. A name that does not exist is not an error.
 func (d *Dir) Remove(name string) error {
+	if err := d.Unlink(name); err != nil {
+		return err
+	}
+	return d.Sync()
+}
+
+// Unlink deletes the directory's entry name without syncing the
+// directory: call Sync after a batch of them. A name that does not exist
+// is not an error.
+func (d *Dir) Unlink(name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.fd < 0 {
-		return errDirClosed
+	for retried := false; ; retried = true {
+		d.mu.RLock()
+		fd := d.fd
+		if fd < 0 {
+			d.mu.RUnlock()
+			return errDirClosed
+		}
+		err := ignoringEINTR(func() error { return unix.Unlinkat(fd, name, 0) })
+		d.mu.RUnlock()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("atomicfile: removing %s: %w", filepath.Join(d.path, name), pathErr("remove", d.path, name, err))
+		}
+		// Not there; but a removed directory has nothing, and the one
+		// created again at its path may have the name.
+		if retried {
+			return nil
+		}
+		if again, rerr := d.reopenIfRemoved(fd); rerr != nil || !again {
+			return nil // nothing at the path either
+		}
 	}
-	err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd, name, 0) })
-	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("atomicfile: removing %s: %w", filepath.Join(d.path, name), pathErr("remove", d.path, name, err))
-	}
-	return syncFD(d.fd, d.path)
 }
 
 // Sync fsyncs the directory, making earlier creations, renames and
@@ -268,25 +294,25 @@ func (d *Dir) Close() error {
 
 // reopenIfRemoved opens the directory again by path when the one open as
 // old has been removed (a create in it fails with ENOENT), so that a
-// directory removed and created again receives the writes, as it would
-// by path.
-func (d *Dir) reopenIfRemoved(old int) error {
+// directory removed and created again receives the writes and removals,
+// as it would by path. It reports whether the caller should try again.
+func (d *Dir) reopenIfRemoved(old int) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fd != old {
-		return nil // closed, or another caller reopened it already
+		return d.fd >= 0, nil // another caller reopened it already, or closed
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(old, &st); err != nil || st.Nlink > 0 {
-		return nil // still linked: the ENOENT meant something else
+		return false, nil // still linked: the ENOENT meant something else
 	}
 	fd, err := openDir(d.path)
 	if err != nil {
-		return fmt.Errorf("atomicfile: opening removed directory again: %w", err)
+		return false, fmt.Errorf("atomicfile: opening removed directory again: %w", err)
 	}
 	_ = unix.Close(old)
 	d.fd = fd
-	return nil
+	return true, nil
 }
 
 // pathErr is err of op on name in dir, as os would report it.
