@@ -12,6 +12,24 @@ import (
 	"testing"
 )
 
+// Both ways of writing: by path, and into a Dir held open.
+var writers = []struct {
+	name  string
+	write func(t *testing.T, dir, name string, data []byte, perm os.FileMode) error
+}{
+	{"path", func(_ *testing.T, dir, name string, data []byte, perm os.FileMode) error {
+		return WriteFile(filepath.Join(dir, name), data, perm)
+	}},
+	{"dir", func(t *testing.T, dir, name string, data []byte, perm os.FileMode) error {
+		d, err := OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		return d.WriteFile(name, data, perm)
+	}},
+}
+
 func TestWriteFile(t *testing.T) {
 	tests := []struct {
 		name string
@@ -23,35 +41,41 @@ func TestWriteFile(t *testing.T) {
 		{name: "replace", prev: []byte("old content that is longer"), data: []byte("new"), perm: 0o600},
 		{name: "empty", prev: []byte("x"), data: []byte{}, perm: 0o600},
 		{name: "wider mode", data: []byte("public"), perm: 0o644},
+		// Wider than any usual umask lets open(2) create: the chmod is needed.
+		{name: "widest mode", data: []byte("public"), perm: 0o666},
+		{name: "narrower mode over a wider file", prev: []byte("x"), data: []byte("secret"), perm: 0o400},
+		{name: "large", data: bytes.Repeat([]byte("0123456789abcdef"), 1<<16), perm: 0o600},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "f.json")
-			if tc.prev != nil {
-				if err := os.WriteFile(p, tc.prev, 0o666); err != nil {
+	for _, w := range writers {
+		for _, tc := range tests {
+			t.Run(w.name+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, "f.json")
+				if tc.prev != nil {
+					if err := os.WriteFile(p, tc.prev, 0o666); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := w.write(t, dir, "f.json", tc.data, tc.perm); err != nil {
+					t.Fatalf("WriteFile: %v", err)
+				}
+				got, err := os.ReadFile(p)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			if err := WriteFile(p, tc.data, tc.perm); err != nil {
-				t.Fatalf("WriteFile: %v", err)
-			}
-			got, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, tc.data) {
-				t.Errorf("content = %q, want %q", got, tc.data)
-			}
-			fi, err := os.Stat(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != tc.perm {
-				t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tc.perm)
-			}
-			assertNoTemp(t, dir)
-		})
+				if !bytes.Equal(got, tc.data) {
+					t.Errorf("content differs: %d bytes, want %d", len(got), len(tc.data))
+				}
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != tc.perm {
+					t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tc.perm)
+				}
+				assertNoTemp(t, dir)
+			})
+		}
 	}
 }
 
@@ -248,57 +272,6 @@ func assertNoTemp(t *testing.T, dir string) {
 		if IsTemp(e.Name()) {
 			t.Errorf("temporary file left behind: %s", e.Name())
 		}
-	}
-}
-
-func TestDirWriteFile(t *testing.T) {
-	tests := []struct {
-		name string
-		prev []byte // nil: the file does not exist yet
-		data []byte
-		perm os.FileMode
-	}{
-		{name: "new file", data: []byte("hello"), perm: 0o600},
-		{name: "replace", prev: []byte("old content that is longer"), data: []byte("new"), perm: 0o600},
-		{name: "empty", prev: []byte("x"), data: []byte{}, perm: 0o600},
-		// Wider than any usual umask lets open(2) create: the chmod is needed.
-		{name: "wider mode", data: []byte("public"), perm: 0o666},
-		{name: "narrower mode over a wider file", prev: []byte("x"), data: []byte("secret"), perm: 0o400},
-		{name: "large", data: bytes.Repeat([]byte("0123456789abcdef"), 1<<16), perm: 0o600},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			d, err := OpenDir(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			p := filepath.Join(dir, "f.json")
-			if tc.prev != nil {
-				if err := os.WriteFile(p, tc.prev, 0o666); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := d.WriteFile("f.json", tc.data, tc.perm); err != nil {
-				t.Fatalf("WriteFile: %v", err)
-			}
-			got, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, tc.data) {
-				t.Errorf("content differs: %d bytes, want %d", len(got), len(tc.data))
-			}
-			fi, err := os.Stat(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != tc.perm {
-				t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tc.perm)
-			}
-			assertNoTemp(t, dir)
-		})
 	}
 }
 

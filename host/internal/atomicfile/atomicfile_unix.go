@@ -202,18 +202,13 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	for retried := false; ; retried = true {
-		d.mu.RLock()
-		fd := d.fd
-		if fd < 0 {
-			d.mu.RUnlock()
-			return errDirClosed
-		}
-		err := writeIn(fd, d.path, name, data, perm)
-		if err == nil {
-			err = syncFD(fd, d.path)
-		}
-		d.mu.RUnlock()
-		if err == nil || retried || !errors.Is(err, unix.ENOENT) {
+		fd, err := d.with(func(fd int) error {
+			if err := writeIn(fd, d.path, name, data, perm); err != nil {
+				return err
+			}
+			return syncFD(fd, d.path)
+		})
+		if err == nil || retried || fd < 0 || !errors.Is(err, unix.ENOENT) {
 			return err
 		}
 		if again, rerr := d.reopenIfRemoved(fd); rerr != nil {
@@ -241,25 +236,21 @@ func (d *Dir) Unlink(name string) error {
 		return err
 	}
 	for retried := false; ; retried = true {
-		d.mu.RLock()
-		fd := d.fd
-		if fd < 0 {
-			d.mu.RUnlock()
-			return errDirClosed
-		}
-		err := ignoringEINTR(func() error { return unix.Unlinkat(fd, name, 0) })
-		d.mu.RUnlock()
-		if err == nil {
+		fd, err := d.with(func(fd int) error {
+			return ignoringEINTR(func() error { return unix.Unlinkat(fd, name, 0) })
+		})
+		switch {
+		case err == nil:
 			return nil
-		}
-		if !errors.Is(err, unix.ENOENT) {
+		case fd < 0:
+			return err
+		case !errors.Is(err, unix.ENOENT):
 			return fmt.Errorf("atomicfile: removing %s: %w", filepath.Join(d.path, name), pathErr("remove", d.path, name, err))
+		case retried:
+			return nil
 		}
 		// Not there; but a removed directory has nothing, and the one
 		// created again at its path may have the name.
-		if retried {
-			return nil
-		}
 		if again, rerr := d.reopenIfRemoved(fd); rerr != nil || !again {
 			return nil // nothing at the path either
 		}
@@ -269,12 +260,19 @@ func (d *Dir) Unlink(name string) error {
 // Sync fsyncs the directory, making earlier creations, renames and
 // removals of its entries durable.
 func (d *Dir) Sync() error {
+	_, err := d.with(func(fd int) error { return syncFD(fd, d.path) })
+	return err
+}
+
+// with runs fn with the directory's descriptor, which Close and a reopen
+// do not close meanwhile, and returns it (-1 when closed) and fn's error.
+func (d *Dir) with(fn func(fd int) error) (int, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.fd < 0 {
-		return errDirClosed
+		return -1, errDirClosed
 	}
-	return syncFD(d.fd, d.path)
+	return d.fd, fn(d.fd)
 }
 
 // Close closes the directory. It is idempotent; other methods fail after.
