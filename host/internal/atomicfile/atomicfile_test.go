@@ -422,18 +422,27 @@ func writeFileOS(path string, data []byte, perm os.FileMode) error {
 // calls ("path"), and into a Dir held open as the session store does
 // ("dir").
 func BenchmarkWriteFileNew(b *testing.B) {
+	benchWrites(b, func(i int) string { return strconv.Itoa(i) })
+}
+
+// BenchmarkWriteFile replaces one file over and over.
+func BenchmarkWriteFile(b *testing.B) {
+	benchWrites(b, func(int) string { return "f" })
+}
+
+// benchWrites writes 2 kB the three ways, the i-th write to name(i).
+func benchWrites(b *testing.B, name func(i int) string) {
 	data := bytes.Repeat([]byte("x"), 2048)
 	for _, bc := range []struct {
 		name  string
-		write func(d *Dir, dir, name string) error
+		write func(d *Dir, name string) error
 	}{
-		{"os", func(_ *Dir, dir, name string) error { return writeFileOS(filepath.Join(dir, name), data, 0o600) }},
-		{"path", func(_ *Dir, dir, name string) error { return WriteFile(filepath.Join(dir, name), data, 0o600) }},
-		{"dir", func(d *Dir, _, name string) error { return d.WriteFile(name, data, 0o600) }},
+		{"os", func(d *Dir, name string) error { return writeFileOS(filepath.Join(d.Path(), name), data, 0o600) }},
+		{"path", func(d *Dir, name string) error { return WriteFile(filepath.Join(d.Path(), name), data, 0o600) }},
+		{"dir", func(d *Dir, name string) error { return d.WriteFile(name, data, 0o600) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			dir := b.TempDir()
-			d, err := OpenDir(dir)
+			d, err := OpenDir(b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -443,38 +452,7 @@ func BenchmarkWriteFileNew(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				if err := bc.write(d, dir, strconv.Itoa(i)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu.report()
-		})
-	}
-}
-
-// BenchmarkWriteFile replaces one file over and over.
-func BenchmarkWriteFile(b *testing.B) {
-	data := bytes.Repeat([]byte("x"), 2048)
-	for _, bc := range []struct {
-		name  string
-		write func(d *Dir, p string) error
-	}{
-		{"os", func(_ *Dir, p string) error { return writeFileOS(p, data, 0o600) }},
-		{"path", func(_ *Dir, p string) error { return WriteFile(p, data, 0o600) }},
-		{"dir", func(d *Dir, p string) error { return d.WriteFile(filepath.Base(p), data, 0o600) }},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			dir := b.TempDir()
-			d, err := OpenDir(dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			p := filepath.Join(dir, "f")
-			b.ReportAllocs()
-			cpu := startCPU(b)
-			for b.Loop() {
-				if err := bc.write(d, p); err != nil {
+				if err := bc.write(d, name(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
