@@ -101,10 +101,14 @@ type Result struct {
 	// answered 200, in ms: what a start costs whatever else runs on the
 	// machine (clock-tick resolution, 10 ms). ReadyCPUMedianMillis is its
 	// median.
-	ReadyCPU             []float64    `json:"readyCPUMillis"`
-	ReadyCPUMedianMillis float64      `json:"readyCPUMedianMillis"`
-	SignIn               SignInResult `json:"signIn"`
-	SignInBuiltin        SignInResult `json:"signInBuiltinResolver"`
+	ReadyCPU             []float64 `json:"readyCPUMillis"`
+	ReadyCPUMedianMillis float64   `json:"readyCPUMedianMillis"`
+	// SessionsFilesystem is the type of the file system the daemon's
+	// data directory is on (file storage): a sign-in's durable session
+	// write costs far more CPU on a disk (ext4) than on tmpfs.
+	SessionsFilesystem string       `json:"sessionsFilesystem,omitempty"`
+	SignIn             SignInResult `json:"signIn"`
+	SignInBuiltin      SignInResult `json:"signInBuiltinResolver"`
 	// SignInPluginCallsAdd is what the two plugin calls add to a sign-in's
 	// daemon CPU, in ms: the median of the differences between the
 	// chain's and the built-in resolver's blocks measured side by side;
@@ -298,6 +302,9 @@ func run(o options) error {
 		}
 	}
 	if err == nil && o.runs("signin") {
+		if o.storage == "file" {
+			res.SessionsFilesystem = filesystemOf(dataDir)
+		}
 		// The built-in resolver's blocks (swapped in by reloads) between
 		// the chain's: what the two plugin calls add.
 		res.SignIn, res.SignInBuiltin, err = measureSignIns(o, daemonPath, cfgPath, base, d.Process.Pid, slices.Contains(pluginNames, "claims"))
@@ -735,12 +742,39 @@ func loadAverage() string {
 	return "?"
 }
 
+// filesystemOf is the type of the file system path is on, from the
+// longest mount point of /proc/self/mountinfo that holds it, or "?".
+func filesystemOf(path string) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "?"
+	}
+	fsType, longest := "?", -1
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID parent major:minor root mountpoint options [optional...] - type source options
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			continue
+		}
+		mp := f[4]
+		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > longest {
+			fsType, longest = f[sep+1], len(mp)
+		}
+	}
+	return fsType
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func printTable(w io.Writer, r Result) {
 	l := r.Load
 	fmt.Fprintf(w, "spectroauth load benchmark  %s  %s  %d CPUs, load average %s at the start\n", r.Date.Format(time.RFC3339), r.GoVersion, r.CPUs, r.LoadAverage)
-	fmt.Fprintf(w, "resolver %s; plugins at start: %s; storage %s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "), r.Storage)
+	fsNote := ""
+	if r.SessionsFilesystem != "" {
+		fsNote = " on " + r.SessionsFilesystem
+	}
+	fmt.Fprintf(w, "resolver %s; plugins at start: %s; storage %s%s\n\n", r.Resolver, strings.Join(r.PluginsAtStart, ", "), r.Storage, fsNote)
 	var rows [][2]string
 	if l.Requests > 0 {
 		rows = append(rows, [][2]string{
