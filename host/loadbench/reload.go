@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,30 +21,115 @@ const (
 	targetReadyMillis     = 150.0
 )
 
-// measureSignIns signs in o.signIns times, one after the other, and
-// returns the daemon's CPU (user and system, all threads) per sign-in:
-// the whole flow, start to callback, through the two-plugin chain. The
-// provider runs in this process, so its CPU is not counted.
-func measureSignIns(o options, base string, pid int) (SignInResult, error) {
-	r := SignInResult{SignIns: o.signIns, Chain: "claims-first (not found) -> claims"}
-	// Warm up: connections, the chain's first calls.
-	for range 10 {
-		if _, _, err := signIn(base); err != nil {
-			return r, fmt.Errorf("warm-up sign-in: %w", err)
+// measureSignIns measures the daemon's CPU (user and system, all
+// threads) per sign-in: the whole flow, start to callback, one sign-in
+// after the other. The provider runs in this process, so its CPU is not
+// counted. With builtin, blocks of o.signIns sign-ins through the
+// two-plugin chain alternate, chain-builtin-builtin-chain (each swap a
+// reload, then a short warm-up), with blocks through the built-in
+// resolver alone, o.signInBlocks of each: both see the same heap, caches
+// and machine load, which a chain measured first and a baseline after did
+// not (the first paid the warm-up). It leaves the chain configured.
+func measureSignIns(o options, daemonPath, cfgPath, base string, pid int, builtin bool) (chain, bi SignInResult, err error) {
+	chain = SignInResult{Chain: "claims-first (not found) -> claims", BlockSignIns: o.signIns}
+	bi = SignInResult{Chain: "builtin/emailLocalPartMatchingUserEntityName", BlockSignIns: o.signIns}
+	// Warm up: connections, the chain's first calls, the heap's growth.
+	if err := warmSignIns(base, 100); err != nil {
+		return chain, bi, err
+	}
+	onBuiltin := false
+	for i := range 2 * o.signInBlocks {
+		wantBuiltin := builtin && (i+1)/2%2 == 1
+		if wantBuiltin != onBuiltin {
+			if err := swapResolver(daemonPath, cfgPath, wantBuiltin); err != nil {
+				return chain, bi, err
+			}
+			onBuiltin = wantBuiltin
+			if err := warmSignIns(base, 20); err != nil {
+				return chain, bi, err
+			}
+		}
+		cpu, wall, err := signInBlock(base, pid, o.signIns)
+		if err != nil {
+			return chain, bi, err
+		}
+		r := &chain
+		if onBuiltin {
+			r = &bi
+		}
+		r.Blocks = append(r.Blocks, cpu)
+		r.wall = append(r.wall, wall)
+	}
+	if onBuiltin {
+		if err := swapResolver(daemonPath, cfgPath, false); err != nil {
+			return chain, bi, err
 		}
 	}
+	chain.summarize()
+	bi.summarize()
+	return chain, bi, nil
+}
+
+// warmSignIns signs in n times, unmeasured.
+func warmSignIns(base string, n int) error {
+	for range n {
+		if _, _, err := signIn(base); err != nil {
+			return fmt.Errorf("warm-up sign-in: %w", err)
+		}
+	}
+	return nil
+}
+
+// signInBlock signs in n times and returns the daemon's CPU and the wall
+// time per sign-in, in ms.
+func signInBlock(base string, pid, n int) (cpu, wall float64, _ error) {
 	cpu0 := cpuTicks(pid)
 	t0 := time.Now()
-	for i := range o.signIns {
+	for i := range n {
 		if _, _, err := signIn(base); err != nil {
-			return r, fmt.Errorf("sign-in %d: %w", i, err)
+			return 0, 0, fmt.Errorf("sign-in %d: %w", i, err)
 		}
 	}
-	wall := time.Since(t0)
-	cpu := cpuTicks(pid) - cpu0
-	r.CPUMillisPerOne = float64(cpu) * 1000 / clockTicks / float64(o.signIns)
-	r.WallMillisPerOne = ms(wall) / float64(o.signIns)
-	return r, nil
+	w := time.Since(t0)
+	ticks := cpuTicks(pid) - cpu0
+	return float64(ticks) * 1000 / clockTicks / float64(n), ms(w) / float64(n), nil
+}
+
+// summarize sets the totals, medians and ranges from the blocks.
+func (r *SignInResult) summarize() {
+	if len(r.Blocks) == 0 {
+		return
+	}
+	r.SignIns = r.BlockSignIns * len(r.Blocks)
+	r.CPUMillisPerOne, r.CPUMillisMin, r.CPUMillisMax = medianRange(r.Blocks)
+	r.WallMillisPerOne, _, _ = medianRange(r.wall)
+}
+
+// medianRange is the median (of an even count, the mean of the middle
+// two), the smallest and the largest of v, which must not be empty.
+func medianRange(v []float64) (med, lo, hi float64) {
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	med = s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return med, s[0], s[n-1]
+}
+
+// pluginCallsAdd is what the plugin calls add to a sign-in: the
+// differences of the chain's and the built-in resolver's blocks measured
+// side by side (block k of each), their median and range.
+func pluginCallsAdd(chain, bi SignInResult) (med, lo, hi float64) {
+	n := min(len(chain.Blocks), len(bi.Blocks))
+	if n == 0 {
+		return 0, 0, 0
+	}
+	d := make([]float64, n)
+	for k := range n {
+		d[k] = chain.Blocks[k] - bi.Blocks[k]
+	}
+	return medianRange(d)
 }
 
 // reloadUnderLoad runs /refresh on 8 connections, and meanwhile changes
@@ -153,23 +239,28 @@ func readyStarts(daemonPath, cfgPath, base, dir, logLevel string, n int) (wall, 
 	return wall, cpu, nil
 }
 
-// builtinBaseline reloads the daemon onto the built-in resolver alone and
-// measures sign-ins again.
-func builtinBaseline(o options, daemonPath, cfgPath, base string, pid int) (SignInResult, error) {
+// swapResolver rewrites the configuration's sign-in chain to the
+// built-in resolver alone (or back to the two-plugin chain) and reloads
+// the daemon onto it.
+func swapResolver(daemonPath, cfgPath string, builtin bool) error {
 	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
-		return SignInResult{}, err
+		return err
 	}
-	cfg = bytes.Replace(cfg, []byte(claimsResolverYAML), []byte(builtinResolverYAML), 1)
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return SignInResult{}, err
+	from, to := claimsResolverYAML, builtinResolverYAML
+	if !builtin {
+		from, to = to, from
+	}
+	if !bytes.Contains(cfg, []byte(from)) {
+		return fmt.Errorf("swapping the sign-in chain: %s has no %q", cfgPath, from)
+	}
+	if err := os.WriteFile(cfgPath, bytes.Replace(cfg, []byte(from), []byte(to), 1), 0o600); err != nil {
+		return err
 	}
 	if out, err := exec.Command(daemonPath, "reload", "-config", cfgPath).CombinedOutput(); err != nil {
-		return SignInResult{}, fmt.Errorf("reloading onto the built-in resolver: %v: %s", err, out)
+		return fmt.Errorf("reloading onto the resolver %q: %v: %s", to, err, out)
 	}
-	r, err := measureSignIns(o, base, pid)
-	r.Chain = "builtin/emailLocalPartMatchingUserEntityName"
-	return r, err
+	return nil
 }
 
 // verdict says whether got is within the target.

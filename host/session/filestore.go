@@ -68,7 +68,10 @@ const numShards = 64
 // directory, written atomically. All live sessions are loaded at open into
 // an in-memory index, so Get never touches disk and takes no lock.
 type FileStore struct {
-	dir    string
+	dir string
+	// d is dir held open: each write's directory sync uses it rather
+	// than opening and closing the directory.
+	d      *atomicfile.Dir
 	opts   Options
 	index  sync.Map // Key → *Session (immutable once stored)
 	shards [numShards]sync.Mutex
@@ -95,8 +98,13 @@ func OpenFileStore(dir string, opts Options) (*FileStore, error) {
 	} else if n > 0 {
 		opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", sdir, "count", n)
 	}
-	s := &FileStore{dir: sdir, opts: opts}
+	d, err := atomicfile.OpenDir(sdir)
+	if err != nil {
+		return nil, fmt.Errorf("session: opening store: %w", err)
+	}
+	s := &FileStore{dir: sdir, d: d, opts: opts}
 	if err := s.load(); err != nil {
+		_ = d.Close()
 		return nil, err
 	}
 	if opts.SweepInterval > 0 {
@@ -145,7 +153,7 @@ func (s *FileStore) load() error {
 		loaded++
 	}
 	if expired > 0 {
-		if err := atomicfile.SyncDir(s.dir); err != nil {
+		if err := s.d.Sync(); err != nil {
 			return fmt.Errorf("session: loading sessions: %w", err)
 		}
 	}
@@ -284,7 +292,7 @@ func (s *FileStore) store(ctx context.Context, key Key, sess *Session, existing 
 			return ErrNotFound
 		}
 	}
-	if err := atomicfile.WriteFile(s.path(key), data, 0o600); err != nil {
+	if err := s.d.WriteFile(fileName(key), data, 0o600); err != nil {
 		return fmt.Errorf("session: storing session %s: %w", key, err)
 	}
 	sess.intern()
@@ -303,7 +311,7 @@ func (s *FileStore) Delete(_ context.Context, key Key) error {
 	// Forget it first: even if the disk fails, the session is gone for
 	// this process.
 	s.index.Delete(key)
-	if err := atomicfile.Remove(s.path(key)); err != nil {
+	if err := s.d.Remove(fileName(key)); err != nil {
 		return fmt.Errorf("session: deleting session %s: %w", key, err)
 	}
 	return nil
@@ -335,8 +343,8 @@ func (s *FileStore) Sweep(ctx context.Context) (int, error) {
 		mu.Lock()
 		// A Put may have replaced it with a live session meanwhile.
 		if v, ok := s.index.Load(key); ok && v.(*Session).Expired(now) {
-			err := os.Remove(s.path(key))
-			if err == nil || errors.Is(err, fs.ErrNotExist) {
+			err := s.d.Unlink(fileName(key))
+			if err == nil {
 				s.index.CompareAndDelete(key, v)
 				removed++
 			} else if firstErr == nil {
@@ -346,7 +354,7 @@ func (s *FileStore) Sweep(ctx context.Context) (int, error) {
 		mu.Unlock()
 	}
 	if removed > 0 {
-		if err := atomicfile.SyncDir(s.dir); err != nil && firstErr == nil {
+		if err := s.d.Sync(); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("session: sweeping: %w", err)
 		}
 	}
@@ -399,8 +407,8 @@ func (s *FileStore) Len() int {
 	return n
 }
 
-// Close stops the background sweep and waits for it. The store cannot be
-// used afterwards. Close is idempotent.
+// Close stops the background sweep, waits for it and closes the
+// directory. The store cannot be used afterwards. Close is idempotent.
 func (s *FileStore) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -409,7 +417,7 @@ func (s *FileStore) Close() error {
 		s.cancel()
 	}
 	s.wg.Wait()
-	return nil
+	return s.d.Close()
 }
 
 func (s *FileStore) sweepLoop(ctx context.Context, every time.Duration) {
@@ -426,7 +434,10 @@ func (s *FileStore) sweepLoop(ctx context.Context, every time.Duration) {
 
 func (s *FileStore) shard(k Key) *sync.Mutex { return &s.shards[k[0]%numShards] }
 
-func (s *FileStore) path(k Key) string { return filepath.Join(s.dir, k.String()+".json") }
+func (s *FileStore) path(k Key) string { return filepath.Join(s.dir, fileName(k)) }
+
+// fileName is the name of k's file in the sessions directory.
+func fileName(k Key) string { return k.String() + ".json" }
 
 // keyFromFileName parses "<64 hex>.json".
 func keyFromFileName(name string) (Key, bool) {

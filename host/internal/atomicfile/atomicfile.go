@@ -7,6 +7,12 @@
 // is durable. Temporary files carry a recognisable name (see IsTemp) so a
 // store that finds them at start-up, left behind by a crash between create
 // and rename, can remove them with CleanTemp.
+//
+// The dance is made of raw system calls on file descriptors rather than
+// os.File: an os.File of a regular file costs a failed poller registration
+// and its bookkeeping on every open, and a store writes on every sign-in.
+// A store that writes often keeps its directory open with OpenDir, which
+// saves opening and closing the directory for each write's directory sync.
 package atomicfile
 
 import (
@@ -16,62 +22,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // tempMarker is part of every temporary file name this package creates:
 // ".<target name>.tmp-<random>". The leading dot keeps them out of the way of
 // readers that skip dot files; IsTemp recognises them.
 const tempMarker = ".tmp-"
-
-// WriteFile atomically replaces path with data. The file ends up with mode
-// perm (not altered by the umask). The temporary file is created in the same
-// directory as path, so the final rename never crosses file systems. On any
-// error the temporary file is removed and path is left untouched.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
-	if err != nil {
-		return fmt.Errorf("atomicfile: creating temporary file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close() // may already be closed; the error is not interesting then
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("atomicfile: setting mode of temporary file for %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("atomicfile: writing temporary file for %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("atomicfile: syncing temporary file for %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("atomicfile: closing temporary file for %s: %w", path, err)
-	}
-	// rename(2) itself, not os.Rename: os.Rename first lstats the target to
-	// refuse replacing a directory, a check that only matters when the
-	// source is a directory too (rename(2) replaces an empty directory only
-	// by a directory, and fails with EISDIR here). tmp is always a regular
-	// file, so the lstat is a wasted directory lookup on every write.
-	if err = syscall.Rename(tmp, path); err != nil {
-		err = &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
-		return fmt.Errorf("atomicfile: renaming temporary file over %s: %w", path, err)
-	}
-	if err = SyncDir(dir); err != nil {
-		// The new content is in place; only its durability is in doubt.
-		// Report it, but the temporary file no longer exists to remove.
-		return err
-	}
-	return nil
-}
 
 // Remove deletes path and makes the deletion durable by syncing its
 // directory. A path that does not exist is not an error.
@@ -83,20 +39,13 @@ func Remove(path string) error {
 	return SyncDir(dir)
 }
 
-// SyncDir fsyncs a directory, making earlier creations, renames and removals
-// of its entries durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("atomicfile: opening directory %s to sync it: %w", dir, err)
-	}
-	serr := d.Sync()
-	cerr := d.Close()
-	if serr != nil {
-		return fmt.Errorf("atomicfile: syncing directory %s: %w", dir, serr)
-	}
-	if cerr != nil {
-		return fmt.Errorf("atomicfile: closing directory %s: %w", dir, cerr)
+// errDirClosed is the error of an operation on a closed Dir.
+var errDirClosed = fmt.Errorf("atomicfile: directory: %w", os.ErrClosed)
+
+// checkName refuses anything but a plain name in the directory.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("atomicfile: %q is not a file name", name)
 	}
 	return nil
 }
