@@ -269,7 +269,11 @@ func hashSealed(mem *os.File, n int64) (sum [sha256.Size]byte, script bool, err 
 	if n == 0 {
 		return sha256.Sum256(nil), false, nil
 	}
-	data, err := unix.Mmap(int(mem.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	// MAP_POPULATE maps every page of the memfd (in memory already) at
+	// once rather than one fault per few pages as the hash reads: for a
+	// 20 MB binary, median CPU of map and hash 26-33 ms instead of 28-38 ms
+	// on the 2-vCPU VM (15 rounds each, under load).
+	data, err := unix.Mmap(int(mem.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return sum, false, err
 	}

@@ -321,9 +321,6 @@ func (h *Host) leave() {
 // returns the first result.
 func (h *Host) Close(ctx context.Context) error {
 	h.closeOnce.Do(func() {
-		if h.settled != nil {
-			<-h.settled
-		}
 		if h.calls.Add(closingBit) == closingBit {
 			h.drainOnce.Do(func() { close(h.drained) })
 		}
@@ -342,9 +339,15 @@ func (h *Host) Close(ctx context.Context) error {
 			wg.Go(func() { in.stop(ctx) })
 		}
 		wg.Wait()
-		if h.store != nil {
-			// What only the plugins stopped here ran from may go.
-			h.store.prune()
+		if h.settled != nil {
+			select {
+			case <-h.settled:
+				// What only the plugins stopped here ran from may go.
+				h.store.prune()
+			case <-ctx.Done():
+				// A write cut short leaves a temporary file, which the
+				// next start removes.
+			}
 		}
 		h.closeErr = errors.Join(errs...)
 	})
