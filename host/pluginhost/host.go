@@ -258,6 +258,7 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 		h.settled = make(chan struct{})
 		go func() {
 			defer close(h.settled)
+			backgroundThread()
 			bins.stored(true)
 			h.store.prune()
 		}()

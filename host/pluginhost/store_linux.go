@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -481,6 +482,16 @@ func (s *contentStore) prune() {
 		}
 		s.log.Debug("plugin content store: removed what no running configuration uses", "files", removed)
 	}
+}
+
+// backgroundThread locks the calling goroutine to its OS thread, for good
+// (the thread ends with the goroutine), and lowers that thread's CPU
+// priority to the lowest (nice 19): the store's writes, which come right
+// after the plugins are up, then take no CPU from the rest of the daemon's
+// start or its first requests.
+func backgroundThread() {
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 }
 
 // storedCopy is what a verifiedBinary run from the store knows of its
