@@ -63,14 +63,7 @@ func exeOf(t *testing.T, pid int) string {
 // the stored copy, which the kernel names as the plugin's executable.
 func TestStoreRunsTheStoredCopy(t *testing.T) {
 	bin, digest := built(t, "v1")
-	script := filepath.Join(t.TempDir(), "plugin.sh")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec '"+bin+"' \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	scriptDigest, err := fileDigest(script)
-	if err != nil {
-		t.Fatal(err)
-	}
+	script, scriptDigest := scriptPlugin(t, bin)
 	for _, tt := range []struct {
 		name string
 		cfg  config.Plugin
@@ -210,13 +203,7 @@ func TestStoreFallsBack(t *testing.T) {
 			}
 		}, true, "is owned by uid 65534"},
 		{"entry symlink", func(t *testing.T, dir, entry string) {
-			moved := filepath.Join(filepath.Dir(dir), "elsewhere")
-			if err := os.Rename(entry, moved); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink(moved, entry); err != nil {
-				t.Fatal(err)
-			}
+			symlinkInstead(t, entry, filepath.Join(filepath.Dir(dir), "elsewhere"))
 		}, true, "too many levels of symbolic links"},
 		{"entry truncated", func(t *testing.T, _, entry string) {
 			chmod(t, entry, 0o700)
@@ -236,15 +223,7 @@ func TestStoreFallsBack(t *testing.T) {
 				t.Skipf("chown: %v", err)
 			}
 		}, false, "is owned by uid 65534"},
-		{"directory symlink", func(t *testing.T, dir, _ string) {
-			moved := dir + ".moved"
-			if err := os.Rename(dir, moved); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink(moved, dir); err != nil {
-				t.Fatal(err)
-			}
-		}, false, "a symbolic link or not a directory?"},
+		{"directory symlink", func(t *testing.T, dir, _ string) { symlinkInstead(t, dir, dir+".moved") }, false, "a symbolic link or not a directory?"},
 		{"noexec", func(t *testing.T, _, _ string) {
 			testHookStatfs = func(s *unix.Statfs_t) { s.Flags |= unix.ST_NOEXEC }
 			t.Cleanup(func() { testHookStatfs = nil })
@@ -290,6 +269,18 @@ func TestStoreFallsBack(t *testing.T) {
 				t.Errorf("third start runs %s, want %s", exe, entry)
 			}
 		})
+	}
+}
+
+// symlinkInstead moves path to moved and puts a symbolic link to it in
+// its place.
+func symlinkInstead(t *testing.T, path, moved string) {
+	t.Helper()
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(moved, path); err != nil {
+		t.Fatal(err)
 	}
 }
 
