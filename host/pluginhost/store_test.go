@@ -408,3 +408,25 @@ func TestStoreIsOutOfPluginsReach(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreNeedsLandlock: without Landlock a plugin could rewrite the
+// stored copies, so the store is not used (nor created), and says so.
+func TestStoreNeedsLandlock(t *testing.T) {
+	testHookNoLandlock = true
+	defer func() { testHookNoLandlock = false }()
+	opts, logs := testOptions(t)
+	opts.StoreDir = filepath.Join(t.TempDir(), "data", StoreDirName)
+	hashed := countHashes(t)
+	plugins := map[string]config.Plugin{"tp": pluginConfig(t)}
+	closeHost(t, startSettled(t, plugins, opts))
+	closeHost(t, startSettled(t, plugins, opts))
+	if n := hashed.Load(); n != 2 {
+		t.Errorf("hashed %d times in two starts, want 2", n)
+	}
+	if _, err := os.Stat(opts.StoreDir); err == nil {
+		t.Error("the store was created")
+	}
+	if m := logs.find("plugin content store unused: every start copies and hashes the plugin binaries"); m == nil || !strings.Contains(fmtJSON(m), "without Landlock") {
+		t.Errorf("no warning that names Landlock; log:\n%s", logs)
+	}
+}
