@@ -208,7 +208,8 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 	case len(h.names) > 0:
 		h.isolate()
 	}
-	if len(h.names) > 0 {
+	if len(h.names) > 0 || prev != nil {
+		// A reload to no plugins at all still prunes the store.
 		h.store = openStore(opts.StoreDir, h.log, h.landlock)
 	}
 	var r Reload
