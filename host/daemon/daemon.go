@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -476,7 +477,20 @@ func buildChains(cfg *config.Config, plugins *pluginhost.Host) (map[string]signi
 
 // pluginOptions are the plugin host's options for cfg.
 func (d *Daemon) pluginOptions(cfg *config.Config) pluginhost.Options {
-	return pluginhost.Options{Logger: d.log, Uses: pluginhost.UsesFromConfig(cfg)}
+	return pluginhost.Options{Logger: d.log, Uses: pluginhost.UsesFromConfig(cfg), StoreDir: pluginStoreDir(cfg)}
+}
+
+// pluginStoreDir is where the plugin host keeps its verified copies of the
+// plugin binaries: in the data directory, which file storage creates. On
+// PostgreSQL storage, only where storage.path exists (it holds the admin
+// socket there too); "" (no store) otherwise.
+func pluginStoreDir(cfg *config.Config) string {
+	if cfg.Storage.Type == "postgres" {
+		if fi, err := os.Stat(cfg.Storage.Path); err != nil || !fi.IsDir() {
+			return ""
+		}
+	}
+	return filepath.Join(cfg.Storage.Path, pluginhost.StoreDirName)
 }
 
 // startPlugins starts the declared plugins in the background and returns a

@@ -197,3 +197,26 @@ func childPIDs(t *testing.T) []string {
 	}
 	return kids
 }
+
+// TestPluginStoreDir: the plugin content store lives in storage.path; on
+// PostgreSQL storage only where that directory exists, since nothing else
+// creates it there.
+func TestPluginStoreDir(t *testing.T) {
+	data := t.TempDir()
+	missing := filepath.Join(data, "missing")
+	for _, tt := range []struct {
+		name    string
+		storage config.Storage
+		want    string
+	}{
+		{"file", config.Storage{Type: "file", Path: missing}, filepath.Join(missing, "plugin-store")},
+		{"postgres, data directory exists", config.Storage{Type: "postgres", Path: data}, filepath.Join(data, "plugin-store")},
+		{"postgres, no data directory", config.Storage{Type: "postgres", Path: missing}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pluginStoreDir(&config.Config{Storage: tt.storage}); got != tt.want {
+				t.Errorf("pluginStoreDir = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

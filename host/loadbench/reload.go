@@ -196,9 +196,17 @@ func reloadUnderLoad(daemonPath, cfgPath, base string, cookie *http.Cookie) (Rel
 // time from exec to the first 200 of /readyz (plugins up, provider
 // discovered, sessions loaded), polled every millisecond. The daemon logs
 // each start at logLevel into dir's starts-N.log. It also returns the CPU
-// the daemon and its plugins had used by then, in ms.
-func readyStarts(daemonPath, cfgPath, base, dir, logLevel string, n int) (wall, cpu []float64, _ error) {
+// the daemon and its plugins had used by then, in ms. storeDir, when set,
+// is the daemon's plugin content store, removed before the first start so
+// that it verifies every binary from its source (the later ones run the
+// copies it stored).
+func readyStarts(daemonPath, cfgPath, base, dir, logLevel string, n int, storeDir string) (wall, cpu []float64, _ error) {
 	client := &http.Client{Timeout: time.Second}
+	if storeDir != "" {
+		if err := os.RemoveAll(storeDir); err != nil {
+			return nil, nil, err
+		}
+	}
 	for i := range n {
 		logPath := filepath.Join(dir, fmt.Sprintf("starts-%d.log", i+1))
 		logf, err := os.Create(logPath)

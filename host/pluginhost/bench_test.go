@@ -135,7 +135,7 @@ func BenchmarkStart(b *testing.B) {
 	cfg := pluginConfig(b)
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
-			bin, err := verifyBinary("tp", cfg.Command, cfg.SHA256)
+			bin, err := verifyBinary("tp", cfg.Command, cfg.SHA256, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

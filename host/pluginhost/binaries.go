@@ -12,9 +12,16 @@ import (
 // plugin's binary: the shared copy is of the same path, checked and hashed
 // in the same start, and holds exactly the bytes of the digest each of them
 // configures. Its methods are safe for concurrent use.
+//
+// With a content store, a binary the store holds runs from its stored copy
+// (verifyBinary), and each binary verified from its source is held once
+// more (fresh) until the store has a copy of it: stored releases them.
 type binaries struct {
-	mu sync.Mutex
-	m  map[binaryKey]*pendingBinary
+	store *contentStore // nil: none
+
+	mu    sync.Mutex
+	m     map[binaryKey]*pendingBinary
+	fresh []*verifiedBinary
 }
 
 // binaryKey names a binary: its absolute path and the configured digest.
@@ -55,15 +62,35 @@ func (bs *binaries) verify(name, path, wantHex string) (*verifiedBinary, error) 
 	bs.mu.Unlock()
 
 	if !joined {
-		bin, err := verifyBinary(name, path, wantHex)
+		bin, err := verifyBinary(name, path, wantHex, bs.store)
 		bs.mu.Lock()
 		p.bin, p.err = bin, err
 		if bin != nil {
 			bin.share(p.users - 1) // verifyBinary counted this plugin
+			if bin.source != nil {
+				bin.share(1)
+				bs.fresh = append(bs.fresh, bin)
+			}
 		}
 		close(p.done)
 		bs.mu.Unlock()
 	}
 	<-p.done
 	return p.bin, p.err
+}
+
+// stored copies the binaries verified from their sources into the store
+// when keep is set, and releases them. Called once the plugins of the start
+// are up: the copies are for the next start, and off this one's path.
+func (bs *binaries) stored(keep bool) {
+	bs.mu.Lock()
+	fresh := bs.fresh
+	bs.fresh = nil
+	bs.mu.Unlock()
+	for _, b := range fresh {
+		if keep && bs.store != nil {
+			bs.store.keep(b)
+		}
+		_ = b.close()
+	}
 }

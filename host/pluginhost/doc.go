@@ -15,6 +15,16 @@
 // (its interpreter reads the verified script from descriptor 3); its
 // interpreter is not verified.
 //
+// With Options.StoreDir (the daemon's data directory), the verified bytes
+// are kept in a content store only the daemon's user may write, and a later
+// start runs that copy, without copying and hashing again, as long as the
+// binary's file keeps the identity it had when it was verified (device,
+// inode, size, mode, mtime, ctime); any change means a full verification,
+// and the usual digest mismatch if the bytes changed. The store is used only
+// where Landlock keeps plugins out of it, and never fails a start: a store
+// or copy that fails a check is passed over (and a bad copy replaced). See
+// store_linux.go.
+//
 // The plugin's environment is only its configured `env:` plus what go-plugin
 // needs for the handshake (and, unless `env:` sets them,
 // SPECTROAUTH_PLUGIN_LOG_LEVEL, the daemon's level, and GOMAXPROCS=1: a
@@ -37,8 +47,8 @@
 // once it has exited, with no_new_privs and without any capability (even
 // when the daemon runs as root); and where the kernel has Landlock, it may
 // read only the system's program, library and certificate directories,
-// /proc, its binary and its `readPaths`, and write only its working
-// directory. Where the kernel lacks Landlock, Start logs "plugin file system
+// /proc, its binary (and its own copy in the content store, not the store)
+// and its `readPaths`, and write only its working directory. Where the kernel lacks Landlock, Start logs "plugin file system
 // isolation unavailable: …" at warn. See sandbox_linux.go.
 //
 // # Supervision

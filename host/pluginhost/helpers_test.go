@@ -138,6 +138,21 @@ func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	}
 }
 
+// scriptPlugin writes a #! script plugin that runs bin, and returns its
+// path and digest.
+func scriptPlugin(t testing.TB, bin string) (string, string) {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "plugin.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec '"+bin+"' \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := fileDigest(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return script, digest
+}
+
 // pluginConfig declares variant v1 of the test plugin.
 func pluginConfig(t testing.TB) config.Plugin {
 	path, digest := built(t, "v1")

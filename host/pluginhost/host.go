@@ -48,6 +48,14 @@ type Options struct {
 	// StopGrace is how long Close lets a plugin take to exit when asked,
 	// before it kills it. Default 5s.
 	StopGrace time.Duration
+	// StoreDir, when set, is the content store of verified plugin binaries
+	// (see store_linux.go): a directory only the daemon's user may use,
+	// created with its parent (mode 0700) if missing. A binary verified once
+	// is run from the daemon's copy there at later starts, without copying
+	// and hashing it again, for as long as its file keeps its identity.
+	// Default none: every start verifies every binary. The daemon sets it
+	// to StoreDirName in storage.path.
+	StoreDir string
 
 	// protocols are the plugin sets of the protocol versions the host
 	// speaks; default pluginclient.VersionedPlugins(). Tests set it to
@@ -95,6 +103,11 @@ type Host struct {
 	// landlock is the kernel's Landlock ABI version; 0 without Landlock,
 	// when plugins run without file system isolation.
 	landlock int
+	// store is the content store of verified binaries; nil without one.
+	store *contentStore
+	// settled, when set, is closed once what the start verified is in the
+	// store and the store is pruned.
+	settled chan struct{}
 
 	// calls counts the calls in flight; closingBit is added by Close, after
 	// which no call starts.
@@ -195,6 +208,10 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 	case len(h.names) > 0:
 		h.isolate()
 	}
+	if len(h.names) > 0 || prev != nil {
+		// A reload to no plugins at all still prunes the store.
+		h.store = openStore(opts.StoreDir, h.log, h.landlock)
+	}
 	var r Reload
 	for _, name := range h.names {
 		if in, ok := keep[name]; ok {
@@ -212,10 +229,8 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 		go func() { _, _ = hostCertificate() }()
 	}
 	startErrs := make([]error, len(h.names))
-	var (
-		wg   sync.WaitGroup
-		bins binaries
-	)
+	var wg sync.WaitGroup
+	bins := binaries{store: h.store}
 	for i, name := range h.names {
 		in := h.plugins[name]
 		if _, kept := keep[name]; kept {
@@ -226,10 +241,28 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 	}
 	wg.Wait()
 	if err := errors.Join(startErrs...); err != nil {
+		bins.stored(false)
 		for _, name := range r.Started {
 			h.plugins[name].abort()
 		}
 		return nil, Reload{}, err
+	}
+	if h.store != nil {
+		// The plugins run: now the binaries this start verified go into
+		// the store, and what no plugin of this configuration pins leaves
+		// it.
+		digests := make([]string, 0, len(plugins))
+		for _, p := range plugins {
+			digests = append(digests, p.SHA256)
+		}
+		h.store.setReferenced(digests)
+		h.settled = make(chan struct{})
+		go func() {
+			defer close(h.settled)
+			backgroundThread()
+			bins.stored(true)
+			h.store.prune()
+		}()
 	}
 	for _, name := range r.Started {
 		h.plugins[name].supervise()
@@ -308,6 +341,16 @@ func (h *Host) Close(ctx context.Context) error {
 			wg.Go(func() { in.stop(ctx) })
 		}
 		wg.Wait()
+		if h.settled != nil {
+			select {
+			case <-h.settled:
+				// What only the plugins stopped here ran from may go.
+				h.store.prune()
+			case <-ctx.Done():
+				// A write cut short leaves a temporary file, which the
+				// next start removes.
+			}
+		}
 		h.closeErr = errors.Join(errs...)
 	})
 	return h.closeErr

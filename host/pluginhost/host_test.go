@@ -790,14 +790,7 @@ func TestStarterThreadExit(t *testing.T) {
 // verified bytes from the memfd, handed over as descriptor 3.
 func TestScriptPlugin(t *testing.T) {
 	bin, _ := built(t, "v1")
-	script := filepath.Join(t.TempDir(), "plugin.sh")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec '"+bin+"' \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	digest, err := fileDigest(script)
-	if err != nil {
-		t.Fatal(err)
-	}
+	script, digest := scriptPlugin(t, bin)
 	opts, logs := testOptions(t)
 	// The binary the script runs lies outside the system's directories:
 	// Landlock lets the plugin read it only as one of its readPaths.

@@ -279,8 +279,28 @@ func (in *instance) environment() ([]string, error) {
 // when the binary failed verification; start reports why.
 var errNotVerified = errors.New("the plugin binary failed verification")
 
-// verified returns the verified binary, for a restart.
-func (in *instance) verified(context.Context) (*verifiedBinary, error) { return in.bin, nil }
+// verified returns the verified binary, for a restart. A stored copy that
+// changed since the start checked it is not run: the binary is verified
+// from its source again, into a memfd.
+func (in *instance) verified(context.Context) (*verifiedBinary, error) {
+	in.mu.Lock()
+	b := in.bin
+	in.mu.Unlock()
+	err := b.intact()
+	if err == nil {
+		return b, nil
+	}
+	in.log.Warn("verifying the plugin binary again before the restart", "reason", err.Error())
+	nb, err := verifyBinary(in.name, in.path, in.cfg.SHA256, nil)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	in.bin = nb
+	in.mu.Unlock()
+	_ = b.close()
+	return nb, nil
+}
 
 // launch starts a process of the plugin, once binary returns the verified
 // binary, connects to it, describes it and configures it.

@@ -119,6 +119,9 @@ func (r *procRunner) Start(ctx context.Context) (err error) {
 		return err
 	}
 	r.bin = bin
+	// Run from the store, the plugin may read and execute its own entry
+	// there, and nothing else of it.
+	r.sandbox.storedCopy = bin.rulePath()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err

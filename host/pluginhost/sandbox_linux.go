@@ -29,7 +29,9 @@ import (
 //   - Where the kernel has Landlock, each plugin process is restricted to
 //     reading (and executing) the system's program and library directories,
 //     the certificate and name-resolution files under /etc, /proc, its own
-//     binary and the configured `readPaths`, and to writing its working
+//     binary (and its own entry of the content store, when it runs from
+//     there: that file, not the store's directory) and the configured
+//     `readPaths`, and to writing its working
 //     directory and /dev/null; it may not signal or reach abstract sockets
 //     outside its domain (ABI 6+). Anything else, among it the daemon's data
 //     directory and configuration, is out of its reach.
@@ -134,6 +136,10 @@ type sandbox struct {
 	workDir   string   // its working directory, read and written
 	binary    string   // its binary's path, read
 	readPaths []string // the configured readPaths, read and executed
+	// storedCopy, when set, names the store entry the plugin runs from
+	// (a /proc/self/fd magic link of the daemon's descriptor on it), read
+	// and executed: that one file, never the store's directory.
+	storedCopy string
 }
 
 // pathRule is one Landlock rule: access beneath path.
@@ -157,6 +163,9 @@ func (s sandbox) rules() []pathRule {
 		pathRule{s.binary, llRead, false},
 		pathRule{s.workDir, llWrite, false},
 	)
+	if s.storedCopy != "" {
+		rules = append(rules, pathRule{s.storedCopy, llRead, false})
+	}
 	for _, p := range s.readPaths {
 		rules = append(rules, pathRule{p, llRead, false})
 	}

@@ -12,8 +12,8 @@ func ProtectProcess() error { return nil }
 
 // sandbox is what a plugin process may reach; plugins run on Linux only.
 type sandbox struct {
-	workDir, binary string
-	readPaths       []string
+	workDir, binary, storedCopy string
+	readPaths                   []string
 }
 
 func landlockABI() (int, error) { return 0, errors.New("Landlock is a Linux feature") }

@@ -40,7 +40,7 @@ func TestVerifyBinaryHoldsTheFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(tt.content)
-			b, err := verifyBinary("tp", path, hex.EncodeToString(sum[:]))
+			b, err := verifyBinary("tp", path, hex.EncodeToString(sum[:]), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
