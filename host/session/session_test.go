@@ -619,3 +619,54 @@ func BenchmarkMemory10k(b *testing.B) {
 	b.ReportMetric(perSession, "bytes/session")
 	b.ReportMetric(float64(fileBytes)/n, "filebytes/session")
 }
+
+// BenchmarkOpenFileStore10k is a daemon's start on 10,000 sessions: the
+// time OpenFileStore takes to load them (files in the page cache).
+func BenchmarkOpenFileStore10k(b *testing.B) {
+	const n = 10000
+	clock := newClock()
+	dir := b.TempDir()
+	writeSessionFiles(b, dir, n, clock)
+	for b.Loop() {
+		s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.Len() != n {
+			b.Fatalf("loaded %d sessions, want %d", s.Len(), n)
+		}
+		_ = s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/n*1000, "ns/session")
+}
+
+// writeSessionFiles leaves n live sessions under dir. The store writes the
+// first few itself (Put, fsync and all); the rest are copies of those files
+// under new keys, so setup does not pay n fsyncs.
+func writeSessionFiles(tb testing.TB, dir string, n int, clock *fakeClock) {
+	tb.Helper()
+	const distinct = 16
+	s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var files [][]byte
+	for i := range min(n, distinct) {
+		k := key(mustHandle(tb))
+		if err := s.Put(context.Background(), k, sample(clock.Now(), fmt.Sprintf("user%02d", i))); err != nil {
+			tb.Fatal(err)
+		}
+		data, err := os.ReadFile(s.path(k))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files = append(files, data)
+	}
+	_ = s.Close()
+	for i := len(files); i < n; i++ {
+		k := key(mustHandle(tb))
+		if err := os.WriteFile(filepath.Join(dir, "sessions", fileName(k)), files[i%len(files)], 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
