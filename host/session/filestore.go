@@ -116,103 +116,95 @@ func OpenFileStore(dir string, opts Options) (*FileStore, error) {
 	return s, nil
 }
 
-// load fills the index from disk.
+// load fills the index from disk. The files are read and decoded in
+// parallel (scanSessionFiles): a daemon is not ready before load returns.
 func (s *FileStore) load() error {
-	entries, err := os.ReadDir(s.dir)
+	files, err := listSessionFiles(s.dir)
 	if err != nil {
 		return fmt.Errorf("session: loading sessions from %s: %w", s.dir, err)
 	}
 	now := s.opts.Now()
-	loaded, expired, skipped := 0, 0, 0
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || atomicfile.IsTemp(name) {
-			continue
-		}
-		key, ok := keyFromFileName(name)
-		if !ok {
-			continue // not ours
-		}
-		p := filepath.Join(s.dir, name)
-		sess, why := readSessionFile(p)
+	var loaded, expired, skipped atomic.Int64
+	err = scanSessionFiles(s.dir, files, false, func(key Key, p string, sess *Session, why string) error {
 		if why != "" {
 			// Only the file name (a hash) and a fixed reason: never content.
 			s.opts.Logger.Error("skipping unreadable session file", "file", p, "reason", why)
-			skipped++
-			continue
+			skipped.Add(1)
+			return nil
 		}
 		if sess.Expired(now) {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("session: removing expired session file %s: %w", p, err)
 			}
-			expired++
-			continue
+			expired.Add(1)
+			return nil
 		}
 		sess.intern()
 		s.index.Store(key, sess)
-		loaded++
+		loaded.Add(1)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if expired > 0 {
+	if expired.Load() > 0 {
 		if err := s.d.Sync(); err != nil {
 			return fmt.Errorf("session: loading sessions: %w", err)
 		}
 	}
-	s.opts.Logger.Debug("loaded sessions", "dir", s.dir, "live", loaded, "expired", expired, "skipped", skipped)
+	s.opts.Logger.Debug("loaded sessions", "dir", s.dir, "live", loaded.Load(), "expired", expired.Load(), "skipped", skipped.Load())
 	return nil
 }
 
 // ReadFileSessions reads the sessions of the file store under dir (the
 // directory OpenFileStore takes) without opening it: it writes, removes and
 // locks nothing, so a daemon may be using the directory meanwhile. It calls
-// fn, in no particular order, with each session live at now and its key,
-// stopping at fn's first error, which it returns. It counts the expired
-// sessions it passed over and the files it could not read (logged to log,
-// by file name and reason only; nil means hclog.Default()); a file removed
-// while it reads is neither. A missing <dir>/sessions/ is an error.
+// fn, in no particular order and one call at a time, with each session live
+// at now and its key, stopping at fn's first error, which it returns. It
+// counts the expired sessions it passed over and the files it could not
+// read (logged to log, by file name and reason only; nil means
+// hclog.Default()); a file removed while it reads is neither. A missing
+// <dir>/sessions/ is an error.
 func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, *Session) error) (expired, unreadable int, err error) {
 	if log == nil {
 		log = hclog.Default()
 	}
 	sdir := filepath.Join(dir, "sessions")
-	entries, err := os.ReadDir(sdir)
+	files, err := listSessionFiles(sdir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("session: reading sessions from %s: %w", sdir, err)
 	}
-	for _, e := range entries {
-		name := e.Name()
-		key, ok := keyFromFileName(name)
-		if e.IsDir() || atomicfile.IsTemp(name) || !ok {
-			continue
-		}
-		p := filepath.Join(sdir, name)
-		data, rerr := os.ReadFile(p)
-		if errors.Is(rerr, fs.ErrNotExist) {
-			continue // deleted or swept since the listing
-		}
-		sess, why := decodeSessionFile(data, rerr)
-		switch {
-		case why != "":
+	// The files are decoded in parallel; fn is called under mu, so it
+	// need not be safe for concurrent use.
+	var mu sync.Mutex
+	var fnErr error
+	_ = scanSessionFiles(sdir, files, true, func(key Key, p string, sess *Session, why string) error {
+		if why != "" {
 			log.Error("skipping unreadable session file", "file", p, "reason", why)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case fnErr != nil:
+			return fnErr
+		case why != "":
 			unreadable++
-			continue
+			return nil
 		case sess.Expired(now):
 			expired++
-			continue
+			return nil
 		}
-		if err := fn(key, sess); err != nil {
-			return expired, unreadable, err
-		}
-	}
-	return expired, unreadable, nil
+		fnErr = fn(key, sess)
+		return fnErr
+	})
+	// The scan's only error is fn's.
+	return expired, unreadable, fnErr
 }
 
-// readSessionFile reads one session file. On failure it returns a fixed
-// reason safe to log (decoder errors can quote file content).
-func readSessionFile(p string) (*Session, string) {
-	return decodeSessionFile(os.ReadFile(p))
-}
-
-// decodeSessionFile is readSessionFile given what os.ReadFile returned.
+// decodeSessionFile decodes a session file given what reading it returned
+// (fileReader.read, or os.ReadFile: errors are *fs.PathError). On failure
+// it returns a fixed reason safe to log (decoder errors can quote file
+// content).
 func decodeSessionFile(data []byte, err error) (*Session, string) {
 	if err != nil {
 		var pe *fs.PathError
