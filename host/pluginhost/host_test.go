@@ -323,7 +323,9 @@ func TestConfigurationErrors(t *testing.T) {
 		{name: "unknown plugin", uses: []Use{{Key: res, Plugin: "nope", Role: sdk.CapabilityResolver, Name: "x"}},
 			want: res + `.plugin: unknown plugin "nope": not a key of plugins`},
 		{name: "reserved environment variable", env: map[string]config.Secret{"PLUGIN_CLIENT_CERT": "x"},
-			want: `plugins.tp.env.PLUGIN_CLIENT_CERT: go-plugin sets this variable for the handshake; choose another name`},
+			want: `plugins.tp.env.PLUGIN_CLIENT_CERT: the daemon sets this variable for the plugin handshake; choose another name`},
+		{name: "certificate-line request", env: map[string]config.Secret{pluginclient.CertLineEnv: "0"},
+			want: `plugins.tp.env.` + pluginclient.CertLineEnv + `: the daemon sets this variable for the plugin handshake; choose another name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

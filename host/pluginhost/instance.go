@@ -41,8 +41,9 @@ const (
 	StateStopped State = "stopped"
 )
 
-// reservedEnv are the environment variables go-plugin sets for the
-// handshake; a plugin's `env:` may not set them.
+// reservedEnv are the environment variables the plugin handshake sets
+// (go-plugin's, and the daemon's certificate-line request); a plugin's
+// `env:` may not set them.
 var reservedEnv = []string{
 	pluginclient.Handshake.MagicCookieKey,
 	"PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_CLIENT_CERT",
@@ -260,7 +261,7 @@ func (in *instance) environment() ([]string, error) {
 	env := make([]string, 0, len(keys)+2)
 	for _, k := range keys {
 		if slices.Contains(reservedEnv, k) {
-			return nil, fmt.Errorf("plugins.%s.env.%s: go-plugin sets this variable for the handshake; choose another name", in.name, k)
+			return nil, fmt.Errorf("plugins.%s.env.%s: the daemon sets this variable for the plugin handshake; choose another name", in.name, k)
 		}
 		env = append(env, k+"="+in.cfg.Env[k].Reveal())
 	}
