@@ -23,5 +23,5 @@ require (
 
 // Inside this repository, the SDK in the checkout stands in for its release
 // (tag sdk/v0.2.0). A resolver of your own drops this line and requires the
-// released version: go get github.com/spectroauth/spectroauth/sdk@v0.1.0
+// released version: go get github.com/spectroauth/spectroauth/sdk@v0.2.0
 replace github.com/spectroauth/spectroauth/sdk => ../../sdk
