@@ -9,86 +9,14 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 )
 
 // A daemon is not ready until its file store has read every session file,
 // so reading them is on the start path: with thousands of sessions, what
-// each file costs beyond its decoding adds up. os.ReadFile registers every
-// file with the runtime poller (two extra system calls and a lock, useless
-// for regular files) and allocates a fresh buffer; fileReader does neither,
-// and scanSessionFiles spreads the reading and decoding over the CPUs.
-
-// errNotRegular is the reason given for a session file that is neither a
-// regular file nor a directory (a FIFO, a device): reading it could block
-// the daemon's start, so it is not read.
-var errNotRegular = errors.New("not a regular file")
-
-// fileReader reads whole files with plain system calls into a buffer it
-// reuses. It is not safe for concurrent use: give each goroutine its own.
-type fileReader struct {
-	buf []byte
-}
-
-// read returns p's content, valid until the next read. Its errors are
-// *fs.PathError, as os.ReadFile's are, so the same reasons get logged.
-func (r *fileReader) read(p string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO must not wait for a writer; it makes no
-	// difference to regular files. Symbolic links are followed, as
-	// os.ReadFile does.
-	fd, err := ignoringEINTR(func() (int, error) {
-		return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	})
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: p, Err: err}
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFDIR:
-		// What reading it would have said.
-		return nil, &fs.PathError{Op: "read", Path: p, Err: unix.EISDIR}
-	default:
-		return nil, &fs.PathError{Op: "read", Path: p, Err: errNotRegular}
-	}
-	// One byte more than the size, so a file that grew is seen to.
-	if need := int(st.Size) + 1; cap(r.buf) < need {
-		r.buf = make([]byte, need+need/4)
-	}
-	buf := r.buf[:cap(r.buf)]
-	n := 0
-	for {
-		if n == len(buf) { // it grew since the fstat
-			buf = append(buf, make([]byte, len(buf))...)
-			buf = buf[:cap(buf)]
-		}
-		m, err := ignoringEINTR(func() (int, error) { return unix.Pread(fd, buf[n:], int64(n)) })
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: p, Err: err}
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	r.buf = buf
-	return buf[:n], nil
-}
-
-func ignoringEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
+// each file costs beyond its decoding adds up. atomicfile.Reader reads them
+// without the runtime poller and into a reused buffer, and
+// scanSessionFiles spreads the reading and decoding over the CPUs.
 
 // sessionFileName is a session file found in the store's directory.
 type sessionFileName struct {
@@ -139,14 +67,14 @@ func scanSessionFiles(sdir string, files []sessionFileName, skipGone bool, visit
 		first   error
 	)
 	work := func() {
-		var r fileReader
+		var r atomicfile.Reader
 		for !stop.Load() {
 			i := int(next.Add(1) - 1)
 			if i >= len(files) {
 				return
 			}
 			p := filepath.Join(sdir, files[i].name)
-			data, rerr := r.read(p)
+			data, rerr := r.ReadFile(p)
 			if skipGone && errors.Is(rerr, fs.ErrNotExist) {
 				continue
 			}

@@ -202,7 +202,7 @@ func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, 
 }
 
 // decodeSessionFile decodes a session file given what reading it returned
-// (fileReader.read, or os.ReadFile: errors are *fs.PathError). On failure
+// (atomicfile.Reader.ReadFile, or os.ReadFile: errors are *fs.PathError). On failure
 // it returns a fixed reason safe to log (decoder errors can quote file
 // content).
 func decodeSessionFile(data []byte, err error) (*Session, string) {
