@@ -60,9 +60,11 @@ test: lint proto-check test-unit test-node-sdk test-examples test-chart test-rel
 # their targets.
 SDK := sdk
 
-lint: ## go vet (root and SDK modules) and gofmt; no example may import the daemon's packages
+lint: ## go vet (root and SDK modules), a Windows build of the daemon, and gofmt; no example may import the daemon's packages
 	$(GO) vet ./...
 	cd $(SDK) && $(GO) vet ./...
+	@# The command-line client (login, the kubectl credential) also runs on developers' machines.
+	GOOS=windows $(GO) build -o /dev/null ./host
 	@bad=$$(grep -rln --include='*.go' '"github.com/spectroauth/spectroauth/host' examples/ || true); \
 	  if [ -n "$$bad" ]; then echo "examples must use the SDK module only, not the daemon's host/ packages:"; echo "$$bad"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -94,3 +94,7 @@ func (bs *binaries) stored(keep bool) {
 		_ = b.close()
 	}
 }
+
+// StoreDirName is the directory of the daemon's data directory
+// (storage.path) that holds its verified copies of the plugin binaries.
+const StoreDirName = "plugin-store"

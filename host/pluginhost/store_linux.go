@@ -66,10 +66,6 @@ import (
 // (ctime, inode, mode, owner or size differ from what the start saw) is
 // verified from its source again, into a memfd.
 
-// StoreDirName is the directory of the daemon's data directory
-// (storage.path) that holds its verified copies of the plugin binaries.
-const StoreDirName = "plugin-store"
-
 // storeRecordMax bounds a record file, and storeMaxSources the source paths
 // a record remembers.
 const (
