@@ -62,6 +62,9 @@ type options struct {
 	// blocks of each resolver chain.
 	signIns      int
 	signInBlocks int
+	// signInConcurrency is how many sign-ins at once the second, busy,
+	// sign-in figure runs; 0 skips it.
+	signInConcurrency int
 	// logLevel is the daemon's -log-level.
 	logLevel string
 	// only, when not empty, are the parts to run (see parts).
@@ -130,9 +133,15 @@ type Result struct {
 	// daemon CPU, in ms: the median of the differences between the
 	// chain's and the built-in resolver's blocks measured side by side;
 	// SignInPluginCallsAddRange their smallest and largest.
-	SignInPluginCallsAdd      float64       `json:"signInPluginCallsAddMillis"`
-	SignInPluginCallsAddRange [2]float64    `json:"signInPluginCallsAddMillisRange"`
-	Reload                    ReloadFigures `json:"reloadUnderLoad"`
+	SignInPluginCallsAdd      float64    `json:"signInPluginCallsAddMillis"`
+	SignInPluginCallsAddRange [2]float64 `json:"signInPluginCallsAddMillisRange"`
+	// The same figures with -sign-in-concurrency sign-ins at once: the
+	// cost per sign-in of a daemon busy signing people in.
+	SignInBusy                    SignInResult  `json:"signInBusy,omitzero"`
+	SignInBuiltinBusy             SignInResult  `json:"signInBuiltinResolverBusy,omitzero"`
+	SignInBusyPluginCallsAdd      float64       `json:"signInBusyPluginCallsAddMillis,omitempty"`
+	SignInBusyPluginCallsAddRange [2]float64    `json:"signInBusyPluginCallsAddMillisRange,omitzero"`
+	Reload                        ReloadFigures `json:"reloadUnderLoad"`
 }
 
 // SignInResult is the cost of sign-ins through one resolver chain,
@@ -142,6 +151,8 @@ type SignInResult struct {
 	// SignIns is all the measured sign-ins, BlockSignIns those of a block.
 	SignIns      int `json:"signIns"`
 	BlockSignIns int `json:"signInsPerBlock"`
+	// Concurrency is how many sign-ins ran at once in a block.
+	Concurrency int `json:"concurrency"`
 	// CPUMillisPerOne is the median over the blocks of the daemon's CPU
 	// per sign-in, CPUMillisMin and CPUMillisMax their range, Blocks each
 	// block's, in the order measured.
@@ -196,6 +207,7 @@ func main() {
 	flag.IntVar(&o.starts, "starts", 7, "separate starts for the exec-to-ready figure")
 	flag.IntVar(&o.signIns, "sign-ins", 200, "sign-ins of each block of the CPU-per-sign-in figure")
 	flag.IntVar(&o.signInBlocks, "sign-in-blocks", 5, "blocks of sign-ins through each resolver chain (two-plugin, built-in), alternating")
+	flag.IntVar(&o.signInConcurrency, "sign-in-concurrency", 4, "sign-ins at once for the busy daemon's sign-in figure, measured after the one-at-a-time figure (0 skips it)")
 	flag.StringVar(&o.logLevel, "daemon-log-level", "warn", "the daemon's -log-level; debug logs where each start went (with -keep, in the temporary directory's starts-N.log)")
 	only := flag.String("only", "", "comma-separated parts to run, of "+strings.Join(parts, ", ")+" (default all); e.g. -only signin,starts on a busy machine")
 	flag.Parse()
@@ -324,9 +336,16 @@ func run(o options) error {
 		}
 		// The built-in resolver's blocks (swapped in by reloads) between
 		// the chain's: what the two plugin calls add.
-		res.SignIn, res.SignInBuiltin, err = measureSignIns(o, daemonPath, cfgPath, base, d.Process.Pid, slices.Contains(pluginNames, "claims"))
+		withChain := slices.Contains(pluginNames, "claims")
+		res.SignIn, res.SignInBuiltin, err = measureSignIns(o, daemonPath, cfgPath, base, d.Process.Pid, withChain, 1)
 		if len(res.SignInBuiltin.Blocks) > 0 {
 			res.SignInPluginCallsAdd, res.SignInPluginCallsAddRange[0], res.SignInPluginCallsAddRange[1] = pluginCallsAdd(res.SignIn, res.SignInBuiltin)
+		}
+		if err == nil && o.signInConcurrency > 1 {
+			res.SignInBusy, res.SignInBuiltinBusy, err = measureSignIns(o, daemonPath, cfgPath, base, d.Process.Pid, withChain, o.signInConcurrency)
+			if len(res.SignInBuiltinBusy.Blocks) > 0 {
+				res.SignInBusyPluginCallsAdd, res.SignInBusyPluginCallsAddRange[0], res.SignInBusyPluginCallsAddRange[1] = pluginCallsAdd(res.SignInBusy, res.SignInBuiltinBusy)
+			}
 		}
 	}
 	if err == nil && o.runs("reload") {
@@ -867,6 +886,16 @@ func printTable(w io.Writer, r Result) {
 		rows = append(rows, [2]string{"daemon CPU per sign-in (two-plugin chain)", fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; %.1f ms wall each; ≤ %.0f ms: %s)",
 			r.SignIn.CPUMillisPerOne, len(r.SignIn.Blocks), r.SignIn.BlockSignIns, r.SignIn.CPUMillisMin, r.SignIn.CPUMillisMax, r.SignIn.WallMillisPerOne,
 			targetSignInCPUMillis, verdict(r.SignIn.CPUMillisPerOne <= targetSignInCPUMillis))})
+	}
+	if r.SignInBuiltinBusy.SignIns > 0 {
+		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (built-in)", r.SignInBuiltinBusy.Concurrency), fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; the plugin calls add %.2f ms, %.2f–%.2f)",
+			r.SignInBuiltinBusy.CPUMillisPerOne, len(r.SignInBuiltinBusy.Blocks), r.SignInBuiltinBusy.BlockSignIns, r.SignInBuiltinBusy.CPUMillisMin, r.SignInBuiltinBusy.CPUMillisMax,
+			r.SignInBusyPluginCallsAdd, r.SignInBusyPluginCallsAddRange[0], r.SignInBusyPluginCallsAddRange[1])})
+	}
+	if r.SignInBusy.SignIns > 0 {
+		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (two-plugin chain)", r.SignInBusy.Concurrency), fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; ≤ %.0f ms: %s)",
+			r.SignInBusy.CPUMillisPerOne, len(r.SignInBusy.Blocks), r.SignInBusy.BlockSignIns, r.SignInBusy.CPUMillisMin, r.SignInBusy.CPUMillisMax,
+			targetSignInCPUMillis, verdict(r.SignInBusy.CPUMillisPerOne <= targetSignInCPUMillis))})
 	}
 	if len(r.ReadyStarts) > 0 {
 		sessions := ""

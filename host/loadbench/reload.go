@@ -30,9 +30,16 @@ const (
 // resolver alone, o.signInBlocks of each: both see the same heap, caches
 // and machine load, which a chain measured first and a baseline after did
 // not (the first paid the warm-up). It leaves the chain configured.
-func measureSignIns(o options, daemonPath, cfgPath, base string, pid int, builtin bool) (chain, bi SignInResult, err error) {
-	chain = SignInResult{Chain: "claims-first (not found) -> claims", BlockSignIns: o.signIns}
-	bi = SignInResult{Chain: "builtin/emailLocalPartMatchingUserEntityName", BlockSignIns: o.signIns}
+//
+// concurrency is how many sign-ins run at once in a block: 1 is one after
+// the other, the cost of a sign-in on an otherwise idle daemon, which
+// includes the Go runtime's price for going idle and waking up between
+// every network round trip of it (its system monitor polling, threads
+// parked and woken); more is the cost per sign-in of a daemon busy
+// signing people in, where those are shared.
+func measureSignIns(o options, daemonPath, cfgPath, base string, pid int, builtin bool, concurrency int) (chain, bi SignInResult, err error) {
+	chain = SignInResult{Chain: "claims-first (not found) -> claims", BlockSignIns: o.signIns, Concurrency: concurrency}
+	bi = SignInResult{Chain: "builtin/emailLocalPartMatchingUserEntityName", BlockSignIns: o.signIns, Concurrency: concurrency}
 	// Warm up: connections, the chain's first calls, the heap's growth.
 	if err := warmSignIns(base, 100); err != nil {
 		return chain, bi, err
@@ -49,7 +56,7 @@ func measureSignIns(o options, daemonPath, cfgPath, base string, pid int, builti
 				return chain, bi, err
 			}
 		}
-		cpu, wall, err := signInBlock(base, pid, o.signIns)
+		cpu, wall, err := signInBlock(base, pid, o.signIns, concurrency)
 		if err != nil {
 			return chain, bi, err
 		}
@@ -80,15 +87,34 @@ func warmSignIns(base string, n int) error {
 	return nil
 }
 
-// signInBlock signs in n times and returns the daemon's CPU and the wall
-// time per sign-in, in ms.
-func signInBlock(base string, pid, n int) (cpu, wall float64, _ error) {
+// signInBlock signs in n times, concurrency at a time, and returns the
+// daemon's CPU and the wall time per sign-in, in ms.
+func signInBlock(base string, pid, n, concurrency int) (cpu, wall float64, _ error) {
+	concurrency = max(1, min(concurrency, n))
 	cpu0 := cpuTicks(pid)
 	t0 := time.Now()
-	for i := range n {
-		if _, _, err := signIn(base); err != nil {
-			return 0, 0, fmt.Errorf("sign-in %d: %w", i, err)
+	var next atomic.Int64 // sign-ins handed out; bounded by n
+	errs := make(chan error, concurrency)
+	for range concurrency {
+		go func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if _, _, err := signIn(base); err != nil {
+					errs <- fmt.Errorf("sign-in %d: %w", i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var firstErr error
+	for range concurrency {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+			next.Store(int64(n)) // the others stop after their current one
 		}
+	}
+	if firstErr != nil {
+		return 0, 0, firstErr
 	}
 	w := time.Since(t0)
 	ticks := cpuTicks(pid) - cpu0

@@ -1,6 +1,14 @@
 package main
 
-import "testing"
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+)
 
 func TestMedianRange(t *testing.T) {
 	tests := []struct {
@@ -51,3 +59,37 @@ func TestFilesystemOf(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// A block runs exactly n sign-ins, at most concurrency at a time, and stops
+// at the first failure.
+func TestSignInBlockConcurrency(t *testing.T) {
+	for _, tc := range []struct{ n, concurrency, wantMax int }{{10, 1, 1}, {40, 4, 4}, {3, 8, 3}} {
+		var inFlight, maxInFlight, total atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cur := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+			}
+			total.Add(1)
+			time.Sleep(2 * time.Millisecond) // let the others pile up
+			http.SetCookie(w, &http.Cookie{Name: "spectrocloud-refresh-token", Value: "x", Path: "/"})
+			fmt.Fprint(w, "backstageIdentity")
+		}))
+		if _, _, err := signInBlock(srv.URL, os.Getpid(), tc.n, tc.concurrency); err != nil {
+			t.Fatalf("n=%d concurrency=%d: %v", tc.n, tc.concurrency, err)
+		}
+		srv.Close()
+		if total.Load() != int64(tc.n) || maxInFlight.Load() > int64(tc.wantMax) || tc.concurrency > 1 && maxInFlight.Load() < 2 {
+			t.Errorf("n=%d concurrency=%d: %d sign-ins, at most %d at once; want %d, at most %d", tc.n, tc.concurrency, total.Load(), maxInFlight.Load(), tc.n, tc.wantMax)
+		}
+	}
+	var total atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		total.Add(1)
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	if _, _, err := signInBlock(srv.URL, os.Getpid(), 100, 4); err == nil || total.Load() > 8 {
+		t.Errorf("failing sign-ins: error %v after %d sign-ins; want an error after at most 8", err, total.Load())
+	}
+}
