@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -635,6 +637,72 @@ func TestBackChannelTimeout(t *testing.T) {
 	})
 	if err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+}
+
+// TestBackChannelTimeoutCoversBody: the timeout bounds reading the body
+// too, as http.Client.Timeout does, and is a DeadlineExceeded (Unavailable).
+func TestBackChannelTimeoutCoversBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte(`{"a":`))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := NewBackChannelClient(nil, 200*time.Millisecond, 0)
+	start := time.Now()
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("the headers came at once, yet: %v", err)
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("reading a stalled body: err = %v after %v", err, time.Since(start))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want one matching context.DeadlineExceeded", err)
+	}
+}
+
+// TestBackChannelStartsNoWatchers: the back-channel timeout rides on the
+// request's context, so net/http starts no goroutines per request to watch
+// a timer and a legacy Request.Cancel (as it does for Client.Timeout over a
+// transport it does not know), which a sign-in would pay in thread
+// wake-ups.
+func TestBackChannelStartsNoWatchers(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	c := NewBackChannelClient(nil, time.Minute, 0)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+	var dump bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, watcher := range []string{"net/http.setRequestCancel", "net/http.awaitLegacyCancel"} {
+		if strings.Contains(dump.String(), watcher) {
+			t.Errorf("a request in flight runs %s", watcher)
+		}
 	}
 }
 
