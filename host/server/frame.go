@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
@@ -18,24 +17,49 @@ type webMessage struct {
 	Error    *backstageerr.Detail `json:"error,omitempty"`
 }
 
-// safelyEncodeURIComponent matches JavaScript's encodeURIComponent, plus '
-// escaped as %27 so the value can sit inside a single-quoted string.
+// safelyEncodeURIComponent matches JavaScript's encodeURIComponent on UTF-8
+// (every byte but A-Z a-z 0-9 - _ . ! ~ * ( ) as %XX, upper-case hex), and
+// so escapes ' as %27: the value can sit inside a single-quoted string. One
+// pass and one allocation: it encodes the whole sign-in response, Backstage
+// token included, on every sign-in.
 func safelyEncodeURIComponent(s string) string {
-	return uriComponentFixups.Replace(url.QueryEscape(s))
+	escapes := 0
+	for i := 0; i < len(s); i++ {
+		if !uriComponentKeeps(s[i]) {
+			escapes++
+		}
+	}
+	if escapes == 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) + 2*escapes)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if uriComponentKeeps(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+	return b.String()
 }
 
-// uriComponentFixups turns url.QueryEscape's output into
-// encodeURIComponent's: space is %20 (QueryEscape writes "+", and a literal
-// "+" as %2B), and !()*~ stay as they are; ' becomes %27 (QueryEscape
-// already escapes it; kept so the literal can never end the JavaScript
-// string). The patterns do not overlap, so one pass equals the former
-// sequence of replacements. Built once: a Replacer builds its lookup
-// tables, which cost more than the replacing itself, on every sign-in.
-var uriComponentFixups = strings.NewReplacer(
-	"+", "%20",
-	"%21", "!", "%28", "(", "%29", ")", "%2A", "*", "%7E", "~",
-	"'", "%27",
-)
+// uriComponentKeeps reports whether encodeURIComponent leaves c as it is.
+func uriComponentKeeps(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '_', '.', '!', '~', '*', '(', ')':
+		return true
+	}
+	return false
+}
 
 // writeWebMessage answers the popup with the page Backstage's frame handler
 // sends: a script that tells the opener the target origin, posts the result
