@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -921,6 +923,61 @@ func TestUserinfo(t *testing.T) {
 			}
 			if n := h.op.Counters().Userinfo; n != tc.wantCalls {
 				t.Errorf("userinfo calls = %d, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestClaimsAreIDTokens: Exchange vouches that Claims are the ID token's
+// own (what a session then need not store twice) only while that holds.
+func TestClaimsAreIDTokens(t *testing.T) {
+	plain := newHarness(t, harnessOpts{})
+	minimal := newHarness(t, harnessOpts{op: func(c *devprovider.Config) { c.MinimalIDToken = true }})
+	for _, tc := range []struct {
+		name   string
+		h      *harness
+		change func(*Tokens)
+		want   bool
+	}{
+		{"as verified", plain, func(*Tokens) {}, true},
+		{"userinfo claims merged in", minimal, func(*Tokens) {}, false},
+		{"claims replaced by a copy", plain, func(tok *Tokens) { tok.Claims = maps.Clone(tok.Claims) }, false},
+		{"a claim added", plain, func(tok *Tokens) { tok.Claims["extra"] = "x" }, false},
+		{"another ID token", plain, func(tok *Tokens) { tok.IDToken += "x" }, false},
+		{"decoded from JSON", plain, func(tok *Tokens) {
+			b, err := json.Marshal(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*tok = Tokens{}
+			if err := json.Unmarshal(b, tok); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"built elsewhere", plain, func(tok *Tokens) { *tok = Tokens{IDToken: tok.IDToken, Claims: tok.Claims} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := tc.h.signIn(tc.h.provider())
+			if !tc.want && tc.h == minimal && tok.Profile.Email == "" {
+				t.Fatal("test setup: userinfo gave no email")
+			}
+			tc.change(tok)
+			if got := tok.ClaimsAreIDTokens(); got != tc.want {
+				t.Fatalf("ClaimsAreIDTokens = %v, want %v", got, tc.want)
+			}
+			if tc.want {
+				parts := strings.Split(tok.IDToken, ".")
+				payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				var fromToken map[string]any
+				if err := json.Unmarshal(payload, &fromToken); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(fromToken, tok.Claims) {
+					t.Errorf("vouched for claims %v, the ID token holds %v", tok.Claims, fromToken)
+				}
 			}
 		})
 	}
