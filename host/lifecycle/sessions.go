@@ -92,16 +92,10 @@ func withSessionID(extra map[string]any, key session.Key) map[string]any {
 const sessionIDClaim = "sid"
 
 // setUpstream copies the upstream tokens into the session.
-//
-// The claims are stored only when they differ from the ID token's payload
-// (userinfo claims were merged in); otherwise they are read back from the ID
-// token itself. Sessions live in memory, and this is a fifth of one.
 func setUpstream(sess *session.Session, t *upstream.Tokens) error {
-	var claims json.RawMessage
-	if fromToken, err := idTokenClaims(t.IDToken); err != nil || !reflect.DeepEqual(fromToken, t.Claims) {
-		if claims, err = json.Marshal(t.Claims); err != nil {
-			return fmt.Errorf("encoding ID token claims: %w", err)
-		}
+	claims, err := claimsToStore(t)
+	if err != nil {
+		return err
 	}
 	prev := sess.Upstream
 	sess.Upstream = session.UpstreamTokens{
@@ -121,6 +115,26 @@ func setUpstream(sess *session.Session, t *upstream.Tokens) error {
 	}
 	sess.Profile = session.Profile{Email: t.Profile.Email, DisplayName: t.Profile.DisplayName, Picture: t.Profile.Picture}
 	return nil
+}
+
+// claimsToStore is what a session stores of t's claims: nothing when they
+// are the ID token's payload, read back from the ID token itself; only
+// claims that differ (userinfo claims were merged in) are stored. Sessions
+// live in memory, and this is a fifth of one. When the provider says the
+// claims are the ID token's (it decoded them from it on verification), the
+// token is not decoded again to compare: a sign-in's cost.
+func claimsToStore(t *upstream.Tokens) (json.RawMessage, error) {
+	if t.ClaimsAreIDTokens() {
+		return nil, nil
+	}
+	if fromToken, err := idTokenClaims(t.IDToken); err == nil && reflect.DeepEqual(fromToken, t.Claims) {
+		return nil, nil
+	}
+	claims, err := json.Marshal(t.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("encoding ID token claims: %w", err)
+	}
+	return claims, nil
 }
 
 // UpstreamTokens rebuilds the upstream view of a stored session.

@@ -12,7 +12,9 @@ import (
 
 // Resolver returns resolver resolverName of plugin pluginName as a step of
 // the sign-in chain, calling it with options. It fails if the plugin is not
-// declared or does not offer that resolver. The plugin's "not found" is
+// declared or does not offer that resolver, or if options cannot be sent
+// (a value not representable in JSON): options are converted for the wire
+// here, once, not on every sign-in. The plugin's "not found" is
 // signin.ErrNotFound (they are the same error); any other failure, including
 // a plugin that is down or crashes during the call, is an error that fails
 // the sign-in.
@@ -24,21 +26,25 @@ func (h *Host) Resolver(pluginName, resolverName string, options map[string]any)
 	if err := checkOffered(pluginName, in.describe(), sdk.CapabilityResolver, resolverName); err != nil {
 		return nil, err
 	}
-	return &resolver{h: h, in: in, name: resolverName, options: options}, nil
+	opts, err := pluginclient.ConvertOptions(options)
+	if err != nil {
+		return nil, fmt.Errorf("options of resolver %q of plugin %q: %w", resolverName, pluginName, err)
+	}
+	return &resolver{h: h, in: in, name: resolverName, op: "resolver " + resolverName, options: opts}, nil
 }
 
 type resolver struct {
 	h       *Host // the host whose calls these are
 	in      *instance
 	name    string
-	options sdk.Options
+	op      string // names the call in errors
+	options pluginclient.ConvertedOptions
 }
 
 // Resolve implements signin.Resolver.
 func (r *resolver) Resolve(ctx context.Context, in signin.Input) (signin.Identity, error) {
 	req := sdk.ResolveRequest{
 		Resolver: r.name,
-		Options:  r.options,
 		Claims:   sdk.Claims(in.Claims),
 		Profile: sdk.Profile{
 			Email:         in.Profile.Email,
@@ -52,8 +58,8 @@ func (r *resolver) Resolve(ctx context.Context, in signin.Input) (signin.Identit
 		Groups:            in.Profile.Groups,
 	}
 	var id sdk.Identity
-	err := r.in.doVia(r.h, ctx, "resolver "+r.name, func(ctx context.Context, c *pluginclient.Client) (err error) {
-		id, err = c.Resolve(ctx, req)
+	err := r.in.doVia(r.h, ctx, r.op, func(ctx context.Context, c *pluginclient.Client) (err error) {
+		id, err = c.ResolveConverted(ctx, req, r.options)
 		return err
 	})
 	if err != nil {

@@ -141,6 +141,12 @@ func TestHappyPath(t *testing.T) {
 	if _, err := h.Resolver("tp", "nope", nil); err == nil || err.Error() != `plugin "tp" offers no resolver "nope" (it offers: byEmail, other)` {
 		t.Errorf("unknown resolver: %v", err)
 	}
+	// Options are converted for the wire once, when the step is made: what
+	// cannot cross it fails the configuration, not the first sign-in.
+	if _, err := h.Resolver("tp", "byEmail", map[string]any{"hook": func() {}}); !errors.As(err, new(*sdk.ConfigError)) ||
+		!strings.Contains(err.Error(), `options of resolver "byEmail" of plugin "tp"`) {
+		t.Errorf("resolver with options that cannot be sent: %v, want a *sdk.ConfigError naming it", err)
+	}
 	if st := h.Plugins()[0]; st.Calls < 5 || st.Failures < 2 {
 		t.Errorf("counters = %d calls, %d failures", st.Calls, st.Failures)
 	}

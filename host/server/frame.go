@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/spectroauth/spectroauth/host/internal/backstageerr"
 )
@@ -18,38 +16,56 @@ type webMessage struct {
 	Error    *backstageerr.Detail `json:"error,omitempty"`
 }
 
-// safelyEncodeURIComponent matches JavaScript's encodeURIComponent, plus '
-// escaped as %27 so the value can sit inside a single-quoted string.
-func safelyEncodeURIComponent(s string) string {
-	return uriComponentFixups.Replace(url.QueryEscape(s))
+// appendURIComponent appends s encoded as JavaScript's encodeURIComponent
+// encodes UTF-8 (every byte but A-Z a-z 0-9 - _ . ! ~ * ( ) as %XX,
+// upper-case hex), which escapes ' as %27: the value can sit inside a
+// single-quoted string.
+func appendURIComponent[T string | []byte](dst []byte, s T) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if uriComponentKeeps(c) {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', hex[c>>4], hex[c&0xf])
+	}
+	return dst
 }
 
-// uriComponentFixups turns url.QueryEscape's output into
-// encodeURIComponent's: space is %20 (QueryEscape writes "+", and a literal
-// "+" as %2B), and !()*~ stay as they are; ' becomes %27 (QueryEscape
-// already escapes it; kept so the literal can never end the JavaScript
-// string). The patterns do not overlap, so one pass equals the former
-// sequence of replacements. Built once: a Replacer builds its lookup
-// tables, which cost more than the replacing itself, on every sign-in.
-var uriComponentFixups = strings.NewReplacer(
-	"+", "%20",
-	"%21", "!", "%28", "(", "%29", ")", "%2A", "*", "%7E", "~",
-	"'", "%27",
-)
-
-// writeWebMessage answers the popup with the page Backstage's frame handler
-// sends: a script that tells the opener the target origin, posts the result
-// to that origin only, and closes the window. The CSP allows exactly that
-// script, by hash.
-func writeWebMessage(w http.ResponseWriter, targetOrigin string, msg webMessage) {
-	data, err := json.Marshal(msg)
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+// uriComponentLen is the length of s encoded by appendURIComponent.
+func uriComponentLen[T string | []byte](s T) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if !uriComponentKeeps(s[i]) {
+			n += 2
+		}
 	}
-	script := `
-    var authResponse = decodeURIComponent('` + safelyEncodeURIComponent(string(data)) + `');
-    var origin = decodeURIComponent('` + safelyEncodeURIComponent(targetOrigin) + `');
+	return n
+}
+
+// uriComponentKeeps reports whether encodeURIComponent leaves c as it is.
+func uriComponentKeeps(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '_', '.', '!', '~', '*', '(', ')':
+		return true
+	}
+	return false
+}
+
+// The frame page around its two encoded values. The script, from
+// frameScriptStart to frameScriptEnd, is what the CSP allows by hash.
+const (
+	framePageStart   = "<html><body><script>"
+	frameScriptStart = `
+    var authResponse = decodeURIComponent('`
+	frameScriptMiddle = `');
+    var origin = decodeURIComponent('`
+	frameScriptEnd = `');
     var originInfo = {'type': 'config_info', 'targetOrigin': origin};
     (window.opener || window.parent).postMessage(originInfo, '*');
     (window.opener || window.parent).postMessage(JSON.parse(authResponse), origin);
@@ -57,12 +73,37 @@ func writeWebMessage(w http.ResponseWriter, targetOrigin string, msg webMessage)
       window.close();
     }, 100); // same as the interval of the core-app-api lib/loginPopup.ts (to address race conditions)
   `
-	sum := sha256.Sum256([]byte(script))
+	framePageEnd = "</script></body></html>"
+)
+
+// writeWebMessage answers the popup with the page Backstage's frame handler
+// sends: a script that tells the opener the target origin, posts the result
+// to that origin only, and closes the window. The CSP allows exactly that
+// script, by hash. The page, which holds the whole sign-in response, is
+// built in one buffer of its exact size: every sign-in writes one.
+func writeWebMessage(w http.ResponseWriter, targetOrigin string, msg webMessage) {
+	data, err := json.Marshal(msg)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	size := len(framePageStart) + len(frameScriptStart) + uriComponentLen(data) + len(frameScriptMiddle) +
+		uriComponentLen(targetOrigin) + len(frameScriptEnd) + len(framePageEnd)
+	page := make([]byte, 0, size)
+	page = append(page, framePageStart...)
+	script := len(page)
+	page = append(page, frameScriptStart...)
+	page = appendURIComponent(page, data)
+	page = append(page, frameScriptMiddle...)
+	page = appendURIComponent(page, targetOrigin)
+	page = append(page, frameScriptEnd...)
+	sum := sha256.Sum256(page[script:])
+	page = append(page, framePageEnd...)
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("X-Frame-Options", "sameorigin")
 	h.Set("Content-Security-Policy", "script-src 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte("<html><body><script>" + script + "</script></body></html>"))
+	_, _ = w.Write(page)
 }

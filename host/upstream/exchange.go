@@ -115,6 +115,7 @@ func (p *Provider) tokensFromResponse(ctx context.Context, op string, tok *oauth
 		if rawID == "" {
 			t.IDToken, t.IDTokenExpiry = prev.IDToken, prev.IDTokenExpiry
 			t.Claims, t.Profile = prev.Claims, prev.Profile
+			t.fromIDToken = prev.fromIDToken
 			return t, nil
 		}
 		chk.original = prev
@@ -127,10 +128,14 @@ func (p *Provider) tokensFromResponse(ctx context.Context, op string, tok *oauth
 		return nil, fmt.Errorf("upstream: %s: %w", op, err)
 	}
 	t.IDToken, t.IDTokenExpiry = rawID, idt.Expiry
+	fromIDToken := len(claims)
 	if _, hasEmail := claims["email"]; !hasEmail && t.AccessToken != "" && p.userinfoURL != "" && !p.cfg.DisableUserinfo {
 		p.mergeUserinfo(ctx, t, idt.Subject, claims)
 	}
 	t.Claims = claims
+	if len(claims) == fromIDToken {
+		t.fromIDToken = claimsSource{idToken: rawID, claims: claims, n: len(claims)}
+	}
 	t.Profile = ProfileFromClaims(claims, p.cfg.TrustEmailWithoutVerifiedClaim)
 	return t, nil
 }

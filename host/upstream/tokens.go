@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -35,6 +36,37 @@ type Tokens struct {
 	Claims map[string]any `json:"claims,omitempty"`
 	// Profile is derived from Claims.
 	Profile Profile `json:"profile"`
+
+	// fromIDToken, set by Exchange and Refresh, records that Claims were
+	// decoded from IDToken with nothing added (see ClaimsAreIDTokens).
+	fromIDToken claimsSource
+}
+
+// claimsSource is the ID token a Tokens value's Claims were decoded from,
+// and that map and its size then.
+type claimsSource struct {
+	idToken string
+	claims  map[string]any
+	n       int
+}
+
+// sameMap reports whether a and b are the same map, not equal ones.
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// ClaimsAreIDTokens reports whether t.Claims are known to be exactly the
+// claims of t.IDToken: Exchange or Refresh decoded them from it, verified,
+// and added no userinfo claims. A caller that stores t may then store the
+// ID token alone and decode Claims from it again, without decoding it now
+// to compare. It is false when not known: for Tokens built or decoded
+// elsewhere, or whose IDToken or Claims were replaced or grew since.
+// Changing a claim's value in place is not detected; Claims are verified
+// claims and nothing changes them.
+func (t *Tokens) ClaimsAreIDTokens() bool {
+	src := t.fromIDToken
+	return src.idToken != "" && src.idToken == t.IDToken && t.Claims != nil &&
+		sameMap(src.claims, t.Claims) && src.n == len(t.Claims)
 }
 
 // String describes t without any token value.

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -638,6 +642,72 @@ func TestBackChannelTimeout(t *testing.T) {
 	}
 }
 
+// TestBackChannelTimeoutCoversBody: the timeout bounds reading the body
+// too, as http.Client.Timeout does, and is a DeadlineExceeded (Unavailable).
+func TestBackChannelTimeoutCoversBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte(`{"a":`))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := NewBackChannelClient(nil, 200*time.Millisecond, 0)
+	start := time.Now()
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("the headers came at once, yet: %v", err)
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("reading a stalled body: err = %v after %v", err, time.Since(start))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want one matching context.DeadlineExceeded", err)
+	}
+}
+
+// TestBackChannelStartsNoWatchers: the back-channel timeout rides on the
+// request's context, so net/http starts no goroutines per request to watch
+// a timer and a legacy Request.Cancel (as it does for Client.Timeout over a
+// transport it does not know), which a sign-in would pay in thread
+// wake-ups.
+func TestBackChannelStartsNoWatchers(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	c := NewBackChannelClient(nil, time.Minute, 0)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+	var dump bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, watcher := range []string{"net/http.setRequestCancel", "net/http.awaitLegacyCancel"} {
+		if strings.Contains(dump.String(), watcher) {
+			t.Errorf("a request in flight runs %s", watcher)
+		}
+	}
+}
+
 func TestClientSecretPost(t *testing.T) {
 	h := newHarness(t, harnessOpts{op: func(c *devprovider.Config) { c.RefreshTokens = true }})
 	post := func(c *Config) {
@@ -853,6 +923,61 @@ func TestUserinfo(t *testing.T) {
 			}
 			if n := h.op.Counters().Userinfo; n != tc.wantCalls {
 				t.Errorf("userinfo calls = %d, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestClaimsAreIDTokens: Exchange vouches that Claims are the ID token's
+// own (what a session then need not store twice) only while that holds.
+func TestClaimsAreIDTokens(t *testing.T) {
+	plain := newHarness(t, harnessOpts{})
+	minimal := newHarness(t, harnessOpts{op: func(c *devprovider.Config) { c.MinimalIDToken = true }})
+	for _, tc := range []struct {
+		name   string
+		h      *harness
+		change func(*Tokens)
+		want   bool
+	}{
+		{"as verified", plain, func(*Tokens) {}, true},
+		{"userinfo claims merged in", minimal, func(*Tokens) {}, false},
+		{"claims replaced by a copy", plain, func(tok *Tokens) { tok.Claims = maps.Clone(tok.Claims) }, false},
+		{"a claim added", plain, func(tok *Tokens) { tok.Claims["extra"] = "x" }, false},
+		{"another ID token", plain, func(tok *Tokens) { tok.IDToken += "x" }, false},
+		{"decoded from JSON", plain, func(tok *Tokens) {
+			b, err := json.Marshal(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*tok = Tokens{}
+			if err := json.Unmarshal(b, tok); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"built elsewhere", plain, func(tok *Tokens) { *tok = Tokens{IDToken: tok.IDToken, Claims: tok.Claims} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := tc.h.signIn(tc.h.provider())
+			if !tc.want && tc.h == minimal && tok.Profile.Email == "" {
+				t.Fatal("test setup: userinfo gave no email")
+			}
+			tc.change(tok)
+			if got := tok.ClaimsAreIDTokens(); got != tc.want {
+				t.Fatalf("ClaimsAreIDTokens = %v, want %v", got, tc.want)
+			}
+			if tc.want {
+				parts := strings.Split(tok.IDToken, ".")
+				payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				var fromToken map[string]any
+				if err := json.Unmarshal(payload, &fromToken); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(fromToken, tok.Claims) {
+					t.Errorf("vouched for claims %v, the ID token holds %v", tok.Claims, fromToken)
+				}
 			}
 		})
 	}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/spectroauth/spectroauth/sdk"
 	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
@@ -307,15 +308,45 @@ func (c *Client) ValidateOptions(ctx context.Context, req sdk.ValidateOptionsReq
 	return nil
 }
 
+// ConvertedOptions are the options of a configured resolver converted once
+// into their wire form (see ConvertOptions), for a host that calls the
+// resolver with the same options every time: ResolveConverted then skips
+// converting them on each call. The zero value stands for no options. It is
+// immutable and safe for concurrent use.
+type ConvertedOptions struct {
+	s *structpb.Struct
+}
+
+// ConvertOptions converts opts into their wire form as Resolve would on
+// each call, and fails as it would: with a *sdk.ConfigError when a value
+// cannot be represented in JSON. The result does not follow later changes
+// to opts.
+func ConvertOptions(opts sdk.Options) (ConvertedOptions, error) {
+	s, err := wire.ToStruct(opts)
+	if err != nil {
+		return ConvertedOptions{}, &sdk.ConfigError{Err: err}
+	}
+	return ConvertedOptions{s: s}, nil
+}
+
 // Resolve asks one of the plugin's resolvers for the identity of a user. An
 // error wrapping sdk.ErrNotFound means the resolver knows no such user.
 func (c *Client) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.Identity, error) {
+	opts, err := ConvertOptions(req.Options)
+	if err != nil {
+		if info, ok := c.offers(sdk.CapabilityResolver); !ok {
+			return sdk.Identity{}, roleError(info, "resolver")
+		}
+		return sdk.Identity{}, err
+	}
+	return c.ResolveConverted(ctx, req, opts)
+}
+
+// ResolveConverted is Resolve with the resolver's options converted
+// beforehand by ConvertOptions: opts is sent, req.Options is ignored.
+func (c *Client) ResolveConverted(ctx context.Context, req sdk.ResolveRequest, opts ConvertedOptions) (sdk.Identity, error) {
 	if info, ok := c.offers(sdk.CapabilityResolver); !ok {
 		return sdk.Identity{}, roleError(info, "resolver")
-	}
-	opts, err := wire.ToStruct(req.Options)
-	if err != nil {
-		return sdk.Identity{}, &sdk.ConfigError{Err: err}
 	}
 	claims, err := wire.ToStruct(req.Claims)
 	if err != nil {
@@ -323,7 +354,7 @@ func (c *Client) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.Ident
 	}
 	resp, err := c.resolver.Resolve(ctx, &pluginv1.ResolveRequest{
 		Resolver: req.Resolver,
-		Options:  opts,
+		Options:  opts.s,
 		Claims:   claims,
 		Profile: &pluginv1.Profile{
 			Email:         req.Profile.Email,

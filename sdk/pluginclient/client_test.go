@@ -3,6 +3,7 @@ package pluginclient
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/spectroauth/spectroauth/sdk"
 	pluginv1 "github.com/spectroauth/spectroauth/sdk/internal/pluginv1"
@@ -30,6 +32,7 @@ type fakePlugin struct {
 	resolveErr      error
 	validateCalls   atomic.Int32
 	configureCalled atomic.Bool
+	lastOptions     atomic.Pointer[structpb.Struct] // of the last Resolve
 }
 
 func (f *fakePlugin) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
@@ -41,7 +44,8 @@ func (f *fakePlugin) ValidateOptions(context.Context, *pluginv1.ValidateOptionsR
 	return nil, status.Error(codes.Unimplemented, "no")
 }
 
-func (f *fakePlugin) Resolve(context.Context, *pluginv1.ResolveRequest) (*pluginv1.ResolveResponse, error) {
+func (f *fakePlugin) Resolve(_ context.Context, req *pluginv1.ResolveRequest) (*pluginv1.ResolveResponse, error) {
+	f.lastOptions.Store(req.GetOptions())
 	if f.resolveErr != nil {
 		return nil, f.resolveErr
 	}
@@ -240,5 +244,45 @@ func TestResponseSizeLimit(t *testing.T) {
 	_, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r"})
 	if err == nil || !strings.Contains(err.Error(), "ResourceExhausted") {
 		t.Fatalf("Resolve of a response over %d bytes = %v, want refused for its size", MaxMessageSize, err)
+	}
+}
+
+// TestResolveConverted: options converted once are what the plugin gets,
+// whatever req.Options says, and options that cannot cross the wire are
+// refused by ConvertOptions as Resolve refuses them.
+func TestResolveConverted(t *testing.T) {
+	if _, err := ConvertOptions(sdk.Options{"hook": func() {}}); !errors.As(err, new(*sdk.ConfigError)) {
+		t.Errorf("ConvertOptions of a func: %v, want a *sdk.ConfigError", err)
+	}
+	f := &fakePlugin{describe: resolverDescription(), identity: &pluginv1.Identity{UserEntityRef: "user:default/ann"}}
+	c := serve(t, f)
+	if _, err := c.Describe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resolve(context.Background(), sdk.ResolveRequest{Resolver: "r", Options: sdk.Options{"hook": func() {}}}); !errors.As(err, new(*sdk.ConfigError)) {
+		t.Errorf("Resolve with a func option: %v, want a *sdk.ConfigError", err)
+	}
+	opts, err := ConvertOptions(sdk.Options{"tag": "converted", "n": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts ConvertedOptions
+		want map[string]any
+	}{
+		{"converted", opts, map[string]any{"tag": "converted", "n": 2.0}},
+		{"zero value", ConvertedOptions{}, map[string]any{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := sdk.ResolveRequest{Resolver: "r", Options: sdk.Options{"tag": "per call"}}
+			id, err := c.ResolveConverted(context.Background(), req, tc.opts)
+			if err != nil || id.UserEntityRef != "user:default/ann" {
+				t.Fatalf("ResolveConverted = %+v, %v", id, err)
+			}
+			if got := f.lastOptions.Load().AsMap(); !maps.Equal(got, tc.want) {
+				t.Errorf("the plugin got options %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
