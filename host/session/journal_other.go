@@ -1,0 +1,54 @@
+//go:build !unix
+
+package session
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+
+	"golang.org/x/sys/windows"
+)
+
+// openJournalFile opens a journal file with flag, mode 0600 when it
+// creates it. (No O_NOFOLLOW here: the store's directory is private.)
+func openJournalFile(path string, flag int) (*os.File, error) {
+	return os.OpenFile(path, flag, 0o600)
+}
+
+// lock is a no-op outside Unix: the store's mutex orders the writers of
+// one process, and two processes must not write one store's directory at
+// once there (run `spectroauthd sessions` with the daemon stopped).
+func (jf *jfile) lock() error { return nil }
+
+// unlock releases lock.
+func (jf *jfile) unlock() error { return nil }
+
+// fileState is the file's size; the file cannot be replaced while open.
+func (jf *jfile) fileState() (size int64, unlinked bool, err error) {
+	fi, err := jf.f.Stat()
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), false, nil
+}
+
+// atPath reports whether the file is still the one at path.
+func (jf *jfile) atPath(path string) (bool, error) {
+	fi, err := jf.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	pfi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return os.SameFile(fi, pfi), nil
+}
+
+// datasync syncs a journal (FlushFileBuffers).
+func datasync(fd int) error {
+	return windows.FlushFileBuffers(windows.Handle(fd))
+}
