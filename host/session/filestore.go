@@ -157,11 +157,12 @@ func (s *FileStore) open() error {
 	}
 	s.jf = jf
 	err = s.initLocked()
-	if uerr := jf.unlock(); err == nil && uerr != nil {
+	// s.jf, not jf: a compaction at open replaced it.
+	if uerr := s.jf.unlock(); err == nil && uerr != nil {
 		err = fmt.Errorf("session: opening store: unlocking the journal: %w", uerr)
 	}
 	if err != nil {
-		_ = jf.f.Close()
+		_ = s.jf.f.Close()
 		return err
 	}
 	return nil

@@ -318,6 +318,32 @@ func TestJournalCompaction(t *testing.T) {
 		t.Fatalf("compacted journal: %v, %v", fi, err)
 	}
 	_ = s.Close()
+	s2 := openStore(t, dir, clock, nil)
+	checkSessions(t, s2, want)
+
+	// Garbage again (none compacted inline), and the compaction at open.
+	compactMinBytes = 1 << 30
+	for k, w := range want {
+		for range 8 {
+			if err := s2.Put(ctx, k, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = s2.Close()
+	grown := len(readJournalFile(t, dir))
+	compactMinBytes = 0
+	s3 := openStore(t, dir, clock, nil)
+	if got := len(readJournalFile(t, dir)); got != after {
+		t.Fatalf("journal of %d bytes compacted at open to %d, want %d", grown, got, after)
+	}
+	checkSessions(t, s3, want)
+	k := key(mustHandle(t))
+	if err := s3.Put(ctx, k, small(clock.Now(), "later")); err != nil {
+		t.Fatalf("Put after a compaction at open: %v", err)
+	}
+	want[k] = small(clock.Now(), "later")
+	_ = s3.Close()
 	checkSessions(t, openStore(t, dir, clock, nil), want)
 }
 
