@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -181,11 +182,11 @@ func (s *FileStore) initLocked() error {
 	} else if n > 0 {
 		s.opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", s.dir, "count", n)
 	}
-	r, err := s.loadLocked()
+	last, err := s.loadLocked()
 	if err != nil {
 		return err
 	}
-	if err := s.migrateLocked(r); err != nil {
+	if err := s.migrateLocked(last); err != nil {
 		return err
 	}
 	if s.garbageLarge() {
@@ -230,40 +231,42 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 }
 
 // loadLocked reads the whole journal into the index (replacing what it
-// held), truncating a torn tail. It returns the replay, whose keys the
-// migration of session files needs.
-func (s *FileStore) loadLocked() (replayed, error) {
+// held), truncating a torn tail. It returns each key's last record, which
+// the migration of session files needs.
+func (s *FileStore) loadLocked() ([]loaded, error) {
 	size, _, err := s.jf.fileState()
 	if err != nil {
-		return replayed{}, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
-	data := make([]byte, size)
-	if _, err := s.jf.f.ReadAt(data, 0); err != nil {
-		return replayed{}, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+	hdr := make([]byte, min(size, int64(journalHdrLen)))
+	if _, err := s.jf.f.ReadAt(hdr, 0); err != nil {
+		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
-	partial, err := checkHeader(data)
+	partial, err := checkHeader(hdr)
 	if err != nil {
-		return replayed{}, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	if partial {
 		// New, or a crash while creating it: nothing in it yet.
 		if err := s.writeHeaderLocked(); err != nil {
-			return replayed{}, err
+			return nil, err
 		}
-		s.setIndex(nil, nil)
-		return replayed{}, nil
+		s.setIndex(nil)
+		return nil, nil
 	}
-	r, good := replay(data[journalHdrLen:])
-	end := int64(journalHdrLen + good)
+	last, end, err := loadJournal(s.jf.f, size)
+	if err != nil {
+		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+	}
 	if end < size {
 		if err := s.truncateLocked(end, size); err != nil {
-			return replayed{}, err
+			return nil, err
 		}
 	}
 	s.end = end
 	s.jf.written.Store(end)
-	s.setIndex(r.recs, nil)
-	return r, nil
+	s.setIndex(last)
+	return last, nil
 }
 
 // writeHeaderLocked starts the journal afresh: the header alone, synced,
@@ -305,39 +308,25 @@ func (s *FileStore) truncateLocked(end, size int64) error {
 	return nil
 }
 
-// setIndex makes the index hold the live sessions of recs (each key's last
-// record, as replay returns them), decoded in parallel, and nothing else.
-// sessions, when not nil, are the sessions of recs already decoded.
-func (s *FileStore) setIndex(recs []record, sessions []*Session) {
+// setIndex makes the index hold the live sessions of last (each key's
+// last record, as loadJournal returns them), and nothing else.
+func (s *FileStore) setIndex(last []loaded) {
 	now := s.opts.Now()
-	if sessions == nil {
-		sessions = make([]*Session, len(recs))
-		whys := make([]string, len(recs))
-		decodePuts(recs, func(i int, sess *Session, why string) {
-			if sess != nil {
-				sess.intern()
-			}
-			sessions[i], whys[i] = sess, why
-		})
-		for i, why := range whys {
-			if why != "" {
-				// Only the key and a fixed reason: never content.
-				s.opts.Logger.Error("skipping unreadable session in the journal", "key", recs[i].key.String(), "reason", why)
-			}
-		}
-	}
-	sizes := make(map[Key]int64, len(recs))
+	sizes := make(map[Key]int64, len(last))
 	var live int64
 	expired := 0
-	for i, rec := range recs {
-		if sess := sessions[i]; sess != nil {
-			if sess.Expired(now) {
-				expired++
-				continue
-			}
-			s.index.Store(rec.key, sess)
-			sizes[rec.key] = rec.size()
-			live += rec.size()
+	for _, l := range last {
+		switch {
+		case l.why != "":
+			// Only the key and a fixed reason: never content.
+			s.opts.Logger.Error("skipping unreadable session in the journal", "key", l.key.String(), "reason", l.why)
+		case l.sess == nil: // a delete
+		case l.sess.Expired(now):
+			expired++
+		default:
+			s.index.Store(l.key, l.sess)
+			sizes[l.key] = l.size
+			live += l.size
 		}
 	}
 	for k := range s.sizes {
@@ -355,13 +344,17 @@ func (s *FileStore) setIndex(recs []record, sessions []*Session) {
 // file is removed, so a crash between the two leaves both, and the next
 // open finds the journal's records win. Unreadable files are left (and
 // logged), as the earlier layout left them.
-func (s *FileStore) migrateLocked(r replayed) error {
+func (s *FileStore) migrateLocked(last []loaded) error {
 	files, err := listSessionFiles(s.dir)
 	if err != nil {
 		return fmt.Errorf("session: listing session files in %s: %w", s.dir, err)
 	}
 	if len(files) == 0 {
 		return nil
+	}
+	inJournal := make(map[Key]bool, len(last))
+	for _, l := range last {
+		inJournal[l.key] = true
 	}
 	now := s.opts.Now()
 	var (
@@ -381,7 +374,7 @@ func (s *FileStore) migrateLocked(r replayed) error {
 			skipped++
 			return nil
 		}
-		if _, ok := r.last[key]; ok || sess.Expired(now) {
+		if ok := inJournal[key]; ok || sess.Expired(now) {
 			if !ok {
 				expired++
 			}
@@ -483,12 +476,8 @@ func (s *FileStore) catchUpLocked(checkPath bool) error {
 		_, err := s.loadLocked()
 		return err
 	}
-	data := make([]byte, size-s.end)
-	if _, err := s.jf.f.ReadAt(data, s.end); err != nil {
-		return fmt.Errorf("session: reading the journal %s: %w", s.path, err)
-	}
 	now := s.opts.Now()
-	good := scanRecords(data, func(rec record) {
+	end, err := scanFile(s.jf.f, s.end, size, func(rec record, _ int64) {
 		var sess *Session
 		if rec.op == opPut {
 			var why string
@@ -502,7 +491,9 @@ func (s *FileStore) catchUpLocked(checkPath bool) error {
 		}
 		s.applyLocked(rec, sess)
 	})
-	end := s.end + int64(good)
+	if err != nil {
+		return fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+	}
 	if end < size {
 		if err := s.truncateLocked(end, size); err != nil {
 			return err
@@ -719,23 +710,22 @@ func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, 
 	if err != nil {
 		return 0, 0, fmt.Errorf("session: reading sessions from %s: %w", sdir, err)
 	}
-	r, err := readJournal(filepath.Join(sdir, journalName))
+	last, err := readJournal(filepath.Join(sdir, journalName))
 	if err != nil {
 		return 0, 0, fmt.Errorf("session: reading sessions from %s: %w", sdir, err)
 	}
-	sessions := make([]*Session, len(r.recs))
-	whys := make([]string, len(r.recs))
-	decodePuts(r.recs, func(i int, sess *Session, why string) { sessions[i], whys[i] = sess, why })
-	for i, rec := range r.recs {
+	inJournal := make(map[Key]bool, len(last))
+	for _, l := range last {
+		inJournal[l.key] = true
 		switch {
-		case rec.op != opPut:
-		case whys[i] != "":
-			log.Error("skipping unreadable session in the journal", "key", rec.key.String(), "reason", whys[i])
+		case l.op != opPut:
+		case l.why != "":
+			log.Error("skipping unreadable session in the journal", "key", l.key.String(), "reason", l.why)
 			unreadable++
-		case sessions[i].Expired(now):
+		case l.sess.Expired(now):
 			expired++
 		default:
-			if err := fn(rec.key, sessions[i]); err != nil {
+			if err := fn(l.key, l.sess); err != nil {
 				return expired, unreadable, err
 			}
 		}
@@ -744,7 +734,7 @@ func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, 
 	// files and removing them leaves both).
 	legacy := files[:0]
 	for _, f := range files {
-		if _, ok := r.last[f.key]; !ok {
+		if !inJournal[f.key] {
 			legacy = append(legacy, f)
 		}
 	}
@@ -775,38 +765,39 @@ func ReadFileSessions(dir string, now time.Time, log hclog.Logger, fn func(Key, 
 	return expired, unreadable, fnErr
 }
 
-// readJournal replays the journal at path, read-only and unlocked; a
-// missing or empty journal has no records.
-func readJournal(path string) (replayed, error) {
+// readJournal reads each key's last record in the journal at path,
+// read-only and unlocked, up to its first torn or bad record; a missing or
+// empty journal has none.
+func readJournal(path string) ([]loaded, error) {
 	f, err := openJournalFile(path, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
-		return replayed{}, nil
+		return nil, nil
 	} else if err != nil {
-		return replayed{}, err
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return replayed{}, err
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return replayed{}, &fs.PathError{Op: "read", Path: path, Err: atomicfile.ErrNotRegular}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: atomicfile.ErrNotRegular}
 	}
-	data := make([]byte, fi.Size())
-	n, err := f.ReadAt(data, 0)
-	if err != nil && n < len(data) {
-		// Cut meanwhile (a torn tail truncated): what was read will do.
-		data = data[:n]
+	hdr := make([]byte, min(fi.Size(), int64(journalHdrLen)))
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return nil, err
 	}
-	partial, err := checkHeader(data)
-	if err != nil {
-		return replayed{}, fmt.Errorf("reading %s: %w", path, err)
+	if partial, err := checkHeader(hdr); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	} else if partial {
+		return nil, nil
 	}
-	if partial {
-		return replayed{}, nil
+	// A reader past the end (the file cut meanwhile) ends the scan.
+	last, _, err := loadJournal(f, fi.Size())
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	r, _ := replay(data[journalHdrLen:])
-	return r, nil
+	return last, nil
 }
 
 // decodeSessionFile decodes a session file given what reading it returned

@@ -46,8 +46,9 @@ func FuzzDecodeSessionFile(f *testing.F) {
 }
 
 // FuzzJournalReplay: replaying arbitrary bytes (the disk after a crash, or
-// a hand edit) never panics, allocates by the records it finds (each at
-// least a header long), and reads back exactly the good prefix.
+// a hand edit) never panics, allocates by what the bytes hold (a record's
+// length is checked against maxPayload and the file before a buffer grows
+// to it), and reads back exactly the good prefix.
 func FuzzJournalReplay(f *testing.F) {
 	var j []byte
 	j = append(j, journalHeader()...)
@@ -55,6 +56,8 @@ func FuzzJournalReplay(f *testing.F) {
 	k[0] = 7
 	j = appendRecord(j, opPut, k, []byte(`{"version":1,"session":{"expiresAt":"2030-01-01T00:00:00Z"}}`))
 	j = appendRecord(j, opDelete, k, nil)
+	k[0] = 8
+	j = appendRecord(j, opPut, k, []byte(`{"version":1,"session":{}}`))
 	f.Add(j)
 	f.Add(j[:len(j)-3])
 	f.Add(journalHeader()[:5])
@@ -64,17 +67,23 @@ func FuzzJournalReplay(f *testing.F) {
 		if err != nil || partial {
 			return
 		}
-		body := data[journalHdrLen:]
-		r, good := replay(body)
-		if good < 0 || good > len(body) {
-			t.Fatalf("good prefix %d of %d bytes", good, len(body))
+		last, end, err := loadJournal(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(r.recs)*recordHdrLen > good {
-			t.Fatalf("%d records in %d bytes", len(r.recs), good)
+		if end < int64(journalHdrLen) || end > int64(len(data)) {
+			t.Fatalf("good end %d of %d bytes", end, len(data))
 		}
-		if again := scanRecords(body[:good], func(record) {}); again != good {
-			t.Fatalf("the good prefix rescans to %d bytes, not %d", again, good)
+		if int64(len(last)*recordHdrLen) > end {
+			t.Fatalf("%d records in %d bytes", len(last), end)
 		}
-		decodePuts(r.recs, func(int, *Session, string) {})
+		if again := scanRecords(data[journalHdrLen:end], func(record) {}); int64(again) != end-int64(journalHdrLen) {
+			t.Fatalf("the good prefix rescans to %d bytes, not %d", again, end-int64(journalHdrLen))
+		}
+		for _, l := range last {
+			if l.op == opPut && (l.sess == nil) == (l.why == "") {
+				t.Fatalf("put decoded to %v with reason %q", l.sess, l.why)
+			}
+		}
 	})
 }

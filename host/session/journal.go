@@ -1,13 +1,17 @@
 package session
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // The file store keeps its sessions in one append-only file, the journal,
@@ -166,67 +170,137 @@ func encodePut(sess *Session) ([]byte, error) {
 	return data, nil
 }
 
-// replayed is what replaying a journal's records found: each key's last
-// record, in file order of first appearance.
-type replayed struct {
-	last map[Key]int // key → index in recs of its last record
-	recs []record
+// loadChunk is how much of the journal a load reads at a time: a load
+// never holds the whole file, which for 10,000 sessions is tens of MB that
+// the daemon's heap would keep long after its start.
+const loadChunk = 1 << 20
+
+// scanFile reads the records of r from off up to size, loadChunk at a time
+// (more for a record larger than that), and calls fn with each good one
+// and its offset; rec.payload is valid only during the call. It returns the
+// end of the good records: size, or where a torn or bad record starts.
+func scanFile(r io.ReaderAt, off, size int64, fn func(rec record, at int64)) (int64, error) {
+	buf := make([]byte, min(loadChunk, max(size-off, 0)))
+	for off < size {
+		n := int(min(int64(len(buf)), size-off))
+		if _, err := r.ReadAt(buf[:n], off); err != nil {
+			return off, err
+		}
+		at := off
+		good := scanRecords(buf[:n], func(rec record) {
+			fn(rec, at)
+			at += rec.size()
+		})
+		if good > 0 {
+			off += int64(good)
+			continue
+		}
+		// The record at off is bad or torn, or longer than buf.
+		if n < recordHdrLen {
+			return off, nil
+		}
+		need := int64(recordHdrLen) + int64(binary.LittleEndian.Uint32(buf[:4]))
+		if need <= int64(n) || need > int64(recordHdrLen+maxPayload) || need > size-off {
+			return off, nil
+		}
+		buf = make([]byte, need)
+	}
+	return off, nil
 }
 
-// replay collects the last record of each key in data (records only, no
-// header) and returns them and the length of the good records.
-func replay(data []byte) (replayed, int) {
-	r := replayed{last: map[Key]int{}}
-	good := scanRecords(data, func(rec record) {
-		if i, ok := r.last[rec.key]; ok {
-			r.recs[i] = rec
+// loaded is a key's last record in the journal, its session decoded.
+type loaded struct {
+	key  Key
+	op   byte
+	at   int64 // offset in the file
+	size int64 // of the record
+	sess *Session
+	why  string // for a put that did not decode: a reason safe to log
+}
+
+// loadJournal reads the records of the journal r, whose first size bytes
+// the caller read the header of, in two passes of loadChunk reads: the
+// first finds each key's last record (checking every record), the second
+// decodes the puts among them with up to GOMAXPROCS goroutines, as a
+// daemon's start waits for it. It returns them in order of their keys'
+// first records, and the end of the good records.
+func loadJournal(r io.ReaderAt, size int64) ([]loaded, int64, error) {
+	var last []loaded
+	index := map[Key]int{}
+	end, err := scanFile(r, int64(journalHdrLen), size, func(rec record, at int64) {
+		l := loaded{key: rec.key, op: rec.op, at: at, size: rec.size()}
+		if i, ok := index[rec.key]; ok {
+			last[i] = l
 			return
 		}
-		r.last[rec.key] = len(r.recs)
-		r.recs = append(r.recs, rec)
+		index[rec.key] = len(last)
+		last = append(last, l)
 	})
-	return r, good
+	if err != nil {
+		return nil, 0, err
+	}
+	return last, end, decodeLoaded(r, last)
 }
 
-// recordsPerWorker is the fewest put records worth another decoding
-// goroutine.
-const recordsPerWorker = 64
-
-// decodePuts decodes the put records of recs with up to GOMAXPROCS
-// goroutines, as a daemon's start waits for it, and calls visit, from those
-// goroutines and so concurrently, once per put with its index in recs and
-// either its session or a reason safe to log (decodeSessionFile's).
-func decodePuts(recs []record, visit func(i int, sess *Session, why string)) {
-	var next sync.Mutex
-	i := 0
-	const batch = 16
+// decodeLoaded decodes the puts of last, reading them back in batches of
+// neighbours of up to loadChunk bytes (a put larger than that alone).
+func decodeLoaded(r io.ReaderAt, last []loaded) error {
+	var puts []int
+	for i, l := range last {
+		if l.op == opPut {
+			puts = append(puts, i)
+		}
+	}
+	slices.SortFunc(puts, func(a, b int) int { return cmp.Compare(last[a].at, last[b].at) })
+	var batches [][]int
+	for lo := 0; lo < len(puts); {
+		hi := lo + 1
+		for hi < len(puts) && last[puts[hi]].at+last[puts[hi]].size-last[puts[lo]].at <= loadChunk {
+			hi++
+		}
+		batches = append(batches, puts[lo:hi])
+		lo = hi
+	}
+	var (
+		next    atomic.Int64
+		errOnce sync.Once
+		first   error
+	)
 	work := func() {
+		var buf []byte
 		for {
-			next.Lock()
-			lo := i
-			i = min(i+batch, len(recs))
-			hi := i
-			next.Unlock()
-			if lo >= hi {
+			b := int(next.Add(1) - 1)
+			if b >= len(batches) {
 				return
 			}
-			for j := lo; j < hi; j++ {
-				if recs[j].op != opPut {
-					continue
+			batch := batches[b]
+			from := last[batch[0]].at
+			n := last[batch[len(batch)-1]].at + last[batch[len(batch)-1]].size - from
+			if int64(cap(buf)) < n {
+				buf = make([]byte, n)
+			}
+			if _, err := r.ReadAt(buf[:n], from); err != nil {
+				errOnce.Do(func() { first = err })
+				return
+			}
+			for _, i := range batch {
+				l := &last[i]
+				payload := buf[l.at-from+int64(recordHdrLen) : l.at-from+l.size]
+				if l.sess, l.why = decodeSessionFile(payload, nil); l.sess != nil {
+					l.sess.intern()
 				}
-				sess, why := decodeSessionFile(recs[j].payload, nil)
-				visit(j, sess, why)
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), (len(recs)+recordsPerWorker-1)/recordsPerWorker)
+	workers := min(runtime.GOMAXPROCS(0), len(batches))
 	if workers <= 1 {
 		work()
-		return
+		return first
 	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(work)
 	}
 	wg.Wait()
+	return first
 }
