@@ -103,10 +103,9 @@ type FileStore struct {
 	// compaction.
 	mu     sync.Mutex
 	jf     *jfile
-	end    int64         // offset after the last good record read or written
-	sizes  map[Key]int64 // size of the put record of each indexed session
-	live   int64         // sum of sizes
-	broken error         // set when the journal cannot be trusted any more
+	end    int64 // offset after the last good record read or written
+	live   int64 // the recordSize of the indexed sessions, summed
+	broken error // set when the journal cannot be trusted any more
 
 	closed atomic.Bool
 	cancel context.CancelFunc
@@ -127,7 +126,7 @@ func OpenFileStore(dir string, opts Options) (*FileStore, error) {
 	if err := atomicfile.MkdirPrivate(sdir); err != nil {
 		return nil, fmt.Errorf("session: opening store: %w", err)
 	}
-	s := &FileStore{dir: sdir, path: filepath.Join(sdir, journalName), opts: opts, sizes: map[Key]int64{}}
+	s := &FileStore{dir: sdir, path: filepath.Join(sdir, journalName), opts: opts}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -312,9 +311,10 @@ func (s *FileStore) truncateLocked(end, size int64) error {
 // last record, as loadJournal returns them), and nothing else.
 func (s *FileStore) setIndex(last []loaded) {
 	now := s.opts.Now()
-	sizes := make(map[Key]int64, len(last))
 	var live int64
-	expired := 0
+	loaded, expired := 0, 0
+	keep := map[Key]bool{} // only for a reload, over a full index
+	reload := s.Len() > 0
 	for _, l := range last {
 		switch {
 		case l.why != "":
@@ -324,18 +324,25 @@ func (s *FileStore) setIndex(last []loaded) {
 		case l.sess.Expired(now):
 			expired++
 		default:
+			l.sess.recordSize = l.size
 			s.index.Store(l.key, l.sess)
-			sizes[l.key] = l.size
 			live += l.size
+			loaded++
+			if reload {
+				keep[l.key] = true
+			}
 		}
 	}
-	for k := range s.sizes {
-		if _, ok := sizes[k]; !ok {
-			s.index.Delete(k)
-		}
+	if reload {
+		s.index.Range(func(k, _ any) bool {
+			if !keep[k.(Key)] {
+				s.index.Delete(k)
+			}
+			return true
+		})
 	}
-	s.sizes, s.live = sizes, live
-	s.opts.Logger.Debug("loaded sessions", "dir", s.dir, "live", len(sizes), "expired", expired)
+	s.live = live
+	s.opts.Logger.Debug("loaded sessions", "dir", s.dir, "live", loaded, "expired", expired)
 }
 
 // migrateLocked imports the session files of the one-file-per-session
@@ -569,17 +576,16 @@ func (s *FileStore) appendLocked(recs []byte) (int64, error) {
 // applyLocked makes the index agree with rec: sess is its decoded session,
 // nil for a delete (or a put not to keep).
 func (s *FileStore) applyLocked(rec record, sess *Session) {
-	if old, ok := s.sizes[rec.key]; ok {
-		s.live -= old
-		delete(s.sizes, rec.key)
+	if v, ok := s.index.Load(rec.key); ok {
+		s.live -= v.(*Session).recordSize
 	}
 	if sess == nil {
 		s.index.Delete(rec.key)
 		return
 	}
+	sess.recordSize = rec.size()
 	s.index.Store(rec.key, sess)
-	s.sizes[rec.key] = rec.size()
-	s.live += rec.size()
+	s.live += sess.recordSize
 }
 
 // garbageLarge reports whether the journal is worth compacting: over
@@ -635,8 +641,8 @@ func (s *FileStore) compactLocked() error {
 	w := bufio.NewWriterSize(f, 256<<10)
 	_, _ = w.Write(journalHeader())
 	size := int64(journalHdrLen)
-	sizes := make(map[Key]int64, len(s.sizes))
 	var expired []Key
+	var resized []Entry // sessions whose record changed size
 	var rec []byte
 	var encErr error
 	s.index.Range(func(k, v any) bool {
@@ -652,7 +658,11 @@ func (s *FileStore) compactLocked() error {
 		}
 		rec = appendRecord(rec[:0], opPut, key, payload)
 		_, _ = w.Write(rec) // a bufio.Writer keeps its first error for Flush
-		sizes[key] = int64(len(rec))
+		if n := int64(len(rec)); n != sess.recordSize {
+			c := sess.Clone() // stored sessions are not changed in place
+			c.recordSize = n
+			resized = append(resized, Entry{key, c})
+		}
 		size += int64(len(rec))
 		return true
 	})
@@ -675,10 +685,13 @@ func (s *FileStore) compactLocked() error {
 	_ = old.f.Close() // releases the old file's lock; waiters follow to jf
 	jf.written.Store(size)
 	jf.synced = size
-	s.jf, s.end, s.sizes = jf, size, sizes
+	s.jf, s.end = jf, size
 	s.live = size - int64(journalHdrLen)
 	for _, k := range expired {
 		s.index.Delete(k)
+	}
+	for _, e := range resized {
+		s.index.Store(e.Key, e.Session)
 	}
 	if err := atomicfile.SyncDir(s.dir); err != nil {
 		// The old journal may come back at the path after a crash,
@@ -686,7 +699,7 @@ func (s *FileStore) compactLocked() error {
 		s.broken = err
 		return fmt.Errorf("session: compacting the journal: %w", err)
 	}
-	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "live", len(sizes), "bytes", size)
+	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "bytes", size)
 	return nil
 }
 
@@ -923,11 +936,10 @@ func (s *FileStore) deleteKeys(keys func() []Key) (int, error) {
 	var recs []byte
 	var del []Key
 	for _, k := range keys() {
-		if _, ok := s.sizes[k]; ok {
+		if _, ok := s.index.Load(k); ok {
 			recs = appendRecord(recs, opDelete, k, nil)
 			del = append(del, k)
 		}
-		s.index.Delete(k)
 	}
 	if len(recs) == 0 {
 		s.unlockJournal()
