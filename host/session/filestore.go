@@ -148,15 +148,33 @@ func OpenFileStore(dir string, opts Options) (*FileStore, error) {
 	return s, nil
 }
 
-// open opens and loads the journal under its lock, and migrates the
-// session files of the earlier layout into it.
+// open opens and loads the journal, and under its lock catches up with
+// what was appended meanwhile, cuts a torn tail, migrates the session files
+// of the earlier layout and compacts.
+//
+// The load itself takes no lock: a daemon's writes wait for the lock, and
+// an operator's `spectroauthd sessions` loading 10,000 sessions under it
+// would hold up sign-ins for a good part of a second. A record being
+// appended meanwhile ends the unlocked load like a torn tail; the catch-up
+// under the lock reads it whole (or cuts it, if its writer died).
 func (s *FileStore) open() error {
-	jf, err := s.openAndLock()
+	f, err := openJournalFile(s.path, os.O_RDWR|os.O_CREATE)
 	if err != nil {
+		return fmt.Errorf("session: opening store: opening the session journal: %w", err)
+	}
+	if s.jf, err = newJFile(f, 0); err != nil {
+		_ = f.Close()
 		return fmt.Errorf("session: opening store: %w", err)
 	}
-	s.jf = jf
-	err = s.initLocked()
+	read, err := s.load(false)
+	if err == nil {
+		err = s.jf.lock()
+	}
+	if err != nil {
+		_ = s.jf.f.Close()
+		return fmt.Errorf("session: opening store: %w", err)
+	}
+	err = s.initLocked(read)
 	// s.jf, not jf: a compaction at open replaced it.
 	if uerr := s.jf.unlock(); err == nil && uerr != nil {
 		err = fmt.Errorf("session: opening store: unlocking the journal: %w", uerr)
@@ -168,7 +186,9 @@ func (s *FileStore) open() error {
 	return nil
 }
 
-func (s *FileStore) initLocked() error {
+// initLocked finishes open under the lock; read says whether the
+// unlocked load read the journal (it leaves a new one to this).
+func (s *FileStore) initLocked(read bool) error {
 	// A compaction a crash interrupted left its temporary file; nobody
 	// else writes it while we hold the lock.
 	if err := os.Remove(filepath.Join(s.dir, journalTemp)); err == nil {
@@ -181,11 +201,14 @@ func (s *FileStore) initLocked() error {
 	} else if n > 0 {
 		s.opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", s.dir, "count", n)
 	}
-	last, err := s.loadLocked()
-	if err != nil {
+	if read {
+		if err := s.catchUpLocked(true); err != nil {
+			return err
+		}
+	} else if _, err := s.load(true); err != nil {
 		return err
 	}
-	if err := s.migrateLocked(last); err != nil {
+	if err := s.migrateLocked(); err != nil {
 		return err
 	}
 	if s.garbageLarge() {
@@ -229,43 +252,50 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 	return nil, fmt.Errorf("opening the session journal %s: replaced again and again while opening it", s.path)
 }
 
-// loadLocked reads the whole journal into the index (replacing what it
-// held), truncating a torn tail. It returns each key's last record, which
-// the migration of session files needs.
-func (s *FileStore) loadLocked() ([]loaded, error) {
+// load reads the whole journal into the index (replacing what it held).
+// With locked (the caller holds the lock) it starts a new journal and cuts
+// a torn tail; without, it leaves both to a later catch-up under the lock
+// and reports whether it read the journal.
+func (s *FileStore) load(locked bool) (bool, error) {
 	size, _, err := s.jf.fileState()
 	if err != nil {
-		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	hdr := make([]byte, min(size, int64(journalHdrLen)))
 	if _, err := s.jf.f.ReadAt(hdr, 0); err != nil {
-		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	partial, err := checkHeader(hdr)
 	if err != nil {
-		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	if partial {
+		if !locked {
+			return false, nil
+		}
 		// New, or a crash while creating it: nothing in it yet.
 		if err := s.writeHeaderLocked(); err != nil {
-			return nil, err
+			return false, err
 		}
 		s.setIndex(nil)
-		return nil, nil
+		return true, nil
 	}
 	last, end, err := loadJournal(s.jf.f, size)
 	if err != nil {
-		return nil, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
-	if end < size {
+	if end < size && locked {
 		if err := s.truncateLocked(end, size); err != nil {
-			return nil, err
+			return false, err
 		}
 	}
 	s.end = end
 	s.jf.written.Store(end)
+	s.jf.syncMu.Lock()
+	s.jf.synced = max(s.jf.synced, end) // synced by whoever wrote it
+	s.jf.syncMu.Unlock()
 	s.setIndex(last)
-	return last, nil
+	return true, nil
 }
 
 // writeHeaderLocked starts the journal afresh: the header alone, synced,
@@ -351,7 +381,7 @@ func (s *FileStore) setIndex(last []loaded) {
 // file is removed, so a crash between the two leaves both, and the next
 // open finds the journal's records win. Unreadable files are left (and
 // logged), as the earlier layout left them.
-func (s *FileStore) migrateLocked(last []loaded) error {
+func (s *FileStore) migrateLocked() error {
 	files, err := listSessionFiles(s.dir)
 	if err != nil {
 		return fmt.Errorf("session: listing session files in %s: %w", s.dir, err)
@@ -359,9 +389,9 @@ func (s *FileStore) migrateLocked(last []loaded) error {
 	if len(files) == 0 {
 		return nil
 	}
-	inJournal := make(map[Key]bool, len(last))
-	for _, l := range last {
-		inJournal[l.key] = true
+	inJournal := map[Key]bool{}
+	if _, err := scanFile(s.jf.f, int64(journalHdrLen), s.end, func(rec record, _ int64) { inJournal[rec.key] = true }); err != nil {
+		return fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	now := s.opts.Now()
 	var (
@@ -480,7 +510,7 @@ func (s *FileStore) catchUpLocked(checkPath bool) error {
 	case size == s.end:
 		return nil
 	case size < s.end: // cut under us (by hand): read it all again
-		_, err := s.loadLocked()
+		_, err := s.load(true)
 		return err
 	}
 	now := s.opts.Now()
@@ -526,7 +556,7 @@ func (s *FileStore) reopenLocked() error {
 	old.superseded()
 	_ = old.f.Close() // releases its lock
 	s.jf = jf
-	_, err = s.loadLocked()
+	_, err = s.load(true)
 	return err
 }
 

@@ -549,3 +549,50 @@ func TestJournalForeignFileRefused(t *testing.T) {
 		t.Fatal("the foreign file was changed")
 	}
 }
+
+// Stores opening while another appends (an operator's command beside a
+// busy daemon) load without its lock, catch up under it, and never cut a
+// record a live writer is appending: nothing the writer stored is lost.
+func TestJournalOpenWhileAnotherAppends(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	writer := openStore(t, dir, clock, nil)
+	const n = 120
+	keys := make([]Key, n)
+	for i := range keys {
+		keys[i] = key(mustHandle(t))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, k := range keys {
+			if err := writer.Put(ctx, k, sample(clock.Now(), fmt.Sprintf("w%d", i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	opens := 0
+	for running := true; running; opens++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d opens while appending", opens)
+	_ = writer.Close()
+	s := openStore(t, dir, clock, nil)
+	if s.Len() != n {
+		t.Fatalf("%d sessions after opens under appends, want %d", s.Len(), n)
+	}
+}
