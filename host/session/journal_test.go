@@ -596,3 +596,42 @@ func TestJournalOpenWhileAnotherAppends(t *testing.T) {
 		t.Fatalf("%d sessions after opens under appends, want %d", s.Len(), n)
 	}
 }
+
+// Writers whose records a sync that started after their writes covered do
+// not sync again (group commit): eight Puts waiting behind one sync share
+// the next.
+func TestJournalGroupCommit(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), clock, nil)
+	jf := s.jf
+	jf.syncMu.Lock() // a sync in progress
+	before := jf.syncs
+	start := jf.written.Load()
+	const writers = 8
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			if err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// All eight appended, and waiting for the sync.
+	rec := int64(len(appendRecord(nil, opPut, Key{}, mustJSON(t, sessionFile{Version: fileVersion, Session: small(clock.Now(), "0")}))))
+	deadline := time.Now().Add(5 * time.Second)
+	for jf.written.Load()-start < writers*rec {
+		if time.Now().After(deadline) {
+			jf.syncMu.Unlock()
+			t.Fatalf("%d of %d bytes appended", jf.written.Load()-start, writers*rec)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	jf.syncMu.Unlock()
+	wg.Wait()
+	jf.syncMu.Lock()
+	defer jf.syncMu.Unlock()
+	if n := jf.syncs - before; n != 1 {
+		t.Fatalf("%d syncs for %d waiting writers, want 1", n, writers)
+	}
+}

@@ -20,6 +20,7 @@ type jfile struct {
 	syncMu sync.Mutex
 	synced int64 // offset a completed sync covers
 	failed error // a sync failed: see syncTo
+	syncs  int   // syncTo's system calls, for tests
 }
 
 func newJFile(f *os.File, size int64) (*jfile, error) {
@@ -61,6 +62,7 @@ func (jf *jfile) syncTo(end int64) error {
 		return nil
 	}
 	target := jf.written.Load()
+	jf.syncs++
 	if err := jf.control(datasync); err != nil {
 		jf.failed = &os.PathError{Op: "fdatasync", Path: jf.f.Name(), Err: err}
 		return jf.failed
