@@ -166,6 +166,13 @@ func (s *FileStore) open() error {
 		_ = f.Close()
 		return fmt.Errorf("session: opening store: %w", err)
 	}
+	// A journal restored or copied with a looser mode is made private.
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != 0o600 {
+		if err := f.Chmod(0o600); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("session: opening store: restricting the journal's mode: %w", err)
+		}
+	}
 	read, err := s.load(false)
 	if err == nil {
 		err = s.jf.lock()

@@ -635,3 +635,24 @@ func TestJournalGroupCommit(t *testing.T) {
 		t.Fatalf("%d syncs for %d waiting writers, want 1", n, writers)
 	}
 }
+
+// A journal restored with a looser mode is made 0600 at open.
+func TestJournalModeTightened(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	if err := s.Put(context.Background(), key(mustHandle(t)), small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := os.Chmod(journalPath(dir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir, clock, nil)
+	if fi, err := os.Stat(journalPath(dir)); err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("journal after open: %v, %v", fi.Mode(), err)
+	}
+	if s2.Len() != 1 {
+		t.Fatalf("%d sessions", s2.Len())
+	}
+}
