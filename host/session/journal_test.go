@@ -656,3 +656,31 @@ func TestJournalModeTightened(t *testing.T) {
 		t.Fatalf("%d sessions", s2.Len())
 	}
 }
+
+// A compaction a crash interrupted leaves journal.tmp: the next open
+// removes it and keeps the journal, which the rename never replaced.
+func TestJournalCrashedCompaction(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := s.Put(context.Background(), k, small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	tmp := filepath.Join(dir, "sessions", journalTemp)
+	if err := os.WriteFile(tmp, append(journalHeader(), "half a compaction"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir, clock, nil)
+	if _, err := os.Lstat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("journal.tmp left: %v", err)
+	}
+	if _, err := s2.Get(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	lowCompactMin(t)
+	if err := s2.compactNow(); err != nil {
+		t.Fatalf("compaction after the crashed one: %v", err)
+	}
+}
