@@ -209,7 +209,7 @@ func (s *FileStore) initLocked(read bool) error {
 		s.opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", s.dir, "count", n)
 	}
 	if read {
-		if err := s.catchUpLocked(true); err != nil {
+		if err := s.catchUpLocked(); err != nil {
 			return err
 		}
 	} else if _, err := s.load(true); err != nil {
@@ -241,15 +241,15 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 			err = jf.lock()
 		}
 		var size int64
-		var unlinked bool
+		var current bool
 		if err == nil {
-			size, unlinked, err = jf.fileState()
+			size, current, err = jf.state(s.path)
 		}
 		if err != nil {
 			_ = f.Close()
 			return nil, fmt.Errorf("locking the session journal %s: %w", s.path, err)
 		}
-		if !unlinked {
+		if current {
 			jf.written.Store(size)
 			jf.synced = size
 			return jf, nil
@@ -264,7 +264,7 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 // a torn tail; without, it leaves both to a later catch-up under the lock
 // and reports whether it read the journal.
 func (s *FileStore) load(locked bool) (bool, error) {
-	size, _, err := s.jf.fileState()
+	size, _, err := s.jf.state(s.path)
 	if err != nil {
 		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
@@ -482,7 +482,7 @@ func (s *FileStore) lockJournal() error {
 		s.mu.Unlock()
 		return fmt.Errorf("session: locking the journal %s: %w", s.path, err)
 	}
-	if err := s.catchUpLocked(false); err != nil {
+	if err := s.catchUpLocked(); err != nil {
 		s.unlockJournal()
 		return err
 	}
@@ -497,22 +497,15 @@ func (s *FileStore) unlockJournal() {
 // catchUpLocked applies the records other processes appended since this
 // store last read or wrote the journal, follows a compaction to the new
 // file, and truncates a torn tail a dead writer left (the caller holds the
-// lock, so no live writer is mid-record). Without the path check it costs
-// one fstat when nothing changed.
-func (s *FileStore) catchUpLocked(checkPath bool) error {
-	size, unlinked, err := s.jf.fileState()
+// lock, so no live writer is mid-record). It costs an fstat and a stat
+// when nothing changed.
+func (s *FileStore) catchUpLocked() error {
+	size, current, err := s.jf.state(s.path)
 	if err != nil {
 		return fmt.Errorf("session: checking the journal %s: %w", s.path, err)
 	}
-	if !unlinked && checkPath {
-		at, err := s.jf.atPath(s.path)
-		if err != nil {
-			return fmt.Errorf("session: checking the journal %s: %w", s.path, err)
-		}
-		unlinked = !at
-	}
 	switch {
-	case unlinked:
+	case !current:
 		return s.reopenLocked()
 	case size == s.end:
 		return nil
@@ -567,7 +560,7 @@ func (s *FileStore) reopenLocked() error {
 	return err
 }
 
-// catchUp is the periodic catch-up: one fstat (and one stat of the path)
+// catchUp is the periodic catch-up: an fstat and a stat of the path
 // while nothing changed, the journal's lock only when something did.
 func (s *FileStore) catchUp() error {
 	s.mu.Lock()
@@ -575,24 +568,21 @@ func (s *FileStore) catchUp() error {
 		s.mu.Unlock()
 		return nil
 	}
-	size, unlinked, err := s.jf.fileState()
-	at := true
-	if err == nil && !unlinked {
-		at, err = s.jf.atPath(s.path)
-	}
+	size, current, err := s.jf.state(s.path)
 	same := size == s.end
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("session: checking the journal %s: %w", s.path, err)
 	}
-	if !unlinked && at && same {
+	if current && same {
 		return nil
 	}
+	// lockJournal catches up.
 	if err := s.lockJournal(); err != nil {
 		return err
 	}
-	defer s.unlockJournal()
-	return s.catchUpLocked(true)
+	s.unlockJournal()
+	return nil
 }
 
 // appendLocked writes recs (whole records) at the end of the journal and

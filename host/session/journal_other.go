@@ -27,28 +27,19 @@ func (jf *jfile) lock() error { return nil }
 // unlock releases lock.
 func (jf *jfile) unlock() error { return nil }
 
-// fileState is the file's size; the file cannot be replaced while open.
-func (jf *jfile) fileState() (size int64, unlinked bool, err error) {
+// state is the file's size and whether it is still the journal at path.
+func (jf *jfile) state(path string) (size int64, current bool, err error) {
 	fi, err := jf.f.Stat()
 	if err != nil {
 		return 0, false, err
 	}
-	return fi.Size(), false, nil
-}
-
-// atPath reports whether the file is still the one at path.
-func (jf *jfile) atPath(path string) (bool, error) {
-	fi, err := jf.f.Stat()
-	if err != nil {
-		return false, err
-	}
 	pfi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return fi.Size(), false, nil
 	} else if err != nil {
-		return false, err
+		return 0, false, err
 	}
-	return os.SameFile(fi, pfi), nil
+	return fi.Size(), os.SameFile(fi, pfi), nil
 }
 
 // datasync syncs a journal (FlushFileBuffers).

@@ -684,3 +684,30 @@ func TestJournalCrashedCompaction(t *testing.T) {
 		t.Fatalf("compaction after the crashed one: %v", err)
 	}
 }
+
+// A journal with another name (a backup's hard link) keeps a name after
+// another process's compaction replaced it at the path: the next write
+// still finds out (device and inode) and goes to the new journal.
+func TestJournalReplacedWhileHardLinked(t *testing.T) {
+	lowCompactMin(t)
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	compactor := openStore(t, dir, clock, nil)
+	writer := openStore(t, dir, clock, nil)
+	if err := os.Link(journalPath(dir), filepath.Join(dir, "journal.backup")); err != nil {
+		t.Skipf("hard link: %v", err)
+	}
+	if err := compactor.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	k := key(mustHandle(t))
+	if err := writer.Put(ctx, k, small(clock.Now(), "after")); err != nil {
+		t.Fatal(err)
+	}
+	_ = writer.Close()
+	_ = compactor.Close()
+	if _, err := openStore(t, dir, clock, nil).Get(ctx, k); err != nil {
+		t.Fatalf("a put after the compaction went to the replaced file: %v", err)
+	}
+}

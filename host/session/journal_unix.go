@@ -20,7 +20,7 @@ func openJournalFile(path string, flag int) (*os.File, error) {
 // is held for appends, truncation and compaction, never across a sync.
 // flock(2) locks belong to the open file, so a compaction that replaces
 // the journal leaves its waiters holding the lock of a file no longer at
-// the path: they find it unlinked (fileState) and open the path again.
+// the path: they find it is not (state) and open the path again.
 func (jf *jfile) lock() error {
 	return jf.control(func(fd int) error {
 		return retryEINTR(func() error { return unix.Flock(fd, unix.LOCK_EX) })
@@ -32,28 +32,21 @@ func (jf *jfile) unlock() error {
 	return jf.control(func(fd int) error { return unix.Flock(fd, unix.LOCK_UN) })
 }
 
-// fileState is the file's size and whether it has been unlinked (a
-// compaction renamed another file over it): one fstat.
-func (jf *jfile) fileState() (size int64, unlinked bool, err error) {
-	var st unix.Stat_t
-	err = jf.control(func(fd int) error { return unix.Fstat(fd, &st) })
-	return st.Size, st.Nlink == 0, err
-}
-
-// atPath reports whether the file is still the one at path (same device
-// and inode): a journal moved away keeps its links but is not the store's.
-func (jf *jfile) atPath(path string) (bool, error) {
+// state is the file's size and whether it is still the journal at path
+// (same device and inode): a compaction renames another file over it.
+// One fstat and one stat.
+func (jf *jfile) state(path string) (size int64, current bool, err error) {
 	var st, pst unix.Stat_t
 	if err := jf.control(func(fd int) error { return unix.Fstat(fd, &st) }); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if err := unix.Stat(path, &pst); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return false, nil
+			return st.Size, false, nil
 		}
-		return false, &os.PathError{Op: "stat", Path: path, Err: err}
+		return 0, false, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	return st.Dev == pst.Dev && st.Ino == pst.Ino, nil
+	return st.Size, st.Dev == pst.Dev && st.Ino == pst.Ino, nil
 }
 
 func retryEINTR(fn func() error) error {
