@@ -348,12 +348,8 @@ func TestJournalCompaction(t *testing.T) {
 }
 
 func TestJournalCompactionWhileAnotherAppends(t *testing.T) {
-	lowCompactMin(t)
-	clock := newClock()
 	ctx := context.Background()
-	dir := t.TempDir()
-	compactor := openStore(t, dir, clock, nil)
-	writer := openStore(t, dir, clock, nil)
+	clock, dir, compactor, writer := compactorAndWriter(t)
 	const n = 150
 	keys := make([]Key, n)
 	var wg sync.WaitGroup
@@ -410,6 +406,14 @@ func checkSessions(t *testing.T, s *FileStore, want map[Key]*Session) {
 		}
 		assertSame(t, got, w)
 	}
+}
+
+// compactorAndWriter opens two stores on one new directory, as two
+// processes, with compaction at any size.
+func compactorAndWriter(t *testing.T) (clock *fakeClock, dir string, compactor, writer *FileStore) {
+	lowCompactMin(t)
+	clock, dir = newClock(), t.TempDir()
+	return clock, dir, openStore(t, dir, clock, nil), openStore(t, dir, clock, nil)
 }
 
 // compactNow compacts the journal whatever its garbage.
@@ -689,12 +693,8 @@ func TestJournalCrashedCompaction(t *testing.T) {
 // another process's compaction replaced it at the path: the next write
 // still finds out (device and inode) and goes to the new journal.
 func TestJournalReplacedWhileHardLinked(t *testing.T) {
-	lowCompactMin(t)
-	clock := newClock()
 	ctx := context.Background()
-	dir := t.TempDir()
-	compactor := openStore(t, dir, clock, nil)
-	writer := openStore(t, dir, clock, nil)
+	clock, dir, compactor, writer := compactorAndWriter(t)
 	if err := os.Link(journalPath(dir), filepath.Join(dir, "journal.backup")); err != nil {
 		t.Skipf("hard link: %v", err)
 	}
