@@ -81,6 +81,9 @@ func TestSessionsCommand(t *testing.T) {
 			}
 			stdout.Reset()
 			stderr.Reset()
+			// A store left open, as a running daemon's.
+			running := open()
+			defer running.Close()
 			if code := run([]string{"sessions", "revoke", "--user", "user:default/alice", "-config", valid, "-log-format", "json"}, &stdout, &stderr); code != 0 {
 				t.Fatalf("revoke: exit %d: %s", code, stderr.String())
 			}
@@ -91,6 +94,17 @@ func TestSessionsCommand(t *testing.T) {
 				t.Fatalf("no audit line: %s", stderr.String())
 			}
 
+			// The running store refuses them within about a second (file
+			// storage reads the journal every second; PostgreSQL at once).
+			deadline := time.Now().Add(3 * time.Second)
+			for _, k := range alice {
+				for _, err := running.Get(ctx, k); !errors.Is(err, session.ErrNotFound); _, err = running.Get(ctx, k) {
+					if time.Now().After(deadline) {
+						t.Fatalf("a running store still serves alice's session 3 s after the revocation: %v", err)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
 			store = open()
 			defer store.Close()
 			for _, k := range alice {

@@ -12,13 +12,14 @@ import (
 
 // TestSIGKILLDuringWrites starts bin/spectroauthd (or a fresh build) on file
 // storage against a real OpenID provider, runs sign-ins and refreshes (each
-// sign-in writes a session file, a user info file, and the first start the
-// signing key), SIGKILLs the daemon at a random moment, and restarts it, in
+// sign-in appends to the session journal, writes a user info file, and the
+// first start the signing key), SIGKILLs the daemon at a random moment, and restarts it, in
 // a bounded loop. After each restart: the daemon comes up on the same
 // store, every session whose sign-in answered before a kill still refreshes
 // as its own user, and the store's directories hold no temporary file and no
 // file that does not decode. After each kill, before the restart, every
-// non-temporary file decodes (atomicfile's rename never shows a torn file).
+// non-temporary file decodes (atomicfile's rename never shows a torn file)
+// and the journal reads up to a torn tail at most, which the restart cuts.
 func TestSIGKILLDuringWrites(t *testing.T) {
 	iterations := 20
 	if testing.Short() {
@@ -55,7 +56,7 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 			wg.Go(func() {
 				for n := 0; ctx.Err() == nil; n++ {
 					if w == 0 && len(confirmed) > 0 {
-						// Refreshes rewrite session files too.
+						// Refreshes append to the journal too.
 						_, _ = refresh(r.base, confirmed[rand.IntN(len(confirmed))].handle)
 						continue
 					}
@@ -79,6 +80,6 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 	if len(confirmed) == 0 {
 		t.Fatal("no sign-in completed: the test wrote nothing")
 	}
-	t.Logf("%d SIGKILLs, %d confirmed sessions all kept, %d files read after kills; restarts and checks took %s",
+	t.Logf("%d SIGKILLs, %d confirmed sessions all kept, %d files and sessions read after kills; restarts and checks took %s",
 		kills, len(confirmed), filesRead, restarts.Round(time.Millisecond))
 }

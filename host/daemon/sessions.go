@@ -89,10 +89,11 @@ func ListUserSessions(ctx context.Context, cfg *config.Config, userEntityRef str
 // first where the environment's provider has a revocation endpoint and can
 // be reached (failures are logged: the sessions end here anyway), then the
 // sessions deleted and an audit line logged. On PostgreSQL every replica
-// refuses the sessions at once; a daemon on file storage keeps them in
-// memory and refuses them at their next renewal, within the environment's
-// revalidateInterval. The daemon's ended-sessions metric is not counted:
-// this command is another process.
+// refuses the sessions at once; a daemon on file storage reads the deletes
+// from the session journal within about a second
+// (session.DefaultCatchUpInterval) and refuses the sessions from then on.
+// The daemon's ended-sessions metric is not counted: this command is
+// another process.
 func RevokeUserSessions(ctx context.Context, cfg *config.Config, userEntityRef string, log hclog.Logger) (int, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()

@@ -42,9 +42,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/spectroauth/spectroauth/host/devprovider"
 	"github.com/spectroauth/spectroauth/host/internal/pgtest"
 	"github.com/spectroauth/spectroauth/host/pluginhost"
+	"github.com/spectroauth/spectroauth/host/session"
 )
 
 type options struct {
@@ -104,7 +107,7 @@ type Result struct {
 	// plugins), in ms; ReadyMedianMillis their median.
 	ReadyStarts       []float64 `json:"readyStartsMillis"`
 	ReadyMedianMillis float64   `json:"readyMedianMillis"`
-	// ReadyStartsSessions is how many session files the data directory
+	// ReadyStartsSessions is how many sessions the data directory
 	// held during those starts (file storage): one, whatever the earlier
 	// parts of the run left, so the figure does not depend on them.
 	ReadyStartsSessions int `json:"readyStartsSessions,omitempty"`
@@ -362,7 +365,7 @@ func run(o options) error {
 			// The store reads every session before the daemon is ready:
 			// the sign-in part leaves thousands, which would make this
 			// figure depend on which parts ran before it.
-			if err := keepOneSession(filepath.Join(dataDir, "sessions")); err != nil {
+			if err := keepOneSession(dataDir); err != nil {
 				return fmt.Errorf("clearing the sessions before the starts: %w", err)
 			}
 			res.ReadyStartsSessions = 1
@@ -379,14 +382,13 @@ func run(o options) error {
 	}
 
 	// Memory of live sessions, and the start on them: copy the signed-in
-	// session's file until there are N (whatever the sign-in part left)
-	// and start again on that data directory.
+	// session until there are N (whatever the sign-in part left) and
+	// start again on that data directory.
 	if o.sessions > 0 && o.runs("sessions") {
-		sdir := filepath.Join(dataDir, "sessions")
-		if err := keepOneSession(sdir); err != nil {
+		if err := keepOneSession(dataDir); err != nil {
 			return fmt.Errorf("seeding sessions: %w", err)
 		}
-		if err := seedSessions(sdir, o.sessions); err != nil {
+		if err := seedSessions(dataDir, o.sessions); err != nil {
 			return fmt.Errorf("seeding sessions: %w", err)
 		}
 		d, cold, err := startDaemon(daemonPath, cfgPath, base, filepath.Join(dir, "daemon2.log"), o.logLevel)
@@ -767,8 +769,110 @@ func settledRSS(pid int) float64 {
 	return low
 }
 
-// seedSessions copies the one session file in dir until there are n.
-func seedSessions(dir string, n int) error {
+// The file store keeps its sessions in a journal (<data>/sessions/journal);
+// daemons before it kept one file per session. seedSessions and
+// keepOneSession write what the daemon under test reads: the journal
+// through the session package, or files when the directory holds files
+// only (an earlier daemon's, for an A/B comparison).
+
+// seedSessions adds copies of the one session in the store under dataDir,
+// under new keys, until there are n: in the journal with one append and
+// one sync, so that the start measured then loads a journal rather than
+// importing files.
+func seedSessions(dataDir string, n int) error {
+	sdir := filepath.Join(dataDir, "sessions")
+	if legacySessionFiles(sdir) {
+		return seedSessionFiles(sdir, n)
+	}
+	var tmpl *session.Session
+	if _, _, err := session.ReadFileSessions(dataDir, time.Now(), hclog.NewNullLogger(), func(_ session.Key, s *session.Session) error {
+		tmpl = s
+		return nil
+	}); err != nil {
+		return err
+	}
+	if tmpl == nil {
+		return errors.New("no session to copy in " + sdir)
+	}
+	entries := make([]session.Entry, 0, n-1)
+	for range n - 1 {
+		h, err := session.NewHandle()
+		if err != nil {
+			return err
+		}
+		k, err := session.KeyOf(h)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, session.Entry{Key: k, Session: tmpl})
+	}
+	s, err := openSessions(dataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.PutMany(context.Background(), entries)
+}
+
+// keepOneSession leaves one session (any) in the store under dataDir, so
+// what follows starts on a known number of sessions: the sessions
+// directory goes (one journal to unlink, not a file per session) and a
+// fresh journal gets the one session.
+func keepOneSession(dataDir string) error {
+	sdir := filepath.Join(dataDir, "sessions")
+	if legacySessionFiles(sdir) {
+		return keepOneSessionFile(sdir)
+	}
+	var keep *session.Entry
+	if _, _, err := session.ReadFileSessions(dataDir, time.Now(), hclog.NewNullLogger(), func(k session.Key, s *session.Session) error {
+		if keep == nil {
+			keep = &session.Entry{Key: k, Session: s}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if keep == nil {
+		return errors.New("no session in " + sdir)
+	}
+	if err := os.RemoveAll(sdir); err != nil {
+		return err
+	}
+	s, err := openSessions(dataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Put(context.Background(), keep.Key, keep.Session)
+}
+
+// openSessions opens the file store under dataDir, as `spectroauthd
+// sessions` does, with the daemon stopped.
+func openSessions(dataDir string) (*session.FileStore, error) {
+	return session.OpenFileStore(dataDir, session.Options{SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
+}
+
+// legacySessionFiles reports whether sdir holds session files and no
+// journal: an earlier daemon's layout.
+func legacySessionFiles(sdir string) bool {
+	entries, err := os.ReadDir(sdir)
+	if err != nil {
+		return false
+	}
+	files := false
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == "journal":
+			return false
+		case strings.HasSuffix(name, ".json") && !strings.HasPrefix(name, "."):
+			files = true
+		}
+	}
+	return files
+}
+
+// seedSessionFiles copies the one session file in dir until there are n.
+func seedSessionFiles(dir string, n int) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -795,9 +899,9 @@ func seedSessions(dir string, n int) error {
 	return nil
 }
 
-// keepOneSession removes the session files in dir but one (the first by
-// name), so what follows starts on a known number of sessions.
-func keepOneSession(dir string) error {
+// keepOneSessionFile removes the session files in dir but one (the first
+// by name).
+func keepOneSessionFile(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 //
 // A plugin runs as the daemon's user, so without more it could read what
 // the daemon can: its memory and environment through /proc/<pid> (the
-// client secrets), the signing and flow keys, the session files. Four
+// client secrets), the signing and flow keys, the session journal. Four
 // things keep it out:
 //
 //   - ProtectProcess makes the daemon non-dumpable: /proc/<pid>/mem,

@@ -30,10 +30,10 @@ func TestStoreConformance(t *testing.T) {
 	})
 }
 
-// An operator's `sessions revoke` removes session files under a running
-// daemon, whose file store keeps the sessions in memory: the daemon's next
-// renewal (Replace) finds the file gone and ends the session rather than
-// write it back.
+// An operator's `sessions revoke` appends deletes to the journal of a
+// running daemon, whose file store keeps the sessions in memory: the
+// daemon's next renewal (Replace) catches up with the journal first and
+// ends the session rather than write it back.
 func TestFileStoreRenewalSeesRevocationByAnotherProcess(t *testing.T) {
 	dir := t.TempDir()
 	opts := session.Options{SweepInterval: -1, Logger: hclog.NewNullLogger()}

@@ -12,11 +12,13 @@ import (
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 )
 
-// A daemon is not ready until its file store has read every session file,
-// so reading them is on the start path: with thousands of sessions, what
-// each file costs beyond its decoding adds up. atomicfile.Reader reads them
-// without the runtime poller and into a reused buffer, and
-// scanSessionFiles spreads the reading and decoding over the CPUs.
+// Session files are the store's layout before the journal: one file per
+// session, <hex key>.json. The first start after an upgrade imports them
+// (migrateLocked) and ReadFileSessions still reads them, on the start path
+// with thousands of sessions, where what each file costs beyond its
+// decoding adds up. atomicfile.Reader reads them without the runtime
+// poller and into a reused buffer, and scanSessionFiles spreads the
+// reading and decoding over the CPUs.
 
 // sessionFileName is a session file found in the store's directory.
 type sessionFileName struct {

@@ -17,11 +17,12 @@ import (
 	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 )
 
-// The parallel load must load a directory exactly as the sequential
-// os.ReadFile load did: the same live keys, the same expired files removed,
-// the same unreadable files skipped (and left), logged by name and fixed
-// reason only.
-func TestLoadMatchesSequentialLoad(t *testing.T) {
+// The migration of a directory of the one-file-per-session layout (read in
+// parallel) must find what the sequential os.ReadFile load did: the same
+// live keys (imported into the journal), the same expired files (removed,
+// as the imported ones are), the same unreadable files skipped (and left),
+// logged by name and fixed reason only.
+func TestMigrationMatchesSequentialLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name                   string
 		live, expired, corrupt int
@@ -56,8 +57,8 @@ func TestLoadMatchesSequentialLoad(t *testing.T) {
 					t.Errorf("Get(%s): %v", k, err)
 				}
 			}
-			// Expired files removed (and the crash's temporary file, as
-			// ever), nothing else.
+			// Imported and expired files removed (and the crash's
+			// temporary file, as ever), nothing else.
 			after := dirNames(t, sdir)
 			var removed []string
 			for _, n := range before {
@@ -65,8 +66,19 @@ func TestLoadMatchesSequentialLoad(t *testing.T) {
 					removed = append(removed, n)
 				}
 			}
-			if !slices.Equal(removed, want.expired) {
-				t.Errorf("removed %d files, want the %d expired ones", len(removed), len(want.expired))
+			wantRemoved := slices.Clone(want.expired)
+			for _, k := range want.live {
+				wantRemoved = append(wantRemoved, fileName(k))
+			}
+			slices.Sort(wantRemoved)
+			if !slices.Equal(removed, wantRemoved) {
+				t.Errorf("removed %d files, want the %d imported and %d expired ones", len(removed), len(want.live), len(want.expired))
+			}
+			// And the journal has them: a reopen loads them all.
+			_ = s.Close()
+			s2 := openStore(t, dir, clock, nil)
+			if s2.Len() != len(want.live) {
+				t.Errorf("reopened with %d sessions, want %d", s2.Len(), len(want.live))
 			}
 			// Each unreadable file logged once, by name and reason.
 			for _, n := range want.unreadable {
@@ -80,8 +92,8 @@ func TestLoadMatchesSequentialLoad(t *testing.T) {
 			if strings.Contains(logs.String(), "SECRET") {
 				t.Errorf("log reveals file content:\n%s", logs.String())
 			}
-			counts := fmt.Sprintf("live=%d expired=%d skipped=%d", len(want.live), len(want.expired), len(want.unreadable))
-			if !strings.Contains(logs.String(), counts) {
+			counts := fmt.Sprintf("imported=%d expired=%d superseded=0 skipped=%d", len(want.live), len(want.expired), len(want.unreadable))
+			if len(want.live)+len(want.expired)+len(want.unreadable) > 0 && !strings.Contains(logs.String(), counts) {
 				t.Errorf("log lacks %q:\n%s", counts, lastLines(logs.String(), 3))
 			}
 		})

@@ -140,6 +140,10 @@ type Session struct {
 	// only the latest is valid, and presenting an earlier one ends the
 	// session (refresh token reuse detection).
 	RefreshGeneration uint64 `json:"refreshGeneration,omitempty"`
+
+	// recordSize is the size of the session's put record in the file
+	// store's journal, for its count of live bytes; not stored.
+	recordSize int64
 }
 
 // Kind says who holds a session.

@@ -176,10 +176,13 @@ func assertSame(t *testing.T, got, want *Session) {
 	}
 }
 
-// Sweep removes the expired session's file, not only the index entry.
-func TestFileStoreSweepRemovesFiles(t *testing.T) {
+// Sweep drops the expired session from memory, and its compaction from
+// the disk.
+func TestFileStoreSweepCompacts(t *testing.T) {
+	lowCompactMin(t)
 	clock := newClock()
-	s := openStore(t, t.TempDir(), clock, nil)
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
 	ctx := context.Background()
 	short, long := mustHandle(t), mustHandle(t)
 	a := sample(clock.Now(), "a")
@@ -187,19 +190,32 @@ func TestFileStoreSweepRemovesFiles(t *testing.T) {
 	if err := s.Put(ctx, key(short), a); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(ctx, key(long), sample(clock.Now(), "b")); err != nil {
-		t.Fatal(err)
+	for range 2 { // signed in and renewed: the first is garbage
+		if err := s.Put(ctx, key(long), sample(clock.Now(), "b")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clock.Advance(time.Hour)
 	if n, err := s.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v; want 1", n, err)
 	}
-	if _, err := os.Stat(s.path(key(short))); !os.IsNotExist(err) {
-		t.Fatalf("swept session file still on disk: %v", err)
+	data, err := os.ReadFile(filepath.Join(dir, "sessions", journalName))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(s.path(key(long))); err != nil {
-		t.Fatalf("live session file gone: %v", err)
+	if k := key(short); bytes.Contains(data, k[:]) {
+		t.Fatal("swept session still in the journal")
 	}
+	if k := key(long); !bytes.Contains(data, k[:]) {
+		t.Fatal("live session gone from the journal")
+	}
+}
+
+// lowCompactMin lets tests compact journals of a few sessions.
+func lowCompactMin(t testing.TB) {
+	old := compactMinBytes
+	compactMinBytes = 0
+	t.Cleanup(func() { compactMinBytes = old })
 }
 
 func TestRestartSurvives(t *testing.T) {
@@ -245,9 +261,8 @@ func TestRestartSurvives(t *testing.T) {
 	if s2.Len() != 15 {
 		t.Fatalf("index holds %d sessions, want 15 (expired ones dropped at load)", s2.Len())
 	}
-	entries, _ := os.ReadDir(filepath.Join(dir, "sessions"))
-	if len(entries) != 15 {
-		t.Fatalf("%d files on disk, want 15", len(entries))
+	if names := dirNames(t, filepath.Join(dir, "sessions")); !slices.Equal(names, []string{journalName}) {
+		t.Fatalf("files on disk: %v, want the journal alone", names)
 	}
 }
 
@@ -263,11 +278,10 @@ func TestFilesOnDisk(t *testing.T) {
 	if fi, err := os.Stat(sdir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("sessions dir: %v %v", fi.Mode(), err)
 	}
-	k, _ := KeyOf(h)
-	p := filepath.Join(sdir, k.String()+".json")
-	fi, err := os.Stat(p)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("session file: %v %v", fi, err)
+	p := filepath.Join(sdir, journalName)
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("journal: %v %v", fi, err)
 	}
 	data, _ := os.ReadFile(p)
 	if bytes.Contains(data, []byte(h)) {
@@ -479,9 +493,17 @@ func TestFileStoreConcurrentDiskAgrees(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	entries, _ := os.ReadDir(fs.dir)
-	if len(entries) != fs.Len() {
-		t.Fatalf("%d files, %d indexed", len(entries), fs.Len())
+	// What a reopen reads back is what the index holds.
+	reopened := openStore(t, filepath.Dir(fs.dir), clock, nil)
+	for _, h := range handles {
+		want, werr := fs.Get(ctx, key(h))
+		got, gerr := reopened.Get(ctx, key(h))
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("after reopen: Get %v, before: %v", gerr, werr)
+		}
+		if werr == nil {
+			assertSame(t, got, want)
+		}
 	}
 }
 
@@ -585,20 +607,12 @@ func BenchmarkMemory10k(b *testing.B) {
 	const n = 10000
 	clock := newClock()
 	dir := b.TempDir()
-	sdir := filepath.Join(dir, "sessions")
-	if err := os.MkdirAll(sdir, 0o700); err != nil {
+	writeSessionFiles(b, dir, n, clock)
+	fi, err := os.Stat(filepath.Join(dir, "sessions", journalName))
+	if err != nil {
 		b.Fatal(err)
 	}
-	var fileBytes int
-	for i := range n {
-		k, _ := KeyOf(mustHandle(b))
-		data, _ := json.Marshal(sessionFile{Version: fileVersion, Session: sample(clock.Now(), fmt.Sprintf("user%05d", i))})
-		fileBytes += len(data)
-		// Setup only: plain writes, no fsync, to keep the benchmark quick.
-		if err := os.WriteFile(filepath.Join(sdir, k.String()+".json"), data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fileBytes := int(fi.Size())
 	var perSession float64
 	for b.Loop() {
 		var before, after runtime.MemStats
@@ -654,33 +668,20 @@ func processCPU(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// writeSessionFiles leaves n live sessions under dir. The store writes the
-// first few itself (Put, fsync and all); the rest are copies of those files
-// under new keys, so setup does not pay n fsyncs.
+// writeSessionFiles leaves n live sessions under dir, in the journal, with
+// one sync (PutMany).
 func writeSessionFiles(tb testing.TB, dir string, n int, clock *fakeClock) {
 	tb.Helper()
-	const distinct = 16
-	s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+	s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var files [][]byte
-	for i := range min(n, distinct) {
-		k := key(mustHandle(tb))
-		if err := s.Put(context.Background(), k, sample(clock.Now(), fmt.Sprintf("user%02d", i))); err != nil {
-			tb.Fatal(err)
-		}
-		data, err := os.ReadFile(s.path(k))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		files = append(files, data)
+	defer s.Close()
+	entries := make([]Entry, n)
+	for i := range entries {
+		entries[i] = Entry{Key: key(mustHandle(tb)), Session: sample(clock.Now(), fmt.Sprintf("user%05d", i))}
 	}
-	_ = s.Close()
-	for i := len(files); i < n; i++ {
-		k := key(mustHandle(tb))
-		if err := os.WriteFile(filepath.Join(dir, "sessions", fileName(k)), files[i%len(files)], 0o600); err != nil {
-			tb.Fatal(err)
-		}
+	if err := s.PutMany(context.Background(), entries); err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -1,0 +1,713 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// small is a session of a few hundred bytes, so that tests can cut the
+// journal at each of its record's offsets.
+func small(now time.Time, user string) *Session {
+	return &Session{Env: "development", Provider: "spectrocloud", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), UserEntityRef: "user:default/" + user}
+}
+
+func journalPath(dir string) string { return filepath.Join(dir, "sessions", journalName) }
+
+func readJournalFile(t testing.TB, dir string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(journalPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// copyStore makes a store directory whose journal is data.
+func copyStore(t testing.TB, data []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sessions"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(journalPath(dir), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A crash mid-append leaves a torn last record, or garbage after the last
+// record: a reopen keeps every earlier session, loses only the torn one,
+// cuts the tail, and what is put next survives another reopen.
+func TestJournalTornTail(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	var keys []Key
+	for i := range 3 {
+		k := key(mustHandle(t))
+		if err := s.Put(ctx, k, small(clock.Now(), fmt.Sprintf("u%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	lastStart := len(readJournalFile(t, dir))
+	torn := key(mustHandle(t))
+	if err := s.Put(ctx, torn, small(clock.Now(), "torn")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	whole := readJournalFile(t, dir)
+
+	check := func(t *testing.T, data []byte, tornLost bool) {
+		t.Helper()
+		d := copyStore(t, data)
+		s := openStore(t, d, clock, nil)
+		wantSize := len(whole)
+		if tornLost {
+			wantSize = lastStart
+		}
+		if got := len(readJournalFile(t, d)); got != wantSize {
+			t.Fatalf("journal of %d bytes after open, want the tail cut to %d", got, wantSize)
+		}
+		for _, k := range keys {
+			if _, err := s.Get(ctx, k); err != nil {
+				t.Fatalf("earlier session lost: %v", err)
+			}
+		}
+		if _, err := s.Get(ctx, torn); tornLost == (err == nil) {
+			t.Fatalf("torn session: Get = %v, want lost %v", err, tornLost)
+		}
+		next := key(mustHandle(t))
+		if err := s.Put(ctx, next, small(clock.Now(), "next")); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+		s2 := openStore(t, d, clock, nil)
+		if _, err := s2.Get(ctx, next); err != nil {
+			t.Fatalf("put after the torn tail lost on reopen: %v", err)
+		}
+		want := len(keys) + 1
+		if !tornLost {
+			want++
+		}
+		if s2.Len() != want {
+			t.Fatalf("reopened with %d sessions, want %d", s2.Len(), want)
+		}
+	}
+	t.Run("cut", func(t *testing.T) {
+		for cut := lastStart; cut < len(whole); cut++ {
+			check(t, whole[:cut], true)
+		}
+	})
+	for name, tail := range map[string][]byte{
+		"zeros":          make([]byte, 100),
+		"garbage":        []byte("\x07\x00\x00\x00garbage that is no record at all"),
+		"huge length":    {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, opPut},
+		"header only":    whole[lastStart : lastStart+recordHdrLen],
+		"flipped record": flipLastByte(whole[lastStart:]),
+	} {
+		t.Run(name, func(t *testing.T) {
+			check(t, append(slices.Clone(whole), tail...), false)
+		})
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func flipLastByte(rec []byte) []byte {
+	c := slices.Clone(rec)
+	c[len(c)-1] ^= 1
+	return c
+}
+
+// Attacker-influenced session fields (claims, names) holding the bytes of
+// a whole record do not become a session: the JSON escapes them, and no
+// offset inside a payload reads as a record.
+func TestJournalForgedRecordInSession(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	victim := key(mustHandle(t))
+	forgedPayload, err := encodePut(small(clock.Now(), "mallory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := string(appendRecord(nil, opPut, victim, forgedPayload))
+	forgedDelete := string(appendRecord(nil, opDelete, victim, nil))
+	claims, _ := json.Marshal(map[string]string{"name": forged})
+	for name, edit := range map[string]func(*Session){
+		"display name":    func(s *Session) { s.Profile.DisplayName = forged },
+		"claims":          func(s *Session) { s.Upstream.Claims = claims },
+		"entity ref":      func(s *Session) { s.UserEntityRef = forgedDelete + forged },
+		"after a newline": func(s *Session) { s.Profile.Email = "\n" + forged + "\n" },
+		"invalid utf-8":   func(s *Session) { s.Scope = "\xff\xfe" + forged },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, clock, nil)
+			sess := sample(clock.Now(), "eve")
+			edit(sess)
+			payload, err := encodePut(sess)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i := bytes.IndexFunc(payload, func(r rune) bool { return r < 0x20 }); i >= 0 {
+				t.Fatalf("payload holds a control byte at %d", i)
+			}
+			for i := range payload {
+				if n := scanRecords(payload[i:], func(record) {}); n != 0 {
+					t.Fatalf("a record read at payload offset %d", i)
+				}
+			}
+			eve := key(mustHandle(t))
+			if err := s.Put(ctx, eve, sess); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.Close()
+			s2 := openStore(t, dir, clock, nil)
+			if _, err := s2.Get(ctx, victim); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("forged record became a session: %v", err)
+			}
+			got, err := s2.Get(ctx, eve)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What JSON makes of it (invalid UTF-8 becomes U+FFFD).
+			var want Session
+			if err := json.Unmarshal(payload, &sessionFile{Session: &want}); err != nil {
+				t.Fatal(err)
+			}
+			if g, _ := json.Marshal(got); !bytes.Equal(g, mustJSON(t, &want)) {
+				t.Fatal("the session read back differs from the one stored")
+			}
+			if s2.Len() != 1 {
+				t.Fatalf("%d sessions after replay, want 1", s2.Len())
+			}
+		})
+	}
+}
+
+// Two stores on one directory, as the daemon and `spectroauthd sessions
+// revoke`: a revocation by one ends a renewal in the other, and reaches
+// the other's Get within its catch-up interval; a put by one reaches the
+// other likewise.
+func TestJournalTwoProcesses(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	log := hclog.NewNullLogger()
+	daemon, err := OpenFileStore(dir, Options{SweepInterval: -1, CatchUpInterval: 20 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Close()
+	renewed, revoked := key(mustHandle(t)), key(mustHandle(t))
+	for _, k := range []Key{renewed, revoked} {
+		if err := daemon.Put(ctx, k, small(time.Now(), "alice")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli, err := OpenFileStore(dir, Options{SweepInterval: -1, CatchUpInterval: -1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if cli.Len() != 2 {
+		t.Fatalf("the second store loaded %d sessions, want 2", cli.Len())
+	}
+	if err := cli.Delete(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.Replace(ctx, renewed, small(time.Now(), "alice")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("renewal after the revocation: %v, want ErrNotFound", err)
+	}
+	if err := cli.Delete(ctx, revoked); err != nil {
+		t.Fatal(err)
+	}
+	added := key(mustHandle(t))
+	if err := cli.Put(ctx, added, small(time.Now(), "bob")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, gerr := daemon.Get(ctx, revoked)
+		_, aerr := daemon.Get(ctx, added)
+		if errors.Is(gerr, ErrNotFound) && aerr == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon's store did not catch up: revoked %v, added %v", gerr, aerr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// And the other way: the daemon's writes reach the CLI's next write.
+	if _, err := daemon.DeleteByUser(ctx, "user:default/bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Replace(ctx, added, small(time.Now(), "bob")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace after the other store's DeleteByUser: %v", err)
+	}
+}
+
+// Compaction keeps exactly the live sessions, shrinks the journal, and
+// survives a reopen; one store compacting while another appends loses
+// nothing.
+func TestJournalCompaction(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	want := map[Key]*Session{}
+	for i := range 30 {
+		k := key(mustHandle(t))
+		sess := small(clock.Now(), fmt.Sprintf("u%d", i))
+		for r := range 3 { // renewals: garbage
+			sess.Scope = fmt.Sprint(r)
+			if err := s.Put(ctx, k, sess); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch i % 3 {
+		case 0:
+			if err := s.Delete(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		case 1:
+			want[k] = sess.Clone()
+		case 2:
+			short := sess.Clone()
+			short.ExpiresAt = clock.Now().Add(time.Minute)
+			if err := s.Put(ctx, k, short); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	clock.Advance(time.Hour)
+	before := len(readJournalFile(t, dir))
+	lowCompactMin(t)
+	if n, err := s.Sweep(ctx); err != nil || n != 10 {
+		t.Fatalf("Sweep = %d, %v", n, err)
+	}
+	after := len(readJournalFile(t, dir))
+	if after >= before/3 {
+		t.Fatalf("journal %d bytes after compaction, %d before", after, before)
+	}
+	checkSessions(t, s, want)
+	if names := dirNames(t, filepath.Join(dir, "sessions")); !slices.Equal(names, []string{journalName}) {
+		t.Fatalf("files after compaction: %v", names)
+	}
+	if fi, err := os.Stat(journalPath(dir)); err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("compacted journal: %v, %v", fi, err)
+	}
+	_ = s.Close()
+	s2 := openStore(t, dir, clock, nil)
+	checkSessions(t, s2, want)
+
+	// Garbage again (none compacted inline), and the compaction at open.
+	compactMinBytes = 1 << 30
+	for k, w := range want {
+		for range 8 {
+			if err := s2.Put(ctx, k, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = s2.Close()
+	grown := len(readJournalFile(t, dir))
+	compactMinBytes = 0
+	s3 := openStore(t, dir, clock, nil)
+	if got := len(readJournalFile(t, dir)); got != after {
+		t.Fatalf("journal of %d bytes compacted at open to %d, want %d", grown, got, after)
+	}
+	checkSessions(t, s3, want)
+	k := key(mustHandle(t))
+	if err := s3.Put(ctx, k, small(clock.Now(), "later")); err != nil {
+		t.Fatalf("Put after a compaction at open: %v", err)
+	}
+	want[k] = small(clock.Now(), "later")
+	_ = s3.Close()
+	checkSessions(t, openStore(t, dir, clock, nil), want)
+}
+
+func TestJournalCompactionWhileAnotherAppends(t *testing.T) {
+	ctx := context.Background()
+	clock, dir, compactor, writer := compactorAndWriter(t)
+	const n = 150
+	keys := make([]Key, n)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range keys {
+			keys[i] = key(mustHandle(t))
+			sess := small(clock.Now(), fmt.Sprintf("w%d", i))
+			if err := writer.Put(ctx, keys[i], sess); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := writer.Put(ctx, keys[i], sess); err != nil { // garbage
+				t.Error(err)
+				return
+			}
+		}
+	})
+	compactions := 0
+	for done := false; !done; compactions++ {
+		done = writer.Len() == n
+		if err := compactor.compactNow(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d compactions", compactions)
+	_ = writer.Close()
+	_ = compactor.Close()
+	s := openStore(t, dir, clock, nil)
+	if s.Len() != n {
+		t.Fatalf("%d sessions after compacting under appends, want %d", s.Len(), n)
+	}
+	for _, k := range keys {
+		if _, err := s.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkSessions fails t unless s holds exactly want.
+func checkSessions(t *testing.T, s *FileStore, want map[Key]*Session) {
+	t.Helper()
+	if s.Len() != len(want) {
+		t.Fatalf("%d sessions, want %d", s.Len(), len(want))
+	}
+	for k, w := range want {
+		got, err := s.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSame(t, got, w)
+	}
+}
+
+// compactorAndWriter opens two stores on one new directory, as two
+// processes, with compaction at any size.
+func compactorAndWriter(t *testing.T) (clock *fakeClock, dir string, compactor, writer *FileStore) {
+	lowCompactMin(t)
+	clock, dir = newClock(), t.TempDir()
+	return clock, dir, openStore(t, dir, clock, nil), openStore(t, dir, clock, nil)
+}
+
+// compactNow compacts the journal whatever its garbage.
+func (s *FileStore) compactNow() error {
+	if err := s.lockJournal(); err != nil {
+		return err
+	}
+	defer s.unlockJournal()
+	return s.compactLocked()
+}
+
+// A directory of the one-file-per-session layout, files as the earlier
+// store wrote them, is imported and its files removed; a crash after the
+// import's sync and before the removals leaves the files, and the next
+// open finds the journal's records win, with no duplicates.
+func TestJournalMigration(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	want := map[Key]*Session{}
+	for i := range 5 {
+		k := key(mustHandle(t))
+		sess := sample(clock.Now(), fmt.Sprintf("u%d", i))
+		data, err := json.Marshal(sessionFile{Version: fileVersion, Session: sess})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[fileName(k)] = data
+		want[k] = sess
+	}
+	expiredKey := key(mustHandle(t))
+	old := sample(clock.Now().Add(-48*time.Hour), "old")
+	data, _ := json.Marshal(sessionFile{Version: fileVersion, Session: old})
+	files[fileName(expiredKey)] = data
+	writeFiles := func() {
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(sdir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeFiles()
+
+	s := openStore(t, dir, clock, nil)
+	if names := dirNames(t, sdir); !slices.Equal(names, []string{journalName}) {
+		t.Fatalf("after the import: %v, want the journal alone", names)
+	}
+	checkSessions(t, s, want)
+	// The store moves on: a renewal and a sign-out.
+	var renewedKey, deletedKey Key
+	for k := range want {
+		if renewedKey == (Key{}) {
+			renewedKey = k
+		} else if deletedKey == (Key{}) {
+			deletedKey = k
+		}
+	}
+	renewed := sample(clock.Now(), "renewed")
+	if err := s.Replace(ctx, renewedKey, renewed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, deletedKey); err != nil {
+		t.Fatal(err)
+	}
+	want[renewedKey] = renewed
+	delete(want, deletedKey)
+	_ = s.Close()
+	size := len(readJournalFile(t, dir))
+
+	// The crash: the files are back, as if never removed.
+	writeFiles()
+	s2 := openStore(t, dir, clock, nil)
+	checkSessions(t, s2, want)
+	if got := len(readJournalFile(t, dir)); got != size {
+		t.Fatalf("the journal grew from %d to %d bytes: files re-imported", size, got)
+	}
+	if names := dirNames(t, sdir); !slices.Equal(names, []string{journalName}) {
+		t.Fatalf("after the second open: %v, want the journal alone", names)
+	}
+
+	// ReadFileSessions sees both layouts, the journal winning, and writes
+	// nothing.
+	_ = s2.Close()
+	writeFiles()
+	got := map[Key]*Session{}
+	expired, unreadable, err := ReadFileSessions(dir, clock.Now(), hclog.NewNullLogger(), func(k Key, sess *Session) error {
+		if got[k] != nil {
+			t.Errorf("key %s passed twice", k)
+		}
+		got[k] = sess
+		return nil
+	})
+	if err != nil || unreadable != 0 || expired != 1 {
+		t.Fatalf("ReadFileSessions: %d expired, %d unreadable, %v", expired, unreadable, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ReadFileSessions passed %d sessions, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		assertSame(t, got[k], w)
+	}
+}
+
+// The journal file is never followed through a symbolic link.
+func TestJournalNoFollow(t *testing.T) {
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.Symlink(target, filepath.Join(sdir, journalName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFileStore(dir, Options{SweepInterval: -1, Logger: hclog.NewNullLogger()}); err == nil {
+		t.Fatal("opened a journal through a symbolic link")
+	}
+	if _, err := os.Lstat(target); !os.IsNotExist(err) {
+		t.Fatalf("created the link's target: %v", err)
+	}
+}
+
+// A journal of another format is refused, not truncated.
+func TestJournalForeignFileRefused(t *testing.T) {
+	foreign := []byte("SPAUTHSJ\x02\x00\x00\x00 a later format")
+	dir := copyStore(t, foreign)
+	_, err := OpenFileStore(dir, Options{SweepInterval: -1, Logger: hclog.NewNullLogger()})
+	if err == nil || !strings.Contains(err.Error(), "not a session journal") {
+		t.Fatalf("open: %v", err)
+	}
+	if got := readJournalFile(t, dir); !bytes.Equal(got, foreign) {
+		t.Fatal("the foreign file was changed")
+	}
+}
+
+// Stores opening while another appends (an operator's command beside a
+// busy daemon) load without its lock, catch up under it, and never cut a
+// record a live writer is appending: nothing the writer stored is lost.
+func TestJournalOpenWhileAnotherAppends(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	writer := openStore(t, dir, clock, nil)
+	const n = 120
+	keys := make([]Key, n)
+	for i := range keys {
+		keys[i] = key(mustHandle(t))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, k := range keys {
+			if err := writer.Put(ctx, k, sample(clock.Now(), fmt.Sprintf("w%d", i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	opens := 0
+	for running := true; running; opens++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d opens while appending", opens)
+	_ = writer.Close()
+	s := openStore(t, dir, clock, nil)
+	if s.Len() != n {
+		t.Fatalf("%d sessions after opens under appends, want %d", s.Len(), n)
+	}
+}
+
+// Writers whose records a sync that started after their writes covered do
+// not sync again (group commit): eight Puts waiting behind one sync share
+// the next.
+func TestJournalGroupCommit(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), clock, nil)
+	jf := s.jf
+	jf.syncMu.Lock() // a sync in progress
+	before := jf.syncs
+	start := jf.written.Load()
+	const writers = 8
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			if err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// All eight appended, and waiting for the sync.
+	rec := int64(len(appendRecord(nil, opPut, Key{}, mustJSON(t, sessionFile{Version: fileVersion, Session: small(clock.Now(), "0")}))))
+	deadline := time.Now().Add(5 * time.Second)
+	for jf.written.Load()-start < writers*rec {
+		if time.Now().After(deadline) {
+			jf.syncMu.Unlock()
+			t.Fatalf("%d of %d bytes appended", jf.written.Load()-start, writers*rec)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	jf.syncMu.Unlock()
+	wg.Wait()
+	jf.syncMu.Lock()
+	defer jf.syncMu.Unlock()
+	if n := jf.syncs - before; n != 1 {
+		t.Fatalf("%d syncs for %d waiting writers, want 1", n, writers)
+	}
+}
+
+// A journal restored with a looser mode is made 0600 at open.
+func TestJournalModeTightened(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	if err := s.Put(context.Background(), key(mustHandle(t)), small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := os.Chmod(journalPath(dir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir, clock, nil)
+	if fi, err := os.Stat(journalPath(dir)); err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("journal after open: %v, %v", fi.Mode(), err)
+	}
+	if s2.Len() != 1 {
+		t.Fatalf("%d sessions", s2.Len())
+	}
+}
+
+// A compaction a crash interrupted leaves journal.tmp: the next open
+// removes it and keeps the journal, which the rename never replaced.
+func TestJournalCrashedCompaction(t *testing.T) {
+	clock := newClock()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := s.Put(context.Background(), k, small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	tmp := filepath.Join(dir, "sessions", journalTemp)
+	if err := os.WriteFile(tmp, append(journalHeader(), "half a compaction"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir, clock, nil)
+	if _, err := os.Lstat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("journal.tmp left: %v", err)
+	}
+	if _, err := s2.Get(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	lowCompactMin(t)
+	if err := s2.compactNow(); err != nil {
+		t.Fatalf("compaction after the crashed one: %v", err)
+	}
+}
+
+// A journal with another name (a backup's hard link) keeps a name after
+// another process's compaction replaced it at the path: the next write
+// still finds out (device and inode) and goes to the new journal.
+func TestJournalReplacedWhileHardLinked(t *testing.T) {
+	ctx := context.Background()
+	clock, dir, compactor, writer := compactorAndWriter(t)
+	if err := os.Link(journalPath(dir), filepath.Join(dir, "journal.backup")); err != nil {
+		t.Skipf("hard link: %v", err)
+	}
+	if err := compactor.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	k := key(mustHandle(t))
+	if err := writer.Put(ctx, k, small(clock.Now(), "after")); err != nil {
+		t.Fatal(err)
+	}
+	_ = writer.Close()
+	_ = compactor.Close()
+	if _, err := openStore(t, dir, clock, nil).Get(ctx, k); err != nil {
+		t.Fatalf("a put after the compaction went to the replaced file: %v", err)
+	}
+}
