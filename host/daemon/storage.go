@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spectroauth/spectroauth/host/identity"
@@ -60,6 +62,9 @@ func (d *Daemon) openFileStorage() (*storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the user info store: %w", err)
 	}
+	// The session store, once open: a store whose journal failed to sync
+	// refuses every write until the daemon restarts, so /readyz says so.
+	var opened atomic.Pointer[session.FileStore]
 	return &storage{
 		keys:     keys,
 		userInfo: userInfo,
@@ -73,7 +78,16 @@ func (d *Daemon) openFileStorage() (*storage, error) {
 				_ = sessions.Close()
 				return nil, nil, err
 			}
+			opened.Store(sessions)
 			return sessions, flowKey, nil
+		},
+		ping: func() error {
+			// /readyz is public: a fixed reason, not the path and errno
+			// (the failed write logged them).
+			if s := opened.Load(); s != nil && s.Err() != nil {
+				return errSessionsUnusable
+			}
+			return nil
 		},
 	}, nil
 }
@@ -103,6 +117,10 @@ func (d *Daemon) openPostgresStorage(ctx context.Context) (*storage, error) {
 		}),
 	}, nil
 }
+
+// errSessionsUnusable is /readyz's reason for a session store that refuses
+// writes after a failed sync.
+var errSessionsUnusable = errors.New("the session journal refuses writes after a failed disk sync: restart the daemon (its log has the cause)")
 
 // cachedCheck runs check at most once per every, sharing its result: /readyz
 // is public, and a flood of it must not take the pool's connections from

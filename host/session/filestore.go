@@ -106,6 +106,9 @@ type FileStore struct {
 	end    int64 // offset after the last good record read or written
 	live   int64 // the recordSize of the indexed sessions, summed
 	broken error // set when the journal cannot be trusted any more
+	// brokenErr is broken for Err, which must not wait behind a
+	// compaction holding mu: /readyz calls it.
+	brokenErr atomic.Pointer[error]
 
 	closed atomic.Bool
 	cancel context.CancelFunc
@@ -445,7 +448,7 @@ func (s *FileStore) migrateLocked() error {
 			return fmt.Errorf("session: importing session files: %w", err)
 		}
 		if err := s.jf.syncTo(s.end); err != nil {
-			s.broken = err
+			s.setBrokenLocked(err)
 			return fmt.Errorf("session: importing session files: %w", err)
 		}
 		for i, rec := range recs {
@@ -591,7 +594,7 @@ func (s *FileStore) catchUp() error {
 func (s *FileStore) appendLocked(recs []byte) (int64, error) {
 	if _, err := s.jf.f.WriteAt(recs, s.end); err != nil {
 		if terr := s.jf.f.Truncate(s.end); terr != nil {
-			s.broken = terr
+			s.setBrokenLocked(terr)
 		}
 		return 0, fmt.Errorf("session: appending to the journal: %w", err)
 	}
@@ -627,7 +630,7 @@ func (s *FileStore) commit(jf *jfile, end int64) error {
 	if err := jf.syncTo(end); err != nil {
 		s.mu.Lock()
 		if s.broken == nil && s.jf == jf {
-			s.broken = err
+			s.setBrokenLocked(err)
 		}
 		s.mu.Unlock()
 		return fmt.Errorf("session: syncing the journal: %w", err)
@@ -723,7 +726,7 @@ func (s *FileStore) compactLocked() error {
 	if err := atomicfile.SyncDir(s.dir); err != nil {
 		// The old journal may come back at the path after a crash,
 		// without what is appended to the new one from now on.
-		s.broken = err
+		s.setBrokenLocked(err)
 		return fmt.Errorf("session: compacting the journal: %w", err)
 	}
 	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "bytes", size)
@@ -1103,6 +1106,26 @@ func (s *FileStore) PutMany(ctx context.Context, entries []Entry) error {
 	jf := s.jf
 	s.unlockJournal()
 	return s.commit(jf, end)
+}
+
+// Err returns why the store refuses every write for good, or nil while it
+// takes them. After a failed sync of its journal the store cannot tell
+// which of its records reached the disk (Linux may drop the dirty pages
+// and mark them clean), so it stops writing until it is opened again,
+// which replays what the disk holds. The daemon's /readyz reports it, so
+// an orchestrator restarts the daemon rather than leave it answering
+// every sign-in with an error.
+func (s *FileStore) Err() error {
+	if p := s.brokenErr.Load(); p != nil {
+		return fmt.Errorf("session: the journal is unusable after an earlier failure: %w", *p)
+	}
+	return nil
+}
+
+// setBrokenLocked marks the store broken by err; s.mu is held.
+func (s *FileStore) setBrokenLocked(err error) {
+	s.broken = err
+	s.brokenErr.Store(&err)
 }
 
 // Len returns the number of sessions in the index, expired or not.

@@ -711,3 +711,51 @@ func TestJournalReplacedWhileHardLinked(t *testing.T) {
 		t.Fatalf("a put after the compaction went to the replaced file: %v", err)
 	}
 }
+
+// A failed sync makes the store refuse every write for good and say so in
+// Err (the daemon's /readyz); a reopen replays what the disk holds and
+// writes again.
+func TestJournalFailedSyncBreaksStore(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	kept := key(mustHandle(t))
+	if err := s.Put(ctx, kept, small(clock.Now(), "kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err of a working store: %v", err)
+	}
+	errDisk := errors.New("injected EIO")
+	syncJournal = func(int) error { return errDisk }
+	err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), "lost"))
+	syncJournal = datasync
+	if !errors.Is(err, errDisk) {
+		t.Fatalf("Put with a failing sync: %v, want the sync's error", err)
+	}
+	if err := s.Err(); !errors.Is(err, errDisk) {
+		t.Fatalf("Err after a failed sync: %v, want it to wrap the sync's error", err)
+	}
+	// The disk works again; the store still refuses, for it cannot tell
+	// what reached the disk.
+	if err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), "after")); !errors.Is(err, errDisk) {
+		t.Fatalf("Put after a failed sync: %v, want a refusal naming the failure", err)
+	}
+	if err := s.Delete(ctx, kept); err == nil {
+		t.Fatal("Delete after a failed sync succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := openStore(t, dir, clock, nil)
+	if err := r.Err(); err != nil {
+		t.Fatalf("Err after a reopen: %v", err)
+	}
+	if _, err := r.Get(ctx, kept); err != nil {
+		t.Fatalf("the session synced before the failure: %v", err)
+	}
+	if err := r.Put(ctx, key(mustHandle(t)), small(clock.Now(), "again")); err != nil {
+		t.Fatalf("Put after a reopen: %v", err)
+	}
+}

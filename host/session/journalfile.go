@@ -63,13 +63,17 @@ func (jf *jfile) syncTo(end int64) error {
 	}
 	target := jf.written.Load()
 	jf.syncs++
-	if err := jf.control(datasync); err != nil {
+	if err := jf.control(syncJournal); err != nil {
 		jf.failed = &os.PathError{Op: "fdatasync", Path: jf.f.Name(), Err: err}
 		return jf.failed
 	}
 	jf.synced = target
 	return nil
 }
+
+// syncJournal is how a journal's records are made durable: datasync, or
+// a failure injected by a test.
+var syncJournal = datasync
 
 // superseded records that everything written to the file is durable
 // elsewhere (a compacted journal synced before it replaced this one), so
