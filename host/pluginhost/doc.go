@@ -49,7 +49,12 @@
 // read only the system's program, library and certificate directories,
 // /proc, its binary (and its own copy in the content store, not the store)
 // and its `readPaths`, and write only its working directory. Where the kernel lacks Landlock, Start logs "plugin file system
-// isolation unavailable: …" at warn. See sandbox_linux.go.
+// isolation unavailable: …" at warn. Nor can a plugin change a file's mode,
+// owner or ACLs (a seccomp filter makes chmod, chown and setxattr fail with
+// EPERM), which would let it hand the daemon's files to another user; where
+// the kernel lacks seccomp filters, Start logs "plugin file attribute
+// isolation unavailable: …" at warn. See sandbox_linux.go and
+// seccomp_linux.go.
 //
 // # Supervision
 //

@@ -103,6 +103,9 @@ type Host struct {
 	// landlock is the kernel's Landlock ABI version; 0 without Landlock,
 	// when plugins run without file system isolation.
 	landlock int
+	// fixedAttrs is set when plugins run under the attribute filter
+	// (seccomp_linux.go), unable to change file modes, owners and ACLs.
+	fixedAttrs bool
 	// store is the content store of verified binaries; nil without one.
 	store *contentStore
 	// settled, when set, is closed once what the start verified is in the
@@ -204,7 +207,7 @@ func startHost(ctx context.Context, plugins map[string]config.Plugin, opts Optio
 
 	switch {
 	case prev != nil:
-		h.landlock = prev.landlock
+		h.landlock, h.fixedAttrs = prev.landlock, prev.fixedAttrs
 	case len(h.names) > 0:
 		h.isolate()
 	}
@@ -281,10 +284,17 @@ var testHookNoLandlock bool
 
 // isolate protects the daemon from its plugins (see sandbox_linux.go): it
 // makes the process non-dumpable and finds out whether plugins can be
-// restricted with Landlock, saying so when they cannot.
+// restricted with Landlock and the attribute filter, saying so when they
+// cannot.
 func (h *Host) isolate() {
 	if err := ProtectProcess(); err != nil {
 		h.log.Warn("plugins may read the daemon's memory and environment", "error", err)
+	}
+	if err := seccompAvailable(); err != nil {
+		h.log.Warn("plugin file attribute isolation unavailable: " + err.Error() +
+			"; plugins can change the mode, owner and ACLs of every file the daemon's user owns (keys, sessions)")
+	} else {
+		h.fixedAttrs = true
 	}
 	abi, err := landlockABI()
 	if testHookNoLandlock {

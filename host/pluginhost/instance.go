@@ -320,7 +320,7 @@ func (in *instance) launch(ctx context.Context, binary func(context.Context) (*v
 	// handshake line.
 	r.tls = hc.clientTLS()
 	r.workDir = workDir
-	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths}
+	r.sandbox = sandbox{workDir: workDir, binary: in.path, readPaths: in.cfg.ReadPaths, fixedAttrs: in.h.fixedAttrs}
 	r.landlock = in.h.landlock
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginclient.Handshake,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -198,4 +199,142 @@ func TestPluginLogFloodIsBounded(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestPluginCannotChangeFileAttributes has the test plugin try to make a
+// file of its own and a signing key of the daemon's data directory readable
+// by everyone, through each call that changes a mode, owner or ACL, with and
+// without Landlock (which does not govern attributes): every call fails with
+// EPERM, and the key keeps its mode 0600. Creating a file with a mode and a
+// directory still works, and the daemon's own threads are not restricted.
+func TestPluginCannotChangeFileAttributes(t *testing.T) {
+	if err := seccompAvailable(); err != nil {
+		t.Skipf("no seccomp filters here: %v", err)
+	}
+	for _, landlock := range []bool{true, false} {
+		t.Run("landlock="+strconv.FormatBool(landlock), func(t *testing.T) {
+			if _, err := landlockABI(); landlock && err != nil {
+				t.Skipf("no Landlock here: %v", err)
+			}
+			if !landlock {
+				testHookNoLandlock = true
+				defer func() { testHookNoLandlock = false }()
+			}
+			keyFile := filepath.Join(t.TempDir(), "signing-keys.json")
+			if err := os.WriteFile(keyFile, []byte(`{"secret":"daemon-only"}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := pluginConfig(t)
+			cfg.Env = map[string]config.Secret{"TESTPLUGIN_ATTRS": config.Secret(keyFile)}
+			opts, logs := testOptions(t)
+			h := start(t, map[string]config.Plugin{"tp": cfg}, opts)
+			if m := logs.find("plugin file attribute isolation unavailable: "); m != nil {
+				t.Errorf("seccomp is available, but the log says it is not: %v", m)
+			}
+			id, err := resolve(t, h, "attrs")
+			if err != nil {
+				t.Fatalf("resolve attrs: %v", err)
+			}
+			got := id.Extra
+			t.Logf("the plugin got: %s", fmtJSON(got))
+
+			for _, what := range []string{"create", "mkdir"} {
+				if got[what] != "ok" {
+					t.Errorf("plugin %s: %v, want ok", what, got[what])
+				}
+			}
+			own := ""
+			for k := range got {
+				if p, ok := strings.CutPrefix(k, "mode "); ok && p != keyFile {
+					own = p
+				}
+			}
+			calls := []string{"chmod", "fchmodat2", "chown", "lchown", "setxattr", "lsetxattr", "removexattr"}
+			fileCalls := []string{"fchmod", "fchown", "fsetxattr"}
+			for _, path := range []string{own, keyFile} {
+				want := calls
+				if msg, denied := got["open "+path].(string); !denied {
+					want = append(want, fileCalls...)
+				} else if path == own || !landlock {
+					t.Errorf("plugin opening %s: %s", path, msg)
+				}
+				for _, call := range want {
+					if msg, _ := got[call+" "+path].(string); !strings.HasSuffix(msg, "operation not permitted") {
+						t.Errorf("plugin's %s on %s: %q, want operation not permitted", call, path, msg)
+					}
+				}
+				if got["mode "+path] != "0600" {
+					t.Errorf("the plugin sees %s with mode %v, want 0600", path, got["mode "+path])
+				}
+			}
+			if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("the daemon's key after the plugin's attempts: %v, %v; want mode 0600", fi, err)
+			}
+			if acl, err := unix.Getxattr(keyFile, "system.posix_acl_access", nil); err == nil {
+				t.Errorf("the daemon's key has an ACL of %d bytes", acl)
+			}
+
+			// The filter stays on the plugin's thread: the test's others,
+			// new ones among them, still change modes.
+			if n := filteredThreads(t); n < 1 {
+				t.Errorf("%d threads of the test run under a seccomp filter while the plugin runs, want its starting thread", n)
+			}
+			chmodOnNewThreads(t, keyFile)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := h.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "no thread of the test to run under a seccomp filter once the plugin is gone", func() bool {
+				return filteredThreads(t) == 0
+			})
+			chmodOnNewThreads(t, keyFile)
+		})
+	}
+}
+
+// filteredThreads counts the threads of the test process that run under a
+// seccomp filter, but for its main thread: the runtime never destroys that
+// one, but parks it for good when a goroutine that locked it returns, as a
+// plugin's starting goroutine may have in an earlier test.
+func filteredThreads(t *testing.T) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		if task.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		status, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if strings.Contains(string(status), "\nSeccomp:\t2\n") {
+			n++
+		}
+	}
+	return n
+}
+
+// chmodOnNewThreads changes path's mode to 0600 from goroutines locked to
+// threads of their own (which makes the runtime start more), and fails the
+// test if one of them is refused.
+func chmodOnNewThreads(t *testing.T, path string) {
+	t.Helper()
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			errs <- os.Chmod(path, 0o600)
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("chmod from a thread of the test: %v; the plugin's filter leaked", err)
+		}
+	}
 }

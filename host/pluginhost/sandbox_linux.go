@@ -14,8 +14,9 @@ import (
 //
 // A plugin runs as the daemon's user, so without more it could read what
 // the daemon can: its memory and environment through /proc/<pid> (the
-// client secrets), the signing and flow keys, the session journal. Four
-// things keep it out:
+// client secrets), the signing and flow keys, the session journal; and, as
+// their owner, make those files readable by another user. Five things keep
+// it out:
 //
 //   - ProtectProcess makes the daemon non-dumpable: /proc/<pid>/mem,
 //     environ, fd and maps then belong to root, and ptrace is refused.
@@ -35,16 +36,27 @@ import (
 //     directory and /dev/null; it may not signal or reach abstract sockets
 //     outside its domain (ABI 6+). Anything else, among it the daemon's data
 //     directory and configuration, is out of its reach.
+//   - Each plugin process runs under a seccomp filter that makes chmod,
+//     chown, setxattr and their relatives fail with EPERM
+//     (seccomp_linux.go), with or without Landlock, which does not govern
+//     attributes: the plugin owns the daemon's files as much as the daemon
+//     does, and could otherwise chmod a signing key or the session journal
+//     0644, or give it an ACL, for another local user to read. Creating a
+//     file with a mode is not a chmod, and still works. Where the kernel has
+//     no seccomp filters (EINVAL), Start says so at warn and plugins run
+//     without it; any other failure to install it fails the plugin's start.
 //
-// Landlock restricts the thread that asks, and what that thread starts, and
-// never loosens. So the daemon does not restrict itself: each sandboxed
-// plugin process is forked from an OS thread of its own, which restricts
-// itself (with no_new_privs) and then forks the plugin, and which lives,
+// Landlock and seccomp filters restrict the thread that asks (the filter is
+// installed without TSYNC), and what that thread starts, and never loosen.
+// So the daemon does not restrict itself: each sandboxed plugin process is
+// forked from an OS thread of its own, which restricts itself (with
+// no_new_privs) and then forks the plugin, and which lives,
 // locked to a goroutine that waits, until the plugin has exited: the plugin's
 // parent-death signal follows that thread. The Go runtime never runs another
 // goroutine on a locked thread, creates new threads from a clean one rather
 // than from a locked thread, and destroys a locked thread whose goroutine
-// returns, so the restriction never leaks into the daemon.
+// returns (or, the main thread, parks it for good), so the restriction never
+// leaks into the daemon.
 //
 // The Landlock system calls are made here through x/sys/unix rather than
 // with github.com/landlock-lsm/go-landlock: its Restrict functions restrict
@@ -140,6 +152,9 @@ type sandbox struct {
 	// (a /proc/self/fd magic link of the daemon's descriptor on it), read
 	// and executed: that one file, never the store's directory.
 	storedCopy string
+	// fixedAttrs runs the plugin under the attribute filter
+	// (seccomp_linux.go): it may change no file's mode, owner or ACL.
+	fixedAttrs bool
 }
 
 // pathRule is one Landlock rule: access beneath path.
@@ -227,9 +242,10 @@ func addPathRule(fd int, rule pathRule, handled uint64) error {
 // startSandboxed starts the command build returns, with the parent-death
 // signal set, from an OS thread of its own that lives until exited is
 // closed. That thread first sets no_new_privs, drops every capability (the
-// plugin gets none, even when the daemon runs as root), and, when abi (the
-// kernel's Landlock ABI version) is at least 1, restricts itself to s; the
-// plugin inherits all of it.
+// plugin gets none, even when the daemon runs as root), installs the
+// attribute filter when s.fixedAttrs is set, and, when abi (the kernel's
+// Landlock ABI version) is at least 1, restricts itself to s; the plugin
+// inherits all of it.
 func startSandboxed(build func() *exec.Cmd, s sandbox, abi int, exited <-chan struct{}) (*exec.Cmd, error) {
 	fd := -1
 	if abi >= 1 {
@@ -248,7 +264,7 @@ func startSandboxed(build func() *exec.Cmd, s sandbox, abi int, exited <-chan st
 		// Never unlocked: the thread ends with this goroutine, and no other
 		// goroutine ever runs on it restricted.
 		runtime.LockOSThread()
-		if err := restrictThread(fd); err != nil {
+		if err := restrictThread(fd, s.fixedAttrs); err != nil {
 			done <- result{err: err}
 			return
 		}
@@ -263,14 +279,21 @@ func startSandboxed(build func() *exec.Cmd, s sandbox, abi int, exited <-chan st
 }
 
 // restrictThread restricts the calling OS thread, which must be locked and
-// never unlocked: no_new_privs, no capabilities, and the Landlock ruleset fd
-// unless it is -1. Each of these applies to the calling thread only.
-func restrictThread(fd int) error {
+// never unlocked: no_new_privs, no capabilities, the attribute filter when
+// fixedAttrs is set, and the Landlock ruleset fd unless it is -1. Each of
+// these applies to the calling thread only (and what it starts).
+func restrictThread(fd int, fixedAttrs bool) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
 	if err := dropCapabilities(); err != nil {
 		return err
+	}
+	if fixedAttrs {
+		// After no_new_privs, which an unprivileged thread needs for it.
+		if err := filterAttrs(); err != nil {
+			return err
+		}
 	}
 	if fd >= 0 {
 		if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(fd), 0, 0); errno != 0 {

@@ -14,9 +14,12 @@ func ProtectProcess() error { return nil }
 type sandbox struct {
 	workDir, binary, storedCopy string
 	readPaths                   []string
+	fixedAttrs                  bool
 }
 
 func landlockABI() (int, error) { return 0, errors.New("Landlock is a Linux feature") }
+
+func seccompAvailable() error { return errors.New("seccomp is a Linux feature") }
 
 func startSandboxed(build func() *exec.Cmd, _ sandbox, _ int, _ <-chan struct{}) (*exec.Cmd, error) {
 	return startCmd(build)

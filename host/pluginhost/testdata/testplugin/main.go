@@ -13,6 +13,14 @@
 //	                   into each of their directories; Extra holds what it got
 //	                   ("read N bytes" or the error), its working directory
 //	                   and what that held
+//	attrs              tries to change the mode, owner and ACL of a file it
+//	                   creates in its working directory and of every file
+//	                   named in TESTPLUGIN_ATTRS (comma-separated), with each
+//	                   of chmod, fchmod, fchmodat2, chown, lchown, fchown,
+//	                   setxattr, lsetxattr, fsetxattr and removexattr; Extra
+//	                   holds "<call> <path>": "ok" or the error, "create" and
+//	                   "mkdir" (making its file with mode 0600 and a directory
+//	                   with 0700), and "mode <path>": each file's mode after
 //	flood              logs 5000 error lines as fast as it can, then answers
 //	crash              exits with status 3 in the middle of the call
 //	hang               never answers, whatever the deadline
@@ -46,9 +54,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -107,6 +117,8 @@ func (p *testPlugin) Resolve(ctx context.Context, req sdk.ResolveRequest) (sdk.I
 		}
 	case "snoop":
 		id.Extra = snoop()
+	case "attrs":
+		id.Extra = changeAttrs()
 	case "flood":
 		for i := range 5000 {
 			hclog.L().Error("flooding the daemon's log", "i", i)
@@ -207,6 +219,72 @@ func snoop() map[string]any {
 	got["cwdEntries"] = strings.Join(names, ",")
 	got["tmpdir"] = os.Getenv("TMPDIR")
 	return got
+}
+
+// posixACL0644 is a system.posix_acl_access value (version 2; user::rw-,
+// group::r--, other::r--) that makes a file readable by everyone.
+var posixACL0644 = []byte{
+	2, 0, 0, 0,
+	0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+	0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+	0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+}
+
+// changeAttrs tries to change the mode, owner and ACL of a file of its own
+// and of the files in TESTPLUGIN_ATTRS, and reports what it got.
+func changeAttrs() map[string]any {
+	got := map[string]any{}
+	result := func(key string, err error) {
+		if err != nil {
+			got[key] = err.Error()
+		} else {
+			got[key] = "ok"
+		}
+	}
+	own, _ := filepath.Abs("own.txt")
+	result("create", os.WriteFile(own, []byte("x"), 0o600))
+	result("mkdir", os.Mkdir("own.d", 0o700))
+	paths := []string{own}
+	for _, p := range strings.Split(os.Getenv("TESTPLUGIN_ATTRS"), ",") {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	cwd := unix.AT_FDCWD
+	for _, p := range paths {
+		result("chmod "+p, os.Chmod(p, 0o644)) // fchmodat
+		if pp, err := unix.BytePtrFromString(p); err == nil {
+			_, _, errno := unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(cwd), uintptr(unsafe.Pointer(pp)), 0o644, 0, 0, 0)
+			result("fchmodat2 "+p, errnoErr(errno))
+		}
+		result("chown "+p, os.Chown(p, uid, gid))
+		result("lchown "+p, os.Lchown(p, uid, gid))
+		result("setxattr "+p, unix.Setxattr(p, "system.posix_acl_access", posixACL0644, 0))
+		result("lsetxattr "+p, unix.Lsetxattr(p, "system.posix_acl_access", posixACL0644, 0))
+		result("removexattr "+p, unix.Removexattr(p, "user.spectroauth-test"))
+		if f, err := os.Open(p); err != nil {
+			got["open "+p] = err.Error()
+		} else {
+			result("fchmod "+p, f.Chmod(0o644))
+			result("fchown "+p, f.Chown(uid, gid))
+			result("fsetxattr "+p, unix.Fsetxattr(int(f.Fd()), "system.posix_acl_access", posixACL0644, 0))
+			f.Close()
+		}
+		if fi, err := os.Stat(p); err != nil {
+			got["mode "+p] = err.Error()
+		} else {
+			got["mode "+p] = fmt.Sprintf("%#o", fi.Mode().Perm())
+		}
+	}
+	return got
+}
+
+func errnoErr(errno unix.Errno) error {
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // The methods misbehave changes the answers of. The plugin reaches the
