@@ -10,9 +10,7 @@
 //
 // The dance is made of raw system calls on file descriptors rather than
 // os.File: an os.File of a regular file costs a failed poller registration
-// and its bookkeeping on every open, and a store writes on every sign-in.
-// A store that writes often keeps its directory open with OpenDir, which
-// saves opening and closing the directory for each write's directory sync.
+// and its bookkeeping on every open.
 package atomicfile
 
 import (
@@ -37,17 +35,6 @@ func Remove(path string) error {
 	}
 	dir := filepath.Dir(path)
 	return SyncDir(dir)
-}
-
-// errDirClosed is the error of an operation on a closed Dir.
-var errDirClosed = fmt.Errorf("atomicfile: directory: %w", os.ErrClosed)
-
-// checkName refuses anything but a plain name in the directory.
-func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
-		return fmt.Errorf("atomicfile: %q is not a file name", name)
-	}
-	return nil
 }
 
 // IsTemp reports whether a file name (not a path) is a temporary file made by

@@ -3,12 +3,9 @@
 package atomicfile
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 )
 
 // WriteFile atomically replaces path with data. The file ends up with mode
@@ -65,77 +62,4 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("atomicfile: closing directory %s: %w", dir, cerr)
 	}
 	return nil
-}
-
-// Dir is a directory for the atomic writes and removals of a store that
-// owns it. Where there are no directory descriptors to hold, it works by
-// path. A Dir is safe for concurrent use.
-type Dir struct {
-	path   string
-	mu     sync.RWMutex
-	closed bool
-}
-
-// OpenDir opens the directory at path, which must exist.
-func OpenDir(path string) (*Dir, error) {
-	if fi, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("atomicfile: opening directory: %w", err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("atomicfile: opening directory %s: not a directory", path)
-	}
-	return &Dir{path: path}, nil
-}
-
-// Path is the path the directory was opened at.
-func (d *Dir) Path() string { return d.path }
-
-// WriteFile atomically replaces the directory's entry name with data.
-func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode) error {
-	return d.do(name, func(p string) error { return WriteFile(p, data, perm) })
-}
-
-// Remove deletes the directory's entry name and makes the deletion
-// durable. A name that does not exist is not an error.
-func (d *Dir) Remove(name string) error { return d.do(name, Remove) }
-
-// Unlink deletes the directory's entry name without syncing the
-// directory: call Sync after a batch of them. A name that does not exist
-// is not an error.
-func (d *Dir) Unlink(name string) error {
-	return d.do(name, func(p string) error {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("atomicfile: removing %s: %w", p, err)
-		}
-		return nil
-	})
-}
-
-// Sync fsyncs the directory.
-func (d *Dir) Sync() error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return errDirClosed
-	}
-	return SyncDir(d.path)
-}
-
-// Close closes the directory. It is idempotent; other methods fail after.
-func (d *Dir) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closed = true
-	return nil
-}
-
-func (d *Dir) do(name string, fn func(path string) error) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return errDirClosed
-	}
-	return fn(filepath.Join(d.path, name))
 }

@@ -2,7 +2,6 @@ package atomicfile
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,21 +11,14 @@ import (
 	"testing"
 )
 
-// Both ways of writing: by path, and into a Dir held open.
+// The ways of writing under test: by path (the only one since the session
+// store, which held its directory open, moved to a journal).
 var writers = []struct {
 	name  string
 	write func(t *testing.T, dir, name string, data []byte, perm os.FileMode) error
 }{
 	{"path", func(_ *testing.T, dir, name string, data []byte, perm os.FileMode) error {
 		return WriteFile(filepath.Join(dir, name), data, perm)
-	}},
-	{"dir", func(t *testing.T, dir, name string, data []byte, perm os.FileMode) error {
-		d, err := OpenDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		return d.WriteFile(name, data, perm)
 	}},
 }
 
@@ -275,116 +267,6 @@ func assertNoTemp(t *testing.T, dir string) {
 	}
 }
 
-// A name with a separator would write outside the directory: refused.
-func TestDirRefusesPaths(t *testing.T) {
-	dir := t.TempDir()
-	d, err := OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	for _, name := range []string{"", ".", "..", "../f", "a/b", "/etc/f"} {
-		if err := d.WriteFile(name, []byte("x"), 0o600); err == nil {
-			t.Errorf("WriteFile(%q) succeeded", name)
-		}
-		if err := d.Remove(name); err == nil {
-			t.Errorf("Remove(%q) succeeded", name)
-		}
-	}
-	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
-		t.Errorf("something was written beside the directory: %v", entries)
-	}
-}
-
-// The store's directory removed and created again under the running
-// store receives the next write, as a write by path would.
-func TestDirRemovedAndCreatedAgain(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "sessions")
-	if err := MkdirPrivate(dir); err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.WriteFile("a", []byte("1"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	// Removed and not there: the write fails, and leaves nothing.
-	if err := d.WriteFile("b", []byte("2"), 0o600); err == nil {
-		t.Fatal("WriteFile into a removed directory succeeded")
-	}
-	if err := MkdirPrivate(dir); err != nil {
-		t.Fatal(err)
-	}
-	// A file the new directory has (restored from a backup, say) is
-	// removed there, not looked for in the removed one.
-	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("1"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Remove("a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
-		t.Fatalf("file in the directory created again not removed: %v", err)
-	}
-	if err := d.WriteFile("c", []byte("3"), 0o600); err != nil {
-		t.Fatalf("WriteFile into the directory created again: %v", err)
-	}
-	if got, err := os.ReadFile(filepath.Join(dir, "c")); err != nil || string(got) != "3" {
-		t.Fatalf("file in the new directory = %q, %v", got, err)
-	}
-	if err := d.Remove("c"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "c")); !os.IsNotExist(err) {
-		t.Fatalf("removed file still there: %v", err)
-	}
-	assertNoTemp(t, dir)
-}
-
-// Close waits for writes in flight and makes later calls fail; the
-// descriptor is never closed under a write (run with -race).
-func TestDirClose(t *testing.T) {
-	dir := t.TempDir()
-	d, err := OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			for j := range 50 {
-				err := d.WriteFile(fmt.Sprintf("f%d-%d", i, j), []byte("x"), 0o600)
-				if err != nil && !errors.Is(err, os.ErrClosed) {
-					t.Errorf("WriteFile: %v", err)
-				}
-			}
-		})
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if err := d.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	for name, err := range map[string]error{
-		"WriteFile": d.WriteFile("late", []byte("x"), 0o600),
-		"Remove":    d.Remove("late"),
-		"Sync":      d.Sync(),
-	} {
-		if !errors.Is(err, os.ErrClosed) {
-			t.Errorf("%s after Close: %v, want os.ErrClosed", name, err)
-		}
-	}
-	assertNoTemp(t, dir)
-}
-
 // writeFileOS is WriteFile as it was before the raw system calls, through
 // os.File (CreateTemp, Chmod, Write, Sync, Close, rename, then open, sync
 // and close the directory): the benchmarks' reference.
@@ -417,10 +299,8 @@ func writeFileOS(path string, data []byte, perm os.FileMode) error {
 	return d.Sync()
 }
 
-// BenchmarkWriteFileNew writes a new file each time, as a sign-in's
-// session does: through os.File as before ("os"), by path with raw system
-// calls ("path"), and into a Dir held open as the session store does
-// ("dir").
+// BenchmarkWriteFileNew writes a new file each time: through os.File as
+// before ("os"), and by path with raw system calls ("path").
 func BenchmarkWriteFileNew(b *testing.B) {
 	benchWrites(b, func(i int) string { return strconv.Itoa(i) })
 }
@@ -430,29 +310,24 @@ func BenchmarkWriteFile(b *testing.B) {
 	benchWrites(b, func(int) string { return "f" })
 }
 
-// benchWrites writes 2 kB the three ways, the i-th write to name(i).
+// benchWrites writes 2 kB both ways, the i-th write to name(i).
 func benchWrites(b *testing.B, name func(i int) string) {
 	data := bytes.Repeat([]byte("x"), 2048)
 	for _, bc := range []struct {
 		name  string
-		write func(d *Dir, name string) error
+		write func(path string) error
 	}{
-		{"os", func(d *Dir, name string) error { return writeFileOS(filepath.Join(d.Path(), name), data, 0o600) }},
-		{"path", func(d *Dir, name string) error { return WriteFile(filepath.Join(d.Path(), name), data, 0o600) }},
-		{"dir", func(d *Dir, name string) error { return d.WriteFile(name, data, 0o600) }},
+		{"os", func(path string) error { return writeFileOS(path, data, 0o600) }},
+		{"path", func(path string) error { return WriteFile(path, data, 0o600) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			d, err := OpenDir(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
+			dir := b.TempDir()
 			b.ReportAllocs()
 			cpu := startCPU(b)
 			i := 0
 			for b.Loop() {
 				i++
-				if err := bc.write(d, name(i)); err != nil {
+				if err := bc.write(filepath.Join(dir, name(i))); err != nil {
 					b.Fatal(err)
 				}
 			}
