@@ -638,6 +638,10 @@ func (s *FileStore) commit(jf *jfile, end int64) error {
 	return nil
 }
 
+// syncStoreDir makes a compaction's rename durable: atomicfile.SyncDir,
+// or a failure injected by a test.
+var syncStoreDir = atomicfile.SyncDir
+
 // compactLocked rewrites the journal with only the live sessions, to
 // journal.tmp (0600, created exclusively, never through a link), synced,
 // renamed over the journal, and the directory synced; expired sessions
@@ -710,8 +714,14 @@ func (s *FileStore) compactLocked() error {
 		return fmt.Errorf("session: compacting the journal: %w", err)
 	}
 	renamed = true
+	// Until the directory sync, a crash may bring the old journal back, and
+	// writers still waiting to sync it must not return before it is durable.
+	// After a failed one they get an error from the closed file.
+	dirErr := syncStoreDir(s.dir)
 	old := s.jf
-	old.superseded()
+	if dirErr == nil {
+		old.superseded()
+	}
 	_ = old.f.Close() // releases the old file's lock; waiters follow to jf
 	jf.written.Store(size)
 	jf.synced = size
@@ -723,11 +733,11 @@ func (s *FileStore) compactLocked() error {
 	for _, e := range resized {
 		s.index.Store(e.Key, e.Session)
 	}
-	if err := atomicfile.SyncDir(s.dir); err != nil {
+	if dirErr != nil {
 		// The old journal may come back at the path after a crash,
 		// without what is appended to the new one from now on.
-		s.setBrokenLocked(err)
-		return fmt.Errorf("session: compacting the journal: %w", err)
+		s.setBrokenLocked(dirErr)
+		return fmt.Errorf("session: compacting the journal: %w", dirErr)
 	}
 	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "bytes", size)
 	return nil

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 )
 
 // small is a session of a few hundred bytes, so that tests can cut the
@@ -757,5 +759,58 @@ func TestJournalFailedSyncBreaksStore(t *testing.T) {
 	}
 	if err := r.Put(ctx, key(mustHandle(t)), small(clock.Now(), "again")); err != nil {
 		t.Fatalf("Put after a reopen: %v", err)
+	}
+}
+
+// A writer whose record is in a journal that a compaction replaces, and
+// that has yet to sync it, may count on the replacement only once the
+// directory sync has made the rename durable: until then a crash brings
+// the old journal back, where the record never reached the disk. When the
+// directory sync fails, the writer must not be told its record is durable.
+func TestJournalCompactionReleasesWaitersAfterDirSync(t *testing.T) {
+	for _, dirErr := range []error{nil, errors.New("injected EIO on the directory")} {
+		t.Run(fmt.Sprint(dirErr), func(t *testing.T) {
+			clock := newClock()
+			s := openStore(t, t.TempDir(), clock, nil)
+			// What Put does, up to its commit: appended, not synced.
+			k, sess := key(mustHandle(t)), small(clock.Now(), "waiting")
+			rec := appendRecord(nil, opPut, k, mustJSON(t, sessionFile{Version: fileVersion, Session: sess}))
+			if err := s.lockJournal(); err != nil {
+				t.Fatal(err)
+			}
+			end, err := s.appendLocked(rec)
+			if err != nil {
+				s.unlockJournal()
+				t.Fatal(err)
+			}
+			s.applyLocked(record{op: opPut, key: k, payload: rec[recordHdrLen:]}, sess)
+			old := s.jf
+			releasedEarly := false
+			syncStoreDir = func(dir string) error {
+				old.syncMu.Lock()
+				releasedEarly = old.synced >= end
+				old.syncMu.Unlock()
+				if dirErr != nil {
+					return dirErr
+				}
+				return atomicfile.SyncDir(dir)
+			}
+			t.Cleanup(func() { syncStoreDir = atomicfile.SyncDir })
+			cerr := s.compactLocked()
+			s.unlockJournal()
+			if !errors.Is(cerr, dirErr) {
+				t.Fatalf("compaction: %v, want %v", cerr, dirErr)
+			}
+			if releasedEarly {
+				t.Fatal("a writer waiting on the replaced journal was released before the directory sync")
+			}
+			err = s.commit(old, end)
+			if dirErr == nil && err != nil {
+				t.Fatalf("the waiting writer after a compaction: %v", err)
+			}
+			if dirErr != nil && err == nil && old.syncs == 0 {
+				t.Fatal("the waiting writer was told its record is durable after the directory sync failed")
+			}
+		})
 	}
 }
