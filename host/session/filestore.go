@@ -109,6 +109,12 @@ type FileStore struct {
 	// brokenErr is broken for Err, which must not wait behind a
 	// compaction holding mu: /readyz calls it.
 	brokenErr atomic.Pointer[error]
+	// unwritten holds the deletes whose keys left the index but whose
+	// records failed to append (key → the session's user, for
+	// DeleteByUser): the journal still holds those sessions, so a retried
+	// delete must write them and a reload must not bring them back. A
+	// compaction, which writes only the index, drops them for good.
+	unwritten map[Key]string
 
 	closed atomic.Bool
 	cancel context.CancelFunc
@@ -361,6 +367,7 @@ func (s *FileStore) setIndex(last []loaded) {
 			// Only the key and a fixed reason: never content.
 			s.opts.Logger.Error("skipping unreadable session in the journal", "key", l.key.String(), "reason", l.why)
 		case l.sess == nil: // a delete
+		case s.isUnwritten(l.key): // deleted here; its record failed to append
 		case l.sess.Expired(now):
 			expired++
 		default:
@@ -523,7 +530,7 @@ func (s *FileStore) catchUpLocked() error {
 			var why string
 			if sess, why = decodeSessionFile(rec.payload, nil); why != "" {
 				s.opts.Logger.Error("skipping unreadable session in the journal", "key", rec.key.String(), "reason", why)
-			} else if sess.Expired(now) {
+			} else if sess.Expired(now) || s.isUnwritten(rec.key) {
 				sess = nil
 			} else {
 				sess.intern()
@@ -588,11 +595,15 @@ func (s *FileStore) catchUp() error {
 	return nil
 }
 
+// writeJournal writes to the journal: WriteAt, or a failure injected by a
+// test.
+var writeJournal = (*os.File).WriteAt
+
 // appendLocked writes recs (whole records) at the end of the journal and
 // returns the new end. A failed write is cut off again, so the next record
 // does not follow a partial one; if even that fails the store is broken.
 func (s *FileStore) appendLocked(recs []byte) (int64, error) {
-	if _, err := s.jf.f.WriteAt(recs, s.end); err != nil {
+	if _, err := writeJournal(s.jf.f, recs, s.end); err != nil {
 		if terr := s.jf.f.Truncate(s.end); terr != nil {
 			s.setBrokenLocked(terr)
 		}
@@ -616,6 +627,13 @@ func (s *FileStore) applyLocked(rec record, sess *Session) {
 	sess.recordSize = rec.size()
 	s.index.Store(rec.key, sess)
 	s.live += sess.recordSize
+}
+
+// isUnwritten reports whether key's delete failed to append (see
+// FileStore.unwritten).
+func (s *FileStore) isUnwritten(key Key) bool {
+	_, ok := s.unwritten[key]
+	return ok
 }
 
 // garbageLarge reports whether the journal is worth compacting: over
@@ -739,6 +757,7 @@ func (s *FileStore) compactLocked() error {
 		s.setBrokenLocked(dirErr)
 		return fmt.Errorf("session: compacting the journal: %w", dirErr)
 	}
+	s.unwritten = nil // the new journal holds none of their sessions
 	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "bytes", size)
 	return nil
 }
@@ -939,6 +958,7 @@ func (s *FileStore) store(ctx context.Context, key Key, sess *Session, existing 
 		return fmt.Errorf("session: storing session %s: %w", key, err)
 	}
 	s.applyLocked(record{op: opPut, key: key, payload: rec[recordHdrLen:]}, sess)
+	delete(s.unwritten, key)
 	jf := s.jf
 	s.compactIfLargeLocked()
 	s.unlockJournal()
@@ -968,17 +988,23 @@ func (s *FileStore) Delete(_ context.Context, key Key) error {
 // deleteKeys appends, in one write and one sync, a delete of each key
 // keys returns (called once caught up with the journal) that the journal
 // holds a session for, and returns how many. The keys leave the index
-// even if the disk fails.
+// even if the disk fails; unwritten keeps them for a retry.
 func (s *FileStore) deleteKeys(keys func() []Key) (int, error) {
 	if err := s.lockJournal(); err != nil {
 		return 0, err
 	}
 	var recs []byte
 	var del []Key
+	var users []string
 	for _, k := range keys() {
-		if _, ok := s.index.Load(k); ok {
+		user, ok := s.unwritten[k]
+		if v, live := s.index.Load(k); live {
+			user, ok = v.(*Session).UserEntityRef, true
+		}
+		if ok {
 			recs = appendRecord(recs, opDelete, k, nil)
 			del = append(del, k)
+			users = append(users, user)
 		}
 	}
 	if len(recs) == 0 {
@@ -986,8 +1012,16 @@ func (s *FileStore) deleteKeys(keys func() []Key) (int, error) {
 		return 0, nil
 	}
 	end, err := s.appendLocked(recs)
-	for _, k := range del {
+	if err != nil && s.unwritten == nil {
+		s.unwritten = map[Key]string{}
+	}
+	for i, k := range del {
 		s.applyLocked(record{op: opDelete, key: k}, nil)
+		if err != nil {
+			s.unwritten[k] = users[i]
+		} else {
+			delete(s.unwritten, k)
+		}
 	}
 	if err != nil {
 		s.unlockJournal()
@@ -1067,6 +1101,11 @@ func (s *FileStore) DeleteByUser(_ context.Context, user string) (int, error) {
 			}
 			return true
 		})
+		for k, u := range s.unwritten {
+			if u == user {
+				keys = append(keys, k)
+			}
+		}
 		return keys
 	})
 }
@@ -1112,6 +1151,7 @@ func (s *FileStore) PutMany(ctx context.Context, entries []Entry) error {
 	}
 	for i, rec := range applied {
 		s.applyLocked(rec, sessions[i])
+		delete(s.unwritten, rec.key)
 	}
 	jf := s.jf
 	s.unlockJournal()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -810,6 +811,62 @@ func TestJournalCompactionReleasesWaitersAfterDirSync(t *testing.T) {
 			}
 			if dirErr != nil && err == nil && old.syncs == 0 {
 				t.Fatal("the waiting writer was told its record is durable after the directory sync failed")
+			}
+		})
+	}
+}
+
+// A revocation whose append fails (ENOSPC) ends the session in memory at
+// once, and returns the error; a retry then must write the delete, not
+// find the session already gone and report success, or the session, still
+// in the journal, comes back at the next open. The same for DeleteByUser,
+// and after another process's compaction (which still had the session)
+// made this store read the journal again.
+func TestJournalFailedDeleteRetried(t *testing.T) {
+	for _, tc := range []struct{ byUser, compacted bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		byUser := tc.byUser
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			lowCompactMin(t)
+			clock := newClock()
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := openStore(t, dir, clock, nil)
+			k := key(mustHandle(t))
+			if err := s.Put(ctx, k, small(clock.Now(), "revoked")); err != nil {
+				t.Fatal(err)
+			}
+			del := func() error {
+				if byUser {
+					_, err := s.DeleteByUser(ctx, "user:default/revoked")
+					return err
+				}
+				return s.Delete(ctx, k)
+			}
+			writeJournal = func(*os.File, []byte, int64) (int, error) { return 0, syscall.ENOSPC }
+			err := del()
+			writeJournal = (*os.File).WriteAt
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("revocation on a full disk: %v, want ENOSPC", err)
+			}
+			if tc.compacted {
+				if err := openStore(t, dir, clock, nil).compactNow(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.ListByUser(ctx, "user:default/revoked"); err != nil { // catches up
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Get after the failed revocation: %v, want ErrNotFound", err)
+			}
+			if err := del(); err != nil {
+				t.Fatalf("revocation retried: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := openStore(t, dir, clock, nil).Get(ctx, k); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after a reopen the revoked session is back: %v", err)
 			}
 		})
 	}
