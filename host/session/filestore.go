@@ -571,28 +571,31 @@ func (s *FileStore) reopenLocked() error {
 }
 
 // catchUp is the periodic catch-up: an fstat and a stat of the path
-// while nothing changed, the journal's lock only when something did.
+// while nothing changed, the journal's lock only when something did. A
+// broken store catches up too: it refuses writes but still answers Get,
+// so it must still see revocations by other processes.
 func (s *FileStore) catchUp() error {
 	s.mu.Lock()
-	if s.closed.Load() || s.broken != nil {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil
 	}
 	size, current, err := s.jf.state(s.path)
-	same := size == s.end
-	s.mu.Unlock()
 	if err != nil {
+		s.mu.Unlock()
 		return fmt.Errorf("session: checking the journal %s: %w", s.path, err)
 	}
-	if current && same {
+	if current && size == s.end {
+		s.mu.Unlock()
 		return nil
 	}
-	// lockJournal catches up.
-	if err := s.lockJournal(); err != nil {
-		return err
+	if err := s.jf.lock(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("session: locking the journal %s: %w", s.path, err)
 	}
+	err = s.catchUpLocked()
 	s.unlockJournal()
-	return nil
+	return err
 }
 
 // writeJournal writes to the journal: WriteAt, or a failure injected by a

@@ -871,3 +871,36 @@ func TestJournalFailedDeleteRetried(t *testing.T) {
 		})
 	}
 }
+
+// A store that a failed sync broke refuses writes but still answers Get
+// from its index, so it must still see the revocations that another
+// process (`spectroauthd sessions revoke`) appends: its catch-up goes on.
+func TestJournalBrokenStoreSeesRevocation(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	daemon := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := daemon.Put(ctx, k, small(clock.Now(), "revoked")); err != nil {
+		t.Fatal(err)
+	}
+	syncJournal = func(int) error { return errors.New("injected EIO") }
+	err := daemon.Put(ctx, key(mustHandle(t)), small(clock.Now(), "lost"))
+	syncJournal = datasync
+	if err == nil || daemon.Err() == nil {
+		t.Fatalf("Put with a failing sync: %v, Err %v; want both to fail", err, daemon.Err())
+	}
+	cli := openStore(t, dir, clock, nil)
+	if err := cli.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.catchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on the broken store after another process revoked the session: %v, want ErrNotFound", err)
+	}
+}
