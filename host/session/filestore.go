@@ -273,9 +273,14 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 // a torn tail; without, it leaves both to a later catch-up under the lock
 // and reports whether it read the journal.
 func (s *FileStore) load(locked bool) (bool, error) {
-	size, _, err := s.jf.state(s.path)
+	size, current, err := s.jf.state(s.path)
 	if err != nil {
 		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+	}
+	if locked && !current {
+		// Another process compacted it since open opened it, before the
+		// lock: what is written from now on goes to the file at the path.
+		return true, s.reopenLocked()
 	}
 	hdr := make([]byte, min(size, int64(journalHdrLen)))
 	if _, err := s.jf.f.ReadAt(hdr, 0); err != nil {

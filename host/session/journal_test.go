@@ -428,6 +428,17 @@ func (s *FileStore) compactNow() error {
 	return s.compactLocked()
 }
 
+// storeDir makes a store directory and its sessions directory, empty.
+func storeDir(t *testing.T) (dir, sdir string) {
+	t.Helper()
+	dir = t.TempDir()
+	sdir = filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, sdir
+}
+
 // A directory of the one-file-per-session layout, files as the earlier
 // store wrote them, is imported and its files removed; a crash after the
 // import's sync and before the removals leaves the files, and the next
@@ -435,11 +446,7 @@ func (s *FileStore) compactNow() error {
 func TestJournalMigration(t *testing.T) {
 	clock := newClock()
 	ctx := context.Background()
-	dir := t.TempDir()
-	sdir := filepath.Join(dir, "sessions")
-	if err := os.MkdirAll(sdir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, sdir := storeDir(t)
 	files := map[string][]byte{}
 	want := map[Key]*Session{}
 	for i := range 5 {
@@ -902,5 +909,61 @@ func TestJournalBrokenStoreSeesRevocation(t *testing.T) {
 	}
 	if _, err := daemon.Get(ctx, k); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get on the broken store after another process revoked the session: %v, want ErrNotFound", err)
+	}
+}
+
+// A store that found the journal new (empty) and, before it took the
+// journal's lock, was overtaken by another process that wrote and
+// compacted it, follows to the file now at the path before it imports
+// session files of the earlier layout: appended to the replaced file, the
+// imported sessions would be lost with it, and their files removed.
+func TestJournalReplacedBeforeFirstLock(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	// The first store's open, up to its lock: the journal is new.
+	a := &FileStore{dir: sdir, path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
+	f, err := openJournalFile(a.path, os.O_RDWR|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.jf, err = newJFile(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer a.jf.f.Close()
+	read, err := a.load(false)
+	if err != nil || read {
+		t.Fatalf("unlocked load of a new journal: %v, %v; want false, nil", read, err)
+	}
+	// Meanwhile another process writes and compacts the journal.
+	b := openStore(t, dir, clock, nil)
+	kb := key(mustHandle(t))
+	if err := b.Put(ctx, kb, small(clock.Now(), "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A session file of the earlier layout for the first store to import.
+	kl := key(mustHandle(t))
+	if err := os.WriteFile(filepath.Join(sdir, fileName(kl)), mustJSON(t, sessionFile{Version: fileVersion, Session: small(clock.Now(), "legacy")}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.jf.lock(); err != nil {
+		t.Fatal(err)
+	}
+	err = a.initLocked(read)
+	_ = a.jf.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openStore(t, dir, clock, nil)
+	for _, k := range []Key{kb, kl} {
+		if _, err := r.Get(ctx, k); err != nil {
+			t.Fatalf("session %s after the open: %v", k, err)
+		}
 	}
 }
