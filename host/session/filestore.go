@@ -302,6 +302,11 @@ func (s *FileStore) load(locked bool) (bool, error) {
 		return true, nil
 	}
 	last, end, err := loadJournal(s.jf.f, size)
+	if !locked && errors.Is(err, io.EOF) {
+		// Another process cut a tail off it (under the lock) since the
+		// fstat: leave the reading to the load under the lock.
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}

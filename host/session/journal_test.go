@@ -967,3 +967,67 @@ func TestJournalReplacedBeforeFirstLock(t *testing.T) {
 		}
 	}
 }
+
+// A store opening while another process cuts a tail off the journal under
+// the lock (its write that failed, or a dead writer's torn record) may find
+// the file shorter than when it looked: the open goes on and reads the
+// journal under the lock instead.
+func TestJournalOpenWhileTailCut(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	for i := range 20 {
+		if err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := openJournalFile(journalPath(dir), os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	jf, err := newJFile(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		garbage := bytes.Repeat([]byte{0xff}, 4096)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := jf.lock(); err != nil {
+				t.Error(err)
+				return
+			}
+			size, _, err := jf.state(journalPath(dir))
+			if err == nil {
+				_, err = f.WriteAt(garbage, size)
+			}
+			if err == nil {
+				err = f.Truncate(size)
+			}
+			_ = jf.unlock()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 300 {
+		o, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatalf("open while another process cuts a tail: %v", err)
+		}
+		if o.Len() != 20 {
+			t.Fatalf("%d sessions, want 20", o.Len())
+		}
+		_ = o.Close()
+	}
+}
