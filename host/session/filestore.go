@@ -205,8 +205,16 @@ func (s *FileStore) open() error {
 // initLocked finishes open under the lock; read says whether the
 // unlocked load read the journal (it leaves a new one to this).
 func (s *FileStore) initLocked(read bool) error {
+	if read {
+		if err := s.catchUpLocked(); err != nil {
+			return err
+		}
+	} else if _, err := s.load(true); err != nil {
+		return err
+	}
 	// A compaction a crash interrupted left its temporary file; nobody
-	// else writes it while we hold the lock.
+	// else writes it while we hold the lock of the journal at the path
+	// (which the read above follows to).
 	if err := os.Remove(filepath.Join(s.dir, journalTemp)); err == nil {
 		s.opts.Logger.Warn("removed an unfinished journal compaction left by an earlier crash", "dir", s.dir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -216,13 +224,6 @@ func (s *FileStore) initLocked(read bool) error {
 		return fmt.Errorf("session: opening store: %w", err)
 	} else if n > 0 {
 		s.opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", s.dir, "count", n)
-	}
-	if read {
-		if err := s.catchUpLocked(); err != nil {
-			return err
-		}
-	} else if _, err := s.load(true); err != nil {
-		return err
 	}
 	if err := s.migrateLocked(); err != nil {
 		return err

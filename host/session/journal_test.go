@@ -1031,3 +1031,61 @@ func TestJournalOpenWhileTailCut(t *testing.T) {
 		_ = o.Close()
 	}
 }
+
+// An open that took the lock of a journal another process has replaced
+// since leaves journal.tmp alone until it holds the lock of the journal at
+// the path: until then the file may be a compaction under way in a process
+// that holds that lock.
+func TestJournalOpenLeavesCompactionUnderWay(t *testing.T) {
+	clock := newClock()
+	dir, sdir := storeDir(t)
+	b := openStore(t, dir, clock, nil)
+	if err := b.Put(context.Background(), key(mustHandle(t)), small(clock.Now(), "b")); err != nil {
+		t.Fatal(err)
+	}
+	// A second store's open, up to its lock, on the journal as it is now.
+	a := &FileStore{dir: sdir, path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
+	f, err := openJournalFile(a.path, os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.jf, err = newJFile(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	read, err := a.load(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first compacts, replacing that journal, and then, holding the
+	// new one's lock, starts another compaction.
+	if err := b.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.lockJournal(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(sdir, journalTemp)
+	if err := os.WriteFile(tmp, journalHeader(), 0o600); err != nil {
+		b.unlockJournal()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := a.jf.lock()
+		if err == nil {
+			err = a.initLocked(read)
+			_ = a.jf.unlock()
+		}
+		_ = a.jf.f.Close()
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the open gets as far as it can
+	_, statErr := os.Lstat(tmp)
+	b.unlockJournal()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if statErr != nil {
+		t.Fatalf("journal.tmp of the compaction under way: %v", statErr)
+	}
+}
