@@ -1089,3 +1089,35 @@ func TestJournalOpenLeavesCompactionUnderWay(t *testing.T) {
 		t.Fatalf("journal.tmp of the compaction under way: %v", statErr)
 	}
 }
+
+// A symbolic link planted at journal.tmp is neither followed nor written
+// through by a compaction: the link's target keeps its content and mode.
+func TestJournalCompactionTempNoFollow(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	s := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := s.Put(ctx, k, small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("not a journal"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(sdir, journalTemp)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(victim); err != nil || string(data) != "not a journal" {
+		t.Fatalf("the link's target after a compaction: %q, %v", data, err)
+	}
+	if fi, err := os.Lstat(journalPath(dir)); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("journal after the compaction: %v, %v", fi.Mode(), err)
+	}
+	if _, err := openStore(t, dir, clock, nil).Get(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+}
