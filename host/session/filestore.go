@@ -2,6 +2,7 @@ package session
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -116,6 +117,10 @@ type FileStore struct {
 	// compaction, which writes only the index, drops them for good.
 	unwritten map[Key]string
 
+	// openTail is where the last record open's unlocked load read was
+	// and its header, for initLocked to check under the lock.
+	openTail *loaded
+
 	closed atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -205,7 +210,7 @@ func (s *FileStore) open() error {
 // initLocked finishes open under the lock; read says whether the
 // unlocked load read the journal (it leaves a new one to this).
 func (s *FileStore) initLocked(read bool) error {
-	if read {
+	if read && s.openTailIntact() {
 		if err := s.catchUpLocked(); err != nil {
 			return err
 		}
@@ -235,6 +240,24 @@ func (s *FileStore) initLocked(read bool) error {
 		}
 	}
 	return nil
+}
+
+// openTailIntact reports whether the last record open's unlocked load read
+// is still where it was. The load may have read whole records of a batch
+// another process was writing that then failed and was cut off again, with
+// other records written in their place since: going on from the end of
+// that load would read from inside one of them, take it for a torn tail
+// and cut it. The caller holds the lock.
+func (s *FileStore) openTailIntact() bool {
+	t := s.openTail
+	s.openTail = nil
+	if t == nil {
+		return true // no record read: the load ended at the header
+	}
+	want := t.header()
+	got := make([]byte, len(want))
+	_, err := s.jf.f.ReadAt(got, t.at)
+	return err == nil && bytes.Equal(got, want)
 }
 
 // openAndLock opens the journal at its path (creating it) and takes its
@@ -314,6 +337,15 @@ func (s *FileStore) load(locked bool) (bool, error) {
 	if end < size && locked {
 		if err := s.truncateLocked(end, size); err != nil {
 			return false, err
+		}
+	}
+	if !locked {
+		s.openTail = nil
+		for _, l := range last {
+			if s.openTail == nil || l.at > s.openTail.at {
+				l.sess = nil
+				s.openTail = &l
+			}
 		}
 	}
 	s.end = end

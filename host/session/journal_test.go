@@ -912,6 +912,27 @@ func TestJournalBrokenStoreSeesRevocation(t *testing.T) {
 	}
 }
 
+// openUpToLock does what OpenFileStore does up to taking the journal's
+// lock: it opens the journal of the store under dir and loads it without
+// the lock, reporting whether the load read it. The test goes on with
+// a.jf.lock() and a.initLocked.
+func openUpToLock(t *testing.T, dir string, clock *fakeClock) (a *FileStore, read bool) {
+	t.Helper()
+	a = &FileStore{dir: filepath.Join(dir, "sessions"), path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
+	f, err := openJournalFile(a.path, os.O_RDWR|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.jf.f.Close() })
+	if a.jf, err = newJFile(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	if read, err = a.load(false); err != nil {
+		t.Fatal(err)
+	}
+	return a, read
+}
+
 // A store that found the journal new (empty) and, before it took the
 // journal's lock, was overtaken by another process that wrote and
 // compacted it, follows to the file now at the path before it imports
@@ -922,18 +943,9 @@ func TestJournalReplacedBeforeFirstLock(t *testing.T) {
 	ctx := context.Background()
 	dir, sdir := storeDir(t)
 	// The first store's open, up to its lock: the journal is new.
-	a := &FileStore{dir: sdir, path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
-	f, err := openJournalFile(a.path, os.O_RDWR|os.O_CREATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.jf, err = newJFile(f, 0); err != nil {
-		t.Fatal(err)
-	}
-	defer a.jf.f.Close()
-	read, err := a.load(false)
-	if err != nil || read {
-		t.Fatalf("unlocked load of a new journal: %v, %v; want false, nil", read, err)
+	a, read := openUpToLock(t, dir, clock)
+	if read {
+		t.Fatal("the unlocked load read a new journal")
 	}
 	// Meanwhile another process writes and compacts the journal.
 	b := openStore(t, dir, clock, nil)
@@ -955,7 +967,7 @@ func TestJournalReplacedBeforeFirstLock(t *testing.T) {
 	if err := a.jf.lock(); err != nil {
 		t.Fatal(err)
 	}
-	err = a.initLocked(read)
+	err := a.initLocked(read)
 	_ = a.jf.unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -1044,18 +1056,7 @@ func TestJournalOpenLeavesCompactionUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second store's open, up to its lock, on the journal as it is now.
-	a := &FileStore{dir: sdir, path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
-	f, err := openJournalFile(a.path, os.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.jf, err = newJFile(f, 0); err != nil {
-		t.Fatal(err)
-	}
-	read, err := a.load(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, read := openUpToLock(t, dir, clock)
 	// The first compacts, replacing that journal, and then, holding the
 	// new one's lock, starts another compaction.
 	if err := b.compactNow(); err != nil {
@@ -1119,5 +1120,60 @@ func TestJournalCompactionTempNoFollow(t *testing.T) {
 	}
 	if _, err := openStore(t, dir, clock, nil).Get(ctx, k); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An open's unlocked load may read whole records of a batch another
+// process is still writing (a sign out everywhere: several deletes in one
+// write) that then fails (ENOSPC) and is cut off again; that process's next
+// record, acknowledged, takes their place. Under the lock the open must
+// read the journal again rather than go on from where its load ended,
+// inside the new record, which it would take for a torn tail and cut.
+func TestJournalOpenAfterAnotherCutsABatch(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, _ := storeDir(t)
+	b := openStore(t, dir, clock, nil)
+	k1, k2 := key(mustHandle(t)), key(mustHandle(t))
+	for _, k := range []Key{k1, k2} {
+		if err := b.Put(ctx, k, small(clock.Now(), "u")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The batch, as far as it got before it failed.
+	batch := appendRecord(appendRecord(nil, opDelete, k1, nil), opDelete, k2, nil)
+	start := int64(len(readJournalFile(t, dir)))
+	f, err := openJournalFile(journalPath(dir), os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(batch, start); err != nil {
+		t.Fatal(err)
+	}
+	// The second store's open, up to its lock, reads it.
+	a, _ := openUpToLock(t, dir, clock)
+	// The write fails and is cut off; the next, a sign-in, succeeds.
+	if err := f.Truncate(start); err != nil {
+		t.Fatal(err)
+	}
+	kp := key(mustHandle(t))
+	if err := b.Put(ctx, kp, small(clock.Now(), "acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.jf.lock(); err != nil {
+		t.Fatal(err)
+	}
+	err = a.initLocked(true)
+	_ = a.jf.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*FileStore{"the open": a, "a reopen": openStore(t, dir, clock, nil)} {
+		for i, k := range []Key{k1, k2, kp} {
+			if _, err := s.Get(ctx, k); err != nil {
+				t.Errorf("%s: session %d of k1, k2, the acknowledged one: %v", name, i, err)
+			}
+		}
 	}
 }
