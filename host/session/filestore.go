@@ -440,7 +440,8 @@ func (s *FileStore) setIndex(last []loaded) {
 // there is newer) and that are live are appended, and synced, before any
 // file is removed, so a crash between the two leaves both, and the next
 // open finds the journal's records win. Unreadable files are left (and
-// logged), as the earlier layout left them.
+// logged), as the earlier layout left them, and so are sessions over the
+// journal's record limit, which that layout did not have.
 func (s *FileStore) migrateLocked() error {
 	files, err := listSessionFiles(s.dir)
 	if err != nil {
@@ -480,7 +481,12 @@ func (s *FileStore) migrateLocked() error {
 		}
 		payload, err := encodePut(sess)
 		if err != nil {
-			return err
+			// The earlier layout had no size limit: the file is left, as an
+			// unreadable one is, rather than stop every start. A fixed
+			// reason: an encoding error can quote content.
+			s.opts.Logger.Error("skipping session file", "file", p, "reason", "over the journal's record size limit, or not encodable")
+			skipped++
+			return nil
 		}
 		start := len(buf)
 		buf = appendRecord(buf, opPut, key, payload)

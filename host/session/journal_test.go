@@ -1177,3 +1177,33 @@ func TestJournalOpenAfterAnotherCutsABatch(t *testing.T) {
 		}
 	}
 }
+
+// A session file of the earlier layout, which had no size limit, whose
+// session is over the journal's record limit (an identity provider's
+// claims are not ours to bound) is left in place and logged, as an
+// unreadable one is: it must not stop the import of the others, and with
+// it every start of the daemon.
+func TestJournalMigrationSkipsOversizedFile(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	big := sample(clock.Now(), "big")
+	big.Upstream.Claims = json.RawMessage(`{"groups":"` + strings.Repeat("g", maxPayload) + `"}`)
+	kBig, kOK := key(mustHandle(t)), key(mustHandle(t))
+	for k, sess := range map[Key]*Session{kBig: big, kOK: small(clock.Now(), "ok")} {
+		if err := os.WriteFile(filepath.Join(sdir, fileName(k)), mustJSON(t, sessionFile{Version: fileVersion, Session: sess}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatalf("open with an oversized session file: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Get(ctx, kOK); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(sdir, fileName(kBig))); err != nil {
+		t.Fatalf("the oversized session's file: %v", err)
+	}
+}
