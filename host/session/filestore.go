@@ -2,6 +2,7 @@ package session
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -109,6 +110,16 @@ type FileStore struct {
 	// brokenErr is broken for Err, which must not wait behind a
 	// compaction holding mu: /readyz calls it.
 	brokenErr atomic.Pointer[error]
+	// unwritten holds the deletes whose keys left the index but whose
+	// records failed to append (key → the session's user, for
+	// DeleteByUser): the journal still holds those sessions, so a retried
+	// delete must write them and a reload must not bring them back. A
+	// compaction, which writes only the index, drops them for good.
+	unwritten map[Key]string
+
+	// openTail is where the last record open's unlocked load read was
+	// and its header, for initLocked to check under the lock.
+	openTail *loaded
 
 	closed atomic.Bool
 	cancel context.CancelFunc
@@ -199,8 +210,16 @@ func (s *FileStore) open() error {
 // initLocked finishes open under the lock; read says whether the
 // unlocked load read the journal (it leaves a new one to this).
 func (s *FileStore) initLocked(read bool) error {
+	if read && s.openTailIntact() {
+		if err := s.catchUpLocked(); err != nil {
+			return err
+		}
+	} else if _, err := s.load(true); err != nil {
+		return err
+	}
 	// A compaction a crash interrupted left its temporary file; nobody
-	// else writes it while we hold the lock.
+	// else writes it while we hold the lock of the journal at the path
+	// (which the read above follows to).
 	if err := os.Remove(filepath.Join(s.dir, journalTemp)); err == nil {
 		s.opts.Logger.Warn("removed an unfinished journal compaction left by an earlier crash", "dir", s.dir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -210,13 +229,6 @@ func (s *FileStore) initLocked(read bool) error {
 		return fmt.Errorf("session: opening store: %w", err)
 	} else if n > 0 {
 		s.opts.Logger.Warn("removed unfinished session files left by an earlier crash", "dir", s.dir, "count", n)
-	}
-	if read {
-		if err := s.catchUpLocked(); err != nil {
-			return err
-		}
-	} else if _, err := s.load(true); err != nil {
-		return err
 	}
 	if err := s.migrateLocked(); err != nil {
 		return err
@@ -228,6 +240,24 @@ func (s *FileStore) initLocked(read bool) error {
 		}
 	}
 	return nil
+}
+
+// openTailIntact reports whether the last record open's unlocked load read
+// is still where it was. The load may have read whole records of a batch
+// another process was writing that then failed and was cut off again, with
+// other records written in their place since: going on from the end of
+// that load would read from inside one of them, take it for a torn tail
+// and cut it. The caller holds the lock.
+func (s *FileStore) openTailIntact() bool {
+	t := s.openTail
+	s.openTail = nil
+	if t == nil {
+		return true // no record read: the load ended at the header
+	}
+	want := t.header()
+	got := make([]byte, len(want))
+	_, err := s.jf.f.ReadAt(got, t.at)
+	return err == nil && bytes.Equal(got, want)
 }
 
 // openAndLock opens the journal at its path (creating it) and takes its
@@ -267,9 +297,14 @@ func (s *FileStore) openAndLock() (*jfile, error) {
 // a torn tail; without, it leaves both to a later catch-up under the lock
 // and reports whether it read the journal.
 func (s *FileStore) load(locked bool) (bool, error) {
-	size, _, err := s.jf.state(s.path)
+	size, current, err := s.jf.state(s.path)
 	if err != nil {
 		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
+	}
+	if locked && !current {
+		// Another process compacted it since open opened it, before the
+		// lock: what is written from now on goes to the file at the path.
+		return true, s.reopenLocked()
 	}
 	hdr := make([]byte, min(size, int64(journalHdrLen)))
 	if _, err := s.jf.f.ReadAt(hdr, 0); err != nil {
@@ -291,12 +326,26 @@ func (s *FileStore) load(locked bool) (bool, error) {
 		return true, nil
 	}
 	last, end, err := loadJournal(s.jf.f, size)
+	if !locked && errors.Is(err, io.EOF) {
+		// Another process cut a tail off it (under the lock) since the
+		// fstat: leave the reading to the load under the lock.
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("session: reading the journal %s: %w", s.path, err)
 	}
 	if end < size && locked {
 		if err := s.truncateLocked(end, size); err != nil {
 			return false, err
+		}
+	}
+	if !locked {
+		s.openTail = nil
+		for _, l := range last {
+			if s.openTail == nil || l.at > s.openTail.at {
+				l.sess = nil
+				s.openTail = &l
+			}
 		}
 	}
 	s.end = end
@@ -361,6 +410,7 @@ func (s *FileStore) setIndex(last []loaded) {
 			// Only the key and a fixed reason: never content.
 			s.opts.Logger.Error("skipping unreadable session in the journal", "key", l.key.String(), "reason", l.why)
 		case l.sess == nil: // a delete
+		case s.isUnwritten(l.key): // deleted here; its record failed to append
 		case l.sess.Expired(now):
 			expired++
 		default:
@@ -390,7 +440,8 @@ func (s *FileStore) setIndex(last []loaded) {
 // there is newer) and that are live are appended, and synced, before any
 // file is removed, so a crash between the two leaves both, and the next
 // open finds the journal's records win. Unreadable files are left (and
-// logged), as the earlier layout left them.
+// logged), as the earlier layout left them, and so are sessions over the
+// journal's record limit, which that layout did not have.
 func (s *FileStore) migrateLocked() error {
 	files, err := listSessionFiles(s.dir)
 	if err != nil {
@@ -430,7 +481,12 @@ func (s *FileStore) migrateLocked() error {
 		}
 		payload, err := encodePut(sess)
 		if err != nil {
-			return err
+			// The earlier layout had no size limit: the file is left, as an
+			// unreadable one is, rather than stop every start. A fixed
+			// reason: an encoding error can quote content.
+			s.opts.Logger.Error("skipping session file", "file", p, "reason", "over the journal's record size limit, or not encodable")
+			skipped++
+			return nil
 		}
 		start := len(buf)
 		buf = appendRecord(buf, opPut, key, payload)
@@ -523,7 +579,7 @@ func (s *FileStore) catchUpLocked() error {
 			var why string
 			if sess, why = decodeSessionFile(rec.payload, nil); why != "" {
 				s.opts.Logger.Error("skipping unreadable session in the journal", "key", rec.key.String(), "reason", why)
-			} else if sess.Expired(now) {
+			} else if sess.Expired(now) || s.isUnwritten(rec.key) {
 				sess = nil
 			} else {
 				sess.intern()
@@ -564,35 +620,42 @@ func (s *FileStore) reopenLocked() error {
 }
 
 // catchUp is the periodic catch-up: an fstat and a stat of the path
-// while nothing changed, the journal's lock only when something did.
+// while nothing changed, the journal's lock only when something did. A
+// broken store catches up too: it refuses writes but still answers Get,
+// so it must still see revocations by other processes.
 func (s *FileStore) catchUp() error {
 	s.mu.Lock()
-	if s.closed.Load() || s.broken != nil {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil
 	}
 	size, current, err := s.jf.state(s.path)
-	same := size == s.end
-	s.mu.Unlock()
 	if err != nil {
+		s.mu.Unlock()
 		return fmt.Errorf("session: checking the journal %s: %w", s.path, err)
 	}
-	if current && same {
+	if current && size == s.end {
+		s.mu.Unlock()
 		return nil
 	}
-	// lockJournal catches up.
-	if err := s.lockJournal(); err != nil {
-		return err
+	if err := s.jf.lock(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("session: locking the journal %s: %w", s.path, err)
 	}
+	err = s.catchUpLocked()
 	s.unlockJournal()
-	return nil
+	return err
 }
+
+// writeJournal writes to the journal: WriteAt, or a failure injected by a
+// test.
+var writeJournal = (*os.File).WriteAt
 
 // appendLocked writes recs (whole records) at the end of the journal and
 // returns the new end. A failed write is cut off again, so the next record
 // does not follow a partial one; if even that fails the store is broken.
 func (s *FileStore) appendLocked(recs []byte) (int64, error) {
-	if _, err := s.jf.f.WriteAt(recs, s.end); err != nil {
+	if _, err := writeJournal(s.jf.f, recs, s.end); err != nil {
 		if terr := s.jf.f.Truncate(s.end); terr != nil {
 			s.setBrokenLocked(terr)
 		}
@@ -618,6 +681,13 @@ func (s *FileStore) applyLocked(rec record, sess *Session) {
 	s.live += sess.recordSize
 }
 
+// isUnwritten reports whether key's delete failed to append (see
+// FileStore.unwritten).
+func (s *FileStore) isUnwritten(key Key) bool {
+	_, ok := s.unwritten[key]
+	return ok
+}
+
 // garbageLarge reports whether the journal is worth compacting: over
 // compactMinBytes and more than twice what its live sessions take.
 func (s *FileStore) garbageLarge() bool {
@@ -637,6 +707,10 @@ func (s *FileStore) commit(jf *jfile, end int64) error {
 	}
 	return nil
 }
+
+// syncStoreDir makes a compaction's rename durable: atomicfile.SyncDir,
+// or a failure injected by a test.
+var syncStoreDir = atomicfile.SyncDir
 
 // compactLocked rewrites the journal with only the live sessions, to
 // journal.tmp (0600, created exclusively, never through a link), synced,
@@ -710,8 +784,14 @@ func (s *FileStore) compactLocked() error {
 		return fmt.Errorf("session: compacting the journal: %w", err)
 	}
 	renamed = true
+	// Until the directory sync, a crash may bring the old journal back, and
+	// writers still waiting to sync it must not return before it is durable.
+	// After a failed one they get an error from the closed file.
+	dirErr := syncStoreDir(s.dir)
 	old := s.jf
-	old.superseded()
+	if dirErr == nil {
+		old.superseded()
+	}
 	_ = old.f.Close() // releases the old file's lock; waiters follow to jf
 	jf.written.Store(size)
 	jf.synced = size
@@ -723,12 +803,13 @@ func (s *FileStore) compactLocked() error {
 	for _, e := range resized {
 		s.index.Store(e.Key, e.Session)
 	}
-	if err := atomicfile.SyncDir(s.dir); err != nil {
+	if dirErr != nil {
 		// The old journal may come back at the path after a crash,
 		// without what is appended to the new one from now on.
-		s.setBrokenLocked(err)
-		return fmt.Errorf("session: compacting the journal: %w", err)
+		s.setBrokenLocked(dirErr)
+		return fmt.Errorf("session: compacting the journal: %w", dirErr)
 	}
+	s.unwritten = nil // the new journal holds none of their sessions
 	s.opts.Logger.Debug("compacted the session journal", "file", s.path, "bytes", size)
 	return nil
 }
@@ -929,6 +1010,7 @@ func (s *FileStore) store(ctx context.Context, key Key, sess *Session, existing 
 		return fmt.Errorf("session: storing session %s: %w", key, err)
 	}
 	s.applyLocked(record{op: opPut, key: key, payload: rec[recordHdrLen:]}, sess)
+	delete(s.unwritten, key)
 	jf := s.jf
 	s.compactIfLargeLocked()
 	s.unlockJournal()
@@ -958,17 +1040,23 @@ func (s *FileStore) Delete(_ context.Context, key Key) error {
 // deleteKeys appends, in one write and one sync, a delete of each key
 // keys returns (called once caught up with the journal) that the journal
 // holds a session for, and returns how many. The keys leave the index
-// even if the disk fails.
+// even if the disk fails; unwritten keeps them for a retry.
 func (s *FileStore) deleteKeys(keys func() []Key) (int, error) {
 	if err := s.lockJournal(); err != nil {
 		return 0, err
 	}
 	var recs []byte
 	var del []Key
+	var users []string
 	for _, k := range keys() {
-		if _, ok := s.index.Load(k); ok {
+		user, ok := s.unwritten[k]
+		if v, live := s.index.Load(k); live {
+			user, ok = v.(*Session).UserEntityRef, true
+		}
+		if ok {
 			recs = appendRecord(recs, opDelete, k, nil)
 			del = append(del, k)
+			users = append(users, user)
 		}
 	}
 	if len(recs) == 0 {
@@ -976,8 +1064,16 @@ func (s *FileStore) deleteKeys(keys func() []Key) (int, error) {
 		return 0, nil
 	}
 	end, err := s.appendLocked(recs)
-	for _, k := range del {
+	if err != nil && s.unwritten == nil {
+		s.unwritten = map[Key]string{}
+	}
+	for i, k := range del {
 		s.applyLocked(record{op: opDelete, key: k}, nil)
+		if err != nil {
+			s.unwritten[k] = users[i]
+		} else {
+			delete(s.unwritten, k)
+		}
 	}
 	if err != nil {
 		s.unlockJournal()
@@ -1057,6 +1153,11 @@ func (s *FileStore) DeleteByUser(_ context.Context, user string) (int, error) {
 			}
 			return true
 		})
+		for k, u := range s.unwritten {
+			if u == user {
+				keys = append(keys, k)
+			}
+		}
 		return keys
 	})
 }
@@ -1102,6 +1203,7 @@ func (s *FileStore) PutMany(ctx context.Context, entries []Entry) error {
 	}
 	for i, rec := range applied {
 		s.applyLocked(rec, sessions[i])
+		delete(s.unwritten, rec.key)
 	}
 	jf := s.jf
 	s.unlockJournal()

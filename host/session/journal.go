@@ -123,6 +123,7 @@ func recordCRC(rec []byte) uint32 {
 // record is one record read back; payload aliases the data read.
 type record struct {
 	op      byte
+	crc     uint32
 	key     Key
 	payload []byte
 }
@@ -151,7 +152,7 @@ func scanRecords(data []byte, fn func(record)) (good int) {
 			binary.LittleEndian.Uint32(rec[4:8]) != recordCRC(rec) {
 			return good
 		}
-		r := record{op: op, payload: rec[recordHdrLen:]}
+		r := record{op: op, crc: binary.LittleEndian.Uint32(rec[4:8]), payload: rec[recordHdrLen:]}
 		copy(r.key[:], rec[9:recordHdrLen])
 		fn(r)
 		good += len(rec)
@@ -212,10 +213,19 @@ func scanFile(r io.ReaderAt, off, size int64, fn func(rec record, at int64)) (in
 type loaded struct {
 	key  Key
 	op   byte
+	crc  uint32
 	at   int64 // offset in the file
 	size int64 // of the record
 	sess *Session
 	why  string // for a put that did not decode: a reason safe to log
+}
+
+// header is the header of l's record as the file holds it.
+func (l loaded) header() []byte {
+	h := binary.LittleEndian.AppendUint32(make([]byte, 0, recordHdrLen), uint32(l.size-int64(recordHdrLen)))
+	h = binary.LittleEndian.AppendUint32(h, l.crc)
+	h = append(h, l.op)
+	return append(h, l.key[:]...)
 }
 
 // loadJournal reads the records of the journal r, whose first size bytes
@@ -228,7 +238,7 @@ func loadJournal(r io.ReaderAt, size int64) ([]loaded, int64, error) {
 	var last []loaded
 	index := map[Key]int{}
 	end, err := scanFile(r, int64(journalHdrLen), size, func(rec record, at int64) {
-		l := loaded{key: rec.key, op: rec.op, at: at, size: rec.size()}
+		l := loaded{key: rec.key, op: rec.op, crc: rec.crc, at: at, size: rec.size()}
 		if i, ok := index[rec.key]; ok {
 			last[i] = l
 			return

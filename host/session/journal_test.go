@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/spectroauth/spectroauth/host/internal/atomicfile"
 )
 
 // small is a session of a few hundred bytes, so that tests can cut the
@@ -425,6 +428,17 @@ func (s *FileStore) compactNow() error {
 	return s.compactLocked()
 }
 
+// storeDir makes a store directory and its sessions directory, empty.
+func storeDir(t *testing.T) (dir, sdir string) {
+	t.Helper()
+	dir = t.TempDir()
+	sdir = filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, sdir
+}
+
 // A directory of the one-file-per-session layout, files as the earlier
 // store wrote them, is imported and its files removed; a crash after the
 // import's sync and before the removals leaves the files, and the next
@@ -432,11 +446,7 @@ func (s *FileStore) compactNow() error {
 func TestJournalMigration(t *testing.T) {
 	clock := newClock()
 	ctx := context.Background()
-	dir := t.TempDir()
-	sdir := filepath.Join(dir, "sessions")
-	if err := os.MkdirAll(sdir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, sdir := storeDir(t)
 	files := map[string][]byte{}
 	want := map[Key]*Session{}
 	for i := range 5 {
@@ -757,5 +767,443 @@ func TestJournalFailedSyncBreaksStore(t *testing.T) {
 	}
 	if err := r.Put(ctx, key(mustHandle(t)), small(clock.Now(), "again")); err != nil {
 		t.Fatalf("Put after a reopen: %v", err)
+	}
+}
+
+// A writer whose record is in a journal that a compaction replaces, and
+// that has yet to sync it, may count on the replacement only once the
+// directory sync has made the rename durable: until then a crash brings
+// the old journal back, where the record never reached the disk. When the
+// directory sync fails, the writer must not be told its record is durable.
+func TestJournalCompactionReleasesWaitersAfterDirSync(t *testing.T) {
+	for _, dirErr := range []error{nil, errors.New("injected EIO on the directory")} {
+		t.Run(fmt.Sprint(dirErr), func(t *testing.T) {
+			clock := newClock()
+			s := openStore(t, t.TempDir(), clock, nil)
+			// What Put does, up to its commit: appended, not synced.
+			k, sess := key(mustHandle(t)), small(clock.Now(), "waiting")
+			rec := appendRecord(nil, opPut, k, mustJSON(t, sessionFile{Version: fileVersion, Session: sess}))
+			if err := s.lockJournal(); err != nil {
+				t.Fatal(err)
+			}
+			end, err := s.appendLocked(rec)
+			if err != nil {
+				s.unlockJournal()
+				t.Fatal(err)
+			}
+			s.applyLocked(record{op: opPut, key: k, payload: rec[recordHdrLen:]}, sess)
+			old := s.jf
+			releasedEarly := false
+			syncStoreDir = func(dir string) error {
+				old.syncMu.Lock()
+				releasedEarly = old.synced >= end
+				old.syncMu.Unlock()
+				if dirErr != nil {
+					return dirErr
+				}
+				return atomicfile.SyncDir(dir)
+			}
+			t.Cleanup(func() { syncStoreDir = atomicfile.SyncDir })
+			cerr := s.compactLocked()
+			s.unlockJournal()
+			if !errors.Is(cerr, dirErr) {
+				t.Fatalf("compaction: %v, want %v", cerr, dirErr)
+			}
+			if releasedEarly {
+				t.Fatal("a writer waiting on the replaced journal was released before the directory sync")
+			}
+			err = s.commit(old, end)
+			if dirErr == nil && err != nil {
+				t.Fatalf("the waiting writer after a compaction: %v", err)
+			}
+			if dirErr != nil && err == nil && old.syncs == 0 {
+				t.Fatal("the waiting writer was told its record is durable after the directory sync failed")
+			}
+		})
+	}
+}
+
+// A revocation whose append fails (ENOSPC) ends the session in memory at
+// once, and returns the error; a retry then must write the delete, not
+// find the session already gone and report success, or the session, still
+// in the journal, comes back at the next open. The same for DeleteByUser,
+// and after another process's compaction (which still had the session)
+// made this store read the journal again.
+func TestJournalFailedDeleteRetried(t *testing.T) {
+	for _, tc := range []struct{ byUser, compacted bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		byUser := tc.byUser
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			lowCompactMin(t)
+			clock := newClock()
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := openStore(t, dir, clock, nil)
+			k := key(mustHandle(t))
+			if err := s.Put(ctx, k, small(clock.Now(), "revoked")); err != nil {
+				t.Fatal(err)
+			}
+			del := func() error {
+				if byUser {
+					_, err := s.DeleteByUser(ctx, "user:default/revoked")
+					return err
+				}
+				return s.Delete(ctx, k)
+			}
+			writeJournal = func(*os.File, []byte, int64) (int, error) { return 0, syscall.ENOSPC }
+			err := del()
+			writeJournal = (*os.File).WriteAt
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("revocation on a full disk: %v, want ENOSPC", err)
+			}
+			if tc.compacted {
+				if err := openStore(t, dir, clock, nil).compactNow(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.ListByUser(ctx, "user:default/revoked"); err != nil { // catches up
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Get after the failed revocation: %v, want ErrNotFound", err)
+			}
+			if err := del(); err != nil {
+				t.Fatalf("revocation retried: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := openStore(t, dir, clock, nil).Get(ctx, k); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after a reopen the revoked session is back: %v", err)
+			}
+		})
+	}
+}
+
+// A store that a failed sync broke refuses writes but still answers Get
+// from its index, so it must still see the revocations that another
+// process (`spectroauthd sessions revoke`) appends: its catch-up goes on.
+func TestJournalBrokenStoreSeesRevocation(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	daemon := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := daemon.Put(ctx, k, small(clock.Now(), "revoked")); err != nil {
+		t.Fatal(err)
+	}
+	syncJournal = func(int) error { return errors.New("injected EIO") }
+	err := daemon.Put(ctx, key(mustHandle(t)), small(clock.Now(), "lost"))
+	syncJournal = datasync
+	if err == nil || daemon.Err() == nil {
+		t.Fatalf("Put with a failing sync: %v, Err %v; want both to fail", err, daemon.Err())
+	}
+	cli := openStore(t, dir, clock, nil)
+	if err := cli.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.catchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on the broken store after another process revoked the session: %v, want ErrNotFound", err)
+	}
+}
+
+// openUpToLock does what OpenFileStore does up to taking the journal's
+// lock: it opens the journal of the store under dir and loads it without
+// the lock, reporting whether the load read it. The test goes on with
+// a.jf.lock() and a.initLocked.
+func openUpToLock(t *testing.T, dir string, clock *fakeClock) (a *FileStore, read bool) {
+	t.Helper()
+	a = &FileStore{dir: filepath.Join(dir, "sessions"), path: journalPath(dir), opts: Options{Now: clock.Now, Logger: hclog.NewNullLogger()}.withDefaults()}
+	f, err := openJournalFile(a.path, os.O_RDWR|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.jf.f.Close() })
+	if a.jf, err = newJFile(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	if read, err = a.load(false); err != nil {
+		t.Fatal(err)
+	}
+	return a, read
+}
+
+// A store that found the journal new (empty) and, before it took the
+// journal's lock, was overtaken by another process that wrote and
+// compacted it, follows to the file now at the path before it imports
+// session files of the earlier layout: appended to the replaced file, the
+// imported sessions would be lost with it, and their files removed.
+func TestJournalReplacedBeforeFirstLock(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	// The first store's open, up to its lock: the journal is new.
+	a, read := openUpToLock(t, dir, clock)
+	if read {
+		t.Fatal("the unlocked load read a new journal")
+	}
+	// Meanwhile another process writes and compacts the journal.
+	b := openStore(t, dir, clock, nil)
+	kb := key(mustHandle(t))
+	if err := b.Put(ctx, kb, small(clock.Now(), "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A session file of the earlier layout for the first store to import.
+	kl := key(mustHandle(t))
+	if err := os.WriteFile(filepath.Join(sdir, fileName(kl)), mustJSON(t, sessionFile{Version: fileVersion, Session: small(clock.Now(), "legacy")}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.jf.lock(); err != nil {
+		t.Fatal(err)
+	}
+	err := a.initLocked(read)
+	_ = a.jf.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openStore(t, dir, clock, nil)
+	for _, k := range []Key{kb, kl} {
+		if _, err := r.Get(ctx, k); err != nil {
+			t.Fatalf("session %s after the open: %v", k, err)
+		}
+	}
+}
+
+// A store opening while another process cuts a tail off the journal under
+// the lock (its write that failed, or a dead writer's torn record) may find
+// the file shorter than when it looked: the open goes on and reads the
+// journal under the lock instead.
+func TestJournalOpenWhileTailCut(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	for i := range 20 {
+		if err := s.Put(ctx, key(mustHandle(t)), small(clock.Now(), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := openJournalFile(journalPath(dir), os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	jf, err := newJFile(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		garbage := bytes.Repeat([]byte{0xff}, 4096)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := jf.lock(); err != nil {
+				t.Error(err)
+				return
+			}
+			size, _, err := jf.state(journalPath(dir))
+			if err == nil {
+				_, err = f.WriteAt(garbage, size)
+			}
+			if err == nil {
+				err = f.Truncate(size)
+			}
+			_ = jf.unlock()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 300 {
+		o, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, CatchUpInterval: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatalf("open while another process cuts a tail: %v", err)
+		}
+		if o.Len() != 20 {
+			t.Fatalf("%d sessions, want 20", o.Len())
+		}
+		_ = o.Close()
+	}
+}
+
+// An open that took the lock of a journal another process has replaced
+// since leaves journal.tmp alone until it holds the lock of the journal at
+// the path: until then the file may be a compaction under way in a process
+// that holds that lock.
+func TestJournalOpenLeavesCompactionUnderWay(t *testing.T) {
+	clock := newClock()
+	dir, sdir := storeDir(t)
+	b := openStore(t, dir, clock, nil)
+	if err := b.Put(context.Background(), key(mustHandle(t)), small(clock.Now(), "b")); err != nil {
+		t.Fatal(err)
+	}
+	// A second store's open, up to its lock, on the journal as it is now.
+	a, read := openUpToLock(t, dir, clock)
+	// The first compacts, replacing that journal, and then, holding the
+	// new one's lock, starts another compaction.
+	if err := b.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.lockJournal(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(sdir, journalTemp)
+	if err := os.WriteFile(tmp, journalHeader(), 0o600); err != nil {
+		b.unlockJournal()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := a.jf.lock()
+		if err == nil {
+			err = a.initLocked(read)
+			_ = a.jf.unlock()
+		}
+		_ = a.jf.f.Close()
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the open gets as far as it can
+	_, statErr := os.Lstat(tmp)
+	b.unlockJournal()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if statErr != nil {
+		t.Fatalf("journal.tmp of the compaction under way: %v", statErr)
+	}
+}
+
+// A symbolic link planted at journal.tmp is neither followed nor written
+// through by a compaction: the link's target keeps its content and mode.
+func TestJournalCompactionTempNoFollow(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	s := openStore(t, dir, clock, nil)
+	k := key(mustHandle(t))
+	if err := s.Put(ctx, k, small(clock.Now(), "a")); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("not a journal"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(sdir, journalTemp)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.compactNow(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(victim); err != nil || string(data) != "not a journal" {
+		t.Fatalf("the link's target after a compaction: %q, %v", data, err)
+	}
+	if fi, err := os.Lstat(journalPath(dir)); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("journal after the compaction: %v, %v", fi.Mode(), err)
+	}
+	if _, err := openStore(t, dir, clock, nil).Get(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An open's unlocked load may read whole records of a batch another
+// process is still writing (a sign out everywhere: several deletes in one
+// write) that then fails (ENOSPC) and is cut off again; that process's next
+// record, acknowledged, takes their place. Under the lock the open must
+// read the journal again rather than go on from where its load ended,
+// inside the new record, which it would take for a torn tail and cut.
+func TestJournalOpenAfterAnotherCutsABatch(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, _ := storeDir(t)
+	b := openStore(t, dir, clock, nil)
+	k1, k2 := key(mustHandle(t)), key(mustHandle(t))
+	for _, k := range []Key{k1, k2} {
+		if err := b.Put(ctx, k, small(clock.Now(), "u")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The batch, as far as it got before it failed.
+	batch := appendRecord(appendRecord(nil, opDelete, k1, nil), opDelete, k2, nil)
+	start := int64(len(readJournalFile(t, dir)))
+	f, err := openJournalFile(journalPath(dir), os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(batch, start); err != nil {
+		t.Fatal(err)
+	}
+	// The second store's open, up to its lock, reads it.
+	a, _ := openUpToLock(t, dir, clock)
+	// The write fails and is cut off; the next, a sign-in, succeeds.
+	if err := f.Truncate(start); err != nil {
+		t.Fatal(err)
+	}
+	kp := key(mustHandle(t))
+	if err := b.Put(ctx, kp, small(clock.Now(), "acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.jf.lock(); err != nil {
+		t.Fatal(err)
+	}
+	err = a.initLocked(true)
+	_ = a.jf.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*FileStore{"the open": a, "a reopen": openStore(t, dir, clock, nil)} {
+		for i, k := range []Key{k1, k2, kp} {
+			if _, err := s.Get(ctx, k); err != nil {
+				t.Errorf("%s: session %d of k1, k2, the acknowledged one: %v", name, i, err)
+			}
+		}
+	}
+}
+
+// A session file of the earlier layout, which had no size limit, whose
+// session is over the journal's record limit (an identity provider's
+// claims are not ours to bound) is left in place and logged, as an
+// unreadable one is: it must not stop the import of the others, and with
+// it every start of the daemon.
+func TestJournalMigrationSkipsOversizedFile(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir, sdir := storeDir(t)
+	big := sample(clock.Now(), "big")
+	big.Upstream.Claims = json.RawMessage(`{"groups":"` + strings.Repeat("g", maxPayload) + `"}`)
+	kBig, kOK := key(mustHandle(t)), key(mustHandle(t))
+	for k, sess := range map[Key]*Session{kBig: big, kOK: small(clock.Now(), "ok")} {
+		if err := os.WriteFile(filepath.Join(sdir, fileName(k)), mustJSON(t, sessionFile{Version: fileVersion, Session: sess}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenFileStore(dir, Options{Now: clock.Now, SweepInterval: -1, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatalf("open with an oversized session file: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Get(ctx, kOK); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(sdir, fileName(kBig))); err != nil {
+		t.Fatalf("the oversized session's file: %v", err)
 	}
 }
