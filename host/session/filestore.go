@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -384,9 +385,22 @@ func (s *FileStore) writeHeaderLocked() error {
 // truncateLocked cuts the journal at end, the end of its last good record,
 // dropping a torn or corrupt tail (a write a crash interrupted) so that
 // new records do not follow it, and syncs it.
+//
+// A crash can only tear the last write, so a tail that cannot be one (see
+// suspiciousTail) is damage to the middle of the journal, which may have
+// taken later records with it, revocations among them. That tail is kept
+// beside the journal (journal.cut-<time>, 0600) before the cut, and logged
+// at error, so an operator can see what was lost and revoke again.
 func (s *FileStore) truncateLocked(end, size int64) error {
-	s.opts.Logger.Warn("dropping the torn end of the session journal, a write an earlier crash interrupted",
-		"file", s.path, "offset", end, "bytes", size-end)
+	if kept, good, err := s.keepSuspiciousTail(end, size); err != nil {
+		return fmt.Errorf("session: keeping the journal's damaged end before cutting it: %w", err)
+	} else if kept != "" {
+		s.opts.Logger.Error("the session journal is damaged in its middle, not just torn at its end by a crash: dropping everything after its first bad record, which may include revocations (revoke the users concerned again)",
+			"file", s.path, "offset", end, "bytes", size-end, "good_records_after_it", good, "kept_in", kept)
+	} else {
+		s.opts.Logger.Warn("dropping the torn end of the session journal, a write an earlier crash interrupted",
+			"file", s.path, "offset", end, "bytes", size-end)
+	}
 	if err := s.jf.f.Truncate(end); err != nil {
 		return fmt.Errorf("session: truncating the journal's torn end: %w", err)
 	}
@@ -394,6 +408,76 @@ func (s *FileStore) truncateLocked(end, size int64) error {
 		return fmt.Errorf("session: truncating the journal's torn end: %w", &os.PathError{Op: "fdatasync", Path: s.path, Err: err})
 	}
 	return nil
+}
+
+// maxTornTail is the longest tail one interrupted write of a single record
+// leaves.
+const maxTornTail = int64(recordHdrLen + maxPayload)
+
+// keepSuspiciousTail copies the journal's bytes from end to size into a
+// new file beside it, synced, when suspiciousTail says they cannot be a
+// torn write, and returns its path and the good records found in them.
+func (s *FileStore) keepSuspiciousTail(end, size int64) (kept string, good int, err error) {
+	suspicious, good, err := suspiciousTail(s.jf.f, end, size)
+	if err != nil || !suspicious {
+		return "", good, err
+	}
+	kept = filepath.Join(s.dir, fmt.Sprintf("%s.cut-%d", journalName, s.opts.Now().UnixNano()))
+	f, err := openJournalFile(kept, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", good, err
+	}
+	_, err = io.Copy(f, io.NewSectionReader(s.jf.f, end, size-end))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(s.dir)
+	}
+	if err != nil {
+		_ = os.Remove(kept)
+		return "", good, err
+	}
+	return kept, good, nil
+}
+
+// suspiciousTail reports whether the bytes of r from end (where a bad or
+// short record starts) to size cannot be the remains of one interrupted
+// write: longer than one record can be, or holding a good record after
+// the bad one. It counts the good records it finds at any offset after
+// end. (A large batch, PutMany or DeleteByUser, torn by a crash can also
+// look like this: then keeping it aside costs a file and a log line.)
+func suspiciousTail(r io.ReaderAt, end, size int64) (bool, int, error) {
+	n := size - end
+	if n > maxTornTail {
+		return true, 0, nil
+	}
+	buf := make([]byte, n)
+	if _, err := r.ReadAt(buf, end); err != nil {
+		return false, 0, err
+	}
+	// Only where a record could start is its CRC computed, and those
+	// bytes are bounded, so a tail crafted to look like records
+	// everywhere costs at most crcBudget: then it is suspicious anyway.
+	const crcBudget = 64 << 20
+	good, checked := 0, 0
+	for off := 1; off+recordHdrLen <= len(buf); off++ {
+		rest := buf[off:]
+		l, op := int(binary.LittleEndian.Uint32(rest[:4])), rest[8]
+		if !(op == opDelete && l == 0) && !(op == opPut && l > 0 && l <= len(rest)-recordHdrLen && rest[recordHdrLen] == '{') {
+			continue
+		}
+		if checked += recordHdrLen + l; checked > crcBudget {
+			return true, good, nil
+		}
+		if scanRecords(rest[:recordHdrLen+l], func(record) {}) > 0 {
+			good++
+		}
+	}
+	return good > 0, good, nil
 }
 
 // setIndex makes the index hold the live sessions of last (each key's

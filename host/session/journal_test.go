@@ -1207,3 +1207,86 @@ func TestJournalMigrationSkipsOversizedFile(t *testing.T) {
 		t.Fatalf("the oversized session's file: %v", err)
 	}
 }
+
+// A bad record in the middle of the journal (a disk that lost or garbled a
+// write) cannot be a crash's torn tail: what follows it, a revocation
+// here, is dropped as before, but kept beside the journal and logged at
+// error. A plain torn tail keeps nothing aside.
+func TestJournalDamagedMiddleKeptAside(t *testing.T) {
+	clock := newClock()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, clock, nil)
+	first, revoked := key(mustHandle(t)), key(mustHandle(t))
+	for _, k := range []Key{first, revoked} {
+		if err := s.Put(ctx, k, small(clock.Now(), "u")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damageAt := len(readJournalFile(t, dir)) - 10 // inside revoked's put record
+	if err := s.Delete(ctx, revoked); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	whole := readJournalFile(t, dir)
+
+	damaged := slices.Clone(whole)
+	damaged[damageAt] ^= 0xff
+	var logs bytes.Buffer
+	d := copyStore(t, damaged)
+	r := openStore(t, d, clock, &logs)
+	if _, err := r.Get(ctx, first); err != nil {
+		t.Fatalf("the session before the damage: %v", err)
+	}
+	cut := filepath.Join(d, "sessions", fmt.Sprintf("%s.cut-%d", journalName, clock.Now().UnixNano()))
+	kept, err := os.ReadFile(cut)
+	if err != nil {
+		t.Fatalf("the damaged end was not kept aside: %v", err)
+	}
+	if end := len(readJournalFile(t, d)); !bytes.Equal(kept, damaged[end:]) {
+		t.Fatalf("kept %d bytes, want the %d cut off", len(kept), len(damaged)-end)
+	}
+	if fi, err := os.Stat(cut); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kept file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if !strings.Contains(logs.String(), "[ERROR]") || !strings.Contains(logs.String(), "revocations") {
+		t.Fatalf("no error naming lost revocations in the log:\n%s", logs.String())
+	}
+
+	// Torn at the end (the delete half written): nothing kept aside.
+	d2 := copyStore(t, whole[:len(whole)-5])
+	logs.Reset()
+	_ = openStore(t, d2, clock, &logs)
+	if m, _ := filepath.Glob(filepath.Join(d2, "sessions", journalName+".cut-*")); len(m) != 0 {
+		t.Fatalf("a torn tail was kept aside: %v", m)
+	}
+	if strings.Contains(logs.String(), "[ERROR]") {
+		t.Fatalf("a torn tail logged an error:\n%s", logs.String())
+	}
+}
+
+// suspiciousTail: one record's remains are a torn write; a good record
+// after a bad one, or more than one record can hold, is not.
+func TestSuspiciousTail(t *testing.T) {
+	put := appendRecord(nil, opPut, Key{1}, []byte(`{"version":1}`))
+	del := appendRecord(nil, opDelete, Key{2}, nil)
+	for _, tc := range []struct {
+		name       string
+		tail       []byte
+		suspicious bool
+		good       int
+	}{
+		{"half a record", put[:len(put)/2], false, 0},
+		{"garbage", []byte("\x07\x00\x00\x00garbage"), false, 0},
+		{"bad record, then a delete", append(flipLastByte(put), del...), true, 1},
+		{"bad record, then a put and a delete", append(append([]byte{0xde, 0xad}, put...), del...), true, 2},
+		{"longer than a record can be", make([]byte, maxTornTail+1), true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, good, err := suspiciousTail(bytes.NewReader(tc.tail), 0, int64(len(tc.tail)))
+			if err != nil || got != tc.suspicious || good != tc.good {
+				t.Fatalf("suspiciousTail = %v, %d, %v; want %v, %d", got, good, err, tc.suspicious, tc.good)
+			}
+		})
+	}
+}
