@@ -88,15 +88,22 @@ func scanSessionFiles(sdir string, files []sessionFileName, skipGone bool, visit
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), (len(files)+filesPerWorker-1)/filesPerWorker)
+	inParallel((len(files)+filesPerWorker-1)/filesPerWorker, work)
+	return first
+}
+
+// inParallel runs work on min(n, GOMAXPROCS) goroutines and waits for
+// them; on the caller's goroutine when that is one. Each work takes its
+// share of a common queue until it is empty.
+func inParallel(n int, work func()) {
+	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
 		work()
-		return first
+		return
 	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(work)
 	}
 	wg.Wait()
-	return first
 }

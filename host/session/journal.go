@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -302,15 +301,6 @@ func decodeLoaded(r io.ReaderAt, last []loaded) error {
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(batches))
-	if workers <= 1 {
-		work()
-		return first
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(work)
-	}
-	wg.Wait()
+	inParallel(len(batches), work)
 	return first
 }
