@@ -169,6 +169,17 @@ type SignInResult struct {
 	wall             []float64
 }
 
+// blocksFigure is the table's start of a sign-in row: the median CPU, the
+// blocks and their range, the parenthesis left open.
+func (r SignInResult) blocksFigure() string {
+	return fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f", r.CPUMillisPerOne, len(r.Blocks), r.BlockSignIns, r.CPUMillisMin, r.CPUMillisMax)
+}
+
+// targetFigure holds r's median against the sign-in target.
+func (r SignInResult) targetFigure() string {
+	return fmt.Sprintf("≤ %.0f ms: %s", targetSignInCPUMillis, verdict(r.CPUMillisPerOne <= targetSignInCPUMillis))
+}
+
 // ReloadFigures are a reload that restarts one plugin under /refresh load.
 type ReloadFigures struct {
 	Answer        string  `json:"answer"`
@@ -982,24 +993,20 @@ func printTable(w io.Writer, r Result) {
 		{"RSS ready / peak under load", fmt.Sprintf("%.1f MB / %.1f MB", r.RSSReadyMB, l.PeakRSSMB)},
 	}...)
 	if r.SignInBuiltin.SignIns > 0 {
-		rows = append(rows, [2]string{"daemon CPU per sign-in (built-in resolver)", fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; swapped by reloads between the chain's blocks; the plugin calls add %.2f ms, %.2f–%.2f)",
-			r.SignInBuiltin.CPUMillisPerOne, len(r.SignInBuiltin.Blocks), r.SignInBuiltin.BlockSignIns, r.SignInBuiltin.CPUMillisMin, r.SignInBuiltin.CPUMillisMax,
-			r.SignInPluginCallsAdd, r.SignInPluginCallsAddRange[0], r.SignInPluginCallsAddRange[1])})
+		rows = append(rows, [2]string{"daemon CPU per sign-in (built-in resolver)", fmt.Sprintf("%s; swapped by reloads between the chain's blocks; the plugin calls add %.2f ms, %.2f–%.2f)",
+			r.SignInBuiltin.blocksFigure(), r.SignInPluginCallsAdd, r.SignInPluginCallsAddRange[0], r.SignInPluginCallsAddRange[1])})
 	}
 	if r.SignIn.SignIns > 0 {
-		rows = append(rows, [2]string{"daemon CPU per sign-in (two-plugin chain)", fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; %.1f ms wall each; ≤ %.0f ms: %s)",
-			r.SignIn.CPUMillisPerOne, len(r.SignIn.Blocks), r.SignIn.BlockSignIns, r.SignIn.CPUMillisMin, r.SignIn.CPUMillisMax, r.SignIn.WallMillisPerOne,
-			targetSignInCPUMillis, verdict(r.SignIn.CPUMillisPerOne <= targetSignInCPUMillis))})
+		rows = append(rows, [2]string{"daemon CPU per sign-in (two-plugin chain)", fmt.Sprintf("%s; %.1f ms wall each; %s)",
+			r.SignIn.blocksFigure(), r.SignIn.WallMillisPerOne, r.SignIn.targetFigure())})
 	}
 	if r.SignInBuiltinBusy.SignIns > 0 {
-		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (built-in)", r.SignInBuiltinBusy.Concurrency), fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; the plugin calls add %.2f ms, %.2f–%.2f)",
-			r.SignInBuiltinBusy.CPUMillisPerOne, len(r.SignInBuiltinBusy.Blocks), r.SignInBuiltinBusy.BlockSignIns, r.SignInBuiltinBusy.CPUMillisMin, r.SignInBuiltinBusy.CPUMillisMax,
-			r.SignInBusyPluginCallsAdd, r.SignInBusyPluginCallsAddRange[0], r.SignInBusyPluginCallsAddRange[1])})
+		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (built-in)", r.SignInBuiltinBusy.Concurrency), fmt.Sprintf("%s; the plugin calls add %.2f ms, %.2f–%.2f)",
+			r.SignInBuiltinBusy.blocksFigure(), r.SignInBusyPluginCallsAdd, r.SignInBusyPluginCallsAddRange[0], r.SignInBusyPluginCallsAddRange[1])})
 	}
 	if r.SignInBusy.SignIns > 0 {
-		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (two-plugin chain)", r.SignInBusy.Concurrency), fmt.Sprintf("%.2f ms  (median of %d blocks of %d, %.2f–%.2f; ≤ %.0f ms: %s)",
-			r.SignInBusy.CPUMillisPerOne, len(r.SignInBusy.Blocks), r.SignInBusy.BlockSignIns, r.SignInBusy.CPUMillisMin, r.SignInBusy.CPUMillisMax,
-			targetSignInCPUMillis, verdict(r.SignInBusy.CPUMillisPerOne <= targetSignInCPUMillis))})
+		rows = append(rows, [2]string{fmt.Sprintf("  the same, %d sign-ins at once (two-plugin chain)", r.SignInBusy.Concurrency), fmt.Sprintf("%s; %s)",
+			r.SignInBusy.blocksFigure(), r.SignInBusy.targetFigure())})
 	}
 	if len(r.ReadyStarts) > 0 {
 		sessions := ""
